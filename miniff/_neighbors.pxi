@@ -1,0 +1,1 @@
+# Cell-list neighbour search. Included by _kernel.pyx.

@@ -1,0 +1,49 @@
+"""Command line: ``python -m miniff {info,version,FILE.yml}``.
+
+Argument parsing only; the work is done by :mod:`miniff.ml_util`.
+"""
+
+import argparse
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m miniff",
+        description="Run miniff workflows from a YAML job file, or print information.",
+        epilog="Commands: 'info' prints versions, OpenMP and threads; 'version' prints the version.",
+    )
+    p.add_argument("target", help="a YAML job file, or one of the commands 'info' and 'version'")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    return p
+
+
+def main(argv=None):
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    if args.target == "version":
+        from miniff.version import __version__
+
+        print(__version__)
+        return 0
+    if args.target == "info":
+        from miniff._show_versions import show_versions
+
+        show_versions()
+        return 0
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        from miniff.ml_util import run_job_file
+    except ImportError as error:
+        print(f"miniff: workflows are not available: {error}", file=sys.stderr)
+        return 2
+    try:
+        run_job_file(args.target)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"miniff: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,121 @@
+"""Build script for miniff's compiled core, ``miniff._kernel``.
+
+OpenMP is used when the C compiler can build and run a tiny OpenMP program;
+otherwise the extension is built single-threaded and a warning is printed.
+Environment variables:
+
+``MINIFF_NO_OPENMP=1``  build without OpenMP even when it is available.
+``MINIFF_DEBUG=1``      keep Cython's bounds and wrap-around checks (slow).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import textwrap
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d\\n", n > 0);
+        return 0;
+    }
+    """
+)
+
+
+def _truthy(name):
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _compiler_command():
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    return cc.split()
+
+
+def openmp_flags():
+    """Return (compile_args, link_args) enabling OpenMP, or None when unsupported."""
+    if _truthy("MINIFF_NO_OPENMP"):
+        print("miniff: MINIFF_NO_OPENMP is set; building without OpenMP.")
+        return None
+    candidates = [(["-fopenmp"], ["-fopenmp"]), (["-Xpreprocessor", "-fopenmp"], ["-lomp"])]
+    tmp = tempfile.mkdtemp(prefix="miniff-omp-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        exe = os.path.join(tmp, "probe")
+        with open(src, "w") as f:
+            f.write(OPENMP_PROBE)
+        for cflags, lflags in candidates:
+            cmd = _compiler_command() + cflags + [src, "-o", exe] + lflags
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+                out = subprocess.run([exe], check=True, capture_output=True, timeout=60)
+            except (OSError, subprocess.SubprocessError):
+                continue
+            if out.stdout.strip() == b"1":
+                return cflags, lflags
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def warn_no_openmp():
+    bar = "*" * 78
+    sys.stderr.write(
+        f"\n{bar}\n"
+        "miniff: the C compiler does not support OpenMP (probe program failed).\n"
+        "miniff will be built SINGLE-THREADED: results are identical, only slower.\n"
+        "To enable threads install an OpenMP runtime (e.g. libgomp with gcc, or\n"
+        "libomp with clang) and reinstall miniff.\n"
+        f"{bar}\n\n"
+    )
+
+
+def extensions():
+    flags = openmp_flags()
+    compile_args = ["-O3"]
+    link_args = []
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    if flags is None:
+        if not _truthy("MINIFF_NO_OPENMP"):
+            warn_no_openmp()
+    else:
+        compile_args += flags[0]
+        link_args += flags[1]
+        print("miniff: building with OpenMP (" + " ".join(flags[0]) + ")")
+    ext = Extension(
+        "miniff._kernel",
+        sources=["miniff/_kernel.pyx"],
+        include_dirs=[numpy.get_include(), "miniff"],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        define_macros=macros,
+    )
+    debug = _truthy("MINIFF_DEBUG")
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "cdivision": True,
+        "initializedcheck": debug,
+        "embedsignature": True,
+    }
+    return cythonize(
+        [ext],
+        compiler_directives=directives,
+        build_dir="build/cython",
+    )
+
+
+setup(ext_modules=extensions())
