@@ -1,3 +1,49 @@
-"""Structures and neighbour lists (placeholder until the neighbour-list work lands)."""
+"""Structures and neighbour lists: the public face of miniff's ``kernel`` module.
 
-from miniff._compiled import kernel_module  # noqa: F401  (fails with build instructions when unbuilt)
+- :class:`Cell`: a box with atoms in fractional coordinates and metadata;
+- :class:`NeighborWrapper`: a cell with its full neighbour list (a cell-list search in the
+  compiled core, OpenMP-parallel, any triclinic cell and mixed periodicity) and the evaluation of
+  potentials (``eval``, ``total``, ``grad``, ``stress``, ``relax``);
+- species encoding helpers, radial/angular distribution functions and energy profiles.
+
+Units: Å, eV, radians.
+
+Examples
+--------
+>>> import numpy as np
+>>> from miniff.kernel import Cell, NeighborWrapper
+>>> cell = Cell(np.eye(3) * 5.43, [[0, 0, 0], [0.25, 0.25, 0.25]], ["Si", "Si"])
+>>> nw = NeighborWrapper(cell, cutoff=3.0)
+>>> nw.pairs.n_pairs  # one bond, both directions
+2
+>>> nw.pairs.d_p.round(3).tolist()
+[2.351, 2.351]
+"""
+
+from miniff._analysis import batch_rdf, profile, profile_directed_strain, profile_strain
+from miniff._cell import Cell
+from miniff._pairlist import PairList
+from miniff._species import SpeciesEncoder, encode_potentials, encode_species
+from miniff._wrapper import NeighborWrapper
+
+try:  # provided by the evaluation module (Contract 4) once it lands
+    from miniff._evaluate import OptimizationWarning
+except ImportError:  # pragma: no cover - placeholder period
+
+    class OptimizationWarning(UserWarning):
+        """Warned when a structural relaxation does not converge."""
+
+
+__all__ = [
+    "Cell",
+    "NeighborWrapper",
+    "PairList",
+    "SpeciesEncoder",
+    "encode_species",
+    "encode_potentials",
+    "batch_rdf",
+    "profile",
+    "profile_strain",
+    "profile_directed_strain",
+    "OptimizationWarning",
+]

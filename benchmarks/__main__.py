@@ -1,0 +1,159 @@
+"""Command line: ``python -m benchmarks run [--quick] [--only CASES]`` and ``python -m benchmarks report``."""
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import RESULTS_SCHEMA
+from benchmarks._env import environment
+from benchmarks._report import format_table, update_readme, write_json
+from benchmarks._runner import Row
+from benchmarks._targets import evaluate_targets
+from benchmarks._timing import TimingSettings
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUTPUT = HERE / "results.json"
+README = HERE / "README.md"
+
+#: Case name -> module (each has ``run(settings, **sizes) -> (rows, derived)``).
+CASES = {
+    "neighbors": "benchmarks.bench_neighbors",
+    "descriptors": "benchmarks.bench_descriptors",
+    "nn": "benchmarks.bench_nn",
+    "md": "benchmarks.bench_md",
+    "training": "benchmarks.bench_training",
+    "lammps": "benchmarks.bench_lammps",
+}
+
+#: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
+PROFILES = {
+    "smoke": {
+        "settings": TimingSettings(warmup=0, repeat=5),
+        "neighbors": {"sizes": [64]},
+        "descriptors": {"sizes": [64], "threads_n": 64},
+        "nn": {"sizes": [64]},
+        "md": {"sizes": [64]},
+        "training": {"n_structures": 4, "reps": (1, 1, 1)},
+        "lammps": {"sw_sizes": [64], "lj_sizes": [256], "steps": 2, "lj_solo_sizes": [500]},
+    },
+    "quick": {
+        "settings": TimingSettings(warmup=1, repeat=5),
+        "neighbors": {"sizes": [1000, 8000], "ase_max": 1000},
+        "descriptors": {"sizes": [1000], "threads_n": 1000},
+        "nn": {"sizes": [1000]},
+        "md": {"sizes": [1000]},
+        "training": {"n_structures": 40, "reps": (2, 2, 2)},
+        "lammps": {"sw_sizes": [8000], "lj_sizes": [32000], "steps": 5},
+    },
+    "full": {
+        "settings": TimingSettings(warmup=1, repeat=7),
+        "neighbors": {"sizes": [1000, 8000, 64000, 216000], "solo_sizes": [1_000_000], "ase_max": 64000},
+        "descriptors": {"sizes": [1000, 8000], "threads_n": 8000},
+        "nn": {"sizes": [1000]},
+        "md": {"sizes": [1000, 10000]},
+        "training": {"n_structures": 200, "reps": (2, 2, 2)},
+        "lammps": {"sw_sizes": [8000, 64000], "lj_sizes": [32000, 256000], "steps": 10,
+                   "lj_solo_sizes": [1_000_000]},
+    },
+}
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the benchmarks, print the table, write results.json")
+    run.add_argument("--quick", action="store_true", help="small sizes (< 3 minutes in total)")
+    run.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                     help="size profile (default: full; --quick = quick; smoke = tiny sizes for the test suite)")
+    run.add_argument("--only", default=None, help=f"comma-separated cases among: {','.join(CASES)}")
+    run.add_argument("--output", default=str(DEFAULT_OUTPUT), help="where to write the JSON results")
+    run.add_argument("--readme", action="store_true", help="also write the table into benchmarks/README.md")
+    rep = sub.add_parser("report", help="print (and optionally write into the README) saved results")
+    rep.add_argument("--input", default=str(DEFAULT_OUTPUT))
+    rep.add_argument("--readme", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        if args.quick and args.profile not in (None, "quick"):
+            parser.error("--quick and --profile disagree")
+        args.profile = "quick" if args.quick else (args.profile or "full")
+        cases = list(CASES) if args.only is None else [c.strip() for c in args.only.split(",") if c.strip()]
+        unknown = [c for c in cases if c not in CASES]
+        if unknown:
+            parser.error(f"unknown case(s) {', '.join(unknown)}; choose among {', '.join(CASES)}")
+        args.cases = cases
+    return args
+
+
+def run_cases(profile, cases, log=print):
+    """Run ``cases`` with the sizes of ``profile`` and return the results dict (see README)."""
+    config = PROFILES[profile]
+    settings = config["settings"]
+    rows, derived = [], {}
+    start = time.perf_counter()
+    env = environment()
+    for case in cases:
+        t0 = time.perf_counter()
+        log(f"[benchmarks] {case} ...", flush=True)
+        try:
+            module = importlib.import_module(CASES[case])
+            case_rows, case_derived = module.run(settings=settings, **config[case])
+        except Exception as exc:  # a broken case is reported as a row, the others still run
+            case_rows = [Row(case, 0, "miniff", status="error", note=f"{type(exc).__name__}: {exc}")]
+            case_derived = {}
+        rows += case_rows
+        if case_derived:
+            derived[case] = case_derived
+        log(f"[benchmarks] {case} done in {time.perf_counter() - t0:.1f} s", flush=True)
+    row_dicts = [r.to_dict() for r in rows]
+    return {
+        "schema": RESULTS_SCHEMA,
+        "profile": profile,
+        "cases": cases,
+        "repeat": settings.repeat,
+        "warmup": settings.warmup,
+        "environment": env,
+        "rows": row_dicts,
+        "derived": derived,
+        "targets": evaluate_targets(row_dicts, derived),
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+def _print_results(results):
+    print(format_table(results["rows"]))
+    for case, values in results["derived"].items():
+        print(f"{case}: {values}")
+    for t in results["targets"]:
+        print(f"issue {t['issue']}: {t['target']}: {t['measured']} -> {t['verdict']}")
+
+
+def main(argv=None):
+    """Entry point of ``python -m benchmarks``."""
+    os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
+    # Idle OpenMP threads sleep instead of spinning (libgomp, used by miniff and torch alike): on a busy,
+    # oversubscribed machine spinning threads slow parallel regions down by 10-50x. Export
+    # OMP_WAIT_POLICY=ACTIVE to measure with spinning threads. Set before miniff or torch are imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "run":
+        results = run_cases(args.profile, args.cases)
+        write_json(results, args.output)
+        _print_results(results)
+        print(f"results written to {args.output} ({results['wall_s']:.1f} s)")
+    else:
+        import json
+
+        with open(args.input) as f:
+            results = json.load(f)
+        _print_results(results)
+    if args.readme:
+        update_readme(str(README), results)
+        print(f"table written into {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

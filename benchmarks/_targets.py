@@ -1,0 +1,101 @@
+"""The "Fast" targets of the issues, judged from measured rows: met / not met / not measured."""
+
+__all__ = ["TARGETS", "evaluate_targets"]
+
+
+def _rows(rows, case, tool, n_min=0, n_max=float("inf")):
+    return [r for r in rows if r["case"] == case and r["tool"] == tool and n_min <= r["n_atoms"] <= n_max]
+
+
+def _ratio_target(rows, case, tool, limit, n_min=0, n_max=float("inf")):
+    """All ``ratio`` values (miniff time / tool time) of ``case`` and ``tool`` must be <= limit."""
+    measured = []
+    ok = True
+    for peer in _rows(rows, case, tool, n_min, n_max):
+        mini = _rows(rows, case, "miniff", peer["n_atoms"], peer["n_atoms"])
+        if peer["ratio"] is None or not mini:
+            continue
+        checked = peer["check"] is not False and mini[0]["check"] is not False
+        measured.append(f"{peer['ratio']:.2f} at N={peer['n_atoms']}" + ("" if checked else " (check FAILED)"))
+        ok = ok and checked and peer["ratio"] <= limit
+    if not measured:
+        return "not measured", "not measured"
+    return "; ".join(measured), "met" if ok else "not met"
+
+
+def _value_target(value, limit, fmt, smaller_is_better=True):
+    if value is None:
+        return "not measured", "not measured"
+    ok = value <= limit if smaller_is_better else value >= limit
+    return format(value, fmt), "met" if ok else "not met"
+
+
+def _neighbors_exponent(rows, derived):
+    sizes = {r["n_atoms"] for r in _rows(rows, "neighbors", "miniff", 8000, 216000) if r["status"] == "ok"}
+    if len(sizes) < 2:
+        return "not measured", "not measured"
+    value = (derived.get("neighbors") or {}).get("exponent", {}).get("miniff")
+    return _value_target(value, 1.1, ".2f")
+
+
+def _million(rows, derived):
+    big = [r for r in _rows(rows, "neighbors", "miniff", 900_000) if r["median_s"]]
+    if not big:
+        return "not measured", "not measured"
+    value, verdict = _value_target(big[0]["median_s"], 3.0, ".2f")
+    if big[0]["check"] is False:
+        verdict = "not met"
+        value += " s (check FAILED)"
+    else:
+        value += " s"
+    return value, verdict
+
+
+def _speedup(rows, derived):
+    value = (derived.get("descriptors") or {}).get("speedup_1_to_2_threads")
+    return _value_target(value, 1.7, ".2f", smaller_is_better=False)
+
+
+#: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
+TARGETS = [
+    ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
+     lambda rows, d: _ratio_target(rows, "neighbors", "vesin", 1.0, 8000, 216000)),
+    ("3", "floor: time(miniff)/time(vesin) <= 1.5 at 8k-216k",
+     lambda rows, d: _ratio_target(rows, "neighbors", "vesin", 1.5, 8000, 216000)),
+    ("3", "linear scaling: log-log exponent <= 1.1 from 8k to 216k", _neighbors_exponent),
+    ("3", "1 000 000 atoms in < 3 s", _million),
+    ("4", "descriptor values <= 0.33 x TorchANI float32",
+     lambda rows, d: _ratio_target(rows, "descriptors", "torchani", 0.33)),
+    ("4", "values + sparse Jacobian <= 0.4 x TorchANI float32 forward+backward",
+     lambda rows, d: _ratio_target(rows, "descriptors-grad", "torchani", 0.4)),
+    ("4", ">= 1.7x speed-up from 1 to 2 threads (descriptor values + Jacobian)", _speedup),
+    ("5", "NN energy + forces <= 0.5 x TorchANI float32 at 1k",
+     lambda rows, d: _ratio_target(rows, "nn-energy-forces", "torchani", 0.5, 900, 1100)),
+    ("7", "MD step through the ASE calculator <= 0.5 x TorchANI's calculator",
+     lambda rows, d: _ratio_target(rows, "md-nn", "torchani", 0.5)),
+    ("9", "SW total + grad <= 1.0 x LAMMPS at 64k",
+     lambda rows, d: _ratio_target(rows, "lammps-sw", "lammps", 1.0, 60000, 70000)),
+]
+
+
+def evaluate_targets(rows, derived):
+    """Judge every target.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Result rows as in ``results.json``.
+    derived : dict
+        Per-case derived numbers (exponents, speed-ups).
+
+    Returns
+    -------
+    list of dict
+        ``{"issue", "target", "measured", "verdict"}`` with verdict ``"met"``, ``"not met"`` or
+        ``"not measured"``.
+    """
+    out = []
+    for issue, text, judge in TARGETS:
+        measured, verdict = judge(rows, derived)
+        out.append({"issue": issue, "target": text, "measured": measured, "verdict": verdict})
+    return out

@@ -1,0 +1,198 @@
+"""The common base of the workflows: loading cells, ordering them, building neighbour lists."""
+
+import glob
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["Workflow", "resolve_dtype", "DEFAULT_UNITS"]
+
+#: Display units of 0.1.4's ``units="default"`` (display only: miniff computes in eV and Å).
+DEFAULT_UNITS = {"energy": "meV", "length": "angstrom", "force": "meV/angstrom"}
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "double": torch.float64, "float": torch.float32}
+
+
+def resolve_dtype(dtype):
+    """A torch floating dtype from a dtype or its name (``"float64"``, ``"float32"``)."""
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        return dtype
+    if isinstance(dtype, str):
+        key = dtype.replace("torch.", "").lower()
+        if key in _DTYPES:
+            return _DTYPES[key]
+    raise ValueError(f"dtype must be 'float32', 'float64' or a torch floating dtype, got {dtype!r}")
+
+
+class Workflow:
+    """Base of the fitting and evaluation workflows (init / prepare / run).
+
+    Parameters
+    ----------
+    dtype : torch.dtype or str
+        Floating-point type of datasets and networks (``"float64"`` by default).
+    log : logging.Logger or None
+        Where progress messages go (``logging.getLogger("miniff.workflow")`` by default).
+    seed : int or None
+        Seeds numpy's and torch's global generators (network initialisation).
+    mpl_backend : str or None
+        ``matplotlib.use(mpl_backend)`` when given.
+    mpl_save_ext : str
+        Extension of saved figures.
+    units : None, "default" or dict
+        Display units (0.1.4 compatibility; computations are always in eV and Å).
+    units_are_known : bool
+        Accepted for 0.1.4 compatibility (units are always known now).
+    tag : str or None
+        Name of the workflow (used in file names); a per-class default otherwise.
+    n_threads : int or None
+        Threads of the compiled kernels (None: OMP_NUM_THREADS or all cores).
+    """
+
+    default_tag = "workflow"
+
+    def __init__(self, dtype="float64", log=None, seed=None, mpl_backend=None, mpl_save_ext="png", units=None,
+                 units_are_known=False, tag=None, n_threads=None):
+        self.dtype = resolve_dtype(dtype)
+        self.log = log if log is not None else logging.getLogger("miniff.workflow")
+        self.seed = seed
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"seed must be an integer or None, got {type(seed).__name__}")
+            np.random.seed(int(seed))
+            torch.manual_seed(int(seed))
+        if mpl_backend is not None:
+            import matplotlib
+
+            matplotlib.use(mpl_backend)
+        self.mpl_save_ext = mpl_save_ext
+        if units == "default":
+            units = dict(DEFAULT_UNITS)
+        elif units is not None and not isinstance(units, dict):
+            raise ValueError(f"units must be None, 'default' or a dict, got {units!r}")
+        self.units = units
+        self.tag = self.default_tag if tag is None else str(tag)
+        self.n_threads = n_threads
+        self.cells = []
+        self.cells_nw = None
+        self._cutoff = None
+
+    # ------------------------------------------------------------------ cells
+    @staticmethod
+    def load_cells_individual(fn, index=":", selection=None):
+        """Read the cells of one file (any ASE-readable file, an ase.db, or a 0.1.4 cells JSON)."""
+        from miniff.io import read_cells
+
+        return list(read_cells(fn, index=index, selection=selection))
+
+    def load_cells(self, filenames, root=None, append=False, index=":", selection=None):
+        """Load cells into ``self.cells``.
+
+        Parameters
+        ----------
+        filenames : str, Path, Cell, or a list of them
+            Glob patterns (relative to ``root``), paths, ``Cell`` objects or lists of cells.
+        root : str or None
+            Folder the patterns are relative to (default: the current directory).
+        append : bool
+            Add to the cells already loaded instead of replacing them.
+        index, selection
+            Passed to :func:`miniff.io.read_cells` for every file.
+
+        Returns
+        -------
+        list of Cell
+        """
+        from miniff.kernel import Cell
+
+        items = filenames if isinstance(filenames, (list, tuple)) else [filenames]
+        cells = []
+        for item in items:
+            if isinstance(item, Cell):
+                cells.append(item)
+            elif isinstance(item, (list, tuple)) and all(isinstance(c, Cell) for c in item):
+                cells.extend(item)
+            elif isinstance(item, Path):
+                path = item if root is None or item.is_absolute() else Path(root) / item
+                if not path.exists():
+                    raise FileNotFoundError(f"fn_cells: no such file {str(path)!r}")
+                cells.extend(self.load_cells_individual(path, index, selection))
+            elif isinstance(item, str):
+                if "://" in item:
+                    cells.extend(self.load_cells_individual(item, index, selection))
+                    continue
+                pattern = item if root is None or os.path.isabs(item) else os.path.join(root, item)
+                matches = sorted(glob.glob(pattern))
+                if not matches:
+                    where = os.path.abspath(root) if root is not None else os.getcwd()
+                    raise FileNotFoundError(f"fn_cells: no file matches {item!r} (looked in {where!r})")
+                for m in matches:
+                    cells.extend(self.load_cells_individual(m, index, selection))
+            else:
+                raise TypeError(f"fn_cells entries must be paths, glob patterns or cells, got {type(item).__name__}")
+        if not cells:
+            raise ValueError("fn_cells: no cells loaded")
+        self.cells = (list(self.cells) if append else []) + cells
+        self.cells_nw = None
+        self.log.info("%d cells loaded", len(self.cells))
+        return self.cells
+
+    def reorder_cells(self, order="random", seed=None):
+        """Reorder ``self.cells``: ``"random"`` (with ``seed``), or a sequence of indices."""
+        n = len(self.cells)
+        if isinstance(order, str):
+            if order != "random":
+                raise ValueError(f"cells_order must be 'random', None or a list of indices, got {order!r}")
+            perm = np.random.default_rng(seed).permutation(n)
+        else:
+            perm = np.asarray(order, dtype=int)
+            if sorted(perm.tolist()) != list(range(n)):
+                raise ValueError(f"cells_order must be a permutation of range({n})")
+        self.cells = [self.cells[i] for i in perm]
+        self.cells_nw = None
+        return perm
+
+    def subset_cells(self, n):
+        """Keep the first ``n`` cells."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"cells_subset must be a positive integer, got {n!r}")
+        self.cells = self.cells[:n]
+        self.cells_nw = None
+
+    def save_cells(self, dest):
+        """Write ``self.cells`` to ``dest`` (extxyz or any format of :func:`miniff.io.write_cells`)."""
+        from miniff.io import write_cells
+
+        write_cells(self.cells, dest)
+
+    @property
+    def cutoff(self):
+        """The neighbour cutoff of the wrappers, Å."""
+        return self._cutoff
+
+    def compute_neighbors(self, cutoff, nw_kwargs=None):
+        """Wrap every cell in a ``NeighborWrapper`` with pair distances up to ``cutoff`` (Å)."""
+        from miniff.kernel import NeighborWrapper
+
+        nw_kwargs = dict(nw_kwargs or {})
+        self._cutoff = float(cutoff)
+        wrappers = []
+        for c in self.cells:
+            kw = dict(nw_kwargs)
+            if "pbc" not in kw and "pbc" in c.meta:
+                kw["pbc"] = tuple(bool(x) for x in c.meta["pbc"])
+            wrappers.append(NeighborWrapper(c, cutoff=self._cutoff, **kw))
+        self.cells_nw = wrappers
+        return wrappers
+
+    def groups(self):
+        """The ``meta["group"]`` label of every cell (None when no cell carries one)."""
+        labels = [c.meta.get("group") for c in self.cells]
+        if all(g is None for g in labels):
+            return None
+        return [str(g) if g is not None else "-" for g in labels]

@@ -1,0 +1,138 @@
+"""Descriptor values and sparse Jacobians of one cell, and species bookkeeping across cells.
+
+Uses ``miniff.potentials.eval_descriptors`` (DEVELOPING.md, Contract 3): values ``[N, F]`` and the per-pair
+Jacobian ``jac_pfc[p] = d values[i_p] / d D_pc[p]`` with ``D_pc = r[j_p] + S @ cell - r[i_p]``, hence
+``d values[i_p] / d r[j_p] = +jac_pfc[p]`` and ``d values[i_p] / d r[i_p] = -jac_pfc[p]`` (summed over pairs).
+"""
+
+import numpy as np
+import torch
+
+__all__ = ["species_of", "collect_atoms", "encode_species", "check_descriptors", "descriptors_cutoff",
+           "cell_descriptor_data"]
+
+
+def eval_descriptors_hook():
+    """``miniff.potentials.eval_descriptors`` (looked up at call time; tests may substitute it)."""
+    from miniff.potentials import eval_descriptors
+
+    return eval_descriptors
+
+
+def species_of(cell):
+    """Species labels ``[N]`` (str) of a ``Cell`` or ``NeighborWrapper``."""
+    values = getattr(cell, "values", None)
+    if values is None and hasattr(cell, "cell"):
+        values = cell.cell.values
+    if values is None:
+        raise TypeError(f"expected a Cell or NeighborWrapper, got {type(cell).__name__}")
+    return np.asarray(values).astype(str).reshape(-1)
+
+
+def collect_atoms(cells):
+    """Species of all cells padded into a masked array ``[S, A]`` of str (padding masked)."""
+    values = [species_of(c) for c in cells]
+    a = max((len(v) for v in values), default=0)
+    width = max((len(x) for v in values for x in v), default=1)
+    data = np.full((len(values), a), "", dtype=f"<U{max(width, 1)}")
+    mask = np.ones((len(values), a), dtype=bool)
+    for s, v in enumerate(values):
+        data[s, :len(v)] = v
+        mask[s, :len(v)] = False
+    return np.ma.masked_array(data, mask=mask)
+
+
+def encode_species(cells):
+    """Species codes of all cells.
+
+    Returns
+    -------
+    values : Tensor of shape (S, A), int64
+        Index into ``key`` of every atom, -1 for padding.
+    key : ndarray of str
+        Sorted unique species of all cells.
+    """
+    per_cell = [species_of(c) for c in cells]
+    key = np.unique(np.concatenate(per_cell)) if per_cell else np.array([], dtype=str)
+    a = max((len(v) for v in per_cell), default=0)
+    out = torch.full((len(per_cell), a), -1, dtype=torch.int64)
+    for s, v in enumerate(per_cell):
+        out[s, :len(v)] = torch.from_numpy(np.searchsorted(key, v).astype(np.int64))
+    return out, key
+
+
+def check_descriptors(descriptors):
+    """Validate ``{species: [tagged descriptor potentials]}``; return it as a dict with list values."""
+    if not isinstance(descriptors, dict) or not descriptors:
+        raise TypeError("descriptors must be a non-empty dict {species: [descriptor potentials]}")
+    out = {}
+    for species, items in descriptors.items():
+        items = [items] if not isinstance(items, (list, tuple)) else list(items)
+        if not items:
+            raise ValueError(f"descriptors[{species!r}] is empty")
+        for k, d in enumerate(items):
+            tag = getattr(d, "tag", None)
+            if not isinstance(tag, str):
+                raise ValueError(f"descriptors[{species!r}][{k}] has no string tag (e.g. '{species}-{species}')")
+            if tag.split("-")[0] != str(species):
+                raise ValueError(f"descriptors[{species!r}][{k}] has tag {tag!r}: its centre species must be "
+                                 f"{species!r}")
+        out[str(species)] = items
+    return out
+
+
+def descriptors_cutoff(descriptors):
+    """Largest cutoff (Å) of all descriptors of a ``{species: [...]}`` dict."""
+    return max(float(d.cutoff) for items in descriptors.values() for d in items)
+
+
+def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
+    """Descriptors of the atoms of one species in one cell, with their sparse Jacobian.
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        With distances computed up to the descriptors' cutoff.
+    descriptors : list of LocalPotential
+        Descriptors with tags centred on ``species``.
+    species : str
+    grad : bool
+        Also return the Jacobian.
+    n_threads : int or None
+
+    Returns
+    -------
+    features_nf : ndarray of shape (n_k, D), float64
+        Descriptors of the ``n_k`` atoms of ``species`` in order of appearance.
+    jac : tuple or None
+        ``(point_e [E] int64, atom_e [E] int64, values_edc [E, D, 3] float64)``: one entry per pair with a
+        nonzero derivative (neighbour atom) and one self entry per atom.
+    atoms_n : ndarray of shape (n_k,), int64
+        Indices of those atoms in the cell.
+    """
+    labels = species_of(nw)
+    atoms_n = np.flatnonzero(labels == species).astype(np.int64)
+    n_k, d = len(atoms_n), len(descriptors)
+    if n_k == 0:
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, d, 3))) if grad else None
+        return np.zeros((0, d)), empty, atoms_n
+    values_nf, jac_pfc = eval_descriptors_hook()(nw, list(descriptors), grad=grad, n_threads=n_threads,
+                                          ignore_missing_species=True)
+    features_nf = np.ascontiguousarray(values_nf[atoms_n], dtype=np.float64)
+    if not grad:
+        return features_nf, None, atoms_n
+    pairs = nw.pairs
+    pos_n = np.full(len(labels), -1, dtype=np.int64)
+    pos_n[atoms_n] = np.arange(n_k)
+    i_p = pairs.i_p
+    keep = pos_n[i_p] >= 0
+    if jac_pfc.size:
+        keep &= np.any(jac_pfc.reshape(len(jac_pfc), -1) != 0, axis=1)
+    point_pair = pos_n[i_p[keep]]
+    jac = torch.from_numpy(np.ascontiguousarray(jac_pfc[keep], dtype=np.float64))
+    self_values = torch.zeros(n_k, d, 3, dtype=torch.float64)
+    self_values.index_add_(0, torch.from_numpy(point_pair), jac, alpha=-1)
+    point_e = np.concatenate([point_pair, np.arange(n_k)])
+    atom_e = np.concatenate([np.asarray(pairs.j_p, dtype=np.int64)[keep], atoms_n])
+    values = torch.cat([jac, self_values]).numpy()
+    return features_nf, (point_e, atom_e, values), atoms_n

@@ -1,0 +1,224 @@
+"""Sparse descriptor Jacobians for force training.
+
+The derivative of the features of one species with respect to the atomic positions is stored in
+coordinate (COO) form: entry ``e`` says that feature vector ``features[sample_e[e], point_e[e], :]``
+depends on the position of atom ``atom_e[e]`` of the same sample with the derivative
+``values_edc[e] = d features[s, p, :] / d r[s, a, :]`` (shape ``[D, 3]``, 1/Å for unit-less
+descriptors).  Built from the per-pair Jacobian of ``eval_descriptors`` (Contract 3), there is one
+entry per pair ``(i, j)`` (``+jac`` on the neighbour ``j``) and one self entry per atom ``i``
+(``-sum of jac`` over its pairs), so memory grows like pairs x descriptors, never like atoms^2.
+
+Entries are sorted by sample; ``ptr_s`` (``[S + 1]``) delimits the entries of each sample so that
+selecting samples is a cheap gather.
+"""
+
+import torch
+
+__all__ = ["SparseJacobian"]
+
+
+def _as_index(name, x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(x.shape)}")
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor, got {x.dtype}")
+    return x.to(torch.int64)
+
+
+class SparseJacobian:
+    """Feature derivatives with respect to atomic positions in COO form (see the module docstring).
+
+    Parameters
+    ----------
+    sample_e, point_e, atom_e : Tensor of shape (n_entries,), int64
+        Sample, point (atom of this species, padded index) and atom (index within the cell) of every
+        entry.  ``sample_e`` must be sorted (non-decreasing).
+    values_edc : Tensor of shape (n_entries, n_features, 3), floating point, 1/Å
+        ``d features[s, p, :] / d r[s, a, :]`` for every entry.
+    n_samples, n_points, n_atoms : int
+        The dense shape ``[S, P, A]`` the indices refer to.
+    """
+
+    def __init__(self, sample_e, point_e, atom_e, values_edc, n_samples, n_points, n_atoms):
+        sample_e = _as_index("sample_e", sample_e)
+        point_e = _as_index("point_e", point_e)
+        atom_e = _as_index("atom_e", atom_e)
+        if not isinstance(values_edc, torch.Tensor):
+            raise TypeError(f"values_edc must be a torch.Tensor, got {type(values_edc).__name__}")
+        if values_edc.ndim != 3 or values_edc.shape[2] != 3:
+            raise ValueError(f"values_edc must have shape (n_entries, n_features, 3), got {tuple(values_edc.shape)}")
+        if not values_edc.dtype.is_floating_point:
+            raise ValueError(f"values_edc must be floating point, got {values_edc.dtype}")
+        n = len(values_edc)
+        for name, x in (("sample_e", sample_e), ("point_e", point_e), ("atom_e", atom_e)):
+            if len(x) != n:
+                raise ValueError(f"{name} has {len(x)} entries but values_edc has {n}")
+        for name, x, bound in (("sample_e", sample_e, n_samples), ("point_e", point_e, n_points),
+                               ("atom_e", atom_e, n_atoms)):
+            if n and (int(x.min()) < 0 or int(x.max()) >= bound):
+                raise ValueError(f"{name} has indices outside [0, {bound})")
+        if n > 1 and bool((sample_e[1:] < sample_e[:-1]).any()):
+            raise ValueError("sample_e must be sorted (non-decreasing)")
+        if not bool(torch.isfinite(values_edc).all()):
+            raise ValueError("features_g (values_edc) contains NaN or inf")
+        self.sample_e = sample_e
+        self.point_e = point_e
+        self.atom_e = atom_e
+        self.values_edc = values_edc
+        self.n_samples = int(n_samples)
+        self.n_points = int(n_points)
+        self.n_atoms = int(n_atoms)
+        counts = torch.bincount(sample_e, minlength=self.n_samples)
+        self.ptr_s = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(counts, 0)])
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self):
+        """Floating-point dtype of the values."""
+        return self.values_edc.dtype
+
+    @property
+    def n_features(self):
+        """Number of features D."""
+        return self.values_edc.shape[1]
+
+    @property
+    def n_entries(self):
+        """Number of stored entries E."""
+        return len(self.values_edc)
+
+    def __repr__(self):
+        return (f"SparseJacobian(n_samples={self.n_samples}, n_points={self.n_points}, n_atoms={self.n_atoms}, "
+                f"n_features={self.n_features}, n_entries={self.n_entries}, dtype={self.dtype})")
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_dense(cls, features_g):
+        """Build from the dense 0.1.4 layout (legacy input).
+
+        Parameters
+        ----------
+        features_g : Tensor of shape (S, P, D, A, 3)
+            ``features_g[s, p, d, a, :] = d features[s, p, d] / d r[s, a, :]``.
+
+        Returns
+        -------
+        SparseJacobian
+            One entry per ``(s, p, a)`` with a nonzero derivative.
+        """
+        if not isinstance(features_g, torch.Tensor):
+            raise TypeError(f"features_g must be a torch.Tensor, got {type(features_g).__name__}")
+        if features_g.ndim != 5 or features_g.shape[4] != 3:
+            raise ValueError(f"features_g must have shape (S, P, D, A, 3), got {tuple(features_g.shape)}")
+        s, p, d, a, _ = features_g.shape
+        v = features_g.permute(0, 1, 3, 2, 4)  # [S, P, A, D, 3]
+        nz = (v != 0).flatten(3).any(-1)
+        idx = nz.nonzero()
+        values = v[idx[:, 0], idx[:, 1], idx[:, 2]]
+        return cls(idx[:, 0], idx[:, 1], idx[:, 2], values, s, p, a)
+
+    def to_dense(self):
+        """The dense ``[S, P, D, A, 3]`` tensor (for tests and small systems only)."""
+        out = torch.zeros(self.n_samples, self.n_points, self.n_atoms, self.n_features, 3, dtype=self.dtype)
+        out.index_put_((self.sample_e, self.point_e, self.atom_e), self.values_edc, accumulate=True)
+        return out.permute(0, 1, 3, 2, 4).contiguous()
+
+    # ------------------------------------------------------------------ transforms
+    def with_values(self, values_edc):
+        """A copy with the same indices and new values ``[E, D', 3]``."""
+        out = object.__new__(SparseJacobian)
+        out.__dict__.update(self.__dict__)
+        if values_edc.shape[0] != self.n_entries or values_edc.ndim != 3:
+            raise ValueError(f"values_edc must have shape ({self.n_entries}, D, 3), got {tuple(values_edc.shape)}")
+        out.values_edc = values_edc
+        return out
+
+    def to(self, dtype):
+        """A copy with values cast to ``dtype``."""
+        return self.with_values(self.values_edc.to(dtype))
+
+    def padded(self, n_points=None, n_atoms=None):
+        """The same entries referring to a larger dense shape (padding is free in COO form)."""
+        n_points = self.n_points if n_points is None else int(n_points)
+        n_atoms = self.n_atoms if n_atoms is None else int(n_atoms)
+        if n_points < self.n_points or n_atoms < self.n_atoms:
+            raise ValueError("padding cannot shrink the Jacobian")
+        out = self.with_values(self.values_edc)
+        out.n_points, out.n_atoms = n_points, n_atoms
+        return out
+
+    def subset(self, indices):
+        """Select samples (in the given order; repetitions allowed).
+
+        Parameters
+        ----------
+        indices : Tensor of shape (K,), int64
+            Sample indices.
+
+        Returns
+        -------
+        SparseJacobian
+            With ``n_samples = K``; sample ``k`` of the result is sample ``indices[k]`` of this one.
+        """
+        indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        start = self.ptr_s[indices]
+        count = self.ptr_s[indices + 1] - start
+        total = int(count.sum())
+        new_sample = torch.repeat_interleave(torch.arange(len(indices)), count)
+        offsets = torch.cumsum(count, 0) - count
+        entries = torch.arange(total) - torch.repeat_interleave(offsets - start, count)
+        return SparseJacobian(new_sample, self.point_e[entries], self.atom_e[entries], self.values_edc[entries],
+                              len(indices), self.n_points, self.n_atoms)
+
+    @staticmethod
+    def cat(items, n_points=None, n_atoms=None):
+        """Concatenate Jacobians along samples (padding points and atoms to the largest)."""
+        items = list(items)
+        if not items:
+            raise ValueError("items must not be empty")
+        n_points = max(i.n_points for i in items) if n_points is None else n_points
+        n_atoms = max(i.n_atoms for i in items) if n_atoms is None else n_atoms
+        offsets = [0]
+        for i in items:
+            offsets.append(offsets[-1] + i.n_samples)
+        return SparseJacobian(
+            torch.cat([i.sample_e + o for i, o in zip(items, offsets, strict=False)]),
+            torch.cat([i.point_e for i in items]),
+            torch.cat([i.atom_e for i in items]),
+            torch.cat([i.values_edc for i in items]),
+            offsets[-1], n_points, n_atoms,
+        )
+
+    # ------------------------------------------------------------------ contraction
+    def contract(self, dE_dF, resolve=False):
+        """Chain rule: energy gradients with respect to positions.
+
+        Parameters
+        ----------
+        dE_dF : Tensor of shape (S, P, D)
+            Derivatives of the energy by the features (eV per feature unit).
+        resolve : bool
+            If True keep the point axis: ``[S, P, A, 3]`` (dense; small systems only).
+
+        Returns
+        -------
+        Tensor of shape (S, A, 3), eV/Å
+            ``sum_{p, d} dE_dF[s, p, d] * features_g[s, p, d, a, :]``.  Differentiable (gather + index_add).
+        """
+        if dE_dF.ndim != 3 or dE_dF.shape[2] != self.n_features:
+            raise ValueError(f"dE_dF must have shape (S, P, {self.n_features}), got {tuple(dE_dF.shape)}")
+        s, p = dE_dF.shape[:2]
+        if s != self.n_samples or p < self.n_points:
+            raise ValueError(f"dE_dF shape {tuple(dE_dF.shape)} does not match the Jacobian "
+                             f"(S={self.n_samples}, P={self.n_points})")
+        g_ed = dE_dF[self.sample_e, self.point_e]
+        contrib_ec = torch.bmm(g_ed.unsqueeze(1), self.values_edc).squeeze(1)
+        if resolve:
+            out = dE_dF.new_zeros(s * p * self.n_atoms, 3)
+            flat = (self.sample_e * p + self.point_e) * self.n_atoms + self.atom_e
+            return out.index_add(0, flat, contrib_ec).reshape(s, p, self.n_atoms, 3)
+        out = dE_dF.new_zeros(s * self.n_atoms, 3)
+        flat = self.sample_e * self.n_atoms + self.atom_e
+        return out.index_add(0, flat, contrib_ec).reshape(s, self.n_atoms, 3)

@@ -1,0 +1,275 @@
+"""Neighbour search front end: validation, periodic wrapping, bin grid, then one compiled call.
+
+The search itself is a cell list (``neighbor_search`` in ``miniff/_neighbors.pxi``). This module
+prepares its inputs:
+
+- positions are wrapped into the cell along periodic axes (the integer wrap offsets are handed to
+  the kernel so that the shifts ``S`` it reports refer to the positions *as given*);
+- the cell is cut into bins along the lattice directions; a bin's thickness along axis ``a`` is
+  measured perpendicular to the other two lattice vectors (plane spacing ``h_a = V / |b x c|``), so
+  any triclinic cell works; non-periodic axes are binned over the atoms' extent only;
+- the list of bin offsets to visit is computed once and pruned to the offsets whose bins can hold
+  a pair closer than the cutoff (the exact minimum distance between two bins).
+"""
+
+import itertools
+import math
+
+import numpy as np
+
+from miniff._compiled import kernel_module
+from miniff._pairlist import PairList
+from miniff._parallel import effective_n_threads
+
+__all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "normalize_pbc", "plane_spacings"]
+
+#: Default refusal threshold on the estimated number of (directed) pairs (about 10 GB of list).
+DEFAULT_MAX_PAIRS = 200_000_000
+
+# Bins per cutoff length: bins are at least cutoff / _BINS_PER_CUTOFF thick.
+_BINS_PER_CUTOFF = 1.0
+# At most this many bins per atom (sparse clusters, huge empty boxes), never fewer than _MIN_BIN_CAP.
+_BINS_PER_ATOM = 2.0
+_MIN_BIN_CAP = 64
+# Wrap offsets are int32; keep far away from overflow.
+_MAX_WRAP = 2**30
+
+
+def normalize_pbc(pbc, name="pbc"):
+    """Return periodic boundary conditions as a ``[3]`` bool array.
+
+    Parameters
+    ----------
+    pbc : bool or sequence of 3 bools
+    name : str
+        Argument name used in error messages.
+    """
+    arr = np.asarray(pbc)
+    if arr.ndim == 0:
+        arr = np.repeat(arr, 3)
+    if arr.shape != (3,):
+        raise ValueError(f"{name} must be a bool or three bools, got shape {np.shape(pbc)}")
+    if arr.dtype != bool:
+        if not np.issubdtype(arr.dtype, np.integer) or not np.all((arr == 0) | (arr == 1)):
+            raise TypeError(f"{name} must be a bool or three bools, got {pbc!r}")
+        arr = arr.astype(bool)
+    return arr.copy()
+
+
+def plane_spacings(vectors):
+    """Distances between lattice planes ``h_a = V / |b x c|``, ``[3]`` Å.
+
+    Parameters
+    ----------
+    vectors : ndarray [3, 3]
+        Cell vectors (rows), Å.
+    """
+    volume = abs(np.linalg.det(vectors))
+    out = np.empty(3)
+    for a in range(3):
+        out[a] = volume / np.linalg.norm(np.cross(vectors[(a + 1) % 3], vectors[(a + 2) % 3]))
+    return out
+
+
+def _check_cutoff(cutoff):
+    try:
+        cutoff = float(cutoff)
+    except (TypeError, ValueError):
+        raise TypeError(f"cutoff must be a number, got {type(cutoff).__name__}") from None
+    if not np.isfinite(cutoff) or cutoff <= 0:
+        raise ValueError(f"cutoff must be a finite positive number (Å), got {cutoff}")
+    return cutoff
+
+
+def estimate_pairs(n_atoms, vectors, pbc, cutoff, extent=None):
+    """Rough number of directed pairs a cutoff will produce (used to refuse absurd requests).
+
+    Periodic systems: ``N * (N / V) * 4/3 pi rc^3``. Along non-periodic axes the cell thickness is
+    replaced by the atoms' extent plus the cutoff. The estimate is capped by the number of atoms
+    times the number of periodic images within reach.
+
+    Parameters
+    ----------
+    n_atoms : int
+    vectors : ndarray [3, 3], Å
+    pbc : ndarray [3] bool
+    cutoff : float, Å
+    extent : ndarray [3] or None
+        Extent of the atoms along every axis in fractional units (only non-periodic axes used).
+    """
+    if n_atoms == 0:
+        return 0.0
+    h = plane_spacings(vectors)
+    volume = abs(np.linalg.det(vectors))
+    n_images = 1.0
+    for a in range(3):
+        if pbc[a]:
+            n_images *= 2 * math.ceil(cutoff / h[a]) + 1
+        else:
+            thickness = (extent[a] if extent is not None else 1.0) * h[a] + cutoff
+            volume *= thickness / h[a]
+    per_atom = n_atoms / volume * 4.0 / 3.0 * math.pi * cutoff**3
+    per_atom = min(per_atom, n_atoms * n_images - 1)
+    return float(n_atoms * per_atom)
+
+
+def _bin_offsets(m, widths_c):
+    """Bin offsets within ``|k_a| <= m_a`` whose bins can hold points closer than 1 (in units of rc).
+
+    ``widths_c`` [3, 3]: rows are the bin edge vectors divided by the cutoff. The minimum distance
+    between bins ``c`` and ``c + k`` is ``min |(k + v) @ widths_c|`` over ``v`` in ``[-1, 1]^3``; the
+    minimum of this convex quadratic is found exactly by trying every active set (each coordinate
+    free, at -1 or at +1) and keeping the feasible candidates.
+    """
+    k = np.array(list(itertools.product(*(range(-mm, mm + 1) for mm in m))), dtype=float)
+    g = widths_c @ widths_c.T
+    best = np.full(len(k), np.inf)
+    for combo in itertools.product((None, -1.0, 1.0), repeat=3):
+        free = [a for a in range(3) if combo[a] is None]
+        fixed = [a for a in range(3) if combo[a] is not None]
+        x = k.copy()
+        for a in fixed:
+            x[:, a] = k[:, a] + combo[a]
+        feasible = np.ones(len(k), dtype=bool)
+        if free:
+            gff = g[np.ix_(free, free)]
+            rhs = -(x[:, fixed] @ g[np.ix_(fixed, free)]) if fixed else np.zeros((len(k), len(free)))
+            try:
+                xf = np.linalg.solve(gff, rhs.T).T
+            except np.linalg.LinAlgError:  # pragma: no cover - gff is positive definite
+                continue
+            v = xf - k[:, free]
+            feasible = np.all(np.abs(v) <= 1.0 + 1e-12, axis=1)
+            x[:, free] = xf
+        value = np.einsum("ka,ab,kb->k", x, g, x)
+        best = np.where(feasible, np.minimum(best, value), best)
+    keep = best < (1.0 + 1e-9) ** 2
+    return np.ascontiguousarray(k[keep], dtype=np.int32)
+
+
+def _grid(frac_w, h, pbc, cutoff, n_atoms):
+    """Choose the bin grid: (n_bins [3] int32, frac_min [3], width [3] fractional, extent [3])."""
+    fmin = np.zeros(3)
+    extent = np.ones(3)
+    if n_atoms:
+        lo = frac_w.min(axis=0)
+        hi = frac_w.max(axis=0)
+        for a in range(3):
+            if not pbc[a]:
+                fmin[a] = lo[a]
+                extent[a] = hi[a] - lo[a]
+    length = extent * h  # Å spanned by the bins along every axis (perpendicular)
+    cap = max(_MIN_BIN_CAP, _BINS_PER_ATOM * n_atoms)
+    thickness = cutoff / _BINS_PER_CUTOFF
+    while True:
+        n_bins = np.maximum(1, np.floor(length / thickness)).astype(np.int64)
+        if np.prod(n_bins.astype(float)) <= cap:
+            break
+        thickness *= 1.25
+    width = np.where(extent > 0, extent / n_bins, 1.0)
+    return n_bins.astype(np.int32), fmin, width, extent
+
+
+def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads=None,
+                    max_pairs=DEFAULT_MAX_PAIRS, sort=True):
+    """Full neighbour list of atoms in a (partly) periodic cell.
+
+    Parameters
+    ----------
+    positions : ndarray [N, 3]
+        Cartesian positions, Å; they need not lie inside the cell.
+    vectors : ndarray [3, 3]
+        Cell vectors (rows), Å.
+    pbc : bool or sequence of 3 bools
+        Periodic axes. Non-periodic axes are never wrapped and have ``S = 0``.
+    cutoff : float
+        Pairs with ``d < cutoff`` (Å) are kept.
+    image_limit : sequence of 3 ints or None
+        Largest ``|S_a|`` kept along every axis (``None``: no limit, images follow from the cutoff).
+    n_threads : int or None
+        OpenMP threads (``miniff._parallel.effective_n_threads`` rules).
+    max_pairs : float
+        Refuse (``ValueError``) when the estimated number of pairs exceeds this.
+    sort : bool
+        Sort every row by ``(j, S)`` (deterministic, identical for any thread count either way).
+
+    Returns
+    -------
+    PairList
+        With ``D_pc = positions[j] + S @ vectors - positions[i]``.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float64)
+    positions = np.ascontiguousarray(positions, dtype=np.float64)
+    if vectors.shape != (3, 3):
+        raise ValueError(f"vectors must have shape (3, 3), got {vectors.shape}")
+    if not np.all(np.isfinite(vectors)):
+        raise ValueError("vectors contain NaN or inf")
+    if positions.ndim != 2 or positions.shape[1] != 3:
+        raise ValueError(f"positions must have shape (N, 3), got {positions.shape}")
+    if not np.all(np.isfinite(positions)):
+        raise ValueError("positions contain NaN or inf")
+    pbc = normalize_pbc(pbc)
+    cutoff = _check_cutoff(cutoff)
+    n = len(positions)
+    if n >= 2**31 - 1:
+        raise ValueError(f"too many atoms for int32 indices: {n}")
+    scale = np.prod(np.linalg.norm(vectors, axis=1))
+    if scale == 0 or abs(np.linalg.det(vectors)) <= 1e-10 * scale:
+        raise ValueError("vectors are singular (zero volume)")
+    h = plane_spacings(vectors)
+    if image_limit is None:
+        limit = np.full(3, -1, dtype=np.int32)
+    else:
+        limit = np.asarray(image_limit, dtype=np.int64)
+        if limit.shape != (3,) or np.any(limit < 0):
+            raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
+        limit = np.where(pbc, limit, 0).astype(np.int32)
+
+    frac = positions @ np.linalg.inv(vectors)
+    wrap = np.zeros((n, 3), dtype=np.float64)
+    if n and np.any(pbc):
+        wrap[:, pbc] = np.floor(frac[:, pbc])
+        if np.any(np.abs(wrap) >= _MAX_WRAP):
+            raise ValueError("positions are too far outside the cell (more than 2**30 cell lengths)")
+        frac_w = frac - wrap
+        over = (frac_w >= 1.0) & pbc  # floor rounding at -1e-17 and the like
+        if np.any(over):
+            frac_w[over] -= 1.0
+            wrap[over] += 1.0
+        xyz = positions - wrap @ vectors
+    else:
+        frac_w = frac
+        xyz = positions
+    n_bins, fmin, width, extent = _grid(frac_w, h, pbc, cutoff, n)
+
+    estimate = estimate_pairs(n, vectors, pbc, cutoff, extent)
+    if estimate > max_pairs:
+        raise ValueError(
+            f"cutoff={cutoff} Å would give about {estimate:.3g} pairs for {n} atoms, more than "
+            f"max_pairs={max_pairs:.3g}; use a smaller cutoff or raise max_pairs"
+        )
+
+    # fractional reach of the cutoff in bins; non-periodic axes never need more than the grid
+    reach = cutoff / (h * width)
+    m = np.ceil(reach * (1 + 1e-12) + 1e-12).astype(np.int64)
+    m = np.where(pbc, m, np.minimum(m, n_bins - 1))
+    widths_c = (width[:, None] * vectors) / cutoff
+    offsets = _bin_offsets(m, widths_c)
+
+    indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
+        np.ascontiguousarray(frac_w),
+        np.ascontiguousarray(xyz),
+        np.ascontiguousarray(wrap, dtype=np.int32),
+        vectors,
+        n_bins,
+        pbc.astype(np.int32),
+        np.ascontiguousarray(fmin),
+        np.ascontiguousarray(width),
+        offsets,
+        limit,
+        cutoff,
+        effective_n_threads(n_threads),
+        bool(sort),
+        int(min(estimate * 1.1, max_pairs)),
+    )
+    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)

@@ -1,0 +1,112 @@
+"""Fitting NN potentials: closures, descriptor recipes, workflows and YAML jobs.
+
+This is the public face of miniff's training code (the pieces live in private ``miniff._fit_*`` modules):
+
+- losses and closures: :func:`simple_energy_closure` (LBFGS with strong-Wolfe line search by default, Adam or
+  any ``torch.optim`` optimizer by name), :func:`energy_loss`, :class:`SimpleClosure`, :func:`error_metrics`;
+  energy and force weights, per-structure weights, Amp-style convergence criteria on energy/force RMSE and
+  maximum residual;
+- recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`;
+- workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
+  per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
+  (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);
+- jobs: :func:`exec_workflows`, :func:`run_job_file` (``python -m miniff jobs.yml``);
+- files: :func:`save_potentials` / :func:`load_potentials` (plain data), :func:`load_potentials_014`
+  (explicit, unsafe opt-in for 0.1.4 pickles), :func:`read_fit_log`, :func:`example_data_path`.
+
+Units: eV, Å, eV/Å; logged errors are eV/atom and eV/Å.
+
+Example (the seed tutorial)::
+
+    closure = ml_util.simple_energy_closure([nn], dataset, optimizer_kwargs={"tolerance_grad": 1e-14})
+    closure.loss().loss_value        # initial loss
+    closure.optimizer_init()
+    closure.optimizer_step()         # LBFGS by default
+    closure.last_loss.loss_value     # ~ 0
+"""
+
+from functools import partial
+from pathlib import Path
+
+from miniff._fit_apply import OneShotWorkflow, SDWorkflow, prediction_errors
+from miniff._fit_base import Workflow
+from miniff._fit_checkpoint import atomic_torch_save, load_checkpoint
+from miniff._fit_closures import (
+    CONVERGENCE_KEYS,
+    LBFGS,
+    SimpleClosure,
+    energy_loss,
+    error_metrics,
+    loss_result,
+    resolve_optimizer,
+    simple_energy_closure,
+)
+from miniff._fit_jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
+from miniff._fit_log import FitLog, read_fit_log
+from miniff._fit_potfiles import load_potentials, load_potentials_014, save_potentials, torch_load
+from miniff._fit_recipes import (
+    behler_nn,
+    default_behler_descriptors,
+    default_behler_descriptors_3,
+    eta_for_turning_point,
+)
+from miniff._fit_workflow import DEFAULT_CUTOFF, FitWorkflow
+
+__all__ = [
+    "loss_result",
+    "LBFGS",
+    "energy_loss",
+    "SimpleClosure",
+    "simple_energy_closure",
+    "error_metrics",
+    "resolve_optimizer",
+    "CONVERGENCE_KEYS",
+    "behler_nn",
+    "default_behler_descriptors",
+    "default_behler_descriptors_3",
+    "eta_for_turning_point",
+    "Workflow",
+    "FitWorkflow",
+    "OneShotWorkflow",
+    "SDWorkflow",
+    "prediction_errors",
+    "run_workflow",
+    "fit",
+    "test_direct",
+    "test_relax",
+    "exec_workflows",
+    "run_job_file",
+    "validate_description",
+    "JobFileError",
+    "save_potentials",
+    "load_potentials",
+    "load_potentials_014",
+    "torch_load",
+    "atomic_torch_save",
+    "load_checkpoint",
+    "FitLog",
+    "read_fit_log",
+    "example_data_path",
+    "DEFAULT_CUTOFF",
+]
+
+
+#: 0.1.4 shortcuts: ``fit(init=..., prepare=..., run=...)`` etc.
+fit = partial(run_workflow, FitWorkflow)
+test_direct = partial(run_workflow, OneShotWorkflow)
+test_relax = partial(run_workflow, SDWorkflow)
+
+
+def example_data_path(name="cupt_emt.extxyz"):
+    """Path of a bundled example data file (see ``miniff/data/README.md``).
+
+    Parameters
+    ----------
+    name : str
+        File name inside ``miniff/data`` (default: the Cu/Pt EMT set, 100 structures with energies and
+        forces).
+    """
+    path = Path(__file__).parent / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"name: no bundled data file {name!r} in {str(path.parent)!r}")
+    return path

@@ -1,0 +1,179 @@
+"""The README's main job: ``python -m miniff.quickstart [--quick] [--out DIR]``.
+
+1. fits a Behler-Parrinello NN potential to the energies and forces of the bundled Cu/Pt EMT data
+   (:func:`miniff.ml_util.example_data_path`), 80 % training / 20 % validation (fixed seed);
+2. prints training and validation RMSEs (energy in meV/atom, forces in meV/Å);
+3. saves the potential as plain data (``cupt-nn.pt``) and reads it back;
+4. relaxes a Pt(100) slab with two Cu adatoms with the fitted potential and compares the relaxed energy
+   with EMT at the same geometry;
+5. writes a parity plot (``parity.png``), the convergence plot (``convergence.png``), the per-epoch log
+   (``fit.jsonl``) and the checkpoint (``fit.ckpt``) into the output folder (``./quickstart-out``).
+
+``--quick`` uses a smaller data subset, fewer descriptors and epochs (seconds; used by the test suite).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "SETTINGS"]
+
+#: Fit settings of the full and the quick run.
+SETTINGS = {
+    "full": {
+        "cells_subset": None,
+        "cutoff": 5.0,
+        "descriptors": {"n": 6, "zeta": (1, 2, 4), "eta3": [0.0, 0.3]},
+        "nn": {"n_internal": 15, "n_layers": 3},
+        "w_gradients": 10.0,
+        "n_epochs": 40,
+    },
+    "quick": {
+        "cells_subset": 24,
+        "cutoff": 5.0,
+        "descriptors": {"n": 4, "zeta": (1,), "eta3": 0.0},
+        "nn": {"n_internal": 6, "n_layers": 2},
+        "w_gradients": 10.0,
+        "n_epochs": 2,
+    },
+}
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m miniff.quickstart", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a small, fast run (for tests)")
+    p.add_argument("--out", default="quickstart-out", help="output folder (default: ./quickstart-out)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 40, --quick: 2)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _slab():
+    """Pt(100) 2x2x3 with two Cu hollow-site adatoms, 0.3 Å off their sites (a ``Cell``)."""
+    from ase import Atom
+    from ase.build import fcc100
+
+    from miniff.io import read_cells
+
+    atoms = fcc100("Pt", size=(2, 2, 3), vacuum=6.0)
+    atoms.info.pop("adsorbate_info", None)
+    top, a = atoms.positions[:, 2].max(), atoms.cell[0, 0] / 2
+    atoms.append(Atom("Cu", (0.5 * a + 0.3, 0.5 * a, top + 2.2)))
+    atoms.append(Atom("Cu", (1.5 * a, 1.5 * a - 0.3, top + 1.6)))
+    atoms.pbc = True
+    return read_cells([atoms], warn_missing_targets=False)[0]
+
+
+def _emt_energy(cell):
+    from ase.calculators.emt import EMT
+
+    from miniff.io import cells_to_atoms
+
+    atoms = cells_to_atoms([cell])[0]
+    atoms.pbc = True
+    atoms.calc = EMT()
+    return float(atoms.get_potential_energy())
+
+
+def _parity_plot(fit, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    from miniff import presentation
+
+    fig, axes = pyplot.subplots(1, 2, figsize=(10, 4.5))
+    for name, label, marker in (("learn", "training", "o"), ("test", "validation", "x")):
+        p = fit.predict(name)
+        presentation.plot_diagonal(p["energy_ref"], p["energy_pred"], ax=axes[0], label=label, marker=marker,
+                                   s=12)
+        presentation.plot_diagonal(p["forces_ref"], p["forces_pred"], ax=axes[1], label=label, marker=marker,
+                                   s=6)
+    axes[0].set_title("Energy (eV/atom)")
+    axes[1].set_title("Force components (eV/Å)")
+    for ax in axes:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot.close(fig)
+
+
+def _convergence_plot(log_file, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    from miniff import presentation
+
+    fig, ax = pyplot.subplots(figsize=(6, 4.5))
+    presentation.plot_convergence(str(log_file), ax=ax, columns=["energy_rmse", "energy_rmse_valid", "force_rmse",
+                                                                 "force_rmse_valid"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot.close(fig)
+
+
+def main(argv=None):
+    """Run the quick start; returns the process exit code (0) and prints a summary."""
+    args = _parser().parse_args(argv)
+    settings = dict(SETTINGS["quick" if args.quick else "full"])
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise SystemExit("--epochs must be positive")
+        settings["n_epochs"] = args.epochs
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from miniff import ml_util
+    from miniff.kernel import NeighborWrapper
+
+    t_start = time.perf_counter()
+    data = ml_util.example_data_path()
+    print(f"data: {data.name} (Cu/Pt, EMT energies and forces)")
+    fit = ml_util.FitWorkflow(seed=0)
+    fit.prepare(str(data), cells_subset=settings["cells_subset"], cutoff=settings["cutoff"], forces=True,
+                test_set=0.2, split_seed=0, default_descriptor_kwargs=settings["descriptors"],
+                nn_kwargs=settings["nn"], closure_kwargs={"w_gradients": settings["w_gradients"]},
+                checkpoint=out / "fit.ckpt", resume=False)
+    n_learn, n_test = (fit.datasets[k].n_samples for k in ("learn", "test"))
+    n_desc = ", ".join(f"{s}: {len(v)}" for s, v in fit.descriptors.items())
+    print(f"{n_learn} training + {n_test} validation structures; descriptors per species {n_desc}; "
+          f"cutoff {settings['cutoff']} Å")
+    t_fit = time.perf_counter()
+    fit.run(n_epochs=settings["n_epochs"], save_fn=str(out / "cupt-nn.pt"), log_file=out / "fit.jsonl",
+            checkpoint_every=10, progress=False if args.no_progress else None)
+    t_fit = time.perf_counter() - t_fit
+    best = fit.best["epoch"] if fit.best else fit.epoch
+    print(f"fit: {fit.epoch} epochs in {t_fit:.1f} s ({t_fit / max(fit.epoch, 1):.2f} s/epoch), "
+          f"networks of epoch {best} (lowest validation loss)")
+    print(f"{'':12s}{'energy RMSE':>18s}{'force RMSE':>16s}")
+    for name, label in (("learn", "training"), ("test", "validation")):
+        m = fit.metrics(name)
+        print(f"{label:12s}{1000 * m['energy_rmse']:12.2f} meV/atom{1000 * m['force_rmse']:10.1f} meV/Å")
+
+    potentials = ml_util.load_potentials(out / "cupt-nn.pt")
+    print(f"saved {out / 'cupt-nn.pt'} ({len(potentials)} NN potentials, plain data) and read it back")
+    slab = _slab()
+    nw = NeighborWrapper(slab, cutoff=settings["cutoff"])
+    e0 = float(nw.total(potentials))
+    relaxed = nw.relax(potentials, method="L-BFGS-B", options={"maxiter": 500})
+    e1 = float(relaxed.meta["total-energy"])
+    f_max = float(np.abs(relaxed.meta["forces"]).max())
+    e_emt = _emt_energy(relaxed)
+    print(f"relaxed Pt(100) + 2 Cu: E = {e0:.3f} -> {e1:.3f} eV, max |F| = {1000 * f_max:.1f} meV/Å; "
+          f"EMT at the relaxed geometry {e_emt:.3f} eV ({1000 * (e1 - e_emt) / relaxed.size:+.1f} meV/atom)")
+
+    _parity_plot(fit, out / "parity.png")
+    _convergence_plot(out / "fit.jsonl", out / "convergence.png")
+    print(f"wrote {out / 'parity.png'}, {out / 'convergence.png'}, {out / 'fit.jsonl'}, {out / 'fit.ckpt'}")
+    print(f"total wall time {time.perf_counter() - t_start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

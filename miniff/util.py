@@ -1,0 +1,170 @@
+"""Small numerical helpers (0.1.4's ``miniff.util``)."""
+
+import itertools
+import logging
+
+import numpy as np
+
+__all__ = [
+    "num_grad",
+    "cartesian",
+    "lattice_up_to_radius",
+    "dict_reduce",
+    "masked_unique",
+    "diag1",
+    "default_logger",
+]
+
+
+def num_grad(scalar_f, x, *args, x_name=None, eps=1e-4, **kwargs):
+    """Central finite-difference derivative of ``f`` with respect to the array ``x``.
+
+    Parameters
+    ----------
+    scalar_f : callable
+        ``f(x, *args, **kwargs)`` (or ``f(*args, x_name=x, **kwargs)``) returning a number or array.
+    x : array-like
+        The point.
+    x_name : str or None
+        Pass ``x`` as this keyword instead of positionally (then no positional ``args`` allowed).
+    eps : float
+        Step.
+
+    Returns
+    -------
+    ndarray, shape ``y.shape + x.shape``
+    """
+    x = np.array(x, dtype=float)
+    if x_name is not None and args:
+        raise ValueError("num_grad: positional args cannot be combined with x_name")
+    if not eps > 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+
+    def call(point):
+        if x_name is None:
+            return np.asarray(scalar_f(point, *args, **kwargs), dtype=float)
+        return np.asarray(scalar_f(**{x_name: point}, **kwargs), dtype=float)
+
+    y0 = call(x)
+    out = np.empty(y0.shape + x.shape)
+    flat = x.reshape(-1)
+    for k in range(flat.size):
+        plus = flat.copy()
+        minus = flat.copy()
+        plus[k] += eps
+        minus[k] -= eps
+        diff = (call(plus.reshape(x.shape)) - call(minus.reshape(x.shape))) / (2 * eps)
+        out[(Ellipsis,) + np.unravel_index(k, x.shape)] = diff
+    return out
+
+
+def diag1(a):
+    """Stack ``a`` [..., n] into diagonal matrices [..., n, n]."""
+    a = np.asarray(a)
+    out = np.zeros(a.shape + a.shape[-1:], dtype=a.dtype)
+    idx = np.arange(a.shape[-1])
+    out[..., idx, idx] = a
+    return out
+
+
+def masked_unique(a, return_inverse=False, fill_value=None):
+    """Unique values of a masked array, ignoring masked entries (works with numpy 2).
+
+    Parameters
+    ----------
+    a : array-like or numpy.ma.MaskedArray
+    return_inverse : bool
+        Also return the index of every entry in the unique values, with the input's shape, as a
+        masked array (masked where ``a`` is masked; the data there is ``fill_value`` or 0).
+    fill_value : int or None
+
+    Returns
+    -------
+    ndarray, or (ndarray, MaskedArray)
+    """
+    a = np.ma.asarray(a)
+    mask = np.ma.getmaskarray(a)
+    data = np.asarray(a.data)
+    valid = data[~mask]
+    if not return_inverse:
+        return np.unique(valid)
+    unique, inverse = np.unique(valid, return_inverse=True)
+    full = np.full(data.shape, 0 if fill_value is None else fill_value, dtype=np.int64)
+    full[~mask] = np.asarray(inverse).reshape(-1)
+    return unique, np.ma.masked_array(full, mask=mask)
+
+
+def dict_reduce(dicts, op):
+    """Combine dicts key by key: ``{k: op([d[k] for d in dicts if k in d])}`` (keys in first-seen order)."""
+    dicts = list(dicts)
+    keys = []
+    for d in dicts:
+        for k in d:
+            if k not in keys:
+                keys.append(k)
+    return {k: op([d[k] for d in dicts if k in d]) for k in keys}
+
+
+def cartesian(arrays):
+    """Cartesian product of 1-D arrays as rows, ``[prod(len), len(arrays)]``."""
+    arrays = [np.asarray(a) for a in arrays]
+    if not arrays:
+        return np.zeros((1, 0))
+    grids = np.meshgrid(*arrays, indexing="ij")
+    return np.stack([g.reshape(-1) for g in grids], axis=-1)
+
+
+def lattice_up_to_radius(radius, lattice_vecs, cover=False, zero=True):
+    """Lattice vectors (Cartesian) shorter than ``radius``.
+
+    Parameters
+    ----------
+    radius : float
+        Å (or 1/Å for reciprocal lattices).
+    lattice_vecs : ndarray [3, 3]
+        Basis vectors (rows).
+    cover : bool
+        Keep every lattice vector needed to cover a sphere of ``radius`` around any point of the
+        cell, for pairs of points in the cell (all shifts ``n`` with ``|n_a| <= ceil(radius / h_a) + 1``,
+        ``h_a`` the plane spacings), not only the short ones.
+    zero : bool
+        Keep the origin.
+
+    Returns
+    -------
+    ndarray [K, 3]
+    """
+    vecs = np.asarray(lattice_vecs, dtype=float)
+    if vecs.shape != (3, 3):
+        raise ValueError(f"lattice_vecs must have shape (3, 3), got {vecs.shape}")
+    radius = float(radius)
+    if not np.isfinite(radius) or radius < 0:
+        raise ValueError(f"radius must be finite and non-negative, got {radius}")
+    volume = abs(np.linalg.det(vecs))
+    if volume == 0:
+        raise ValueError("lattice_vecs are singular")
+    h = np.array([volume / np.linalg.norm(np.cross(vecs[(a + 1) % 3], vecs[(a + 2) % 3])) for a in range(3)])
+    reach = np.ceil(radius / h).astype(int) + (1 if cover else 0)
+    n = np.array(list(itertools.product(*(range(-r, r + 1) for r in reach))), dtype=float)
+    points = n @ vecs
+    if cover:
+        keep = np.ones(len(n), dtype=bool)
+    else:
+        keep = np.linalg.norm(points, axis=1) < radius
+    if not zero:
+        keep &= np.any(n != 0, axis=1)
+    elif not keep[len(n) // 2]:
+        keep[len(n) // 2] = True
+    return points[keep]
+
+
+def default_logger(name="main", fmt="[%(levelname)s] %(asctime)s %(message)s", date_fmt="%H:%M:%S",
+                   lvl=logging.INFO):
+    """A logger writing to stderr with miniff's default format (handlers added once)."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(fmt, date_fmt))
+        logger.addHandler(handler)
+    logger.setLevel(lvl)
+    return logger

@@ -1,0 +1,182 @@
+"""The benchmark harness (``benchmarks/``, not part of the package) runs on tiny sizes and writes valid JSON.
+
+Timings are never asserted; agreement between tools and the layout of ``results.json`` are.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # appended: an installed miniff still wins over the source tree
+
+from benchmarks import _report, _structures, _targets, _timing  # noqa: E402
+from benchmarks._checks import loglog_exponent  # noqa: E402
+from benchmarks._runner import Row, run_comparison  # noqa: E402
+from benchmarks.bench_lammps import read_sw_file  # noqa: E402
+
+ROW_FIELDS = {
+    "case": str, "n_atoms": int, "tool": str, "status": str, "median_s": (float, type(None)),
+    "ratio": (float, type(None)), "peak_mem_mb": (float, type(None)), "python_peak_mb": (float, type(None)),
+    "check": (bool, type(None)), "check_detail": str, "threads": str, "runs_s": list, "note": str,
+}
+STATUSES = {"ok", "missing", "not available yet", "skipped", "error"}
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """Run ``python -m benchmarks run --profile smoke --only neighbors,lammps`` once, outside the tree."""
+    out_dir = tmp_path_factory.mktemp("bench")
+    output = out_dir / "results.json"
+    code = (f"import sys; sys.path.append({str(ROOT)!r}); from benchmarks.__main__ import main; "
+            f"sys.exit(main(['run', '--profile', 'smoke', '--only', 'neighbors,lammps', '--output', {str(output)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=out_dir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(output.read_text()), proc.stdout
+
+
+def test_smoke_run_writes_documented_json(smoke_results):
+    results, stdout = smoke_results
+    assert results["schema"] == 1 and results["profile"] == "smoke"
+    assert results["cases"] == ["neighbors", "lammps"]
+    assert results["repeat"] >= 5
+    env = results["environment"]
+    assert env["date"].endswith("UTC")
+    assert env["machine"]["cores"] >= 1 and env["machine"]["cpu_model"]
+    assert set(env["threads"]) >= {"OMP_NUM_THREADS", "torch_num_threads", "miniff"}
+    assert env["versions"]["numpy"] == np.__version__
+    assert {t["issue"] for t in results["targets"]} == {"3", "4", "5", "7", "9"}
+    assert all(t["verdict"] in {"met", "not met", "not measured"} for t in results["targets"])
+    rows = results["rows"]
+    assert {r["case"] for r in rows} >= {"neighbors"}
+    for row in rows:
+        assert set(row) == set(ROW_FIELDS), row
+        for key, kind in ROW_FIELDS.items():
+            assert isinstance(row[key], kind), (key, row)
+        assert row["status"] in STATUSES, row
+        if row["status"] == "ok":
+            assert row["median_s"] > 0 and len(row["runs_s"]) == results["repeat"]
+            assert row["median_s"] == pytest.approx(float(np.median(row["runs_s"])))
+    tools = {r["tool"] for r in rows if r["case"] == "neighbors"}
+    assert tools == {"miniff", "vesin", "matscipy", "ase", "scipy-ckdtree"}  # missing peers are rows, not gaps
+    assert "median ms" in stdout and "neighbors" in stdout
+
+
+def test_smoke_neighbor_lists_agree(smoke_results):
+    """Every neighbour-list tool that ran found the same pairs as ASE (count and sum of distances)."""
+    rows = [r for r in smoke_results[0]["rows"] if r["case"] == "neighbors" and r["status"] == "ok"]
+    assert any(r["tool"] == "ase" for r in rows)
+    assert all(r["check"] is True for r in rows), [(r["tool"], r["check_detail"]) for r in rows]
+
+
+def test_interleaving_rotates_order_and_records_errors():
+    calls = []
+
+    def make(name, fail=False):
+        def run():
+            calls.append(name)
+            if fail:
+                raise RuntimeError("boom")
+
+        return run
+
+    times, errors = _timing.time_interleaved({"a": make("a"), "b": make("b"), "c": make("c", fail=True)},
+                                             _timing.TimingSettings(warmup=1, repeat=5))
+    assert calls[:4] == ["a", "b", "c", "b"]  # round 2 starts with the second tool
+    assert len(times["a"]) == len(times["b"]) == 5 and times["c"] == []
+    assert "RuntimeError: boom" in errors["c"]
+
+
+def test_run_comparison_ratios_checks_and_unavailable():
+    def factory(value):
+        return lambda: (lambda: value)
+
+    def missing():
+        raise _timing.Unavailable("missing", "pip install nothing")
+
+    def check(outputs):
+        return {t: (v == outputs["miniff"], "equal") for t, v in outputs.items()}
+
+    rows = run_comparison("demo", 3, {"miniff": factory(1), "peer": factory(2), "absent": missing}, check,
+                          _timing.TimingSettings(warmup=0, repeat=5), memory=False)
+    by_tool = {r.tool: r for r in rows}
+    assert by_tool["miniff"].check is True and by_tool["peer"].check is False
+    assert by_tool["absent"].status == "missing" and by_tool["absent"].note == "pip install nothing"
+    assert by_tool["miniff"].ratio == 1.0
+    assert by_tool["peer"].ratio == pytest.approx(by_tool["miniff"].median_s / by_tool["peer"].median_s)
+
+
+def test_memory_measurement_sees_numpy_allocation():
+    peak_mb, py_peak_mb = _timing.measure_memory(lambda: np.ones(8 * 2**20).sum())  # 64 MiB
+    assert py_peak_mb >= 60
+    assert peak_mb is None or peak_mb >= 50
+
+
+def test_loglog_exponent_of_power_laws():
+    n = np.array([1e3, 8e3, 64e3])
+    assert loglog_exponent(n, 2e-6 * n) == pytest.approx(1.0)
+    assert loglog_exponent(n, 1e-9 * n**2) == pytest.approx(2.0)
+    assert loglog_exponent([1000], [1.0]) is None
+
+
+def test_structures_are_seeded_and_noisy():
+    a = _structures.si_diamond((2, 2, 2))
+    b = _structures.si_diamond((2, 2, 2))
+    assert len(a) == 64 and np.array_equal(a.positions, b.positions)
+    perfect = _structures.si_diamond((2, 2, 2), noise=0.0)
+    box = np.diag(np.array(a.cell))
+    delta = a.positions - perfect.positions
+    delta -= box * np.round(delta / box)  # undo wrapping
+    assert 0.03 < delta.std() < 0.07  # 0.05 Å Gaussian noise
+    assert len(_structures.si_diamond_n(1000)) == 1000 and len(_structures.fcc_argon_n(32000)) == 32000
+    assert np.allclose(np.diag(np.array(_structures.fcc_argon((1, 1, 1)).cell)), 5.26)
+
+
+def test_read_sw_file(tmp_path):
+    path = tmp_path / "Si.sw"
+    path.write_text("# comment\nSi Si Si 2.1683 2.0951 1.80 21.0 1.20 -0.333333333333\n"
+                    "   7.049556277 0.6022245584 4.0 0.0 0.0\n")
+    sw = read_sw_file(path)
+    assert sw["epsilon"] == 2.1683 and sw["lambda"] == 21.0 and sw["A"] == 7.049556277 and sw["q"] == 0.0
+
+
+def _row(case, tool, n, median_s, ratio=None, check=True):
+    return Row(case, n, tool, median_s=median_s, ratio=ratio, check=check).to_dict()
+
+
+def test_targets_verdicts():
+    rows = [_row("neighbors", "miniff", 8000, 0.006, 1.0), _row("neighbors", "vesin", 8000, 0.007, 6 / 7),
+            _row("neighbors", "miniff", 64000, 0.07, 1.0), _row("neighbors", "vesin", 64000, 0.05, 1.4),
+            _row("lammps-sw", "miniff", 64000, 0.02, 1.0), _row("lammps-sw", "lammps", 64000, 0.025, 0.8,
+                                                                  check=False)]
+    derived = {"neighbors": {"exponent": {"miniff": 1.05}}}
+    verdicts = {t["target"]: t["verdict"] for t in _targets.evaluate_targets(rows, derived)}
+    texts = [t[1] for t in _targets.TARGETS]
+    assert verdicts[texts[0]] == "not met"  # 1.4 > 1.0 at 64k
+    assert verdicts[texts[1]] == "met"  # floor 1.5
+    assert verdicts[texts[2]] == "met"  # exponent 1.05
+    assert verdicts[texts[3]] == "not measured"  # no 1M row
+    assert verdicts[texts[-1]] == "not met"  # fast, but the energy check failed
+
+
+def test_report_table_and_readme_block(tmp_path):
+    rows = [_row("neighbors", "miniff", 1000, 0.001, 1.0),
+            Row("neighbors", 1000, "vesin", status="missing", note="pip install vesin").to_dict()]
+    results = {"profile": "smoke", "rows": rows, "derived": {}, "targets": [],
+               "environment": {"date": "2026-01-01 00:00 UTC", "machine": {"cpu_model": "cpu", "cores": 2},
+                               "threads": {"OMP_NUM_THREADS": None, "torch_num_threads": 2, "miniff": {}},
+                               "versions": {"numpy": "2"}}}
+    table = _report.format_table(rows)
+    assert "missing: pip install vesin" in table and "1" in table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n{_report.README_BEGIN}\nold\n{_report.README_END}\ntail\n")
+    _report.update_readme(str(readme), results)
+    text = readme.read_text()
+    assert "old" not in text and "| neighbors | 1000 | miniff |" in text and text.endswith("tail\n")
+    _report.write_json(results, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][1]["status"] == "missing"

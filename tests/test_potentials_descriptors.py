@@ -1,0 +1,126 @@
+"""eval_descriptors (batched descriptors, Contract 3): values and per-pair Jacobian against one-by-one
+evaluation and central finite differences, thread independence, chunking, and smoothness at the cutoff."""
+
+import numpy as np
+import pytest
+from test_potentials_support import make_nw
+
+import miniff.potentials as P
+from miniff.numerical import numerical_descriptor_gradient
+
+A = 3.7
+
+
+def _descriptors():
+    """A mix of batchable groups (shared cutoff/tag) and one-by-one families."""
+    out = [P.behler2_descriptor_family(a=A, eta=2.0, r_sphere=r, tag="a-b") for r in (1.0, 2.0, 3.0)]
+    out += [P.behler2_descriptor_family(a=3.0, eta=0.5, r_sphere=0.0, tag="a-b"),
+            P.sigmoid_descriptor_family(a=A, dr=0.3, r0=2.0, tag="b-b")]
+    out += [P.behler5_descriptor_family(a=A, eta=eta, l=l, zeta=z, tag="a-a-a")
+            for eta in (0.005, 0.05) for z in (1, 4) for l in (-1, 1)]
+    out += [P.behler5_descriptor_family(a=A, eta=0.1, l=1, zeta=2.5, epsilon=0.5, tag="a-b-a"),
+            P.behler4_descriptor_family(a=A, eta=0.02, l=1, zeta=2, tag="b-a-b"),
+            P.behler4_descriptor_family(a=A, eta=0.05, l=-1, zeta=1, tag="b-a-b"),
+            P.behler5x_descriptor_family(a=A, eta1=0.01, eta2=0.2, cos_theta0=0.1, tag="a-b-b"),
+            P.general_pair_potential_family(f=lambda r: np.cos(r), df_dr=lambda r: -np.sin(r), a=2.5, tag="b-a")]
+    return out
+
+
+@pytest.fixture
+def box(rng):
+    vectors = np.array([[6.0, 0.0, 0.0], [0.8, 5.7, 0.0], [-0.6, 0.9, 6.2]])
+    return vectors, rng.random((14, 3)), np.array(["a", "b"] * 7), (True, True, True)
+
+
+def test_values_and_jacobian_match_one_by_one(box):
+    nw = make_nw(box, 4.0)
+    descriptors = _descriptors()
+    values, jac = P.eval_descriptors(nw, descriptors, grad=True)
+    assert values.shape == (14, len(descriptors)) and jac.shape == (nw.pairs.n_pairs, len(descriptors), 3)
+    for f, d in enumerate(descriptors):
+        e_n, g_pc = d.compute(nw, grad=True)
+        np.testing.assert_allclose(values[:, f], nw.eval(d, "kernel"), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(jac[:, f, :], g_pc, rtol=1e-12, atol=1e-14)
+    values_only, none = P.eval_descriptors(nw, descriptors)
+    assert none is None
+    np.testing.assert_array_equal(values_only, values)
+
+
+def test_jacobian_matches_central_differences(box):
+    nw = make_nw(box, 4.0)
+    descriptors = _descriptors()
+    values, jac = P.eval_descriptors(nw, descriptors, grad=True)
+    n = 14
+    dense = np.zeros((n, len(descriptors), n, 3))
+    i_p, j_p = nw.pairs.i_p, nw.pairs.j_p
+    for p in range(nw.pairs.n_pairs):
+        dense[i_p[p], :, j_p[p]] += jac[p]
+        dense[i_p[p], :, i_p[p]] -= jac[p]
+    numerical = numerical_descriptor_gradient(nw, descriptors, eps=1e-5)
+    np.testing.assert_allclose(dense, numerical, rtol=0, atol=1e-7 * np.abs(dense).max())
+
+
+def test_threads_give_identical_descriptors(rng):
+    vectors = np.eye(3) * 9.0
+    system = vectors, rng.random((80, 3)), np.array(["a", "b"] * 40), (True, True, True)
+    nw = make_nw(system, 4.0)
+    v1, j1 = P.eval_descriptors(nw, _descriptors(), grad=True, n_threads=1)
+    v2, j2 = P.eval_descriptors(nw, _descriptors(), grad=True, n_threads=2)
+    np.testing.assert_allclose(v2, v1, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(j2, j1, rtol=1e-12, atol=0)
+
+
+def test_more_than_64_distinct_parameters_are_chunked(box):
+    nw = make_nw(box, 4.0)
+    descriptors = [P.behler5_descriptor_family(a=A, eta=0.001 * k, l=1, zeta=1 + k % 70, tag="a-a-b")
+                   for k in range(70)]
+    values, jac = P.eval_descriptors(nw, descriptors, grad=True)
+    for f in (0, 63, 64, 69):
+        e_n, g_pc = descriptors[f].compute(nw, grad=True)
+        np.testing.assert_allclose(values[:, f], e_n, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(jac[:, f], g_pc, rtol=1e-12, atol=1e-300)
+
+
+def test_missing_species_and_bad_input(box):
+    nw = make_nw(box, 4.0)
+    d = [P.behler2_descriptor_family(a=3.0, eta=1.0, r_sphere=0.0, tag="a-Zr"),
+         P.behler2_descriptor_family(a=3.0, eta=1.0, r_sphere=0.0, tag="a-b")]
+    with pytest.raises(KeyError, match="'Zr'"):
+        P.eval_descriptors(nw, d)
+    values, _ = P.eval_descriptors(nw, d, ignore_missing_species=True)
+    np.testing.assert_array_equal(values[:, 0], 0)
+    assert np.abs(values[:, 1]).max() > 0
+    with pytest.raises(ValueError, match="exceeds the neighbour list cutoff"):
+        P.eval_descriptors(nw, [P.behler2_descriptor_family(a=6.0, eta=1.0, r_sphere=0.0, tag="a-b")])
+    with pytest.raises(TypeError, match=r"descriptors\[0\] must be a LocalPotential"):
+        P.eval_descriptors(nw, ["behler"])
+
+
+@pytest.mark.parametrize("descriptor", [
+    P.behler2_descriptor_family(a=A, eta=0.3, r_sphere=1.0, tag="x-x"),
+    P.sigmoid_descriptor_family(a=A, dr=0.5, r0=1.0, tag="x-x"),
+    P.behler4_descriptor_family(a=A, eta=0.01, l=1, zeta=2, tag="x-x-x"),
+    P.behler5_descriptor_family(a=A, eta=0.01, l=1, zeta=2, tag="x-x-x"),
+    P.behler5x_descriptor_family(a=A, eta1=0.01, eta2=0.1, cos_theta0=-0.5, tag="x-x-x"),
+])
+def test_descriptors_are_smooth_at_the_cutoff(descriptor):
+    """Value and slope of a neighbour's contribution vanish as its distance approaches the cutoff."""
+    vectors = np.eye(3) * 20.0
+
+    def probe(r):
+        # atom 0 at the origin of a non-periodic box, atom 1 close by, atom 2 at distance r along z
+        cart = np.array([[5.0, 5.0, 5.0], [6.2, 5.3, 5.0], [5.0, 5.0, 5.0 + r]])
+        nw = make_nw((vectors, cart / 20.0, np.array(["x"] * 3), (False,) * 3), 4.0)
+        values, jac = P.eval_descriptors(nw, [descriptor], grad=True)
+        return values[0, 0], np.abs(jac).max()
+
+    inside = probe(A - 0.2)
+    for delta in (1e-3, 1e-4):
+        v_near, _ = probe(A - delta)
+        v_far, _ = probe(A + 1e-9)
+        # value: continuous, the jump vanishes like delta^2 (cosine cutoff)
+        assert abs(v_near - v_far) <= 50 * delta**2 * (1 + abs(inside[0]))
+    # slope: the derivative by the far atom's distance vanishes like delta
+    h = 1e-7
+    slope = (probe(A - 1e-4 + h)[0] - probe(A - 1e-4 - h)[0]) / (2 * h)
+    assert abs(slope) < 1e-2 * (1 + abs(inside[0]))

@@ -1,0 +1,164 @@
+"""FitWorkflow: Lennard-Jones recovery, checkpoints that resume, the log file, per-group errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+ase = pytest.importorskip("ase")
+
+from ase.build import bulk  # noqa: E402
+from ase.calculators.lj import LennardJones  # noqa: E402
+
+from miniff import ml_util, potentials  # noqa: E402
+from miniff.io import read_cells  # noqa: E402
+
+SIGMA, EPSILON, RC = 1.0, 1.0, 2.5
+
+
+def lj_cells(n, seed, rattle=0.02):
+    """Strained, rattled 8-atom fcc cells with ASE's smooth Lennard-Jones energies and forces."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        atoms = bulk("Ar", "fcc", a=2 ** (1 / 6) * np.sqrt(2) * SIGMA, cubic=True).repeat((2, 1, 1))
+        atoms.set_cell(atoms.cell[:] @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))), scale_atoms=True)
+        atoms.positions += rng.normal(scale=rattle, size=atoms.positions.shape)
+        atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC, smooth=True)
+        atoms.get_forces()
+        atoms.info["group"] = "a" if k % 2 else "b"
+        frames.append(atoms)
+    return read_cells(frames)
+
+
+def radial_basis(n=16):
+    """Shifted Gaussians (Behler type 2) spanning 0.8 sigma .. cutoff."""
+    rs = np.linspace(0.8, 2.4, n)
+    eta = 1 / (2 * (rs[1] - rs[0]) ** 2)
+    return {"Ar": [potentials.behler2_descriptor_family(a=RC, eta=eta, r_sphere=float(r), tag="Ar-Ar") for r in rs]}
+
+
+@pytest.fixture(scope="module")
+def lj_data():
+    return lj_cells(60, seed=1)
+
+
+def test_lj_fit_recovers_forces(lj_data, tmp_path):
+    # A linear model on a Gaussian radial basis is a pair potential: it must reproduce LJ forces closely.
+    wf = ml_util.FitWorkflow(seed=0)
+    wf.prepare(lj_data, descriptors=radial_basis(), forces=True, test_set=0.25, nn_kwargs={"n_layers": 1},
+               closure_kwargs={"w_gradients": 10.0})
+    wf.run(n_epochs=6, save=True, save_fn=str(tmp_path / "lj.pt"), progress=False)
+    pred = wf.predict("test")
+    ref = pred["forces_ref"]
+    rmse = np.sqrt(np.mean((pred["forces_pred"] - ref) ** 2))
+    assert rmse < 0.01 * ref.std(), (rmse, ref.std())
+    # the saved potential evaluates the same forces through the kernel (independent of the training path)
+    pots = ml_util.load_potentials(tmp_path / "lj.pt")
+    test_cells = wf.cells[-len(pred["energy_ref"]):]
+    from miniff.kernel import NeighborWrapper
+
+    f_pot = np.concatenate([-NeighborWrapper(c, cutoff=RC).grad(pots) for c in test_cells]).reshape(-1)
+    np.testing.assert_allclose(f_pot, pred["forces_pred"], atol=1e-8 * ref.std())
+    # the record of the last epoch agrees with predict()
+    assert wf.history[-1]["force_rmse_valid"] == pytest.approx(rmse, rel=1e-8)
+
+
+def _fit(cells, ckpt, n_epochs, after_epoch=None, optimizer=None, log_file=None):
+    wf = ml_util.FitWorkflow(seed=3)
+    closure_kwargs = {"w_gradients": 1.0, "optimizer_kwargs": {"max_iter": 4}}
+    if optimizer is not None:
+        closure_kwargs.update(optimizer=optimizer, optimizer_kwargs={"lr": 1e-2})
+    wf.prepare(cells, descriptors=radial_basis(6), forces=True, test_set=3, checkpoint=ckpt,
+               nn_kwargs={"n_internal": 5, "n_layers": 2}, closure_kwargs=closure_kwargs)
+    wf.run(n_epochs=n_epochs, checkpoint_every=2, save=False, progress=False, after_epoch=after_epoch,
+           restore_best=False, log_file=log_file, epoch_size=1 if optimizer is None else 5)
+    return wf
+
+
+@pytest.mark.parametrize("optimizer", [None, "adam"])
+def test_resume_continues_from_checkpoint(tmp_path, optimizer):
+    cells = lj_cells(10, seed=2)
+    reference = _fit(cells, tmp_path / "ref.ckpt", 4, optimizer=optimizer)
+
+    def crash(wf):
+        if wf.epoch == 3:
+            raise KeyboardInterrupt  # a kill after epoch 3, whose checkpoint (every 2) was never written
+
+    ckpt, log = tmp_path / "fit.ckpt", tmp_path / "fit.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        _fit(cells, ckpt, 4, after_epoch=crash, optimizer=optimizer, log_file=log)
+    assert ml_util.load_checkpoint(ckpt)["epoch"] == 2
+    resumed = _fit(cells, ckpt, 4, optimizer=optimizer, log_file=log)
+    assert resumed.resumed_from == 2 and resumed.epoch == 4
+    for a, b in zip(reference.nn, resumed.nn, strict=True):
+        for (ka, ta), (_kb, tb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            torch.testing.assert_close(ta, tb, rtol=1e-9, atol=1e-12, msg=ka)
+    sa, sb = reference.closure.optimizer.state_dict(), resumed.closure.optimizer.state_dict()
+    for key in sa["state"][0]:
+        va, vb = sa["state"][0][key], sb["state"][0][key]
+        if isinstance(va, torch.Tensor):
+            torch.testing.assert_close(va, vb, rtol=1e-9, atol=1e-12)
+        elif not isinstance(va, list):
+            assert va == pytest.approx(vb, rel=1e-9), key
+    # the log describes one history: epochs 0..4 once each, epoch 3 from the resumed run
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines()]
+    assert epochs == [0, 1, 2, 3, 4]
+    cols = ml_util.read_fit_log(log)
+    np.testing.assert_allclose(cols["loss"][-1], reference.history[-1]["loss"], rtol=1e-8)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.ckpt"
+    ml_util.atomic_torch_save({"format": "miniff-fit-checkpoint-1", "epoch": 1}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt  # killed in the middle of writing
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        ml_util.atomic_torch_save({"format": "miniff-fit-checkpoint-1", "epoch": 2}, path)
+    monkeypatch.undo()
+    assert ml_util.load_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["c.ckpt"]  # no temporary file left behind
+
+
+def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path):
+    log = tmp_path / "log.jsonl"
+    wf = ml_util.FitWorkflow(seed=0)
+    wf.prepare(lj_data[:24], descriptors=radial_basis(6), forces=True, test_set=0.25, nn_kwargs={"n_layers": 1},
+               closure_kwargs={"w_gradients": 1.0, "convergence": {"energy_rmse": 1e6}})
+    wf.run(n_epochs=5, save=False, progress=False, log_file=log)
+    assert wf.stop_reason == "converged" and wf.epoch == 1
+    rec = json.loads(log.read_text().splitlines()[-1])
+    for key in ("epoch", "time", "lr", "loss", "loss_valid", "energy_rmse", "energy_rmse_valid", "force_rmse",
+                "force_rmse_valid", "energy_max", "force_max_valid", "group_a_energy_rmse", "group_b_force_rmse"):
+        assert key in rec, key
+    # per-group RMSEs recombine into the overall validation RMSE
+    test_groups = wf.cell_groups["test"]
+    n = {g: test_groups.count(g) for g in ("a", "b")}
+    combined = np.sqrt(sum(n[g] * rec[f"group_{g}_energy_rmse"] ** 2 for g in n) / sum(n.values()))
+    assert combined == pytest.approx(rec["energy_rmse_valid"], rel=1e-10)
+    # early stopping: with lr=0 nothing improves after epoch 0
+    wf2 = ml_util.FitWorkflow(seed=0)
+    wf2.prepare(lj_data[:24], descriptors=radial_basis(6), test_set=0.25, nn_kwargs={"n_layers": 1},
+                closure_kwargs={"optimizer": "sgd", "optimizer_kwargs": {"lr": 0.0}})
+    wf2.run(n_epochs=50, save=False, progress=False, early_stopping=3)
+    assert wf2.stop_reason == "early stopping" and wf2.epoch == 3
+
+
+def test_fit_argument_errors(lj_data):
+    wf = ml_util.FitWorkflow()
+    with pytest.raises(ValueError, match="w_gradients"):
+        wf.prepare(lj_data[:8], descriptors=radial_basis(4), closure_kwargs={"w_gradients": 1.0})
+    with pytest.raises(ValueError, match="test_set"):
+        wf.prepare(lj_data[:8], descriptors=radial_basis(4), test_set=8)
+    with pytest.raises(KeyError, match="group_weights"):
+        wf.prepare(lj_data[:8], descriptors=radial_basis(4), group_weights={"nope": 2.0})
+    with pytest.raises(ValueError, match="dtype"):
+        ml_util.FitWorkflow(dtype="int8")
+    with pytest.raises(RuntimeError, match="prepare"):
+        ml_util.FitWorkflow().run()
