@@ -45,7 +45,7 @@ PROFILES = {
         "descriptors": {"sizes": [1000], "threads_n": 1000},
         "nn": {"sizes": [1000]},
         "md": {"sizes": [1000]},
-        "training": {"n_structures": 40, "reps": (2, 2, 2)},
+        "training": {"n_structures": 20, "reps": (2, 2, 2)},
         "lammps": {"sw_sizes": [8000], "lj_sizes": [32000], "steps": 5},
     },
     "full": {

@@ -24,8 +24,9 @@ def _cells(row):
     status = row["status"] if row["status"] == "ok" else f"{row['status']}: {row['note']}".rstrip(": ")
     status = " ".join(status.split())
     ms = None if row["median_s"] is None else 1e3 * row["median_s"]
+    mems = [m for m in (row["peak_mem_mb"], row.get("python_peak_mb")) if m is not None]
     return (row["case"], str(row["n_atoms"]), row["tool"], _fmt(ms, ".3g"), _fmt(row["ratio"], ".2f"),
-            _fmt(row["peak_mem_mb"], ".0f"), check, status)
+            _fmt(max(mems) if mems else None, ".0f"), check, status)
 
 
 def format_table(rows, max_status=60):

@@ -12,7 +12,7 @@ import numpy as np
 from benchmarks import _miniff
 from benchmarks._checks import compare_arrays
 from benchmarks._peers import DESCRIPTOR_SPEC, ani_aev_computer, ani_inputs, dscribe_acsf
-from benchmarks._runner import Row, run_comparison
+from benchmarks._runner import run_comparison
 from benchmarks._structures import si_diamond_n
 from benchmarks._timing import Unavailable
 
@@ -236,4 +236,4 @@ def _check_threads(outputs):
     return {tool: (ok and ok2, f"1 vs 2 threads: values {detail}; gradient {detail2}") for tool in outputs}
 
 
-__all__ = ["run", "Row"]
+

@@ -218,7 +218,7 @@ def profile(potentials, f, *args, **kwargs):
     potentials = _as_list(potentials)
     cutoff = max(float(p.cutoff) for p in potentials)
     out = np.empty(tuple(len(a) for a in args))
-    for index, point in zip(itertools.product(*(range(len(a)) for a in args)), itertools.product(*args)):
+    for index, point in zip(itertools.product(*(range(len(a)) for a in args)), itertools.product(*args), strict=True):
         nw = NeighborWrapper(f(*point), cutoff=cutoff, **kwargs)
         out[index] = nw.total(potentials, ignore_missing_species=True)
     return out

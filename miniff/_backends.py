@@ -10,7 +10,7 @@ and, for the descriptor families that can be evaluated many at a time (``eval_de
 
 ``batch_key(potential, codes)`` / ``batch(items, codes, nw, values_nf, jac_pf3, grad, n_threads)``.
 
-Compiled families call the loops of ``miniff/_reductions.pxi``; the family codes below must match the
+Compiled families call the loops of ``miniff/_reductions.pxi`` (and ``_red_angular.pxi``); the codes below match the
 ``RED_*`` enum there. The general (Python callable) families are evaluated with numpy.
 """
 

@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 
 from miniff import units
+from miniff.util import rows_dot3
 
 __all__ = ["Cell"]
 
@@ -25,6 +26,8 @@ def _as_finite_array(value, name, ndim, dtype=np.float64):
         arr = np.array(value, dtype=dtype)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}") from None
+    if arr.size == 0 and ndim == 2 and arr.ndim != 2:
+        arr = arr.reshape(0, 3)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-dimensional array, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -101,14 +104,14 @@ class Cell:
 
     def cartesian(self):
         """Cartesian positions ``coordinates @ vectors``, ``[N, 3]`` Å."""
-        return self.coordinates @ self.vectors
+        return rows_dot3(self.coordinates, self.vectors)
 
     def transform_from_cartesian(self, xyz):
         """Fractional coordinates of Cartesian points ``xyz`` ([..., 3] Å): ``xyz @ inv(vectors)``."""
         xyz = np.asarray(xyz, dtype=float)
         if xyz.shape[-1:] != (3,):
             raise ValueError(f"xyz must have shape (..., 3), got {xyz.shape}")
-        return xyz @ np.linalg.inv(self.vectors)
+        return rows_dot3(xyz, np.linalg.inv(self.vectors))
 
     def distances(self, cutoff=None, other=None):
         """Plain Euclidean distances between atoms (no periodic images).

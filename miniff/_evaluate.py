@@ -106,7 +106,15 @@ class EvaluationMixin:
         n_threads = resolve_n_threads(self, n_threads)
         indptr = pair_arrays(self)[0]
         energy_n = np.zeros(len(indptr) - 1)
-        grad_pc = np.zeros((int(indptr[-1]), 3)) if grad else None
+        grad_pc = None
+        if grad:
+            # reused between calls: page-faulting a fresh [P, 3] buffer costs more than the pair loop itself
+            # for large systems (it is never handed out, only reduced to forces and stress)
+            grad_pc = getattr(self, "_grad_pc_scratch", None)
+            if grad_pc is None or grad_pc.shape != (int(indptr[-1]), 3):
+                grad_pc = np.empty((int(indptr[-1]), 3))
+                self._grad_pc_scratch = grad_pc
+            grad_pc.fill(0.0)
         for k in active:
             accumulate_potential(potentials[k], self, energy_n, grad_pc, n_threads)
         return energy_n, grad_pc
@@ -283,7 +291,34 @@ class EvaluationMixin:
               n_threads=None, ignore_missing_species=False, **kwargs):
         """Minimise the total energy over positions (and the cell with ``relax_cell=True``).
 
-        See ``miniff._relax.relax`` for the parameters.
+        Parameters
+        ----------
+        potentials : LocalPotential or list of LocalPotential
+        rtn_history : bool
+            Return the list of all distinct evaluated cells instead of the final one.
+        normalize : bool
+            Wrap coordinates into the cell at every step.
+        inplace : bool
+            Leave the wrapper at the relaxed structure (otherwise it is restored).
+        driver : callable, optional
+            ``driver(fun, x0, jac=jac, **kwargs)``; default ``scipy.optimize.minimize`` (BFGS; pass
+            ``method="CG"``, ``"L-BFGS-B"``, ``options=``...). Variables are scaled so that a unit step moves
+            atoms by 0.1 Å; ``options["gtol"]`` is read in eV/Å (default ``fmax=1e-3`` eV/Å).
+        relax_cell : bool
+            Also optimise the cell shape and volume (zero stress).
+        n_threads : int or None
+            OpenMP threads.
+
+        Returns
+        -------
+        Cell or list of Cell
+            With ``meta["total-energy"]`` (eV), ``meta["forces"]`` ([N, 3] eV/Å) and, with ``relax_cell``,
+            ``meta["stress"]`` (Voigt, eV/Å³).
+
+        Warns
+        -----
+        OptimizationWarning
+            When the optimiser reports no success.
         """
         from miniff._relax import relax
 

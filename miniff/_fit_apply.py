@@ -122,7 +122,7 @@ class SDWorkflow(Workflow):
         forces = -np.asarray(nw.grad(self.potentials, ignore_missing_species=True))
         return energy, forces
 
-    def run(self, method="L-BFGS-B", options=None, parallel=False, pool_kwargs=None, **relax_kwargs):
+    def run(self, method="L-BFGS-B", options=None, relax_cell=False, parallel=False, pool_kwargs=None):
         """Relax every cell; return (and store in ``cells_result``) the relaxed cells.
 
         Parameters
@@ -131,10 +131,10 @@ class SDWorkflow(Workflow):
             scipy minimiser (``"L-BFGS-B"`` default).
         options : dict or None
             scipy options (default ``{"maxiter": 10000}``).
+        relax_cell : bool
+            Also relax the cell shape and volume (zero stress).
         parallel, pool_kwargs
             Accepted for 0.1.4 job files; relaxations run one after another (the kernels are OpenMP-parallel).
-        **relax_kwargs
-            More arguments of ``NeighborWrapper.relax`` (e.g. ``relax_cell=True``).
         """
         from miniff.kernel import OptimizationWarning
 
@@ -143,8 +143,8 @@ class SDWorkflow(Workflow):
         for k, nw in enumerate(self.cells_nw):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", OptimizationWarning)
-                cell = nw.relax(self.potentials, method=method, options=options,
-                                ignore_missing_species=True, **relax_kwargs)
+                cell = nw.relax(self.potentials, method=method, options=options, relax_cell=relax_cell,
+                                ignore_missing_species=True, n_threads=self.n_threads)
             flagged = [w for w in caught if issubclass(w.category, OptimizationWarning)]
             for w in caught:
                 if not issubclass(w.category, OptimizationWarning):

@@ -357,7 +357,7 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
         e_scale = float(normalization.energy_scale)
         ls = getattr(normalization, "length_scale", None)
         g_scale = e_scale / float(ls) if ls is not None else e_scale
-    with torch.enable_grad():
+    with torch.no_grad():  # forward_cauldron still differentiates for the forces, without a graph to keep
         out = _forward(networks, dataset, grad=forces)
     e_pred = (out[0] if forces else out).detach()
     n_s = _atom_counts(dataset).to(e_pred.dtype).clamp(min=1)

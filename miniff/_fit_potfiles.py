@@ -42,7 +42,7 @@ def load_potentials(f):
     """
     from pathlib import Path
 
-    from miniff import ml
+    from miniff import ml, potentials  # noqa: F401 - importing potentials registers the descriptor families
 
     if isinstance(f, (str, Path)) and not Path(f).exists():
         raise FileNotFoundError(f"potentials: no such file {str(f)!r}")

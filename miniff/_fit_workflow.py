@@ -73,8 +73,9 @@ class FitWorkflow(Workflow):
             Append to cells already loaded.
         cells_index, cells_selection
             ``index`` and ``selection`` of :func:`miniff.io.read_cells`.
-        descriptors : dict or None
-            ``{species: [descriptor potentials]}``; default: the Behler recipes (radial + angular).
+        descriptors : dict, str or None
+            ``{species: [descriptor potentials]}``, or a RuNNer ``input.nn`` file (its ``symfunction_short``
+            lines); default: the Behler recipes (radial + angular).
         cutoff : float or None
             Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å).
         default_descriptor_kwargs : dict or None
@@ -86,8 +87,9 @@ class FitWorkflow(Workflow):
             Extra arguments of ``ml.learn_cauldron`` (``grad=True`` fits forces).
         normalization_kwargs : dict or None
             Arguments of ``ml.Normalization.from_dataset`` (default ``offset_energy=True``).
-        test_set : float or int
-            Validation share: a fraction (float) or a count (int) of the (shuffled) cells, taken from the end.
+        test_set : float, int or str
+            Validation share: a fraction (float) or a count (int) of the (shuffled) cells, taken from the end;
+            or a file / glob pattern of separate validation cells.
         split_seed : int
             Seed of the random cell order, hence of the train/validation split.
         nn_kwargs : dict or None
@@ -105,12 +107,17 @@ class FitWorkflow(Workflow):
         resume : bool
             Resume from an existing checkpoint.
         load : str or None
-            A saved potentials file to start from (its descriptors and networks are reused).
-        parallel, cuda, plot_kwargs
-            Accepted for 0.1.4 job files; descriptors always use the OpenMP kernels and training runs on CPU.
+            A saved NN potentials file whose descriptors are reused (the networks start afresh: to continue a
+            fit, use ``checkpoint``).
+        parallel, plot_kwargs
+            Accepted for 0.1.4 job files (descriptors always use the OpenMP kernels; no live plots).
+        cuda : None, False or "auto"
+            Accepted for 0.1.4 job files; training runs on the CPU (anything else is a ValueError).
         """
         from miniff import ml
 
+        if cuda not in (None, False, "auto"):
+            raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
         learn_cauldron_kwargs = dict(learn_cauldron_kwargs or {})
         closure_kwargs = dict(closure_kwargs or {})
         if forces is not None:
@@ -133,21 +140,34 @@ class FitWorkflow(Workflow):
         if cells_subset is not None:
             self.subset_cells(cells_subset)
             self.order = self.order[:cells_subset]
-        n = len(self.cells)
-        n_test = self._test_count(test_set, n)
+        if isinstance(test_set, (str, Path)):
+            n_learn = len(self.cells)
+            self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index)
+            n = len(self.cells)
+            n_test = n - n_learn
+        else:
+            n = len(self.cells)
+            n_test = self._test_count(test_set, n)
 
-        loaded = None
         if load is not None:
             from miniff._fit_potfiles import load_potentials
 
             loaded = load_potentials(load)
+            bad = [k for k, p in enumerate(loaded) if not hasattr(p, "descriptors")]
+            if bad:
+                raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
             descriptors = {p.tag: list(p.descriptors) for p in loaded}
         if descriptors is None:
             cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
             descriptors = self.init_default_descriptors(a=cutoff, nw_kwargs=nw_kwargs,
                                                         **(default_descriptor_kwargs or {}))
+        elif isinstance(descriptors, (str, Path)):
+            from miniff._fit_parsers import group_by_species, parse_runner_input
+
+            descriptors = group_by_species(parse_runner_input(descriptors, strict=False))
         elif not isinstance(descriptors, dict):
-            raise TypeError(f"descriptors must be a dict {{species: [descriptors]}}, got {type(descriptors).__name__}")
+            raise TypeError(f"descriptors must be a dict {{species: [descriptors]}} or a RuNNer input file, "
+                            f"got {type(descriptors).__name__}")
         self.descriptors = {k: list(v) for k, v in sorted(descriptors.items())}
         cutoff = max(d.cutoff for v in self.descriptors.values() for d in v)
         if self.cells_nw is None or self.cutoff is None or self.cutoff < cutoff:
@@ -172,13 +192,10 @@ class FitWorkflow(Workflow):
         self.normalization = ml.Normalization.from_dataset(raw["learn"], **norm_kwargs)
         self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
 
-        nn_kwargs = dict(nn_kwargs or {})
-        if loaded is not None:
-            self.nn = [self._network_from_potential(p) for p in loaded]
-        else:
-            from miniff._fit_recipes import behler_nn
+        from miniff._fit_recipes import behler_nn
 
-            self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        nn_kwargs = dict(nn_kwargs or {})
+        self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
         weights = None
         if group_weights:
             if labels is None:
@@ -197,6 +214,9 @@ class FitWorkflow(Workflow):
         self.stale_epochs = 0
         self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
         self._fingerprint = _descriptor_fingerprint(self.descriptors)
+        self._split_fingerprint = hashlib.sha256(json.dumps(
+            {k: np.round(raw[k].per_cell_dataset.energy.double().numpy().ravel(), 8).tolist() for k in raw}
+        ).encode()).hexdigest()
         self.resumed_from = None
         if self.checkpoint_path is not None and resume and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
@@ -233,12 +253,6 @@ class FitWorkflow(Workflow):
                 out[s].extend(v)
         return out
 
-    def _network_from_potential(self, potential):
-        net = potential.parameters["nn"] if hasattr(potential, "parameters") else None
-        if net is None or not isinstance(net, torch.nn.Module):
-            raise ValueError("load: the saved potentials carry no network")
-        return copy.deepcopy(net).to(self.dtype)
-
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self):
         """The plain-data checkpoint of the fit (networks, optimizer, epoch, best state, RNG, metadata)."""
@@ -254,6 +268,7 @@ class FitWorkflow(Workflow):
             "stale_epochs": self.stale_epochs,
             "descriptors": self._fingerprint,
             "n_cells": {k: len(v) for k, v in self.datasets.items()},
+            "split": self._split_fingerprint,
             "torch_rng": torch.get_rng_state(),
             "history": [dict(r) for r in self.history],
         }
@@ -272,7 +287,7 @@ class FitWorkflow(Workflow):
         if data["descriptors"] != self._fingerprint:
             raise ValueError(f"checkpoint: {str(path)!r} was written with different descriptors; delete it or "
                              f"set resume: false")
-        if data["n_cells"] != {k: len(v) for k, v in self.datasets.items()}:
+        if data["n_cells"] != {k: len(v) for k, v in self.datasets.items()} or data["split"] != self._split_fingerprint:
             raise ValueError(f"checkpoint: {str(path)!r} was written for a different data split "
                              f"{data['n_cells']}; delete it or set resume: false")
         if data["optimizer_class"] != type(self.closure.optimizer).__name__:
@@ -329,9 +344,9 @@ class FitWorkflow(Workflow):
         return rec
 
     # ------------------------------------------------------------------ run
-    def run(self, n_epochs=100, epoch_size=1, cleanup_optimizer=False, save=True, save_fn="{tag}.pt",
+    def run(self, n_epochs=100, epoch_size=1, cleanup_optimizer=False, save=None, save_fn=None,
             checkpoint_every=10, log_file=None, early_stopping=None, restore_best=True, progress=None,
-            after_epoch=None, save_policy=None, plot_kwargs=None):
+            after_epoch=None, save_policy=None, plot_kwargs=None, torch_threads=1):
         """Optimise for up to ``n_epochs`` epochs (counting epochs done before a resume).
 
         Parameters
@@ -342,10 +357,10 @@ class FitWorkflow(Workflow):
             Optimizer steps per epoch (an LBFGS step is up to ``max_iter`` iterations).
         cleanup_optimizer : bool
             Re-create the optimizer (dropping its state) at every epoch, as 0.1.4 did by default.
-        save : bool
-            Save the potentials at the end (to ``save_fn``).
-        save_fn : str
-            Potentials file; ``{tag}`` is replaced by ``"learn"`` (0.1.4's ``learn.pt``).
+        save : bool or None
+            Save the potentials at the end (to ``save_fn``); None: save when ``save_fn`` is given.
+        save_fn : str or None
+            Potentials file (default ``"{tag}.pt"``); ``{tag}`` is replaced by ``"learn"`` (0.1.4's ``learn.pt``).
         checkpoint_every : int
             Write the checkpoint every this many epochs (and always at the end); needs ``checkpoint``.
         log_file : str or None
@@ -360,6 +375,10 @@ class FitWorkflow(Workflow):
             ``after_epoch(workflow)``; returning False stops the fit.
         save_policy, plot_kwargs
             Accepted for 0.1.4 job files (potentials are saved once, at the end).
+        torch_threads : int or None
+            torch intra-op threads during the fit (restored afterwards).  Atomic networks are small, so one
+            thread is fastest (several threads mostly wait on each other, badly so on a busy machine);
+            None keeps torch's setting.
 
         Returns
         -------
@@ -373,7 +392,21 @@ class FitWorkflow(Workflow):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
             raise ValueError(f"early_stopping must be None or a positive integer, got {early_stopping!r}")
-        log = FitLog(log_file, resume_epoch=self.epoch if self.resumed_from is not None else None)
+        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                          or torch_threads < 1):
+            raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
+        previous_threads = torch.get_num_threads()
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        try:
+            return self._run(n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
+                             early_stopping, restore_best, progress, after_epoch)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _run(self, n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
+             early_stopping, restore_best, progress, after_epoch):
+        log = FitLog(log_file, resume_epoch=self.epoch if self.epoch > 0 else None)
         if self.epoch == 0 and not self.history:
             self.history.append(log.write(self._record()))
             self._track_best(self.history[-1])
@@ -394,7 +427,10 @@ class FitWorkflow(Workflow):
                     self.closure.optimizer_step()
                 self.epoch += 1
                 self.wall_time += time.perf_counter() - t0
-                rec = log.write(self._record())
+                t0 = time.perf_counter()
+                rec = self._record()  # metrics of this epoch; their cost is added to the next record's time
+                rec = log.write(rec)
+                self.wall_time += time.perf_counter() - t0
                 self.history.append(rec)
                 stop = self._after_epoch_checks(rec, early_stopping)
                 if bar is not None:
@@ -418,8 +454,10 @@ class FitWorkflow(Workflow):
         if restore_best and self.best is not None and "test" in self.datasets:
             for net, state in zip(self.nn, self.best["networks"], strict=True):
                 net.load_state_dict(state)
+        if save is None:
+            save = save_fn is not None
         if save:
-            self.save_potentials(save_fn.format(tag="learn"))
+            self.save_potentials(("{tag}.pt" if save_fn is None else str(save_fn)).format(tag="learn"))
         return self.history
 
     def _track_best(self, rec):

@@ -253,6 +253,9 @@ def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalizati
                     raise ValueError(f"per_point_datasets[{k}].features_g refers to {jac.n_atoms} atoms, "
                                      f"per_cell_dataset has {n_atoms}")
                 gradients = gradients + jac.contract(dE_dx)
+    if not create_graph:  # called under no_grad: return plain tensors
+        energy, parts = energy.detach(), [p.detach() for p in parts]
+        gradients = None if gradients is None else gradients.detach()
     if normalization is not None:
         if energies_p:
             parts = [normalization.bw_energy_components(p, k) * (d.mask != 0).to(dtype)[..., None]

@@ -27,6 +27,25 @@ def _as_index(name, x):
     return x.to(torch.int64)
 
 
+class _EntryDot(torch.autograd.Function):
+    """``out[e, c] = sum_d g[e, d] * v[e, d, c]`` with a transpose-free backward (``v`` is a constant)."""
+
+    @staticmethod
+    def forward(ctx, g_ed, v_edc):
+        ctx.save_for_backward(g_ed if ctx.needs_input_grad[1] else None, v_edc)  # keep memory low
+        return torch.bmm(g_ed.unsqueeze(1), v_edc).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad_ec):
+        g_ed, v_edc = ctx.saved_tensors
+        grad_g = grad_v = None
+        if ctx.needs_input_grad[0]:
+            grad_g = torch.bmm(v_edc, grad_ec.unsqueeze(2)).squeeze(2)
+        if ctx.needs_input_grad[1]:
+            grad_v = g_ed.unsqueeze(2) * grad_ec.unsqueeze(1)
+        return grad_g, grad_v
+
+
 class SparseJacobian:
     """Feature derivatives with respect to atomic positions in COO form (see the module docstring).
 
@@ -61,7 +80,7 @@ class SparseJacobian:
                 raise ValueError(f"{name} has indices outside [0, {bound})")
         if n > 1 and bool((sample_e[1:] < sample_e[:-1]).any()):
             raise ValueError("sample_e must be sorted (non-decreasing)")
-        if not bool(torch.isfinite(values_edc).all()):
+        if not (n == 0 or bool(torch.isfinite(values_edc.sum())) or bool(torch.isfinite(values_edc).all())):
             raise ValueError("features_g (values_edc) contains NaN or inf")
         self.sample_e = sample_e
         self.point_e = point_e
@@ -213,8 +232,8 @@ class SparseJacobian:
         if s != self.n_samples or p < self.n_points:
             raise ValueError(f"dE_dF shape {tuple(dE_dF.shape)} does not match the Jacobian "
                              f"(S={self.n_samples}, P={self.n_points})")
-        g_ed = dE_dF[self.sample_e, self.point_e]
-        contrib_ec = torch.bmm(g_ed.unsqueeze(1), self.values_edc).squeeze(1)
+        g_ed = dE_dF.reshape(s * p, -1).index_select(0, self.sample_e * p + self.point_e)
+        contrib_ec = _EntryDot.apply(g_ed, self.values_edc)
         if resolve:
             out = dE_dF.new_zeros(s * p * self.n_atoms, 3)
             flat = (self.sample_e * p + self.point_e) * self.n_atoms + self.atom_e

@@ -202,8 +202,13 @@ class Normalization:
             return x.copy_(out)
         return out
 
-    def _jac_map(self, values_edc, m, factor):
-        return torch.einsum("edc,dk->ekc", values_edc, m.to(values_edc.dtype)) * factor
+    @staticmethod
+    def _jac_map(values_edc, m, factor):
+        """``values_edc [E, D, 3]`` -> ``sum_d values[e, d, c] m[d, k] * factor`` (``[E, D', 3]``)."""
+        m = m.to(values_edc.dtype)
+        if m.shape[0] == m.shape[1] and bool((m == torch.diag(torch.diagonal(m))).all()):
+            return values_edc * (torch.diagonal(m) * factor)[None, :, None]
+        return torch.matmul(values_edc.transpose(1, 2), m * factor).transpose(1, 2).contiguous()
 
     def fw_features_g(self, x, k, inplace=False):
         """Feature Jacobian of species ``k`` -> normalised.

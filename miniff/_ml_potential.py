@@ -135,8 +135,8 @@ class NNPotential(LocalPotential):
         jac = torch.from_numpy(np.ascontiguousarray(jac_pfc, dtype=np.float64))
         i_p = torch.from_numpy(np.asarray(nw.pairs.i_p, dtype=np.int64))
         if all_atoms:
-            g_pf = g_nf[i_p]
-            grad_pc[:] = torch.bmm(g_pf.unsqueeze(1), jac).squeeze(1).numpy()
+            g_pf = g_nf.index_select(0, i_p)
+            torch.bmm(g_pf.unsqueeze(1), jac, out=torch.from_numpy(grad_pc).unsqueeze(1))
         else:
             pos_n = np.full(n, -1, dtype=np.int64)
             pos_n[sel] = np.arange(int(sel.sum()))

@@ -311,7 +311,7 @@ cdef void _nl_free(_NLGrid* g, int n_threads) noexcept:
 
 def neighbor_search(double[:, ::1] frac, double[:, ::1] xyz, int[:, ::1] shift, double[:, ::1] vectors,
                     int[::1] n_bins, int[::1] periodic, double[::1] frac_min, double[::1] bin_width,
-                    int[:, ::1] offsets, int[::1] image_limit, double cutoff, int n_threads, bint sort_rows,
+                    const int[:, ::1] offsets, int[::1] image_limit, double cutoff, int n_threads, bint sort_rows,
                     int64_t capacity_hint=0):
     """Cell-list neighbour search (private; arguments are validated by ``miniff._neighbors``).
 
@@ -409,7 +409,7 @@ def neighbor_search(double[:, ::1] frac, double[:, ::1] xyz, int[:, ::1] shift, 
     g.lim2 = image_limit[2] if image_limit[2] >= 0 else 2147483647
     g.rc2 = cutoff * cutoff
     g.vec = &vec[0, 0]
-    g.offsets = &offsets[0, 0]
+    g.offsets = <int*> &offsets[0, 0]
     g.bin_start = &bin_start[0]
     g.flat_bin = &flat_bin[0]
     g.rank = &rank[0]
@@ -474,3 +474,46 @@ cdef void _nl_write_all(_NLGrid* g, int n, int64_t* indptr, int sort_rows, int32
     cdef double* dist_ptr = &dist_arr[0]
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
         _nl_write_row(g, i, indptr[i], sort_rows, omp_get_thread_num(), j_ptr, s_ptr, d_ptr, dist_ptr)
+
+
+def rows_dot3(const double[:, ::1] a, const double[:, ::1] m, double[:, ::1] out, int n_threads):
+    """out[n] = a[n] @ m for a [N, 3], m [3, 3] (private helper of miniff.util.rows_dot3)."""
+    cdef int64_t n = a.shape[0], k
+    cdef double m00 = m[0, 0], m01 = m[0, 1], m02 = m[0, 2]
+    cdef double m10 = m[1, 0], m11 = m[1, 1], m12 = m[1, 2]
+    cdef double m20 = m[2, 0], m21 = m[2, 1], m22 = m[2, 2]
+    cdef double x, y, z
+    if n_threads < 1 or n < 100000:
+        n_threads = 1
+    for k in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        x = a[k, 0]
+        y = a[k, 1]
+        z = a[k, 2]
+        out[k, 0] = x * m00 + y * m10 + z * m20
+        out[k, 1] = x * m01 + y * m11 + z * m21
+        out[k, 2] = x * m02 + y * m12 + z * m22
+
+
+def pair_vectors(const int64_t[::1] indptr, const int32_t[::1] j_p, const int32_t[:, ::1] S_pc,
+                 const double[:, ::1] xyz, const double[:, ::1] vectors, double[:, ::1] D_pc, double[::1] d_p,
+                 int n_threads):
+    """D_pc[p] = xyz[j] + S @ vectors - xyz[i], d_p = |D_pc| for a fixed pair topology (private)."""
+    cdef int n = indptr.shape[0] - 1
+    cdef int i, j
+    cdef int64_t p
+    cdef double s0, s1, s2, dx, dy, dz
+    if n_threads < 1:
+        n_threads = 1
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        for p in range(indptr[i], indptr[i + 1]):
+            j = j_p[p]
+            s0 = S_pc[p, 0]
+            s1 = S_pc[p, 1]
+            s2 = S_pc[p, 2]
+            dx = xyz[j, 0] - xyz[i, 0] + s0 * vectors[0, 0] + s1 * vectors[1, 0] + s2 * vectors[2, 0]
+            dy = xyz[j, 1] - xyz[i, 1] + s0 * vectors[0, 1] + s1 * vectors[1, 1] + s2 * vectors[2, 1]
+            dz = xyz[j, 2] - xyz[i, 2] + s0 * vectors[0, 2] + s1 * vectors[1, 2] + s2 * vectors[2, 2]
+            D_pc[p, 0] = dx
+            D_pc[p, 1] = dy
+            D_pc[p, 2] = dz
+            d_p[p] = sqrt(dx * dx + dy * dy + dz * dz)

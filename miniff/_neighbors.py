@@ -12,6 +12,7 @@ prepares its inputs:
   a pair closer than the cutoff (the exact minimum distance between two bins).
 """
 
+import functools
 import itertools
 import math
 
@@ -20,6 +21,7 @@ import numpy as np
 from miniff._compiled import kernel_module
 from miniff._pairlist import PairList
 from miniff._parallel import effective_n_threads
+from miniff.util import rows_dot3
 
 __all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "normalize_pbc", "plane_spacings"]
 
@@ -31,6 +33,8 @@ _BINS_PER_CUTOFF = 1.0
 # At most this many bins per atom (sparse clusters, huge empty boxes), never fewer than _MIN_BIN_CAP.
 _BINS_PER_ATOM = 2.0
 _MIN_BIN_CAP = 64
+# With n_threads=None, at least this many atoms per thread.
+_ATOMS_PER_THREAD = 2000
 # Wrap offsets are int32; keep far away from overflow.
 _MAX_WRAP = 2**30
 
@@ -114,14 +118,39 @@ def estimate_pairs(n_atoms, vectors, pbc, cutoff, extent=None):
 
 
 def _bin_offsets(m, widths_c):
-    """Bin offsets within ``|k_a| <= m_a`` whose bins can hold points closer than 1 (in units of rc).
+    """Pruned bin offsets (see :func:`_prune_offsets`); cached, since MD and relaxations repeat them."""
+    m = tuple(int(x) for x in m)
+    if max(m) <= 1:  # neighbouring bins touch: nothing to prune
+        return _offset_grid(m)
+    return _cached_offsets(m, np.ascontiguousarray(widths_c, dtype=float).tobytes())
+
+
+def _offset_grid(m):
+    """All offsets ``|k_a| <= m_a``, ``[prod(2 m + 1), 3]`` int32, in lexicographic order."""
+    grid = np.indices(tuple(2 * mm + 1 for mm in m), dtype=np.int32).reshape(3, -1).T
+    return np.ascontiguousarray(grid - np.array(m, dtype=np.int32))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_offsets(m, widths_bytes):
+    grid = _offset_grid(m)
+    widths_c = np.frombuffer(widths_bytes, dtype=float).reshape(3, 3)
+    chunk = 65536
+    keep = np.concatenate([_prune_offsets(grid[s : s + chunk], widths_c) for s in range(0, len(grid), chunk)])
+    out = np.ascontiguousarray(grid[keep])
+    out.setflags(write=False)
+    return out
+
+
+def _prune_offsets(k, widths_c):
+    """Mask of the bin offsets ``k`` [K, 3] whose bins can hold points closer than 1 (in units of rc).
 
     ``widths_c`` [3, 3]: rows are the bin edge vectors divided by the cutoff. The minimum distance
     between bins ``c`` and ``c + k`` is ``min |(k + v) @ widths_c|`` over ``v`` in ``[-1, 1]^3``; the
     minimum of this convex quadratic is found exactly by trying every active set (each coordinate
     free, at -1 or at +1) and keeping the feasible candidates.
     """
-    k = np.array(list(itertools.product(*(range(-mm, mm + 1) for mm in m))), dtype=float)
+    k = np.asarray(k, dtype=float)
     g = widths_c @ widths_c.T
     best = np.full(len(k), np.inf)
     for combo in itertools.product((None, -1.0, 1.0), repeat=3):
@@ -143,8 +172,7 @@ def _bin_offsets(m, widths_c):
             x[:, free] = xf
         value = np.einsum("ka,ab,kb->k", x, g, x)
         best = np.where(feasible, np.minimum(best, value), best)
-    keep = best < (1.0 + 1e-9) ** 2
-    return np.ascontiguousarray(k[keep], dtype=np.int32)
+    return best < (1.0 + 1e-9) ** 2
 
 
 def _grid(frac_w, h, pbc, cutoff, n_atoms):
@@ -162,7 +190,9 @@ def _grid(frac_w, h, pbc, cutoff, n_atoms):
     cap = max(_MIN_BIN_CAP, _BINS_PER_ATOM * n_atoms)
     thickness = cutoff / _BINS_PER_CUTOFF
     while True:
-        n_bins = np.maximum(1, np.floor(length / thickness)).astype(np.int64)
+        # slightly fewer bins when the length is an exact multiple, so that bins are thicker than the
+        # cutoff and the next-but-one bins never need a visit
+        n_bins = np.maximum(1, np.floor(length / thickness * (1 - 1e-9))).astype(np.int64)
         if np.prod(n_bins.astype(float)) <= cap:
             break
         thickness *= 1.25
@@ -225,7 +255,7 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
             raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
         limit = np.where(pbc, limit, 0).astype(np.int32)
 
-    frac = positions @ np.linalg.inv(vectors)
+    frac = rows_dot3(positions, np.linalg.inv(vectors))
     wrap = np.zeros((n, 3), dtype=np.float64)
     if n and np.any(pbc):
         wrap[:, pbc] = np.floor(frac[:, pbc])
@@ -236,7 +266,7 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
         if np.any(over):
             frac_w[over] -= 1.0
             wrap[over] += 1.0
-        xyz = positions - wrap @ vectors
+        xyz = positions - rows_dot3(wrap, vectors)
     else:
         frac_w = frac
         xyz = positions
@@ -256,6 +286,9 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     widths_c = (width[:, None] * vectors) / cutoff
     offsets = _bin_offsets(m, widths_c)
 
+    threads = effective_n_threads(n_threads)
+    if n_threads is None:  # automatic: small systems are not worth waking threads for
+        threads = max(1, min(threads, n // _ATOMS_PER_THREAD))
     indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
         np.ascontiguousarray(frac_w),
         np.ascontiguousarray(xyz),
@@ -268,7 +301,7 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
         offsets,
         limit,
         cutoff,
-        effective_n_threads(n_threads),
+        threads,
         bool(sort),
         int(min(estimate * 1.1, max_pairs)),
     )

@@ -91,6 +91,13 @@ def potential_from_state_dict(data):
         raise ValueError("data has no 'tag' key: it is not a potential state dict")
     family = known_families.get(data["tag"])
     if family is None:
+        # families of other modules (the neural-network family of miniff.ml) register on import
+        try:
+            import miniff.ml  # noqa: F401
+        except ImportError:  # pragma: no cover - torch missing
+            pass
+        family = known_families.get(data["tag"])
+    if family is None:
         raise UnknownFamilyError(
             f"unknown potential family {data['tag']!r} in data['tag']; known: {sorted(known_families)}"
         )

@@ -71,6 +71,29 @@ def encode_potentials(potentials, lookup, default=None):
     return out
 
 
+def _factorize(values, max_fast=16):
+    """Sorted unique labels and int32 codes; fast path for few distinct labels (vectorised compares)."""
+    values = values.reshape(-1)
+    if values.size == 0:
+        return values.copy(), np.zeros(0, dtype=np.int32)
+    codes = np.full(values.size, -1, dtype=np.int32)
+    found = []
+    start = 0
+    while len(found) < max_fast:
+        todo = np.flatnonzero(codes[start:] < 0)
+        if todo.size == 0:
+            order = np.argsort(np.array(found), kind="stable")
+            rank = np.empty(len(found), dtype=np.int32)
+            rank[order] = np.arange(len(found), dtype=np.int32)
+            return np.array(found, dtype=values.dtype)[order], rank[codes]
+        start += todo[0]
+        label = values[start]
+        codes[values == label] = len(found)
+        found.append(label)
+    unique, inverse = np.unique(values, return_inverse=True)
+    return unique, np.asarray(inverse, dtype=np.int32).reshape(-1)
+
+
 class SpeciesEncoder:
     """Mixin holding the species of a structure and their integer codes.
 
@@ -90,13 +113,7 @@ class SpeciesEncoder:
     """
 
     def __init__(self, species):
-        species = np.asarray(species)
-        if species.size:
-            self.species, inverse = np.unique(species, return_inverse=True)
-            self.spec_encoded_row = np.asarray(inverse, dtype=np.int32).reshape(-1)
-        else:
-            self.species = np.asarray(species).reshape(0)
-            self.spec_encoded_row = np.zeros(0, dtype=np.int32)
+        self.species, self.spec_encoded_row = _factorize(np.asarray(species))
         self.species_lookup = {s.item() if isinstance(s, np.generic) else s: i for i, s in enumerate(self.species)}
 
     def encode_species(self, species, default=None):

@@ -6,10 +6,13 @@ import warnings
 import numpy as np
 
 from miniff._cell import Cell
+from miniff._compiled import kernel_module
 from miniff._evaluate import EvaluationMixin
 from miniff._neighbors import DEFAULT_MAX_PAIRS, _check_cutoff, build_pair_list, normalize_pbc
 from miniff._pairlist import PairList
+from miniff._parallel import effective_n_threads
 from miniff._species import SpeciesEncoder
+from miniff.util import rows_dot3
 
 __all__ = ["NeighborWrapper", "parse_replicas"]
 
@@ -166,10 +169,14 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
     # --- cell -------------------------------------------------------------------------------------------------
     def _wrap(self, coordinates):
         coordinates = np.array(coordinates, dtype=float)
-        if np.any(self.pbc):
-            wrapped = coordinates[:, self.pbc] % 1.0
-            wrapped[wrapped >= 1.0] = 0.0
-            coordinates[:, self.pbc] = wrapped
+        if np.all(self.pbc):
+            coordinates -= np.floor(coordinates)
+            coordinates[coordinates >= 1.0] = 0.0  # -1e-17 - floor(-1e-17) rounds to 1.0
+        elif np.any(self.pbc):
+            for a in np.flatnonzero(self.pbc):
+                column = coordinates[:, a]
+                column -= np.floor(column)
+                column[column >= 1.0] = 0.0
         return coordinates
 
     def _invalidate(self):
@@ -216,7 +223,7 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
         coordinates = self.cell.transform_from_cartesian(cartesian)
         if normalize:
             coordinates = self._wrap(coordinates)
-            self.cartesian_row = coordinates @ self.cell.vectors
+            self.cartesian_row = rows_dot3(coordinates, self.cell.vectors)
         else:
             self.cartesian_row = cartesian.copy()
         self.cell.coordinates = coordinates
@@ -289,9 +296,12 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
             raise ValueError(f"cartesian must have shape ({self.size}, 3), got {cartesian.shape}")
         if not np.all(np.isfinite(cartesian)):
             raise ValueError("cartesian contains NaN or inf")
-        i_p = pairs.i_p
-        D_pc = cartesian[pairs.j_p] - cartesian[i_p] + pairs.S_pc @ self.cell.vectors
-        d_p = np.sqrt(np.einsum("pc,pc->p", D_pc, D_pc))
+        cartesian = np.ascontiguousarray(cartesian)
+        D_pc = np.empty((pairs.n_pairs, 3))
+        d_p = np.empty(pairs.n_pairs)
+        threads = effective_n_threads(self.n_threads)
+        kernel_module.pair_vectors(pairs.indptr, pairs.j_p, pairs.S_pc, cartesian,
+                                   np.ascontiguousarray(self.cell.vectors), D_pc, d_p, threads)
         self.cartesian_row = cartesian.copy()
         self.cell.coordinates = self.cell.transform_from_cartesian(cartesian)
         self._pairs = PairList(pairs.indptr, pairs.j_p, pairs.S_pc, D_pc, d_p, pairs.cutoff)

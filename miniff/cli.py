@@ -1,6 +1,8 @@
 """Command line: ``python -m miniff {info,version,FILE.yml}``.
 
-Argument parsing only; the work is done by :mod:`miniff.ml_util`.
+Argument parsing only; the work is done by :mod:`miniff.ml_util` (job file format: :mod:`miniff._fit_jobs`).
+Exit codes: 0 success, 1 invalid job or missing/invalid data (a one-line message on stderr), 2 workflows not
+available, 130 interrupted (re-running the job resumes from its last checkpoint).
 """
 
 import argparse
@@ -43,7 +45,11 @@ def main(argv=None):
         return 2
     try:
         run_job_file(args.target)
-    except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f"miniff: error: {error}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"miniff: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("miniff: interrupted; run the same job again to resume from its last checkpoint", file=sys.stderr)
+        return 130
     return 0

@@ -188,6 +188,8 @@ def read_cells(
     """
     from ase import Atoms
 
+    energy_keys = _as_keys(energy_keys, "energy_keys")
+    forces_keys = _as_keys(forces_keys, "forces_keys")
     idx = _parse_index(index)
     if isinstance(source, Atoms):
         source = [source]
@@ -229,6 +231,19 @@ def read_cells(
     if warn_missing_targets:
         warn_missing(cells, label)
     return cells
+
+
+def _as_keys(keys, name):
+    """A tuple of key names from one name or a sequence of names."""
+    if isinstance(keys, str):
+        return (keys,)
+    try:
+        keys = tuple(keys)
+    except TypeError:
+        raise TypeError(f"{name} must be a string or a sequence of strings, got {type(keys).__name__}") from None
+    if not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"{name} must contain strings, got {keys!r}")
+    return keys
 
 
 def _redact_url(url):
@@ -394,7 +409,9 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
         Structures; ``meta`` targets are written as the reference energy (eV), forces (eV/Å) and
         stress (eV/Å³), plus ``group`` and any predictions.
     dest : str or os.PathLike
-        Destination: a path ending in ``.db`` or a ``postgresql://`` URL writes an ase.db database
+        Destination: a path ending in ``.json`` writes the 0.1.4 cells JSON (:meth:`Cell.save`,
+        predictions as ``meta`` keys); a path ending in ``.db`` or a ``postgresql://`` URL writes an
+        ase.db database
         (references as the row's calculator results, ``group`` and ``predicted_energy`` as
         key-value pairs, ``predicted_forces`` in the row data); any other path is written with
         ``ase.io.write`` (extxyz by default for ``.xyz``/``.extxyz``; predictions as
@@ -402,7 +419,8 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
     predicted : list of Cell, optional
         The same structures with a model's ``"total-energy"``/``"forces"`` in ``meta``.
     format : str, optional
-        ``ase.io.write`` format (default: guessed from the name, extxyz for ``.xyz``).
+        ``ase.io.write`` format (default: guessed from the name, extxyz for ``.xyz``), or
+        ``"cells-json"`` for the 0.1.4 cells JSON.
     append : bool, optional
         Add to an existing file/database instead of replacing it.
     **kwargs
@@ -414,6 +432,10 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
     ``os.replace``, so a failure never leaves a half-written file (for SQLite with ``append=True``
     the existing database is copied first). PostgreSQL writes happen in one transaction.
     """
+    if isinstance(dest, (str, os.PathLike)) and not _is_db_url(dest):
+        if format == "cells-json" or (format is None and str(dest).lower().endswith(".json")):
+            _write_cells_json(cells, Path(dest), predicted, append)
+            return
     images = cells_to_atoms(cells, predicted=predicted)
     if _is_db_url(dest):
         _write_db_rows(dest, images, "extract_from_name")
@@ -452,6 +474,23 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _write_cells_json(cells, path, predicted, append):
+    """0.1.4 cells JSON via ``Cell.save`` (atomic), predictions merged into ``meta``."""
+    from miniff.kernel import Cell
+
+    cells = _as_cell_list(cells, "cells")
+    if predicted is not None:
+        predicted = _as_cell_list(predicted, "predicted")
+        if len(predicted) != len(cells):
+            raise ValueError(f"predicted must hold one cell per cell: got {len(predicted)} for {len(cells)} cells")
+        cells = [_with_predictions(c, p, k) for k, (c, p) in enumerate(zip(cells, predicted, strict=True))]
+    if not path.parent.exists():
+        raise FileNotFoundError(f"dest: folder {str(path.parent)!r} does not exist")
+    if append and path.exists():
+        cells = _read_cells_json(path, slice(None)) + list(cells)
+    Cell.save(list(cells), str(path))
 
 
 def _write_db_rows(target, images, kind):

@@ -22,22 +22,17 @@ Examples
 
 from miniff._analysis import batch_rdf, profile, profile_directed_strain, profile_strain
 from miniff._cell import Cell
+from miniff._evaluate import OptimizationWarning
 from miniff._pairlist import PairList
+from miniff._scalar import ScalarFunctionWrapper
 from miniff._species import SpeciesEncoder, encode_potentials, encode_species
 from miniff._wrapper import NeighborWrapper
-
-try:  # provided by the evaluation module (Contract 4) once it lands
-    from miniff._evaluate import OptimizationWarning
-except ImportError:  # pragma: no cover - placeholder period
-
-    class OptimizationWarning(UserWarning):
-        """Warned when a structural relaxation does not converge."""
-
 
 __all__ = [
     "Cell",
     "NeighborWrapper",
     "PairList",
+    "ScalarFunctionWrapper",
     "SpeciesEncoder",
     "encode_species",
     "encode_potentials",

@@ -11,6 +11,7 @@ This is the public face of miniff's training code (the pieces live in private ``
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
   (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);
 - jobs: :func:`exec_workflows`, :func:`run_job_file` (``python -m miniff jobs.yml``);
+- parsers: :func:`parse_runner_input` (RuNNer ``symfunction_short`` lines);
 - files: :func:`save_potentials` / :func:`load_potentials` (plain data), :func:`load_potentials_014`
   (explicit, unsafe opt-in for 0.1.4 pickles), :func:`read_fit_log`, :func:`example_data_path`.
 
@@ -43,6 +44,7 @@ from miniff._fit_closures import (
 )
 from miniff._fit_jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
 from miniff._fit_log import FitLog, read_fit_log
+from miniff._fit_parsers import group_by_species, parse_runner_input
 from miniff._fit_potfiles import load_potentials, load_potentials_014, save_potentials, torch_load
 from miniff._fit_recipes import (
     behler_nn,
@@ -78,6 +80,8 @@ __all__ = [
     "run_job_file",
     "validate_description",
     "JobFileError",
+    "parse_runner_input",
+    "group_by_species",
     "save_potentials",
     "load_potentials",
     "load_potentials_014",

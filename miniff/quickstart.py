@@ -15,6 +15,7 @@
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ SETTINGS = {
         "nn": {"n_internal": 15, "n_layers": 3},
         "w_gradients": 10.0,
         "n_epochs": 40,
+        "relax_maxiter": 500,
     },
     "quick": {
         "cells_subset": 24,
@@ -38,6 +40,7 @@ SETTINGS = {
         "nn": {"n_internal": 6, "n_layers": 2},
         "w_gradients": 10.0,
         "n_epochs": 2,
+        "relax_maxiter": 10,
     },
 }
 
@@ -111,8 +114,8 @@ def _convergence_plot(log_file, path):
     from miniff import presentation
 
     fig, ax = pyplot.subplots(figsize=(6, 4.5))
-    presentation.plot_convergence(str(log_file), ax=ax, columns=["energy_rmse", "energy_rmse_valid", "force_rmse",
-                                                                 "force_rmse_valid"])
+    columns = ["energy_rmse", "energy_rmse_valid", "force_rmse", "force_rmse_valid"]
+    presentation.plot_convergence(str(log_file), ax=ax, ylabel="RMSE (eV/atom, eV/Å)", columns=columns)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     pyplot.close(fig)
@@ -130,7 +133,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     from miniff import ml_util
-    from miniff.kernel import NeighborWrapper
+    from miniff.kernel import NeighborWrapper, OptimizationWarning
 
     t_start = time.perf_counter()
     data = ml_util.example_data_path()
@@ -155,17 +158,25 @@ def main(argv=None):
     for name, label in (("learn", "training"), ("test", "validation")):
         m = fit.metrics(name)
         print(f"{label:12s}{1000 * m['energy_rmse']:12.2f} meV/atom{1000 * m['force_rmse']:10.1f} meV/Å")
+    groups = sorted({k.split("_")[1] for k in m if k.startswith("group_")})
+    for g in groups:
+        print(f"  {g:10s}{1000 * m[f'group_{g}_energy_rmse']:12.2f} meV/atom"
+              f"{1000 * m[f'group_{g}_force_rmse']:10.1f} meV/Å  (validation, group {g!r})")
 
     potentials = ml_util.load_potentials(out / "cupt-nn.pt")
     print(f"saved {out / 'cupt-nn.pt'} ({len(potentials)} NN potentials, plain data) and read it back")
     slab = _slab()
     nw = NeighborWrapper(slab, cutoff=settings["cutoff"])
     e0 = float(nw.total(potentials))
-    relaxed = nw.relax(potentials, method="L-BFGS-B", options={"maxiter": 500})
+    with warnings.catch_warnings(record=True) as caught:  # a non-converged relaxation is reported below
+        warnings.simplefilter("always", OptimizationWarning)
+        relaxed = nw.relax(potentials, method="L-BFGS-B", options={"maxiter": settings["relax_maxiter"]})
+    converged = not any(issubclass(w.category, OptimizationWarning) for w in caught)
     e1 = float(relaxed.meta["total-energy"])
     f_max = float(np.abs(relaxed.meta["forces"]).max())
     e_emt = _emt_energy(relaxed)
-    print(f"relaxed Pt(100) + 2 Cu: E = {e0:.3f} -> {e1:.3f} eV, max |F| = {1000 * f_max:.1f} meV/Å; "
+    status = "relaxed" if converged else f"relaxed ({settings['relax_maxiter']} steps, not converged)"
+    print(f"{status} Pt(100) + 2 Cu: E = {e0:.3f} -> {e1:.3f} eV, max |F| = {1000 * f_max:.1f} meV/Å; "
           f"EMT at the relaxed geometry {e_emt:.3f} eV ({1000 * (e1 - e_emt) / relaxed.size:+.1f} meV/atom)")
 
     _parity_plot(fit, out / "parity.png")

@@ -80,7 +80,11 @@ class UnknownUnitError(ValueError):
     """A unit expression names a unit miniff does not know, or does not parse."""
 
 
-_TOKEN = re.compile(r"\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|([A-Za-z_][A-Za-z_0-9]*)|(\*\*|[*/^()+-]))")
+_TOKEN = re.compile(
+    r"\s*(?:(\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"  # number
+    r"|([A-Za-z_][A-Za-z_0-9]*)"  # unit name
+    r"|(\*\*|[*/^()+-]))"  # operator
+)
 
 
 def _tokenize(expr):

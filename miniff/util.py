@@ -13,6 +13,7 @@ __all__ = [
     "masked_unique",
     "diag1",
     "default_logger",
+    "rows_dot3",
 ]
 
 
@@ -168,3 +169,22 @@ def default_logger(name="main", fmt="[%(levelname)s] %(asctime)s %(message)s", d
         logger.addHandler(handler)
     logger.setLevel(lvl)
     return logger
+
+
+def rows_dot3(a, m):
+    """``a @ m`` for ``a`` [N, 3] and ``m`` [3, 3], without BLAS.
+
+    Tall-skinny products by a 3x3 matrix are memory bound; BLAS gains nothing on them but may stall
+    waiting for its worker threads on a busy machine. A compiled loop does it in one pass.
+    """
+    a = np.asarray(a)
+    m = np.ascontiguousarray(m, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 3 or m.shape != (3, 3):
+        return a @ m
+    from miniff._compiled import kernel_module
+    from miniff._parallel import effective_n_threads
+
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    out = np.empty(a.shape)
+    kernel_module.rows_dot3(a, m, out, effective_n_threads(None))
+    return out

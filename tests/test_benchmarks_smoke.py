@@ -74,6 +74,14 @@ def test_smoke_neighbor_lists_agree(smoke_results):
     assert all(r["check"] is True for r in rows), [(r["tool"], r["check_detail"]) for r in rows]
 
 
+def test_smoke_lammps_energies_agree(smoke_results):
+    """Where LAMMPS and miniff both ran, the SW and LJ energies agreed (the check compares them to 1e-8)."""
+    rows = [r for r in smoke_results[0]["rows"] if r["case"].startswith("lammps") and r["status"] == "ok"]
+    if not any(r["tool"] == "lammps" for r in rows):
+        pytest.skip("LAMMPS is not installed (its rows say 'missing')")
+    assert all(r["check"] is True for r in rows), [(r["tool"], r["check_detail"]) for r in rows]
+
+
 def test_interleaving_rotates_order_and_records_errors():
     calls = []
 

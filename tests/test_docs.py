@@ -70,7 +70,8 @@ def test_python_examples_of_a_page_run(page, tmp_path):
     script = tmp_path / "example.py"
     prelude = {"threading.md": QUICKSTART_SETUP}.get(page, "")
     script.write_text(prelude + "\n".join(blocks), encoding="utf-8")
-    env = dict(os.environ, MPLBACKEND="Agg")
+    # one OpenMP thread: the examples are tiny and the test machine is shared
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"{page} examples failed:\n{proc.stderr}"

@@ -5,6 +5,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_potentials import PAIR_CASES, TRIPLE_CASES
 from test_potentials_support import make_nw
 
@@ -246,3 +248,52 @@ def test_stillinger_weber_silicon_cohesive_energy():
     # 5.431 Å is the published (rounded) equilibrium: the pressure is tiny
     np.testing.assert_allclose(nw.stress(sw)[:3], 0, atol=1e-4)
     assert nw.total(sw[1]) == pytest.approx(0, abs=1e-12)  # ideal tetrahedra: no three-body energy
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 9))
+def test_property_permutation_and_supercell(seed, n):
+    """Energies do not depend on the atom order, the total is extensive, and forces sum to zero."""
+    rng = np.random.default_rng(seed)
+    vectors = np.diag(rng.uniform(4.5, 6.0, 3)) + rng.uniform(-0.6, 0.6, (3, 3))
+    frac = rng.random((n, 3))
+    species = rng.choice(["a", "b"], n)
+    pots = [_potential("sw2"), _potential("behler5"), _potential("sw3", "a-a-b"), _potential("behler2", "b-a")]
+    nw = make_nw((vectors, frac, species, (True,) * 3), 4.0)
+    e, g = nw.total(pots, ignore_missing_species=True), nw.grad(pots, ignore_missing_species=True)
+    scale = 1 + np.abs(g).max()
+    np.testing.assert_allclose(g.sum(axis=0), 0, atol=1e-11 * scale)
+    perm = rng.permutation(n)
+    nw_p = make_nw((vectors, frac[perm], species[perm], (True,) * 3), 4.0)
+    assert nw_p.total(pots, ignore_missing_species=True) == pytest.approx(e, rel=1e-11, abs=1e-11)
+    np.testing.assert_allclose(nw_p.grad(pots, ignore_missing_species=True), g[perm], atol=1e-10 * scale)
+    big = np.concatenate([frac / [2, 1, 1], (frac + [1, 0, 0]) / [2, 1, 1]])
+    nw_2 = make_nw((vectors * [[2], [1], [1]], big, np.concatenate([species, species]), (True,) * 3), 4.0)
+    assert nw_2.total(pots, ignore_missing_species=True) == pytest.approx(2 * e, rel=1e-11, abs=1e-11)
+
+
+def test_evaluate_returns_everything_in_one_pass(smooth_box):
+    pots = [_potential("lj"), _potential("sw3"), ON_SITE]
+    nw = make_nw(smooth_box, 4.0)
+    ev = nw.evaluate(pots, grad=True, stress=True, per_atom_stress=True)
+    assert ev.energy == pytest.approx(nw.total(pots), rel=1e-14)
+    np.testing.assert_allclose(ev.energy_n, nw.eval(pots, "kernel").sum(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(ev.grad_nc, nw.grad(pots), rtol=1e-14)
+    np.testing.assert_allclose(ev.stress, nw.stress(pots), rtol=1e-13)
+    np.testing.assert_allclose(ev.stress_n, nw.stress(pots, per_atom=True), rtol=1e-14)
+    energy_only = nw.evaluate(pots, grad=False)
+    assert energy_only.grad_nc is None and energy_only.stress is None
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_results_do_not_depend_on_the_pair_list_builder(smooth_box, periodic):
+    """The compiled cell-list NeighborWrapper and a brute-force pair list give the same energies and forces
+    (pair order differs, so sums agree to rounding)."""
+    system = smooth_box[:3] + ((periodic,) * 3,)
+    pots = [_potential(n) for n in ("lj", "sw3", "behler4", "general_triple")]
+    real, brute = make_nw(system, 4.0), make_nw(system, 4.0, standin=True)
+    assert real.pairs.n_pairs == brute.pairs.n_pairs
+    assert real.total(pots) == pytest.approx(brute.total(pots), rel=1e-12)
+    for method in ("grad", "stress"):
+        expected = getattr(brute, method)(pots)
+        np.testing.assert_allclose(getattr(real, method)(pots), expected, rtol=0, atol=1e-10 * np.abs(expected).max())

@@ -163,6 +163,19 @@ def test_database_missing_forces_is_energy_only(tmp_path, rng):
         read_cells(path, warn_missing_targets=False)
 
 
+def test_custom_energy_and_forces_keys_in_database(tmp_path, rng):
+    path = tmp_path / "kv.db"
+    forces = rng.normal(size=(2, 3))
+    with ase.db.connect(path) as db:
+        db.write(Atoms("Si2", positions=rng.random((2, 3)) * 3, cell=np.eye(3) * 5.0, pbc=True),
+                 dft_energy=-3.5, data={"dft_forces": forces})
+    (cell,) = read_cells(path, energy_keys="dft_energy", forces_keys=["dft_forces"])
+    assert cell.meta["total-energy"] == -3.5
+    np.testing.assert_array_equal(cell.meta["forces"], forces)
+    with pytest.raises(TypeError, match="energy_keys"):
+        read_cells(path, energy_keys=3)
+
+
 def test_missing_energy_warns(tmp_path, rng):
     path = tmp_path / "bare.extxyz"
     ase.io.write(path, Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]]), format="extxyz")
@@ -215,9 +228,23 @@ def test_cells_json_is_delegated_to_cell_load(tmp_path, rng):
         _assert_same_cell(a, b, keys=("total-energy", "forces"))
 
 
+def test_write_cells_json(tmp_path, rng):
+    cells = _make_cells(rng, 2)
+    predicted = [c.copy() for c in cells]
+    for p in predicted:
+        p.meta = {"total-energy": 1.25, "forces": np.ones((p.size, 3))}
+    path = tmp_path / "out.json"
+    write_cells(cells, path, predicted=predicted)
+    back = Cell.load(str(path))
+    for a, b in zip(cells, back, strict=True):
+        _assert_same_cell(a, b, keys=("total-energy", "forces"))
+        assert b.meta["predicted-energy"] == pytest.approx(1.25)
+        np.testing.assert_allclose(b.meta["predicted-forces"], 1.0)
+
+
 def test_append(tmp_path, rng):
     cells = _make_cells(rng, 3)
-    for name in ("a.extxyz", "a.db"):
+    for name in ("a.extxyz", "a.db", "a.json"):
         write_cells(cells[:2], tmp_path / name)
         write_cells(cells[2:], tmp_path / name, append=True)
         assert len(read_cells(tmp_path / name)) == 3

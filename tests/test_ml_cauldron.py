@@ -85,7 +85,7 @@ def test_forces_equal_finite_differences_of_energies(rng):
             full = cart0.copy()
             full[:4] = cart_sub  # the first 4 atoms hold both species
             moved = Cell(c.vectors, full @ np.linalg.inv(c.vectors), c.values, meta=c.meta)
-            d1 = ml.learn_cauldron([moved], desc, normalize=False)
+            d1 = ml.learn_cauldron([moved], desc, normalize=False, n_threads=1)
             with torch.no_grad():
                 return float(ml.forward_cauldron(nets, d1)[0, 0])
 
@@ -175,6 +175,13 @@ def test_bad_input(rng):
     no_energy = Cell(cells[1].vectors, cells[1].coordinates, cells[1].values)
     with pytest.raises(KeyError, match="total-energy"):
         ml.learn_cauldron([no_energy], desc, normalize=False)
+    bad_forces = Cell(cells[1].vectors, cells[1].coordinates, cells[1].values,
+                      meta={"total-energy": 1.0, "forces": np.zeros((3, 3))})
+    with pytest.raises(ValueError, match=r"cells\[0\].meta\['forces'\] must have shape \(5, 3\)"):
+        ml.learn_cauldron([bad_forces], desc, grad=True, normalize=False)
+    nan_energy = Cell(cells[1].vectors, cells[1].coordinates, cells[1].values, meta={"total-energy": np.nan})
+    with pytest.raises(ValueError, match="energy"):
+        ml.learn_cauldron([nan_energy], desc, normalize=False)
     with pytest.raises(TypeError, match=r"cells\[0\] must be a Cell"):
         ml.learn_cauldron(["x"], desc, normalize=False)
     ds = ml.learn_cauldron(cells, desc, normalize=False)
@@ -209,3 +216,15 @@ def test_wrappers_charges_partial_energies_and_progress(rng, capsys):
     wrappers[1].meta["charges"] = np.full(cells[1].size, np.nan)
     with pytest.raises(ValueError, match="charges contains NaN"):
         ml.learn_cauldron(wrappers, _descriptors(), normalize=False, extract_charges=True)
+
+
+def test_encode_species_mixed_sizes(rng):
+    cells = _cells(rng)
+    values, key = ml.encode_species(cells)
+    assert key.tolist() == ["a", "b"]
+    assert values.shape == (3, 9) and values.dtype == torch.int64
+    for s, c in enumerate(cells):
+        expected = [key.tolist().index(x) for x in c.values] + [-1] * (9 - c.size)
+        assert values[s].tolist() == expected
+    atoms = ml.collect_atoms(cells)
+    assert atoms.shape == (3, 9) and atoms.mask[1].sum() == 4 and atoms[0, 1] == "b"

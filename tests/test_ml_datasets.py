@@ -357,3 +357,25 @@ def test_forward_helpers_and_dataloader(rng):
     batches = list(loader)
     assert [b.n_samples for b in batches] == [2, 1]
     torch.testing.assert_close(ml.forward_cauldron(nets, batches[1]), ml.forward_cauldron(nets, ds)[2:])
+
+
+def test_sparse_contraction_gradcheck(rng):
+    jac = ml.SparseJacobian.from_dense(_random_dense_jac(rng, s=2, p=2, d=3, a=3))
+    dE_dF = torch.from_numpy(rng.normal(size=(2, 2, 3))).requires_grad_(True)
+    values = jac.values_edc.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x, v: jac.with_values(v).contract(x), (dE_dF, values))
+    assert torch.autograd.gradgradcheck(lambda x: jac.contract(x) ** 2, (dE_dF,))
+
+
+def test_normalization_bad_parameters():
+    with pytest.raises(ValueError, match="energy_scale must be finite and nonzero"):
+        ml.Normalization(0.0, [torch.ones(2)], torch.zeros(1, 1), [torch.zeros(2)])
+    with pytest.raises(ValueError, match="energy_offsets must have shape"):
+        ml.Normalization(1.0, [torch.ones(2)], torch.zeros(2, 1), [torch.zeros(2)])
+    with pytest.raises(ValueError, match=r"features_offsets\[0\] must have shape"):
+        ml.Normalization(1.0, [torch.ones(2)], torch.zeros(1, 1), [torch.zeros(3)])
+    norm = ml.Normalization(2.0, [torch.ones(2)], torch.zeros(1, 1), [torch.zeros(2)])
+    with pytest.raises(ValueError, match="no length_scale"):
+        norm.fw_energy_g(torch.zeros(1, 1, 3))
+    with pytest.raises(ValueError, match="unknown Normalization state keys"):
+        norm.load_state_dict({**norm.state_dict(), "junk": 1})

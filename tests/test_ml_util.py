@@ -176,3 +176,52 @@ def test_example_data():
     assert all(np.asarray(c.meta["forces"]).shape == (c.size, 3) for c in cells)
     with pytest.raises(FileNotFoundError, match="name"):
         ml_util.example_data_path("nope.xyz")
+
+
+def test_legacy_pickle_is_opt_in(tmp_path):
+    from miniff import potentials
+    from miniff.kernel import Cell, NeighborWrapper
+
+    descriptors = [potentials.behler2_descriptor_family(a=5.0, eta=e, r_sphere=0.0, tag="x-x") for e in (0.1, 0.5)]
+    torch.manual_seed(1)
+    net = ml_util.behler_nn(2, n_internal=3, n_layers=2).to(torch.float64)
+    legacy = [{"tag": "ml potential", "ptag": "x",
+               "parameters": {"nn": net.state_dict(), "descriptor_fidelity_histograms": None},
+               "descriptors": [d.state_dict() for d in descriptors]}]
+    torch.save(legacy, tmp_path / "old.pt")
+    (pot,) = ml_util.load_potentials_014(tmp_path / "old.pt")
+    cell = Cell(np.eye(3) * 10, np.array([[0.1, 0.1, 0.1], [0.4, 0.1, 0.1], [0.1, 0.35, 0.1]]), ["x"] * 3)
+    nw = NeighborWrapper(cell, cutoff=5.0)
+    d_n = np.zeros((3, 2))  # descriptors by brute force: sum_j exp(-eta r^2) f_c(r)
+    cart = cell.cartesian()
+    for i in range(3):
+        for j in range(3):
+            r = np.linalg.norm(cart[i] - cart[j])
+            if i != j and r < 5.0:
+                d_n[i] += np.exp(-np.array([0.1, 0.5]) * r**2) * 0.5 * (1 + np.cos(np.pi * r / 5.0))
+    expected = net(torch.tensor(d_n)).detach().numpy().sum()
+    assert nw.total([pot]) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="potentials"):  # the plain-data loader refuses 0.1.4 files
+        ml_util.load_potentials(tmp_path / "old.pt")
+
+
+def test_parse_runner_input(tmp_path):
+    a0 = 0.529177210903  # Bohr in Å
+    text = """# RuNNer symmetry functions
+symfunction_short Si 2 Si 0.01 0.0 12.0
+symfunction_short Si 3 Si O 0.002 -1.0 4.0 12.0   # angular
+
+symfunction_short O 2 Si 0.5 1.5 10.0
+"""
+    (tmp_path / "input.nn").write_text(text)
+    ds = ml_util.parse_runner_input(tmp_path / "input.nn")
+    assert [d.tag for d in ds] == ["Si-Si", "Si-Si-O", "O-Si"]
+    assert ds[0].parameters["eta"] == pytest.approx(0.01 / a0**2)
+    assert ds[0].cutoff == pytest.approx(12 * a0)
+    assert ds[1].parameters["l"] == -1 and ds[1].parameters["zeta"] == 4
+    assert ds[2].parameters["r_sphere"] == pytest.approx(1.5 * a0)
+    assert sorted(ml_util.group_by_species(ds)) == ["O", "Si"]
+    (tmp_path / "bad.nn").write_text(text + "nn_type_short 1\n")
+    with pytest.raises(ValueError, match="line 6"):
+        ml_util.parse_runner_input(tmp_path / "bad.nn")
+    assert len(ml_util.parse_runner_input(tmp_path / "bad.nn", strict=False)) == 3

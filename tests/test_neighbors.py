@@ -195,15 +195,15 @@ def test_invariants(triclinic_box, rng):
     np.testing.assert_allclose(np.linalg.norm(pairs.D_pc, axis=1), pairs.d_p, rtol=1e-14)
     assert np.all(pairs.d_p < 4.0) and np.all(pairs.d_p > 0)
     # symmetric: (i, j, S) present iff (j, i, -S)
-    fwd = set(zip(pairs.i_p.tolist(), pairs.j_p.tolist(), map(tuple, pairs.S_pc.tolist())))
-    bwd = set(zip(pairs.j_p.tolist(), pairs.i_p.tolist(), map(tuple, (-pairs.S_pc).tolist())))
+    fwd = set(zip(pairs.i_p.tolist(), pairs.j_p.tolist(), map(tuple, pairs.S_pc.tolist()), strict=True))
+    bwd = set(zip(pairs.j_p.tolist(), pairs.i_p.tolist(), map(tuple, (-pairs.S_pc).tolist()), strict=True))
     assert fwd == bwd
     np.testing.assert_array_equal(np.bincount(pairs.i_p, minlength=12), np.bincount(pairs.j_p, minlength=12))
 
 
 def _distance_multiset(nw):
     pairs = nw.pairs
-    return sorted(zip(pairs.i_p.tolist(), np.round(pairs.d_p, 9).tolist()))
+    return sorted(zip(pairs.i_p.tolist(), np.round(pairs.d_p, 9).tolist(), strict=True))
 
 
 def test_translation_rotation_permutation_invariance(triclinic_box, rng):
@@ -407,3 +407,30 @@ def test_build_pair_list_validation():
         build_pair_list(np.zeros((2, 3)), np.eye(3), True, 1.0, image_limit=(1, 1))
     with pytest.raises(ValueError, match="too far"):
         build_pair_list(np.array([[0, 0, 1e12]]), np.eye(3), True, 1.0)
+
+
+def test_refresh_pair_vectors_serial_equals_two_threads(rng):
+    vectors = np.array([[9.0, 0.0, 0.0], [2.0, 8.5, 0.0], [-1.0, 1.5, 9.5]])
+    frac = rng.random((300, 3))
+    moved = frac @ vectors + rng.normal(scale=0.1, size=(300, 3))
+    out = []
+    for threads in (1, 2):
+        nw = make(vectors, frac, cutoff=3.0, n_threads=threads)
+        nw.refresh_pair_vectors(moved)
+        out.append(nw.pairs)
+    np.testing.assert_allclose(out[0].D_pc, out[1].D_pc, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(out[0].d_p, out[1].d_p, rtol=1e-12, atol=0)
+
+
+def test_rows_dot3_matches_numpy_for_any_thread_count(rng):
+    from miniff._compiled import kernel_module
+    from miniff.util import rows_dot3
+
+    a = rng.normal(size=(120_000, 3))
+    m = rng.normal(size=(3, 3))
+    np.testing.assert_allclose(rows_dot3(a, m), a @ m, rtol=1e-12, atol=1e-12)
+    one, two = np.empty_like(a), np.empty_like(a)
+    kernel_module.rows_dot3(a, m, one, 1)
+    kernel_module.rows_dot3(a, m, two, 2)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(rows_dot3(a[:, :2], m[:2]), a[:, :2] @ m[:2])  # other shapes: numpy

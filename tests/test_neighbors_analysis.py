@@ -167,3 +167,27 @@ def test_profiles(monkeypatch, fcc):
         kernel.profile_strain([pot], fcc, [1.0], cutoff=3.0)
     with pytest.raises(ValueError, match="direction"):
         kernel.profile_directed_strain([pot], fcc, [1.0], (1, 1))
+
+
+def test_scalar_function_wrapper_with_scipy(fcc, rng):
+    from scipy.optimize import check_grad
+
+    from miniff.potentials import lj_potential_family
+
+    lj = lj_potential_family(epsilon=0.01, sigma=3.4, a=2.5, tag="Ar-Ar")
+    cell = fcc.repeated(2, 1, 1)
+    cell.coordinates = cell.coordinates + rng.normal(scale=0.01, size=cell.coordinates.shape)
+    nw = NeighborWrapper(cell, cutoff=lj.cutoff)
+    logged = []
+    sfw = kernel.ScalarFunctionWrapper(nw, [lj], normalize=False, cell_logger=logged.append)
+    x0 = nw.cartesian_row.reshape(-1).copy()
+    direct = NeighborWrapper(cell, cutoff=lj.cutoff, normalize=False)
+    assert sfw.f(x0) == pytest.approx(direct.total([lj]))
+    assert check_grad(sfw.f, sfw.g, x0, epsilon=1e-6) < 1e-5 * max(1.0, np.abs(sfw.g(x0)).max())
+    current = sfw.get_current_cell()
+    assert current.meta["forces"].shape == (8, 3) and "total-energy" in current.meta
+    assert logged and logged[0].meta["total-energy"] == pytest.approx(direct.total([lj]))
+    with pytest.raises(ValueError, match="values"):
+        sfw.f(x0[:3])
+    with pytest.raises(ValueError, match="compute_distances"):
+        kernel.ScalarFunctionWrapper(NeighborWrapper(cell), [lj])

@@ -124,3 +124,34 @@ def test_descriptors_are_smooth_at_the_cutoff(descriptor):
     h = 1e-7
     slope = (probe(A - 1e-4 + h)[0] - probe(A - 1e-4 - h)[0]) / (2 * h)
     assert abs(slope) < 1e-2 * (1 + abs(inside[0]))
+
+
+@pytest.mark.parametrize("tag", ["a-a-a", "a-b-a", "b-a-a"])
+def test_moment_and_triplet_kernels_agree(box, tag):
+    """Integer-zeta Behler 5 goes through angular moments; the triplet loop must give the same numbers."""
+    nw = make_nw(box, 4.0)
+    descriptors = [P.behler5_descriptor_family(a=A, eta=eta, l=l, zeta=z, epsilon=0.8, tag=tag)
+                   for eta in (0.0, 0.03, 0.3) for l in (-1.0, 0.4, 1.0) for z in (0, 1, 3, 8)]
+    values, jac = P.eval_descriptors(nw, descriptors, grad=True)
+    backend = descriptors[0].family.backend
+    values_t = np.zeros_like(values)
+    jac_t = np.zeros_like(jac)
+    items = list(enumerate(descriptors))
+    codes = descriptors[0].species_codes(nw)
+    from miniff._potential import pair_arrays
+
+    backend._batch_triplets(items, codes, A, pair_arrays(nw, A), values_t, jac_t.reshape(len(jac), -1), True, 1)
+    scale = np.abs(values_t).max(axis=0) + 1e-300
+    np.testing.assert_allclose(values / scale, values_t / scale, rtol=0, atol=1e-12)
+    jscale = np.abs(jac_t).max(axis=(0, 2)) + 1e-300
+    np.testing.assert_allclose(jac / jscale[:, None], jac_t / jscale[:, None], rtol=0, atol=1e-11)
+
+
+def test_no_neighbour_list_is_a_clear_error():
+    from miniff.kernel import Cell, NeighborWrapper
+
+    nw = NeighborWrapper(Cell(np.eye(3) * 5, [[0, 0, 0], [0.5, 0.5, 0.5]], ["a", "a"]))
+    with pytest.raises(ValueError, match="compute_distances"):
+        P.eval_descriptors(nw, [P.behler2_descriptor_family(a=3.0, eta=1.0, r_sphere=0.0, tag="a-a")])
+    with pytest.raises(ValueError, match="compute_distances"):
+        nw.total(P.behler2_descriptor_family(a=3.0, eta=1.0, r_sphere=0.0, tag="a-a"))

@@ -70,7 +70,7 @@ def test_lattice_up_to_radius(rng):
     cover = util.lattice_up_to_radius(6.0, vecs, cover=True)
     # covering: every pair of points of the cell closer than the radius is reached by one of the shifts
     a, b = rng.random((2, 50, 3)) @ vecs
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         ref = np.min(np.linalg.norm(y + brute - x, axis=1))
         got = np.min(np.linalg.norm(y + cover - x, axis=1))
         assert got <= ref + 1e-12

@@ -64,6 +64,15 @@ def test_lj_fit_recovers_forces(lj_data, tmp_path):
     np.testing.assert_allclose(f_pot, pred["forces_pred"], atol=1e-8 * ref.std())
     # the record of the last epoch agrees with predict()
     assert wf.history[-1]["force_rmse_valid"] == pytest.approx(rmse, rel=1e-8)
+    # a new fit can take its descriptors from the saved potentials, and separate validation files
+    from miniff.io import write_cells
+
+    write_cells(lj_data[:5], tmp_path / "valid.extxyz")
+    wf2 = ml_util.FitWorkflow()
+    wf2.prepare(lj_data[5:20], load=str(tmp_path / "lj.pt"), test_set=str(tmp_path / "valid.extxyz"))
+    assert [d.parameters["r_sphere"] for d in wf2.descriptors["Ar"]] == \
+        pytest.approx([d.parameters["r_sphere"] for d in wf.descriptors["Ar"]])
+    assert wf2.datasets["learn"].n_samples == 15 and wf2.datasets["test"].n_samples == 5
 
 
 def _fit(cells, ckpt, n_epochs, after_epoch=None, optimizer=None, log_file=None):
@@ -108,6 +117,12 @@ def test_resume_continues_from_checkpoint(tmp_path, optimizer):
     assert epochs == [0, 1, 2, 3, 4]
     cols = ml_util.read_fit_log(log)
     np.testing.assert_allclose(cols["loss"][-1], reference.history[-1]["loss"], rtol=1e-8)
+    # a checkpoint never silently continues a different fit
+    with pytest.raises(ValueError, match="data split"):
+        ml_util.FitWorkflow().prepare(cells, descriptors=radial_basis(6), forces=True, test_set=3, checkpoint=ckpt,
+                                      split_seed=5)
+    with pytest.raises(ValueError, match="descriptors"):
+        ml_util.FitWorkflow().prepare(cells, descriptors=radial_basis(5), forces=True, test_set=3, checkpoint=ckpt)
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -126,13 +141,14 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["c.ckpt"]  # no temporary file left behind
 
 
-def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path):
+def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path, capsys):
     log = tmp_path / "log.jsonl"
     wf = ml_util.FitWorkflow(seed=0)
     wf.prepare(lj_data[:24], descriptors=radial_basis(6), forces=True, test_set=0.25, nn_kwargs={"n_layers": 1},
                closure_kwargs={"w_gradients": 1.0, "convergence": {"energy_rmse": 1e6}})
-    wf.run(n_epochs=5, save=False, progress=False, log_file=log)
+    wf.run(n_epochs=5, save=False, progress=True, log_file=log)
     assert wf.stop_reason == "converged" and wf.epoch == 1
+    assert "meV/at" in capsys.readouterr().err  # the progress bar shows the current errors
     rec = json.loads(log.read_text().splitlines()[-1])
     for key in ("epoch", "time", "lr", "loss", "loss_valid", "energy_rmse", "energy_rmse_valid", "force_rmse",
                 "force_rmse_valid", "energy_max", "force_max_valid", "group_a_energy_rmse", "group_b_force_rmse"):
@@ -158,6 +174,8 @@ def test_fit_argument_errors(lj_data):
         wf.prepare(lj_data[:8], descriptors=radial_basis(4), test_set=8)
     with pytest.raises(KeyError, match="group_weights"):
         wf.prepare(lj_data[:8], descriptors=radial_basis(4), group_weights={"nope": 2.0})
+    with pytest.raises(ValueError, match="cuda"):
+        wf.prepare(lj_data[:8], descriptors=radial_basis(4), cuda=True)
     with pytest.raises(ValueError, match="dtype"):
         ml_util.FitWorkflow(dtype="int8")
     with pytest.raises(RuntimeError, match="prepare"):

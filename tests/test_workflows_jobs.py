@@ -15,7 +15,8 @@ def _write_job(path, description):
 
 def test_typo_in_prepare_is_named_with_suggestion(tmp_path):
     job = _write_job(tmp_path / "job.yml", {"fit": {"prepare": {"fn_cell": "data.extxyz"}}})
-    with pytest.raises(ml_util.JobFileError, match=r"fit\.prepare: unknown key 'fn_cell' \(did you mean 'fn_cells'\?\)"):
+    match = r"fit\.prepare: unknown key 'fn_cell' \(did you mean 'fn_cells'\?\)"
+    with pytest.raises(ml_util.JobFileError, match=match):
         ml_util.run_job_file(job)
 
 
@@ -23,7 +24,7 @@ def test_typo_in_prepare_is_named_with_suggestion(tmp_path):
     ({"fitt": {}}, r"unknown stage 'fitt' \(did you mean 'fit'\?\)"),
     ({"fit": {"prepar": {}}}, r"unknown section 'prepar' \(did you mean 'prepare'\?\)"),
     ({"fit": {"run": {"n_epoch": 3}, "prepare": {"fn_cells": "x"}}}, r"fit\.run: unknown key 'n_epoch'"),
-    ({"fit": {"init": {"sed": 1}, "prepare": {"fn_cells": "x"}}}, r"fit\.init: unknown key 'sed' \(did you mean 'seed'"),
+    ({"fit": {"init": {"sed": 1}, "prepare": {"fn_cells": "x"}}}, r"fit\.init: unknown key 'sed' \(did you mean"),
     ({"test-direct": {"run": {}}}, r"'prepare' section"),
     ({"test-relax": {"prepare": {"potentials": "a.pt"}}}, r"missing required key\(s\) \['fn_cells'\]"),
     ([1, 2], "expected a mapping"),
@@ -74,7 +75,8 @@ def test_job_file_fit_test_relax(tmp_path, monkeypatch, rng):
         "fit": {"init": {"seed": 0, "units": "default"},
                 "prepare": {"fn_cells": "train.extxyz", "cutoff": 6.0, "test_set": 0.2, "forces": True,
                             "default_descriptor_kwargs": {"n": 5, "left": 0.8, "three_point": False},
-                            "nn_kwargs": {"n_internal": 4, "n_layers": 2}, "closure_kwargs": {"optimizer_kwargs": {"max_iter": 5}}, "checkpoint": "fit.ckpt"},
+                            "nn_kwargs": {"n_internal": 4, "n_layers": 2},
+                            "closure_kwargs": {"optimizer_kwargs": {"max_iter": 5}}, "checkpoint": "fit.ckpt"},
                 "run": {"n_epochs": 2, "save_fn": "learn.pt", "log_file": "fit.jsonl", "progress": False}},
         "test-direct": {"prepare": {"fn_cells": "more.extxyz", "potentials": "learn.pt"},
                         "run": {"fn_output": "predicted.extxyz"}},
@@ -104,3 +106,29 @@ def test_job_file_fit_test_relax(tmp_path, monkeypatch, rng):
     # re-running the same job resumes from the finished checkpoint: no new epochs
     again = ml_util.run_job_file(tmp_path / "job.yml")[0]
     assert again.resumed_from == 2 and again.epoch == 2
+
+
+def test_cells_json_and_ase_db_sources(tmp_path, rng):
+    from miniff.io import write_cells
+
+    cells = _dimer_cells(3, rng)
+    Cell.save(cells, str(tmp_path / "cells.json"))
+    write_cells(cells, tmp_path / "cells.db")
+    wf = ml_util.OneShotWorkflow()
+    for source in ("cells.json", "cells.db"):
+        loaded = wf.load_cells(source, root=str(tmp_path))
+        assert len(loaded) == 3
+        for a, b in zip(cells, loaded, strict=True):
+            np.testing.assert_allclose(a.cartesian(), b.cartesian(), atol=1e-10)
+            assert b.meta["total-energy"] == pytest.approx(a.meta["total-energy"], rel=1e-12)
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        wf.load_cells("*.nothing", root=str(tmp_path))
+
+
+def test_documented_job_example_is_valid():
+    import miniff._fit_jobs as jobs
+
+    text = jobs.__doc__.split("::")[1].split("\n\n")[1]
+    description = yaml.safe_load(text)
+    assert list(description) == ["fit", "test-direct", "test-relax"]
+    jobs.validate_description(description)  # raises on any unknown key

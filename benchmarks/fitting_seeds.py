@@ -1,0 +1,416 @@
+"""Fitting the seed systems' own data sets, side by side with the seeds' numbers on this machine.
+
+Runs the example jobs of ``examples/amp_ptcu`` (Amp's Pt/Cu EMT example, energy-only and with forces) and
+``examples/pyfit_si`` (PyFit-FF's silicon set and its full set) through :class:`miniff.ml_util.FitWorkflow`
+with the job files' own ``init``/``prepare`` sections, and measures the wall time to reach the anchor's
+training error (descriptor computation included), the validation error there, and a learning curve
+(validation error against wall time).  Writes ``benchmarks/FITTING.md`` (the table),
+``benchmarks/fitting_results.json`` and ``benchmarks/fitting_<dataset>.png``::
+
+    python -m benchmarks.fitting_seeds [--quick] [--only amp_energy pyfit_si ...] [--seeds 0 1 2]
+
+What the benchmark adds to the job files (the workflow cannot express these yet):
+
+- the optimizer is SciPy's L-BFGS-B (full batch, float64, history 100) instead of ``torch.optim.LBFGS``,
+  whose Python two-loop recursion costs more than the model evaluation for networks this small;
+- the fit stops at the first function evaluation that meets the target training RMSE (Amp's convergence
+  criteria, checked from the loss components, which are exact per-atom / per-component mean squares),
+  not at the end of an epoch;
+- the last layer of every network starts 10x smaller than torch's default, so the initial prediction is
+  close to the per-species energy offsets of the normalisation;
+- one thread (``torch.set_num_threads(1)``, ``n_threads=1``), like the anchors (1 core).
+
+Wall times are ``time.perf_counter`` from the start of ``FitWorkflow.prepare`` (reading the data, neighbour
+lists, descriptors, normalisation) to the stop; interpreter start-up and imports are not counted, and the
+time spent evaluating validation errors for the learning curve is subtracted.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).resolve().parent
+
+#: The anchors' own numbers on this machine (from the data folders' READMEs): times in s, errors in eV/atom
+#: and eV/Å.
+ANCHORS = {
+    "amp_energy": {"code": "Amp 1.0.1", "setup": 1.7, "train": 4.2, "train_e": 0.00098, "valid_e": 0.030,
+                   "valid_e_seeds": [0.030, 0.089, 0.028]},
+    "amp_forces": {"code": "Amp 1.0.1", "setup": 1.7, "train": 375.0, "train_e": 0.00028, "train_f": 0.030,
+                   "valid_e": 0.90, "valid_f": 16.2, "valid_e_seeds": [0.90, 0.20, 0.57]},
+    "pyfit_si": {"code": "PyFit-FF", "setup": 3.5, "train": 26.5, "train_e": 0.00378, "valid_e": 0.00357,
+                 "valid_e_seeds": [0.00357, 0.00293]},
+    "pyfit_si_full": {"code": "PyFit-FF", "setup": 11.6, "train": 527.0, "train_e": 0.0093, "valid_e": 0.0099},
+}
+
+#: Benchmark cases: job file, targets (training RMSE, Amp-style), time budget (s) and seeds.
+CASES = {
+    "amp_energy": {"job": "examples/amp_ptcu/fit_energy.yml", "target": {"energy_rmse": 0.001},
+                   "budget": 30.0, "seeds": [0, 1, 2]},
+    "amp_forces": {"job": "examples/amp_ptcu/fit_forces.yml", "target": {"energy_rmse": 0.02, "force_rmse": 0.03},
+                   "budget": 60.0, "seeds": [0]},
+    "pyfit_si": {"job": "examples/pyfit_si/fit_si.yml", "target": {"energy_rmse": 0.00378},
+                 "budget": 45.0, "seeds": [0, 1]},
+    # no stop: the best validation error in the anchor's 527 s, and the time to reach its 9.9 meV/atom
+    "pyfit_si_full": {"job": "examples/pyfit_si/fit_si_full.yml", "target": None, "valid_target": 0.0099,
+                      "budget": 527.0, "seeds": [0]},
+}
+
+QUICK = {"amp_energy": (5.0, [0]), "amp_forces": (5.0, [0]), "pyfit_si": (5.0, [0]), "pyfit_si_full": (15.0, [0])}
+
+
+# ---------------------------------------------------------------------------------------------- optimizer
+class _Stop(Exception):
+    pass
+
+
+def scipy_lbfgs(params, max_iter=100000, history_size=100, stop=None, monitor=None):
+    """A ``torch.optim.Optimizer`` whose ``step(closure)`` runs SciPy's L-BFGS-B on the flattened parameters.
+
+    ``stop(closure) -> bool`` is called after every function evaluation (the closure's ``last_loss`` is
+    fresh); ``monitor(closure)`` too (it may record a learning curve).  The parameters end at the point that
+    met ``stop``, else at the lowest loss seen.
+    """
+    import torch
+
+    class ScipyLBFGS(torch.optim.Optimizer):
+        def step(self, closure):
+            import scipy.optimize
+
+            params = [p for g in self.param_groups for p in g["params"]]
+            sizes = [p.numel() for p in params]
+            group = self.param_groups[0]
+            best = {"f": math.inf, "x": None}
+
+            def set_x(x):
+                xt = torch.from_numpy(x)
+                offset = 0
+                with torch.no_grad():
+                    for p, s in zip(params, sizes, strict=True):
+                        p.copy_(xt[offset:offset + s].view_as(p))
+                        offset += s
+
+            def fun(x):
+                set_x(x)
+                with torch.enable_grad():
+                    value = float(closure().detach())
+                grad = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
+                                  for p in params])
+                done = stop is not None and stop(closure)
+                if value < best["f"] or done:
+                    best["f"], best["x"] = value, x.copy()
+                if monitor is not None:
+                    monitor(closure)
+                if done:
+                    raise _Stop
+                return value, grad.detach().numpy().astype(np.float64)
+
+            x0 = torch.cat([p.detach().reshape(-1) for p in params]).numpy().astype(np.float64)
+            self.stopped = False
+            try:
+                scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B",
+                                        options={"maxiter": group["max_iter"], "maxcor": group["history_size"],
+                                                 "maxfun": 10 * group["max_iter"], "ftol": 0.0, "gtol": 0.0})
+            except _Stop:
+                self.stopped = True
+            if best["x"] is not None:
+                set_x(best["x"])
+            return torch.tensor(best["f"])
+
+    return ScipyLBFGS(params, {"max_iter": max_iter, "history_size": history_size})
+
+
+# ---------------------------------------------------------------------------------------------- one fit
+def load_job(job):
+    """The ``init``, ``prepare`` and ``run`` sections of the ``fit`` stage of a job file."""
+    import yaml
+
+    with open(job) as f:
+        description = yaml.safe_load(f)
+    fit = description["fit"]
+    return dict(fit.get("init") or {}), dict(fit.get("prepare") or {}), dict(fit.get("run") or {})
+
+
+def _rmse_from_loss(closure, normalization):
+    """Training RMSEs (eV/atom, eV/Å) from the loss components of the last evaluation (per-atom energy loss)."""
+    kw = closure.loss_function_kwargs
+    result = closure.last_loss
+    e_scale = float(normalization.energy_scale)
+    if result.components is None:
+        return {"energy_rmse": math.sqrt(max(float(result.loss_value.detach()), 0.0) / kw.get("w_energy", 1)) * e_scale}
+    e = float(result.components["energy"].loss_value.detach()) / kw.get("w_energy", 1)
+    g = float(result.components["gradients"].loss_value.detach()) / kw["w_gradients"]
+    g_scale = e_scale / float(normalization.length_scale)
+    return {"energy_rmse": math.sqrt(max(e, 0.0)) * e_scale, "force_rmse": math.sqrt(max(g, 0.0)) * g_scale}
+
+
+def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points=60, out_dir=None,
+             cells_subset=None, test_set=None, last_layer_scale=0.1):
+    """Fit one case with one seed; return a dict of timings, errors and the learning curve.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`CASES`.
+    seed : int
+        Network initialisation seed (the split is the job file's).
+    budget : float or None
+        Wall-time budget, s (default: the case's).
+    job : str or Path or None
+        Job file (default: the case's example job).
+    target : "default", dict or None
+        Training RMSE target (``energy_rmse`` eV/atom, ``force_rmse`` eV/Å); None: run the whole budget.
+    curve_points : int
+        About this many validation points on the learning curve.
+    out_dir : Path or None
+        Where to save the fitted potentials (``<name>_seed<seed>.pt``); None: not saved.
+    cells_subset, test_set : int or None
+        Override the job's (shortened runs).
+    last_layer_scale : float
+        Factor applied to the initial weights and bias of every network's last layer.
+    """
+    import torch
+
+    from miniff import ml_util
+    from miniff._fit_closures import error_metrics
+
+    case = CASES[name]
+    budget = case["budget"] if budget is None else float(budget)
+    target = case["target"] if target == "default" else target
+    job = ROOT / case["job"] if job is None else Path(job)
+    init, prepare, _ = load_job(job)
+    init.update(seed=seed, n_threads=1)
+    prepare["fn_cells_root"] = str(job.parent)
+    prepare.pop("checkpoint", None)
+    if cells_subset is not None:   # the first cells of the job's own order (its split order for PyFit-FF)
+        prepare["cells_subset"] = int(cells_subset)
+    if test_set is not None:
+        prepare["test_set"] = int(test_set)
+    closure_kwargs = dict(prepare.get("closure_kwargs") or {})
+    closure_kwargs.pop("optimizer_kwargs", None)
+    prepare["closure_kwargs"] = closure_kwargs
+
+    torch.set_num_threads(1)
+    clock = {"monitor": 0.0}
+    t0 = time.perf_counter()
+    wf = ml_util.FitWorkflow(**init)
+    wf.prepare(**prepare)
+    t_prepare = time.perf_counter() - t0
+    with torch.no_grad():
+        for net in wf.nn:
+            last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+            last.weight.mul_(last_layer_scale)
+            if last.bias is not None:
+                last.bias.mul_(last_layer_scale)
+
+    forces = bool(wf.forces)
+    curve = []
+    state = {"reached": None, "n_eval": 0, "best_valid": math.inf}
+    interval = budget / max(curve_points, 1)
+
+    def elapsed():
+        return time.perf_counter() - t0 - clock["monitor"]
+
+    def stop(closure):
+        state["n_eval"] += 1
+        now = elapsed()
+        if target is not None and state["reached"] is None:
+            m = _rmse_from_loss(closure, wf.normalization)
+            if all(m[k] <= v for k, v in target.items()):
+                state["reached"] = now
+                return True
+        return now >= budget
+
+    def monitor(closure):
+        now = elapsed()
+        if curve and now - curve[-1]["time"] < interval:
+            return
+        t_m = time.perf_counter()
+        train = _rmse_from_loss(closure, wf.normalization)
+        point = {"time": now, "n_eval": state["n_eval"], "train_e": train["energy_rmse"]}
+        if forces:
+            point["train_f"] = train["force_rmse"]
+        if "test" in wf.datasets:
+            v = error_metrics(wf.nn, wf.datasets["test"], wf.normalization, forces=forces)
+            point["valid_e"] = v["energy_rmse"]
+            if forces:
+                point["valid_f"] = v["force_rmse"]
+        curve.append(point)
+        clock["monitor"] += time.perf_counter() - t_m
+
+    wf.closure.optimizer_kwargs = {}
+    wf.closure.optimizer_init(optimizer=partial(scipy_lbfgs, stop=stop, monitor=monitor))
+    wf.run(n_epochs=1, save=False, progress=False, restore_best=False, checkpoint_every=1)
+    t_total = elapsed()
+
+    train = wf.metrics("learn")
+    result = {"case": name, "seed": seed, "budget": budget, "target": target, "time_prepare": t_prepare,
+              "time_descriptors": wf.timings.get("descriptors"), "time_total": t_total,
+              "time_to_target": state["reached"], "n_eval": state["n_eval"],
+              "n_train": len(wf.datasets["learn"]), "n_valid": len(wf.datasets["test"]) if "test" in wf.datasets else 0,
+              "n_inputs": {k: len(v) for k, v in wf.descriptors.items()},
+              "n_parameters": int(sum(p.numel() for n in wf.nn for p in n.parameters())),
+              "train_e": train["energy_rmse"], "curve": curve}
+    if forces:
+        result["train_f"] = train["force_rmse"]
+    if "test" in wf.datasets:
+        valid = wf.metrics("test")
+        result["valid_e"] = valid["energy_rmse"]
+        if forces:
+            result["valid_f"] = valid["force_rmse"]
+        curve.append({"time": t_total, "n_eval": state["n_eval"], "train_e": result["train_e"],
+                      "valid_e": result["valid_e"], **({"train_f": result["train_f"], "valid_f": result["valid_f"]}
+                                                      if forces else {})})
+        best = min(curve, key=lambda p: p["valid_e"])
+        result["best_valid_e"], result["best_valid_time"] = best["valid_e"], best["time"]
+        vt = case.get("valid_target")
+        if vt is not None:
+            hit = [p["time"] for p in curve if p["valid_e"] <= vt]
+            result["time_to_valid_target"] = hit[0] if hit else None
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wf.save_potentials(out_dir / f"{name}_seed{seed}.pt")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _fmt(x, unit="", scale=1.0, digits=3):
+    if x is None:
+        return "–"
+    return f"{x * scale:.{digits}g}{unit}"
+
+
+def write_report(results, out_dir=OUT, quick=False):
+    """Write ``FITTING.md`` and one ``fitting_<dataset>.png`` per data set from ``results`` (a list)."""
+    out_dir = Path(out_dir)
+    lines = ["# Fitting the seeds' own data sets (miniff vs Amp and PyFit-FF)", ""]
+    if quick:
+        lines += ["**Quick run (`--quick`): short budgets, one seed; not the reference numbers.**", ""]
+    lines += [
+        "Written by `python -m benchmarks.fitting_seeds`. Jobs: `examples/amp_ptcu/fit_energy.yml`, "
+        "`fit_forces.yml`, `examples/pyfit_si/fit_si.yml`, `fit_si_full.yml` (their README says what the "
+        "benchmark changes: SciPy L-BFGS-B, stop at the target, small last-layer init, 1 thread). "
+        "Times are wall times on this shared 2-core machine (other jobs were running), from reading the data "
+        "to reaching the anchor's training RMSE, descriptors included. Anchor times: setup (fingerprints) + "
+        "training, measured on the same machine by the data folders' READMEs.",
+        "",
+        "| data set | seed | anchor time (s) | miniff time (s) | ratio | train RMSE (miniff / anchor) "
+        "| validation RMSE (miniff / anchor) | parameters | stop |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        a = ANCHORS[r["case"]]
+        t_anchor = a["setup"] + a["train"]
+        t_ours = r["time_to_target"] if r.get("time_to_target") is not None else r["time_total"]
+        stop = "target reached" if r.get("time_to_target") is not None else f"budget {r['budget']:.0f} s"
+        seeds = a.get("valid_e_seeds")
+        anchor_valid = _fmt(a["valid_e"], scale=1000) + (f" (seeds: {', '.join(_fmt(v, scale=1000) for v in seeds)})"
+                                                          if seeds else "")
+        train = f"{_fmt(r['train_e'], scale=1000)} / {_fmt(a['train_e'], scale=1000)} meV/atom"
+        valid = f"{_fmt(r.get('valid_e'), scale=1000)} / {anchor_valid} meV/atom"
+        if "train_f" in r:
+            train += f"; {_fmt(r['train_f'])} / {_fmt(a['train_f'])} eV/Å"
+            valid += f"; {_fmt(r.get('valid_f'))} / {_fmt(a['valid_f'])} eV/Å"
+        if r["case"] == "pyfit_si_full":
+            best = _fmt(r.get("best_valid_e"), scale=1000)
+            valid += (f"; best {best} meV/atom at {r.get('best_valid_time', 0):.0f} s"
+                      f"; ≤ 9.9 meV/atom after {_fmt(r.get('time_to_valid_target'), ' s')}")
+        lines.append(f"| {r['case']} | {r['seed']} | {a['setup']:.1f} + {a['train']:.1f} | "
+                     f"{r['time_prepare']:.2f} + {t_ours - r['time_prepare']:.2f} | {t_ours / t_anchor:.3f} | "
+                     f"{train} | {valid} | {r['n_parameters']} | {stop} |")
+    lines += ["", "miniff time = prepare (read + neighbours + descriptors + normalisation) + optimisation. "
+              "Ratio = miniff / anchor (the target is ≤ 0.1).", ""]
+    lines += ["Learning curves (validation RMSE against wall time): " + ", ".join(
+        f"`fitting_{c}.png`" for c in sorted({r['case'] for r in results})), ""]
+    (out_dir / "FITTING.md").write_text("\n".join(lines))
+    _plots(results, out_dir)
+    return out_dir / "FITTING.md"
+
+
+def _plots(results, out_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    for case in sorted({r["case"] for r in results}):
+        a = ANCHORS[case]
+        fig, ax = pyplot.subplots(figsize=(6, 4))
+        for r in results:
+            if r["case"] != case or not r["curve"]:
+                continue
+            pts = [p for p in r["curve"] if "valid_e" in p]
+            ax.plot([p["time"] for p in pts], [1000 * p["valid_e"] for p in pts], label=f"miniff seed {r['seed']}")
+        ax.axhline(1000 * a["valid_e"], color="k", ls="--", lw=1, label=f"{a['code']} validation")
+        ax.axvline(a["setup"] + a["train"], color="k", ls=":", lw=1, label=f"{a['code']} time")
+        ax.axvline(0.1 * (a["setup"] + a["train"]), color="r", ls=":", lw=1, label="0.1 x anchor time")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("validation energy RMSE (meV/atom)")
+        ax.set_title(case)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / f"fitting_{case}.png", dpi=100)
+        pyplot.close(fig)
+
+
+def _machine():
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "loadavg_at_start": load}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.fitting_seeds", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="short budgets, one seed (a smoke run)")
+    p.add_argument("--only", nargs="+", choices=sorted(CASES), help="run only these cases")
+    p.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the case's)")
+    p.add_argument("--budget", type=float, help="wall-time budget per fit, s (default: the case's)")
+    p.add_argument("--out", default=str(OUT), help="output folder (default: benchmarks/)")
+    p.add_argument("--fresh", action="store_true", help="drop earlier results of other cases")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = out / "fitting_results.json"
+    names = args.only or list(CASES)
+    results = []
+    machine = _machine()
+    for name in names:
+        budget, seeds = (QUICK[name] if args.quick else (CASES[name]["budget"], CASES[name]["seeds"]))
+        seeds = args.seeds or seeds
+        budget = args.budget or budget
+        for seed in seeds:
+            r = fit_case(name, seed=seed, budget=budget)
+            r["quick"] = bool(args.quick)
+            results.append(r)
+            print(f"{name} seed {seed}: {r['time_total']:.2f} s (to target: {_fmt(r['time_to_target'])}), "
+                  f"train {1000 * r['train_e']:.3g} meV/atom, valid {1000 * r.get('valid_e', math.nan):.3g} meV/atom"
+                  + (f", forces {r['train_f']:.3g} / {r['valid_f']:.3g} eV/Å" if "train_f" in r else ""), flush=True)
+    previous = []   # read at the end: another run (e.g. the long full-set fit) may have written meanwhile
+    if store.exists() and not args.fresh:
+        previous = json.loads(store.read_text()).get("results", [])
+    kept = [r for r in previous if r["case"] not in names]
+    merged = sorted(kept + results, key=lambda r: (list(CASES).index(r["case"]), r["seed"]))
+    tmp = store.with_name(store.name + ".tmp")
+    tmp.write_text(json.dumps({"machine": machine, "anchors": ANCHORS, "results": merged}, indent=1))
+    os.replace(tmp, store)
+    report = write_report(merged, out, quick=any(r.get("quick") for r in merged))
+    print(f"wrote {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
