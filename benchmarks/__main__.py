@@ -26,6 +26,7 @@ CASES = {
     "md": "benchmarks.bench_md",
     "training": "benchmarks.bench_training",
     "lammps": "benchmarks.bench_lammps",
+    "workflow": "benchmarks.bench_workflow",
 }
 
 #: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
@@ -38,6 +39,7 @@ PROFILES = {
         "md": {"sizes": [64]},
         "training": {"n_structures": 4, "reps": (1, 1, 1)},
         "lammps": {"sw_sizes": [64], "lj_sizes": [256], "steps": 2, "lj_solo_sizes": [500]},
+        "workflow": {"quick_job": True, "epochs": 6},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -47,6 +49,7 @@ PROFILES = {
         "md": {"sizes": [1000]},
         "training": {"n_structures": 20, "reps": (2, 2, 2)},
         "lammps": {"sw_sizes": [8000], "lj_sizes": [32000], "steps": 5},
+        "workflow": {"quick_job": True, "epochs": 6},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -57,6 +60,7 @@ PROFILES = {
         "training": {"n_structures": 200, "reps": (2, 2, 2)},
         "lammps": {"sw_sizes": [8000, 64000], "lj_sizes": [32000, 256000], "steps": 10,
                    "lj_solo_sizes": [1_000_000]},
+        "workflow": {"quick_job": False},
     },
 }
 

@@ -41,7 +41,7 @@ def _lammps_version():
         return "unknown"
     for line in out.splitlines():
         if line.startswith("Large-scale Atomic/Molecular Massively Parallel Simulator"):
-            return line.split("-", 1)[1].strip()
+            return line.split(" - ", 1)[1].strip() if " - " in line else line.strip()
     return "unknown"
 
 
@@ -75,6 +75,7 @@ def environment():
             "cpu_model": _cpu_model(),
             "cores": cores,
             "platform": platform.platform(),
+            "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         },
         "threads": {
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),

@@ -72,10 +72,14 @@ def markdown(results):
     env = results["environment"]
     m = env["machine"]
     th = env["threads"]
+    mini = th.get("miniff") or {}
+    load = m.get("load_average_1_5_15")
     lines = [
         f"Measured {env['date']} on {m['cpu_model']} ({m['cores']} cores), profile `{results['profile']}`, "
-        f"OMP_NUM_THREADS={th['OMP_NUM_THREADS']}, torch threads {th['torch_num_threads']}, "
-        f"miniff {th['miniff']}.",
+        f"OMP_NUM_THREADS={th['OMP_NUM_THREADS']}, OMP_WAIT_POLICY={th.get('OMP_WAIT_POLICY')}, "
+        f"torch threads {th['torch_num_threads']}, miniff OpenMP {mini.get('openmp')} with "
+        f"{mini.get('effective_n_threads')} threads"
+        + (f", load average at the start {load[0]:.1f} (1 min)." if load else "."),
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
         "",

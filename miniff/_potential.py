@@ -89,9 +89,12 @@ def potential_from_state_dict(data):
         raise TypeError(f"data must be a dict (a potential state dict), got {type(data).__name__}")
     if "tag" not in data:
         raise ValueError("data has no 'tag' key: it is not a potential state dict")
+    # Families register themselves when their module is imported: the built-in ones in
+    # miniff._families, the neural-network family in miniff.ml. Import both before looking up.
+    import miniff._families  # noqa: F401
+
     family = known_families.get(data["tag"])
     if family is None:
-        # families of other modules (the neural-network family of miniff.ml) register on import
         try:
             import miniff.ml  # noqa: F401
         except ImportError:  # pragma: no cover - torch missing

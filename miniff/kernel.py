@@ -4,7 +4,12 @@
 - :class:`NeighborWrapper`: a cell with its full neighbour list (a cell-list search in the
   compiled core, OpenMP-parallel, any triclinic cell and mixed periodicity) and the evaluation of
   potentials (``eval``, ``total``, ``grad``, ``stress``, ``relax``);
-- species encoding helpers, radial/angular distribution functions and energy profiles.
+- species encoding helpers, radial/angular distribution functions, energy profiles and
+  :class:`ScalarFunctionWrapper` (energy and gradient of flat coordinates, for scipy).
+
+Periodicity: ``NeighborWrapper(cell, x)`` takes per-axis replica counts ``x``; ``(1, 1, 1)`` is the
+box alone (the seed tutorial's call), an odd ``n`` keeps images ``-(n-1)/2 .. (n-1)/2`` of that axis,
+and ``x=None`` (default) finds every image within the cutoff along the ``pbc`` axes.
 
 Units: Å, eV, radians.
 

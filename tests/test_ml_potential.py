@@ -151,3 +151,18 @@ def test_bad_state_and_files(tmp_path):
         ml.NNPotential(_linear([1.0, 2.0, 3.0, 4.0]), _descriptors("a"), tag="b")
     with pytest.raises(ValueError, match="nn has 1 networks but descriptors has 2"):
         ml.potentials_from_ml_data([_linear([1.0] * 4)], {"a": _descriptors("a"), "b": _descriptors("b")})
+
+
+def test_load_potentials_in_a_fresh_process_with_only_ml_imported(tmp_path):
+    # Regression: the built-in descriptor families must be known even when only miniff.ml is imported.
+    import subprocess
+    import sys
+
+    desc = [behler2_descriptor_family(a=5.0, eta=1.0, r_sphere=0.0, tag="Si-Si")]
+    net = ml.SequentialSoleEnergyNN(1).double()
+    path = tmp_path / "pots.pt"
+    ml.save_potentials(ml.potentials_from_ml_data([net], {"Si": desc}), path)
+    code = f"import miniff.ml as ml; p = ml.load_potentials({str(path)!r}); print(type(p[0]).__name__, len(p))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["NNPotential", "1"]

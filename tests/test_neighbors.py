@@ -74,6 +74,25 @@ def test_random_triclinic_matches_brute_force(vectors, n, cutoff, pbc, seed, nor
         np.testing.assert_allclose(nw.cartesian_row, frac @ vectors, atol=1e-12)
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    vectors=vectors_strategy,
+    x=st.lists(st.sampled_from([1, 3, 5]), min_size=3, max_size=3),
+    cutoff=st.floats(1.0, 12.0),
+    seed=st.integers(0, 2**31),
+)
+def test_explicit_replica_counts_match_filtered_brute_force(vectors, x, cutoff, seed):
+    if abs(np.linalg.det(vectors)) < 5.0:
+        return
+    frac = np.random.default_rng(seed).random((4, 3))
+    nw = make(vectors, frac, x=x, cutoff=cutoff)
+    pbc = np.array(x) > 1
+    assert nw.pbc.tolist() == pbc.tolist()
+    i, j, s, d = reference_pairs(vectors, nw.cartesian_row, cutoff, pbc)
+    keep = np.all(np.abs(s) <= (np.array(x) - 1) // 2, axis=1)
+    assert_same_pairs(nw, (i[keep], j[keep], s[keep], d[keep]), context=f"x={x} rc={cutoff}")
+
+
 def test_matches_ase_neighbor_list(triclinic_box):
     from ase import Atoms
     from ase.neighborlist import neighbor_list

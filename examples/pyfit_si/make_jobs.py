@@ -37,6 +37,7 @@ COMMON = """\
       per_atom: true                         # loss on per-atom energies, as PyFit-FF
       convergence: {{energy_rmse: {target}}}    # eV/atom
       optimizer_kwargs: {{max_iter: 50, tolerance_grad: 1.0e-12, tolerance_change: 1.0e-14}}
+    normalization_kwargs: {{scale_energy: {scale_energy}}}      # normalised per-atom energies span about 1 (see README)
 """
 
 
@@ -51,7 +52,7 @@ def split(path, n_valid, seed=SEED):
     return perm, len(kept)
 
 
-def write_job(name, data, n_valid, target, n_epochs, title):
+def write_job(name, data, n_valid, target, n_epochs, title, scale_energy):
     perm, n_kept = split(HERE / data, n_valid)
     rows = [", ".join(str(i) for i in perm[k:k + 20]) for k in range(0, len(perm), 20)]
     order = "[\n" + ",\n".join("      " + r for r in rows) + "]"
@@ -66,7 +67,7 @@ fit:
     fn_cells: {data}
     cells_subset: {n_kept}
     test_set: {n_valid}
-{COMMON.format(target=target)}  run:
+{COMMON.format(target=target, scale_energy=scale_energy)}  run:
     n_epochs: {n_epochs}
     restore_best: false
     save_fn: {Path(name).stem}.pt
@@ -83,9 +84,9 @@ fit:
 
 def main():
     write_job("fit_si.yml", "si_dataset.extxyz", 120, 0.00378, 200,
-              "PyFit-FF's silicon example set: BCC held out, the rest 512 train / 120 validation")
+              "PyFit-FF's silicon example set: BCC held out, the rest 512 train / 120 validation", 2)
     write_job("fit_si_full.yml", "si_dataset_full.extxyz", 733, 0.0093, 1000,
-              "PyFit-FF's full silicon set: 5 groups held out, the rest 3115 train / 733 validation")
+              "PyFit-FF's full silicon set: 5 groups held out, the rest 3115 train / 733 validation", 20)
 
 
 if __name__ == "__main__":
