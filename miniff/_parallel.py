@@ -61,3 +61,20 @@ def effective_n_threads(n_threads=None):
     if n_threads < 0:
         return max(1, available_cores() + 1 + n_threads)
     return n_threads
+
+
+#: Below this many pairs per thread, waking another OpenMP thread costs more than it saves.
+PAIRS_PER_THREAD = 20000
+
+
+def auto_n_threads(n_threads, work, per_thread=PAIRS_PER_THREAD):
+    """Thread count for a kernel call over ``work`` items (e.g. pairs).
+
+    An explicit ``n_threads`` follows :func:`effective_n_threads`. With ``None`` the default count
+    is capped at one thread per ``per_thread`` items, so small systems run serially (starting a
+    parallel region costs microseconds on an idle machine but milliseconds on a busy one).
+    """
+    threads = effective_n_threads(n_threads)
+    if n_threads is None:
+        threads = max(1, min(threads, int(work) // int(per_thread)))
+    return threads

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from miniff._parallel import effective_n_threads
+from miniff._parallel import auto_n_threads, effective_n_threads
 
 __all__ = [
     "LocalPotential",
@@ -113,9 +113,16 @@ def potential_from_state_dict(data):
 
 
 def resolve_n_threads(nw, n_threads):
-    """Thread count for a kernel call: ``n_threads``, else the wrapper's ``n_threads``, else the default."""
+    """Thread count for a kernel call: ``n_threads``, else the wrapper's ``n_threads``, else automatic.
+
+    Automatic (both None) means the default OpenMP count capped by the size of the pair list
+    (:func:`miniff._parallel.auto_n_threads`), so that tiny systems do not pay for waking threads.
+    """
     if n_threads is None:
         n_threads = getattr(nw, "n_threads", None)
+    pairs = getattr(nw, "pairs", None) if n_threads is None else None
+    if n_threads is None and pairs is not None:
+        return auto_n_threads(None, pairs.n_pairs)
     return effective_n_threads(n_threads)
 
 

@@ -10,7 +10,7 @@ from miniff._compiled import kernel_module
 from miniff._evaluate import EvaluationMixin
 from miniff._neighbors import DEFAULT_MAX_PAIRS, _check_cutoff, build_pair_list, normalize_pbc
 from miniff._pairlist import PairList
-from miniff._parallel import effective_n_threads
+from miniff._parallel import auto_n_threads, effective_n_threads
 from miniff._species import SpeciesEncoder
 from miniff.util import rows_dot3
 
@@ -299,7 +299,7 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
         cartesian = np.ascontiguousarray(cartesian)
         D_pc = np.empty((pairs.n_pairs, 3))
         d_p = np.empty(pairs.n_pairs)
-        threads = effective_n_threads(self.n_threads)
+        threads = auto_n_threads(self.n_threads, pairs.n_pairs)
         kernel_module.pair_vectors(pairs.indptr, pairs.j_p, pairs.S_pc, cartesian,
                                    np.ascontiguousarray(self.cell.vectors), D_pc, d_p, threads)
         self.cartesian_row = cartesian.copy()

@@ -84,3 +84,13 @@ def test_missing_compiled_core_explains_how_to_build(tmp_path):
     assert out.returncode != 0
     assert "ImportError" in out.stderr
     assert "pip install" in out.stderr and "build_ext --inplace" in out.stderr
+
+
+def test_auto_n_threads_serial_for_small_work_and_explicit_counts_honoured():
+    default = _parallel.effective_n_threads()
+    assert _parallel.auto_n_threads(None, 10) == 1
+    assert _parallel.auto_n_threads(None, 10**9) == default
+    if _parallel.openmp_enabled():
+        assert _parallel.auto_n_threads(2, 10) == 2
+    with pytest.raises(ValueError, match="n_threads"):
+        _parallel.auto_n_threads(0, 10)
