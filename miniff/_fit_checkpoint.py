@@ -7,11 +7,11 @@ leaves either the previous checkpoint or the new one, never a truncated file.  C
 ``torch.load(weights_only=True)``: no code is ever unpickled.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from miniff._atomic import atomic_write
 
 __all__ = ["atomic_torch_save", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -30,17 +30,7 @@ def atomic_torch_save(obj, path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path):

@@ -14,10 +14,11 @@ a crash never leaves a half-written file.
 
 import json
 import os
-import tempfile
 
 import numpy as np
 import torch
+
+from miniff._atomic import atomic_write
 
 __all__ = ["save_potentials", "load_potentials", "to_plain", "from_plain"]
 
@@ -64,20 +65,6 @@ def from_plain(obj):
     return obj
 
 
-def _atomic_write(path, write):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_potentials(potentials, path):
@@ -100,10 +87,10 @@ def save_potentials(potentials, path):
         states.append(p.state_dict())
     if os.fspath(path).endswith(".json"):
         text = json.dumps({"format": "miniff-potentials", "version": 1, "potentials": to_plain(states, True)})
-        _atomic_write(path, lambda f: f.write(text.encode()))
+        atomic_write(path, lambda f: f.write(text.encode()))
     else:
         data = {"format": "miniff-potentials", "version": 1, "potentials": to_plain(states)}
-        _atomic_write(path, lambda f: torch.save(data, f))
+        atomic_write(path, lambda f: torch.save(data, f))
 
 
 def load_potentials(path):

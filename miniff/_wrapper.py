@@ -10,7 +10,7 @@ from miniff._compiled import kernel_module
 from miniff._evaluate import EvaluationMixin
 from miniff._neighbors import DEFAULT_MAX_PAIRS, _check_cutoff, build_pair_list, normalize_pbc
 from miniff._pairlist import PairList
-from miniff._parallel import auto_n_threads, effective_n_threads
+from miniff._parallel import auto_n_threads
 from miniff._species import SpeciesEncoder
 from miniff.util import rows_dot3
 

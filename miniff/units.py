@@ -17,9 +17,10 @@ import json
 import math
 import os
 import re
-import tempfile
 
 import numpy as np
+
+from miniff._atomic import atomic_write_text
 
 __all__ = [
     "UNITS",
@@ -341,16 +342,4 @@ def atomic_write(path, text):
 
     A crash never leaves a half-written file at ``path``.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_text(path, text)

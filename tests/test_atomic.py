@@ -1,0 +1,32 @@
+"""Atomic writes keep the previous file when writing fails, and leave no temporary file."""
+
+import os
+
+import pytest
+
+from miniff._atomic import atomic_write, atomic_write_text
+
+
+def test_atomic_write_replaces_content_with_plain_permissions(tmp_path):
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "first")
+    atomic_write_text(path, "second")
+    assert path.read_text() == "second"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_failed_write_keeps_previous_file(tmp_path):
+    path = tmp_path / "a.bin"
+    atomic_write(path, lambda f: f.write(b"good"))
+
+    def broken(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, broken)
+    assert path.read_bytes() == b"good"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
