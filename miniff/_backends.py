@@ -115,12 +115,8 @@ class TripleBackend:
                          _EMPTY_GRAD if grad_pc is None else grad_pc, grad_pc is not None, n_threads)
 
 
-class CutoffPairBackend:
-    """Compiled pair descriptors ``h(r) f_c(r; a)`` (Behler 2, sigmoid), batched by shared ``a`` and tag."""
-
-    def __init__(self, code, names):
-        self.code = code
-        self.names = tuple(names)
+class _BatchedBackend:
+    """A backend whose single-potential evaluation is a batch of one (column 0 of the outputs)."""
 
     def accumulate(self, potential, nw, energy_n, grad_pc, n_threads):
         codes = potential.species_codes(nw)
@@ -129,6 +125,15 @@ class CutoffPairBackend:
         values = energy_n.reshape(-1, 1)
         jac = _EMPTY_GRAD if grad_pc is None else grad_pc
         self.batch([(0, potential)], codes, nw, values, jac, grad_pc is not None, n_threads)
+
+
+
+class CutoffPairBackend(_BatchedBackend):
+    """Compiled pair descriptors ``h(r) f_c(r; a)`` (Behler 2, sigmoid), batched by shared ``a`` and tag."""
+
+    def __init__(self, code, names):
+        self.code = code
+        self.names = tuple(names)
 
     def batch_key(self, potential, codes):
         return ("pair", self.code, potential.cutoff, codes)
@@ -149,7 +154,7 @@ def _integer_zeta(zeta):
     return -1
 
 
-class AngularBackend:
+class AngularBackend(_BatchedBackend):
     """Compiled Behler type 4/5 descriptors, batched by shared ``a``, family and tag.
 
     Distinct ``eta`` and distinct ``(l, zeta)`` of a batch are evaluated once per pair / triplet.
@@ -157,14 +162,6 @@ class AngularBackend:
 
     def __init__(self, code):
         self.code = code
-
-    def accumulate(self, potential, nw, energy_n, grad_pc, n_threads):
-        codes = potential.species_codes(nw)
-        indptr = pair_arrays(nw, potential.cutoff)[0]
-        check_buffers(energy_n, grad_pc, len(indptr) - 1, int(indptr[-1]))
-        values = energy_n.reshape(-1, 1)
-        jac = _EMPTY_GRAD if grad_pc is None else grad_pc
-        self.batch([(0, potential)], codes, nw, values, jac, grad_pc is not None, n_threads)
 
     def batch_key(self, potential, codes):
         return ("triple", self.code, potential.cutoff, codes)
