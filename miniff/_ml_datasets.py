@@ -81,6 +81,22 @@ def _pad(x, axis, size):
     return torch.cat([x, x.new_zeros(shape)], dim=axis)
 
 
+
+def _check_same_kind(items, cls, optional_fields):
+    """Raise unless ``items`` is a non-empty list of ``cls`` with one dtype and the same optional fields."""
+    items = list(items)
+    if not items:
+        raise ValueError("items must not be empty")
+    for i, d in enumerate(items):
+        if not isinstance(d, cls):
+            raise TypeError(f"items[{i}] is not a {cls.__name__}")
+        if d.dtype != items[0].dtype:
+            raise ValueError(f"items[{i}] has dtype {d.dtype}, items[0] has {items[0].dtype}")
+        for f in optional_fields:
+            if (getattr(d, f) is None) != (getattr(items[0], f) is None):
+                raise ValueError(f"items[{i}].{f} presence differs from items[0]")
+    return items
+
 class PerCellDataset(torch.utils.data.Dataset):
     """Per-structure targets: total energies and (optionally) their gradients.
 
@@ -152,17 +168,7 @@ class PerCellDataset(torch.utils.data.Dataset):
     @staticmethod
     def assert_compatible(items):
         """Raise ValueError unless the datasets can be concatenated (same dtype and fields)."""
-        items = list(items)
-        if not items:
-            raise ValueError("items must not be empty")
-        for i, d in enumerate(items):
-            if not isinstance(d, PerCellDataset):
-                raise TypeError(f"items[{i}] is not a PerCellDataset")
-            if d.dtype != items[0].dtype:
-                raise ValueError(f"items[{i}] has dtype {d.dtype}, items[0] has {items[0].dtype}")
-            for f in ("mask", "energy_g"):
-                if (getattr(d, f) is None) != (getattr(items[0], f) is None):
-                    raise ValueError(f"items[{i}].{f} presence differs from items[0]")
+        _check_same_kind(items, PerCellDataset, ("mask", "energy_g"))
 
     @staticmethod
     def cat(items):
@@ -330,19 +336,10 @@ class PerPointDataset(torch.utils.data.Dataset):
     @staticmethod
     def assert_compatible(items):
         """Raise ValueError unless the datasets can be concatenated (dtype, D, fields present)."""
-        items = list(items)
-        if not items:
-            raise ValueError("items must not be empty")
+        items = _check_same_kind(items, PerPointDataset, ("features_g", "charges", "energies_p"))
         for i, d in enumerate(items):
-            if not isinstance(d, PerPointDataset):
-                raise TypeError(f"items[{i}] is not a PerPointDataset")
-            if d.dtype != items[0].dtype:
-                raise ValueError(f"items[{i}] has dtype {d.dtype}, items[0] has {items[0].dtype}")
             if d.n_features != items[0].n_features:
                 raise ValueError(f"items[{i}] has {d.n_features} features, items[0] has {items[0].n_features}")
-            for f in ("features_g", "charges", "energies_p"):
-                if (getattr(d, f) is None) != (getattr(items[0], f) is None):
-                    raise ValueError(f"items[{i}].{f} presence differs from items[0]")
 
     @staticmethod
     def cat(items, tag=None, n_atoms=None):
