@@ -112,8 +112,9 @@ def test_sw_silicon_ideal_energy():
 
 def _tiny_nn_potentials():
     """A small random Behler-Parrinello network for Si (radial + angular descriptors), float64."""
-    torch = pytest.importorskip("torch")
-    ml = pytest.importorskip("miniff.ml")
+    import torch
+
+    from miniff import ml
     from miniff.potentials import behler2_descriptor_family, behler5_descriptor_family
 
     descriptors = [behler2_descriptor_family(a=4.2, eta=eta, r_sphere=0.0, tag="Si-Si") for eta in (0.3, 0.8)]
@@ -137,7 +138,8 @@ def test_nn_potential_forces_and_stress_match_finite_differences(rng, mixed):
 
 
 def test_potentials_from_file(tmp_path, rng):
-    ml = pytest.importorskip("miniff.ml")
+    from miniff import ml
+
     pots = _tiny_nn_potentials() + stillinger_weber_si()
     path = tmp_path / "pots.json"
     ml.save_potentials(pots, path)

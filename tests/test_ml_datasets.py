@@ -37,7 +37,8 @@ def _seed_dataset():
 
 
 def test_seed_tutorial_with_ml_util_closure():
-    ml_util = pytest.importorskip("miniff.ml_util")
+    from miniff import ml_util
+
     dataset = _seed_dataset()
     torch.manual_seed(0)
     nn = ml.SequentialSoleEnergyNN(3, n_layers=1, bias=False)

@@ -423,13 +423,12 @@ def test_public_names():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Against the real kernel and potentials (skipped until they exist)
+# Against the real kernel and potentials
 
 
 def _real_lj():
-    potentials = pytest.importorskip("miniff.potentials", reason="miniff.potentials is not written yet")
-    if not hasattr(potentials, "lj_potential_family") or not hasattr(miniff.kernel, "NeighborWrapper"):
-        pytest.skip("needs miniff.potentials.lj_potential_family and miniff.kernel.NeighborWrapper")
+    from miniff import potentials
+
     return potentials.lj_potential_family(epsilon=0.0104, sigma=3.4, a=2.5)
 
 
@@ -442,8 +441,6 @@ def test_plot_potential_2_real_lj(pyplot):
 
 def test_plot_strain_profile_real_lj(pyplot, fcc_ar):
     pot = _real_lj()
-    if not hasattr(miniff.kernel, "profile_directed_strain"):
-        pytest.skip("needs miniff.kernel.profile_directed_strain")
     vectors, frac, species, _ = fcc_ar
     cell = miniff.kernel.Cell(vectors, frac, species)
     ax = plot_strain_profile(pot.copy(tag="Ar-Ar"), cell, limits=(0.97, 1.03), energy_unit="eV")

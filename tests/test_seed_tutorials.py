@@ -38,7 +38,8 @@ def test_toy_least_squares_reference(toy_data):
 
 
 def test_toy_dataset_construction(toy_data):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from miniff import ml
 
     r, f_r, g_r = toy_data
@@ -57,15 +58,9 @@ def test_toy_dataset_construction(toy_data):
 
 
 def test_toy_function_fitting(toy_data):
-    torch = pytest.importorskip("torch")
-    from miniff import ml
+    import torch
 
-    try:
-        from miniff import ml_util
-    except ImportError:
-        pytest.skip("miniff.ml_util (simple_energy_closure) is not written yet")
-    if not hasattr(ml_util, "simple_energy_closure"):
-        pytest.skip("miniff.ml_util.simple_energy_closure is not written yet")
+    from miniff import ml, ml_util
 
     torch.manual_seed(0)
     r, f_r, g_r = toy_data

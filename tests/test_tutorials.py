@@ -3,10 +3,9 @@
 import importlib
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorial"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
@@ -50,9 +49,7 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
-    missing = _missing(path.stem)
-    if missing:
-        pytest.skip(f"{path.name} needs {missing}, which does not exist yet")
+    assert not _missing(path.stem), f"{path.name} needs {_missing(path.stem)}"
     # The kernel inherits this environment: one OpenMP thread (the machine is shared with torch), no GUI.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")

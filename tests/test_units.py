@@ -86,7 +86,8 @@ def test_load_applies_units_in_0_1_4_format(tmp_path):
 
 
 def test_torch_tensors_round_trip():
-    torch = pytest.importorskip("torch")
+    import torch
+
     text = units.dumps({"t": torch.tensor([1.0, 2.0])})
     assert json.loads(text)["t"]["_type"] == "numpy:torch"
     back = units.loads(text)["t"]

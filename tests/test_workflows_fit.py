@@ -6,9 +6,6 @@ import os
 import numpy as np
 import pytest
 import torch
-
-ase = pytest.importorskip("ase")
-
 from ase.build import bulk  # noqa: E402
 from ase.calculators.lj import LennardJones  # noqa: E402
 
