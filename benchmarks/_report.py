@@ -67,6 +67,17 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _rounded(value, digits=3):
+    """``value`` with every float rounded to ``digits`` significant digits (nested dicts and lists)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def markdown(results):
     """The README block: date, machine, threads, the table, derived numbers and the targets."""
     env = results["environment"]
@@ -93,7 +104,7 @@ def markdown(results):
     if derived:
         lines += ["", "Derived numbers:", ""]
         for case, values in derived.items():
-            lines.append(f"- {case}: `{json.dumps(values, default=_json_default)}`")
+            lines.append(f"- {case}: `{json.dumps(_rounded(values), default=_json_default)}`")
     targets = results.get("targets") or []
     if targets:
         lines += ["", "| issue | target | measured | verdict |", "|---|---|---|---|"]
