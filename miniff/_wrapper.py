@@ -118,6 +118,7 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
         self.reciprocal_cutoff = None
         self.reciprocal_grid = None
         self._pairs = None
+        self._pairs_fresh = False
         self.set_cell(cell, normalize=normalize)
         if cutoff is not None:
             self.compute_distances(cutoff)
@@ -181,6 +182,7 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
 
     def _invalidate(self):
         self._pairs = None
+        self._pairs_fresh = False
         self._compat = {}
 
     def set_cell(self, cell, normalize=True):
@@ -252,6 +254,8 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
         if cutoff is None:
             raise ValueError("no cutoff: pass compute_distances(cutoff) or construct with cutoff=...")
         cutoff = _check_cutoff(cutoff)
+        if self._pairs is not None and self._pairs_fresh and cutoff == self.cutoff:
+            return self._pairs  # already built for these positions and this cutoff
         self._pairs = build_pair_list(
             self.cartesian_row,
             self.cell.vectors,
@@ -261,6 +265,7 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
             n_threads=self.n_threads,
             max_pairs=self.max_pairs,
         )
+        self._pairs_fresh = True
         self.cutoff = cutoff
         self._compat = {}
         return self._pairs
@@ -305,6 +310,7 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
         self.cartesian_row = cartesian.copy()
         self.cell.coordinates = self.cell.transform_from_cartesian(cartesian)
         self._pairs = PairList(pairs.indptr, pairs.j_p, pairs.S_pc, D_pc, d_p, pairs.cutoff)
+        self._pairs_fresh = False  # same (i, j, S) topology at new positions: not a fresh search
         self._compat = {}
 
     # --- 0.1.4 compatibility views (built on first access) -----------------------------------------------------

@@ -338,6 +338,21 @@ def test_refresh_pair_vectors(triclinic_box, rng):
         nw.refresh_pair_vectors(moved[:3])
 
 
+def test_compute_distances_reuses_a_current_list_and_rebuilds_after_refresh(triclinic_box, rng):
+    vectors, frac, species, _ = triclinic_box
+    nw = make(vectors, frac, species, cutoff=3.0)
+    first = nw.pairs
+    assert nw.compute_distances() is first  # same positions and cutoff: nothing to redo
+    assert nw.compute_distances(3.0) is first
+    assert nw.compute_distances(2.5) is not first
+    moved = nw.cartesian_row + rng.normal(scale=0.3, size=(12, 3))
+    nw.refresh_pair_vectors(moved)
+    fresh = nw.compute_distances(2.5)  # a refreshed (stale-topology) list must be searched again
+    i, j, S, d = brute_force_pairs(vectors, moved, 2.5)
+    assert fresh.n_pairs == len(d)
+    np.testing.assert_allclose(np.sort(fresh.d_p), np.sort(d), atol=1e-12)
+
+
 def test_compatibility_views(fcc_ar):
     vectors, frac, species, _ = fcc_ar
     nw = make(vectors, frac, species, cutoff=4.0)
