@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from miniff._compiled import kernel_module
 from miniff._potential import LocalPotential, pair_arrays, resolve_n_threads
 
 __all__ = ["eval_descriptors"]
@@ -59,8 +60,12 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
     indptr = pair_arrays(nw)[0]
     n_atoms, n_pairs, n_f = len(indptr) - 1, int(indptr[-1]), len(descriptors)
     values_nf = np.zeros((n_atoms, n_f))
-    jac_pfc = np.zeros((n_pairs, n_f, 3)) if grad else None
-    jac_2d = jac_pfc.reshape(n_pairs, 3 * n_f) if grad else np.zeros((0, 3))
+    if grad:  # the largest output: zeroed by the threads that will fill it (parallel first touch)
+        jac_pfc = np.empty((n_pairs, n_f, 3))
+        jac_2d = jac_pfc.reshape(n_pairs, 3 * n_f)
+        kernel_module.zero_rows(jac_2d, n_threads)
+    else:
+        jac_pfc, jac_2d = None, np.zeros((0, 3))
     groups = {}
     for f, d in enumerate(descriptors):
         try:

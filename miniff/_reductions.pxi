@@ -307,3 +307,11 @@ def pair_virial(const int64_t[::1] indptr, const double[:, ::1] grad_pc, const d
 
 # Behler type 4/5 descriptors in batches (triplet loops, and moments for integer zeta).
 include "_red_angular.pxi"
+
+
+def zero_rows(double[:, ::1] out, int n_threads):
+    """Set ``out`` to 0 with OpenMP threads (first touch of fresh pages happens in parallel)."""
+    cdef Py_ssize_t p, k, n = out.shape[0], m = out.shape[1]
+    for p in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        for k in range(m):
+            out[p, k] = 0.0

@@ -60,13 +60,17 @@ def test_job_files_are_valid(path):
                           ("fit_si_full.yml", "si_dataset_full.extxyz", 3115, 733, 431)])
 def test_pyfit_split_holds_out_groups(name, data, n_train, n_valid, held_out):
     """The written split is PyFit-FF's: held-out groups dropped, the rest shuffled, n_valid validate."""
+    import importlib.util
+
     import ase.io
 
-    sys.path.insert(0, str(PYFIT))
+    spec = importlib.util.spec_from_file_location("make_jobs", PYFIT / "make_jobs.py")
+    make_jobs = importlib.util.module_from_spec(spec)
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in examples/
     try:
-        import make_jobs
+        spec.loader.exec_module(make_jobs)
     finally:
-        sys.path.remove(str(PYFIT))
+        sys.dont_write_bytecode = dont_write
     prepare = _job(PYFIT / name)["fit"]["prepare"]
     order, kept = prepare["cells_order"], prepare["cells_subset"]
     groups = [a.info["group"] for a in ase.io.read(PYFIT / data, index=":")]
