@@ -84,13 +84,13 @@ class Workflow:
 
     # ------------------------------------------------------------------ cells
     @staticmethod
-    def load_cells_individual(fn, index=":", selection=None):
+    def load_cells_individual(fn, index=":", selection=None, warn_missing_targets=True):
         """Read the cells of one file (any ASE-readable file, an ase.db, or a 0.1.4 cells JSON)."""
         from miniff.io import read_cells
 
-        return list(read_cells(fn, index=index, selection=selection))
+        return list(read_cells(fn, index=index, selection=selection, warn_missing_targets=warn_missing_targets))
 
-    def load_cells(self, filenames, root=None, append=False, index=":", selection=None):
+    def load_cells(self, filenames, root=None, append=False, index=":", selection=None, warn_missing_targets=True):
         """Load cells into ``self.cells``.
 
         Parameters
@@ -101,8 +101,9 @@ class Workflow:
             Folder the patterns are relative to (default: the current directory).
         append : bool
             Add to the cells already loaded instead of replacing them.
-        index, selection
-            Passed to :func:`miniff.io.read_cells` for every file.
+        index, selection, warn_missing_targets
+            Passed to :func:`miniff.io.read_cells` for every file (``warn_missing_targets=False`` when the
+            caller does not need forces, so energy-only data sets load silently).
 
         Returns
         -------
@@ -121,10 +122,10 @@ class Workflow:
                 path = item if root is None or item.is_absolute() else Path(root) / item
                 if not path.exists():
                     raise FileNotFoundError(f"fn_cells: no such file {str(path)!r}")
-                cells.extend(self.load_cells_individual(path, index, selection))
+                cells.extend(self.load_cells_individual(path, index, selection, warn_missing_targets))
             elif isinstance(item, str):
                 if "://" in item:
-                    cells.extend(self.load_cells_individual(item, index, selection))
+                    cells.extend(self.load_cells_individual(item, index, selection, warn_missing_targets))
                     continue
                 pattern = item if root is None or os.path.isabs(item) else os.path.join(root, item)
                 matches = sorted(glob.glob(pattern))
@@ -132,7 +133,7 @@ class Workflow:
                     where = os.path.abspath(root) if root is not None else os.getcwd()
                     raise FileNotFoundError(f"fn_cells: no file matches {item!r} (looked in {where!r})")
                 for m in matches:
-                    cells.extend(self.load_cells_individual(m, index, selection))
+                    cells.extend(self.load_cells_individual(m, index, selection, warn_missing_targets))
             else:
                 raise TypeError(f"fn_cells entries must be paths, glob patterns or cells, got {type(item).__name__}")
         if not cells:

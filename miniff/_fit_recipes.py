@@ -11,53 +11,22 @@ import itertools
 import math
 
 import numpy as np
-import torch
+
+from miniff._ml_networks import SequentialSoleEnergyNN
 
 __all__ = ["behler_nn", "default_behler_descriptors", "default_behler_descriptors_3", "behler_turning_point",
            "eta_for_turning_point"]
 
 
 def behler_nn(n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None):
-    """A Behler-Parrinello atomic network: ``Linear, act, [Linear, act] * (n_layers - 2), Linear``.
+    """A Behler-Parrinello atomic network (0.1.4's name): see :class:`miniff.ml.SequentialSoleEnergyNN`.
 
-    Parameters
-    ----------
-    n_inputs : int
-        Number of descriptors (network inputs).
-    n_internal : int
-        Width of the hidden layers.
-    n_layers : int
-        Number of ``Linear`` layers; 1 gives the linear map ``Linear(n_inputs, 1)``.
-    bias : bool or list of bool
-        Bias of every layer (a list must have ``n_layers`` entries).
-    activation : callable or None
-        Factory of the activation module (default ``torch.nn.Sigmoid``).
-    dtype : torch.dtype or None
-        Parameter dtype (default: torch's default, float32).
-
-    Returns
-    -------
-    torch.nn.Sequential
-        Maps ``[..., n_inputs]`` descriptors to ``[..., 1]`` atomic energies; ``nn[0].weight`` is the first
-        layer's weight.
+    ``n_layers`` ``Linear`` layers ``n_inputs -> n_internal -> ... -> 1`` with ``activation`` (default
+    ``torch.nn.Sigmoid``; a ``torch.nn`` class, instance or name such as ``"tanh"``) between them;
+    ``bias`` may be one flag or a list of ``n_layers`` flags; ``dtype`` is the parameter dtype.
     """
-    for name, v in (("n_inputs", n_inputs), ("n_internal", n_internal), ("n_layers", n_layers)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(bias, (list, tuple)):
-        if len(bias) != n_layers:
-            raise ValueError(f"bias must have n_layers={n_layers} entries, got {len(bias)}")
-        biases = [bool(b) for b in bias]
-    else:
-        biases = [bool(bias)] * n_layers
-    activation = torch.nn.Sigmoid if activation is None else activation
-    sizes = [n_inputs] + [n_internal] * (n_layers - 1) + [1]
-    layers = []
-    for k in range(n_layers):
-        layers.append(torch.nn.Linear(int(sizes[k]), int(sizes[k + 1]), bias=biases[k], dtype=dtype))
-        if k < n_layers - 1:
-            layers.append(activation())
-    return torch.nn.Sequential(*layers)
+    return SequentialSoleEnergyNN(n_inputs, n_internal=n_internal, n_layers=n_layers, bias=bias,
+                                  activation=activation, dtype=dtype)
 
 
 def _second_derivative(r, a, eta):

@@ -131,8 +131,9 @@ class FitWorkflow(Workflow):
             raise ValueError("closure_kwargs: w_gradients != 0 needs forces (learn_cauldron_kwargs grad=True)")
         self.forces = grad and closure_kwargs.get("w_gradients", 0) != 0
 
+        # energy-only fits do not need forces: no warning for data sets that have none
         self.load_cells(fn_cells, root=fn_cells_root, append=cells_append, index=cells_index,
-                        selection=cells_selection)
+                        selection=cells_selection, warn_missing_targets=self.forces)
         if cells_order is not None:
             self.order = self.reorder_cells(cells_order, seed=split_seed)
         else:
@@ -142,7 +143,8 @@ class FitWorkflow(Workflow):
             self.order = self.order[:cells_subset]
         if isinstance(test_set, (str, Path)):
             n_learn = len(self.cells)
-            self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index)
+            self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index,
+                            warn_missing_targets=self.forces)
             n = len(self.cells)
             n_test = n - n_learn
         else:

@@ -7,6 +7,7 @@ in ``LAYER_ARGS`` are accepted, so loading never executes or unpickles code.
 
 import copy
 
+import numpy as np
 import torch
 
 __all__ = ["SequentialSoleEnergyNN", "behler_nn", "linear", "simplify_sequential", "sequential_to_data",
@@ -88,11 +89,13 @@ class SequentialSoleEnergyNN(torch.nn.Sequential):
         Width of the hidden layers.
     n_layers : int
         Number of ``Linear`` layers (>= 1).
-    bias : bool
-        Whether the linear layers have biases.
+    bias : bool or list of bool
+        Whether the linear layers have biases (a list gives one flag per layer, ``n_layers`` entries).
     activation : None, str, class or module
         Activation between linear layers; None = ``torch.nn.Sigmoid`` (as miniff 0.1.4).  Any ``torch.nn``
         activation class, instance or name (``"tanh"``, ``"silu"``...).
+    dtype : torch.dtype or None
+        Parameter dtype (default: torch's default dtype).
 
     Notes
     -----
@@ -100,26 +103,35 @@ class SequentialSoleEnergyNN(torch.nn.Sequential):
     float64 datasets.
     """
 
-    def __init__(self, n_inputs, n_internal=15, n_layers=3, bias=True, activation=None):
-        for name, v, lo in (("n_inputs", n_inputs, 1), ("n_internal", n_internal, 1), ("n_layers", n_layers, 1)):
-            if isinstance(v, bool) or not isinstance(v, int):
+    def __init__(self, n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None):
+        sizes = {}
+        for name, v in (("n_inputs", n_inputs), ("n_internal", n_internal), ("n_layers", n_layers)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-            if v < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {v}")
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+            sizes[name] = int(v)
+        n_layers = sizes["n_layers"]
+        if isinstance(bias, (list, tuple)):
+            if len(bias) != n_layers:
+                raise ValueError(f"bias must have n_layers={n_layers} entries, got {len(bias)}")
+            biases = [bool(b) for b in bias]
+        else:
+            biases = [bool(bias)] * n_layers
         factory = resolve_activation(activation)
         layers = []
-        widths = [n_inputs] + [n_internal] * (n_layers - 1) + [1]
+        widths = [sizes["n_inputs"]] + [sizes["n_internal"]] * (n_layers - 1) + [1]
         for k in range(n_layers):
             if k > 0:
                 layers.append(factory())
-            layers.append(torch.nn.Linear(widths[k], widths[k + 1], bias=bias))
+            layers.append(torch.nn.Linear(widths[k], widths[k + 1], bias=biases[k], dtype=dtype))
         super().__init__(*layers)
 
 
-def behler_nn(n_inputs, n_internal=15, n_layers=3, bias=True, activation=None):
+def behler_nn(n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None):
     """0.1.4 name of :class:`SequentialSoleEnergyNN` (same arguments)."""
     return SequentialSoleEnergyNN(n_inputs, n_internal=n_internal, n_layers=n_layers, bias=bias,
-                                  activation=activation)
+                                  activation=activation, dtype=dtype)
 
 
 def linear(w, b=None):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m miniff {info,version,FILE.yml}``.
+"""Command line: ``miniff {info,version,quickstart,FILE.yml}`` (also ``python -m miniff ...``).
 
 Argument parsing only; the work is done by :mod:`miniff.ml_util` (job file format: :mod:`miniff._fit_jobs`).
 Exit codes: 0 success, 1 invalid job or missing/invalid data (a one-line message on stderr), 2 workflows not
@@ -16,15 +16,21 @@ def _parser():
     p = argparse.ArgumentParser(
         prog="python -m miniff",
         description="Run miniff workflows from a YAML job file, or print information.",
-        epilog="Commands: 'info' prints versions, OpenMP and threads; 'version' prints the version.",
+        epilog="Commands: 'info' prints versions, OpenMP and threads; 'version' prints the version; "
+               "'quickstart [--quick] [--out DIR]' runs the README's main job (fit, check, relax, plot).",
     )
-    p.add_argument("target", help="a YAML job file, or one of the commands 'info' and 'version'")
+    p.add_argument("target", help="a YAML job file, or one of the commands 'info', 'version' and 'quickstart'")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
     return p
 
 
 def main(argv=None):
     """Entry point; returns the process exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["quickstart"]:
+        from miniff.quickstart import main as quickstart
+
+        return quickstart(argv[1:])
     args = _parser().parse_args(argv)
     if args.target == "version":
         from miniff.version import __version__

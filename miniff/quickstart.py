@@ -1,4 +1,4 @@
-"""The README's main job: ``python -m miniff.quickstart [--quick] [--out DIR]``.
+"""The README's main job: ``miniff quickstart [--quick] [--out DIR]`` (or ``python -m miniff.quickstart``).
 
 1. fits a Behler-Parrinello NN potential to the energies and forces of the bundled Cu/Pt EMT data
    (:func:`miniff.ml_util.example_data_path`), 80 % training / 20 % validation (fixed seed);

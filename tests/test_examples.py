@@ -22,7 +22,6 @@ PYFIT = EXAMPLES / "pyfit_si"
 JOBS = [AMP / "fit_energy.yml", AMP / "fit_forces.yml", PYFIT / "fit_si.yml", PYFIT / "fit_si_full.yml"]
 
 # energy-only data sets warn that they carry no forces; that is expected here
-pytestmark = pytest.mark.filterwarnings("ignore::miniff._io_atoms.MissingForcesWarning")
 
 
 def _job(path):

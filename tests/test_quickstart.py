@@ -21,3 +21,13 @@ def test_quickstart_quick(tmp_path, monkeypatch, capsys):
     assert len(ml_util.load_potentials(out / "cupt-nn.pt")) == 2
     with pytest.raises(SystemExit):
         quickstart.main(["--epochs", "0"])
+
+
+def test_cli_quickstart_command(tmp_path, capsys):
+    # "miniff quickstart ..." (the README's command) forwards its arguments to the quick start
+    from miniff.cli import main
+
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--quick", "--no-progress", "--epochs", "1", "--out", str(out)]) == 0
+    assert (out / "parity.png").stat().st_size > 0
+    assert "validation" in capsys.readouterr().out
