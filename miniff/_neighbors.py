@@ -117,10 +117,19 @@ def estimate_pairs(n_atoms, vectors, pbc, cutoff, extent=None):
     return float(n_atoms * per_atom)
 
 
-def _bin_offsets(m, widths_c):
-    """Pruned bin offsets (see :func:`_prune_offsets`); cached, since MD and relaxations repeat them."""
+#: Below this many (atom, bin offset) combinations pruning costs more than the distance checks it saves.
+_PRUNE_MIN_WORK = 200_000
+
+
+def _bin_offsets(m, widths_c, n_atoms=None):
+    """Pruned bin offsets (see :func:`_prune_offsets`); cached, since MD and relaxations repeat them.
+
+    Pruning only removes bins that cannot hold neighbours, so it is skipped where it does not pay:
+    touching bins (``m <= 1``) and small systems (``n_atoms`` x offsets below ``_PRUNE_MIN_WORK``).
+    """
     m = tuple(int(x) for x in m)
-    if max(m) <= 1:  # neighbouring bins touch: nothing to prune
+    n_offsets = int(np.prod([2 * mm + 1 for mm in m]))
+    if max(m) <= 1 or (n_atoms is not None and n_atoms * n_offsets < _PRUNE_MIN_WORK):
         return _offset_grid(m)
     return _cached_offsets(m, np.ascontiguousarray(widths_c, dtype=float).tobytes())
 
@@ -284,7 +293,7 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     m = np.ceil(reach * (1 + 1e-12) + 1e-12).astype(np.int64)
     m = np.where(pbc, m, np.minimum(m, n_bins - 1))
     widths_c = (width[:, None] * vectors) / cutoff
-    offsets = _bin_offsets(m, widths_c)
+    offsets = _bin_offsets(m, widths_c, n)
 
     threads = effective_n_threads(n_threads)
     if n_threads is None:  # automatic: small systems are not worth waking threads for

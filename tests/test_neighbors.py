@@ -107,7 +107,10 @@ def test_matches_ase_neighbor_list(triclinic_box):
         assert_same_pairs(nw, ref, positions=atoms.positions, context=f"ase rc={cutoff} pbc={pbc}")
 
 
-def test_cutoff_larger_than_twice_the_shortest_height(rng):
+@pytest.mark.parametrize("prune", [False, True], ids=["unpruned", "pruned"])
+def test_cutoff_larger_than_twice_the_shortest_height(rng, monkeypatch, prune):
+    if prune:  # small systems skip the bin-offset pruning; force it so that it is tested too
+        monkeypatch.setattr("miniff._neighbors._PRUNE_MIN_WORK", 0)
     vectors = np.array([[2.0, 0.0, 0.0], [0.7, 2.2, 0.0], [0.3, -0.4, 2.5]])
     frac = rng.random((3, 3))
     cutoff = 6.1  # > 2x every plane spacing
@@ -115,7 +118,10 @@ def test_cutoff_larger_than_twice_the_shortest_height(rng):
     assert_same_pairs(nw, reference_pairs(vectors, nw.cartesian_row, cutoff, True))
 
 
-def test_very_skewed_cell(rng):
+@pytest.mark.parametrize("prune", [False, True], ids=["unpruned", "pruned"])
+def test_very_skewed_cell(rng, monkeypatch, prune):
+    if prune:
+        monkeypatch.setattr("miniff._neighbors._PRUNE_MIN_WORK", 0)
     vectors = np.array([[5.0, 0.0, 0.0], [4.6, 0.6, 0.0], [4.4, 0.3, 0.8]])
     frac = rng.random((5, 3))
     nw = make(vectors, frac, cutoff=2.2)
