@@ -3,8 +3,9 @@
 LAMMPS (``mpirun -np 2 lmp``) runs static steps with the neighbour list rebuilt every step
 (``neighbor 0.0 bin``, ``neigh_modify every 1 delay 0 check no``); one step = neighbour list + pair forces.
 Its time per step is the median over ``repeat`` ``run`` blocks of the "Loop time" divided by the steps,
-after ``warmup`` untimed blocks. miniff's step is ``NeighborWrapper`` from the positions + ``total`` +
-``grad``. Check: the same potential energy (relative 1e-8) before timing. LAMMPS memory is its own
+after ``warmup`` untimed blocks. miniff's step is ``NeighborWrapper`` from the positions + ``evaluate``
+(energy and gradient in one pass, what ``total`` + ``grad`` give separately). Check: the same potential
+energy (relative 1e-8) before timing. LAMMPS memory is its own
 per-rank accounting ("Per MPI rank memory allocation", max) times the number of ranks.
 """
 
@@ -107,9 +108,8 @@ def _miniff_step(atoms, potentials_fn, cutoff):
 
         def run():
             nw = nw_cls(cell, cutoff=cutoff)
-            energy = float(nw.total(potentials))
-            nw.grad(potentials)
-            return energy
+            result = nw.evaluate(potentials)  # energy and gradient in one pass over the pairs
+            return float(result.energy)
 
         return run
 
@@ -140,7 +140,7 @@ def _case(case, atoms, pair_lines, mass, potentials_fn, cutoff, steps, settings)
 
     rows = run_comparison(case, n, {"miniff": _miniff_step(atoms, potentials_fn, cutoff)}, check, settings,
                           threads={"miniff": "OpenMP (default)"},
-                          notes={"miniff": "NeighborWrapper + total + grad from positions"})
+                          notes={"miniff": "NeighborWrapper + evaluate (energy + gradient) from positions"})
     mini = rows[0]
     if mini.status == "ok":
         lammps_row.check = mini.check
