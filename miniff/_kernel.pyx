@@ -10,6 +10,7 @@ The module is assembled from include files, one responsibility each:
 
 ``_neighbors.pxi``   cell-list neighbour search (pair lists with shifts).
 ``_reductions.pxi``  pair and triplet reductions: values, per-pair gradients.
+``_red_lsp.pxi``     local structural parameters (PyFit-FF descriptors) through angular moments.
 """
 
 from miniff._openmp cimport MINIFF_OPENMP_ENABLED, omp_get_max_threads
@@ -27,3 +28,4 @@ def openmp_max_threads():
 
 include "_neighbors.pxi"
 include "_reductions.pxi"
+include "_red_lsp.pxi"

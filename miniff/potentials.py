@@ -16,7 +16,8 @@ Built-in families: ``on_site_potential_family``, ``harmonic_repulsion_potential_
 ``lj_potential_family``, ``sw2_potential_family``, ``sw3_potential_family``,
 ``behler2_descriptor_family``, ``behler4_descriptor_family``, ``behler5_descriptor_family``,
 ``behler5x_descriptor_family``, ``sigmoid_descriptor_family``, ``general_pair_potential_family``,
-``general_triple_potential_family``; ``stillinger_weber_si()`` builds silicon.
+``general_triple_potential_family``, ``lsp_descriptor_family`` (PyFit-FF's local structural parameters);
+``stillinger_weber_si()`` builds silicon.
 """
 
 from collections import namedtuple
@@ -44,6 +45,7 @@ from miniff._families import (
     sw2_potential_family,
     sw3_potential_family,
 )
+from miniff._lsp import lsp_descriptor_family
 from miniff._potential import (
     LocalPotential,
     LocalPotentialFamily,
@@ -84,6 +86,7 @@ __all__ = [
     "behler5_descriptor_family",
     "behler5x_descriptor_family",
     "sigmoid_descriptor_family",
+    "lsp_descriptor_family",
     "stillinger_weber_si",
     "SW_SILICON",
     "behler2_p2",
