@@ -245,3 +245,63 @@ def default_behler_descriptors_3(arg, a, eta=0, zeta=(1, 2, 4, 16), family=4, co
                             out.setdefault(p1, []).append(
                                 fam(tag=tag, a=float(a), eta1=e1, eta2=e2, cos_theta0=c))
     return out
+
+
+def _species_of(arg):
+    items = list(arg)
+    if not items:
+        raise ValueError("arg: no species given")
+    if all(isinstance(x, str) for x in items):
+        return sorted(set(items))
+    return sorted({str(s) for x in items for s in np.asarray(getattr(x, "values", None)
+                                                             if getattr(x, "values", None) is not None
+                                                             else x.cell.values)})
+
+
+#: PyFit-FF's silicon example: Gaussian centres (Å), width (Å), Legendre orders, cutoff and range (Å).
+LSP_DEFAULTS = {"r0": (2.0, 2.25, 2.5, 3.0, 3.5, 4.0), "sigma": 1.0, "orders": (0, 1, 2, 3, 4), "a": 4.5, "h": 1.0}
+
+
+def default_lsp_descriptors(arg, a=LSP_DEFAULTS["a"], h=LSP_DEFAULTS["h"], r0=LSP_DEFAULTS["r0"],
+                            sigma=LSP_DEFAULTS["sigma"], orders=LSP_DEFAULTS["orders"], asinh=True):
+    """PyFit-FF's local structural parameters for every centre species and unordered neighbour pair.
+
+    The defaults are PyFit-FF's silicon example: 6 Gaussians x 5 Legendre orders = 30 descriptors per
+    species pair, asinh-scaled (see :data:`miniff.potentials.lsp_descriptor_family`).
+
+    Parameters
+    ----------
+    arg : list
+        Species names, or ``NeighborWrapper``/``Cell`` objects whose species are used.
+    a, h : float
+        Cutoff and cutoff range, Å.
+    r0 : sequence of float
+        Gaussian centres, Å.
+    sigma : float
+        Gaussian width, Å.
+    orders : sequence of int
+        Legendre orders (0..8).
+    asinh : bool
+        Output ``asinh`` of the double sums (PyFit-FF) rather than the sums.
+
+    Returns
+    -------
+    dict
+        ``{species: [descriptor, ...]}`` with tags ``"p1-p2-p3"``, ``p2 <= p3``, ordered by tag, order, centre.
+    """
+    fam = _family("lsp")
+    species = _species_of(arg)
+    centres = [float(r) for r in np.atleast_1d(r0)]
+    if not centres:
+        raise ValueError("r0: no Gaussian centres given")
+    orders = [int(m) for m in np.atleast_1d(orders)]
+    if not orders:
+        raise ValueError("orders: no Legendre orders given")
+    out = {}
+    for p1 in species:
+        for p2, p3 in itertools.combinations_with_replacement(species, 2):
+            for m in orders:
+                for r in centres:
+                    out.setdefault(p1, []).append(fam(tag=f"{p1}-{p2}-{p3}", a=float(a), h=float(h), r0=r,
+                                                      sigma=float(sigma), order=m, asinh=int(bool(asinh))))
+    return out

@@ -21,7 +21,12 @@ from miniff._fit_base import Workflow
 from miniff._fit_checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
 from miniff._fit_closures import error_metrics, simple_energy_closure
 from miniff._fit_log import FitLog
-from miniff._fit_recipes import default_behler_descriptors, default_behler_descriptors_3
+from miniff._fit_recipes import (
+    LSP_DEFAULTS,
+    default_behler_descriptors,
+    default_behler_descriptors_3,
+    default_lsp_descriptors,
+)
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
 
@@ -54,7 +59,8 @@ class FitWorkflow(Workflow):
 
     def prepare(self, fn_cells, fn_cells_root=None, cells_order="random", cells_subset=None, cells_append=False,
                 cells_index=":", cells_selection=None, descriptors=None, cutoff=None, default_descriptor_kwargs=None,
-                nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None, test_set=0.1, split_seed=0,
+                descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
+                test_set=0.1, split_seed=0,
                 nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
                 load=None, parallel=False, cuda=None, plot_kwargs=None):
         """Load cells, compute descriptors and datasets, split, normalise, build networks and the closure.
@@ -77,10 +83,16 @@ class FitWorkflow(Workflow):
             ``{species: [descriptor potentials]}``, or a RuNNer ``input.nn`` file (its ``symfunction_short``
             lines); default: the Behler recipes (radial + angular).
         cutoff : float or None
-            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å).
+            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"``, 4.5 Å
+            for ``"lsp"``).
         default_descriptor_kwargs : dict or None
-            ``n`` (radial per pair, 6), ``left`` (1), ``three_point`` (True), ``three_point_family`` (4),
-            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
+            Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``three_point``
+            (True), ``three_point_family`` (4), ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
+            ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
+            :func:`~miniff.ml_util.default_lsp_descriptors`.
+        descriptor_recipe : {"behler", "lsp"}
+            The default descriptors when ``descriptors`` is None: Behler radial + angular functions, or
+            PyFit-FF's local structural parameters (asinh-scaled Gaussian x Legendre).
         nw_kwargs : dict or None
             Extra arguments of ``NeighborWrapper``.
         learn_cauldron_kwargs : dict or None
@@ -159,7 +171,13 @@ class FitWorkflow(Workflow):
             if bad:
                 raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
             descriptors = {p.tag: list(p.descriptors) for p in loaded}
-        if descriptors is None:
+        if descriptor_recipe not in ("behler", "lsp"):
+            raise ValueError(f"descriptor_recipe must be 'behler' or 'lsp', got {descriptor_recipe!r}")
+        if descriptors is None and descriptor_recipe == "lsp":
+            cutoff = LSP_DEFAULTS["a"] if cutoff is None else float(cutoff)
+            species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+            descriptors = default_lsp_descriptors(species, a=cutoff, **(default_descriptor_kwargs or {}))
+        elif descriptors is None:
             cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
             descriptors = self.init_default_descriptors(a=cutoff, nw_kwargs=nw_kwargs,
                                                         **(default_descriptor_kwargs or {}))

@@ -15,6 +15,8 @@ The compiled kernel (``miniff/_red_lsp.pxi``) evaluates every descriptor of a ba
 range and tag from angular moments of the neighbours, in time linear in the number of pairs.
 """
 
+import functools
+
 import numpy as np
 from numpy.polynomial import legendre
 
@@ -32,7 +34,28 @@ _MAX_GROUP = 64
 
 def legendre_coefficients(order):
     """Coefficients of ``x^n``, n = 0..order, of the Legendre polynomial ``P_order`` (``[order + 1]``)."""
+    return _legendre(int(order)).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _legendre(order):
     return legendre.leg2poly([0] * order + [1])
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(key):
+    """Kernel arrays of one chunk, ``key`` = ((r0, sigma, order, asinh, column), ...) (cached: fits call the
+    kernel once per structure with the same descriptors)."""
+    radial, e_f = {}, []
+    for r0, sigma, _, _, _ in key:
+        e_f.append(radial.setdefault((r0, sigma), len(radial)))
+    lmax = max(k[2] for k in key)
+    coef_fn = np.zeros((len(key), lmax + 1))
+    for f, k in enumerate(key):
+        coef_fn[f, : k[2] + 1] = _legendre(k[2])
+    return (np.array([k[0] for k in radial], dtype=np.float64), np.array([k[1] for k in radial], dtype=np.float64),
+            coef_fn, np.array(e_f, dtype=np.int32), np.array([k[3] for k in key], dtype=np.int32),
+            np.array([k[4] for k in key], dtype=np.int32), monomial_tables(lmax))
 
 
 class LSPBackend(_BatchedBackend):
@@ -60,27 +83,17 @@ class LSPBackend(_BatchedBackend):
         first = chunk[0][1].parameters
         cutoff, h = float(first["a"]), float(first["h"])
         indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, cutoff)
-        radial, e_f, orders = {}, [], []
-        for _, p in chunk:
-            par = p.parameters
-            e_f.append(radial.setdefault((float(par["r0"]), float(par["sigma"])), len(radial)))
-            orders.append(int(par["order"]))
-        lmax = max(orders)
-        coef_fn = np.zeros((len(chunk), lmax + 1))
-        for f, m in enumerate(orders):
-            coef_fn[f, : m + 1] = legendre_coefficients(m)
-        deg, weight, parent, axis, plus, gw = monomial_tables(lmax)
-        r0_e = np.array([k[0] for k in radial], dtype=np.float64)
-        sigma_e = np.array([k[1] for k in radial], dtype=np.float64)
-        asinh_f = np.array([int(p.parameters["asinh"]) for _, p in chunk], dtype=np.int32)
-        cols = np.array([c for c, _ in chunk], dtype=np.int32)
+        key = tuple((float(p.parameters["r0"]), float(p.parameters["sigma"]), int(p.parameters["order"]),
+                     int(p.parameters["asinh"]), int(col)) for col, p in chunk)
+        r0_e, sigma_e, coef_fn, e_f, asinh_f, cols, tables = _plan(key)
+        deg, weight, parent, axis, plus, gw = tables
         n_pairs = len(j_p)
         g_pe = np.empty((n_pairs, len(r0_e)))
         dg_pe = np.empty((n_pairs, len(r0_e)))
         u_pc = np.empty((n_pairs, 3))
-        _k.batch_lsp_reduce(cutoff, h, r0_e, sigma_e, coef_fn, np.array(e_f, dtype=np.int32), asinh_f, cols, deg,
-                            weight, parent, axis, plus, gw, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1],
-                            codes[2], g_pe, dg_pe, u_pc, values_nf, jac_pf3, grad, n_threads)
+        _k.batch_lsp_reduce(cutoff, h, r0_e, sigma_e, coef_fn, e_f, asinh_f, cols, deg, weight, parent, axis, plus,
+                            gw, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1], codes[2], g_pe, dg_pe, u_pc,
+                            values_nf, jac_pf3, grad, n_threads)
 
 
 class LSPFamily(LocalPotentialFamily):

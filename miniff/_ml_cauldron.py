@@ -183,6 +183,42 @@ def _module_dtype(module):
     return None
 
 
+#: The compact (real atoms only) network evaluation is used when at most this share of a padded
+#: ``[S, P, D]`` feature array holds real atoms.
+COMPACT_MAX_FILL = 0.8
+
+
+def _compact_points(d):
+    """``(features [n, D], sample index [n], flat index [n])`` of the real atoms of a per-point dataset, or None
+    when padding is a small share of it (or the features need gradients). Cached on the dataset, keyed by the
+    tensors' identity and version, so that a training loop gathers once."""
+    x, mask = d.features, d.mask
+    if x.requires_grad or x.ndim != 3 or x.shape[0] * x.shape[1] == 0:
+        return None
+    key = (x.data_ptr(), x._version, tuple(x.shape), mask.data_ptr(), mask._version)
+    cached = d.__dict__.get("_compact_cache")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    real = (mask != 0).reshape(-1)
+    n = int(real.sum())
+    value = None
+    if n <= COMPACT_MAX_FILL * real.numel():
+        flat_n = torch.nonzero(real)[:, 0]
+        value = (x.reshape(-1, x.shape[2])[flat_n], torch.div(flat_n, x.shape[1], rounding_mode="floor"), flat_n)
+    d.__dict__["_compact_cache"] = (key, value)
+    return value
+
+
+def _padded_jacobian(d, n_atoms, k=0):
+    jac = d.features_g
+    if jac.n_atoms < n_atoms:
+        jac = jac.padded(n_atoms=n_atoms)
+    elif jac.n_atoms > n_atoms:
+        raise ValueError(f"per_point_datasets[{k}].features_g refers to {jac.n_atoms} atoms, "
+                         f"per_cell_dataset has {n_atoms}")
+    return jac
+
+
 def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalization=None):
     """Run per-species networks on a dataset: total energies and (optionally) their position gradients.
 
@@ -234,6 +270,22 @@ def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalizati
     parts = []
     with torch.enable_grad() if grad else contextlib.nullcontext():
         for k, (m, d) in enumerate(zip(modules, per_point, strict=True)):
+            compact = None if energies_p else _compact_points(d)
+            if compact is not None:  # padding is most of the array: run the network on the real atoms only
+                x_c, sample_n, flat_n = compact
+                if grad:
+                    x_c = x_c.detach().requires_grad_(True)
+                out = m(x_c[None])
+                if out.shape != (1, x_c.shape[0], 1):
+                    raise ValueError(f"modules[{k}] must output shape (S, P, 1), got {tuple(out.shape)}")
+                energy = energy.index_add(0, sample_n, out[0])
+                if grad and d.n_points:
+                    (dE_dx,) = torch.autograd.grad(out.sum(), x_c, create_graph=create_graph)
+                    x = d.features
+                    dE_dx = torch.zeros(x.shape[0] * x.shape[1], x.shape[2], dtype=dtype).index_copy(
+                        0, flat_n, dE_dx).view(x.shape)
+                    gradients = gradients + _padded_jacobian(d, n_atoms, k).contract(dE_dx)
+                continue
             x = d.features
             if grad and not x.requires_grad:
                 x = x.detach().requires_grad_(True)
@@ -246,13 +298,7 @@ def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalizati
             energy = energy + e_sp1.sum(1)
             if grad and d.n_points:
                 (dE_dx,) = torch.autograd.grad(e_sp1.sum(), x, create_graph=create_graph)
-                jac = d.features_g
-                if jac.n_atoms < n_atoms:
-                    jac = jac.padded(n_atoms=n_atoms)
-                elif jac.n_atoms > n_atoms:
-                    raise ValueError(f"per_point_datasets[{k}].features_g refers to {jac.n_atoms} atoms, "
-                                     f"per_cell_dataset has {n_atoms}")
-                gradients = gradients + jac.contract(dE_dx)
+                gradients = gradients + _padded_jacobian(d, n_atoms, k).contract(dE_dx)
     if not create_graph:  # called under no_grad: return plain tensors
         energy, parts = energy.detach(), [p.detach() for p in parts]
         gradients = None if gradients is None else gradients.detach()

@@ -325,7 +325,7 @@ class Normalization:
     @classmethod
     def from_dataset(cls, dataset, ignore_normalization_errors=False, pad=True, offset_energy=False,
                      offset_features="mean", offset_charges=False, scale_energy=1, scale_features=2,
-                     scale_charges=1, scale_energy_gradients=1, pca_features=False):
+                     scale_charges=1, scale_energy_gradients=1, pca_features=False, energy_spread="total"):
         """Normalisation fitted to a raw (un-normalised) dataset.
 
         Parameters
@@ -342,7 +342,10 @@ class Normalization:
         offset_charges : bool
             Subtract the mean charge per species.
         scale_energy : float
-            Normalised energies span this range.
+            Normalised energies span this range (see ``energy_spread``).
+        energy_spread : {"total", "per_atom"}
+            Whose range ``scale_energy`` refers to: the (offset) total energies of the cells, or their energies
+            per atom. Use ``"per_atom"`` when the cells have very different sizes and the loss is per atom.
         scale_features : float
             Normalised features span this range (2: ``[-1, 1]`` with the "mean" offset).
         scale_charges : float
@@ -372,6 +375,10 @@ class Normalization:
         else:
             energy_offsets = torch.zeros(n_species, 1, dtype=dtype)
         residual = energy - counts @ energy_offsets
+        if energy_spread == "per_atom":
+            residual = residual / counts.sum(dim=1, keepdim=True).clamp(min=1)
+        elif energy_spread != "total":
+            raise ValueError(f"energy_spread must be 'total' or 'per_atom', got {energy_spread!r}")
         spread = float(residual.max() - residual.min()) if len(residual) else 0.0
         if not spread > 0:
             fail("energy is constant: cannot scale energies")

@@ -6,7 +6,8 @@ This is the public face of miniff's training code (the pieces live in private ``
   any ``torch.optim`` optimizer by name), :func:`energy_loss`, :class:`SimpleClosure`, :func:`error_metrics`;
   energy and force weights, per-structure weights, Amp-style convergence criteria on energy/force RMSE and
   maximum residual;
-- recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`;
+- recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`,
+  :func:`default_lsp_descriptors` (PyFit-FF's local structural parameters);
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
   (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);
@@ -50,6 +51,7 @@ from miniff._fit_recipes import (
     behler_nn,
     default_behler_descriptors,
     default_behler_descriptors_3,
+    default_lsp_descriptors,
     eta_for_turning_point,
 )
 from miniff._fit_workflow import DEFAULT_CUTOFF, FitWorkflow
@@ -66,6 +68,7 @@ __all__ = [
     "behler_nn",
     "default_behler_descriptors",
     "default_behler_descriptors_3",
+    "default_lsp_descriptors",
     "eta_for_turning_point",
     "Workflow",
     "FitWorkflow",

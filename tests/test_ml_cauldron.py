@@ -228,3 +228,36 @@ def test_encode_species_mixed_sizes(rng):
         assert values[s].tolist() == expected
     atoms = ml.collect_atoms(cells)
     assert atoms.shape == (3, 9) and atoms.mask[1].sum() == 4 and atoms[0, 1] == "b"
+
+
+def test_compact_and_padded_evaluation_agree(rng, monkeypatch):
+    """Real-atoms-only network evaluation (used when padding dominates) = the padded evaluation, energies,
+    gradients and parameter gradients; and the gathered features are re-gathered when the dataset changes."""
+    from miniff import _ml_cauldron
+
+    cells = _cells(rng) + [Cell(np.eye(3) * 7.0, [[0.1, 0.2, 0.3]], ["a"], meta={
+        "total-energy": 0.3, "forces": np.zeros((1, 3)), "pbc": np.array([True] * 3)})]
+    ds = ml.learn_cauldron(cells, _descriptors(), grad=True, normalize=False)
+    nets = _nets()
+    results = {}
+    for fill in (0.0, 1.0):  # 0: always padded; 1: always compact
+        monkeypatch.setattr(_ml_cauldron, "COMPACT_MAX_FILL", fill)
+        for p in ds.per_point_datasets:
+            p.__dict__.pop("_compact_cache", None)
+        energy, gradients = ml.forward_cauldron(nets, ds, grad=True)
+        (energy.sum() + (gradients ** 2).sum()).backward()
+        results[fill] = (energy.detach(), gradients.detach(), [q.grad.clone() for n in nets for q in n.parameters()])
+        for n in nets:
+            n.zero_grad()
+        assert (ds.per_point_datasets[0].__dict__["_compact_cache"][1] is None) == (fill == 0.0)
+    (e0, g0, p0), (e1, g1, p1) = results[0.0], results[1.0]
+    torch.testing.assert_close(e1, e0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g1, g0, rtol=1e-12, atol=1e-12)
+    for a, b in zip(p1, p0, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # a changed feature tensor (in place) is gathered again
+    with torch.no_grad():
+        ds.per_point_datasets[0].features.mul_(2.0)
+    e2 = ml.forward_cauldron(nets, ds)
+    monkeypatch.setattr(_ml_cauldron, "COMPACT_MAX_FILL", 0.0)
+    torch.testing.assert_close(e2, ml.forward_cauldron(nets, ds), rtol=1e-12, atol=1e-12)

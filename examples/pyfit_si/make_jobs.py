@@ -25,19 +25,21 @@ HELD_OUT = (
     "GRP-SILICENE-BUCKLED-BILAYER-AA^p-UNPERTURBED+ISO",
 )
 
-#: Descriptors, network and fit shared by both jobs (Behler-2 radial + Behler-4 angular, cutoff 5 Å).
+#: Descriptors, network and fit shared by both jobs (PyFit-FF's local structural parameters, cutoff 4.5 Å).
 COMMON = """\
-    cutoff: 5.0                              # Å (PyFit-FF: 4.5 Å with a 1 Å smooth cut-off range)
-    default_descriptor_kwargs:
-      n: 14                                  # radial Behler-2, turning points from d_min to a/2
-      zeta: [1, 2, 4, 16]                    # angular Behler-4, lambda = +-1 ...
-      eta3: [0.0, 0.1]                       # ... for two Gaussian widths (1/Å^2): 14 + 16 = 30 inputs
-    nn_kwargs: {{n_internal: 16, n_layers: 3}} # 30-16-16-1 sigmoid: 785 parameters, as PyFit-FF
+    descriptor_recipe: lsp                   # PyFit-FF's Gaussian x Legendre descriptors, asinh-scaled
+    cutoff: 4.5                              # Å, with a 1 Å smooth cut-off range (PyFit-FF's)
+    default_descriptor_kwargs:               # PyFit-FF's example: 6 Gaussians x Legendre orders 0-4 = 30 inputs
+      r0: [2.0, 2.25, 2.5, 3.0, 3.5, 4.0]
+      sigma: 1.0
+      orders: [0, 1, 2, 3, 4]
+      h: 1.0
+    nn_kwargs: {{n_internal: 16, n_layers: 3, activation: tanh}}  # 30-16-16-1: 785 parameters, as PyFit-FF
     closure_kwargs:
       per_atom: true                         # loss on per-atom energies, as PyFit-FF
       convergence: {{energy_rmse: {target}}}    # eV/atom
       optimizer_kwargs: {{max_iter: 50, tolerance_grad: 1.0e-12, tolerance_change: 1.0e-14}}
-    normalization_kwargs: {{scale_energy: {scale_energy}}}      # normalised per-atom energies span about 1 (see README)
+    normalization_kwargs: {{energy_spread: per_atom, scale_energy: 10}}  # normalised per-atom energies span 10
 """
 
 
@@ -52,7 +54,7 @@ def split(path, n_valid, seed=SEED):
     return perm, len(kept)
 
 
-def write_job(name, data, n_valid, target, n_epochs, title, scale_energy):
+def write_job(name, data, n_valid, target, n_epochs, title):
     perm, n_kept = split(HERE / data, n_valid)
     rows = [", ".join(str(i) for i in perm[k:k + 20]) for k in range(0, len(perm), 20)]
     order = "[\n" + ",\n".join("      " + r for r in rows) + "]"
@@ -67,7 +69,7 @@ fit:
     fn_cells: {data}
     cells_subset: {n_kept}
     test_set: {n_valid}
-{COMMON.format(target=target, scale_energy=scale_energy)}  run:
+{COMMON.format(target=target)}  run:
     n_epochs: {n_epochs}
     restore_best: false
     save_fn: {Path(name).stem}.pt
@@ -84,9 +86,9 @@ fit:
 
 def main():
     write_job("fit_si.yml", "si_dataset.extxyz", 120, 0.00378, 200,
-              "PyFit-FF's silicon example set: BCC held out, the rest 512 train / 120 validation", 2)
+              "PyFit-FF's silicon example set: BCC held out, the rest 512 train / 120 validation")
     write_job("fit_si_full.yml", "si_dataset_full.extxyz", 733, 0.0093, 1000,
-              "PyFit-FF's full silicon set: 5 groups held out, the rest 3115 train / 733 validation", 20)
+              "PyFit-FF's full silicon set: 5 groups held out, the rest 3115 train / 733 validation")
 
 
 if __name__ == "__main__":
