@@ -380,3 +380,16 @@ def test_normalization_bad_parameters():
         norm.fw_energy_g(torch.zeros(1, 1, 3))
     with pytest.raises(ValueError, match="unknown Normalization state keys"):
         norm.load_state_dict({**norm.state_dict(), "junk": 1})
+
+
+def test_normalization_per_atom_energy_spread(rng):
+    ds = _dataset(rng, sizes=((2, 1), (1, 0), (3, 2), (6, 6)))
+    counts = ds.atom_counts().sum(1, keepdim=True)
+    energy = ds.per_cell_dataset.energy
+    total = ml.Normalization.from_dataset(ds, scale_energy=2)
+    per_atom = ml.Normalization.from_dataset(ds, scale_energy=2, energy_spread="per_atom")
+    assert float(total.energy_scale) == pytest.approx(float(energy.max() - energy.min()) / 2, rel=1e-12)
+    e_atom = energy / counts
+    assert float(per_atom.energy_scale) == pytest.approx(float(e_atom.max() - e_atom.min()) / 2, rel=1e-12)
+    with pytest.raises(ValueError, match="energy_spread"):
+        ml.Normalization.from_dataset(ds, energy_spread="atoms")

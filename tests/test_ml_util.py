@@ -225,3 +225,19 @@ symfunction_short O 2 Si 0.5 1.5 10.0
     with pytest.raises(ValueError, match="line 6"):
         ml_util.parse_runner_input(tmp_path / "bad.nn")
     assert len(ml_util.parse_runner_input(tmp_path / "bad.nn", strict=False)) == 3
+
+
+def test_default_lsp_descriptors():
+    d = ml_util.default_lsp_descriptors(["Si"])
+    assert list(d) == ["Si"] and len(d["Si"]) == 30  # PyFit-FF's example: 6 Gaussians x orders 0-4
+    par = [(x.parameters["order"], x.parameters["r0"]) for x in d["Si"]]
+    assert par[:7] == [(0, 2.0), (0, 2.25), (0, 2.5), (0, 3.0), (0, 3.5), (0, 4.0), (1, 2.0)]
+    assert {x.cutoff for x in d["Si"]} == {4.5} and {x.tag for x in d["Si"]} == {"Si-Si-Si"}
+    two = ml_util.default_lsp_descriptors(["b", "a"], a=5.0, r0=[2.0], orders=[0, 2], asinh=False)
+    assert len(two["a"]) == len(two["b"]) == 6  # 3 neighbour pairs x 2 orders x 1 centre
+    assert [x.tag for x in two["b"][::2]] == ["b-a-a", "b-a-b", "b-b-b"]
+    assert {x.parameters["asinh"] for x in two["a"]} == {0}
+    with pytest.raises(ValueError, match="r0"):
+        ml_util.default_lsp_descriptors(["a"], r0=[])
+    with pytest.raises(ValueError, match="arg"):
+        ml_util.default_lsp_descriptors([])

@@ -173,7 +173,29 @@ def test_fit_argument_errors(lj_data):
         wf.prepare(lj_data[:8], descriptors=radial_basis(4), group_weights={"nope": 2.0})
     with pytest.raises(ValueError, match="cuda"):
         wf.prepare(lj_data[:8], descriptors=radial_basis(4), cuda=True)
+    with pytest.raises(ValueError, match="descriptor_recipe"):
+        wf.prepare(lj_data[:8], descriptor_recipe="soap")
     with pytest.raises(ValueError, match="dtype"):
         ml_util.FitWorkflow(dtype="int8")
     with pytest.raises(RuntimeError, match="prepare"):
         ml_util.FitWorkflow().run()
+
+
+def test_lsp_recipe_fits_and_the_potential_matches_the_training_path(lj_data):
+    """``descriptor_recipe="lsp"``: PyFit-FF's descriptors, the loss falls, and the built potential (kernel
+    descriptors + network) gives the energies the training path (dataset + forward_cauldron) predicts."""
+    from miniff.kernel import NeighborWrapper
+
+    wf = ml_util.FitWorkflow(seed=0)
+    wf.prepare(lj_data[:24], cells_order=None, descriptor_recipe="lsp", cutoff=RC, test_set=4,
+               default_descriptor_kwargs={"r0": [1.0, 1.5, 2.0], "sigma": 0.5, "orders": [0, 1, 2]},
+               normalization_kwargs={"energy_spread": "per_atom"})
+    assert [d.family.tag for d in wf.descriptors["Ar"]] == ["local structural parameter"] * 9
+    wf.run(n_epochs=3, save=False, progress=False)
+    losses = [h["loss"] for h in wf.history]
+    assert losses[-1] < losses[0]
+    (pot,) = wf.build_potentials()
+    predicted = wf.predict("test")["energy_pred"]
+    for k, cell in enumerate(lj_data[20:24]):
+        nw = NeighborWrapper(cell, cutoff=RC)
+        assert nw.total(pot) / len(cell.values) == pytest.approx(predicted[k], rel=1e-9, abs=1e-12)
