@@ -55,7 +55,8 @@ CASES = {
                    "budget": 30.0, "seeds": [0, 1, 2, 3, 4]},
     "amp_forces": {"job": "examples/amp_ptcu/fit_forces.yml", "target": {"energy_rmse": 0.02, "force_rmse": 0.03},
                    "budget": 380.0, "seeds": [0]},
-    "pyfit_si": {"job": "examples/pyfit_si/fit_si.yml", "target": {"energy_rmse": 0.00378},
+    # stop below the anchor's training error (2/3 of it): the validation error is then below the anchor's too
+    "pyfit_si": {"job": "examples/pyfit_si/fit_si.yml", "target": {"energy_rmse": 0.0025},
                  "budget": 60.0, "seeds": [0, 1, 2, 3]},
     # no stop: the best validation error in the anchor's 527 s, and the time to reach its 9.9 meV/atom
     "pyfit_si_full": {"job": "examples/pyfit_si/fit_si_full.yml", "target": None, "valid_target": 0.0099,
@@ -226,8 +227,10 @@ def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points
 
     forces = bool(wf.forces)
     curve = []
-    state = {"reached": None, "reached_cpu": None, "n_eval": 0}
+    state = {"reached": None, "reached_cpu": None, "n_eval": 0, "anchor_train": None}
     anchor = ANCHORS[name]
+    anchor_train = {"energy_rmse": anchor["train_e"], **({"force_rmse": anchor["train_f"]} if "train_f" in anchor
+                                                         else {})}
     interval = min(budget, anchor["setup"] + anchor["train"]) / max(curve_points, 1)
 
     def elapsed():
@@ -236,8 +239,10 @@ def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points
     def stop(closure):
         state["n_eval"] += 1
         now = elapsed()
+        m = _rmse_from_loss(closure, wf.normalization)
+        if state["anchor_train"] is None and all(m[k] <= v for k, v in anchor_train.items() if k in m):
+            state["anchor_train"] = now
         if target is not None and state["reached"] is None:
-            m = _rmse_from_loss(closure, wf.normalization)
             if all(m[k] <= v for k, v in target.items()):
                 state["reached"] = now
                 state["reached_cpu"] = time.process_time() - cpu0 - clock["monitor"]
@@ -271,6 +276,7 @@ def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points
     result = {"case": name, "seed": seed, "budget": budget, "target": target, "time_prepare": t_prepare,
               "time_descriptors": wf.timings.get("descriptors"), "time_total": t_total,
               "time_to_target": state["reached"], "n_eval": state["n_eval"],
+              "time_to_anchor_train": state["anchor_train"],
               "cpu_total": cpu_total, "cpu_to_target": state["reached_cpu"],
               "n_train": len(wf.datasets["learn"]), "n_valid": len(wf.datasets["test"]) if "test" in wf.datasets else 0,
               "n_inputs": {k: len(v) for k, v in wf.descriptors.items()},
@@ -330,13 +336,14 @@ def write_report(results, out_dir=OUT, quick=False, machine=None):
         "`fit_forces.yml`, `examples/pyfit_si/fit_si.yml`, `fit_si_full.yml` (their README says what the "
         "benchmark changes: SciPy L-BFGS-B, stop at the target, 1 thread). "
         "Times are wall times on this shared 2-core machine (other jobs were running), from reading the data "
-        "to reaching the anchor's training RMSE, descriptors included. Anchor times: setup (fingerprints) + "
+        "to the stop (the anchor's training RMSE, or a lower one where the stop column says so), descriptors "
+        "included. Anchor times: setup (fingerprints) + "
         "training, measured on the same machine by the data folders' READMEs.",
         "",
         "| data set | seed | anchor time (s) | miniff time (s) | ratio | miniff CPU (s) | evaluations "
         "| train RMSE (miniff / anchor) | validation RMSE (miniff / anchor) | parameters | stop "
-        "| miniff train RMSE at 0.1 x anchor time |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| miniff train RMSE at 0.1 x anchor time | time to the anchor's train RMSE (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         a = ANCHORS[r["case"]]
@@ -344,7 +351,9 @@ def write_report(results, out_dir=OUT, quick=False, machine=None):
         t_ours = r["time_to_target"] if r.get("time_to_target") is not None else r["time_total"]
         cpu = r.get("cpu_to_target") if r.get("time_to_target") is not None else r.get("cpu_total")
         if r.get("time_to_target") is not None:
-            stop = "target reached"
+            stop = "target reached" + ("" if r["target"] is None or all(
+                r["target"].get(k) == v for k, v in (("energy_rmse", a["train_e"]), ("force_rmse", a.get("train_f")))
+                if k in r["target"]) else f" (stop at {_fmt(r['target'].get('energy_rmse'), ' meV/atom', 1000)})")
         elif r["time_total"] < 0.99 * r["budget"]:
             stop = f"L-BFGS-B stopped (budget {r['budget']:.0f} s)"
         else:
@@ -364,7 +373,8 @@ def write_report(results, out_dir=OUT, quick=False, machine=None):
         lines.append(f"| {r['case']} | {r['seed']} | {a['setup']:.1f} + {a['train']:.1f} | "
                      f"{r['time_prepare']:.2f} + {t_ours - r['time_prepare']:.2f} | {t_ours / t_anchor:.3f} | "
                      f"{_fmt(cpu)} | {r['n_eval']} | "
-                     f"{train} | {valid} | {r['n_parameters']} | {stop} | {_at_time(r, 0.1 * t_anchor)} |")
+                     f"{train} | {valid} | {r['n_parameters']} | {stop} | {_at_time(r, 0.1 * t_anchor)} | "
+                     f"{_fmt(r.get('time_to_anchor_train'))} |")
     lines += ["", "miniff time = prepare (read + neighbours + descriptors + normalisation) + optimisation, wall "
               "clock; CPU = process CPU time over the same span (one thread; it shows how much of the wall time "
               "the busy machine took away). Evaluations = loss + gradient evaluations of L-BFGS-B. "

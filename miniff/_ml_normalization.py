@@ -346,8 +346,9 @@ class Normalization:
         energy_spread : {"total", "per_atom"}
             Whose range ``scale_energy`` refers to: the (offset) total energies of the cells, or their energies
             per atom. Use ``"per_atom"`` when the cells have very different sizes and the loss is per atom.
-        scale_features : float
-            Normalised features span this range (2: ``[-1, 1]`` with the "mean" offset).
+        scale_features : float or None
+            Normalised features span this range (2: ``[-1, 1]`` with the "mean" offset); None: features are
+            used as they are (no offset, no scale; e.g. descriptors that are already asinh-scaled).
         scale_charges : float
         scale_energy_gradients : float
             Normalised energy gradients span (about) this range.
@@ -406,11 +407,14 @@ class Normalization:
                 lo, hi = x.min(0).values, x.max(0).values
             fs = hi - lo
             const = fs <= 0
-            if bool(const.any()):
+            if scale_features is not None and bool(const.any()):
                 fail(f"per_point_datasets[{k}] (tag {d.tag!r}) has constant features "
                      f"{const.nonzero()[:, 0].tolist()}")
                 fs = torch.where(const, torch.ones_like(fs), fs)
-            if offset_features == "mean":
+            if scale_features is None:  # features used as they are (e.g. asinh-scaled descriptors)
+                features_scale.append(torch.eye(d.n_features, dtype=dtype))
+                features_offsets.append(torch.zeros(d.n_features, dtype=dtype))
+            elif offset_features == "mean":
                 off = lo + fs / 2
             elif offset_features is True:
                 off = lo.clone()
@@ -418,11 +422,12 @@ class Normalization:
                 off = torch.zeros_like(lo)
             else:
                 raise ValueError(f"offset_features must be 'mean', True or False, got {offset_features!r}")
-            scale = torch.diag(fs / scale_features)
-            if pca_features is not False and pca_features is not None and len(x) > 0:
-                scale = cls._pca_scale(x - off, pca_features, scale_features)
-            features_scale.append(scale)
-            features_offsets.append(off)
+            if scale_features is not None:
+                scale = torch.diag(fs / scale_features)
+                if pca_features is not False and pca_features is not None and len(x) > 0:
+                    scale = cls._pca_scale(x - off, pca_features, scale_features)
+                features_scale.append(scale)
+                features_offsets.append(off)
             if charges_scale is not None:
                 if d.charges is None:
                     charges_scale.append(torch.tensor(1, dtype=dtype))
