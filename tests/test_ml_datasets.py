@@ -393,3 +393,15 @@ def test_normalization_per_atom_energy_spread(rng):
     assert float(per_atom.energy_scale) == pytest.approx(float(e_atom.max() - e_atom.min()) / 2, rel=1e-12)
     with pytest.raises(ValueError, match="energy_spread"):
         ml.Normalization.from_dataset(ds, energy_spread="atoms")
+
+
+def test_normalization_without_feature_scaling(rng):
+    ds = _dataset(rng)
+    with torch.no_grad():  # a constant feature is fine when features are not scaled
+        ds.per_point_datasets[0].features[..., 0] = 3.0
+    norm = ml.Normalization.from_dataset(ds, scale_features=None, offset_energy=True)
+    fw = norm.fw(ds)
+    for raw, scaled in zip(ds.per_point_datasets, fw.per_point_datasets, strict=True):
+        real = raw.mask != 0
+        torch.testing.assert_close(scaled.features[real], raw.features[real], rtol=0, atol=0)
+    torch.testing.assert_close(norm.bw(fw).per_cell_dataset.energy, ds.per_cell_dataset.energy)
