@@ -211,6 +211,28 @@ class SparseJacobian:
         )
 
     # ------------------------------------------------------------------ contraction
+    #: The dense per-sample layout ``[S, P * D, A * 3]`` is used by :meth:`contract` when it holds at most this
+    #: many times the stored entries' values (small cells, where most atom pairs are neighbours).
+    DENSE_MAX_RATIO = 1.5
+
+    def _dense(self, p):
+        """The dense ``[S, p * D, A * 3]`` Jacobian (cached) or None when it would be too large."""
+        size = self.n_samples * p * self.n_atoms
+        if size == 0 or size > self.DENSE_MAX_RATIO * max(self.n_entries, 1) or self.values_edc.requires_grad:
+            return None
+        key = (p, self.values_edc.data_ptr(), self.values_edc._version)
+        cached = self.__dict__.get("_dense_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        d = self.n_features
+        dense = self.values_edc.new_zeros(self.n_samples * p * self.n_atoms, d, 3)
+        dense.index_add_(0, (self.sample_e * p + self.point_e) * self.n_atoms + self.atom_e, self.values_edc)
+        # [S, P, A, D, 3] -> [S, P, D, A, 3]
+        dense = dense.view(self.n_samples, p, self.n_atoms, d, 3).permute(0, 1, 3, 2, 4).reshape(
+            self.n_samples, p * d, self.n_atoms * 3).contiguous()
+        self.__dict__["_dense_cache"] = (key, dense)
+        return dense
+
     def contract(self, dE_dF, resolve=False):
         """Chain rule: energy gradients with respect to positions.
 
@@ -232,6 +254,10 @@ class SparseJacobian:
         if s != self.n_samples or p < self.n_points:
             raise ValueError(f"dE_dF shape {tuple(dE_dF.shape)} does not match the Jacobian "
                              f"(S={self.n_samples}, P={self.n_points})")
+        if not resolve:
+            dense = self._dense(p)
+            if dense is not None:  # small cells: one batched product with the dense per-sample Jacobian
+                return torch.bmm(dE_dF.reshape(s, 1, -1), dense).reshape(s, self.n_atoms, 3)
         g_ed = dE_dF.reshape(s * p, -1).index_select(0, self.sample_e * p + self.point_e)
         contrib_ec = _EntryDot.apply(g_ed, self.values_edc)
         if resolve:

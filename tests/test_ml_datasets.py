@@ -405,3 +405,26 @@ def test_normalization_without_feature_scaling(rng):
         real = raw.mask != 0
         torch.testing.assert_close(scaled.features[real], raw.features[real], rtol=0, atol=0)
     torch.testing.assert_close(norm.bw(fw).per_cell_dataset.energy, ds.per_cell_dataset.energy)
+
+
+def test_sparse_and_dense_contractions_agree(rng, monkeypatch):
+    """contract() uses a cached dense per-sample product for small cells and index arithmetic otherwise: both
+    give the einsum of the dense Jacobian, with first and second derivatives."""
+    dense = _random_dense_jac(rng, s=3, p=2, d=4, a=5)
+    dense[rng.random(dense.shape[:4]) < 0.6] = 0.0  # sparse: about 40 % of (s, p, d, a) blocks present
+    jac = ml.SparseJacobian.from_dense(dense)
+    dE_dF = torch.from_numpy(rng.normal(size=(3, 2, 4))).requires_grad_(True)
+    ref = torch.einsum("spd,spdac->sac", dE_dF, dense)
+    out = {}
+    for ratio in (0.0, 1e9):
+        monkeypatch.setattr(ml.SparseJacobian, "DENSE_MAX_RATIO", ratio)
+        g = jac.contract(dE_dF)
+        torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
+        (first,) = torch.autograd.grad((g ** 2).sum(), dE_dF, create_graph=True)
+        (second,) = torch.autograd.grad(first.sum(), dE_dF)
+        out[ratio] = (first.detach(), second)
+        assert (jac.__dict__.get("_dense_cache") is not None) == (ratio > 0)
+    torch.testing.assert_close(out[1e9][0], out[0.0][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[1e9][1], out[0.0][1], rtol=1e-12, atol=1e-12)
+    padded = torch.cat([dE_dF.detach(), torch.from_numpy(rng.normal(size=(3, 1, 4)))], dim=1)  # a wider P
+    torch.testing.assert_close(jac.contract(padded), ref.detach(), rtol=1e-12, atol=1e-12)
