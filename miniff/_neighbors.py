@@ -1,15 +1,17 @@
-"""Neighbour search front end: validation, periodic wrapping, bin grid, then one compiled call.
+"""Neighbour search front end: validation, bin grid, then two compiled calls.
 
 The search itself is a cell list (``neighbor_search`` in ``miniff/_neighbors.pxi``). This module
-prepares its inputs:
+checks the arguments and prepares the search:
 
-- positions are wrapped into the cell along periodic axes (the integer wrap offsets are handed to
-  the kernel so that the shifts ``S`` it reports refer to the positions *as given*);
+- ``neighbor_prepare`` (compiled, parallel) checks that the positions are finite and wraps them into
+  the cell along periodic axes (the integer wrap offsets are handed to the search so that the shifts
+  ``S`` it reports refer to the positions *as given*);
 - the cell is cut into bins along the lattice directions; a bin's thickness along axis ``a`` is
   measured perpendicular to the other two lattice vectors (plane spacing ``h_a = V / |b x c|``), so
   any triclinic cell works; non-periodic axes are binned over the atoms' extent only;
 - the list of bin offsets to visit is computed once and pruned to the offsets whose bins can hold
-  a pair closer than the cutoff (the exact minimum distance between two bins).
+  a pair closer than the cutoff (the exact minimum distance between two bins); it stays in
+  lexicographic order, which the search relies on (its rows then sort by ``(j, S)`` cheaply).
 """
 
 import functools
@@ -21,7 +23,6 @@ import numpy as np
 from miniff._compiled import kernel_module
 from miniff._pairlist import PairList
 from miniff._parallel import effective_n_threads
-from miniff.util import rows_dot3
 
 __all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "normalize_pbc", "plane_spacings"]
 
@@ -35,8 +36,9 @@ _BINS_PER_ATOM = 2.0
 _MIN_BIN_CAP = 64
 # With n_threads=None, at least this many atoms per thread.
 _ATOMS_PER_THREAD = 2000
-# Wrap offsets are int32; keep far away from overflow.
-_MAX_WRAP = 2**30
+# Count pass with the fill loop itself instead of the vectorised count (tests; the search switches to
+# it by itself should the two passes ever disagree).
+_EXACT_COUNT = False
 
 
 def normalize_pbc(pbc, name="pbc"):
@@ -126,11 +128,14 @@ def _bin_offsets(m, widths_c, n_atoms=None):
 
     Pruning only removes bins that cannot hold neighbours, so it is skipped where it does not pay:
     touching bins (``m <= 1``) and small systems (``n_atoms`` x offsets below ``_PRUNE_MIN_WORK``).
+    The offsets are in lexicographic order (the search relies on it).
     """
     m = tuple(int(x) for x in m)
     n_offsets = int(np.prod([2 * mm + 1 for mm in m]))
     if max(m) <= 1 or (n_atoms is not None and n_atoms * n_offsets < _PRUNE_MIN_WORK):
-        return _offset_grid(m)
+        out = _offset_grid(m)
+        out.setflags(write=False)
+        return out
     return _cached_offsets(m, np.ascontiguousarray(widths_c, dtype=float).tobytes())
 
 
@@ -184,23 +189,20 @@ def _prune_offsets(k, widths_c):
     return best < (1.0 + 1e-9) ** 2
 
 
-def _grid(frac_w, h, pbc, cutoff, n_atoms):
-    """Choose the bin grid: (n_bins [3] int32, frac_min [3], width [3] fractional, extent [3])."""
-    fmin = np.zeros(3)
-    extent = np.ones(3)
-    if n_atoms:
-        lo = frac_w.min(axis=0)
-        hi = frac_w.max(axis=0)
-        for a in range(3):
-            if not pbc[a]:
-                fmin[a] = lo[a]
-                extent[a] = hi[a] - lo[a]
+def _grid(lo, hi, h, pbc, cutoff, n_atoms):
+    """Choose the bin grid: (n_bins [3] int32, frac_min [3], width [3] fractional, extent [3]).
+
+    ``lo``, ``hi``: [3] smallest and largest wrapped fractional coordinate of the atoms (only the
+    non-periodic axes are used: there the bins span the atoms, elsewhere the cell).
+    """
+    fmin = np.where(pbc, 0.0, lo) if n_atoms else np.zeros(3)
+    extent = np.where(pbc, 1.0, hi - lo) if n_atoms else np.ones(3)
     length = extent * h  # Å spanned by the bins along every axis (perpendicular)
     cap = max(_MIN_BIN_CAP, _BINS_PER_ATOM * n_atoms)
     thickness = cutoff / _BINS_PER_CUTOFF
     while True:
-        # slightly fewer bins when the length is an exact multiple, so that bins are thicker than the
-        # cutoff and the next-but-one bins never need a visit
+        # slightly fewer bins when the length is an exact multiple, so that bins are thicker than
+        # cutoff / _BINS_PER_CUTOFF and the offsets reach no further than needed
         n_bins = np.maximum(1, np.floor(length / thickness * (1 - 1e-9))).astype(np.int64)
         if np.prod(n_bins.astype(float)) <= cap:
             break
@@ -241,77 +243,133 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     if vectors.shape != (3, 3):
         raise ValueError(f"vectors must have shape (3, 3), got {vectors.shape}")
-    if not np.all(np.isfinite(vectors)):
-        raise ValueError("vectors contain NaN or inf")
     if positions.ndim != 2 or positions.shape[1] != 3:
         raise ValueError(f"positions must have shape (N, 3), got {positions.shape}")
-    if not np.all(np.isfinite(positions)):
-        raise ValueError("positions contain NaN or inf")
     pbc = normalize_pbc(pbc)
     cutoff = _check_cutoff(cutoff)
     n = len(positions)
     if n >= 2**31 - 1:
         raise ValueError(f"too many atoms for int32 indices: {n}")
-    scale = np.prod(np.linalg.norm(vectors, axis=1))
-    if scale == 0 or abs(np.linalg.det(vectors)) <= 1e-10 * scale:
-        raise ValueError("vectors are singular (zero volume)")
-    h = plane_spacings(vectors)
+    vectors, inverse, h = _cell_geometry(vectors.tobytes())
     if image_limit is None:
-        limit = np.full(3, -1, dtype=np.int32)
+        limit = _NO_LIMIT
     else:
         limit = np.asarray(image_limit, dtype=np.int64)
         if limit.shape != (3,) or np.any(limit < 0):
             raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
         limit = np.where(pbc, limit, 0).astype(np.int32)
 
-    frac = rows_dot3(positions, np.linalg.inv(vectors))
-    wrap = np.zeros((n, 3), dtype=np.float64)
-    if n and np.any(pbc):
-        wrap[:, pbc] = np.floor(frac[:, pbc])
-        if np.any(np.abs(wrap) >= _MAX_WRAP):
-            raise ValueError("positions are too far outside the cell (more than 2**30 cell lengths)")
-        frac_w = frac - wrap
-        over = (frac_w >= 1.0) & pbc  # floor rounding at -1e-17 and the like
-        if np.any(over):
-            frac_w[over] -= 1.0
-            wrap[over] += 1.0
-        xyz = positions - rows_dot3(wrap, vectors)
-    else:
-        frac_w = frac
-        xyz = positions
-    n_bins, fmin, width, extent = _grid(frac_w, h, pbc, cutoff, n)
+    threads = effective_n_threads(n_threads)
+    if n_threads is None:  # automatic: small systems are not worth waking threads for
+        threads = max(1, min(threads, n // _ATOMS_PER_THREAD))
+    periodic = pbc.astype(np.intc)
+    work = _take_work(60 * n + kernel_module.neighbor_work_bytes(n, max(_MIN_BIN_CAP, int(_BINS_PER_ATOM * n))))
+    try:
+        return _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work)
+    finally:
+        _give_work(work)
 
-    estimate = estimate_pairs(n, vectors, pbc, cutoff, extent)
-    if estimate > max_pairs:
+
+def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work):
+    """The two compiled calls of :func:`build_pair_list` (arguments checked) with scratch ``work`` (uint8)."""
+    n = len(positions)
+    frac_w = work[: 24 * n].view(np.float64).reshape(n, 3)
+    xyz = work[24 * n : 48 * n].view(np.float64).reshape(n, 3)
+    wrap = work[48 * n : 60 * n].view(np.int32).reshape(n, 3)
+    bounds = np.empty(6)
+    status = kernel_module.neighbor_prepare(positions, inverse, vectors, periodic, frac_w, xyz, wrap, bounds, threads)
+    if status == 1:
+        raise ValueError("positions contain NaN or inf")
+    if status == 2:
+        raise ValueError("positions are too far outside the cell (more than 2**29 cell lengths)")
+    # the plan depends on the atoms only through their extent along non-periodic axes
+    lo = tuple(0.0 if pbc[a] else float(bounds[a]) for a in range(3))
+    hi = tuple(0.0 if pbc[a] else float(bounds[3 + a]) for a in range(3))
+    plan = _plan if not pbc.all() else _cached_plan
+    n_bins, fmin, width, estimate, m, widths_c = plan(vectors.tobytes(), tuple(bool(p) for p in pbc), cutoff, n,
+                                                     lo, hi)
+    if estimate > max_pairs:  # before the offsets, whose number grows like the cube of the cutoff
         raise ValueError(
             f"cutoff={cutoff} Å would give about {estimate:.3g} pairs for {n} atoms, more than "
             f"max_pairs={max_pairs:.3g}; use a smaller cutoff or raise max_pairs"
         )
+    offsets = _bin_offsets(m, widths_c, n)
+    indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
+        frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
+        work[60 * n :], _EXACT_COUNT,
+    )
+    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)
 
+
+#: Scratch of the last search, reused by the next one (fresh memory costs a page fault per 4 kB).
+#: A list used as a stack: pop and append are atomic, so concurrent searches never share a buffer.
+_WORK = []
+#: Scratch larger than this (bytes) is not kept between calls.
+_WORK_KEEP = 256 * 2**20
+
+
+def _take_work(nbytes):
+    """A uint8 scratch buffer of at least ``nbytes`` (the kept one when large enough)."""
+    try:
+        work = _WORK.pop()
+    except IndexError:
+        work = None
+    if work is None or len(work) < nbytes:
+        work = np.empty(nbytes, dtype=np.uint8)
+    return work
+
+
+def _give_work(work):
+    """Keep ``work`` for the next search (only one buffer, at most ``_WORK_KEEP`` bytes)."""
+    if len(work) <= _WORK_KEEP and not _WORK:
+        _WORK.append(work)
+
+
+_NO_LIMIT = np.full(3, -1, dtype=np.int32)
+_NO_LIMIT.setflags(write=False)
+
+
+def _readonly(*arrays):
+    for arr in arrays:
+        arr.setflags(write=False)
+    return arrays
+
+
+@functools.lru_cache(maxsize=32)
+def _cell_geometry(vectors_bytes):
+    """Checked cell: (vectors [3, 3], inverse [3, 3], plane spacings h [3] Å), read-only and cached.
+
+    Raises ValueError for non-finite or singular vectors (errors are not cached).
+    """
+    vectors = np.frombuffer(vectors_bytes, dtype=np.float64).reshape(3, 3).copy()
+    if not np.isfinite(vectors).all():
+        raise ValueError("vectors contain NaN or inf")
+    volume = abs(np.linalg.det(vectors))
+    scale = np.prod(np.linalg.norm(vectors, axis=1))
+    if scale == 0 or volume <= 1e-10 * scale:
+        raise ValueError("vectors are singular (zero volume)")
+    return _readonly(vectors, np.ascontiguousarray(np.linalg.inv(vectors)), plane_spacings(vectors))
+
+
+def _plan(vectors_bytes, pbc, cutoff, n, lo, hi):
+    """Bin grid: (n_bins [3] int32, frac_min [3], width [3], estimated pairs, reach m [3] in bins, widths_c [3, 3]).
+
+    ``lo``, ``hi``: extent of the atoms along non-periodic axes (fractional; ignored on periodic ones).
+    ``widths_c``: bin edge vectors divided by the cutoff (rows), the input of :func:`_bin_offsets`.
+    """
+    vectors, _, h = _cell_geometry(vectors_bytes)
+    pbc = np.array(pbc, dtype=bool)
+    n_bins, fmin, width, extent = _grid(np.array(lo), np.array(hi), h, pbc, cutoff, n)
+    estimate = estimate_pairs(n, vectors, pbc, cutoff, extent)
     # fractional reach of the cutoff in bins; non-periodic axes never need more than the grid
     reach = cutoff / (h * width)
     m = np.ceil(reach * (1 + 1e-12) + 1e-12).astype(np.int64)
     m = np.where(pbc, m, np.minimum(m, n_bins - 1))
     widths_c = (width[:, None] * vectors) / cutoff
-    offsets = _bin_offsets(m, widths_c, n)
+    n_bins, fmin, width, widths_c = _readonly(n_bins, np.ascontiguousarray(fmin), np.ascontiguousarray(width),
+                                              widths_c)
+    return n_bins, fmin, width, estimate, tuple(int(x) for x in m), widths_c
 
-    threads = effective_n_threads(n_threads)
-    if n_threads is None:  # automatic: small systems are not worth waking threads for
-        threads = max(1, min(threads, n // _ATOMS_PER_THREAD))
-    indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
-        np.ascontiguousarray(frac_w),
-        np.ascontiguousarray(xyz),
-        np.ascontiguousarray(wrap, dtype=np.int32),
-        vectors,
-        n_bins,
-        pbc.astype(np.int32),
-        np.ascontiguousarray(fmin),
-        np.ascontiguousarray(width),
-        offsets,
-        limit,
-        cutoff,
-        threads,
-        bool(sort),
-        int(min(estimate * 1.1, max_pairs)),
-    )
-    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)
+
+#: fully periodic cells: the plan depends on the cell, the cutoff and N only (MD, relaxations, benchmarks)
+_cached_plan = functools.lru_cache(maxsize=32)(_plan)

@@ -33,6 +33,14 @@ class PairList:
         Pair distance ``|D_pc|``; every value is strictly below ``cutoff``.
     cutoff : float, Å
         The cutoff the list was built with.
+
+    Notes
+    -----
+    Lists built by :func:`miniff._neighbors.build_pair_list` hold ``j_p``, ``S_pc``, ``D_pc`` and ``d_p``
+    as views of one memory block (writable, C-contiguous). When the last view of a block dies the
+    block is kept for the next list of a similar size (at most two blocks, 1 GiB in all), which spares
+    the page faults of fresh memory; ``miniff._compiled.kernel_module.neighbor_pool(clear=True)``
+    releases it.
     """
 
     indptr: np.ndarray

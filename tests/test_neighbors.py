@@ -474,3 +474,172 @@ def test_rows_dot3_matches_numpy_for_any_thread_count(rng):
     kernel_module.rows_dot3(a, m, two, 2)
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(rows_dot3(a[:, :2], m[:2]), a[:, :2] @ m[:2])  # other shapes: numpy
+
+
+# --- cell-list internals: interior bins, count/fill passes, reused memory ---------------------------------------
+
+
+def _pair_arrays(pairs):
+    return {name: getattr(pairs, name).copy() for name in ("indptr", "j_p", "S_pc", "D_pc", "d_p")}
+
+
+def _assert_identical(a, b, context=""):
+    for name in ("indptr", "j_p", "S_pc", "D_pc", "d_p"):
+        np.testing.assert_array_equal(a[name], b[name], err_msg=f"{context}: {name}")
+
+
+def _dense_triclinic(rng, n=900):
+    """Many bins per axis (so that interior bins, boundary bins and wrapped columns all occur)."""
+    vectors = np.array([[19.0, 0.0, 0.0], [3.0, 18.0, 0.0], [-2.0, 2.5, 20.0]])
+    return vectors, rng.random((n, 3)) @ vectors
+
+
+@pytest.mark.parametrize("pbc", [True, (True, False, True), (False, False, True)])
+def test_many_bins_match_brute_force(rng, pbc):
+    from miniff._neighbors import build_pair_list
+
+    vectors, positions = _dense_triclinic(rng, 500)
+    positions = positions + rng.normal(scale=3.0, size=positions.shape)  # some atoms outside the cell
+    i, j, s, d = reference_pairs(vectors, positions, 3.3, pbc)
+    for threads in (1, 2):
+        pairs = build_pair_list(positions, vectors, pbc, 3.3, n_threads=threads)
+        np.testing.assert_array_equal(pairs.i_p, i)
+        np.testing.assert_array_equal(pairs.j_p, j)
+        np.testing.assert_array_equal(pairs.S_pc, s)
+        np.testing.assert_allclose(pairs.d_p, d, rtol=1e-12, atol=1e-12)
+        D = positions[j] + s @ vectors - positions[i]
+        np.testing.assert_allclose(pairs.D_pc, D, rtol=0, atol=1e-10)
+        assert np.all(pairs.d_p < 3.3)
+
+
+@pytest.mark.parametrize("sort", [True, False])
+@pytest.mark.parametrize("image_limit", [None, (1, 0, 2)])
+def test_many_bins_serial_equals_two_threads(rng, sort, image_limit):
+    from miniff._neighbors import build_pair_list
+
+    vectors, positions = _dense_triclinic(rng, 1500)
+    one = build_pair_list(positions, vectors, True, 4.0, n_threads=1, sort=sort, image_limit=image_limit)
+    two = build_pair_list(positions, vectors, True, 4.0, n_threads=2, sort=sort, image_limit=image_limit)
+    _assert_identical(_pair_arrays(one), _pair_arrays(two), f"sort={sort} limit={image_limit}")
+    if not sort:  # the same pairs as the sorted list, row by row
+        ref = build_pair_list(positions, vectors, True, 4.0, n_threads=1, image_limit=image_limit)
+        np.testing.assert_array_equal(one.indptr, ref.indptr)
+        key = np.lexsort((one.S_pc[:, 2], one.S_pc[:, 1], one.S_pc[:, 0], one.j_p, one.i_p))
+        np.testing.assert_array_equal(one.j_p[key], ref.j_p)
+        np.testing.assert_array_equal(one.S_pc[key], ref.S_pc)
+        np.testing.assert_array_equal(one.D_pc[key], ref.D_pc)
+
+
+def test_exact_count_pass_gives_the_same_list(rng, monkeypatch):
+    """The fallback count (the fill loop itself) and the vectorised count agree."""
+    from miniff._neighbors import build_pair_list
+
+    vectors, positions = _dense_triclinic(rng)
+    fast = _pair_arrays(build_pair_list(positions, vectors, True, 3.7, n_threads=2))
+    monkeypatch.setattr("miniff._neighbors._EXACT_COUNT", True)
+    exact = _pair_arrays(build_pair_list(positions, vectors, True, 3.7, n_threads=2))
+    _assert_identical(fast, exact, "exact count")
+
+
+def test_reused_memory_gives_the_same_lists(rng):
+    """Scratch and output blocks are reused between calls of different sizes; live lists stay intact."""
+    from miniff._compiled import kernel_module
+    from miniff._neighbors import build_pair_list
+
+    big_vectors, big_positions = _dense_triclinic(rng, 1500)
+    small_vectors = np.array([[9.0, 0.0, 0.0], [2.0, 8.5, 0.0], [-1.0, 1.5, 9.5]])
+    small_positions = rng.random((200, 3)) @ small_vectors
+    cases = [(big_positions, big_vectors, 4.0), (small_positions, small_vectors, 3.0),
+             (big_positions, big_vectors, 3.0), (small_positions, small_vectors, 5.5)]
+    limit = kernel_module.neighbor_pool()[1]
+    try:
+        kernel_module.neighbor_pool(limit=0)  # fresh memory for every call
+        fresh = [_pair_arrays(build_pair_list(p, v, True, rc, n_threads=2)) for p, v, rc in cases]
+        kernel_module.neighbor_pool(limit=limit)
+        kept = []
+        for _ in range(2):
+            for (p, v, rc), ref in zip(cases, fresh, strict=True):
+                pairs = build_pair_list(p, v, True, rc, n_threads=2)
+                _assert_identical(_pair_arrays(pairs), ref, f"N={len(p)} rc={rc}")
+                kept.append((pairs, ref))
+            del pairs
+            kept = kept[-1:]  # drop all lists but one: their blocks go back to the pool
+        for pairs, ref in kept:  # a list that stayed alive was never overwritten
+            _assert_identical(_pair_arrays(pairs), ref, "kept list")
+        assert kernel_module.neighbor_pool()[0] > 0
+    finally:
+        kernel_module.neighbor_pool(limit=limit)
+    assert kernel_module.neighbor_pool(clear=True)[0] == 0
+
+
+def test_concurrent_searches_from_python_threads(rng):
+    """Searches running at the same time (the GIL is released) never share scratch memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from miniff._neighbors import build_pair_list
+
+    systems = [_dense_triclinic(np.random.default_rng(seed), 600 + 300 * seed) for seed in range(4)]
+    refs = [_pair_arrays(build_pair_list(p, v, True, 3.5, n_threads=1)) for v, p in systems]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            results = list(pool.map(lambda vp: _pair_arrays(build_pair_list(vp[1], vp[0], True, 3.5, n_threads=1)),
+                                    systems))
+            for got, ref in zip(results, refs, strict=True):
+                _assert_identical(got, ref, "threads")
+
+
+def test_pair_arrays_are_writable_and_independent(fcc_ar):
+    vectors, frac, species, _ = fcc_ar
+    pairs = make(vectors, frac, species, cutoff=6.0).pairs
+    for name in ("j_p", "S_pc", "D_pc", "d_p"):
+        arr = getattr(pairs, name)
+        assert arr.flags.writeable and arr.flags.c_contiguous, name
+    assert pairs.j_p.dtype == np.int32 and pairs.S_pc.dtype == np.int32 and pairs.indptr.dtype == np.int64
+    before = pairs.D_pc.copy()
+    pairs.d_p[:] = -1.0
+    pairs.S_pc[:] = 7
+    np.testing.assert_array_equal(pairs.D_pc, before)
+
+
+def test_pair_list_memory_is_traced(rng):
+    """The pair arrays live outside numpy's allocator; tracemalloc still accounts for them."""
+    import tracemalloc
+
+    from miniff._compiled import kernel_module
+    from miniff._neighbors import build_pair_list
+
+    vectors, positions = _dense_triclinic(rng)
+    kernel_module.neighbor_pool(clear=True)
+    tracemalloc.start()
+    try:
+        pairs = build_pair_list(positions, vectors, True, 3.7, n_threads=1)
+        current, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current >= 48 * pairs.n_pairs
+
+
+def test_compiled_search_rejects_inconsistent_arguments():
+    from miniff._compiled import kernel_module
+
+    n = 4
+    frac, xyz = np.zeros((n, 3)), np.zeros((n, 3))
+    wrap = np.zeros((n, 3), dtype=np.int32)
+    ok = dict(n_bins=np.ones(3, dtype=np.intc), work=np.zeros(kernel_module.neighbor_work_bytes(n, 1), np.uint8))
+
+    def search(n_bins=ok["n_bins"], work=ok["work"], xyz=xyz):
+        return kernel_module.neighbor_search(frac, xyz, wrap, np.eye(3), n_bins, np.ones(3, dtype=np.intc),
+                                             np.zeros(3), np.ones(3), np.zeros((1, 3), dtype=np.intc),
+                                             np.full(3, -1, dtype=np.intc), 1.0, 1, True, work)
+
+    indptr, j_p, _, _, d_p = search()  # four atoms at one point: every other atom is a neighbour at d = 0
+    assert indptr.tolist() == [0, 3, 6, 9, 12] and j_p[:3].tolist() == [1, 2, 3] and not d_p.any()
+    with pytest.raises(ValueError, match="work buffer"):
+        search(work=np.zeros(8, np.uint8))
+    with pytest.raises(ValueError, match="inconsistent"):
+        search(n_bins=np.zeros(3, dtype=np.intc))
+    with pytest.raises(ValueError, match="inconsistent"):
+        search(xyz=np.zeros((n + 1, 3)))
+    with pytest.raises(ValueError, match="inconsistent"):
+        kernel_module.neighbor_prepare(xyz, np.eye(3), np.eye(3), np.ones(3, dtype=np.intc), np.zeros((n - 1, 3)),
+                                       xyz.copy(), wrap, np.zeros(6), 1)
