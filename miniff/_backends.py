@@ -83,18 +83,36 @@ def _vector(potential, names):
     return np.array([float(values[n]) for n in names], dtype=np.float64)
 
 
+def _small_integer(value, largest=64):
+    """``int(value)`` when ``value`` is an integer in [0, largest] (fast integer-power path), else -1."""
+    value = float(value)
+    return int(value) if value.is_integer() and 0 <= value <= largest else -1
+
+
 class PairBackend:
-    """Compiled pair family without a shared cosine cutoff (harmonic, Lennard-Jones, SW2)."""
+    """Compiled pair family without a shared cosine cutoff (harmonic, Lennard-Jones, SW2).
+
+    SW2 parameters are followed by the exponents ``p``, ``q`` as small integers (or -1): the kernel then
+    computes ``x^-p`` by repeated multiplication instead of ``pow``.
+    """
 
     def __init__(self, code, names):
         self.code = code
         self.names = tuple(names)
 
+    def parameters(self, potential):
+        """The float64 parameter vector handed to ``pair_reduce``."""
+        par = _vector(potential, self.names)
+        if self.code == PAIR_SW2:
+            values = potential.get_all_parameters()
+            par = np.append(par, [_small_integer(values["p"]), _small_integer(values["q"])])
+        return par
+
     def accumulate(self, potential, nw, energy_n, grad_pc, n_threads):
         codes = potential.species_codes(nw)
         indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, potential.cutoff)
         check_buffers(energy_n, grad_pc, len(spec_n), len(j_p))
-        _k.pair_reduce(self.code, _vector(potential, self.names), potential.cutoff, indptr, j_p, d_p, D_pc,
+        _k.pair_reduce(self.code, self.parameters(potential), potential.cutoff, indptr, j_p, d_p, D_pc,
                        spec_n, codes[0], codes[1], energy_n, _EMPTY_GRAD if grad_pc is None else grad_pc,
                        grad_pc is not None, n_threads)
 
@@ -113,6 +131,82 @@ class TripleBackend:
         _k.triple_reduce(self.code, _vector(potential, self.names), potential.cutoff, indptr, j_p, d_p, D_pc,
                          spec_n, codes[0], codes[1], codes[2], energy_n,
                          _EMPTY_GRAD if grad_pc is None else grad_pc, grad_pc is not None, n_threads)
+
+
+def _plain(potential, backend_cls, code):
+    """True when ``potential`` is evaluated by ``backend_cls`` with family ``code`` and its class does not
+    override ``compute`` / ``accumulate`` (so a fused kernel computes exactly what ``accumulate`` would)."""
+    from miniff._potential import LocalPotential
+
+    cls = type(potential)
+    backend = getattr(getattr(potential, "family", None), "backend", None)
+    return (cls.accumulate is LocalPotential.accumulate and cls.compute is LocalPotential.compute
+            and type(backend) is backend_cls and backend.code == code)
+
+
+def pair_only(potentials):
+    """True when every potential is a plain compiled pair family (harmonic, LJ, SW2): then the per-atom
+    gradient can be gathered directly from the full pair list (``accumulate_atoms``)."""
+    for p in potentials:
+        backend = getattr(getattr(p, "family", None), "backend", None)
+        if not (type(backend) is PairBackend and _plain(p, PairBackend, backend.code)):
+            return False
+    return True
+
+
+def accumulate_atoms(potential, nw, energy_n, grad_nc, n_threads, virial_n9=None):
+    """Add a plain pair potential's energies to ``energy_n`` [N] (eV), its per-atom gradient dE/dr to
+    ``grad_nc`` [N, 3] (eV/Å, if not None) and its per-atom virials to ``virial_n9`` [N, 9] (eV, if not None),
+    without per-pair gradients (full pair list, Contract 1)."""
+    backend = potential.family.backend
+    codes = potential.species_codes(nw)
+    indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, potential.cutoff)
+    check_buffers(energy_n, None, len(spec_n), len(j_p))
+    if grad_nc is not None and (not isinstance(grad_nc, np.ndarray) or grad_nc.dtype != np.float64
+                                or grad_nc.shape != (len(spec_n), 3) or not grad_nc.flags.c_contiguous):
+        raise ValueError(f"grad_nc must be a C-contiguous float64 array of shape ({len(spec_n)}, 3)")
+    if virial_n9 is not None and (not isinstance(virial_n9, np.ndarray) or virial_n9.dtype != np.float64
+                                  or virial_n9.shape != (len(spec_n), 9) or not virial_n9.flags.c_contiguous):
+        raise ValueError(f"virial_n9 must be a C-contiguous float64 array of shape ({len(spec_n)}, 9)")
+    _k.pair_reduce_atoms(backend.code, backend.parameters(potential), potential.cutoff, indptr, j_p, d_p, D_pc,
+                         spec_n, codes[0], codes[1], energy_n, _EMPTY_GRAD if grad_nc is None else grad_nc,
+                         grad_nc is not None, n_threads, virial_n9)
+
+
+def plan_accumulation(potentials, nw):
+    """Group potentials for one accumulation pass: a list of ``(potential,)`` and ``(sw2, sw3)`` jobs.
+
+    An SW2 potential and an SW3 potential with the same centre species are fused (``run_sw_fused`` evaluates
+    them with one pass over the pairs); every other potential is a job of its own. Fused jobs come first,
+    the remaining potentials keep their order.
+    """
+    jobs, used = [], set()
+    sw2 = [k for k, p in enumerate(potentials) if _plain(p, PairBackend, PAIR_SW2)]
+    sw3 = [k for k, p in enumerate(potentials) if _plain(p, TripleBackend, TRIPLE_SW3)]
+    for k3 in sw3:
+        centre = potentials[k3].species_codes(nw)[0]
+        for k2 in sw2:
+            if k2 not in used and potentials[k2].species_codes(nw)[0] == centre:
+                used.update((k2, k3))
+                jobs.append((potentials[k2], potentials[k3]))
+                break
+    jobs.extend((p,) for k, p in enumerate(potentials) if k not in used)
+    return jobs
+
+
+def run_sw_fused(sw2, sw3, nw, energy_n, grad_pc, n_threads, overwrite=False):
+    """Add SW2 ``sw2`` and SW3 ``sw3`` (same centre species) to ``energy_n`` [N] eV and ``grad_pc`` [P, 3]
+    eV/Å (if not None) with one pass over the pair list; ``overwrite``: set ``grad_pc`` instead of adding
+    (it may then hold anything on entry)."""
+    codes2, codes3 = sw2.species_codes(nw), sw3.species_codes(nw)
+    if codes2[0] != codes3[0]:
+        raise ValueError("fused SW2 + SW3 needs the same centre species")
+    indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, max(sw2.cutoff, sw3.cutoff))
+    check_buffers(energy_n, grad_pc, len(spec_n), len(j_p))
+    _k.sw_reduce(sw2.family.backend.parameters(sw2), sw2.cutoff, codes2[1],
+                 _vector(sw3, sw3.family.backend.names), sw3.cutoff, codes3[0], codes3[1], codes3[2],
+                 indptr, j_p, d_p, D_pc, spec_n, energy_n, _EMPTY_GRAD if grad_pc is None else grad_pc,
+                 grad_pc is not None, n_threads, overwrite)
 
 
 class _BatchedBackend:

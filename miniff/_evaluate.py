@@ -8,10 +8,13 @@ the dense ``[N, N, 3]`` layout is only built when ``eval(..., "kernel_gradient")
 Units: eV, Å, eV/Å, eV/Å³. Stress follows ASE: Voigt order ``xx yy zz yz xz xy``, ``(1/V) dE/d strain``.
 """
 
+import contextlib
+import threading
 from typing import NamedTuple
 
 import numpy as np
 
+from miniff._backends import accumulate_atoms, pair_only, plan_accumulation, run_sw_fused
 from miniff._compiled import kernel_module as _k
 from miniff._potential import LocalPotential, pair_arrays, resolve_n_threads
 
@@ -66,6 +69,48 @@ def accumulate_potential(potential, nw, energy_n, grad_pc, n_threads):
         potential.accumulate(nw, energy_n, grad_pc, n_threads=n_threads)
 
 
+# Per-thread reusable [P, 3] gradient buffer (up to _SCRATCH_MAX_DOUBLES) shared by all wrappers: page-faulting
+# a fresh buffer costs more than the SW pair loop itself, and MD / benchmarks make a new wrapper every step.
+_SCRATCH = threading.local()
+_SCRATCH_MAX_DOUBLES = 16 * 1024 * 1024  # 128 MB
+
+
+@contextlib.contextmanager
+def _gradient_buffer(nw, grad, n_threads):
+    """An uninitialised float64 ``[P, 3]`` buffer for per-pair gradients while the block runs (None without
+    ``grad``; ``_accumulated`` initialises it).
+
+    Never handed out to users: it is reduced to atom gradients and stresses inside the block. The shared
+    per-thread buffer is used unless it is already in use (re-entrant evaluation: then a fresh one).
+    """
+    pairs = getattr(nw, "pairs", None)
+    if not grad or pairs is None:  # (without a pair list the evaluation raises before using it)
+        yield None
+        return
+    n_pairs = int(pairs.indptr[-1])
+    need = 3 * n_pairs
+    shared = not getattr(_SCRATCH, "busy", False)
+    if not shared:
+        yield np.empty((n_pairs, 3))
+        return
+    if need > _SCRATCH_MAX_DOUBLES:  # large systems: keep it with the wrapper only
+        buf = getattr(nw, "_grad_pc_scratch", None)
+        if buf is None or buf.size < need or buf.size > 2 * need:
+            buf = np.empty(need + need // 8)
+            nw._grad_pc_scratch = buf
+    else:
+        buf = getattr(_SCRATCH, "buffer", None)
+        if buf is None or buf.size < need:
+            buf = np.empty(min(need + need // 8 + 3, max(need, _SCRATCH_MAX_DOUBLES)))
+            _SCRATCH.buffer = buf
+    out = buf[:need].reshape(n_pairs, 3)
+    _SCRATCH.busy = True
+    try:
+        yield out
+    finally:
+        _SCRATCH.busy = False
+
+
 def _voigt(m):
     """Symmetrised 3x3 (..., 3, 3) -> Voigt (..., 6) in the order xx yy zz yz xz xy."""
     s = 0.5 * (m + np.swapaxes(m, -1, -2))
@@ -100,29 +145,48 @@ class EvaluationMixin:
             active.append(k)
         return potentials, single, active
 
-    def _accumulated(self, potentials, ignore_missing_species, grad, n_threads):
-        """Sum of ``energy_n`` [N] and ``grad_pc`` [P, 3] (or None) over the potentials."""
+    def _accumulated(self, potentials, ignore_missing_species, grad_pc, n_threads):
+        """``energy_n`` [N] (eV) summed over the potentials and their per-pair gradients in ``grad_pc`` [P, 3]
+        (eV/Å; an uninitialised buffer from ``_gradient_buffer``, set here, or None)."""
         potentials, _, active = self._active_potentials(potentials, ignore_missing_species)
         n_threads = resolve_n_threads(self, n_threads)
         indptr = pair_arrays(self)[0]
         energy_n = np.zeros(len(indptr) - 1)
-        grad_pc = None
-        if grad:
-            # reused between calls: page-faulting a fresh [P, 3] buffer costs more than the pair loop itself
-            # for large systems (it is never handed out, only reduced to forces and stress)
-            grad_pc = getattr(self, "_grad_pc_scratch", None)
-            if grad_pc is None or grad_pc.shape != (int(indptr[-1]), 3):
-                grad_pc = np.empty((int(indptr[-1]), 3))
-                self._grad_pc_scratch = grad_pc
-            grad_pc.fill(0.0)
-        for k in active:
-            accumulate_potential(potentials[k], self, energy_n, grad_pc, n_threads)
+        jobs = plan_accumulation([potentials[k] for k in active], self)
+        # the buffer is not initialised: a fused SW job first overwrites it, otherwise it is zeroed here
+        overwrite = grad_pc is not None and bool(jobs) and len(jobs[0]) == 2
+        if grad_pc is not None and not overwrite:
+            _k.zero_rows(grad_pc, n_threads)
+        for job in jobs:
+            if len(job) == 2:  # SW2 + SW3 of one centre species in one pass
+                run_sw_fused(*job, self, energy_n, grad_pc, n_threads, overwrite=overwrite)
+                overwrite = False
+            else:
+                accumulate_potential(job[0], self, energy_n, grad_pc, n_threads)
         return energy_n, grad_pc
 
-    def _pair_gradient_to_atoms(self, grad_pc):
+    def _accumulated_atoms(self, potentials, ignore_missing_species, n_threads, grad=True, virial=False):
+        """``(energy_n [N] eV, grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)`` gathered per atom
+        without per-pair gradients when every potential is a plain compiled pair family (this uses the full
+        pair list, Contract 1); None otherwise."""
+        potentials, _, active = self._active_potentials(potentials, ignore_missing_species)
+        active = [potentials[k] for k in active]
+        if not pair_only(active):
+            return None
+        n_threads = resolve_n_threads(self, n_threads)
+        n = len(pair_arrays(self)[0]) - 1
+        energy_n = np.zeros(n)
+        grad_nc = np.zeros((n, 3)) if grad else None
+        virial_n9 = np.zeros((n, 9)) if virial else None
+        for p in active:
+            accumulate_atoms(p, self, energy_n, grad_nc, n_threads, virial_n9)
+        return energy_n, grad_nc, (virial_n9.reshape(n, 3, 3) if virial else None)
+
+    def _pair_gradient_to_atoms(self, grad_pc, n_threads=None):
+        """dE/dr [N, 3] eV/Å from per-pair gradients [P, 3] (deterministic for any thread count)."""
         indptr, j_p = pair_arrays(self)[:2]
         out = np.zeros((len(indptr) - 1, 3))
-        _k.pair_gradient_to_atoms(indptr, j_p, grad_pc, out)
+        _k.pair_gradient_to_atoms(indptr, j_p, grad_pc, out, resolve_n_threads(self, n_threads))
         return out
 
     def _virial_n(self, grad_pc, n_threads):
@@ -204,7 +268,7 @@ class EvaluationMixin:
                     np.add.at(dense, i_p * n + j_p, g_pc)
                     np.add.at(dense, i_p * (n + 1), -g_pc)
                 else:
-                    result[k] = self._pair_gradient_to_atoms(g_pc)
+                    result[k] = self._pair_gradient_to_atoms(g_pc, n_threads)
             else:
                 from miniff.numerical import numerical_energy_gradient
 
@@ -224,9 +288,14 @@ class EvaluationMixin:
         """
         if kname in ("kernel", "kernel_gradient") and not resolving and not kwargs:
             grad = kname == "kernel_gradient"
-            energy_n, grad_pc = self._accumulated(potentials, ignore_missing_species, grad, n_threads)
             if grad:
-                return self._pair_gradient_to_atoms(grad_pc)
+                direct = self._accumulated_atoms(potentials, ignore_missing_species, n_threads)
+                if direct is not None:
+                    return direct[1]
+            with _gradient_buffer(self, grad, n_threads) as grad_pc:
+                energy_n, grad_pc = self._accumulated(potentials, ignore_missing_species, grad_pc, n_threads)
+                if grad:
+                    return self._pair_gradient_to_atoms(grad_pc, n_threads)
             return float(energy_n.sum())
         result = self.eval(potentials, kname=kname, squeeze=squeeze, resolving=resolving,
                            ignore_missing_species=ignore_missing_species, n_threads=n_threads, **kwargs)
@@ -255,14 +324,20 @@ class EvaluationMixin:
         -------
         ndarray of shape (6,) or (n_atoms, 6), eV/Å³
         """
-        _, grad_pc = self._accumulated(potentials, ignore_missing_species, True, n_threads)
-        return self._stress_from(grad_pc, per_atom, n_threads)
+        direct = self._accumulated_atoms(potentials, ignore_missing_species, n_threads, grad=False, virial=True)
+        if direct is not None:
+            return self._stress_from(None, per_atom, n_threads, virial=direct[2])
+        with _gradient_buffer(self, True, n_threads) as grad_pc:
+            _, grad_pc = self._accumulated(potentials, ignore_missing_species, grad_pc, n_threads)
+            return self._stress_from(grad_pc, per_atom, n_threads)
 
-    def _stress_from(self, grad_pc, per_atom, n_threads):
+    def _stress_from(self, grad_pc, per_atom, n_threads, virial=None):
+        """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``."""
         volume = float(self.volume)
         if not volume > 0:
             raise ValueError(f"the cell volume is {volume}: stress needs a cell of positive volume")
-        virial = self._virial_n(grad_pc, n_threads)
+        if virial is None:
+            virial = self._virial_n(grad_pc, n_threads)
         if per_atom:
             return _voigt(virial) / volume
         return _voigt(virial.sum(axis=0)) / volume
@@ -271,6 +346,10 @@ class EvaluationMixin:
                  n_threads=None):
         """Energy, per-atom energies, gradient and stress in one pass over the pairs.
 
+        An SW2 and an SW3 potential of the same centre species are evaluated together in one pass; when all
+        potentials are compiled pair families, atom gradients and virials are gathered directly from the
+        (full) pair list without per-pair gradients.
+
         Returns
         -------
         Evaluation
@@ -278,13 +357,25 @@ class EvaluationMixin:
             stress_n [N, 6] eV/Å³ or None)``.
         """
         need_grad = grad or stress or per_atom_stress
-        energy_n, grad_pc = self._accumulated(potentials, ignore_missing_species, need_grad, n_threads)
-        grad_nc = self._pair_gradient_to_atoms(grad_pc) if grad else None
-        stress_v = stress_n = None
-        if stress or per_atom_stress:
-            stress_n = self._stress_from(grad_pc, True, n_threads)
-            stress_v = stress_n.sum(axis=0) if stress else None
-            stress_n = stress_n if per_atom_stress else None
+        if need_grad:
+            direct = self._accumulated_atoms(potentials, ignore_missing_species, n_threads, grad=grad,
+                                             virial=stress or per_atom_stress)
+            if direct is not None:  # pair potentials only: no per-pair buffer
+                energy_n, grad_nc, virial = direct
+                stress_v = stress_n = None
+                if virial is not None:
+                    stress_n = self._stress_from(None, True, n_threads, virial=virial)
+                    stress_v = stress_n.sum(axis=0) if stress else None
+                    stress_n = stress_n if per_atom_stress else None
+                return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+        with _gradient_buffer(self, need_grad, n_threads) as grad_pc:
+            energy_n, grad_pc = self._accumulated(potentials, ignore_missing_species, grad_pc, n_threads)
+            grad_nc = self._pair_gradient_to_atoms(grad_pc, n_threads) if grad else None
+            stress_v = stress_n = None
+            if stress or per_atom_stress:
+                stress_n = self._stress_from(grad_pc, True, n_threads)
+                stress_v = stress_n.sum(axis=0) if stress else None
+                stress_n = stress_n if per_atom_stress else None
         return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
 
     def relax(self, potentials, rtn_history=False, normalize=True, inplace=False, driver=None, relax_cell=False,

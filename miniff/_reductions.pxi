@@ -5,9 +5,12 @@
 # Contract 1). Work for atom ``i`` is done by one thread in a fixed order, and
 # a pair's gradient is only written by the thread owning its centre atom, so
 # results do not depend on the number of threads. Outputs are *accumulated*
-# (``+=``) into preallocated, zero-initialised arrays; the Python callers
-# validate everything before the call. Pairs with ``d_p >= cutoff`` of the
-# potential are skipped (the list may be longer: Verlet skin).
+# (``+=``) into preallocated, zero-initialised arrays (``sw_reduce(overwrite=True)``
+# sets every gradient instead). The def functions check shapes and that indptr
+# never decreases; a neighbour index outside [0, N) is never used to index
+# (it matches no species; ``pair_gradient_to_atoms`` raises). Pairs with
+# ``d_p >= cutoff`` of the potential are skipped (the list may be longer:
+# Verlet skin). Radial factors exp(x) with x < RED_EXP_FLOOR count as 0.
 #
 # Species selection: ``sa`` centre, ``sb``/``sc`` neighbours (int32 codes of
 # ``spec_n``); ``-1`` matches every species.
@@ -16,7 +19,9 @@
 
 from libc.math cimport exp, cos, sin, sqrt, pow, M_PI
 from libc.stdint cimport int32_t, int64_t
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
+
+import numpy as np
 
 # Family codes shared with miniff/_families.py (keep in sync).
 cdef enum:
@@ -32,8 +37,19 @@ cdef enum:
     RED_MAX_GROUP = 64
 
 
+# exp(x) for x below this is < 1e-304: such radial factors are taken as 0 (no denormal slow paths)
+cdef double RED_EXP_FLOOR = -700.0
+
+
 cdef inline bint _match(int32_t s, int want) noexcept nogil:
     return want < 0 or s == want
+
+
+cdef inline int32_t _nb_spec(const int32_t* spec_n, int32_t j, Py_ssize_t n) noexcept nogil:
+    """Species code of neighbour ``j``, or -2 (matches no species) when ``j`` is outside [0, n)."""
+    if j < 0 or j >= n:
+        return -2
+    return spec_n[j]
 
 
 cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noexcept nogil:
@@ -47,67 +63,339 @@ cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noe
 # Pair families without a cosine cutoff (harmonic repulsion, Lennard-Jones, Stillinger-Weber 2)
 # ---------------------------------------------------------------------------------------------
 
-cdef inline void _pair_fn(int fam, const double* par, double r, double* f, double* df) noexcept nogil:
-    """Value and radial derivative of one pair term (eV, eV/Å)."""
-    cdef double t, s6, x, xa, e, bp, xq, dt
+# Number of parameters ``par`` must hold for each pair / triplet family code (checked in the def functions).
+cdef inline int _n_par(int fam) noexcept nogil:
     if fam == RED_PAIR_HARMONIC:
-        # par: a, epsilon
-        t = r - par[0]
-        f[0] = par[1] * t * t / (2.0 * par[0] * par[0])
-        df[0] = par[1] * t / (par[0] * par[0])
-    elif fam == RED_PAIR_LJ:
-        # par: epsilon, sigma
-        s6 = par[1] / r
-        s6 = s6 * s6 * s6
-        s6 = s6 * s6
-        f[0] = 4.0 * par[0] * (s6 * s6 - s6)
-        df[0] = 4.0 * par[0] * (6.0 * s6 - 12.0 * s6 * s6) / r
-    elif fam == RED_PAIR_SW2:
-        # par: epsilon, sigma, a, p, q, gauge_a, gauge_b
-        x = r / par[1]
-        xa = x - par[2]
-        e = exp(1.0 / xa)
-        bp = par[6] * pow(x, -par[3])
-        xq = pow(x, -par[4])
-        t = bp - xq
-        dt = (-par[3] * bp + par[4] * xq) / x
-        f[0] = par[0] * par[5] * t * e
-        df[0] = par[0] * par[5] * e * (dt - t / (xa * xa)) / par[1]
+        return 2
+    if fam == RED_PAIR_LJ:
+        return 2
+    if fam == RED_PAIR_SW2:
+        return 9
+    if fam == RED_TRIPLE_SW3:
+        return 6
+    if fam == RED_TRIPLE_BEHLER5X:
+        return 5
+    return -1
+
+
+cdef inline double _ipow(double x, int n) noexcept nogil:
+    """x ** n for an integer n >= 0 (n <= 4 unrolled, else repeated squaring)."""
+    cdef double r = 1.0
+    if n <= 4:
+        if n == 0:
+            return 1.0
+        if n == 1:
+            return x
+        r = x * x
+        if n == 2:
+            return r
+        if n == 3:
+            return r * x
+        return r * r
+    while n > 0:
+        if n & 1:
+            r = r * x
+        x = x * x
+        n = n >> 1
+    return r
+
+
+cdef struct SW2Const:
+    double eps_a      # epsilon * gauge_a, eV
+    double sigma      # Å
+    double isig       # 1 / sigma, 1/Å
+    double a          # reduced cutoff
+    double b          # gauge_b
+    double p          # exponents
+    double q
+    int ip            # p, q as integers >= 0, or -1 (then pow() is used)
+    int iq
+
+
+cdef inline SW2Const _sw2_const(const double* par) noexcept nogil:
+    """SW2 constants from par = (epsilon, sigma, a, p, q, gauge_a, gauge_b, int p or -1, int q or -1)."""
+    cdef SW2Const k
+    k.eps_a = par[0] * par[5]
+    k.sigma = par[1]
+    k.isig = 1.0 / par[1]
+    k.a = par[2]
+    k.b = par[6]
+    k.p = par[3]
+    k.q = par[4]
+    k.ip = <int>par[7]
+    k.iq = <int>par[8]
+    return k
+
+
+cdef inline double _sw2_term(const SW2Const* k, double r, double ir, double ixa, double* g) noexcept nogil:
+    """SW2 pair energy eps A (B x^-p - x^-q) exp(1 / (x - a)), x = r / sigma < a (eV), and g = (dE/dr) / r.
+
+    ``ir`` = 1 / r; ``ixa`` = 1 / (x - a), or 0 to compute it here.
+    """
+    cdef double ex, xi, bp, xq, t
+    if ixa == 0.0:
+        ixa = 1.0 / (r * k.isig - k.a)
+    if ixa < RED_EXP_FLOOR:  # at the cutoff the term and its derivative vanish
+        g[0] = 0.0
+        return 0.0
+    ex = exp(ixa)
+    xi = k.sigma * ir
+    if k.ip >= 0:
+        bp = k.b * _ipow(xi, k.ip)
     else:
-        f[0] = 0.0
-        df[0] = 0.0
+        bp = k.b * pow(xi, k.p)
+    if k.iq >= 0:
+        xq = _ipow(xi, k.iq)
+    else:
+        xq = pow(xi, k.q)
+    t = bp - xq
+    # (dE/dr) / r = eps A e ((q x^-q - p B x^-p) / x - t / (x - a)^2) / sigma^2 / x
+    g[0] = k.eps_a * ex * ((k.q * xq - k.p * bp) * xi - t * ixa * ixa) * k.isig * ir
+    return k.eps_a * t * ex
 
 
-cdef void _pair_atom(Py_ssize_t i, int fam, const double* par, double cutoff,
-                     const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
-                     const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sb,
-                     double[::1] energy_n, double[:, ::1] grad_pc, bint grad) noexcept nogil:
+cdef void _pair_atom(Py_ssize_t i, Py_ssize_t n, int fam, const double* par, double cutoff,
+                     const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                     const int32_t* spec_n, int sb, double* energy_n, double* grad_pc, bint grad) noexcept nogil:
+    """Pairs of centre atom ``i``: energy_n[i] += sum f(r), grad_pc[p] += f'(r) D_pc[p] / r.
+
+    ``par`` (see ``_n_par``): harmonic (a, epsilon); LJ (epsilon, sigma); SW2 (epsilon, sigma, a, p, q,
+    gauge_a, gauge_b, int p or -1, int q or -1): integer exponents use repeated multiplication, others pow().
+    """
     cdef Py_ssize_t p
-    cdef double r, f, df, e = 0.0
-    for p in range(indptr[i], indptr[i + 1]):
-        r = d_p[p]
-        if r >= cutoff or not _match(spec_n[j_p[p]], sb):
-            continue
-        _pair_fn(fam, par, r, &f, &df)
-        e = e + f
-        if grad:
-            df = df / r
-            grad_pc[p, 0] += df * D_pc[p, 0]
-            grad_pc[p, 1] += df * D_pc[p, 1]
-            grad_pc[p, 2] += df * D_pc[p, 2]
+    cdef Py_ssize_t p0 = indptr[i]
+    cdef Py_ssize_t pe = indptr[i + 1]
+    cdef double r, ir, f, g, e = 0.0
+    cdef double c0, c1, t, s2, s6
+    cdef SW2Const k2
+    if fam == RED_PAIR_SW2:
+        k2 = _sw2_const(par)
+        for p in range(p0, pe):
+            r = d_p[p]
+            if r >= cutoff or (sb >= 0 and _nb_spec(spec_n, j_p[p], n) != sb):
+                continue
+            e = e + _sw2_term(&k2, r, 1.0 / r, 0.0, &g)
+            if grad:
+                grad_pc[3 * p] += g * D_pc[3 * p]
+                grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+                grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
+    elif fam == RED_PAIR_LJ:
+        # f = 4 eps ((sigma / r)^12 - (sigma / r)^6)
+        c0 = 4.0 * par[0]
+        c1 = par[1] * par[1]
+        for p in range(p0, pe):
+            r = d_p[p]
+            if r >= cutoff or (sb >= 0 and _nb_spec(spec_n, j_p[p], n) != sb):
+                continue
+            ir = 1.0 / r
+            s2 = c1 * ir * ir
+            s6 = s2 * s2 * s2
+            e = e + c0 * (s6 * s6 - s6)
+            if grad:
+                g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir * ir
+                grad_pc[3 * p] += g * D_pc[3 * p]
+                grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+                grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
+    elif fam == RED_PAIR_HARMONIC:
+        # f = eps (r - a)^2 / (2 a^2)
+        c0 = par[1] / (par[0] * par[0])
+        for p in range(p0, pe):
+            r = d_p[p]
+            if r >= cutoff or (sb >= 0 and _nb_spec(spec_n, j_p[p], n) != sb):
+                continue
+            t = r - par[0]
+            e = e + 0.5 * c0 * t * t
+            if grad:
+                g = c0 * t / r
+                grad_pc[3 * p] += g * D_pc[3 * p]
+                grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+                grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
     energy_n[i] += e
+
+
+cdef int _check_indptr(const int64_t[::1] indptr, Py_ssize_t n_pairs, int n_threads) except -1:
+    """indptr [N+1] must start at 0, end at n_pairs and never decrease (so every row lies inside the pairs)."""
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    cdef long nbad = 0
+    if n < 0 or indptr[0] != 0 or indptr[n] != n_pairs:
+        raise ValueError("indptr must start at 0 and end at the number of pairs")
+    if n_threads > 1 and n > 500000:
+        for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+            if indptr[i + 1] < indptr[i]:
+                nbad += 1
+    else:
+        with nogil:
+            for i in range(n):
+                if indptr[i + 1] < indptr[i]:
+                    nbad += 1
+    if nbad:
+        raise ValueError("indptr must be non-decreasing")
+    return 0
+
+
+cdef int _check_reduce_args(int fam, const double[::1] par, const int64_t[::1] indptr, const int32_t[::1] j_p,
+                            const double[::1] d_p, const double[:, ::1] D_pc, const int32_t[::1] spec_n,
+                            double[::1] energy_n, double[:, ::1] grad_pc, bint grad, int n_threads=1,
+                            bint check_rows=True) except -1:
+    """Consistency checks of the arrays handed to pair_reduce / triple_reduce (raise ValueError): shapes, and
+    with ``check_rows`` that indptr never decreases (O(N))."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1
+    cdef Py_ssize_t n_pairs = j_p.shape[0]
+    if _n_par(fam) < 0 or par.shape[0] < _n_par(fam):
+        raise ValueError(f"family code {fam} needs {_n_par(fam)} parameters, got {par.shape[0]}")
+    if n < 0 or spec_n.shape[0] != n or energy_n.shape[0] != n:
+        raise ValueError("indptr, spec_n and energy_n disagree on the number of atoms")
+    if indptr[0] != 0 or indptr[n] != n_pairs or d_p.shape[0] != n_pairs or D_pc.shape[0] != n_pairs \
+            or D_pc.shape[1] != 3:
+        raise ValueError("indptr, j_p, d_p and D_pc disagree on the number of pairs")
+    if grad and (grad_pc.shape[0] != n_pairs or grad_pc.shape[1] != 3):
+        raise ValueError("grad_pc must have shape (n_pairs, 3)")
+    if check_rows:
+        _check_indptr(indptr, n_pairs, n_threads)
+    return 0
 
 
 def pair_reduce(int fam, const double[::1] par, double cutoff,
                 const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                 const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
                 double[::1] energy_n, double[:, ::1] grad_pc, bint grad, int n_threads):
-    """Accumulate a pair family's per-atom energies [N] and per-pair gradients [P, 3]."""
+    """Accumulate a pair family's per-atom energies [N] (eV) and per-pair gradients [P, 3] (eV/Å)."""
+    _check_reduce_args(fam, par, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_pc, grad, n_threads)
     cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    if n == 0 or j_p.shape[0] == 0:
+        return
     cdef const double* ppar = &par[0]
-    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
-        if _match(spec_n[i], sa):
-            _pair_atom(i, fam, ppar, cutoff, indptr, j_p, d_p, D_pc, spec_n, sb, energy_n, grad_pc, grad)
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pd = &d_p[0]
+    cdef const double* pD = &D_pc[0, 0]
+    cdef const int32_t* pspec = &spec_n[0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_pc[0, 0] if grad else NULL
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="guided"):
+        if _match(pspec[i], sa):
+            _pair_atom(i, n, fam, ppar, cutoff, pind, pj, pd, pD, pspec, sb, pe, pg, grad)
+
+
+cdef void _pair_atom_direct(Py_ssize_t i, Py_ssize_t n, int fam, const double* par, double cutoff,
+                            const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                            const int32_t* spec_n, int sa, int sb, double* energy_n, double* grad_nc,
+                            bint grad, double* vir_n9) noexcept nogil:
+    """Pair term of tag sa-sb at atom ``i``: its energy (when i is of species sa) and dE/dr_i of the whole
+    term, gathered from the pairs of row i: pair p counts once for i's energy (i in sa, j in sb) and once
+    for j's energy through the reverse pair (j in sa, i in sb), and both give -f'(r) D_p / r.
+    ``vir_n9`` (or NULL): atom i's virial sum_p dE_i/dD_p (x) D_p over its own pairs, [N, 9] eV."""
+    cdef Py_ssize_t p
+    cdef Py_ssize_t p0 = indptr[i]
+    cdef Py_ssize_t pe = indptr[i + 1]
+    cdef int32_t si = spec_n[i], sj
+    cdef bint ia = _match(si, sa)
+    cdef bint ib = _match(si, sb)
+    cdef int wt
+    cdef double r, ir, f, g, e = 0.0, gx = 0.0, gy = 0.0, gz = 0.0
+    cdef double dx, dy, dz, vxx = 0.0, vyy = 0.0, vzz = 0.0, vxy = 0.0, vxz = 0.0, vyz = 0.0
+    cdef double c0 = 0.0, c1 = 0.0, t, s2, s6
+    cdef SW2Const k2
+    if not (ia or ib):
+        return
+    if fam == RED_PAIR_SW2:
+        k2 = _sw2_const(par)
+    elif fam == RED_PAIR_LJ:
+        c0 = 4.0 * par[0]
+        c1 = par[1] * par[1]
+    else:
+        c0 = par[1] / (par[0] * par[0])
+    for p in range(p0, pe):
+        r = d_p[p]
+        if r >= cutoff:
+            continue
+        sj = _nb_spec(spec_n, j_p[p], n)
+        wt = 0
+        if ia and (sb < 0 or sj == sb):
+            wt = 1
+        if ib and (sa < 0 or sj == sa) and sj != -2:
+            wt = wt + 2
+        if wt == 0:
+            continue
+        ir = 1.0 / r
+        if fam == RED_PAIR_SW2:
+            f = _sw2_term(&k2, r, ir, 0.0, &g)
+        elif fam == RED_PAIR_LJ:
+            s2 = c1 * ir * ir
+            s6 = s2 * s2 * s2
+            f = c0 * (s6 * s6 - s6)
+            g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir * ir
+        else:
+            t = r - par[0]
+            f = 0.5 * c0 * t * t
+            g = c0 * t * ir
+        dx = D_pc[3 * p]
+        dy = D_pc[3 * p + 1]
+        dz = D_pc[3 * p + 2]
+        if wt & 1:
+            e = e + f
+            if vir_n9 != NULL:
+                vxx = vxx + g * dx * dx
+                vyy = vyy + g * dy * dy
+                vzz = vzz + g * dz * dz
+                vxy = vxy + g * dx * dy
+                vxz = vxz + g * dx * dz
+                vyz = vyz + g * dy * dz
+        if wt == 3:
+            g = g + g
+        gx = gx + g * dx
+        gy = gy + g * dy
+        gz = gz + g * dz
+    energy_n[i] += e
+    if grad:
+        grad_nc[3 * i] -= gx
+        grad_nc[3 * i + 1] -= gy
+        grad_nc[3 * i + 2] -= gz
+    if vir_n9 != NULL:
+        vir_n9[9 * i] += vxx
+        vir_n9[9 * i + 1] += vxy
+        vir_n9[9 * i + 2] += vxz
+        vir_n9[9 * i + 3] += vxy
+        vir_n9[9 * i + 4] += vyy
+        vir_n9[9 * i + 5] += vyz
+        vir_n9[9 * i + 6] += vxz
+        vir_n9[9 * i + 7] += vyz
+        vir_n9[9 * i + 8] += vzz
+
+
+def pair_reduce_atoms(int fam, const double[::1] par, double cutoff,
+                      const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                      const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
+                      double[::1] energy_n, double[:, ::1] grad_nc, bint grad, int n_threads,
+                      double[:, ::1] virial_n9=None):
+    """Pair family: accumulate per-atom energies [N] (eV), the per-atom gradient dE/dr [N, 3] (eV/Å) and,
+    when ``virial_n9`` [N, 9] is given, the per-atom virials sum_p grad_pc[p] (x) D_pc[p] (eV, the same as
+    ``pair_virial`` of the per-pair gradients) directly, without per-pair gradients.
+
+    Uses that the pair list is full (Contract 1: every pair (i, j, S) has its reverse (j, i, -S)), so the
+    gradient of atom i is gathered from its own row; every thread writes only its own atoms.
+    """
+    _check_reduce_args(fam, par, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_nc, False, n_threads)
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    if fam != RED_PAIR_HARMONIC and fam != RED_PAIR_LJ and fam != RED_PAIR_SW2:
+        raise ValueError(f"unknown pair family code {fam}")
+    if grad and (grad_nc.shape[0] != n or grad_nc.shape[1] != 3):
+        raise ValueError("grad_nc must have shape (n_atoms, 3)")
+    if virial_n9 is not None and (virial_n9.shape[0] != n or virial_n9.shape[1] != 9):
+        raise ValueError("virial_n9 must have shape (n_atoms, 9)")
+    if n == 0 or j_p.shape[0] == 0:
+        return
+    cdef double* pv = &virial_n9[0, 0] if virial_n9 is not None else NULL
+    cdef const double* ppar = &par[0]
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pd = &d_p[0]
+    cdef const double* pD = &D_pc[0, 0]
+    cdef const int32_t* pspec = &spec_n[0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_nc[0, 0] if grad else NULL
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="guided"):
+        _pair_atom_direct(i, n, fam, ppar, cutoff, pind, pj, pd, pD, pspec, sa, sb, pe, pg, grad, pv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,124 +462,503 @@ def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols
 
 # ---------------------------------------------------------------------------------------------
 # Triplet families evaluated one potential at a time (Stillinger-Weber 3, Behler 5x)
+#
+# Both are  F(cos) * R(r1, r2)  with R built from per-pair radial functions, so for every centre atom the
+# radial factors, unit vectors and 1/r of its usable pairs are computed once into a per-thread scratch
+# row (RED_TS doubles per pair). Both angular parts are quadratics in cos, so the sums over (j, k) follow
+# from angular moments of the row in O(neighbours) (``_sw3_atom``, optionally with the SW2 pair term in the
+# same pass; ``_b5x_atom``), and each pair's gradient is written once.
 # ---------------------------------------------------------------------------------------------
 
-cdef inline void _triple_fn(int fam, const double* par, double r1, double r2, double c,
-                            double* f, double* f1, double* f2, double* fcos) noexcept nogil:
-    """Value and derivatives (by r1, r2, cos) of one triplet term."""
-    cdef double x1, x2, e, t, fc1, dfc1, fc2, dfc2, ea1, ea2, eb1, eb2
-    cdef double ga1, ga2, gb1, gb2, dga1, dga2, dgb1, dgb2, s, ds1, ds2
-    if fam == RED_TRIPLE_SW3:
-        # par: epsilon, sigma, l, gamma, cos_theta0, a
-        x1 = r1 / par[1] - par[5]
-        x2 = r2 / par[1] - par[5]
-        e = exp(par[3] / x1 + par[3] / x2)
-        t = c - par[4]
-        f[0] = par[0] * par[2] * t * t * e
-        fcos[0] = 2.0 * par[0] * par[2] * t * e
-        f1[0] = -f[0] * par[3] / (x1 * x1 * par[1])
-        f2[0] = -f[0] * par[3] / (x2 * x2 * par[1])
-    elif fam == RED_TRIPLE_BEHLER5X:
-        # par: a, eta1, eta2, cos_theta0, epsilon
-        _cosine_cutoff(r1, par[0], &fc1, &dfc1)
-        _cosine_cutoff(r2, par[0], &fc2, &dfc2)
-        ea1 = exp(-par[1] * r1 * r1)
-        ea2 = exp(-par[1] * r2 * r2)
-        eb1 = exp(-par[2] * r1 * r1)
-        eb2 = exp(-par[2] * r2 * r2)
-        ga1 = ea1 * fc1
-        ga2 = ea2 * fc2
-        gb1 = eb1 * fc1
-        gb2 = eb2 * fc2
-        dga1 = ea1 * (dfc1 - 2.0 * par[1] * r1 * fc1)
-        dga2 = ea2 * (dfc2 - 2.0 * par[1] * r2 * fc2)
-        dgb1 = eb1 * (dfc1 - 2.0 * par[2] * r1 * fc1)
-        dgb2 = eb2 * (dfc2 - 2.0 * par[2] * r2 * fc2)
-        s = ga1 * gb2 + gb1 * ga2
-        ds1 = dga1 * gb2 + dgb1 * ga2
-        ds2 = ga1 * dgb2 + gb1 * dga2
-        t = c - par[3]
-        f[0] = 0.25 * par[4] * t * t * s
-        fcos[0] = 0.5 * par[4] * t * s
-        f1[0] = 0.25 * par[4] * t * t * ds1
-        f2[0] = 0.25 * par[4] * t * t * ds2
-    else:
-        f[0] = 0.0
-        f1[0] = 0.0
-        f2[0] = 0.0
-        fcos[0] = 0.0
+cdef enum:
+    RED_TS = 12  # scratch doubles per pair: u[3], 1/r, A, dA/dr, B, dB/dr, grad[3], spare
 
 
-cdef void _triple_atom(Py_ssize_t i, int fam, const double* par, double cutoff,
-                       const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
-                       const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sb, int sc,
-                       double[::1] energy_n, double[:, ::1] grad_pc, bint grad) noexcept nogil:
-    cdef Py_ssize_t p1, p2, k, start
+cdef inline void _zero_row(double* grad_pc, Py_ssize_t p0, Py_ssize_t pe) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(3 * p0, 3 * pe):
+        grad_pc[k] = 0.0
+
+
+cdef void _sw3_atom(Py_ssize_t i, Py_ssize_t n, const double* par, double cutoff, int sb, int sc,
+                    const double* par2, double cutoff2, int sb2,
+                    const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                    const int32_t* spec_n, double* energy_n, double* grad_pc, bint grad, bint zero_first,
+                    double* w, int64_t* wp, int32_t* wf) noexcept nogil:
+    """Stillinger-Weber 3 of centre atom ``i`` in O(neighbours) with angular moments, plus (when ``par2`` is
+    not NULL) the SW2 pair term of the same centre in the same pass over its pairs.
+
+    E_i = eps l sum_{j in B, k in C, j != k} (u_j.u_k - c0)^2 A_j A_k,  A(r) = exp(gamma / (r / sigma - a)),
+    B / C the usable pairs with neighbour species sb / sc. With the moments of a set X,
+    M_X = sum A_j, m_X = sum A_j u_j, Q_X = sum A_j u_j u_j^T, the double sum over all (j, k) is
+    Q_B : Q_C - 2 c0 m_B . m_C + c0^2 M_B M_C, minus the diagonal (1 - c0)^2 sum_{j in B and C} A_j^2.
+    Per pair j the gradient follows from dE/dA_j and dE/du_j (projected on the plane normal to u_j).
+    SW2 (``par2`` as in ``_sw2_const``) adds its terms for pairs with r < cutoff2 and neighbour species sb2.
+    With ``zero_first`` the gradients of the row are set to 0 first (overwrite instead of accumulate).
+    Scratch of this thread: ``w`` [row * RED_TS], ``wp``, ``wf`` [row].
+    """
+    cdef Py_ssize_t p, m, nm = 0
     cdef Py_ssize_t p0 = indptr[i]
     cdef Py_ssize_t pe = indptr[i + 1]
     cdef bint same = sb == sc
-    cdef double mult = 2.0 if same else 1.0
-    cdef double r1, r2, c, f, f1, f2, fcos, a1, b1, a2, b2, e = 0.0
-    cdef double u1[3]
-    cdef double u2[3]
-    for p1 in range(p0, pe):
-        r1 = d_p[p1]
-        if r1 >= cutoff or not _match(spec_n[j_p[p1]], sb):
+    cdef bint has2 = par2 != NULL
+    cdef int32_t s, fl
+    cdef double kk = par[0] * par[2]
+    cdef double c0 = par[4]
+    cdef double isig = 1.0 / par[1]
+    cdef double gam = par[3]
+    cdef double asw = par[5]
+    cdef double d1 = (1.0 - c0) * (1.0 - c0)
+    cdef double r, ir, ix, arg, ex, ux, uy, uz, e, e2 = 0.0, g2 = 0.0
+    cdef double gA, vx, vy, vz, qx, qy, qz, vu, ga, gb
+    cdef double mb0 = 0.0, mbx = 0.0, mby = 0.0, mbz = 0.0
+    cdef double qbxx = 0.0, qbyy = 0.0, qbzz = 0.0, qbxy = 0.0, qbxz = 0.0, qbyz = 0.0
+    cdef double mc0 = 0.0, mcx = 0.0, mcy = 0.0, mcz = 0.0
+    cdef double qcxx = 0.0, qcyy = 0.0, qczz = 0.0, qcxy = 0.0, qcxz = 0.0, qcyz = 0.0
+    cdef double diag = 0.0
+    cdef double* w1
+    cdef SW2Const k2
+    cdef bint share = False  # SW2 and SW3 with the same sigma and a share 1 / (r / sigma - a)
+    if has2:
+        k2 = _sw2_const(par2)
+        share = par2[1] == par[1] and par2[2] == par[5]
+    if grad and zero_first:
+        _zero_row(grad_pc, p0, pe)
+    # 1. usable pairs: unit vector, 1/r, A, dA/dr, SW2 gradient / r; moments of the sets B and C
+    for p in range(p0, pe):
+        r = d_p[p]
+        if r >= cutoff and not (has2 and r < cutoff2):
             continue
-        for k in range(3):
-            u1[k] = D_pc[p1, k] / r1
-        start = p1 + 1 if same else p0
-        for p2 in range(start, pe):
-            r2 = d_p[p2]
-            if p2 == p1 or r2 >= cutoff or not _match(spec_n[j_p[p2]], sc):
-                continue
-            for k in range(3):
-                u2[k] = D_pc[p2, k] / r2
-            c = u1[0] * u2[0] + u1[1] * u2[1] + u1[2] * u2[2]
-            _triple_fn(fam, par, r1, r2, c, &f, &f1, &f2, &fcos)
-            e = e + mult * f
-            if grad:
-                a1 = mult * (f1 - fcos * c / r1)
-                b1 = mult * fcos / r1
-                a2 = mult * (f2 - fcos * c / r2)
-                b2 = mult * fcos / r2
-                for k in range(3):
-                    grad_pc[p1, k] += a1 * u1[k] + b1 * u2[k]
-                    grad_pc[p2, k] += a2 * u2[k] + b2 * u1[k]
-    energy_n[i] += e
+        s = _nb_spec(spec_n, j_p[p], n)
+        fl = 0
+        ix = 0.0
+        if r < cutoff:
+            if sb < 0 or s == sb:
+                fl = 1
+            if sc < 0 or s == sc:
+                fl = fl | 2
+            if fl:
+                ix = 1.0 / (r * isig - asw)
+                arg = gam * ix
+                if arg < RED_EXP_FLOOR:  # at the cutoff: A and dA/dr vanish
+                    fl = 0
+        if has2 and r < cutoff2 and (sb2 < 0 or s == sb2):
+            fl = fl | 4
+        if fl == 0:
+            continue
+        ir = 1.0 / r
+        if fl & 4:
+            e2 = e2 + _sw2_term(&k2, r, ir, ix if share else 0.0, &g2)
+        ux = D_pc[3 * p] * ir
+        uy = D_pc[3 * p + 1] * ir
+        uz = D_pc[3 * p + 2] * ir
+        w1 = w + RED_TS * nm
+        w1[0] = ux
+        w1[1] = uy
+        w1[2] = uz
+        w1[3] = ir
+        w1[6] = g2 * r if fl & 4 else 0.0  # SW2 dE/dr
+        wp[nm] = p
+        wf[nm] = fl
+        nm = nm + 1
+        if not (fl & 3):
+            continue
+        ex = exp(arg)
+        w1[4] = ex
+        w1[5] = -ex * arg * ix * isig
+        if fl & 1:
+            mb0 += ex
+            mbx += ex * ux
+            mby += ex * uy
+            mbz += ex * uz
+            qbxx += ex * ux * ux
+            qbyy += ex * uy * uy
+            qbzz += ex * uz * uz
+            qbxy += ex * ux * uy
+            qbxz += ex * ux * uz
+            qbyz += ex * uy * uz
+        if not same and (fl & 2):
+            mc0 += ex
+            mcx += ex * ux
+            mcy += ex * uy
+            mcz += ex * uz
+            qcxx += ex * ux * ux
+            qcyy += ex * uy * uy
+            qczz += ex * uz * uz
+            qcxy += ex * ux * uy
+            qcxz += ex * ux * uz
+            qcyz += ex * uy * uz
+        if (fl & 3) == 3:
+            diag += ex * ex
+    if nm == 0:
+        return
+    if same:
+        mc0 = mb0
+        mcx = mbx
+        mcy = mby
+        mcz = mbz
+        qcxx = qbxx
+        qcyy = qbyy
+        qczz = qbzz
+        qcxy = qbxy
+        qcxz = qbxz
+        qcyz = qbyz
+    e = (qbxx * qcxx + qbyy * qcyy + qbzz * qczz + 2.0 * (qbxy * qcxy + qbxz * qcxz + qbyz * qcyz)
+         - 2.0 * c0 * (mbx * mcx + mby * mcy + mbz * mcz) + c0 * c0 * mb0 * mc0 - d1 * diag)
+    energy_n[i] += e2 + kk * e
+    if not grad:
+        return
+    # 2. per pair: dE/dA (u fixed) and dE/du (A fixed), then dE/dD = dE/dA A' u + (1 - u u^T) dE/du / r
+    for m in range(nm):
+        w1 = w + RED_TS * m
+        ux = w1[0]
+        uy = w1[1]
+        uz = w1[2]
+        fl = wf[m]
+        ga = w1[6]
+        vx = 0.0
+        vy = 0.0
+        vz = 0.0
+        gb = 0.0
+        if fl & 3:
+            ex = w1[4]
+            gA = 0.0
+            if fl & 1:  # j in B pairs with the set C
+                qx = qcxx * ux + qcxy * uy + qcxz * uz - c0 * mcx
+                qy = qcxy * ux + qcyy * uy + qcyz * uz - c0 * mcy
+                qz = qcxz * ux + qcyz * uy + qczz * uz - c0 * mcz
+                gA += qx * ux + qy * uy + qz * uz - c0 * (mcx * ux + mcy * uy + mcz * uz) + c0 * c0 * mc0
+                vx += qx
+                vy += qy
+                vz += qz
+                if same and (fl & 2):  # B = C: the same terms again
+                    gA += gA
+                    vx += vx
+                    vy += vy
+                    vz += vz
+            if (fl & 2) and not (same and (fl & 1)):  # j in C pairs with the set B
+                qx = qbxx * ux + qbxy * uy + qbxz * uz - c0 * mbx
+                qy = qbxy * ux + qbyy * uy + qbyz * uz - c0 * mby
+                qz = qbxz * ux + qbyz * uy + qbzz * uz - c0 * mbz
+                gA += qx * ux + qy * uy + qz * uz - c0 * (mbx * ux + mby * uy + mbz * uz) + c0 * c0 * mb0
+                vx += qx
+                vy += qy
+                vz += qz
+            if (fl & 3) == 3:
+                gA -= 2.0 * d1 * ex
+            # dE/du = 2 kk A v: its part normal to u, divided by r
+            gb = 2.0 * kk * ex * w1[3]
+            vu = vx * ux + vy * uy + vz * uz
+            vx -= vu * ux
+            vy -= vu * uy
+            vz -= vu * uz
+            ga += kk * gA * w1[5]
+        p = wp[m]
+        grad_pc[3 * p] += ga * ux + gb * vx
+        grad_pc[3 * p + 1] += ga * uy + gb * vy
+        grad_pc[3 * p + 2] += ga * uz + gb * vz
+
+
+cdef inline void _mom_add(double* m, double w, double ux, double uy, double uz) noexcept nogil:
+    """Angular moments m = (M, m_x, m_y, m_z, Q_xx, Q_yy, Q_zz, Q_xy, Q_xz, Q_yz) += w (1, u, u u^T)."""
+    m[0] += w
+    m[1] += w * ux
+    m[2] += w * uy
+    m[3] += w * uz
+    m[4] += w * ux * ux
+    m[5] += w * uy * uy
+    m[6] += w * uz * uz
+    m[7] += w * ux * uy
+    m[8] += w * ux * uz
+    m[9] += w * uy * uz
+
+
+cdef inline double _mom_dot(const double* x, const double* y, double c0) noexcept nogil:
+    """sum_{j in X, k in Y} w_j w_k (u_j.u_k - c0)^2 = Q_X : Q_Y - 2 c0 m_X.m_Y + c0^2 M_X M_Y."""
+    return (x[4] * y[4] + x[5] * y[5] + x[6] * y[6] + 2.0 * (x[7] * y[7] + x[8] * y[8] + x[9] * y[9])
+            - 2.0 * c0 * (x[1] * y[1] + x[2] * y[2] + x[3] * y[3]) + c0 * c0 * x[0] * y[0])
+
+
+cdef inline double _mom_apply(const double* y, double ux, double uy, double uz, double c0, double* q) noexcept nogil:
+    """q = Q_Y u - c0 m_Y; returns sum_{k in Y} w_k (u.u_k - c0)^2 = u.q - c0 m_Y.u + c0^2 M_Y."""
+    q[0] = y[4] * ux + y[7] * uy + y[8] * uz - c0 * y[1]
+    q[1] = y[7] * ux + y[5] * uy + y[9] * uz - c0 * y[2]
+    q[2] = y[8] * ux + y[9] * uy + y[6] * uz - c0 * y[3]
+    return q[0] * ux + q[1] * uy + q[2] * uz - c0 * (y[1] * ux + y[2] * uy + y[3] * uz) + c0 * c0 * y[0]
+
+
+cdef void _b5x_atom(Py_ssize_t i, Py_ssize_t n, const double* par, double cutoff,
+                    const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                    const int32_t* spec_n, int sb, int sc, double* energy_n, double* grad_pc, bint grad,
+                    double* w, int64_t* wp, int32_t* wf) noexcept nogil:
+    """Behler 5x of centre atom ``i`` (par: a, eta1, eta2, cos_theta0, epsilon) in O(neighbours):
+
+    E_i = eps / 4 sum_{j in B, k in C, j != k} (c_jk - c0)^2 (a_j b_k + b_j a_k),
+    a = exp(-eta1 r^2) f_c(r), b = exp(-eta2 r^2) f_c(r), B / C the usable pairs of neighbour species sb / sc.
+    With angular moments (``_mom_add``) of the weights a and b over B and C the double sum is
+    dot(aB, bC) + dot(bB, aC) (``_mom_dot``) minus the diagonal 2 (1 - c0)^2 sum_{j in B and C} a_j b_j; the
+    gradient of pair j follows from dE/da_j, dE/db_j and dE/du_j (projected normal to u_j).
+    Scratch of this thread: ``w`` [row * RED_TS] (u, 1/r, a, a', b, b'), ``wp``, ``wf`` [row].
+    """
+    cdef Py_ssize_t p, m, k, nm = 0
+    cdef Py_ssize_t p0 = indptr[i]
+    cdef Py_ssize_t pe = indptr[i + 1]
+    cdef bint same = sb == sc
+    cdef int32_t s, fl
+    cdef double kk = 0.25 * par[4]
+    cdef double c0 = par[3]
+    cdef double eta1 = par[1]
+    cdef double eta2 = par[2]
+    cdef double d1 = (1.0 - c0) * (1.0 - c0)
+    cdef double r, ir, fc, dfc, ea, eb, aw, bw, ux, uy, uz, e, diag = 0.0
+    cdef double dEa, dEb, vx, vy, vz, vu, s1, s2, ga, gb
+    cdef double mba[10]
+    cdef double mbb[10]
+    cdef double mca[10]
+    cdef double mcb[10]
+    cdef double q1[3]
+    cdef double q2[3]
+    cdef double* pca = mca
+    cdef double* pcb = mcb
+    cdef double* w1
+    for k in range(10):
+        mba[k] = 0.0
+        mbb[k] = 0.0
+        mca[k] = 0.0
+        mcb[k] = 0.0
+    if same:
+        pca = mba
+        pcb = mbb
+    for p in range(p0, pe):
+        r = d_p[p]
+        if r >= cutoff:
+            continue
+        s = _nb_spec(spec_n, j_p[p], n)
+        fl = 0
+        if sb < 0 or s == sb:
+            fl = 1
+        if sc < 0 or s == sc:
+            fl = fl | 2
+        if fl == 0:
+            continue
+        _cosine_cutoff(r, par[0], &fc, &dfc)
+        ea = exp(-eta1 * r * r)
+        eb = exp(-eta2 * r * r)
+        ir = 1.0 / r
+        ux = D_pc[3 * p] * ir
+        uy = D_pc[3 * p + 1] * ir
+        uz = D_pc[3 * p + 2] * ir
+        aw = ea * fc
+        bw = eb * fc
+        w1 = w + RED_TS * nm
+        w1[0] = ux
+        w1[1] = uy
+        w1[2] = uz
+        w1[3] = ir
+        w1[4] = aw
+        w1[5] = ea * (dfc - 2.0 * eta1 * r * fc)
+        w1[6] = bw
+        w1[7] = eb * (dfc - 2.0 * eta2 * r * fc)
+        wp[nm] = p
+        wf[nm] = fl
+        nm = nm + 1
+        if fl & 1:
+            _mom_add(mba, aw, ux, uy, uz)
+            _mom_add(mbb, bw, ux, uy, uz)
+        if (fl & 2) and not same:
+            _mom_add(mca, aw, ux, uy, uz)
+            _mom_add(mcb, bw, ux, uy, uz)
+        if fl == 3:
+            diag += aw * bw
+    if nm == 0:
+        return
+    e = _mom_dot(mba, pcb, c0) + _mom_dot(mbb, pca, c0) - 2.0 * d1 * diag
+    energy_n[i] += kk * e
+    if not grad:
+        return
+    for m in range(nm):
+        w1 = w + RED_TS * m
+        ux = w1[0]
+        uy = w1[1]
+        uz = w1[2]
+        aw = w1[4]
+        bw = w1[6]
+        fl = wf[m]
+        dEa = 0.0
+        dEb = 0.0
+        vx = 0.0
+        vy = 0.0
+        vz = 0.0
+        if fl & 1:  # j in B: a_j pairs with b over C, b_j with a over C
+            s1 = _mom_apply(pcb, ux, uy, uz, c0, q1)
+            s2 = _mom_apply(pca, ux, uy, uz, c0, q2)
+            dEa += s1
+            dEb += s2
+            vx += aw * q1[0] + bw * q2[0]
+            vy += aw * q1[1] + bw * q2[1]
+            vz += aw * q1[2] + bw * q2[2]
+            if same and (fl & 2):  # B = C: the same terms again
+                dEa += dEa
+                dEb += dEb
+                vx += vx
+                vy += vy
+                vz += vz
+        if (fl & 2) and not (same and (fl & 1)):  # j in C: b_j pairs with a over B, a_j with b over B
+            s1 = _mom_apply(mbb, ux, uy, uz, c0, q1)
+            s2 = _mom_apply(mba, ux, uy, uz, c0, q2)
+            dEa += s1
+            dEb += s2
+            vx += aw * q1[0] + bw * q2[0]
+            vy += aw * q1[1] + bw * q2[1]
+            vz += aw * q1[2] + bw * q2[2]
+        if fl == 3:
+            dEa -= 2.0 * d1 * bw
+            dEb -= 2.0 * d1 * aw
+        # dE/du = 2 kk v: its part normal to u, divided by r
+        vu = vx * ux + vy * uy + vz * uz
+        gb = 2.0 * kk * w1[3]
+        ga = kk * (dEa * w1[5] + dEb * w1[7])
+        p = wp[m]
+        grad_pc[3 * p] += ga * ux + gb * (vx - vu * ux)
+        grad_pc[3 * p + 1] += ga * uy + gb * (vy - vu * uy)
+        grad_pc[3 * p + 2] += ga * uz + gb * (vz - vu * uz)
+
+
+cdef int _triple_run(int fam, const double[::1] par, double cutoff, int sa, int sb, int sc,
+                     const double* par2, double cutoff2, int sb2,
+                     const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                     const double[:, ::1] D_pc, const int32_t[::1] spec_n,
+                     double[::1] energy_n, double[:, ::1] grad_pc, bint grad, int n_threads,
+                     bint zero_first) except -1:
+    """Per-thread scratch rows, then the triplet kernel of ``fam`` over the centre atoms of species sa
+    (``zero_first``, SW3 only: every row of grad_pc is overwritten instead of accumulated)."""
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    cdef Py_ssize_t row, max_row = 0
+    cdef int tid, nt = max(1, n_threads)
+    if n == 0 or j_p.shape[0] == 0:
+        return 0
+    for i in range(n):  # (indptr checked non-decreasing by _check_reduce_args)
+        row = indptr[i + 1] - indptr[i]
+        if row > max_row:
+            max_row = row
+    # per-thread scratch rows (OpenMP thread ids are < nt)
+    cdef double[::1] w = np.empty(nt * max_row * RED_TS, dtype=np.float64)
+    cdef int64_t[::1] wp = np.empty(nt * max_row, dtype=np.int64)
+    cdef int32_t[::1] wf = np.empty(nt * max_row, dtype=np.int32)
+    cdef double* pw = &w[0]
+    cdef int64_t* pwp = &wp[0]
+    cdef int32_t* pwf = &wf[0]
+    cdef const double* ppar = &par[0]
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pd = &d_p[0]
+    cdef const double* pD = &D_pc[0, 0]
+    cdef const int32_t* pspec = &spec_n[0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_pc[0, 0] if grad else NULL
+    for i in prange(n, nogil=True, num_threads=nt, schedule="guided"):
+        if _match(pspec[i], sa):
+            tid = threadid()
+            if fam == RED_TRIPLE_SW3:
+                _sw3_atom(i, n, ppar, cutoff, sb, sc, par2, cutoff2, sb2, pind, pj, pd, pD, pspec, pe, pg, grad,
+                          zero_first, pw + tid * max_row * RED_TS, pwp + tid * max_row, pwf + tid * max_row)
+            else:
+                _b5x_atom(i, n, ppar, cutoff, pind, pj, pd, pD, pspec, sb, sc, pe, pg, grad,
+                          pw + tid * max_row * RED_TS, pwp + tid * max_row, pwf + tid * max_row)
+        elif zero_first and grad:
+            _zero_row(pg, pind[i], pind[i + 1])
+    return 0
 
 
 def triple_reduce(int fam, const double[::1] par, double cutoff,
                   const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                   const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb, int sc,
                   double[::1] energy_n, double[:, ::1] grad_pc, bint grad, int n_threads):
-    """Accumulate a triplet family's per-atom energies [N] and per-pair gradients [P, 3].
+    """Accumulate a triplet family's per-atom energies [N] (eV) and per-pair gradients [P, 3] (eV/Å).
 
-    Ordered neighbour pairs (j, k), j != k, are visited; when ``sb == sc`` the
-    term is symmetric, so each unordered pair is computed once and counted twice.
+    The sum is over ordered neighbour pairs (j, k), j != k, j of species ``sb`` and k of species ``sc``
+    (SW3 uses angular moments, O(neighbours) per atom; Behler 5x loops over unordered pairs when
+    ``sb == sc``). Thread count does not change the results.
     """
-    cdef Py_ssize_t i, n = indptr.shape[0] - 1
-    cdef const double* ppar = &par[0]
-    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
-        if _match(spec_n[i], sa):
-            _triple_atom(i, fam, ppar, cutoff, indptr, j_p, d_p, D_pc, spec_n, sb, sc, energy_n, grad_pc, grad)
+    _check_reduce_args(fam, par, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_pc, grad, n_threads)
+    if fam != RED_TRIPLE_SW3 and fam != RED_TRIPLE_BEHLER5X:
+        raise ValueError(f"unknown triplet family code {fam}")
+    _triple_run(fam, par, cutoff, sa, sb, sc, NULL, 0.0, -1, indptr, j_p, d_p, D_pc, spec_n, energy_n,
+                grad_pc, grad, n_threads, False)
+
+
+def sw_reduce(const double[::1] par2, double cutoff2, int sb2, const double[::1] par3, double cutoff3,
+              int sa, int sb, int sc, const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+              const double[:, ::1] D_pc, const int32_t[::1] spec_n, double[::1] energy_n, double[:, ::1] grad_pc,
+              bint grad, int n_threads, bint overwrite=False):
+    """SW2 (tag sa-sb2, parameters as for ``pair_reduce``) plus SW3 (tag sa-sb-sc) in one pass over the pairs.
+
+    Equal to ``pair_reduce`` + ``triple_reduce`` of the two (energies [N] eV, gradients [P, 3] eV/Å, added
+    into the buffers), with one read of every pair and one gradient write per pair. With ``overwrite``
+    grad_pc need not be initialised: every pair's gradient is set (energies are still added).
+    """
+    _check_reduce_args(RED_PAIR_SW2, par2, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_pc, grad, n_threads,
+                       False)
+    _check_reduce_args(RED_TRIPLE_SW3, par3, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_pc, grad, n_threads)
+    _triple_run(RED_TRIPLE_SW3, par3, cutoff3, sa, sb, sc, &par2[0], cutoff2, sb2, indptr, j_p, d_p, D_pc, spec_n,
+                energy_n, grad_pc, grad, n_threads, overwrite)
 
 
 # ---------------------------------------------------------------------------------------------
 # Per-pair gradients -> atoms, and virials
 # ---------------------------------------------------------------------------------------------
 
-def pair_gradient_to_atoms(const int64_t[::1] indptr, const int32_t[::1] j_p, const double[:, ::1] grad_pc,
-                           double[:, ::1] out_nc):
-    """out[j_p] += grad_pc[p], out[i_p] -= grad_pc[p] (serial, deterministic order)."""
-    cdef Py_ssize_t i, p, j, k, n = indptr.shape[0] - 1
-    with nogil:
-        for i in range(n):
-            for p in range(indptr[i], indptr[i + 1]):
-                j = j_p[p]
+cdef long _scatter_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, const int64_t* indptr, const int32_t* j_p,
+                         const double* grad_pc, double* out_nc, bint count_bad) noexcept nogil:
+    """The updates of ``pair_gradient_to_atoms`` that touch atoms lo <= x < hi, in pair order.
+
+    Neighbour indices outside [0, n) are never written; with ``count_bad`` they are counted.
+    """
+    cdef Py_ssize_t i, p, j, k
+    cdef long bad = 0
+    cdef bint own
+    for i in range(n):
+        own = lo <= i < hi
+        for p in range(indptr[i], indptr[i + 1]):
+            j = j_p[p]
+            if lo <= j < hi:
                 for k in range(3):
-                    out_nc[j, k] += grad_pc[p, k]
-                    out_nc[i, k] -= grad_pc[p, k]
+                    out_nc[3 * j + k] += grad_pc[3 * p + k]
+            elif count_bad and (j < 0 or j >= n):
+                bad = bad + 1
+            if own:
+                for k in range(3):
+                    out_nc[3 * i + k] -= grad_pc[3 * p + k]
+    return bad
+
+
+def pair_gradient_to_atoms(const int64_t[::1] indptr, const int32_t[::1] j_p, const double[:, ::1] grad_pc,
+                           double[:, ::1] out_nc, int n_threads=1):
+    """out[j_p] += grad_pc[p], out[i_p] -= grad_pc[p]: per-pair gradients [P, 3] to atoms [N, 3] (eV/Å).
+
+    Thread t owns the atoms of one contiguous range and applies, in pair order, every update touching
+    them: each atom receives the same additions in the same order for any thread count (bitwise
+    identical results). Raises ValueError on inconsistent shapes or neighbour indices outside [0, N).
+    """
+    cdef Py_ssize_t i, t, n = indptr.shape[0] - 1
+    cdef Py_ssize_t n_pairs = j_p.shape[0]
+    cdef int nt = max(1, n_threads)
+    cdef long nbad = 0
+    if n < 0 or out_nc.shape[0] != n or out_nc.shape[1] != 3:
+        raise ValueError("out_nc must have shape (n_atoms, 3)")
+    if indptr[0] != 0 or indptr[n] != n_pairs or grad_pc.shape[0] != n_pairs or grad_pc.shape[1] != 3:
+        raise ValueError("indptr, j_p and grad_pc disagree on the number of pairs")
+    if n == 0 or n_pairs == 0:
+        return
+    _check_indptr(indptr, n_pairs, nt)
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pg = &grad_pc[0, 0]
+    cdef double* pout = &out_nc[0, 0]
+    for t in prange(nt, nogil=True, num_threads=nt, schedule="static", chunksize=1):
+        nbad += _scatter_range(t * n // nt, (t + 1) * n // nt, n, pind, pj, pg, pout, t == 0)
+    if nbad:
+        raise ValueError("neighbour indices j_p must lie in [0, n_atoms) (those pairs were not applied)")
 
 
 def pair_virial(const int64_t[::1] indptr, const double[:, ::1] grad_pc, const double[:, ::1] D_pc,
