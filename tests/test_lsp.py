@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from reference import brute_force_pairs
 from scipy.special import eval_legendre
-from test_potentials_support import make_nw
+from test_potentials_support import dense_descriptor_jacobian, make_nw
 
 import miniff.potentials as P
 from miniff.numerical import numerical_descriptor_gradient
@@ -72,12 +72,7 @@ def test_jacobian_matches_central_differences(box, asinh):
     nw = make_nw(box, CUT)
     descriptors = _set("a-a-b", asinh) + _set("b-a-a", asinh, orders=(0, 3))
     values, jac = P.eval_descriptors(nw, descriptors, grad=True)
-    n = len(box[1])
-    dense = np.zeros((n, len(descriptors), n, 3))
-    i_p, j_p = nw.pairs.i_p, nw.pairs.j_p
-    for p in range(nw.pairs.n_pairs):
-        dense[i_p[p], :, j_p[p]] += jac[p]
-        dense[i_p[p], :, i_p[p]] -= jac[p]
+    dense = dense_descriptor_jacobian(nw, jac)
     numerical = numerical_descriptor_gradient(nw, descriptors, eps=1e-5)
     assert np.abs(dense).max() > 1e-3
     np.testing.assert_allclose(dense, numerical, rtol=0, atol=1e-7 * np.abs(dense).max())

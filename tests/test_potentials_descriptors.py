@@ -3,7 +3,7 @@ evaluation and central finite differences, thread independence, chunking, and sm
 
 import numpy as np
 import pytest
-from test_potentials_support import make_nw
+from test_potentials_support import dense_descriptor_jacobian, make_nw
 
 import miniff.potentials as P
 from miniff.numerical import numerical_descriptor_gradient
@@ -50,12 +50,7 @@ def test_jacobian_matches_central_differences(box):
     nw = make_nw(box, 4.0)
     descriptors = _descriptors()
     values, jac = P.eval_descriptors(nw, descriptors, grad=True)
-    n = 14
-    dense = np.zeros((n, len(descriptors), n, 3))
-    i_p, j_p = nw.pairs.i_p, nw.pairs.j_p
-    for p in range(nw.pairs.n_pairs):
-        dense[i_p[p], :, j_p[p]] += jac[p]
-        dense[i_p[p], :, i_p[p]] -= jac[p]
+    dense = dense_descriptor_jacobian(nw, jac)
     numerical = numerical_descriptor_gradient(nw, descriptors, eps=1e-5)
     np.testing.assert_allclose(dense, numerical, rtol=0, atol=1e-7 * np.abs(dense).max())
 

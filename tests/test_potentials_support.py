@@ -156,3 +156,15 @@ def reference_triple(system, cutoff, tag, f):
             r1, r2 = np.linalg.norm(v1), np.linalg.norm(v2)
             out[i] += f(r1, r2, v1 @ v2 / (r1 * r2), v1, v2)
     return out
+
+
+def dense_descriptor_jacobian(nw, jac_pfc):
+    """``[N, F, N, 3]`` d values[i, f] / d r[a] from the per-pair Jacobian of ``eval_descriptors``
+    (``+jac`` on the neighbour, ``-jac`` on the centre atom of every pair)."""
+    n = len(nw.pairs.indptr) - 1
+    dense = np.zeros((n, jac_pfc.shape[1], n, 3))
+    i_p, j_p = nw.pairs.i_p, nw.pairs.j_p
+    for p in range(nw.pairs.n_pairs):
+        dense[i_p[p], :, j_p[p]] += jac_pfc[p]
+        dense[i_p[p], :, i_p[p]] -= jac_pfc[p]
+    return dense
