@@ -166,9 +166,11 @@ def _rmse_from_loss(closure, normalization):
     if result.components is None:
         return {"energy_rmse": math.sqrt(max(float(result.loss_value.detach()), 0.0) / kw.get("w_energy", 1)) * e_scale}
     e = float(result.components["energy"].loss_value.detach()) / kw.get("w_energy", 1)
-    g = float(result.components["gradients"].loss_value.detach()) / kw["w_gradients"]
-    g_scale = e_scale / float(normalization.length_scale)
-    return {"energy_rmse": math.sqrt(max(e, 0.0)) * e_scale, "force_rmse": math.sqrt(max(g, 0.0)) * g_scale}
+    out = {"energy_rmse": math.sqrt(max(e, 0.0)) * e_scale}
+    if "gradients" in result.components:
+        g = float(result.components["gradients"].loss_value.detach()) / kw["w_gradients"]
+        out["force_rmse"] = math.sqrt(max(g, 0.0)) * e_scale / float(normalization.length_scale)
+    return out
 
 
 def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points=60, out_dir=None,

@@ -104,7 +104,7 @@ def _weighted_mean(sq_s, w_s, denom_s=None):
 
 
 def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energies_p=False, weights=None,
-                per_atom=False):
+                per_atom=False, w_l2=0):
     """Loss of energies (and energy gradients) predicted by ``networks`` on ``data``.
 
     Parameters
@@ -123,13 +123,17 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
         Per-structure weights (only with the default criterion).
     per_atom : bool
         Divide each energy residual by the structure's atom count (per-atom energies).
+    w_l2 : float
+        Weight of an L2 penalty ``w_l2 * sum(w ** 2)`` over the weight matrices (not the biases) of the networks.
 
     Returns
     -------
     loss_result
-        ``loss_id`` is ``"total"`` (components ``"energy"``, ``"gradients"``) when gradients are fitted,
-        else ``"energy"``.
+        ``loss_id`` is ``"total"`` (components ``"energy"`` and, when used, ``"gradients"`` and ``"l2"``) when
+        gradients are fitted or ``w_l2 != 0``, else ``"energy"``.
     """
+    if w_l2 < 0:
+        raise ValueError(f"w_l2 must be >= 0, got {w_l2}")
     if criterion is not None and weights is not None:
         raise ValueError("weights: per-structure weights need the default criterion (criterion=None)")
     grad = w_gradients != 0
@@ -158,9 +162,19 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
             else:
                 de = criterion(e_pred, e_ref)
     energy = loss_result("energy", w_energy * de, e_ref, e_pred, None)
-    if not grad:
+    components = {"energy": energy}
+    if grad:
+        components["gradients"] = _gradient_loss(out[1], pcd, criterion, weights, w_gradients)
+    if w_l2:
+        penalty = sum((p ** 2).sum() for net in networks for p in net.parameters() if p.ndim >= 2)
+        components["l2"] = loss_result("l2", w_l2 * penalty, None, None, None)
+    if len(components) == 1:
         return energy
-    g_pred, g_ref = out[1], pcd.energy_g
+    return loss_result("total", sum(c.loss_value for c in components.values()), None, None, components)
+
+
+def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
+    g_ref = pcd.energy_g
     if criterion is None:
         mask = pcd.mask.to(g_ref.dtype)
         sq_s = (((g_pred - g_ref) ** 2).sum(dim=2) * mask).sum(dim=1)
@@ -168,9 +182,7 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
         dg = _weighted_mean(sq_s, w_s, 3 * mask.sum(dim=1))
     else:
         dg = criterion(g_pred, g_ref)
-    gradients = loss_result("gradients", w_gradients * dg, g_ref, g_pred, None)
-    return loss_result("total", energy.loss_value + gradients.loss_value, None, None,
-                       {"energy": energy, "gradients": gradients})
+    return loss_result("gradients", w_gradients * dg, g_ref, g_pred, None)
 
 
 def _mse(pred, ref, criterion):
@@ -390,7 +402,7 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
 
 def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None, optimizer_kwargs=None,
                           w_energy=1, w_gradients=0, energies_p=False, weights=None, per_atom=False,
-                          convergence=None, normalization=None):
+                          convergence=None, normalization=None, w_l2=0):
     """A :class:`SimpleClosure` fitting energies (and forces) with :func:`energy_loss`.
 
     Parameters
@@ -413,6 +425,8 @@ def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None
         Per-structure weights.
     per_atom : bool
         Use per-atom energy residuals in the energy term.
+    w_l2 : float
+        L2 penalty on the networks' weight matrices (see :func:`energy_loss`; in normalised units).
     convergence : dict or None
         Amp-like criteria ``{"energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid"}``
         (eV/atom, eV/Å); see :meth:`SimpleClosure.converged`.
@@ -425,6 +439,8 @@ def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None
     """
     kwargs = dict(w_energy=w_energy, w_gradients=w_gradients, energies_p=energies_p, weights=weights,
                   per_atom=per_atom)
+    if w_l2:
+        kwargs["w_l2"] = w_l2
     return SimpleClosure(networks, energy_loss, dataset=dataset, criterion=criterion, optimizer=optimizer,
                          optimizer_kwargs=optimizer_kwargs, loss_function_kwargs=kwargs, convergence=convergence,
                          normalization=normalization)

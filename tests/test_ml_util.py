@@ -241,3 +241,17 @@ def test_default_lsp_descriptors():
         ml_util.default_lsp_descriptors(["a"], r0=[])
     with pytest.raises(ValueError, match="arg"):
         ml_util.default_lsp_descriptors([])
+
+
+def test_l2_penalty_on_weight_matrices():
+    dataset, g_r, f_r = seed_dataset(torch.float64)
+    torch.manual_seed(1)
+    nn = ml_util.behler_nn(3, n_internal=4, n_layers=2).to(torch.float64)
+    base = ml_util.simple_energy_closure([nn], dataset).loss()
+    penalised = ml_util.simple_energy_closure([nn], dataset, w_l2=0.3).loss()
+    squares = float((nn[0].weight ** 2).sum().detach() + (nn[2].weight ** 2).sum().detach())  # matrices, no biases
+    assert penalised.loss_id == "total" and set(penalised.components) == {"energy", "l2"}
+    assert penalised.components["l2"].loss_value.item() == pytest.approx(0.3 * squares, rel=1e-12)
+    assert penalised.loss_value.item() == pytest.approx(base.loss_value.item() + 0.3 * squares, rel=1e-12)
+    with pytest.raises(ValueError, match="w_l2"):
+        ml_util.simple_energy_closure([nn], dataset, w_l2=-1.0).loss()
