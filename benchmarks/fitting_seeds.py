@@ -17,7 +17,8 @@ What the benchmark adds to the job files (the workflow cannot express these yet)
 - the fit stops at the first function evaluation that meets the target training RMSE (Amp's convergence
   criteria, checked from the loss components, which are exact per-atom / per-component mean squares),
   not at the end of an epoch;
-- one thread (``torch.set_num_threads(1)``, ``n_threads=1``), like the anchors (1 core).
+- one thread (``torch.set_num_threads(1)``, ``n_threads=1``, and ``threadpoolctl`` limits OpenBLAS/OpenMP pools,
+  which SciPy's L-BFGS-B would otherwise run on both cores), like the anchors (1 core).
 
 Wall times are ``time.perf_counter`` from the start of ``FitWorkflow.prepare`` (reading the data, neighbour
 lists, descriptors, normalisation) to the stop; interpreter start-up and imports are not counted, and the
@@ -58,8 +59,9 @@ CASES = {
                    "budget": 30.0, "seeds": [0, 1, 2, 3, 4], "history": 100},
     "amp_forces": {"job": "examples/amp_ptcu/fit_forces.yml", "target": {"energy_rmse": 0.02, "force_rmse": 0.03},
                    "budget": 380.0, "seeds": [0]},
-    # stop below the anchor's training error (2/3 of it): the validation error is then below the anchor's too
-    "pyfit_si": {"job": "examples/pyfit_si/fit_si.yml", "target": {"energy_rmse": 0.0025},
+    # stop below the anchor's training error (about half of it): the validation error is then below the anchor's
+    # too (at the anchor's own 3.78 meV/atom it was 3.9-4.7 meV/atom)
+    "pyfit_si": {"job": "examples/pyfit_si/fit_si.yml", "target": {"energy_rmse": 0.002},
                  "budget": 60.0, "seeds": [0, 1, 2, 3]},
     # no stop: the best validation error in the anchor's 527 s, and the time to reach its 9.9 meV/atom
     "pyfit_si_full": {"job": "examples/pyfit_si/fit_si_full.yml", "target": None, "valid_target": 0.0099,
@@ -442,6 +444,14 @@ def _machine():
             "loadavg_at_start": load}
 
 
+def _one_thread_fit(name, seed, budget):
+    """:func:`fit_case` with every native thread pool (OpenBLAS, OpenMP) limited to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return fit_case(name, seed=seed, budget=budget)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.fitting_seeds", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="short budgets, one seed (a smoke run)")
@@ -469,7 +479,7 @@ def main(argv=None):
         seeds = args.seeds or seeds
         budget = args.budget or budget
         for seed in seeds:
-            r = fit_case(name, seed=seed, budget=budget)
+            r = _one_thread_fit(name, seed, budget)
             r["quick"] = bool(args.quick)
             results.append(r)
             print(f"{name} seed {seed}: {r['time_total']:.2f} s (to target: {_fmt(r['time_to_target'])}), "
