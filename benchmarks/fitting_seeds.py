@@ -325,6 +325,15 @@ def _fmt(x, unit="", scale=1.0, digits=3):
     return f"{x * scale:.{digits}g}{unit}"
 
 
+def _target_text(target):
+    parts = []
+    if "energy_rmse" in target:
+        parts.append(_fmt(target["energy_rmse"], " meV/atom", 1000))
+    if "force_rmse" in target:
+        parts.append(_fmt(target["force_rmse"], " eV/Å"))
+    return ", ".join(parts)
+
+
 def _at_time(r, t):
     """Training RMSE of the last learning-curve point at or before ``t`` (s)."""
     pts = [p for p in r.get("curve", []) if p["time"] <= t]
@@ -366,7 +375,7 @@ def write_report(results, out_dir=OUT, quick=False, machine=None):
         if r.get("time_to_target") is not None:
             stop = "target reached" + ("" if r["target"] is None or all(
                 r["target"].get(k) == v for k, v in (("energy_rmse", a["train_e"]), ("force_rmse", a.get("train_f")))
-                if k in r["target"]) else f" (stop at {_fmt(r['target'].get('energy_rmse'), ' meV/atom', 1000)})")
+                if k in r["target"]) else f" (stop at {_target_text(r['target'])})")
         elif r["time_total"] < 0.99 * r["budget"]:
             stop = f"L-BFGS-B stopped (budget {r['budget']:.0f} s)"
         else:
