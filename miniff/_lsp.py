@@ -53,9 +53,12 @@ def _plan(key):
     coef_fn = np.zeros((len(key), lmax + 1))
     for f, k in enumerate(key):
         coef_fn[f, : k[2] + 1] = _legendre(k[2])
-    return (np.array([k[0] for k in radial], dtype=np.float64), np.array([k[1] for k in radial], dtype=np.float64),
-            coef_fn, np.array(e_f, dtype=np.int32), np.array([k[3] for k in key], dtype=np.int32),
-            np.array([k[4] for k in key], dtype=np.int32), monomial_tables(lmax))
+    arrays = (np.array([k[0] for k in radial], dtype=np.float64), np.array([k[1] for k in radial], dtype=np.float64),
+              coef_fn, np.array(e_f, dtype=np.int32), np.array([k[3] for k in key], dtype=np.int32),
+              np.array([k[4] for k in key], dtype=np.int32))
+    for a in arrays:  # shared between calls: nobody may change them
+        a.flags.writeable = False
+    return (*arrays, monomial_tables(lmax))
 
 
 class LSPBackend(_BatchedBackend):
