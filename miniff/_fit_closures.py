@@ -47,19 +47,27 @@ def resolve_optimizer(optimizer):
     Parameters
     ----------
     optimizer : None, str, or callable
-        ``None`` or ``"lbfgs"`` = :data:`LBFGS` (strong Wolfe); any other string names a class of
-        ``torch.optim`` case-insensitively (``"adam"``, ``"AdamW"``, ``"sgd"``...); a callable is used as is.
+        ``None`` or ``"lbfgs"`` = :data:`LBFGS` (strong Wolfe); ``"compact_lbfgs"`` (or ``"compact-lbfgs"``) =
+        :class:`~miniff.ml_util.CompactLBFGS` (full batch, for small networks: much less work per iteration,
+        history kept across epochs, stops at the first evaluation meeting the convergence criteria); any other
+        string names a class of ``torch.optim`` case-insensitively (``"adam"``, ``"AdamW"``, ``"sgd"``...); a
+        callable is used as is.
     """
     if optimizer is None:
         return LBFGS
     if isinstance(optimizer, str):
         if optimizer.lower() == "lbfgs":
             return LBFGS
+        if optimizer.lower().replace("-", "_") == "compact_lbfgs":
+            from miniff._fit_lbfgs import CompactLBFGS
+
+            return CompactLBFGS
         names = {n.lower(): n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)}
         cls_name = names.get(optimizer.lower())
         if cls_name is None or not issubclass(getattr(torch.optim, cls_name), torch.optim.Optimizer):
             choices = sorted(n for n in names.values() if issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
-            raise ValueError(f"optimizer: unknown torch.optim optimizer {optimizer!r}; choose from {choices}")
+            raise ValueError(f"optimizer: unknown optimizer {optimizer!r}; choose from "
+                             f"{['lbfgs', 'compact_lbfgs'] + choices}")
         return getattr(torch.optim, cls_name)
     if not callable(optimizer):
         raise TypeError(f"optimizer must be None, a string or a callable, got {type(optimizer).__name__}")
@@ -73,12 +81,20 @@ def _forward(networks, dataset, grad):
 
 
 def _atom_counts(dataset):
-    """Number of real atoms per structure, ``[S]`` (from the per-point masks)."""
-    counts = None
-    for ppd in dataset.per_point_datasets:
-        c = ppd.mask.reshape(ppd.mask.shape[0], -1).sum(dim=1)
-        counts = c if counts is None else counts + c
-    return counts
+    """Number of real atoms per structure, ``[S]`` (sums of the per-point masks; cached on the dataset until a
+    mask changes: do not modify the result in place)."""
+    from miniff._ml_cauldron import _cached
+
+    masks = [ppd.mask for ppd in dataset.per_point_datasets]
+
+    def compute():
+        counts = None
+        for m in masks:
+            c = m.reshape(m.shape[0], -1).sum(dim=1)
+            counts = c if counts is None else counts + c
+        return counts
+
+    return _cached(dataset, "_atom_counts_cache", masks, compute)
 
 
 def _structure_weights(weights, n, dtype):
@@ -96,7 +112,7 @@ def _weighted_mean(sq_s, w_s, denom_s=None):
     """``sum_s w_s sq_s / sum_s w_s denom_s`` with ``w = 1`` and ``denom = 1`` by default."""
     if w_s is None:
         num = sq_s.sum()
-        den = sq_s.new_tensor(sq_s.shape[0]) if denom_s is None else denom_s.sum()
+        den = sq_s.shape[0] if denom_s is None else denom_s.sum()
     else:
         num = (w_s * sq_s).sum()
         den = w_s.sum() if denom_s is None else (w_s * denom_s).sum()
@@ -170,16 +186,27 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
         components["l2"] = loss_result("l2", w_l2 * penalty, None, None, None)
     if len(components) == 1:
         return energy
-    return loss_result("total", sum(c.loss_value for c in components.values()), None, None, components)
+    total = energy.loss_value
+    for name in list(components)[1:]:  # not sum(): it would add a 0 tensor op
+        total = total + components[name].loss_value
+    return loss_result("total", total, None, None, components)
 
 
 def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
+    """The force term: ``g_pred`` and ``pcd.energy_g`` ``[S, A, 3]`` compared on the atoms of ``pcd.mask``."""
+    from miniff._ml_cauldron import _cached
+
     g_ref = pcd.energy_g
     if criterion is None:
-        mask = pcd.mask.to(g_ref.dtype)
-        sq_s = (((g_pred - g_ref) ** 2).sum(dim=2) * mask).sum(dim=1)
+        def masks():  # the mask [S, A] (None when all ones) and 3 * atoms [S], cached on the dataset
+            m = pcd.mask.to(g_ref.dtype)
+            return (None if bool((m == 1).all()) else m), 3 * m.sum(dim=1)
+
+        mask, n_components = _cached(pcd, "_gradient_loss_cache", (pcd.mask,), masks, extra=g_ref.dtype)
+        sq_sa = ((g_pred - g_ref) ** 2).sum(dim=2)
+        sq_s = (sq_sa if mask is None else sq_sa * mask).sum(dim=1)
         w_s = _structure_weights(weights, g_ref.shape[0], g_ref.dtype)
-        dg = _weighted_mean(sq_s, w_s, 3 * mask.sum(dim=1))
+        dg = _weighted_mean(sq_s, w_s, n_components)
     else:
         dg = criterion(g_pred, g_ref)
     return loss_result("gradients", w_gradients * dg, g_ref, g_pred, None)
@@ -316,6 +343,43 @@ class SimpleClosure:
             return False
         metrics = self.metrics() if metrics is None else metrics
         return all(k in metrics and metrics[k] <= v for k, v in criteria.items())
+
+    def converged_last(self):
+        """Whether the last loss evaluation alone shows convergence (False when it cannot tell).
+
+        Exact, and cheap, when the loss components are the per-atom energy and per-component force mean squares
+        that the RMSE criteria measure: :func:`energy_loss` with the default criterion, ``per_atom=True``, no
+        per-structure weights and only ``energy_rmse`` / ``force_rmse`` criteria.  Optimizers call it after every
+        evaluation (:class:`~miniff.ml_util.CompactLBFGS`) to stop at the first point that meets the criteria.
+        """
+        rmse = self.last_rmse()
+        criteria = {k: v for k, v in self.convergence.items() if v is not None}
+        if rmse is None or not criteria or not set(criteria) <= set(rmse):
+            return False
+        return all(rmse[k] <= v for k, v in criteria.items())
+
+    def last_rmse(self):
+        """Training ``energy_rmse`` (eV/atom) and ``force_rmse`` (eV/Å) of the last evaluation, from its loss
+        components; None when the loss does not measure them exactly (see :meth:`converged_last`)."""
+        kw = self.loss_function_kwargs
+        result = self.last_loss
+        if (result is None or self.loss_function is not energy_loss or self.criterion is not None
+                or not kw.get("per_atom") or kw.get("weights") is not None or kw.get("energies_p")):
+            return None
+        w_e = kw.get("w_energy", 1)
+        if not w_e:
+            return None
+        e_scale, g_scale = 1.0, 1.0
+        if self.normalization is not None:
+            e_scale = float(self.normalization.energy_scale)
+            ls = getattr(self.normalization, "length_scale", None)
+            g_scale = e_scale / float(ls) if ls is not None else e_scale
+        parts = result.components or {"energy": result}
+        out = {"energy_rmse": math.sqrt(max(float(parts["energy"].loss_value.detach()) / w_e, 0.0)) * e_scale}
+        if "gradients" in parts:
+            sq = float(parts["gradients"].loss_value.detach()) / kw["w_gradients"]
+            out["force_rmse"] = math.sqrt(max(sq, 0.0)) * g_scale
+        return out
 
 
 _METRIC_OF_CRITERION = {"energy_rmse": "energy_rmse", "energy_maxresid": "energy_max", "force_rmse": "force_rmse",

@@ -33,6 +33,10 @@ __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
 #: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
 DEFAULT_CUTOFF = 12 * 0.529177210903
 
+#: ``stop_reason`` values of an optimizer (:class:`~miniff.ml_util.CompactLBFGS`) after which further epochs
+#: cannot make progress: the fit stops with ``stop_reason = "optimizer: <reason>"``.
+OPTIMIZER_FINAL_STOPS = ("tolerance_grad", "tolerance_change", "line search")
+
 
 def _descriptor_fingerprint(descriptors):
     """A hash of the descriptor set (species, tags, families and parameters)."""
@@ -403,7 +407,9 @@ class FitWorkflow(Workflow):
         Returns
         -------
         list of dict
-            The per-epoch records (also in ``self.history``).
+            The per-epoch records (also in ``self.history``).  Why the fit ended is in ``self.stop_reason``:
+            ``"n_epochs"``, ``"converged"`` (the closure's criteria), ``"early stopping"``, ``"non-finite loss"``,
+            ``"after_epoch"`` or ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).
         """
         if not hasattr(self, "closure"):
             raise RuntimeError("run: call prepare() first")
@@ -500,6 +506,10 @@ class FitWorkflow(Workflow):
             return True
         if self.closure.converged({k: v for k, v in rec.items() if not k.endswith("_valid")}):
             self.stop_reason = "converged"
+            return True
+        optimizer_stop = getattr(self.closure.optimizer, "stop_reason", None)
+        if optimizer_stop in OPTIMIZER_FINAL_STOPS:
+            self.stop_reason = f"optimizer: {optimizer_stop}"
             return True
         if early_stopping is not None and self.stale_epochs >= early_stopping:
             self.stop_reason = "early stopping"

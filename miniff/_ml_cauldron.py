@@ -183,6 +183,22 @@ def _module_dtype(module):
     return None
 
 
+def _cached(owner, name, tensors, compute, extra=None):
+    """``compute()``, cached in ``owner.__dict__[name]`` until one of ``tensors`` is replaced, reshaped or changed
+    in place, or ``extra`` (a hashable) changes.
+
+    The entry is ``(key, value)``.  The key keeps the tensors themselves (so that their ``id`` stays unique while
+    cached) and their ``_version`` counters, which every in-place operation increments.
+    """
+    stamp = tuple((id(t), t._version, tuple(t.shape)) for t in tensors)
+    cached = owner.__dict__.get(name)
+    if cached is not None and cached[0][0] == stamp and cached[0][2] == extra:
+        return cached[1]
+    value = compute()
+    owner.__dict__[name] = ((stamp, tuple(tensors), extra), value)
+    return value
+
+
 #: The compact (real atoms only) network evaluation is used when at most this share of a padded
 #: ``[S, P, D]`` feature array holds real atoms.
 COMPACT_MAX_FILL = 0.8
@@ -195,53 +211,197 @@ def _compact_points(d):
     x, mask = d.features, d.mask
     if x.requires_grad or x.ndim != 3 or x.shape[0] * x.shape[1] == 0:
         return None
-    key = (x.data_ptr(), x._version, tuple(x.shape), mask.data_ptr(), mask._version)
-    cached = d.__dict__.get("_compact_cache")
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    return _cached(d, "_compact_cache", (x, mask), lambda: _gather_real_points(x, mask), extra=COMPACT_MAX_FILL)
+
+
+def _gather_real_points(x, mask):
+    """See ``_compact_points``: x ``[S, P, D]``, mask ``[S, P]``."""
     real = (mask != 0).reshape(-1)
-    n = int(real.sum())
-    value = None
-    if n <= COMPACT_MAX_FILL * real.numel():
-        flat_n = torch.nonzero(real)[:, 0]
-        value = (x.reshape(-1, x.shape[2])[flat_n], torch.div(flat_n, x.shape[1], rounding_mode="floor"), flat_n)
-    d.__dict__["_compact_cache"] = (key, value)
-    return value
+    if int(real.sum()) > COMPACT_MAX_FILL * real.numel():
+        return None
+    flat_n = torch.nonzero(real)[:, 0]
+    return x.reshape(-1, x.shape[2])[flat_n], torch.div(flat_n, x.shape[1], rounding_mode="floor"), flat_n
+
+
+def _real_mask(d):
+    """The ``[S, P, 1]`` 0/1 mask of the real points of a per-point dataset in its dtype, or None when every point
+    is real (multiplying by it would change nothing). Cached on the dataset."""
+    def compute():
+        real = d.mask != 0
+        return None if bool(real.all()) else real.to(d.dtype)[..., None]
+
+    return _cached(d, "_real_mask_cache", (d.mask,), compute, extra=d.dtype)
 
 
 def _padded_jacobian(d, n_atoms, k=0):
+    """``d.features_g`` referring to ``n_atoms`` atoms per sample (a padded copy is cached on ``d``, so that its
+    dense contraction layout is built once)."""
     jac = d.features_g
-    if jac.n_atoms < n_atoms:
-        jac = jac.padded(n_atoms=n_atoms)
-    elif jac.n_atoms > n_atoms:
+    if jac.n_atoms > n_atoms:
         raise ValueError(f"per_point_datasets[{k}].features_g refers to {jac.n_atoms} atoms, "
                          f"per_cell_dataset has {n_atoms}")
-    return jac
+    if jac.n_atoms == n_atoms:
+        return jac
+    cached = d.__dict__.get("_padded_jacobian")
+    if cached is None or cached[0] is not jac or cached[1].n_atoms != n_atoms:
+        cached = d.__dict__["_padded_jacobian"] = (jac, jac.padded(n_atoms=n_atoms))
+    return cached[1]
 
 
-def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalization=None):
-    """Run per-species networks on a dataset: total energies and (optionally) their position gradients.
+# ---------------------------------------------------------------------- plain multilayer perceptrons
+#: Activations whose derivative is a function of their output: ``torch.nn`` class -> ``(function, derivative)``,
+#: ``derivative(grad, output) = grad * activation'`` (the kernels autograd itself uses).
+_OUTPUT_DERIVATIVE_ACTIVATIONS = {
+    torch.nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward),
+    torch.nn.Sigmoid: (torch.sigmoid, torch.ops.aten.sigmoid_backward),
+}
+
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+def _has_hooks(module):
+    return bool(module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+                or module._backward_pre_hooks)
+
+
+def _plain_mlp(module):
+    """The layers of ``module`` when it is a plain ``Sequential`` ``Linear (activation Linear)*`` with one output,
+    activations from ``_OUTPUT_DERIVATIVE_ACTIVATIONS``, exact ``torch.nn`` classes and no hooks; else None
+    (such a network is differentiated by autograd)."""
+    if not isinstance(module, torch.nn.Sequential) or type(module).forward is not torch.nn.Sequential.forward:
+        return None
+    if _has_hooks(module) or any(getattr(torch.nn.modules.module, h, None) for h in _GLOBAL_HOOKS):
+        return None
+    layers = list(module)
+    if len(layers) % 2 == 0:
+        return None
+    for i, layer in enumerate(layers):
+        kind_ok = type(layer) is torch.nn.Linear if i % 2 == 0 else type(layer) in _OUTPUT_DERIVATIVE_ACTIVATIONS
+        if not kind_ok or _has_hooks(layer):
+            return None
+    return layers if layers[-1].out_features == 1 else None
+
+
+def _mlp_with_input_gradient(layers, x_nd, seed_n1=None):
+    """Outputs of a plain MLP (see ``_plain_mlp``) and the gradient of their (seeded) sum by the inputs.
+
+    The gradient is autograd's first backward pass written out (products with the weights, activation
+    derivatives from the activations' outputs), so no autograd engine run is needed; it stays differentiable
+    with respect to the parameters (and ``x_nd``).
 
     Parameters
     ----------
-    modules : list of torch.nn.Module (or one module for a single species)
-        ``modules[k]`` maps features ``[S, P_k, D_k]`` of species ``k`` to atomic energies ``[S, P_k, 1]``.
-    dataset : Dataset
-        In the units the networks work in (usually normalised).
-    grad : bool
-        Also return energy gradients ``dE/dr`` (minus forces), computed by autograd with ``create_graph``
-        (when grad mode is on) so that force losses can be trained.
-    energies_p : bool
-        Return the per-species per-atom energies (list of ``[S, P_k, 1]``, 0 on padding) instead of totals.
-    normalization : Normalization or None
-        If given, predictions are converted back to physical units (eV, eV/Å).
+    layers : list of torch.nn.Module
+    x_nd : Tensor of shape (n, D)
+    seed_n1 : Tensor of shape (n, 1) or None
+        Weight of every output in the sum (None: 1).
 
     Returns
     -------
-    energy : Tensor of shape (S, 1) (or the list of per-atom energies with ``energies_p``)
-    gradients : Tensor of shape (S, A, 3), only with ``grad``
-        ``(energy, gradients)`` is returned as a tuple.
+    out_n1 : Tensor of shape (n, 1)
+    dx_nd : Tensor of shape (n, D)
+        ``d sum_n(seed_n * out_n) / d x_nd``.
     """
+    h, outputs = x_nd, []
+    for layer in layers:
+        if type(layer) is torch.nn.Linear:
+            h = torch.nn.functional.linear(h, layer.weight, layer.bias)
+        else:
+            function, derivative = _OUTPUT_DERIVATIVE_ACTIVATIONS[type(layer)]
+            h = function(h)
+            outputs.append((h, derivative))
+    w_last = layers[-1].weight  # [1, H]
+    g = w_last.expand(h.shape[0], -1) if seed_n1 is None else seed_n1 * w_last
+    for (a, derivative), linear in zip(reversed(outputs), layers[-3::-2], strict=True):
+        g = derivative(g, a).mm(linear.weight)
+    return h, g
+
+
+# ---------------------------------------------------------------------- forward_cauldron
+class _SpeciesRun:
+    """What ``forward_cauldron`` keeps of the network evaluation of one species.
+
+    Attributes
+    ----------
+    x : Tensor of shape (S, P, D), or (n, D) when ``compact``
+        The network input.
+    atomic : Tensor of shape (S, P, 1), or (n, 1) / (1, n, 1) when ``compact``
+        Atomic energies, 0 on padding: ``dE_dx = d atomic.sum() / d x``.
+    compact : tuple or None
+        ``_compact_points(d)`` when the network ran on the real atoms only.
+    dE_dx : Tensor shaped like ``x``, or None (not computed yet, or not asked for)
+    """
+
+    __slots__ = ("x", "atomic", "compact", "dE_dx")
+
+    def __init__(self, x, atomic, compact, dE_dx=None):
+        self.x, self.atomic, self.compact, self.dE_dx = x, atomic, compact, dE_dx
+
+
+def _run_species(module, d, k, grad, energies_p, create_graph):
+    """Evaluate ``module`` on per-point dataset ``d`` (species ``k``); returns a ``_SpeciesRun``.  With ``grad``
+    a plain MLP gets its input gradient here (``_mlp_with_input_gradient``), other networks later by autograd."""
+    compact = None if energies_p else _compact_points(d)
+    x = d.features if compact is None else compact[0]
+    mask = None if compact is not None else _real_mask(d)
+    layers = _plain_mlp(module) if grad and d.n_points else None
+    if layers is not None:
+        with torch.set_grad_enabled(create_graph):
+            seed = None if mask is None else mask.reshape(-1, 1)
+            out, dE_dx = _mlp_with_input_gradient(layers, x.reshape(-1, x.shape[-1]), seed)
+            out = out.view(*x.shape[:-1], 1)
+            return _SpeciesRun(x, out if mask is None else out * mask, compact, dE_dx.view(x.shape))
+    if grad and not x.requires_grad:
+        x = x.detach().requires_grad_(True)
+    out = module(x if compact is None else x[None])
+    expected = (*x.shape[:2], 1) if compact is None else (1, x.shape[0], 1)
+    if out.shape != expected:
+        raise ValueError(f"modules[{k}] must output shape (S, P, 1), got {tuple(out.shape)}")
+    return _SpeciesRun(x, out if mask is None else out * mask, compact)
+
+
+def _total_energy(runs, s, dtype):
+    """``[S, 1]`` sum of the atomic energies of every species (in species order)."""
+    energy = None
+    for r in runs:
+        if r.compact is None:
+            e = r.atomic.sum(1)
+            energy = e if energy is None else energy + e
+        else:
+            energy = (torch.zeros(s, 1, dtype=dtype) if energy is None else energy).index_add(
+                0, r.compact[1], r.atomic.reshape(-1, 1))
+    return energy
+
+
+def _position_gradients(runs, per_point, n_atoms, create_graph):
+    """``[S, A, 3]`` dE/dr (A = ``n_atoms``): the input gradients of the networks (one autograd call for all the
+    networks not differentiated yet) contracted with the feature Jacobians."""
+    pending = [r for r, d in zip(runs, per_point, strict=True) if r.dE_dx is None and d.n_points]
+    if pending:
+        dx = torch.autograd.grad([r.atomic.sum() for r in pending], [r.x for r in pending],
+                                 create_graph=create_graph)
+        for r, g in zip(pending, dx, strict=True):
+            r.dE_dx = g
+    gradients = None
+    for k, (r, d) in enumerate(zip(runs, per_point, strict=True)):
+        if r.dE_dx is None:  # no points
+            continue
+        dE_dx = r.dE_dx
+        if r.compact is not None:  # back to the padded layout of the Jacobian
+            x = d.features
+            dE_dx = dE_dx.new_zeros(x.shape[0] * x.shape[1], x.shape[2]).index_copy(
+                0, r.compact[2], dE_dx).view(x.shape)
+        g = _padded_jacobian(d, n_atoms, k).contract(dE_dx)
+        gradients = g if gradients is None else gradients + g
+    if gradients is None:
+        d = per_point[0]
+        gradients = torch.zeros(d.n_samples, n_atoms, 3, dtype=d.dtype)
+    return gradients
+
+
+def _checked_modules(modules, dataset, grad):
+    """``modules`` as a list matching ``dataset`` (one network per species, same dtype)."""
     if isinstance(modules, torch.nn.Module):
         modules = [modules]
     modules = list(modules)
@@ -256,49 +416,49 @@ def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalizati
         if md is not None and md != dtype:
             raise TypeError(f"modules[{k}] has dtype {md} but the dataset has {dtype}: convert one of them "
                             f"(module.to({dtype}) or dataset.to({md}))")
-    s = dataset.n_samples
-    n_atoms = None
     if grad:
         for k, d in enumerate(per_point):
             if d.features_g is None:
                 raise ValueError(f"grad=True needs feature Jacobians: per_point_datasets[{k}] has no features_g "
                                  f"(build the dataset with grad=True)")
-        n_atoms = dataset.n_atoms
+    return modules
+
+
+def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalization=None):
+    """Run per-species networks on a dataset: total energies and (optionally) their position gradients.
+
+    Parameters
+    ----------
+    modules : list of torch.nn.Module (or one module for a single species)
+        ``modules[k]`` maps features ``[S, P_k, D_k]`` of species ``k`` to atomic energies ``[S, P_k, 1]``.
+    dataset : Dataset
+        In the units the networks work in (usually normalised).
+    grad : bool
+        Also return energy gradients ``dE/dr`` (minus forces), computed with ``create_graph`` (when grad mode is
+        on) so that force losses can be trained: written out for plain ``Linear``/``Tanh``/``Sigmoid``
+        sequentials, by one autograd call for other networks.
+    energies_p : bool
+        Return the per-species per-atom energies (list of ``[S, P_k, 1]``, 0 on padding) instead of totals.
+    normalization : Normalization or None
+        If given, predictions are converted back to physical units (eV, eV/Å).
+
+    Returns
+    -------
+    energy : Tensor of shape (S, 1) (or the list of per-atom energies with ``energies_p``)
+    gradients : Tensor of shape (S, A, 3), only with ``grad``
+        ``(energy, gradients)`` is returned as a tuple.
+    """
+    modules = _checked_modules(modules, dataset, grad)
+    per_point, dtype = dataset.per_point_datasets, dataset.dtype
     create_graph = torch.is_grad_enabled()
-    energy = torch.zeros(s, 1, dtype=dtype)
-    gradients = torch.zeros(s, n_atoms, 3, dtype=dtype) if grad else None
-    parts = []
+    gradients = None
     with torch.enable_grad() if grad else contextlib.nullcontext():
-        for k, (m, d) in enumerate(zip(modules, per_point, strict=True)):
-            compact = None if energies_p else _compact_points(d)
-            if compact is not None:  # padding is most of the array: run the network on the real atoms only
-                x_c, sample_n, flat_n = compact
-                if grad:
-                    x_c = x_c.detach().requires_grad_(True)
-                out = m(x_c[None])
-                if out.shape != (1, x_c.shape[0], 1):
-                    raise ValueError(f"modules[{k}] must output shape (S, P, 1), got {tuple(out.shape)}")
-                energy = energy.index_add(0, sample_n, out[0])
-                if grad and d.n_points:
-                    (dE_dx,) = torch.autograd.grad(out.sum(), x_c, create_graph=create_graph)
-                    x = d.features
-                    dE_dx = torch.zeros(x.shape[0] * x.shape[1], x.shape[2], dtype=dtype).index_copy(
-                        0, flat_n, dE_dx).view(x.shape)
-                    gradients = gradients + _padded_jacobian(d, n_atoms, k).contract(dE_dx)
-                continue
-            x = d.features
-            if grad and not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            mask = (d.mask != 0).to(dtype)[..., None]
-            out = m(x)
-            if out.shape != (*x.shape[:2], 1):
-                raise ValueError(f"modules[{k}] must output shape (S, P, 1), got {tuple(out.shape)}")
-            e_sp1 = out * mask
-            parts.append(e_sp1)
-            energy = energy + e_sp1.sum(1)
-            if grad and d.n_points:
-                (dE_dx,) = torch.autograd.grad(e_sp1.sum(), x, create_graph=create_graph)
-                gradients = gradients + _padded_jacobian(d, n_atoms, k).contract(dE_dx)
+        runs = [_run_species(m, d, k, grad, energies_p, create_graph)
+                for k, (m, d) in enumerate(zip(modules, per_point, strict=True))]
+        energy = _total_energy(runs, dataset.n_samples, dtype)
+        if grad:
+            gradients = _position_gradients(runs, per_point, dataset.n_atoms, create_graph)
+    parts = [r.atomic for r in runs] if energies_p else []
     if not create_graph:  # called under no_grad: return plain tensors
         energy, parts = energy.detach(), [p.detach() for p in parts]
         gradients = None if gradients is None else gradients.detach()

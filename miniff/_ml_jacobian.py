@@ -149,6 +149,7 @@ class SparseJacobian:
         """A copy with the same indices and new values ``[E, D', 3]``."""
         out = object.__new__(SparseJacobian)
         out.__dict__.update(self.__dict__)
+        out.__dict__.pop("_dense_cache", None)  # the copy may get other values or another dense shape
         if values_edc.shape[0] != self.n_entries or values_edc.ndim != 3:
             raise ValueError(f"values_edc must have shape ({self.n_entries}, D, 3), got {tuple(values_edc.shape)}")
         out.values_edc = values_edc
@@ -220,7 +221,7 @@ class SparseJacobian:
         size = self.n_samples * p * self.n_atoms
         if size == 0 or size > self.DENSE_MAX_RATIO * max(self.n_entries, 1) or self.values_edc.requires_grad:
             return None
-        key = (p, self.values_edc.data_ptr(), self.values_edc._version)
+        key = (p, self.n_samples, self.n_atoms, id(self.values_edc), self.values_edc._version)
         cached = self.__dict__.get("_dense_cache")
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -230,7 +231,7 @@ class SparseJacobian:
         # [S, P, A, D, 3] -> [S, P, D, A, 3]
         dense = dense.view(self.n_samples, p, self.n_atoms, d, 3).permute(0, 1, 3, 2, 4).reshape(
             self.n_samples, p * d, self.n_atoms * 3).contiguous()
-        self.__dict__["_dense_cache"] = (key, dense)
+        self.__dict__["_dense_cache"] = (key, dense, self.values_edc)  # keeping the values keeps their id unique
         return dense
 
     def contract(self, dE_dF, resolve=False):

@@ -2,10 +2,10 @@
 
 This is the public face of miniff's training code (the pieces live in private ``miniff._fit_*`` modules):
 
-- losses and closures: :func:`simple_energy_closure` (LBFGS with strong-Wolfe line search by default, Adam or
-  any ``torch.optim`` optimizer by name), :func:`energy_loss`, :class:`SimpleClosure`, :func:`error_metrics`;
-  energy and force weights, per-structure weights, Amp-style convergence criteria on energy/force RMSE and
-  maximum residual;
+- losses and closures: :func:`simple_energy_closure` (LBFGS with strong-Wolfe line search by default,
+  :class:`CompactLBFGS` for small networks, Adam or any ``torch.optim`` optimizer by name),
+  :func:`energy_loss`, :class:`SimpleClosure`, :func:`error_metrics`; energy and force weights, per-structure
+  weights, Amp-style convergence criteria on energy/force RMSE and maximum residual;
 - recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`,
   :func:`default_lsp_descriptors` (PyFit-FF's local structural parameters);
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
@@ -44,6 +44,7 @@ from miniff._fit_closures import (
     simple_energy_closure,
 )
 from miniff._fit_jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
+from miniff._fit_lbfgs import CompactLBFGS
 from miniff._fit_log import FitLog, read_fit_log
 from miniff._fit_parsers import group_by_species, parse_runner_input
 from miniff._fit_potfiles import load_potentials, load_potentials_014, save_potentials, torch_load
@@ -59,6 +60,7 @@ from miniff._fit_workflow import DEFAULT_CUTOFF, FitWorkflow
 __all__ = [
     "loss_result",
     "LBFGS",
+    "CompactLBFGS",
     "energy_loss",
     "SimpleClosure",
     "simple_energy_closure",

@@ -75,16 +75,18 @@ def test_lj_fit_recovers_forces(lj_data, tmp_path):
 def _fit(cells, ckpt, n_epochs, after_epoch=None, optimizer=None, log_file=None):
     wf = ml_util.FitWorkflow(seed=3)
     closure_kwargs = {"w_gradients": 1.0, "optimizer_kwargs": {"max_iter": 4}}
-    if optimizer is not None:
+    if optimizer == "compact_lbfgs":   # its curvature history must survive the resume too
+        closure_kwargs.update(optimizer=optimizer, optimizer_kwargs={"max_iter": 4, "history_size": 3})
+    elif optimizer is not None:
         closure_kwargs.update(optimizer=optimizer, optimizer_kwargs={"lr": 1e-2})
     wf.prepare(cells, descriptors=radial_basis(6), forces=True, test_set=3, checkpoint=ckpt,
                nn_kwargs={"n_internal": 5, "n_layers": 2}, closure_kwargs=closure_kwargs)
     wf.run(n_epochs=n_epochs, checkpoint_every=2, save=False, progress=False, after_epoch=after_epoch,
-           restore_best=False, log_file=log_file, epoch_size=1 if optimizer is None else 5)
+           restore_best=False, log_file=log_file, epoch_size=5 if optimizer == "adam" else 1)
     return wf
 
 
-@pytest.mark.parametrize("optimizer", [None, "adam"])
+@pytest.mark.parametrize("optimizer", [None, "adam", "compact_lbfgs"])
 def test_resume_continues_from_checkpoint(tmp_path, optimizer):
     cells = lj_cells(10, seed=2)
     reference = _fit(cells, tmp_path / "ref.ckpt", 4, optimizer=optimizer)
@@ -161,6 +163,12 @@ def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path, capsys):
                 closure_kwargs={"optimizer": "sgd", "optimizer_kwargs": {"lr": 0.0}})
     wf2.run(n_epochs=50, save=False, progress=False, early_stopping=3)
     assert wf2.stop_reason == "early stopping" and wf2.epoch == 3
+    # an optimizer that reached its own tolerance ends the fit (no more empty epochs)
+    wf3 = ml_util.FitWorkflow(seed=0)
+    wf3.prepare(lj_data[:24], descriptors=radial_basis(6), test_set=0.25, nn_kwargs={"n_layers": 1},
+                closure_kwargs={"optimizer": "compact_lbfgs", "optimizer_kwargs": {"tolerance_grad": 1e6}})
+    wf3.run(n_epochs=50, save=False, progress=False)
+    assert wf3.stop_reason == "optimizer: tolerance_grad" and wf3.epoch == 1
 
 
 def test_fit_argument_errors(lj_data):
