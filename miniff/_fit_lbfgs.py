@@ -17,7 +17,7 @@ The history persists across :meth:`~CompactLBFGS.step` calls (one call per epoch
 :class:`~miniff.ml_util.FitWorkflow`) and lives in :meth:`~torch.optim.Optimizer.state_dict`, so that
 checkpoints resume the same optimisation.  After every function evaluation the optimizer asks the closure
 whether the fit has converged (``closure.converged_last()``, see :class:`~miniff.ml_util.SimpleClosure`) and
-calls an optional ``callback``; either can end the step at that very evaluation.
+calls an optional ``callback`` (first); either can end the step at that very evaluation.
 """
 
 import math
@@ -203,11 +203,11 @@ class CompactLBFGS(torch.optim.Optimizer):
             if not math.isfinite(f):
                 raise RuntimeError(f"the loss is not finite ({f}) at a trial point of the line search")
             g = self._get_g()
-            if stop_check is not None and stop_check():
-                self.stop_reason = "converged"
-                raise _Stop(x, f, g)
             if self.callback is not None and self.callback(closure):
                 self.stop_reason = "callback"
+                raise _Stop(x, f, g)
+            if stop_check is not None and stop_check():
+                self.stop_reason = "converged"
                 raise _Stop(x, f, g)
             return f, g
 

@@ -29,12 +29,19 @@ def _job(path):
         return yaml.safe_load(f)
 
 
+def _short_epochs(fit, max_iter=20):
+    """Epochs of ``max_iter`` optimizer iterations (the jobs run up to 1000 per epoch)."""
+    closure_kwargs = fit["prepare"].setdefault("closure_kwargs", {})
+    closure_kwargs["optimizer_kwargs"] = dict(closure_kwargs.get("optimizer_kwargs") or {}, max_iter=max_iter)
+
+
 def _shorten(description, root, out, n_epochs=3, **prepare):
-    """Absolute data paths (``fn_cells_root``), outputs in ``out``, fewer epochs; no checkpoint."""
+    """Absolute data paths (``fn_cells_root``), outputs in ``out``, fewer and shorter epochs; no checkpoint."""
     fit = description["fit"]
     fit["prepare"]["fn_cells_root"] = str(root)
     fit["prepare"].pop("checkpoint", None)
     fit["prepare"].update(prepare)
+    _short_epochs(fit)
     fit["run"].update(n_epochs=n_epochs, progress=False, save_fn=str(out / "pot.pt"), log_file=str(out / "fit.jsonl"))
     return description
 
@@ -116,6 +123,7 @@ def test_amp_forces_job_cli(tmp_path):
     description = _job(AMP / "fit_forces.yml")
     fit = description["fit"]
     fit["prepare"].update(cells_index="0:4", test_set=4)
+    _short_epochs(fit)
     fit["run"].update(n_epochs=2, progress=False)
     (tmp_path / "job.yml").write_text(yaml.safe_dump(description, sort_keys=False))
     proc = subprocess.run([sys.executable, "-m", "miniff", "job.yml"], cwd=tmp_path, capture_output=True, text=True,
