@@ -124,7 +124,7 @@ def _min_pair_distances(wrappers, cutoff):
     return out
 
 
-def default_behler_descriptors(arg, n, a, left=1, common_eta=True):
+def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
     """Radial (type 2) Behler descriptors for every species pair.
 
     Parameters
@@ -140,6 +140,10 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True):
         The first turning point is ``left * d_min``.
     common_eta : bool
         Average the ``eta`` grids over pairs (one common grid).
+    eta : sequence of float or None
+        Explicit widths (1/Å², centred at 0) for every pair instead of the turning-point grid; ``n`` must be
+        their count (or None).  Amp's ``Gaussian()`` defaults are ``eta = [0.05, 0.2321, 1.0772, 5.0] / a**2``
+        (Amp divides R² by the squared cutoff).
 
     Returns
     -------
@@ -147,6 +151,14 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True):
         ``{species: [behler2 descriptor, ...]}``; species ``s1`` gets tag ``"s1-s2"`` and ``s2`` gets
         ``"s2-s1"`` (a homonuclear pair once).
     """
+    if eta is not None:
+        eta = np.asarray(eta, dtype=float).reshape(-1)
+        if len(eta) == 0 or not np.all(np.isfinite(eta)) or np.any(eta < 0):
+            raise ValueError(f"eta must be a non-empty sequence of finite non-negative widths, got {eta!r}")
+        if n is None:
+            n = len(eta)
+        if n != len(eta):
+            raise ValueError(f"n ({n!r}) must equal the number of explicit widths in eta ({len(eta)})")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not a > 0:
@@ -164,6 +176,9 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True):
         raise ValueError("arg: no species pairs (empty input or no pairs within the cutoff)")
     etas = {}
     for pair, d in sorted(d_min.items()):
+        if eta is not None:
+            etas[pair] = eta
+            continue
         if d * left > a / 2:
             raise ValueError(f"arg: the shortest {pair} distance times left ({d * left:.3f} Å) exceeds a/2 = {a / 2}")
         etas[pair] = np.array([eta_for_turning_point(a, t) for t in np.linspace(left * d, a / 2, n)])

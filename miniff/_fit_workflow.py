@@ -90,8 +90,9 @@ class FitWorkflow(Workflow):
             Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"``, 4.5 Å
             for ``"lsp"``).
         default_descriptor_kwargs : dict or None
-            Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``three_point``
-            (True), ``three_point_family`` (4), ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
+            Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``eta`` (explicit
+            radial widths, 1/Å², instead of ``n`` and ``left``), ``three_point`` (True), ``three_point_family`` (4),
+            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
             ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
             :func:`~miniff.ml_util.default_lsp_descriptors`.
         descriptor_recipe : {"behler", "lsp"}
@@ -264,10 +265,15 @@ class FitWorkflow(Workflow):
         return k
 
     def init_default_descriptors(self, a=DEFAULT_CUTOFF, n=6, left=1, common_eta=True, three_point=True,
-                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=0, nw_kwargs=None):
-        """The default descriptor set: radial Behler-2 per pair (+ angular Behler-4/5 per triple), Å and 1/Å²."""
+                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=0, eta=None, nw_kwargs=None):
+        """The default descriptor set: radial Behler-2 per pair (+ angular Behler-4/5 per triple), Å and 1/Å².
+
+        ``eta`` (1/Å²): explicit radial widths instead of the turning-point grid of ``n`` functions (see
+        :func:`~miniff.ml_util.default_behler_descriptors`)."""
         wrappers = self.compute_neighbors(a, nw_kwargs)
-        out = default_behler_descriptors(wrappers, n=n, a=a, left=left, common_eta=common_eta)
+        if eta is not None:
+            n = len(eta)
+        out = default_behler_descriptors(wrappers, n=n, a=a, left=left, common_eta=common_eta, eta=eta)
         species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
         for s in species:
             out.setdefault(s, [])

@@ -132,6 +132,18 @@ def test_default_behler_descriptors():
         ml_util.default_behler_descriptors({"Cu-Cu": 3.0}, n=3, a=5.0)
     with pytest.raises(ValueError, match="n must"):
         ml_util.default_behler_descriptors({"Cu-Cu": 2.0}, n=0, a=5.0)
+    # explicit widths (Amp's defaults: eta / a^2), the same for every pair, any shortest distance
+    amp = np.array([0.05, 0.2321, 1.0772, 5.0]) / 6.5**2
+    explicit = ml_util.default_behler_descriptors({"Cu-Pt": 4.0, "Cu-Cu": 2.3}, n=None, a=6.5, eta=amp)
+    for species, tags in (("Cu", ["Cu-Cu"] * 4 + ["Cu-Pt"] * 4), ("Pt", ["Pt-Cu"] * 4)):
+        assert [x.tag for x in explicit[species]] == tags
+        np.testing.assert_array_equal([x.parameters["eta"] for x in explicit[species]],
+                                      np.tile(amp, len(tags) // 4))
+        assert all(x.parameters["r_sphere"] == 0 for x in explicit[species])
+    with pytest.raises(ValueError, match="must equal"):
+        ml_util.default_behler_descriptors({"Cu-Cu": 2.0}, n=3, a=6.5, eta=amp)
+    with pytest.raises(ValueError, match="eta must"):
+        ml_util.default_behler_descriptors({"Cu-Cu": 2.0}, n=None, a=6.5, eta=[0.1, -1.0])
 
 
 def test_default_behler_descriptors_from_cells(fcc_ar):
