@@ -82,9 +82,8 @@ class CompactLBFGS(torch.optim.Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError("CompactLBFGS supports a single parameter group")
         self._params = list(self.param_groups[0]["params"])
-        sizes = [p.numel() for p in self._params]
-        self._slices = [slice(o, o + s) for o, s in zip(np.cumsum([0] + sizes[:-1]), sizes, strict=True)]
-        self._n = int(sum(sizes))
+        self._sizes = [p.numel() for p in self._params]
+        self._n = int(sum(self._sizes))
         self.callback = callback
         #: Why the last :meth:`step` ended: "max_iter", "max_eval", "tolerance_grad", "tolerance_change",
         #: "line search", "converged" (the closure) or "callback".
@@ -92,18 +91,17 @@ class CompactLBFGS(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ parameters <-> flat vector
     def _get_x(self):
-        return np.concatenate([p.detach().reshape(-1).cpu().double().numpy() for p in self._params])
+        return torch.cat([p.detach().reshape(-1).double() for p in self._params]).numpy()
 
     def _set_x(self, x):
+        chunks = torch.from_numpy(x).split(self._sizes)
         with torch.no_grad():
-            for p, sl in zip(self._params, self._slices, strict=True):
-                p.copy_(torch.from_numpy(x[sl]).view_as(p))
+            torch._foreach_copy_(self._params, [c.view_as(p) for c, p in zip(chunks, self._params, strict=True)])
 
     def _get_g(self):
-        g = np.empty(self._n)
-        for p, sl in zip(self._params, self._slices, strict=True):
-            g[sl] = 0.0 if p.grad is None else p.grad.detach().reshape(-1).cpu().double().numpy()
-        return g
+        return torch.cat([p.grad.detach().reshape(-1).double() if p.grad is not None
+                          else p.new_zeros(p.numel(), dtype=torch.float64)
+                          for p in self._params]).numpy()
 
     # ------------------------------------------------------------------ history
     def _history(self):
@@ -122,53 +120,64 @@ class CompactLBFGS(torch.optim.Optimizer):
                                             for key, v in h.items()})
 
     @staticmethod
-    def _direction(h, g, m):
-        """``-H g`` from the stored pairs (``-g`` without history)."""
+    def _direction(h, g, m, wg=None):
+        """``(d, yd, wg)``: the direction ``d = -H g`` (``-g`` without history), ``Y d`` (``y_j . d`` in
+        chronological order, from the Gram matrices: no product with ``W``; None without history) and
+        ``wg = W g`` (computed when not given)."""
         k = h["k"]
         if k == 0:
-            return -g
+            return -g, None, None
         idx = _order_of(h, m)
         w = h["W"]
-        wg = w @ g
+        if wg is None:
+            wg = w @ g
         a, b = wg[idx], wg[m + idx]
         sy, yy = h["SY"][:k, :k], h["YY"][:k, :k]
         gamma = sy[k - 1, k - 1] / yy[k - 1, k - 1]
         # sy.T's lower triangle is R^T (R = upper triangle of sy): solve R q = a, then R^T t = rhs
         q = dtrsv(sy.T, a, lower=1, trans=1)
-        rhs = np.diagonal(sy) * q + gamma * (yy @ q - b)
-        t = dtrsv(sy.T, rhs, lower=1, trans=0)
+        yy_q = yy @ q
+        t = dtrsv(sy.T, np.diagonal(sy) * q + gamma * (yy_q - b), lower=1, trans=0)
         coef = np.zeros(2 * m)
         coef[idx] = t
         coef[m + idx] = -gamma * q
         out = coef @ w
         out += gamma * g
-        return np.negative(out, out=out)
+        # Y d = -(gamma Y g + Y S^T t - gamma Y Y^T q), with Y S^T = SY^T
+        yd = -(gamma * b + sy.T @ t - gamma * yy_q)
+        return np.negative(out, out=out), yd, wg
 
     @staticmethod
-    def _push(h, s, y, m):
-        """Store the pair ``(s, y)`` in the oldest slot; False if its curvature ``s.y`` is not positive enough.
+    def _push(h, s, y, m, ys=None):
+        """Store the pair ``(s, y)`` in the oldest slot; return ``W' y`` (``W'`` with the new pair), or None
+        (pair not stored) when its curvature ``s.y`` is not positive enough.
 
         ``W`` holds the pairs in circular slots; ``SY[i, j] = s_i . y_j`` and ``YY`` in chronological order.
+        ``ys``: ``y_j . s`` of the stored pairs in chronological order, if known (else one more product).
         """
         sy_new, yy_new = float(s @ y), float(y @ y)
         if not sy_new > CURVATURE_EPS * yy_new:
-            return False
+            return None
         slot, w = h["head"], h["W"]
+        if ys is None:
+            ys = (w[m:] @ s)[_order_of(h, m)]
         if h["k"] == m:   # drop the oldest pair
             for key in ("SY", "YY"):
                 h[key][:-1, :-1] = h[key][1:, 1:].copy()
+            ys = ys[1:]
         else:
             h["k"] += 1
         w[slot], w[m + slot] = s, y
         h["head"] = (slot + 1) % m
         k = h["k"]
         idx = _order_of(h, m)
-        dots = w @ np.stack((s, y), axis=1)   # [2m, 2]: s_i . s, y_i . s, s_i . y, y_i . y
-        h["SY"][k - 1, :k] = dots[m + idx, 0]   # s_new . y_j
-        h["SY"][:k, k - 1] = dots[idx, 1]       # s_i . y_new
-        h["YY"][k - 1, :k] = dots[m + idx, 1]
-        h["YY"][:k, k - 1] = dots[m + idx, 1]
-        return True
+        wy = w @ y
+        h["SY"][k - 1, :k - 1] = ys        # s_new . y_j
+        h["SY"][k - 1, k - 1] = sy_new
+        h["SY"][:k, k - 1] = wy[idx]       # s_i . y_new
+        h["YY"][k - 1, :k] = wy[m + idx]
+        h["YY"][:k, k - 1] = wy[m + idx]
+        return wy
 
     @staticmethod
     def _reset(h):
@@ -212,6 +221,7 @@ class CompactLBFGS(torch.optim.Optimizer):
             return f, g
 
         x = self._get_x()
+        wg = None   # W g for the current gradient, carried from one iteration to the next
         self.stop_reason = "max_iter"
         try:
             f, g = evaluate(x)
@@ -219,11 +229,12 @@ class CompactLBFGS(torch.optim.Optimizer):
                 if np.max(np.abs(g)) <= group["tolerance_grad"]:
                     self.stop_reason = "tolerance_grad"
                     break
-                d = self._direction(h, g, m)
+                d, yd, wg = self._direction(h, g, m, wg)
                 gtd = float(g @ d)
                 if not gtd < 0:  # not a descent direction: drop the history
                     self._reset(h)
-                    d, gtd = -g, -float(g @ g)
+                    d, yd, wg = -g, None, None
+                    gtd = -float(g @ g)
                     if gtd == 0:  # the gradient underflows
                         self.stop_reason = "tolerance_grad"
                         break
@@ -240,10 +251,17 @@ class CompactLBFGS(torch.optim.Optimizer):
                         self.stop_reason = "line search"
                         break
                     self._reset(h)   # retry along the steepest descent
+                    wg = None
                     continue
                 alpha, f_new, g_new = found
                 s = alpha * d
-                self._push(h, s, g_new - g, m)
+                slot = h["head"]
+                wy = self._push(h, s, g_new - g, m, None if yd is None else alpha * yd)
+                if wy is None or wg is None:
+                    wg = None
+                else:   # W' g_new = W g + W' y on the kept rows; the new pair's rows directly
+                    wg = wg + wy
+                    wg[slot], wg[m + slot] = s @ g_new, (g_new - g) @ g_new
                 change = abs(f_new - f)
                 x, f, g = x + s, f_new, g_new
                 if change < group["tolerance_change"] or np.max(np.abs(s)) <= group["tolerance_change"]:

@@ -35,20 +35,46 @@ def test_direction_is_the_two_loop_recursion(n_pairs):
     pairs = []
     for _ in range(n_pairs):      # more pairs than slots: the oldest are dropped (circular storage)
         s = rng.normal(size=n)
-        assert opt._push(h, s, a @ s + 0.1 * rng.normal(size=n), m) or True
+        assert opt._push(h, s, a @ s + 0.1 * rng.normal(size=n), m) is not None
         pairs.append((s, h["W"][(h["head"] - 1) % m + m].copy()))
     g = rng.normal(size=n)
     expected = -two_loop(pairs[-m:], g)
-    np.testing.assert_allclose(opt._direction(h, g, m), expected, rtol=1e-10, atol=1e-12)
+    d, yd, _ = opt._direction(h, g, m)
+    np.testing.assert_allclose(d, expected, rtol=1e-10, atol=1e-12)
+    ys = np.array([y for _, y in pairs[-m:]])
+    np.testing.assert_allclose(yd, ys @ expected, rtol=1e-9, atol=1e-12)   # Y d from the Gram matrices
 
 
 def test_pair_with_negative_curvature_is_skipped():
     opt = ml_util.CompactLBFGS([torch.zeros(3, dtype=torch.float64, requires_grad=True)], history_size=4)
     h = opt._history()
-    assert not opt._push(h, np.array([1.0, 0, 0]), np.array([-1.0, 0, 0]), 4)
+    assert opt._push(h, np.array([1.0, 0, 0]), np.array([-1.0, 0, 0]), 4) is None
     assert h["k"] == 0
     g = np.array([1.0, 2.0, 3.0])
-    np.testing.assert_array_equal(opt._direction(h, g, 4), -g)
+    np.testing.assert_array_equal(opt._direction(h, g, 4)[0], -g)
+
+
+def test_history_invariants_after_many_iterations():
+    """The Gram matrices updated without products (from ``Y d`` and the carried ``W g``) equal ``S Y^T`` and
+    ``Y Y^T`` recomputed from the stored pairs, after the circular storage wrapped around several times."""
+    a, b = _quadratic(25, 5)
+    at, bt = torch.tensor(a), torch.tensor(b)
+    x = torch.zeros(25, dtype=torch.float64, requires_grad=True)
+    opt = ml_util.CompactLBFGS([x], max_iter=23, history_size=4, tolerance_grad=0, tolerance_change=0)
+
+    def closure():
+        opt.zero_grad()
+        f = 0.5 * x @ at @ x - bt @ x + 0.05 * (x ** 4).sum()
+        f.backward()
+        return f
+
+    opt.step(closure)
+    h = opt._history()
+    assert h["k"] == 4 and h["n_iter"] >= 16
+    order = (h["head"] - 4 + np.arange(4)) % 4
+    s_rows, y_rows = h["W"][order], h["W"][4 + order]
+    np.testing.assert_allclose(h["SY"], s_rows @ y_rows.T, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(h["YY"], y_rows @ y_rows.T, rtol=1e-9, atol=1e-14)
 
 
 def _quadratic(n, seed):
