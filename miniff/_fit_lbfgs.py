@@ -9,8 +9,10 @@ inverse Hessian approximation in its compact form (Byrd, Nocedal and Schnabel, M
     H g = gamma g + S^T t - gamma Y^T q,   q = R^-1 (S g),   t = R^-T ((D + gamma Y Y^T) q - gamma Y g),
 
 (``S``, ``Y``: the stored steps and gradient changes as rows, oldest first; ``R`` the upper triangle of
-``S Y^T``, ``D`` its diagonal, ``gamma = s.y / y.y`` of the newest pair): three matrix-vector products per
-iteration instead of ``4 m`` vector operations.  The step length comes from a strong-Wolfe line search with
+``S Y^T``, ``D`` its diagonal, ``gamma = s.y / y.y`` of the newest pair).  An iteration costs two products with
+the ``[2 m, n]`` array (``W^T c`` for the direction, ``W y`` for the new Gram entries) instead of ``4 m`` vector
+operations: ``W g`` is carried from one iteration to the next (``W g_new = W g + W y``) and ``Y s`` follows from
+the Gram matrices.  The step length comes from a strong-Wolfe line search with
 cubic interpolation (Nocedal and Wright, Numerical Optimization, algorithms 3.5 and 3.6).
 
 The history persists across :meth:`~CompactLBFGS.step` calls (one call per epoch of a
