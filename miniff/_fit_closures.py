@@ -311,7 +311,7 @@ class SimpleClosure:
         self.optimizer.zero_grad()
         result = self.loss(dataset)
         value = result.loss_value
-        if not bool(torch.isfinite(value)):
+        if not math.isfinite(value.item()):
             raise RuntimeError(f"the loss is not finite ({value.item()}): lower the learning rate or check the data")
         value.backward()
         return value
