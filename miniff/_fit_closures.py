@@ -375,6 +375,9 @@ class SimpleClosure:
         w_e = kw.get("w_energy", 1)
         if not w_e:
             return None
+        cached = self.__dict__.get("_last_rmse_cache")  # optimizers and callbacks ask several times per evaluation
+        if cached is not None and cached[0] is result and cached[1] is self.normalization:
+            return dict(cached[2])
         e_scale, g_scale = 1.0, 1.0
         if self.normalization is not None:
             e_scale = float(self.normalization.energy_scale)
@@ -385,7 +388,8 @@ class SimpleClosure:
         if "gradients" in parts:
             sq = float(parts["gradients"].loss_value.detach()) / kw["w_gradients"]
             out["force_rmse"] = math.sqrt(max(sq, 0.0)) * g_scale
-        return out
+        self._last_rmse_cache = (result, self.normalization, out)
+        return dict(out)
 
 
 _METRIC_OF_CRITERION = {"energy_rmse": "energy_rmse", "energy_maxresid": "energy_max", "force_rmse": "force_rmse",
