@@ -93,3 +93,16 @@ def test_benchmarks_readme_is_included(html):
         assert first_heading.lstrip("#").strip().split()[0] in text
     else:
         assert "not in this copy" in text
+
+
+def test_job_file_examples_in_the_docs_are_valid():
+    """Every YAML block of ``docs/formats.md`` passes the job-file validation (names of stages and keys)."""
+    import yaml
+
+    from miniff.ml_util import validate_description
+
+    text = (DOCS / "formats.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        validate_description(yaml.safe_load(block), where="docs/formats.md")
