@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_potentials import PAIR_CASES, TRIPLE_CASES
-from test_potentials_support import make_nw
+from test_potentials_support import make_nw, separated_fractions
 
 import miniff.potentials as P
 from miniff._pairlist import PairList
@@ -34,16 +34,7 @@ def _check_close(analytic, numerical, rel=1e-6):
 def smooth_box(rng):
     """12 atoms of two species in a triclinic box, no pair closer than 1.6 Å (moderate LJ forces)."""
     vectors = np.array([[6.0, 0.0, 0.0], [1.0, 5.6, 0.0], [-0.8, 0.9, 6.1]])
-    frac = []
-    while len(frac) < 12:
-        x = rng.random(3)
-        trial = np.array(frac + [x])
-        d = trial[:, None, :] - trial[None, :, :]
-        d -= np.round(d)
-        dist = np.linalg.norm(d @ vectors, axis=-1) + np.eye(len(trial)) * 10
-        if dist.min() > 1.6:
-            frac.append(x)
-    return vectors, np.array(frac), np.array(["a", "b"] * 6), (True, True, True)
+    return vectors, separated_fractions(rng, vectors, 12, 1.6), np.array(["a", "b"] * 6), (True, True, True)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_CASES))

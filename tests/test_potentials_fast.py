@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 import pytest
 from reference import brute_force_pairs, central_difference
-from test_potentials_support import make_nw, reference_pair, reference_triple
+from test_potentials_support import make_nw, reference_pair, reference_triple, separated_fractions
 
 import miniff.potentials as P
 from miniff._backends import pair_only, plan_accumulation
@@ -43,16 +43,8 @@ def _two_species(seed=1, n=40, box=8.5):
     """Random two-species periodic box, no pair closer than 1.9 Å."""
     rng = np.random.default_rng(seed)
     vectors = np.array([[box, 0.0, 0.0], [0.7, box - 0.3, 0.0], [-0.4, 0.5, box + 0.2]])
-    frac = []
-    while len(frac) < n:
-        x = rng.random(3)
-        trial = np.array(frac + [x])
-        d = trial[:, None, :] - trial[None, :, :]
-        d -= np.round(d)
-        dist = np.linalg.norm(d @ vectors, axis=-1) + np.eye(len(trial)) * 10
-        if dist.min() > 1.9:
-            frac.append(x)
-    return vectors, np.array(frac), rng.choice(np.array(["a", "b"]), n), (True, True, True)
+    frac = separated_fractions(rng, vectors, n, 1.9)
+    return vectors, frac, rng.choice(np.array(["a", "b"]), n), (True, True, True)
 
 
 # --------------------------------------------------------------------------------------------- references

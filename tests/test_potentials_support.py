@@ -86,6 +86,21 @@ class StandInWrapper(EvaluationMixin):
         self.species_lookup = {k: n for n, k in enumerate(self.species)}
 
 
+def separated_fractions(rng, vectors, n, d_min):
+    """``n`` random fractional positions ``[n, 3]`` in the periodic cell ``vectors`` with no pair (minimum image)
+    closer than ``d_min`` (Å), drawn by rejection from ``rng``."""
+    frac = []
+    while len(frac) < n:
+        x = rng.random(3)
+        trial = np.array(frac + [x])
+        d = trial[:, None, :] - trial[None, :, :]
+        d -= np.round(d)
+        dist = np.linalg.norm(d @ vectors, axis=-1) + np.eye(len(trial)) * 10
+        if dist.min() > d_min:
+            frac.append(x)
+    return np.array(frac)
+
+
 def real_wrapper_available():
     try:
         from miniff.kernel import Cell, NeighborWrapper  # noqa: F401
