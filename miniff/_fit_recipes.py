@@ -12,21 +12,10 @@ import math
 
 import numpy as np
 
-from miniff._ml_networks import SequentialSoleEnergyNN
+from miniff._ml_networks import behler_nn
 
 __all__ = ["behler_nn", "default_behler_descriptors", "default_behler_descriptors_3", "behler_turning_point",
            "eta_for_turning_point"]
-
-
-def behler_nn(n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None):
-    """A Behler-Parrinello atomic network (0.1.4's name): see :class:`miniff.ml.SequentialSoleEnergyNN`.
-
-    ``n_layers`` ``Linear`` layers ``n_inputs -> n_internal -> ... -> 1`` with ``activation`` (default
-    ``torch.nn.Sigmoid``; a ``torch.nn`` class, instance or name such as ``"tanh"``) between them;
-    ``bias`` may be one flag or a list of ``n_layers`` flags; ``dtype`` is the parameter dtype.
-    """
-    return SequentialSoleEnergyNN(n_inputs, n_internal=n_internal, n_layers=n_layers, bias=bias,
-                                  activation=activation, dtype=dtype)
 
 
 def _second_derivative(r, a, eta):

@@ -27,6 +27,7 @@ from miniff._fit_recipes import (
     default_behler_descriptors_3,
     default_lsp_descriptors,
 )
+from miniff._ml_networks import init_output_range
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
 
@@ -110,7 +111,8 @@ class FitWorkflow(Workflow):
         split_seed : int
             Seed of the random cell order, hence of the train/validation split.
         nn_kwargs : dict or None
-            Arguments of :func:`~miniff.ml_util.behler_nn` (``n_internal``, ``n_layers``, ...).
+            Arguments of :func:`~miniff.ml_util.behler_nn` (``n_internal``, ``n_layers``, ``activation``, ``init``,
+            ``output_activation``: the bounded outputs then start spanning the learning set's energies per atom).
         closure_kwargs : dict or None
             Arguments of :func:`~miniff.ml_util.simple_energy_closure` (``optimizer``, ``optimizer_kwargs``,
             ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).
@@ -221,6 +223,8 @@ class FitWorkflow(Workflow):
 
         nn_kwargs = dict(nn_kwargs or {})
         self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        if nn_kwargs.get("output_activation"):
+            self._init_output_ranges()
         weights = None
         if group_weights:
             if labels is None:
@@ -338,6 +342,17 @@ class FitWorkflow(Workflow):
         self.log.info("resumed from %s at epoch %d", path, self.epoch)
 
     # ------------------------------------------------------------------ metrics
+    def _init_output_ranges(self):
+        """Amp's initial output scaling: every network's bounded output spans the range of the (normalised)
+        learning-set energies per atom."""
+        ds = self.datasets["learn"]
+        per_atom = ds.per_cell_dataset.energy[:, 0] / ds.atom_counts().sum(dim=1).clamp(min=1)
+        low, high = float(per_atom.min()), float(per_atom.max())
+        if not high > low:
+            low, high = low - 0.5, high + 0.5
+        for net in self.nn:
+            init_output_range(net, low, high)
+
     def metrics(self, name="learn"):
         """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
         groups = None if self.cell_groups is None else self.cell_groups[name]

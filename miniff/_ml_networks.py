@@ -6,11 +6,13 @@ in ``LAYER_ARGS`` are accepted, so loading never executes or unpickles code.
 """
 
 import copy
+import math
 
 import numpy as np
 import torch
 
-__all__ = ["SequentialSoleEnergyNN", "behler_nn", "linear", "simplify_sequential", "sequential_to_data",
+__all__ = ["SequentialSoleEnergyNN", "behler_nn", "init_output_range", "has_output_scaling", "INITS",
+           "linear", "simplify_sequential", "sequential_to_data",
            "sequential_from_data", "resolve_activation", "LAYER_ARGS"]
 
 # torch.nn layer class name -> constructor arguments stored (read back from attributes of the same name).
@@ -96,6 +98,13 @@ class SequentialSoleEnergyNN(torch.nn.Sequential):
         activation class, instance or name (``"tanh"``, ``"silu"``...).
     dtype : torch.dtype or None
         Parameter dtype (default: torch's default dtype).
+    output_activation : bool
+        Also apply the activation to the output and follow it by a trainable ``Linear(1, 1)`` (slope and
+        intercept), as Amp's networks: ``E = slope * act(net) + intercept`` (2 more parameters).  Set its range
+        to the data with :func:`init_output_range`.
+    init : {"torch", "xavier_uniform"}
+        Initial parameters: torch's ``Linear`` default, or Glorot-uniform weights **and biases** in
+        ``+-sqrt(6 / (fan_in + fan_out))`` (Amp's initialisation).  Uses torch's global random generator.
 
     Notes
     -----
@@ -103,7 +112,8 @@ class SequentialSoleEnergyNN(torch.nn.Sequential):
     float64 datasets.
     """
 
-    def __init__(self, n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None):
+    def __init__(self, n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None,
+                 output_activation=False, init="torch"):
         sizes = {}
         for name, v in (("n_inputs", n_inputs), ("n_internal", n_internal), ("n_layers", n_layers)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -125,13 +135,88 @@ class SequentialSoleEnergyNN(torch.nn.Sequential):
             if k > 0:
                 layers.append(factory())
             layers.append(torch.nn.Linear(widths[k], widths[k + 1], bias=biases[k], dtype=dtype))
+        if not isinstance(output_activation, bool):
+            raise TypeError(f"output_activation must be a bool, got {type(output_activation).__name__}")
+        if output_activation:
+            layers += [factory(), torch.nn.Linear(1, 1, dtype=dtype)]
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if init == "xavier_uniform":
+            with torch.no_grad():
+                for layer in layers[:-2] if output_activation else layers:
+                    if isinstance(layer, torch.nn.Linear):
+                        bound = math.sqrt(6.0 / (layer.in_features + layer.out_features))
+                        for p in layer.parameters():
+                            p.uniform_(-bound, bound)
         super().__init__(*layers)
+        if output_activation:
+            if not has_output_scaling(self):
+                raise ValueError("output_activation needs a bounded activation (tanh, sigmoid, softsign, hardtanh), "
+                                 f"got {type(layers[-2]).__name__}")
+            init_output_range(self, -1.0, 1.0)
 
 
-def behler_nn(n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None):
-    """0.1.4 name of :class:`SequentialSoleEnergyNN` (same arguments)."""
+    def __getitem__(self, idx):
+        """A layer, or a plain ``torch.nn.Sequential`` of the sliced layers (``net[:-1]``)."""
+        if isinstance(idx, slice):
+            return torch.nn.Sequential(*list(self._modules.values())[idx])
+        return super().__getitem__(idx)
+
+
+#: Initialisations of :class:`SequentialSoleEnergyNN`.
+INITS = ("torch", "xavier_uniform")
+
+# bounded activation class -> its output range (Hardtanh: read from the module)
+_ACTIVATION_RANGES = {torch.nn.Tanh: (-1.0, 1.0), torch.nn.Sigmoid: (0.0, 1.0), torch.nn.Softsign: (-1.0, 1.0),
+                      torch.nn.Hardtanh: None}
+
+
+def has_output_scaling(module):
+    """Whether ``module`` is a Sequential ending in a bounded activation and a ``Linear(1, 1)`` with bias
+    (a network made with ``output_activation=True``)."""
+    if not isinstance(module, torch.nn.Sequential) or len(module) < 3:
+        return False
+    last, act = module[-1], module[-2]
+    return (type(last) is torch.nn.Linear and last.in_features == 1 and last.out_features == 1
+            and last.bias is not None and type(act) in _ACTIVATION_RANGES)
+
+
+def init_output_range(module, low, high):
+    """Set the output slope and intercept of a network made with ``output_activation=True`` so that the
+    activation's range maps onto ``[low, high]`` (Amp's initial scaling uses the range of the training
+    energies per atom, in the network's units).
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        Ends in a bounded activation (tanh, sigmoid, softsign, hardtanh) and ``Linear(1, 1)``.
+    low, high : float
+        The output range, ``low < high``.
+    """
+    if not has_output_scaling(module):
+        raise ValueError("module must end in a bounded activation and Linear(1, 1) (output_activation=True)")
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"need finite low < high, got low={low}, high={high}")
+    act = module[-2]
+    a, b = (act.min_val, act.max_val) if type(act) is torch.nn.Hardtanh else _ACTIVATION_RANGES[type(act)]
+    slope = (high - low) / (b - a)
+    with torch.no_grad():
+        module[-1].weight.fill_(slope)
+        module[-1].bias.fill_(low - slope * a)
+
+
+def behler_nn(n_inputs, n_internal=15, n_layers=3, bias=True, activation=None, dtype=None, output_activation=False,
+              init="torch"):
+    """A Behler-Parrinello atomic network (0.1.4's name of :class:`SequentialSoleEnergyNN`, same arguments).
+
+    ``n_layers`` ``Linear`` layers ``n_inputs -> n_internal -> ... -> 1`` with ``activation`` (default
+    ``torch.nn.Sigmoid``; a ``torch.nn`` class, instance or name such as ``"tanh"``) between them;
+    ``bias`` may be one flag or a list of ``n_layers`` flags; ``dtype`` is the parameter dtype;
+    ``output_activation`` adds Amp's bounded, scaled output; ``init`` chooses the initialisation.
+    """
     return SequentialSoleEnergyNN(n_inputs, n_internal=n_internal, n_layers=n_layers, bias=bias,
-                                  activation=activation, dtype=dtype)
+                                  activation=activation, dtype=dtype, output_activation=output_activation, init=init)
 
 
 def linear(w, b=None):

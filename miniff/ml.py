@@ -32,6 +32,7 @@ from miniff._ml_jacobian import SparseJacobian
 from miniff._ml_networks import (
     SequentialSoleEnergyNN,
     behler_nn,
+    init_output_range,
     linear,
     sequential_from_data,
     sequential_to_data,
@@ -53,6 +54,7 @@ __all__ = [
     "encode_species",
     "SequentialSoleEnergyNN",
     "behler_nn",
+    "init_output_range",
     "linear",
     "simplify_sequential",
     "sequential_to_data",

@@ -43,9 +43,9 @@ def _dataset(rng, padded=True):
     return ml.learn_cauldron(cells, _descriptors(), grad=True, normalize=False)
 
 
-def _nets(activation="tanh", n_layers=3):
+def _nets(activation="tanh", n_layers=3, **kwargs):
     torch.manual_seed(7)
-    return [ml.SequentialSoleEnergyNN(len(d), n_internal=5, n_layers=n_layers, activation=activation).double()
+    return [ml.SequentialSoleEnergyNN(len(d), n_internal=5, n_layers=n_layers, activation=activation, **kwargs).double()
             for _, d in sorted(_descriptors().items())]
 
 
@@ -101,13 +101,17 @@ def _count_autograd_calls(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize(("activation", "n_layers", "padded"),
-                         [("tanh", 3, True), ("sigmoid", 2, True), ("tanh", 1, True), ("tanh", 3, False)])
-def test_written_out_input_gradients_equal_autograd(rng, monkeypatch, activation, n_layers, padded):
-    """Plain Linear/Tanh/Sigmoid sequentials: forces and their parameter derivatives equal autograd's, and
-    no autograd call is needed in forward_cauldron."""
+@pytest.mark.parametrize(("activation", "n_layers", "padded", "output_activation"),
+                         [("tanh", 3, True, False), ("sigmoid", 2, True, False), ("tanh", 1, True, False),
+                          ("tanh", 3, False, False), ("tanh", 4, True, True), ("sigmoid", 2, False, True)])
+def test_written_out_input_gradients_equal_autograd(rng, monkeypatch, activation, n_layers, padded, output_activation):
+    """Plain Linear/Tanh/Sigmoid sequentials (also with Amp's bounded, scaled output): forces and their parameter
+    derivatives equal autograd's, and no autograd call is needed in forward_cauldron."""
     ds = _dataset(rng, padded)
-    nets = _nets(activation, n_layers)
+    nets = _nets(activation, n_layers, output_activation=output_activation)
+    if output_activation:  # a slope and intercept far from the identity
+        for net in nets:
+            ml.init_output_range(net, -0.7, 2.9)
     assert all(_ml_cauldron._plain_mlp(n) is not None for n in nets)
     ref = _with_parameter_gradients(nets, lambda: _reference(nets, ds))
     calls = _count_autograd_calls(monkeypatch)

@@ -57,9 +57,11 @@ def test_linear_network_equals_descriptor_sum(wrapper):
     np.testing.assert_allclose(wrapper.stress(pot), ref_s, rtol=1e-11, atol=1e-13)
 
 
-def test_nonlinear_forces_match_finite_differences(wrapper):
+@pytest.mark.parametrize("net_kwargs", [{"activation": "silu"},
+                                        {"activation": "tanh", "output_activation": True, "init": "xavier_uniform"}])
+def test_nonlinear_forces_match_finite_differences(wrapper, net_kwargs):
     torch.manual_seed(0)
-    net = ml.SequentialSoleEnergyNN(4, n_internal=5, activation="silu")
+    net = ml.SequentialSoleEnergyNN(4, n_internal=5, **net_kwargs)
     pots = [ml.NNPotential(net, _descriptors("a"), tag="a"), ml.NNPotential(net, _descriptors("b"), tag="b")]
     wrapper.n_threads = 1  # many tiny kernel calls: avoid thread start-up noise
     cart0 = wrapper.cartesian_row.copy()
