@@ -141,9 +141,8 @@ class CompactLBFGS(torch.optim.Optimizer):
         if k == 0:
             return -g, None, None
         idx = _order_of(h, m)
-        w = h["W"]
         if wg is None:
-            wg = w @ g
+            wg = _w_dot(h, m, g)
         a, b = wg[idx], wg[m + idx]
         sy, yy = h["SY"][:k, :k], h["YY"][:k, :k]
         gamma = sy[k - 1, k - 1] / yy[k - 1, k - 1]
@@ -154,7 +153,7 @@ class CompactLBFGS(torch.optim.Optimizer):
         coef = np.zeros(2 * m)
         coef[idx] = t
         coef[m + idx] = -gamma * q
-        out = coef @ w
+        out = _dot_w(h, m, coef)
         out += gamma * g
         # Y d = -(gamma Y g + Y S^T t - gamma Y Y^T q), with Y S^T = SY^T
         yd = -(gamma * b + sy.T @ t - gamma * yy_q)
@@ -173,7 +172,7 @@ class CompactLBFGS(torch.optim.Optimizer):
             return None
         slot, w = h["head"], h["W"]
         if ys is None:
-            ys = (w[m:] @ s)[_order_of(h, m)]
+            ys = _w_dot(h, m, s)[m:][_order_of(h, m)]
         if h["k"] == m:   # drop the oldest pair
             for key in ("SY", "YY"):
                 h[key][:-1, :-1] = h[key][1:, 1:].copy()
@@ -184,7 +183,7 @@ class CompactLBFGS(torch.optim.Optimizer):
         h["head"] = (slot + 1) % m
         k = h["k"]
         idx = _order_of(h, m)
-        wy = w @ y
+        wy = _w_dot(h, m, y)
         h["SY"][k - 1, :k - 1] = ys        # s_new . y_j
         h["SY"][k - 1, k - 1] = sy_new
         h["SY"][:k, k - 1] = wy[idx]       # s_i . y_new
@@ -289,6 +288,32 @@ class CompactLBFGS(torch.optim.Optimizer):
 
 def _order_of(h, m):
     return (h["head"] - h["k"] + np.arange(h["k"])) % m
+
+
+def _filled(h, m):
+    """The number of leading slots in use when they are ``0..k-1`` (the history has not wrapped), else None
+    (every slot is in use): products with ``W`` then skip the empty rows."""
+    k = h["k"]
+    return k if k < m and h["head"] == k else None
+
+
+def _w_dot(h, m, v):
+    """``W v`` ([2m]; 0 on empty slots)."""
+    k, w = _filled(h, m), h["W"]
+    if k is None:
+        return w @ v
+    out = np.zeros(2 * m)
+    out[:k] = w[:k] @ v
+    out[m:m + k] = w[m:m + k] @ v
+    return out
+
+
+def _dot_w(h, m, coef):
+    """``coef W`` ([n]) for ``coef`` [2m] that is 0 on empty slots."""
+    k, w = _filled(h, m), h["W"]
+    if k is None:
+        return coef @ w
+    return coef[:k] @ w[:k] + coef[m:m + k] @ w[m:m + k]
 
 
 def _phi(evaluate, x, d, alpha):

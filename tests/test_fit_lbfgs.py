@@ -45,6 +45,30 @@ def test_direction_is_the_two_loop_recursion(n_pairs):
     np.testing.assert_allclose(yd, ys @ expected, rtol=1e-9, atol=1e-12)   # Y d from the Gram matrices
 
 
+def test_empty_slots_are_never_read():
+    """Before the history wraps, products with W use only the filled rows: NaN in the empty ones changes nothing
+    (the work per iteration follows the pairs stored, not history_size)."""
+    rng = np.random.default_rng(4)
+    n, m, k = 9, 40, 3
+    opt = ml_util.CompactLBFGS([torch.zeros(n, dtype=torch.float64, requires_grad=True)], history_size=m)
+    h = opt._history()
+    pairs = []
+    for _ in range(k):
+        s = rng.normal(size=n)
+        y = 2.0 * s + 0.05 * rng.normal(size=n)
+        assert opt._push(h, s, y, m) is not None
+        pairs.append((s, y))
+    h["W"][k:m] = np.nan
+    h["W"][m + k:] = np.nan
+    g = rng.normal(size=n)
+    d, yd, wg = opt._direction(h, g, m)
+    np.testing.assert_allclose(d, -two_loop(pairs, g), rtol=1e-10, atol=1e-12)
+    assert np.all(np.isfinite(yd)) and np.all(np.isfinite(wg))
+    s = rng.normal(size=n)
+    assert opt._push(h, s, 2.0 * s, m) is not None
+    assert np.all(np.isfinite(h["SY"][:k + 1, :k + 1])) and np.all(np.isfinite(h["YY"][:k + 1, :k + 1]))
+
+
 def test_pair_with_negative_curvature_is_skipped():
     opt = ml_util.CompactLBFGS([torch.zeros(3, dtype=torch.float64, requires_grad=True)], history_size=4)
     h = opt._history()
