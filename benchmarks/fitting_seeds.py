@@ -373,8 +373,38 @@ def _summary(results):
                      f"{stats(ve)} / {stats(ae)} ({anchor_seeds}) | {forces} |")
     lines += ["", "Anchor validation: Amp's seeds measured here by `benchmarks/peer_amp.py` (Amp 1.0.1 with its "
               "Fortran modules, its manual's example, `randomseed` = seed; `benchmarks/amp_peer_results.json`) where "
-              "present, else the seeds quoted in the data folders' READMEs."]
-    return lines + [""]
+              "present, else the seeds quoted in the data folders' READMEs.", ""]
+    return lines + _time_quantiles(results)
+
+
+def peer_times(runs):
+    """Amp's wall time per seed, s: its fit plus the fingerprints every fresh run computes (Amp's own timers; the
+    first seed's fingerprint time, as the others read them from its database)."""
+    fingerprints = [p["time_fingerprints"] for p in runs if not p.get("fingerprints_cached") and p.get("time_fit")]
+    if not fingerprints:
+        return []
+    return [p["time_fit"] + fingerprints[0] for p in runs if p.get("time_fit") is not None]
+
+
+def _time_quantiles(results):
+    """Time to the anchor's criteria over the seeds, quantile against quantile with Amp's seeds run here (the
+    slow seeds of both codes are the tail: compare the distributions, not one anchor seed)."""
+    qs = (50, 75, 90, 100)
+    rows = []
+    for case in PEER_CASES:
+        rs = [r for r in results if r["case"] == case and r.get("time_to_target") is not None]
+        amp = peer_times(peer_runs(case))
+        if not rs or not amp:
+            continue
+        ours = [r["time_to_target"] for r in rs]
+        cells = [f"{np.percentile(ours, q):.2f} s / {np.percentile(amp, q):.1f} s = "
+                 f"{np.percentile(ours, q) / np.percentile(amp, q):.3f}" for q in qs]
+        rows.append(f"| {case} | {len(ours)}, {len(amp)} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    header = "| data set | seeds (miniff, Amp) | " + " | ".join(f"{q}%" if q < 100 else "max" for q in qs) + " |"
+    return ["Time to the anchor's criteria, quantile against quantile over the seeds (miniff / Amp run here "
+            "= ratio; Amp: its fit + its fingerprints):", "", header, "|---|---|" + "---|" * len(qs), *rows, ""]
 
 
 def _seed_text(seeds):
@@ -399,8 +429,8 @@ def _plots(results, out_dir):
     for case in sorted({r["case"] for r in results}):
         a = ANCHORS[case]
         fig, ax = pyplot.subplots(figsize=(6, 4))
-        for r in results:
-            if r["case"] != case or not r["curve"]:
+        for r in [r for r in results if r["case"] == case][:TABLE_SEEDS]:
+            if not r["curve"]:
                 continue
             pts = [p for p in r["curve"] if "valid_e" in p]
             ax.plot([p["time"] for p in pts], [1000 * p["valid_e"] for p in pts], label=f"miniff seed {r['seed']}")

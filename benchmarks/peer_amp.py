@@ -15,7 +15,7 @@ It does not import miniff and runs with Amp's own interpreter (Amp 1.0.1 needs n
 
 One process, one core (Amp's ``cores=1``); the fingerprints are computed by the first seed and shared by the
 others (Amp's fingerprint database): ``time_train`` is ``Amp.train`` wall time, fingerprints included only where
-``fingerprints_cached`` is false.
+``fingerprints_cached`` is false; ``time_fingerprints`` and ``time_fit`` are Amp's own timers of that call.
 """
 
 import argparse
@@ -81,7 +81,9 @@ def fit_seed(seed, forces, work):
     t0 = time.perf_counter()
     calc.train(images=train)
     t_train = time.perf_counter() - t0
-    result = {"seed": seed, "forces": forces, "time_train": t_train, "fingerprints_cached": cached}
+    timers = {key[-1]: v for key, v in calc.timer.timers.items()}   # Amp's own timer (ase.utils.timing)
+    result = {"seed": seed, "forces": forces, "time_train": t_train, "fingerprints_cached": cached,
+              "time_fingerprints": timers.get("calculate_fingerprints"), "time_fit": timers.get("fit model")}
     tr, va = errors(calc, train, forces), errors(calc, valid, forces)
     result.update(train_e=tr["e"], valid_e=va["e"])
     if forces:

@@ -176,8 +176,9 @@ def test_benchmark_summary_uses_amp_measured_here(tmp_path, monkeypatch):
     from benchmarks import fitting_seeds
 
     peer = tmp_path / "amp_peer_results.json"
-    runs = [{"seed": k, "forces": False, "valid_e": v, "train_e": 0.001, "time_train": 4.0}
-            for k, v in enumerate([0.020, 0.040, 0.090])]
+    runs = [{"seed": k, "forces": False, "valid_e": v, "train_e": 0.001, "time_train": 4.0, "time_fit": t,
+             "fingerprints_cached": k > 0, "time_fingerprints": 2.0 if k == 0 else 0.01}
+            for k, v, t in zip(range(3), [0.020, 0.040, 0.090], [4.0, 5.0, 6.0], strict=True)]
     runs.append({"seed": 0, "forces": True, "valid_e": 0.5, "valid_f": 16.0, "train_e": 0.02, "train_f": 0.03,
                  "time_train": 300.0})
     peer.write_text(json.dumps({"meta": {}, "runs": runs}))
@@ -189,9 +190,13 @@ def test_benchmark_summary_uses_amp_measured_here(tmp_path, monkeypatch):
              "valid_e": v, "curve": []} for s, v in zip(range(7), [0.03, 0.05, 0.04, 0.06, 0.02, 0.07, 0.01],
                                                           strict=True)]
     text = fitting_seeds.write_report(mine, tmp_path).read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| amp_energy |")]
-    assert len(rows) == fitting_seeds.TABLE_SEEDS + 1   # per-seed rows + the summary row
-    summary = rows[-1]
+    rows = [line for line in text.splitlines() if line.startswith("| amp_energy | ")]
+    assert len(rows) == fitting_seeds.TABLE_SEEDS + 2   # per-seed rows, the summary row, the time quantiles
+    summary = rows[-2]
     assert "| 0–6 |" in summary
     assert "40, mean 40 (10–70) / 40, mean 50 (20–90) (3 seeds run here)" in summary
     assert fitting_seeds._seed_text([0, 1, 2, 5, 7, 8]) == "0–2, 5, 7–8"
+    # Amp's time per seed = its fit + the fingerprints of the first (uncached) run: 6, 7, 8 s
+    assert fitting_seeds.peer_times(fitting_seeds.peer_runs("amp_energy")) == [6.0, 7.0, 8.0]
+    quantiles = [line for line in text.splitlines() if line.startswith("| amp_energy | 7, 3 |")]
+    assert quantiles and "| 0.25 s / 7.0 s = 0.036 |" in quantiles[0] and "0.25 s / 8.0 s = 0.031 |" in quantiles[0]
