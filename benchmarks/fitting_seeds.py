@@ -379,14 +379,12 @@ def _summary(results):
 
 def peer_times(runs):
     """Amp's wall time per seed, s: its fit plus the fingerprints every fresh run computes (Amp's own timers; the
-    first seed's fingerprint time, as the others read them from its database; without timers ``Amp.train``'s wall
-    time plus the anchor's fingerprint time for the seeds that read them from the database)."""
-    fingerprints = [p["time_fingerprints"] for p in runs if not p.get("fingerprints_cached") and p.get("time_fit")]
-    if fingerprints:
-        return [p["time_fit"] + fingerprints[0] for p in runs if p.get("time_fit") is not None]
-    # runs without Amp's timers: Amp.train's wall time, plus the anchor's fingerprint time where they were cached
-    setup = ANCHORS["amp_energy"]["setup"]
-    return [p["time_train"] + (setup if p.get("fingerprints_cached") else 0.0) for p in runs]
+    first uncached seed's fingerprint time, as the others read them from its database).  Runs recorded without
+    timers count ``Amp.train``'s wall time, plus that fingerprint time (or the anchor's) where they were cached."""
+    measured = [p["time_fingerprints"] for p in runs if not p.get("fingerprints_cached") and p.get("time_fit")]
+    fingerprints = measured[0] if measured else ANCHORS["amp_energy"]["setup"]
+    return [p["time_fit"] + fingerprints if p.get("time_fit") is not None
+            else p["time_train"] + (fingerprints if p.get("fingerprints_cached") else 0.0) for p in runs]
 
 
 def _time_quantiles(results):
