@@ -155,7 +155,6 @@ class SequentialSoleEnergyNN(torch.nn.Sequential):
                                  f"got {type(layers[-2]).__name__}")
             init_output_range(self, -1.0, 1.0)
 
-
     def __getitem__(self, idx):
         """A layer, or a plain ``torch.nn.Sequential`` of the sliced layers (``net[:-1]``)."""
         if isinstance(idx, slice):
