@@ -163,8 +163,8 @@ def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points
     wf = ml_util.FitWorkflow(**init)
     wf.prepare(**prepare)
     t_prepare = time.perf_counter() - t0
-    if not isinstance(wf.closure.optimizer, ml_util.CompactLBFGS):
-        raise ValueError(f"{job}: the benchmark needs a job with optimizer: compact_lbfgs")
+    if not isinstance(wf.closure.optimizer, ml_util.CompactLBFGS):   # DenseBFGS is one too
+        raise ValueError(f"{job}: the benchmark needs a job with optimizer: compact_lbfgs or bfgs")
 
     forces = bool(wf.forces)
     curve = []

@@ -49,7 +49,9 @@ def resolve_optimizer(optimizer):
     optimizer : None, str, or callable
         ``None`` or ``"lbfgs"`` = :data:`LBFGS` (strong Wolfe); ``"compact_lbfgs"`` (or ``"compact-lbfgs"``) =
         :class:`~miniff.ml_util.CompactLBFGS` (full batch, for small networks: much less work per iteration,
-        history kept across epochs, stops at the first evaluation meeting the convergence criteria); any other
+        history kept across epochs, stops at the first evaluation meeting the convergence criteria); ``"bfgs"``
+        (or ``"dense_bfgs"``) = :class:`~miniff.ml_util.DenseBFGS` (the same with a dense inverse Hessian: fewer
+        evaluations for networks of up to a few thousand parameters); any other
         string names a class of ``torch.optim`` case-insensitively (``"adam"``, ``"AdamW"``, ``"sgd"``...); a
         callable is used as is.
     """
@@ -62,12 +64,16 @@ def resolve_optimizer(optimizer):
             from miniff._fit_lbfgs import CompactLBFGS
 
             return CompactLBFGS
+        if optimizer.lower().replace("-", "_") in ("dense_bfgs", "bfgs"):
+            from miniff._fit_bfgs import DenseBFGS
+
+            return DenseBFGS
         names = {n.lower(): n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)}
         cls_name = names.get(optimizer.lower())
         if cls_name is None or not issubclass(getattr(torch.optim, cls_name), torch.optim.Optimizer):
             choices = sorted(n for n in names.values() if issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
             raise ValueError(f"optimizer: unknown optimizer {optimizer!r}; choose from "
-                             f"{['lbfgs', 'compact_lbfgs'] + choices}")
+                             f"{['lbfgs', 'compact_lbfgs', 'bfgs'] + choices}")
         return getattr(torch.optim, cls_name)
     if not callable(optimizer):
         raise TypeError(f"optimizer must be None, a string or a callable, got {type(optimizer).__name__}")

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from miniff._fit_apply import OneShotWorkflow, SDWorkflow, prediction_errors
 from miniff._fit_base import Workflow
+from miniff._fit_bfgs import DenseBFGS
 from miniff._fit_checkpoint import atomic_torch_save, load_checkpoint
 from miniff._fit_closures import (
     CONVERGENCE_KEYS,
@@ -61,6 +62,7 @@ __all__ = [
     "loss_result",
     "LBFGS",
     "CompactLBFGS",
+    "DenseBFGS",
     "energy_loss",
     "SimpleClosure",
     "simple_energy_closure",

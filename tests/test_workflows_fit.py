@@ -77,6 +77,8 @@ def _fit(cells, ckpt, n_epochs, after_epoch=None, optimizer=None, log_file=None)
     closure_kwargs = {"w_gradients": 1.0, "optimizer_kwargs": {"max_iter": 4}}
     if optimizer == "compact_lbfgs":   # its curvature history must survive the resume too
         closure_kwargs.update(optimizer=optimizer, optimizer_kwargs={"max_iter": 4, "history_size": 3})
+    elif optimizer == "bfgs":   # and its dense inverse Hessian
+        closure_kwargs.update(optimizer=optimizer, optimizer_kwargs={"max_iter": 4})
     elif optimizer is not None:
         closure_kwargs.update(optimizer=optimizer, optimizer_kwargs={"lr": 1e-2})
     wf.prepare(cells, descriptors=radial_basis(6), forces=True, test_set=3, checkpoint=ckpt,
@@ -86,7 +88,7 @@ def _fit(cells, ckpt, n_epochs, after_epoch=None, optimizer=None, log_file=None)
     return wf
 
 
-@pytest.mark.parametrize("optimizer", [None, "adam", "compact_lbfgs"])
+@pytest.mark.parametrize("optimizer", [None, "adam", "compact_lbfgs", "bfgs"])
 def test_resume_continues_from_checkpoint(tmp_path, optimizer):
     cells = lj_cells(10, seed=2)
     reference = _fit(cells, tmp_path / "ref.ckpt", 4, optimizer=optimizer)
