@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_fit_lbfgs import _quadratic
+from test_fit_lbfgs import _minimise_quadratic, _quadratic
 
 from miniff import ml_util
 from miniff._fit_bfgs import MAX_PARAMETERS
@@ -60,46 +60,34 @@ def test_pair_with_negative_curvature_is_skipped_and_reset_restarts():
 
 def test_quadratic_minimum_in_fewer_iterations_than_lbfgs():
     a, b = _quadratic(30, 0)
-    at, bt = torch.tensor(a), torch.tensor(b)
-    x = torch.zeros(30, dtype=torch.float64, requires_grad=True)
-    opt = ml_util.DenseBFGS([x], max_iter=500, tolerance_grad=1e-11, tolerance_change=0)
-
-    def closure():
-        opt.zero_grad()
-        f = 0.5 * x @ at @ x - bt @ x
-        f.backward()
-        return f
-
-    opt.step(closure)
+    x, opt = _minimise_quadratic(lambda p: ml_util.DenseBFGS(p, max_iter=500, tolerance_grad=1e-11,
+                                                             tolerance_change=0), a, b)
     np.testing.assert_allclose(x.detach().numpy(), np.linalg.solve(a, b), rtol=1e-6, atol=1e-7)
     # the full curvature information pays: fewer iterations than L-BFGS with 3 pairs on the same problem
-    y = torch.zeros(30, dtype=torch.float64, requires_grad=True)
-    lbfgs = ml_util.CompactLBFGS([y], max_iter=500, history_size=3, tolerance_grad=1e-11, tolerance_change=0)
-
-    def closure_y():
-        lbfgs.zero_grad()
-        f = 0.5 * y @ at @ y - bt @ y
-        f.backward()
-        return f
-
-    lbfgs.step(closure_y)
+    y, lbfgs = _minimise_quadratic(lambda p: ml_util.CompactLBFGS(p, max_iter=500, history_size=3,
+                                                                  tolerance_grad=1e-11, tolerance_change=0), a, b)
     assert opt.state[x]["n_iter"] < lbfgs.state[y]["n_iter"]
 
 
+def _rosenbrock(xs):
+    """A closure factory: ``closure(opt)`` evaluates the Rosenbrock function of the concatenated ``xs``."""
+    def closure(opt):
+        opt.zero_grad()
+        z = torch.cat([x.reshape(-1) for x in xs])
+        f = (100 * (z[1:] - z[:-1] ** 2) ** 2 + (1 - z[:-1]) ** 2).sum()
+        f.backward()
+        return f
+
+    return closure
+
+
 def test_rosenbrock_and_state_dict_resume():
-    def make():
-        xs = [torch.full((3,), -1.2, dtype=torch.float64, requires_grad=True),
-              torch.full((2, 2), 0.5, dtype=torch.float64, requires_grad=True)]
+    def make(values=None):
+        xs = values or [torch.full((3,), -1.2, dtype=torch.float64), torch.full((2, 2), 0.5, dtype=torch.float64)]
+        xs = [x.detach().clone().requires_grad_(True) for x in xs]
         opt = ml_util.DenseBFGS(xs, max_iter=7, tolerance_grad=1e-9, tolerance_change=0)
-
-        def closure():
-            opt.zero_grad()
-            z = torch.cat([xs[0], xs[1].reshape(-1)])
-            f = (100 * (z[1:] - z[:-1] ** 2) ** 2 + (1 - z[:-1]) ** 2).sum()
-            f.backward()
-            return f
-
-        return xs, opt, closure
+        f = _rosenbrock(xs)
+        return xs, opt, lambda: f(opt)
 
     xs, opt, closure = make()
     for _ in range(100):
@@ -111,22 +99,12 @@ def test_rosenbrock_and_state_dict_resume():
     for _ in range(3):
         opt_a.step(closure_a)
         opt_b.step(closure_b)
-    state = opt_b.state_dict()
-    xb2 = [x.detach().clone().requires_grad_(True) for x in xb]
-    opt_c = ml_util.DenseBFGS(xb2, max_iter=7, tolerance_grad=1e-9, tolerance_change=0)
-    opt_c.load_state_dict(state)
-
-    def closure_c():
-        opt_c.zero_grad()
-        z = torch.cat([xb2[0], xb2[1].reshape(-1)])
-        f = (100 * (z[1:] - z[:-1] ** 2) ** 2 + (1 - z[:-1]) ** 2).sum()
-        f.backward()
-        return f
-
+    xc, opt_c, closure_c = make(xb)
+    opt_c.load_state_dict(opt_b.state_dict())
     for _ in range(3):
         opt_a.step(closure_a)
         opt_c.step(closure_c)
-    for p, q in zip(xa, xb2, strict=True):
+    for p, q in zip(xa, xc, strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 

@@ -109,13 +109,11 @@ def _quadratic(n, seed):
     return a, b
 
 
-@pytest.mark.parametrize("history_size", [3, 50])
-def test_quadratic_minimum(history_size):
-    a, b = _quadratic(30, 0)
+def _minimise_quadratic(make_optimizer, a, b):
+    """Minimise ``x A x / 2 - b x`` from 0 with ``make_optimizer([x])``; returns ``(x, optimizer)``."""
     at, bt = torch.tensor(a), torch.tensor(b)
-    x = torch.zeros(30, dtype=torch.float64, requires_grad=True)
-    opt = ml_util.CompactLBFGS([x], max_iter=500, history_size=history_size, tolerance_grad=1e-11,
-                               tolerance_change=0)
+    x = torch.zeros(len(b), dtype=torch.float64, requires_grad=True)
+    opt = make_optimizer([x])
 
     def closure():
         opt.zero_grad()
@@ -124,6 +122,14 @@ def test_quadratic_minimum(history_size):
         return f
 
     opt.step(closure)
+    return x, opt
+
+
+@pytest.mark.parametrize("history_size", [3, 50])
+def test_quadratic_minimum(history_size):
+    a, b = _quadratic(30, 0)
+    x, _ = _minimise_quadratic(lambda p: ml_util.CompactLBFGS(p, max_iter=500, history_size=history_size,
+                                                              tolerance_grad=1e-11, tolerance_change=0), a, b)
     # the line search compares losses: x is exact to about sqrt(machine epsilon)
     np.testing.assert_allclose(x.detach().numpy(), np.linalg.solve(a, b), rtol=1e-6, atol=1e-7)
 
