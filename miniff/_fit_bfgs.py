@@ -45,14 +45,9 @@ class DenseBFGS(CompactLBFGS):
             raise ValueError(f"params: {self._n} parameters; DenseBFGS keeps an n x n matrix and takes at most "
                              f"{MAX_PARAMETERS} (use compact_lbfgs)")
 
-    def _history(self):
-        """The state as numpy arrays (``H``: C-ordered ``[n, n]`` float64, lower triangle valid)."""
-        st = self.state[self._params[0]]
-        if "H" not in st or tuple(st["H"].shape) != (self._n, self._n):
-            st.clear()
-            st.update(H=torch.zeros(self._n, self._n, dtype=torch.float64), k=0, head=0, n_iter=0, func_evals=0)
-        return {key: (np.asarray(v.numpy(), dtype=np.float64) if isinstance(v, torch.Tensor) else v)
-                for key, v in st.items()}
+    def _new_arrays(self):
+        """``H``: C-ordered ``[n, n]`` float64, lower triangle valid (set at the first pair)."""
+        return {"H": torch.zeros(self._n, self._n, dtype=torch.float64)}
 
     @staticmethod
     def _direction(h, g, m, wg=None):

@@ -117,14 +117,19 @@ class CompactLBFGS(torch.optim.Optimizer):
                           for p in self._params]).numpy()
 
     # ------------------------------------------------------------------ history
-    def _history(self):
-        """The state as numpy arrays (float64), created on first use."""
-        st = self.state[self._params[0]]
+    def _new_arrays(self):
+        """The optimizer's arrays for a fresh state (name -> float64 tensor); subclasses keep other ones."""
         m = self.param_groups[0]["history_size"]
-        if "W" not in st or tuple(st["W"].shape) != (2 * m, self._n):
+        return {"W": torch.zeros(2 * m, self._n, dtype=torch.float64), "SY": torch.zeros(m, m, dtype=torch.float64),
+                "YY": torch.zeros(m, m, dtype=torch.float64)}
+
+    def _history(self):
+        """The state as numpy arrays (float64), created on first use (or when the arrays' shapes changed)."""
+        st = self.state[self._params[0]]
+        fresh = self._new_arrays()
+        if any(key not in st or tuple(st[key].shape) != tuple(v.shape) for key, v in fresh.items()):
             st.clear()
-            st.update(W=torch.zeros(2 * m, self._n, dtype=torch.float64), SY=torch.zeros(m, m, dtype=torch.float64),
-                      YY=torch.zeros(m, m, dtype=torch.float64), k=0, head=0, n_iter=0, func_evals=0)
+            st.update(fresh, k=0, head=0, n_iter=0, func_evals=0)
         return {key: (np.asarray(v.numpy(), dtype=np.float64) if isinstance(v, torch.Tensor) else v)
                 for key, v in st.items()}
 
