@@ -1,4 +1,4 @@
-"""Build script for miniff's compiled core, ``miniff._kernel``.
+"""Build script for miniff's compiled core, ``miniff._ext._kernel``.
 
 OpenMP is used when the C compiler can build and run a tiny OpenMP program;
 otherwise the extension is built single-threaded and a warning is printed.
@@ -95,9 +95,9 @@ def extensions():
         link_args += flags[1]
         print("miniff: building with OpenMP (" + " ".join(flags[0]) + ")")
     ext = Extension(
-        "miniff._kernel",
-        sources=["miniff/_kernel.pyx"],
-        include_dirs=[numpy.get_include(), "miniff"],
+        "miniff._ext._kernel",
+        sources=["miniff/_ext/_kernel.pyx"],
+        include_dirs=[numpy.get_include(), "miniff/_ext", "."],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
         define_macros=macros,

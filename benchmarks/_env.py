@@ -47,7 +47,7 @@ def _lammps_version():
 
 def _miniff_threads():
     try:
-        from miniff._parallel import effective_n_threads, openmp_enabled
+        from miniff._ext.threads import effective_n_threads, openmp_enabled
 
         return {"openmp": bool(openmp_enabled()), "effective_n_threads": int(effective_n_threads(None))}
     except Exception as exc:  # miniff not built: reported, not fatal

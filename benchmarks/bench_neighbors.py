@@ -4,7 +4,7 @@ Input: diamond Si with 0.05 Å noise, cutoff 5 Å, full list (both directions). 
 i, j, S, D and d where it can (cKDTree gives i, j, d only). Check: same number of pairs and same sum of
 distances (relative 1e-9) as the reference peer, before any timing.
 
-miniff reuses the memory of a dropped pair list for the next one (see ``miniff._pairlist.PairList``), so
+miniff reuses the memory of a dropped pair list for the next one (see ``miniff.neighbors.pairlist.PairList``), so
 its timed (post warm-up) calls see no page faults for the output; its first call does.
 """
 

@@ -133,7 +133,7 @@ def fit_case(name, seed=0, budget=None, job=None, target="default", curve_points
     import torch
 
     from miniff import ml_util
-    from miniff._fit_closures import error_metrics
+    from miniff.fit.closures import error_metrics
 
     case = CASES[name]
     budget = case["budget"] if budget is None else float(budget)

@@ -27,7 +27,7 @@ def versions_info():
     for name in _DEPENDENCIES:
         info[name] = _version_of(name)
     try:
-        from miniff._parallel import effective_n_threads, openmp_enabled
+        from miniff._ext.threads import effective_n_threads, openmp_enabled
 
         info["openmp"] = openmp_enabled()
         info["threads"] = effective_n_threads()

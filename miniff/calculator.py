@@ -24,7 +24,7 @@ from ase.calculators.calculator import (
     all_changes,
 )
 
-from miniff._io_atoms import complete_vectors
+from miniff.io.atoms import complete_vectors
 
 __all__ = ["MiniffCalculator", "UnknownSpeciesError"]
 
@@ -124,7 +124,7 @@ class MiniffCalculator(Calculator):
         if not np.isfinite(skin) or skin < 0:
             raise ValueError(f"skin must be finite and >= 0 (Å), got {skin}")
         if n_threads is not None:
-            from miniff._parallel import effective_n_threads
+            from miniff._ext.threads import effective_n_threads
 
             effective_n_threads(n_threads)  # validates
         if species_map is not None and not isinstance(species_map, dict):

@@ -1,6 +1,6 @@
 """Command line: ``miniff {info,version,quickstart,FILE.yml}`` (also ``python -m miniff ...``).
 
-Argument parsing only; the work is done by :mod:`miniff.ml_util` (job file format: :mod:`miniff._fit_jobs`).
+Argument parsing only; the work is done by :mod:`miniff.ml_util` (job file format: :mod:`miniff.fit.jobs`).
 Exit codes: 0 success, 1 invalid job or missing/invalid data (a one-line message on stderr), 2 workflows not
 available, 130 interrupted (re-running the job resumes from its last checkpoint).
 """

@@ -25,13 +25,13 @@ Examples
 [2.351, 2.351]
 """
 
-from miniff._analysis import batch_rdf, profile, profile_directed_strain, profile_strain
-from miniff._cell import Cell
-from miniff._evaluate import OptimizationWarning
-from miniff._pairlist import PairList
-from miniff._scalar import ScalarFunctionWrapper
-from miniff._species import SpeciesEncoder, encode_potentials, encode_species
-from miniff._wrapper import NeighborWrapper
+from miniff.neighbors.analysis import batch_rdf, profile, profile_directed_strain, profile_strain
+from miniff.neighbors.cell import Cell
+from miniff.neighbors.pairlist import PairList
+from miniff.neighbors.scalar import ScalarFunctionWrapper
+from miniff.neighbors.species import SpeciesEncoder, encode_potentials, encode_species
+from miniff.neighbors.wrapper import NeighborWrapper
+from miniff.potentials.evaluate import OptimizationWarning
 
 __all__ = [
     "Cell",

@@ -30,11 +30,11 @@ Example (the seed tutorial)::
 from functools import partial
 from pathlib import Path
 
-from miniff._fit_apply import OneShotWorkflow, SDWorkflow, prediction_errors
-from miniff._fit_base import Workflow
-from miniff._fit_bfgs import DenseBFGS
-from miniff._fit_checkpoint import atomic_torch_save, load_checkpoint
-from miniff._fit_closures import (
+from miniff.fit.apply import OneShotWorkflow, SDWorkflow, prediction_errors
+from miniff.fit.base import Workflow
+from miniff.fit.bfgs import DenseBFGS
+from miniff.fit.checkpoint import atomic_torch_save, load_checkpoint
+from miniff.fit.closures import (
     CONVERGENCE_KEYS,
     LBFGS,
     SimpleClosure,
@@ -44,19 +44,19 @@ from miniff._fit_closures import (
     resolve_optimizer,
     simple_energy_closure,
 )
-from miniff._fit_jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
-from miniff._fit_lbfgs import CompactLBFGS
-from miniff._fit_log import FitLog, read_fit_log
-from miniff._fit_parsers import group_by_species, parse_runner_input
-from miniff._fit_potfiles import load_potentials, load_potentials_014, save_potentials, torch_load
-from miniff._fit_recipes import (
+from miniff.fit.jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
+from miniff.fit.lbfgs import CompactLBFGS
+from miniff.fit.log import FitLog, read_fit_log
+from miniff.fit.parsers import group_by_species, parse_runner_input
+from miniff.fit.potfiles import load_potentials, load_potentials_014, save_potentials, torch_load
+from miniff.fit.recipes import (
     behler_nn,
     default_behler_descriptors,
     default_behler_descriptors_3,
     default_lsp_descriptors,
     eta_for_turning_point,
 )
-from miniff._fit_workflow import DEFAULT_CUTOFF, FitWorkflow
+from miniff.fit.workflow import DEFAULT_CUTOFF, FitWorkflow
 
 __all__ = [
     "loss_result",

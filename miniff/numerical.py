@@ -150,7 +150,7 @@ def numerical_descriptor_gradient(nw, descriptors, eps=1e-5, ignore_missing_spec
     ndarray of shape (n_atoms, F, n_atoms, 3), 1/Å
         ``out[i, f, j] = d values_nf[i, f] / d r_j`` with ``values_nf`` from ``eval_descriptors``.
     """
-    from miniff._descriptors import eval_descriptors
+    from miniff.potentials.descriptors import eval_descriptors
 
     eps = _check_eps(eps)
     with _Displacer(nw) as disp:

@@ -181,8 +181,8 @@ def rows_dot3(a, m):
     m = np.ascontiguousarray(m, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3 or m.shape != (3, 3):
         return a @ m
-    from miniff._compiled import kernel_module
-    from miniff._parallel import effective_n_threads
+    from miniff._ext import kernel_module
+    from miniff._ext.threads import effective_n_threads
 
     a = np.ascontiguousarray(a, dtype=np.float64)
     out = np.empty(a.shape)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import miniff
-from miniff import _parallel
+from miniff._ext import threads as _parallel
 from miniff._show_versions import versions_info
 
 CWD = str(Path(miniff.__file__).parent.parent)
@@ -67,7 +67,7 @@ def test_effective_n_threads_rules():
 
 
 def test_omp_num_threads_is_honoured():
-    code = "from miniff._parallel import effective_n_threads as f, openmp_enabled as o; print(f() if o() else 1)"
+    code = "from miniff._ext.threads import effective_n_threads as f, openmp_enabled as o; print(f() if o() else 1)"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = _run(["-c", code], check=True, env=env)
     assert out.stdout.strip() == "1"

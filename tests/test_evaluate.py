@@ -11,7 +11,7 @@ from test_potentials import PAIR_CASES, TRIPLE_CASES
 from test_potentials_support import make_nw, separated_fractions
 
 import miniff.potentials as P
-from miniff._pairlist import PairList
+from miniff.neighbors.pairlist import PairList
 from miniff.numerical import numerical_energy_gradient, numerical_stress
 
 ALL_CASES = {**PAIR_CASES, **TRIPLE_CASES}

@@ -6,7 +6,7 @@ import torch
 from test_fit_lbfgs import _minimise_quadratic, _quadratic
 
 from miniff import ml_util
-from miniff._fit_bfgs import MAX_PARAMETERS
+from miniff.fit.bfgs import MAX_PARAMETERS
 
 
 def textbook_update(h, s, y):

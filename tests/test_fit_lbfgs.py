@@ -6,7 +6,7 @@ import torch
 from test_ml_util import seed_dataset
 
 from miniff import ml_util
-from miniff._fit_lbfgs import _strong_wolfe
+from miniff.fit.lbfgs import _strong_wolfe
 
 
 def two_loop(pairs, g):

@@ -233,7 +233,7 @@ def test_encode_species_mixed_sizes(rng):
 def test_compact_and_padded_evaluation_agree(rng, monkeypatch):
     """Real-atoms-only network evaluation (used when padding dominates) = the padded evaluation, energies,
     gradients and parameter gradients; and the gathered features are re-gathered when the dataset changes."""
-    from miniff import _ml_cauldron
+    from miniff.ml import cauldron as _ml_cauldron
 
     cells = _cells(rng) + [Cell(np.eye(3) * 7.0, [[0.1, 0.2, 0.3]], ["a"], meta={
         "total-energy": 0.3, "forces": np.zeros((1, 3)), "pbc": np.array([True] * 3)})]

@@ -3,16 +3,17 @@ networks, cached masks/Jacobians/atom counts.
 
 References are computed independently in the tests: per species, ``torch.autograd.grad`` of the masked atomic
 energies by the features contracted with the dense Jacobian (``features_g.to_dense()``), and the loss formulas
-of ``miniff._fit_closures`` written with plain tensor operations.
+of ``miniff.fit.closures`` written with plain tensor operations.
 """
 
 import numpy as np
 import pytest
 import torch
 
-from miniff import _ml_cauldron, ml
-from miniff._fit_closures import _atom_counts, energy_loss
+from miniff import ml
+from miniff.fit.closures import _atom_counts, energy_loss
 from miniff.kernel import Cell
+from miniff.ml import cauldron as _ml_cauldron
 from miniff.potentials import behler2_descriptor_family, behler5_descriptor_family
 
 CUTOFF = 3.6

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from miniff import ml
-from miniff._ml_networks import has_output_scaling
+from miniff.ml.networks import has_output_scaling
 
 
 def _amp_net(n_inputs=20, activation="tanh", **kwargs):

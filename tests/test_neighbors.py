@@ -110,7 +110,7 @@ def test_matches_ase_neighbor_list(triclinic_box):
 @pytest.mark.parametrize("prune", [False, True], ids=["unpruned", "pruned"])
 def test_cutoff_larger_than_twice_the_shortest_height(rng, monkeypatch, prune):
     if prune:  # small systems skip the bin-offset pruning; force it so that it is tested too
-        monkeypatch.setattr("miniff._neighbors._PRUNE_MIN_WORK", 0)
+        monkeypatch.setattr("miniff.neighbors.search._PRUNE_MIN_WORK", 0)
     vectors = np.array([[2.0, 0.0, 0.0], [0.7, 2.2, 0.0], [0.3, -0.4, 2.5]])
     frac = rng.random((3, 3))
     cutoff = 6.1  # > 2x every plane spacing
@@ -121,7 +121,7 @@ def test_cutoff_larger_than_twice_the_shortest_height(rng, monkeypatch, prune):
 @pytest.mark.parametrize("prune", [False, True], ids=["unpruned", "pruned"])
 def test_very_skewed_cell(rng, monkeypatch, prune):
     if prune:
-        monkeypatch.setattr("miniff._neighbors._PRUNE_MIN_WORK", 0)
+        monkeypatch.setattr("miniff.neighbors.search._PRUNE_MIN_WORK", 0)
     vectors = np.array([[5.0, 0.0, 0.0], [4.6, 0.6, 0.0], [4.4, 0.3, 0.8]])
     frac = rng.random((5, 3))
     nw = make(vectors, frac, cutoff=2.2)
@@ -431,7 +431,7 @@ def test_too_many_pairs_is_refused_before_allocating(fcc_ar):
 
 
 def test_build_pair_list_validation():
-    from miniff._neighbors import build_pair_list
+    from miniff.neighbors.search import build_pair_list
 
     with pytest.raises(ValueError, match="vectors"):
         build_pair_list(np.zeros((2, 3)), np.eye(2), True, 1.0)
@@ -463,7 +463,7 @@ def test_refresh_pair_vectors_serial_equals_two_threads(rng):
 
 
 def test_rows_dot3_matches_numpy_for_any_thread_count(rng):
-    from miniff._compiled import kernel_module
+    from miniff._ext import kernel_module
     from miniff.util import rows_dot3
 
     a = rng.normal(size=(120_000, 3))
@@ -496,7 +496,7 @@ def _dense_triclinic(rng, n=900):
 
 @pytest.mark.parametrize("pbc", [True, (True, False, True), (False, False, True)])
 def test_many_bins_match_brute_force(rng, pbc):
-    from miniff._neighbors import build_pair_list
+    from miniff.neighbors.search import build_pair_list
 
     vectors, positions = _dense_triclinic(rng, 500)
     positions = positions + rng.normal(scale=3.0, size=positions.shape)  # some atoms outside the cell
@@ -515,7 +515,7 @@ def test_many_bins_match_brute_force(rng, pbc):
 @pytest.mark.parametrize("sort", [True, False])
 @pytest.mark.parametrize("image_limit", [None, (1, 0, 2)])
 def test_many_bins_serial_equals_two_threads(rng, sort, image_limit):
-    from miniff._neighbors import build_pair_list
+    from miniff.neighbors.search import build_pair_list
 
     vectors, positions = _dense_triclinic(rng, 1500)
     one = build_pair_list(positions, vectors, True, 4.0, n_threads=1, sort=sort, image_limit=image_limit)
@@ -532,19 +532,19 @@ def test_many_bins_serial_equals_two_threads(rng, sort, image_limit):
 
 def test_exact_count_pass_gives_the_same_list(rng, monkeypatch):
     """The fallback count (the fill loop itself) and the vectorised count agree."""
-    from miniff._neighbors import build_pair_list
+    from miniff.neighbors.search import build_pair_list
 
     vectors, positions = _dense_triclinic(rng)
     fast = _pair_arrays(build_pair_list(positions, vectors, True, 3.7, n_threads=2))
-    monkeypatch.setattr("miniff._neighbors._EXACT_COUNT", True)
+    monkeypatch.setattr("miniff.neighbors.search._EXACT_COUNT", True)
     exact = _pair_arrays(build_pair_list(positions, vectors, True, 3.7, n_threads=2))
     _assert_identical(fast, exact, "exact count")
 
 
 def test_reused_memory_gives_the_same_lists(rng):
     """Scratch and output blocks are reused between calls of different sizes; live lists stay intact."""
-    from miniff._compiled import kernel_module
-    from miniff._neighbors import build_pair_list
+    from miniff._ext import kernel_module
+    from miniff.neighbors.search import build_pair_list
 
     big_vectors, big_positions = _dense_triclinic(rng, 1500)
     small_vectors = np.array([[9.0, 0.0, 0.0], [2.0, 8.5, 0.0], [-1.0, 1.5, 9.5]])
@@ -576,7 +576,7 @@ def test_concurrent_searches_from_python_threads(rng):
     """Searches running at the same time (the GIL is released) never share scratch memory."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from miniff._neighbors import build_pair_list
+    from miniff.neighbors.search import build_pair_list
 
     systems = [_dense_triclinic(np.random.default_rng(seed), 600 + 300 * seed) for seed in range(4)]
     refs = [_pair_arrays(build_pair_list(p, v, True, 3.5, n_threads=1)) for v, p in systems]
@@ -605,8 +605,8 @@ def test_pair_list_memory_is_traced(rng):
     """The pair arrays live outside numpy's allocator; tracemalloc still accounts for them."""
     import tracemalloc
 
-    from miniff._compiled import kernel_module
-    from miniff._neighbors import build_pair_list
+    from miniff._ext import kernel_module
+    from miniff.neighbors.search import build_pair_list
 
     vectors, positions = _dense_triclinic(rng)
     kernel_module.neighbor_pool(clear=True)
@@ -620,7 +620,7 @@ def test_pair_list_memory_is_traced(rng):
 
 
 def test_compiled_search_rejects_inconsistent_arguments():
-    from miniff._compiled import kernel_module
+    from miniff._ext import kernel_module
 
     n = 4
     frac, xyz = np.zeros((n, 3)), np.zeros((n, 3))

@@ -133,7 +133,7 @@ def test_moment_and_triplet_kernels_agree(box, tag):
     jac_t = np.zeros_like(jac)
     items = list(enumerate(descriptors))
     codes = descriptors[0].species_codes(nw)
-    from miniff._potential import pair_arrays
+    from miniff.potentials.base import pair_arrays
 
     backend._batch_triplets(items, codes, A, pair_arrays(nw, A), values_t, jac_t.reshape(len(jac), -1), True, 1)
     scale = np.abs(values_t).max(axis=0) + 1e-300

@@ -16,10 +16,10 @@ from reference import brute_force_pairs, central_difference
 from test_potentials_support import make_nw, reference_pair, reference_triple, separated_fractions
 
 import miniff.potentials as P
-from miniff._backends import pair_only, plan_accumulation
-from miniff._compiled import kernel_module as K
-from miniff._potential import LocalPotential, pair_arrays
+from miniff._ext import kernel_module as K
 from miniff.numerical import numerical_energy_gradient
+from miniff.potentials.backends import pair_only, plan_accumulation
+from miniff.potentials.base import LocalPotential, pair_arrays
 
 # --------------------------------------------------------------------------------------------- systems
 

@@ -11,8 +11,8 @@ import itertools
 import numpy as np
 from reference import brute_force_pairs
 
-from miniff._evaluate import EvaluationMixin
-from miniff._pairlist import PairList
+from miniff.neighbors.pairlist import PairList
+from miniff.potentials.evaluate import EvaluationMixin
 
 
 class _Cell:

@@ -7,7 +7,7 @@ import pytest
 from test_potentials_support import make_nw
 
 import miniff.potentials as P
-from miniff._evaluate import OptimizationWarning
+from miniff.potentials.evaluate import OptimizationWarning
 
 E_SI = -4.3366  # eV/atom, Stillinger-Weber diamond silicon at a = 5.431 Å
 

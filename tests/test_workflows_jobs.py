@@ -126,7 +126,7 @@ def test_cells_json_and_ase_db_sources(tmp_path, rng):
 
 
 def test_documented_job_example_is_valid():
-    import miniff._fit_jobs as jobs
+    import miniff.fit.jobs as jobs
 
     text = jobs.__doc__.split("::")[1].split("\n\n")[1]
     description = yaml.safe_load(text)

@@ -1,0 +1,543 @@
+# Pair and triplet reductions of potentials and descriptors. Included by _kernel.pyx.
+#
+# Every kernel loops (OpenMP ``prange``) over centre atoms ``i`` and the pairs
+# ``p = indptr[i] .. indptr[i + 1] - 1`` of the CSR pair list (DEVELOPING.md,
+# Contract 1). Work for atom ``i`` is done by one thread in a fixed order, and
+# a pair's gradient is only written by the thread owning its centre atom, so
+# results do not depend on the number of threads. Outputs are *accumulated*
+# (``+=``) into preallocated, zero-initialised arrays (``sw_reduce(overwrite=True)``
+# sets every gradient instead). The def functions check shapes and that indptr
+# never decreases; a neighbour index outside [0, N) is never used to index
+# (it matches no species; ``pair_gradient_to_atoms`` raises). Pairs with
+# ``d_p >= cutoff`` of the potential are skipped (the list may be longer:
+# Verlet skin). Radial factors exp(x) with x < RED_EXP_FLOOR count as 0.
+#
+# Species selection: ``sa`` centre, ``sb``/``sc`` neighbours (int32 codes of
+# ``spec_n``); ``-1`` matches every species.
+#
+# Gradients are per pair: ``grad_pc[p] = d energy_n[i_p] / d D_pc[p]``.
+
+from libc.math cimport exp, cos, sin, sqrt, pow, M_PI
+from libc.stdint cimport int32_t, int64_t
+from cython.parallel cimport prange, threadid
+
+import numpy as np
+
+# Family codes shared with miniff/potentials/families.py (keep in sync).
+cdef enum:
+    RED_PAIR_HARMONIC = 0
+    RED_PAIR_LJ = 1
+    RED_PAIR_SW2 = 2
+    RED_FC_BEHLER2 = 10
+    RED_FC_SIGMOID = 11
+    RED_TRIPLE_SW3 = 20
+    RED_TRIPLE_BEHLER5X = 21
+    RED_BATCH_BEHLER5 = 30
+    RED_BATCH_BEHLER4 = 31
+    RED_MAX_GROUP = 64
+
+
+# exp(x) for x below this is < 1e-304: such radial factors are taken as 0 (no denormal slow paths)
+cdef double RED_EXP_FLOOR = -700.0
+
+
+cdef inline bint _match(int32_t s, int want) noexcept nogil:
+    return want < 0 or s == want
+
+
+cdef inline int32_t _nb_spec(const int32_t* spec_n, int32_t j, Py_ssize_t n) noexcept nogil:
+    """Species code of neighbour ``j``, or -2 (matches no species) when ``j`` is outside [0, n)."""
+    if j < 0 or j >= n:
+        return -2
+    return spec_n[j]
+
+
+cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noexcept nogil:
+    """f_c(r) = (1 + cos(pi r / a)) / 2 and its derivative (r < a assumed)."""
+    cdef double x = M_PI / a
+    fc[0] = 0.5 * (1.0 + cos(x * r))
+    dfc[0] = -0.5 * x * sin(x * r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pair families without a cosine cutoff (harmonic repulsion, Lennard-Jones, Stillinger-Weber 2)
+# ---------------------------------------------------------------------------------------------
+
+# Number of parameters ``par`` must hold for each pair / triplet family code (checked in the def functions).
+cdef inline int _n_par(int fam) noexcept nogil:
+    if fam == RED_PAIR_HARMONIC:
+        return 2
+    if fam == RED_PAIR_LJ:
+        return 2
+    if fam == RED_PAIR_SW2:
+        return 9
+    if fam == RED_TRIPLE_SW3:
+        return 6
+    if fam == RED_TRIPLE_BEHLER5X:
+        return 5
+    return -1
+
+
+cdef inline double _ipow(double x, int n) noexcept nogil:
+    """x ** n for an integer n >= 0 (n <= 4 unrolled, else repeated squaring)."""
+    cdef double r = 1.0
+    if n <= 4:
+        if n == 0:
+            return 1.0
+        if n == 1:
+            return x
+        r = x * x
+        if n == 2:
+            return r
+        if n == 3:
+            return r * x
+        return r * r
+    while n > 0:
+        if n & 1:
+            r = r * x
+        x = x * x
+        n = n >> 1
+    return r
+
+
+cdef struct SW2Const:
+    double eps_a      # epsilon * gauge_a, eV
+    double sigma      # Å
+    double isig       # 1 / sigma, 1/Å
+    double a          # reduced cutoff
+    double b          # gauge_b
+    double p          # exponents
+    double q
+    int ip            # p, q as integers >= 0, or -1 (then pow() is used)
+    int iq
+
+
+cdef inline SW2Const _sw2_const(const double* par) noexcept nogil:
+    """SW2 constants from par = (epsilon, sigma, a, p, q, gauge_a, gauge_b, int p or -1, int q or -1)."""
+    cdef SW2Const k
+    k.eps_a = par[0] * par[5]
+    k.sigma = par[1]
+    k.isig = 1.0 / par[1]
+    k.a = par[2]
+    k.b = par[6]
+    k.p = par[3]
+    k.q = par[4]
+    k.ip = <int>par[7]
+    k.iq = <int>par[8]
+    return k
+
+
+cdef inline double _sw2_term(const SW2Const* k, double r, double ir, double ixa, double* g) noexcept nogil:
+    """SW2 pair energy eps A (B x^-p - x^-q) exp(1 / (x - a)), x = r / sigma < a (eV), and g = (dE/dr) / r.
+
+    ``ir`` = 1 / r; ``ixa`` = 1 / (x - a), or 0 to compute it here.
+    """
+    cdef double ex, xi, bp, xq, t
+    if ixa == 0.0:
+        ixa = 1.0 / (r * k.isig - k.a)
+    if ixa < RED_EXP_FLOOR:  # at the cutoff the term and its derivative vanish
+        g[0] = 0.0
+        return 0.0
+    ex = exp(ixa)
+    xi = k.sigma * ir
+    if k.ip >= 0:
+        bp = k.b * _ipow(xi, k.ip)
+    else:
+        bp = k.b * pow(xi, k.p)
+    if k.iq >= 0:
+        xq = _ipow(xi, k.iq)
+    else:
+        xq = pow(xi, k.q)
+    t = bp - xq
+    # (dE/dr) / r = eps A e ((q x^-q - p B x^-p) / x - t / (x - a)^2) / sigma^2 / x
+    g[0] = k.eps_a * ex * ((k.q * xq - k.p * bp) * xi - t * ixa * ixa) * k.isig * ir
+    return k.eps_a * t * ex
+
+
+cdef void _pair_atom(Py_ssize_t i, Py_ssize_t n, int fam, const double* par, double cutoff,
+                     const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                     const int32_t* spec_n, int sb, double* energy_n, double* grad_pc, bint grad) noexcept nogil:
+    """Pairs of centre atom ``i``: energy_n[i] += sum f(r), grad_pc[p] += f'(r) D_pc[p] / r.
+
+    ``par`` (see ``_n_par``): harmonic (a, epsilon); LJ (epsilon, sigma); SW2 (epsilon, sigma, a, p, q,
+    gauge_a, gauge_b, int p or -1, int q or -1): integer exponents use repeated multiplication, others pow().
+    """
+    cdef Py_ssize_t p
+    cdef Py_ssize_t p0 = indptr[i]
+    cdef Py_ssize_t pe = indptr[i + 1]
+    cdef double r, ir, f, g, e = 0.0
+    cdef double c0, c1, t, s2, s6
+    cdef SW2Const k2
+    if fam == RED_PAIR_SW2:
+        k2 = _sw2_const(par)
+        for p in range(p0, pe):
+            r = d_p[p]
+            if r >= cutoff or (sb >= 0 and _nb_spec(spec_n, j_p[p], n) != sb):
+                continue
+            e = e + _sw2_term(&k2, r, 1.0 / r, 0.0, &g)
+            if grad:
+                grad_pc[3 * p] += g * D_pc[3 * p]
+                grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+                grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
+    elif fam == RED_PAIR_LJ:
+        # f = 4 eps ((sigma / r)^12 - (sigma / r)^6)
+        c0 = 4.0 * par[0]
+        c1 = par[1] * par[1]
+        for p in range(p0, pe):
+            r = d_p[p]
+            if r >= cutoff or (sb >= 0 and _nb_spec(spec_n, j_p[p], n) != sb):
+                continue
+            ir = 1.0 / r
+            s2 = c1 * ir * ir
+            s6 = s2 * s2 * s2
+            e = e + c0 * (s6 * s6 - s6)
+            if grad:
+                g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir * ir
+                grad_pc[3 * p] += g * D_pc[3 * p]
+                grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+                grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
+    elif fam == RED_PAIR_HARMONIC:
+        # f = eps (r - a)^2 / (2 a^2)
+        c0 = par[1] / (par[0] * par[0])
+        for p in range(p0, pe):
+            r = d_p[p]
+            if r >= cutoff or (sb >= 0 and _nb_spec(spec_n, j_p[p], n) != sb):
+                continue
+            t = r - par[0]
+            e = e + 0.5 * c0 * t * t
+            if grad:
+                g = c0 * t / r
+                grad_pc[3 * p] += g * D_pc[3 * p]
+                grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+                grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
+    energy_n[i] += e
+
+
+cdef int _check_indptr(const int64_t[::1] indptr, Py_ssize_t n_pairs, int n_threads) except -1:
+    """indptr [N+1] must start at 0, end at n_pairs and never decrease (so every row lies inside the pairs)."""
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    cdef long nbad = 0
+    if n < 0 or indptr[0] != 0 or indptr[n] != n_pairs:
+        raise ValueError("indptr must start at 0 and end at the number of pairs")
+    if n_threads > 1 and n > 500000:
+        for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+            if indptr[i + 1] < indptr[i]:
+                nbad += 1
+    else:
+        with nogil:
+            for i in range(n):
+                if indptr[i + 1] < indptr[i]:
+                    nbad += 1
+    if nbad:
+        raise ValueError("indptr must be non-decreasing")
+    return 0
+
+
+cdef int _check_reduce_args(int fam, const double[::1] par, const int64_t[::1] indptr, const int32_t[::1] j_p,
+                            const double[::1] d_p, const double[:, ::1] D_pc, const int32_t[::1] spec_n,
+                            double[::1] energy_n, double[:, ::1] grad_pc, bint grad, int n_threads=1,
+                            bint check_rows=True) except -1:
+    """Consistency checks of the arrays handed to pair_reduce / triple_reduce (raise ValueError): shapes, and
+    with ``check_rows`` that indptr never decreases (O(N))."""
+    cdef Py_ssize_t n = indptr.shape[0] - 1
+    cdef Py_ssize_t n_pairs = j_p.shape[0]
+    if _n_par(fam) < 0 or par.shape[0] < _n_par(fam):
+        raise ValueError(f"family code {fam} needs {_n_par(fam)} parameters, got {par.shape[0]}")
+    if n < 0 or spec_n.shape[0] != n or energy_n.shape[0] != n:
+        raise ValueError("indptr, spec_n and energy_n disagree on the number of atoms")
+    if indptr[0] != 0 or indptr[n] != n_pairs or d_p.shape[0] != n_pairs or D_pc.shape[0] != n_pairs \
+            or D_pc.shape[1] != 3:
+        raise ValueError("indptr, j_p, d_p and D_pc disagree on the number of pairs")
+    if grad and (grad_pc.shape[0] != n_pairs or grad_pc.shape[1] != 3):
+        raise ValueError("grad_pc must have shape (n_pairs, 3)")
+    if check_rows:
+        _check_indptr(indptr, n_pairs, n_threads)
+    return 0
+
+
+def pair_reduce(int fam, const double[::1] par, double cutoff,
+                const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
+                double[::1] energy_n, double[:, ::1] grad_pc, bint grad, int n_threads):
+    """Accumulate a pair family's per-atom energies [N] (eV) and per-pair gradients [P, 3] (eV/Å)."""
+    _check_reduce_args(fam, par, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_pc, grad, n_threads)
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    if n == 0 or j_p.shape[0] == 0:
+        return
+    cdef const double* ppar = &par[0]
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pd = &d_p[0]
+    cdef const double* pD = &D_pc[0, 0]
+    cdef const int32_t* pspec = &spec_n[0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_pc[0, 0] if grad else NULL
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="guided"):
+        if _match(pspec[i], sa):
+            _pair_atom(i, n, fam, ppar, cutoff, pind, pj, pd, pD, pspec, sb, pe, pg, grad)
+
+
+cdef void _pair_atom_direct(Py_ssize_t i, Py_ssize_t n, int fam, const double* par, double cutoff,
+                            const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                            const int32_t* spec_n, int sa, int sb, double* energy_n, double* grad_nc,
+                            bint grad, double* vir_n9) noexcept nogil:
+    """Pair term of tag sa-sb at atom ``i``: its energy (when i is of species sa) and dE/dr_i of the whole
+    term, gathered from the pairs of row i: pair p counts once for i's energy (i in sa, j in sb) and once
+    for j's energy through the reverse pair (j in sa, i in sb), and both give -f'(r) D_p / r.
+    ``vir_n9`` (or NULL): atom i's virial sum_p dE_i/dD_p (x) D_p over its own pairs, [N, 9] eV."""
+    cdef Py_ssize_t p
+    cdef Py_ssize_t p0 = indptr[i]
+    cdef Py_ssize_t pe = indptr[i + 1]
+    cdef int32_t si = spec_n[i], sj
+    cdef bint ia = _match(si, sa)
+    cdef bint ib = _match(si, sb)
+    cdef int wt
+    cdef double r, ir, f, g, e = 0.0, gx = 0.0, gy = 0.0, gz = 0.0
+    cdef double dx, dy, dz, vxx = 0.0, vyy = 0.0, vzz = 0.0, vxy = 0.0, vxz = 0.0, vyz = 0.0
+    cdef double c0 = 0.0, c1 = 0.0, t, s2, s6
+    cdef SW2Const k2
+    if not (ia or ib):
+        return
+    if fam == RED_PAIR_SW2:
+        k2 = _sw2_const(par)
+    elif fam == RED_PAIR_LJ:
+        c0 = 4.0 * par[0]
+        c1 = par[1] * par[1]
+    else:
+        c0 = par[1] / (par[0] * par[0])
+    for p in range(p0, pe):
+        r = d_p[p]
+        if r >= cutoff:
+            continue
+        sj = _nb_spec(spec_n, j_p[p], n)
+        wt = 0
+        if ia and (sb < 0 or sj == sb):
+            wt = 1
+        if ib and (sa < 0 or sj == sa) and sj != -2:
+            wt = wt + 2
+        if wt == 0:
+            continue
+        ir = 1.0 / r
+        if fam == RED_PAIR_SW2:
+            f = _sw2_term(&k2, r, ir, 0.0, &g)
+        elif fam == RED_PAIR_LJ:
+            s2 = c1 * ir * ir
+            s6 = s2 * s2 * s2
+            f = c0 * (s6 * s6 - s6)
+            g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir * ir
+        else:
+            t = r - par[0]
+            f = 0.5 * c0 * t * t
+            g = c0 * t * ir
+        dx = D_pc[3 * p]
+        dy = D_pc[3 * p + 1]
+        dz = D_pc[3 * p + 2]
+        if wt & 1:
+            e = e + f
+            if vir_n9 != NULL:
+                vxx = vxx + g * dx * dx
+                vyy = vyy + g * dy * dy
+                vzz = vzz + g * dz * dz
+                vxy = vxy + g * dx * dy
+                vxz = vxz + g * dx * dz
+                vyz = vyz + g * dy * dz
+        if wt == 3:
+            g = g + g
+        gx = gx + g * dx
+        gy = gy + g * dy
+        gz = gz + g * dz
+    energy_n[i] += e
+    if grad:
+        grad_nc[3 * i] -= gx
+        grad_nc[3 * i + 1] -= gy
+        grad_nc[3 * i + 2] -= gz
+    if vir_n9 != NULL:
+        vir_n9[9 * i] += vxx
+        vir_n9[9 * i + 1] += vxy
+        vir_n9[9 * i + 2] += vxz
+        vir_n9[9 * i + 3] += vxy
+        vir_n9[9 * i + 4] += vyy
+        vir_n9[9 * i + 5] += vyz
+        vir_n9[9 * i + 6] += vxz
+        vir_n9[9 * i + 7] += vyz
+        vir_n9[9 * i + 8] += vzz
+
+
+def pair_reduce_atoms(int fam, const double[::1] par, double cutoff,
+                      const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                      const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
+                      double[::1] energy_n, double[:, ::1] grad_nc, bint grad, int n_threads,
+                      double[:, ::1] virial_n9=None):
+    """Pair family: accumulate per-atom energies [N] (eV), the per-atom gradient dE/dr [N, 3] (eV/Å) and,
+    when ``virial_n9`` [N, 9] is given, the per-atom virials sum_p grad_pc[p] (x) D_pc[p] (eV, the same as
+    ``pair_virial`` of the per-pair gradients) directly, without per-pair gradients.
+
+    Uses that the pair list is full (Contract 1: every pair (i, j, S) has its reverse (j, i, -S)), so the
+    gradient of atom i is gathered from its own row; every thread writes only its own atoms.
+    """
+    _check_reduce_args(fam, par, indptr, j_p, d_p, D_pc, spec_n, energy_n, grad_nc, False, n_threads)
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    if fam != RED_PAIR_HARMONIC and fam != RED_PAIR_LJ and fam != RED_PAIR_SW2:
+        raise ValueError(f"unknown pair family code {fam}")
+    if grad and (grad_nc.shape[0] != n or grad_nc.shape[1] != 3):
+        raise ValueError("grad_nc must have shape (n_atoms, 3)")
+    if virial_n9 is not None and (virial_n9.shape[0] != n or virial_n9.shape[1] != 9):
+        raise ValueError("virial_n9 must have shape (n_atoms, 9)")
+    if n == 0 or j_p.shape[0] == 0:
+        return
+    cdef double* pv = &virial_n9[0, 0] if virial_n9 is not None else NULL
+    cdef const double* ppar = &par[0]
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pd = &d_p[0]
+    cdef const double* pD = &D_pc[0, 0]
+    cdef const int32_t* pspec = &spec_n[0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_nc[0, 0] if grad else NULL
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="guided"):
+        _pair_atom_direct(i, n, fam, ppar, cutoff, pind, pj, pd, pD, pspec, sa, sb, pe, pg, grad, pv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched pair descriptors sharing one cosine cutoff a: value = h(r) * f_c(r)
+# ---------------------------------------------------------------------------------------------
+
+cdef inline void _fc_pair_fn(int fam, const double* par, double r, double* h, double* dh) noexcept nogil:
+    cdef double t, e
+    if fam == RED_FC_BEHLER2:
+        # par: eta, r_sphere
+        t = r - par[1]
+        e = exp(-par[0] * t * t)
+        h[0] = e
+        dh[0] = -2.0 * par[0] * t * e
+    elif fam == RED_FC_SIGMOID:
+        # par: r0, dr
+        e = exp((r - par[0]) / par[1])
+        h[0] = 1.0 / (1.0 + e)
+        if e > 1e300:
+            dh[0] = 0.0
+        else:
+            dh[0] = -e / ((1.0 + e) * (1.0 + e) * par[1])
+    else:
+        h[0] = 0.0
+        dh[0] = 0.0
+
+
+cdef void _batch_pair_atom(Py_ssize_t i, int fam, const double[:, ::1] par, const int32_t[::1] cols, double a,
+                           const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                           const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sb,
+                           double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad) noexcept nogil:
+    cdef Py_ssize_t p, f, c
+    cdef Py_ssize_t nf = cols.shape[0]
+    cdef double r, fc, dfc, h, dh, ux, uy, uz, dv
+    for p in range(indptr[i], indptr[i + 1]):
+        r = d_p[p]
+        if r >= a or not _match(spec_n[j_p[p]], sb):
+            continue
+        _cosine_cutoff(r, a, &fc, &dfc)
+        ux = D_pc[p, 0] / r
+        uy = D_pc[p, 1] / r
+        uz = D_pc[p, 2] / r
+        for f in range(nf):
+            _fc_pair_fn(fam, &par[f, 0], r, &h, &dh)
+            c = cols[f]
+            values_nf[i, c] += h * fc
+            if grad:
+                dv = dh * fc + h * dfc
+                jac_pf3[p, 3 * c] += dv * ux
+                jac_pf3[p, 3 * c + 1] += dv * uy
+                jac_pf3[p, 3 * c + 2] += dv * uz
+
+
+def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols, double a,
+                      const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                      const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
+                      double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads):
+    """Accumulate F cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot]."""
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
+        if _match(spec_n[i], sa):
+            _batch_pair_atom(i, fam, par, cols, a, indptr, j_p, d_p, D_pc, spec_n, sb, values_nf, jac_pf3, grad)
+
+
+include "_red_triple.pxi"
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-pair gradients -> atoms, and virials
+# ---------------------------------------------------------------------------------------------
+
+cdef long _scatter_range(Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t n, const int64_t* indptr, const int32_t* j_p,
+                         const double* grad_pc, double* out_nc, bint count_bad) noexcept nogil:
+    """The updates of ``pair_gradient_to_atoms`` that touch atoms lo <= x < hi, in pair order.
+
+    Neighbour indices outside [0, n) are never written; with ``count_bad`` they are counted.
+    """
+    cdef Py_ssize_t i, p, j, k
+    cdef long bad = 0
+    cdef bint own
+    for i in range(n):
+        own = lo <= i < hi
+        for p in range(indptr[i], indptr[i + 1]):
+            j = j_p[p]
+            if lo <= j < hi:
+                for k in range(3):
+                    out_nc[3 * j + k] += grad_pc[3 * p + k]
+            elif count_bad and (j < 0 or j >= n):
+                bad = bad + 1
+            if own:
+                for k in range(3):
+                    out_nc[3 * i + k] -= grad_pc[3 * p + k]
+    return bad
+
+
+def pair_gradient_to_atoms(const int64_t[::1] indptr, const int32_t[::1] j_p, const double[:, ::1] grad_pc,
+                           double[:, ::1] out_nc, int n_threads=1):
+    """out[j_p] += grad_pc[p], out[i_p] -= grad_pc[p]: per-pair gradients [P, 3] to atoms [N, 3] (eV/Å).
+
+    Thread t owns the atoms of one contiguous range and applies, in pair order, every update touching
+    them: each atom receives the same additions in the same order for any thread count (bitwise
+    identical results). Raises ValueError on inconsistent shapes or neighbour indices outside [0, N).
+    """
+    cdef Py_ssize_t i, t, n = indptr.shape[0] - 1
+    cdef Py_ssize_t n_pairs = j_p.shape[0]
+    cdef int nt = max(1, n_threads)
+    cdef long nbad = 0
+    if n < 0 or out_nc.shape[0] != n or out_nc.shape[1] != 3:
+        raise ValueError("out_nc must have shape (n_atoms, 3)")
+    if indptr[0] != 0 or indptr[n] != n_pairs or grad_pc.shape[0] != n_pairs or grad_pc.shape[1] != 3:
+        raise ValueError("indptr, j_p and grad_pc disagree on the number of pairs")
+    if n == 0 or n_pairs == 0:
+        return
+    _check_indptr(indptr, n_pairs, nt)
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pg = &grad_pc[0, 0]
+    cdef double* pout = &out_nc[0, 0]
+    for t in prange(nt, nogil=True, num_threads=nt, schedule="static", chunksize=1):
+        nbad += _scatter_range(t * n // nt, (t + 1) * n // nt, n, pind, pj, pg, pout, t == 0)
+    if nbad:
+        raise ValueError("neighbour indices j_p must lie in [0, n_atoms) (those pairs were not applied)")
+
+
+def pair_virial(const int64_t[::1] indptr, const double[:, ::1] grad_pc, const double[:, ::1] D_pc,
+                double[:, ::1] out_n9, int n_threads):
+    """out[i, 3 a + b] += sum over pairs of i of grad_pc[p, a] * D_pc[p, b] (eV)."""
+    cdef Py_ssize_t i, p, a, b, n = indptr.shape[0] - 1
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        for p in range(indptr[i], indptr[i + 1]):
+            for a in range(3):
+                for b in range(3):
+                    out_n9[i, 3 * a + b] += grad_pc[p, a] * D_pc[p, b]
+
+
+# Behler type 4/5 descriptors in batches (triplet loops, and moments for integer zeta).
+include "_red_angular.pxi"
+
+
+def zero_rows(double[:, ::1] out, int n_threads):
+    """Set ``out`` to 0 with OpenMP threads (first touch of fresh pages happens in parallel)."""
+    cdef Py_ssize_t p, k, n = out.shape[0], m = out.shape[1]
+    for p in prange(n, nogil=True, num_threads=n_threads, schedule="static"):
+        for k in range(m):
+            out[p, k] = 0.0

@@ -1,0 +1,216 @@
+"""Workflows that apply saved potentials: ``SDWorkflow`` (batch relaxation) and ``OneShotWorkflow`` (errors)."""
+
+import math
+import warnings
+
+import numpy as np
+
+from miniff.fit.base import Workflow
+
+__all__ = ["SDWorkflow", "OneShotWorkflow", "prediction_errors"]
+
+
+def prediction_errors(cells, groups=None):
+    """Energy and force errors of cells carrying predictions and references.
+
+    Parameters
+    ----------
+    cells : list of Cell
+        With ``meta["total-energy"]`` (prediction, eV), ``meta["reference-energy"]`` (eV) and, where
+        available, ``meta["forces"]`` / ``meta["reference-forces"]`` ``[N, 3]`` eV/Å.
+    groups : list of str or None
+        Group label of every cell (adds ``group_<label>_...`` entries).
+
+    Returns
+    -------
+    dict
+        ``n_cells``, ``energy_rmse``, ``energy_mae``, ``energy_max`` (eV/atom) and, with forces,
+        ``force_rmse``, ``force_mae``, ``force_max`` (eV/Å, per component).
+    """
+
+    def _stats(sel):
+        de = [(c.meta["total-energy"] - c.meta["reference-energy"]) / c.size for c in sel
+              if "reference-energy" in c.meta]
+        out = {"n_cells": len(sel)}
+        if de:
+            de = np.asarray(de)
+            out.update(energy_rmse=math.sqrt(float(np.mean(de**2))), energy_mae=float(np.mean(np.abs(de))),
+                       energy_max=float(np.max(np.abs(de))))
+        df = [np.asarray(c.meta["forces"]) - np.asarray(c.meta["reference-forces"]) for c in sel
+              if "reference-forces" in c.meta]
+        if df:
+            df = np.concatenate([d.reshape(-1) for d in df])
+            out.update(force_rmse=math.sqrt(float(np.mean(df**2))), force_mae=float(np.mean(np.abs(df))),
+                       force_max=float(np.max(np.abs(df))))
+        return out
+
+    result = _stats(list(cells))
+    if groups is not None:
+        for g in sorted(set(groups)):
+            sub = _stats([c for c, x in zip(cells, groups, strict=True) if x == g])
+            result.update({f"group_{g}_{k}": v for k, v in sub.items()})
+    return result
+
+
+class SDWorkflow(Workflow):
+    """Relax a batch of cells with saved potentials (0.1.4's ``test-relax`` stage, which never worked there).
+
+    Parameters are those of :class:`~miniff.fit.base.Workflow`.  After :meth:`run`, ``cells_result`` holds
+    the relaxed cells with ``meta["total-energy"]`` (eV) and ``meta["forces"]`` (eV/Å).
+    """
+
+    default_tag = "relax"
+
+    def prepare(self, fn_cells, potentials="learn.pt", fn_cells_root=None, cells_order=None, cells_subset=None,
+                cells_index=":", cells_selection=None, nw_kwargs=None, allow_legacy_pickle=False):
+        """Load the cells and the potentials.
+
+        Parameters
+        ----------
+        fn_cells : str, Path, Cell or list
+            Cells (ASE-readable files, ase.db, 0.1.4 cells JSON; glob patterns allowed).
+        potentials : str, list of str, or list of LocalPotential
+            Saved potentials files (:func:`miniff.ml_util.save_potentials`) or potential objects.
+        fn_cells_root : str or None
+            Folder the patterns are relative to.
+        cells_order : "random", None or list
+            Reorder the cells (``seed`` of the workflow).
+        cells_subset : int or None
+            Keep only the first n cells.
+        cells_index, cells_selection
+            ``index`` and ``selection`` of :func:`miniff.io.read_cells`.
+        nw_kwargs : dict or None
+            Extra arguments of ``NeighborWrapper``.
+        allow_legacy_pickle : bool
+            Read 0.1.4 pickled ``.pt`` files (unsafe: see :func:`miniff.ml_util.load_potentials_014`).
+        """
+        self.load_cells(fn_cells, root=fn_cells_root, index=cells_index, selection=cells_selection)
+        if cells_order is not None:
+            self.reorder_cells(cells_order, seed=self.seed)
+        if cells_subset is not None:
+            self.subset_cells(cells_subset)
+        self.potentials = self.load_potentials(potentials, allow_legacy_pickle=allow_legacy_pickle)
+        cutoff = max(p.cutoff for p in self.potentials)
+        self.compute_neighbors(cutoff, nw_kwargs)
+        return self
+
+    def load_potentials(self, potentials, allow_legacy_pickle=False):
+        """Potential objects from files / objects (a list)."""
+        from miniff.fit.potfiles import load_potentials, load_potentials_014
+
+        items = potentials if isinstance(potentials, (list, tuple)) else [potentials]
+        out = []
+        for p in items:
+            if isinstance(p, str) or hasattr(p, "__fspath__"):
+                try:
+                    out.extend(load_potentials(p))
+                except (ValueError, TypeError) as error:
+                    if not allow_legacy_pickle:
+                        raise ValueError(f"potentials: cannot read {str(p)!r} as plain data ({error}); for a "
+                                         f"0.1.4 pickle set allow_legacy_pickle: true (unsafe)") from error
+                    out.extend(load_potentials_014(p))
+            elif hasattr(p, "compute"):
+                out.append(p)
+            else:
+                raise TypeError(f"potentials entries must be file names or potentials, got {type(p).__name__}")
+        if not out:
+            raise ValueError("potentials: none loaded")
+        return out
+
+    def _evaluate(self, nw):
+        energy = float(nw.total(self.potentials, ignore_missing_species=True))
+        forces = -np.asarray(nw.grad(self.potentials, ignore_missing_species=True))
+        return energy, forces
+
+    def run(self, method="L-BFGS-B", options=None, relax_cell=False, parallel=False, pool_kwargs=None):
+        """Relax every cell; return (and store in ``cells_result``) the relaxed cells.
+
+        Parameters
+        ----------
+        method : str
+            scipy minimiser (``"L-BFGS-B"`` default).
+        options : dict or None
+            scipy options (default ``{"maxiter": 10000}``).
+        relax_cell : bool
+            Also relax the cell shape and volume (zero stress).
+        parallel, pool_kwargs
+            Accepted for 0.1.4 job files; relaxations run one after another (the kernels are OpenMP-parallel).
+        """
+        from miniff.kernel import OptimizationWarning
+
+        options = {"maxiter": 10000} if options is None else dict(options)
+        self.cells_result = []
+        for k, nw in enumerate(self.cells_nw):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", OptimizationWarning)
+                cell = nw.relax(self.potentials, method=method, options=options, relax_cell=relax_cell,
+                                ignore_missing_species=True, n_threads=self.n_threads)
+            flagged = [w for w in caught if issubclass(w.category, OptimizationWarning)]
+            for w in caught:
+                if not issubclass(w.category, OptimizationWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            cell = cell.copy() if hasattr(cell, "copy") else cell
+            if "total-energy" not in cell.meta:
+                cell.meta["total-energy"] = float(nw.total(self.potentials, ignore_missing_species=True))
+            cell.meta["flag-potential-warning"] = bool(flagged)
+            if flagged:
+                self.log.warning("cell %d: relaxation did not converge (%s)", k, flagged[0].message)
+            self.cells_result.append(cell)
+        return self.cells_result
+
+
+class OneShotWorkflow(SDWorkflow):
+    """Energies and forces of saved potentials on a set of cells, and their errors against the references.
+
+    :meth:`run` returns copies of the cells with the predictions in ``meta["total-energy"]`` (eV) and
+    ``meta["forces"]`` (eV/Å), as 0.1.4 did, the references moved to ``meta["reference-energy"]`` /
+    ``meta["reference-forces"]``; ``errors`` holds :func:`prediction_errors` (with per-group entries).
+    """
+
+    default_tag = "test"
+
+    def run(self, fn_output=None):
+        """Predict every cell; optionally write the cells with predictions to ``fn_output`` (extxyz).
+
+        Returns
+        -------
+        list of Cell
+        """
+        out = []
+        for nw, cell in zip(self.cells_nw, self.cells, strict=True):
+            energy, forces = self._evaluate(nw)
+            c = cell.copy()
+            c.meta = dict(cell.meta)
+            if "total-energy" in cell.meta:
+                c.meta["reference-energy"] = float(cell.meta["total-energy"])
+            if "forces" in cell.meta:
+                c.meta["reference-forces"] = np.asarray(cell.meta["forces"], dtype=float)
+            c.meta["total-energy"] = energy
+            c.meta["forces"] = forces
+            out.append(c)
+        self.cells_result = out
+        self.errors = prediction_errors(out, self.groups())
+        for k in ("energy_rmse", "force_rmse"):
+            if k in self.errors:
+                unit = "meV/atom" if k.startswith("energy") else "meV/Å"
+                self.log.info("%s: %s = %.3f %s", self.tag, k, 1000 * self.errors[k], unit)
+        if fn_output is not None:
+            self._write(out, fn_output)
+        return out
+
+    @staticmethod
+    def _write(cells, fn_output):
+        from miniff.io import write_cells
+
+        refs = []
+        for c in cells:
+            r = c.copy()
+            r.meta = dict(c.meta)
+            if "reference-energy" in c.meta:
+                r.meta["total-energy"] = c.meta["reference-energy"]
+            if "reference-forces" in c.meta:
+                r.meta["forces"] = c.meta["reference-forces"]
+            for k in ("reference-energy", "reference-forces"):
+                r.meta.pop(k, None)
+            refs.append(r)
+        write_cells(refs, fn_output, predicted=list(cells))

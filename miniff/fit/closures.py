@@ -1,0 +1,526 @@
+"""Loss functions, closures and error metrics for fitting NN potentials.
+
+The loss of :func:`simple_energy_closure` is ``w_energy * L_E + w_gradients * L_G`` with
+
+- ``L_E = sum_s w_s (E_pred_s - E_ref_s)^2 / sum_s w_s`` (the mean squared energy error; with
+  ``per_atom=True`` each residual is divided by the structure's atom count first);
+- ``L_G = sum_s w_s sum_{a, c} (G_pred_sac - G_ref_sac)^2 / (3 sum_s w_s n_s)`` (the mean squared
+  error of the energy gradients, i.e. of the forces, over the real atoms; padding is masked out),
+
+in the units of the dataset (normalised units when the dataset was normalised), ``w_s`` being optional
+per-structure weights.  Unlike miniff 0.1.4, ``w_energy`` multiplies the energy term also when forces are
+not fitted.  Error metrics (:func:`error_metrics`) are reported in physical units (eV/atom, eV/Å) when the
+:class:`~miniff.ml.Normalization` is given, and convergence criteria on them follow Amp's LossFunction:
+the fit has converged when every criterion that is set is met.
+"""
+
+import math
+from collections import namedtuple
+from functools import partial
+
+import torch
+
+__all__ = [
+    "loss_result",
+    "LBFGS",
+    "energy_loss",
+    "SimpleClosure",
+    "simple_energy_closure",
+    "error_metrics",
+    "resolve_optimizer",
+    "CONVERGENCE_KEYS",
+]
+
+#: The result of a loss evaluation: ``loss_value`` is a torch scalar; ``components`` a dict of the parts.
+loss_result = namedtuple("loss_result", ("loss_id", "loss_value", "reference", "prediction", "components"))
+
+#: LBFGS with a strong-Wolfe line search (the default optimizer, as in miniff 0.1.4).
+LBFGS = partial(torch.optim.LBFGS, line_search_fn="strong_wolfe")
+
+#: Names of the convergence criteria (Amp's LossFunction): eV/atom for energies, eV/Å for forces.
+CONVERGENCE_KEYS = ("energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid")
+
+
+def resolve_optimizer(optimizer):
+    """Turn ``optimizer`` into a callable ``f(params, **kwargs) -> torch.optim.Optimizer``.
+
+    Parameters
+    ----------
+    optimizer : None, str, or callable
+        ``None`` or ``"lbfgs"`` = :data:`LBFGS` (strong Wolfe); ``"compact_lbfgs"`` (or ``"compact-lbfgs"``) =
+        :class:`~miniff.ml_util.CompactLBFGS` (full batch, for small networks: much less work per iteration,
+        history kept across epochs, stops at the first evaluation meeting the convergence criteria); ``"bfgs"``
+        (or ``"dense_bfgs"``) = :class:`~miniff.ml_util.DenseBFGS` (the same with a dense inverse Hessian: fewer
+        evaluations for networks of up to a few thousand parameters); any other
+        string names a class of ``torch.optim`` case-insensitively (``"adam"``, ``"AdamW"``, ``"sgd"``...); a
+        callable is used as is.
+    """
+    if optimizer is None:
+        return LBFGS
+    if isinstance(optimizer, str):
+        if optimizer.lower() == "lbfgs":
+            return LBFGS
+        if optimizer.lower().replace("-", "_") == "compact_lbfgs":
+            from miniff.fit.lbfgs import CompactLBFGS
+
+            return CompactLBFGS
+        if optimizer.lower().replace("-", "_") in ("dense_bfgs", "bfgs"):
+            from miniff.fit.bfgs import DenseBFGS
+
+            return DenseBFGS
+        names = {n.lower(): n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)}
+        cls_name = names.get(optimizer.lower())
+        if cls_name is None or not issubclass(getattr(torch.optim, cls_name), torch.optim.Optimizer):
+            choices = sorted(n for n in names.values() if issubclass(getattr(torch.optim, n), torch.optim.Optimizer))
+            raise ValueError(f"optimizer: unknown optimizer {optimizer!r}; choose from "
+                             f"{['lbfgs', 'compact_lbfgs', 'bfgs'] + choices}")
+        return getattr(torch.optim, cls_name)
+    if not callable(optimizer):
+        raise TypeError(f"optimizer must be None, a string or a callable, got {type(optimizer).__name__}")
+    return optimizer
+
+
+def _forward(networks, dataset, grad):
+    from miniff import ml
+
+    return ml.forward_cauldron(networks, dataset, grad=grad)
+
+
+def _atom_counts(dataset):
+    """Number of real atoms per structure, ``[S]`` (sums of the per-point masks; cached on the dataset until a
+    mask changes: do not modify the result in place)."""
+    from miniff.ml.cauldron import _cached
+
+    masks = [ppd.mask for ppd in dataset.per_point_datasets]
+
+    def compute():
+        counts = None
+        for m in masks:
+            c = m.reshape(m.shape[0], -1).sum(dim=1)
+            counts = c if counts is None else counts + c
+        return counts
+
+    return _cached(dataset, "_atom_counts_cache", masks, compute)
+
+
+def _structure_weights(weights, n, dtype):
+    if weights is None:
+        return None
+    w = torch.as_tensor(weights, dtype=dtype).reshape(-1)
+    if w.shape[0] != n:
+        raise ValueError(f"weights must have one entry per structure ({n}), got {w.shape[0]}")
+    if bool((w < 0).any()) or not bool(torch.isfinite(w).all()) or float(w.sum()) <= 0:
+        raise ValueError("weights must be finite, non-negative and not all zero")
+    return w
+
+
+def _weighted_mean(sq_s, w_s, denom_s=None):
+    """``sum_s w_s sq_s / sum_s w_s denom_s`` with ``w = 1`` and ``denom = 1`` by default."""
+    if w_s is None:
+        num = sq_s.sum()
+        den = sq_s.shape[0] if denom_s is None else denom_s.sum()
+    else:
+        num = (w_s * sq_s).sum()
+        den = w_s.sum() if denom_s is None else (w_s * denom_s).sum()
+    return num / den
+
+
+def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energies_p=False, weights=None,
+                per_atom=False, w_l2=0):
+    """Loss of energies (and energy gradients) predicted by ``networks`` on ``data``.
+
+    Parameters
+    ----------
+    networks : list of torch.nn.Module
+        One network per species (per-point dataset), in the dataset's order.
+    data : miniff.ml.Dataset
+        Reference energies ``[S, 1]`` (and gradients ``[S, A, 3]`` when ``w_gradients != 0``).
+    criterion : callable or None
+        ``criterion(prediction, reference) -> scalar``; None = the (weighted) mean squared error above.
+    w_energy, w_gradients : float
+        Weights of the energy and gradient (force) terms.
+    energies_p : bool
+        Fit per-atom energies (``energies_p`` of the per-point datasets) instead of totals.
+    weights : array-like of shape (S,) or None
+        Per-structure weights (only with the default criterion).
+    per_atom : bool
+        Divide each energy residual by the structure's atom count (per-atom energies).
+    w_l2 : float
+        Weight of an L2 penalty ``w_l2 * sum(w ** 2)`` over the weight matrices (not the biases) of the networks.
+
+    Returns
+    -------
+    loss_result
+        ``loss_id`` is ``"total"`` (components ``"energy"`` and, when used, ``"gradients"`` and ``"l2"``) when
+        gradients are fitted or ``w_l2 != 0``, else ``"energy"``.
+    """
+    if w_l2 < 0:
+        raise ValueError(f"w_l2 must be >= 0, got {w_l2}")
+    if criterion is not None and weights is not None:
+        raise ValueError("weights: per-structure weights need the default criterion (criterion=None)")
+    grad = w_gradients != 0
+    pcd = data.per_cell_dataset
+    if grad and (pcd.energy_g is None or not data.is_gradient_available()):
+        raise ValueError("w_gradients: the dataset has no energy gradients and feature Jacobians "
+                         "(build it with grad=True)")
+    out = _forward_any(networks, data, grad=grad, energies_p=energies_p)
+    if energies_p:
+        refs = [ppd.energies_p for ppd in data.per_point_datasets]
+        de = sum(_mse(p, r, criterion) for p, r in zip(out, refs, strict=True))
+        e_pred, e_ref = out, refs
+    else:
+        e_pred = out[0] if grad else out
+        e_ref = pcd.energy
+        w_s = _structure_weights(weights, e_ref.shape[0], e_ref.dtype)
+        if criterion is None:
+            diff = (e_pred - e_ref).reshape(e_ref.shape[0])
+            if per_atom:
+                diff = diff / _atom_counts(data).to(diff.dtype).clamp(min=1)
+            de = _weighted_mean(diff**2, w_s)
+        else:
+            if per_atom:
+                n = _atom_counts(data).to(e_pred.dtype).clamp(min=1)[:, None]
+                de = criterion(e_pred / n, e_ref / n)
+            else:
+                de = criterion(e_pred, e_ref)
+    energy = loss_result("energy", w_energy * de, e_ref, e_pred, None)
+    components = {"energy": energy}
+    if grad:
+        components["gradients"] = _gradient_loss(out[1], pcd, criterion, weights, w_gradients)
+    if w_l2:
+        components["l2"] = loss_result("l2", w_l2 * _weights_squared(networks), None, None, None)
+    if len(components) == 1:
+        return energy
+    total = energy.loss_value
+    for name in list(components)[1:]:  # not sum(): it would add a 0 tensor op
+        total = total + components[name].loss_value
+    return loss_result("total", total, None, None, components)
+
+
+def _weights_squared(networks):
+    """``sum(w ** 2)`` over the weight matrices (parameters with 2+ dimensions) of the networks: one flat dot
+    product (a few autograd nodes instead of two per matrix)."""
+    flat = torch.cat([p.reshape(-1) for net in networks for p in net.parameters() if p.ndim >= 2])
+    return torch.dot(flat, flat)
+
+
+def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
+    """The force term: ``g_pred`` and ``pcd.energy_g`` ``[S, A, 3]`` compared on the atoms of ``pcd.mask``."""
+    from miniff.ml.cauldron import _cached
+
+    g_ref = pcd.energy_g
+    if criterion is None:
+        def masks():  # the mask [S, A] (None when all ones) and 3 * atoms [S], cached on the dataset
+            m = pcd.mask.to(g_ref.dtype)
+            return (None if bool((m == 1).all()) else m), 3 * m.sum(dim=1)
+
+        mask, n_components = _cached(pcd, "_gradient_loss_cache", (pcd.mask,), masks, extra=g_ref.dtype)
+        sq_sa = ((g_pred - g_ref) ** 2).sum(dim=2)
+        sq_s = (sq_sa if mask is None else sq_sa * mask).sum(dim=1)
+        w_s = _structure_weights(weights, g_ref.shape[0], g_ref.dtype)
+        dg = _weighted_mean(sq_s, w_s, n_components)
+    else:
+        dg = criterion(g_pred, g_ref)
+    return loss_result("gradients", w_gradients * dg, g_ref, g_pred, None)
+
+
+def _mse(pred, ref, criterion):
+    return torch.mean((pred - ref) ** 2) if criterion is None else criterion(pred, ref)
+
+
+def _forward_any(networks, data, grad, energies_p):
+    if energies_p:
+        from miniff import ml
+
+        return ml.forward_cauldron(networks, data, energies_p=True)
+    return _forward(networks, data, grad)
+
+
+class SimpleClosure:
+    """A loss, a dataset and an optimizer bundled for ``optimizer.step(closure)``.
+
+    Parameters
+    ----------
+    networks : list of torch.nn.Module
+        The networks whose parameters are optimised (one per species).
+    loss_function : callable
+        ``loss_function(networks, dataset, criterion, **loss_function_kwargs) -> loss_result``.
+    dataset : miniff.ml.Dataset or None
+        The default dataset of :meth:`loss`.
+    criterion : callable or None
+        Passed to ``loss_function``.
+    optimizer : None, str or callable
+        See :func:`resolve_optimizer`; LBFGS with a strong-Wolfe line search by default.
+    optimizer_kwargs : dict or None
+        Keyword arguments of the optimizer (``lr``, ``max_iter``, ``tolerance_grad``...).
+    loss_function_kwargs : dict or None
+        Extra keyword arguments of ``loss_function`` (weights...).
+    convergence : dict or None
+        Criteria ``{"energy_rmse": eV/atom, "energy_maxresid": eV/atom, "force_rmse": eV/Å,
+        "force_maxresid": eV/Å}`` (any subset; None entries are ignored); see :meth:`converged`.
+    normalization : miniff.ml.Normalization or None
+        Used by :meth:`metrics` to report errors in physical units.
+    """
+
+    def __init__(self, networks, loss_function, dataset=None, criterion=None, optimizer=None,
+                 optimizer_kwargs=None, loss_function_kwargs=None, convergence=None, normalization=None):
+        if isinstance(networks, torch.nn.Module):
+            networks = [networks]
+        self.networks = list(networks)
+        for i, n in enumerate(self.networks):
+            if not isinstance(n, torch.nn.Module):
+                raise TypeError(f"networks[{i}] must be a torch.nn.Module, got {type(n).__name__}")
+        self.loss_function = loss_function
+        self.dataset = dataset
+        self.criterion = criterion
+        self.optimizer_factory = resolve_optimizer(optimizer)
+        self.optimizer_kwargs = dict(optimizer_kwargs or {})
+        self.loss_function_kwargs = dict(loss_function_kwargs or {})
+        self.convergence = _check_convergence(convergence)
+        self.normalization = normalization
+        self.last_loss = None
+        self.optimizer = None
+        self.optimizer_init()
+
+    def learning_parameters(self):
+        """All parameters of all networks (a list of tensors)."""
+        return [p for n in self.networks for p in n.parameters()]
+
+    def optimizer_init(self, optimizer=None, **kwargs):
+        """(Re)create the optimizer over :meth:`learning_parameters` (fresh state); return it.
+
+        Parameters
+        ----------
+        optimizer : None, str or callable
+            A new optimizer (see :func:`resolve_optimizer`); None keeps the current one.
+        **kwargs
+            Optimizer keyword arguments added to (and stored with) the current ones.
+        """
+        if optimizer is not None:
+            self.optimizer_factory = resolve_optimizer(optimizer)
+        self.optimizer_kwargs.update(kwargs)
+        self.optimizer = self.optimizer_factory(self.learning_parameters(), **self.optimizer_kwargs)
+        return self.optimizer
+
+    def loss(self, dataset=None, save=True):
+        """Evaluate the loss on ``dataset`` (default: the closure's dataset); store it as ``last_loss``."""
+        dataset = self.dataset if dataset is None else dataset
+        if dataset is None:
+            raise ValueError("dataset: no dataset given and the closure has none")
+        result = self.loss_function(self.networks, dataset, self.criterion, **self.loss_function_kwargs)
+        if save:
+            self.last_loss = result
+        return result
+
+    def propagate(self, dataset=None):
+        """Zero the gradients, evaluate the loss and back-propagate; return the loss tensor."""
+        self.optimizer.zero_grad()
+        result = self.loss(dataset)
+        value = result.loss_value
+        if not math.isfinite(value.item()):
+            raise RuntimeError(f"the loss is not finite ({value.item()}): lower the learning rate or check the data")
+        value.backward()
+        return value
+
+    __call__ = propagate
+
+    def optimizer_step(self):
+        """One optimizer step (LBFGS: up to ``max_iter`` iterations with line search); return its loss."""
+        return self.optimizer.step(self)
+
+    @property
+    def learning_rate(self):
+        """Learning rate of the optimizer's first parameter group (float or None)."""
+        if self.optimizer is None or not self.optimizer.param_groups:
+            return None
+        lr = self.optimizer.param_groups[0].get("lr")
+        return float(lr) if lr is not None else None
+
+    def metrics(self, dataset=None):
+        """Error metrics of the networks on ``dataset`` (see :func:`error_metrics`)."""
+        dataset = self.dataset if dataset is None else dataset
+        grad = self.loss_function_kwargs.get("w_gradients", 0) != 0
+        return error_metrics(self.networks, dataset, self.normalization, forces=grad)
+
+    def converged(self, metrics=None):
+        """True when every convergence criterion that is set is met (False if none is set).
+
+        Parameters
+        ----------
+        metrics : dict or None
+            Output of :meth:`metrics`; computed on the closure's dataset when None.
+        """
+        criteria = {k: v for k, v in self.convergence.items() if v is not None}
+        if not criteria:
+            return False
+        metrics = self.metrics() if metrics is None else metrics
+        return all(k in metrics and metrics[k] <= v for k, v in criteria.items())
+
+    def converged_last(self):
+        """Whether the last loss evaluation alone shows convergence (False when it cannot tell).
+
+        Exact, and cheap, when the loss components are the per-atom energy and per-component force mean squares
+        that the RMSE criteria measure: :func:`energy_loss` with the default criterion, ``per_atom=True``, no
+        per-structure weights and only ``energy_rmse`` / ``force_rmse`` criteria.  Optimizers call it after every
+        evaluation (:class:`~miniff.ml_util.CompactLBFGS`) to stop at the first point that meets the criteria.
+        """
+        rmse = self.last_rmse()
+        criteria = {k: v for k, v in self.convergence.items() if v is not None}
+        if rmse is None or not criteria or not set(criteria) <= set(rmse):
+            return False
+        return all(rmse[k] <= v for k, v in criteria.items())
+
+    def last_rmse(self):
+        """Training ``energy_rmse`` (eV/atom) and ``force_rmse`` (eV/Å) of the last evaluation, from its loss
+        components; None when the loss does not measure them exactly (see :meth:`converged_last`)."""
+        kw = self.loss_function_kwargs
+        result = self.last_loss
+        if (result is None or self.loss_function is not energy_loss or self.criterion is not None
+                or not kw.get("per_atom") or kw.get("weights") is not None or kw.get("energies_p")):
+            return None
+        w_e = kw.get("w_energy", 1)
+        if not w_e:
+            return None
+        cached = self.__dict__.get("_last_rmse_cache")  # optimizers and callbacks ask several times per evaluation
+        if cached is not None and cached[0] is result and cached[1] is self.normalization:
+            return dict(cached[2])
+        e_scale, g_scale = 1.0, 1.0
+        if self.normalization is not None:
+            e_scale = float(self.normalization.energy_scale)
+            ls = getattr(self.normalization, "length_scale", None)
+            g_scale = e_scale / float(ls) if ls is not None else e_scale
+        parts = result.components or {"energy": result}
+        out = {"energy_rmse": math.sqrt(max(float(parts["energy"].loss_value.detach()) / w_e, 0.0)) * e_scale}
+        if "gradients" in parts:
+            sq = float(parts["gradients"].loss_value.detach()) / kw["w_gradients"]
+            out["force_rmse"] = math.sqrt(max(sq, 0.0)) * g_scale
+        self._last_rmse_cache = (result, self.normalization, out)
+        return dict(out)
+
+
+_METRIC_OF_CRITERION = {"energy_rmse": "energy_rmse", "energy_maxresid": "energy_max", "force_rmse": "force_rmse",
+                        "force_maxresid": "force_max"}
+
+
+def _check_convergence(convergence):
+    if convergence is None:
+        return {}
+    if not isinstance(convergence, dict):
+        raise TypeError(f"convergence must be a dict, got {type(convergence).__name__}")
+    unknown = set(convergence) - set(CONVERGENCE_KEYS)
+    if unknown:
+        raise KeyError(f"convergence: unknown criteria {sorted(unknown)}; known: {list(CONVERGENCE_KEYS)}")
+    out = {}
+    for k, v in convergence.items():
+        if v is not None and not (isinstance(v, (int, float)) and v > 0):
+            raise ValueError(f"convergence[{k!r}] must be a positive number or None, got {v!r}")
+        out[_METRIC_OF_CRITERION[k]] = v
+    return out
+
+
+def error_metrics(networks, dataset, normalization=None, forces=None, groups=None):
+    """Energy and force errors of ``networks`` on ``dataset``.
+
+    Parameters
+    ----------
+    networks : list of torch.nn.Module
+        One network per species.
+    dataset : miniff.ml.Dataset
+        Reference data (normalised or not).
+    normalization : miniff.ml.Normalization or None
+        The dataset's normalisation; residuals are converted back to eV and eV/Å with its
+        ``energy_scale`` and ``length_scale``.  None: residuals in dataset units.
+    forces : bool or None
+        Compute force errors; None = when the dataset carries gradients.
+    groups : sequence of str or None
+        A group label per structure; adds ``group_<label>_energy_rmse`` (and ``_force_rmse``) entries.
+
+    Returns
+    -------
+    dict
+        ``energy_rmse``, ``energy_max`` (eV/atom), ``energy_mae`` (eV/atom), and with forces
+        ``force_rmse``, ``force_max``, ``force_mae`` (eV/Å, over force components of real atoms).
+    """
+    pcd = dataset.per_cell_dataset
+    if forces is None:
+        forces = pcd.energy_g is not None
+    e_scale, g_scale = 1.0, 1.0
+    if normalization is not None:
+        e_scale = float(normalization.energy_scale)
+        ls = getattr(normalization, "length_scale", None)
+        g_scale = e_scale / float(ls) if ls is not None else e_scale
+    with torch.no_grad():  # forward_cauldron still differentiates for the forces, without a graph to keep
+        out = _forward(networks, dataset, grad=forces)
+    e_pred = (out[0] if forces else out).detach()
+    n_s = _atom_counts(dataset).to(e_pred.dtype).clamp(min=1)
+    de_s = (e_pred - pcd.energy).reshape(-1) / n_s * e_scale
+    result = {
+        "energy_rmse": float(torch.sqrt(torch.mean(de_s**2))),
+        "energy_max": float(de_s.abs().max()),
+        "energy_mae": float(de_s.abs().mean()),
+    }
+    sq_s = cnt_s = None
+    if forces:
+        mask = pcd.mask.to(e_pred.dtype)
+        dg = (out[1].detach() - pcd.energy_g) * mask[..., None] * g_scale
+        n_comp = 3 * float(mask.sum())
+        result["force_rmse"] = math.sqrt(float((dg**2).sum()) / n_comp)
+        result["force_max"] = float(dg.abs().max())
+        result["force_mae"] = float(dg.abs().sum()) / n_comp
+        sq_s, cnt_s = (dg**2).sum(dim=(1, 2)), 3 * mask.sum(dim=1)
+    if groups is not None:
+        groups = list(groups)
+        if len(groups) != len(de_s):
+            raise ValueError(f"groups must have one label per structure ({len(de_s)}), got {len(groups)}")
+        for g in sorted(set(groups)):
+            idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
+            result[f"group_{g}_energy_rmse"] = float(torch.sqrt(torch.mean(de_s[idx] ** 2)))
+            if sq_s is not None:
+                result[f"group_{g}_force_rmse"] = math.sqrt(float(sq_s[idx].sum()) / float(cnt_s[idx].sum()))
+    return result
+
+
+def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None, optimizer_kwargs=None,
+                          w_energy=1, w_gradients=0, energies_p=False, weights=None, per_atom=False,
+                          convergence=None, normalization=None, w_l2=0):
+    """A :class:`SimpleClosure` fitting energies (and forces) with :func:`energy_loss`.
+
+    Parameters
+    ----------
+    networks : list of torch.nn.Module
+        One network per species, in the dataset's species order.
+    dataset : miniff.ml.Dataset or None
+        The training data.
+    criterion : callable or None
+        ``criterion(prediction, reference)``; None = (weighted) mean squared error.
+    optimizer : None, str or callable
+        LBFGS with strong-Wolfe line search by default; ``"adam"`` or any ``torch.optim`` name/class.
+    optimizer_kwargs : dict or None
+        Optimizer keyword arguments, e.g. ``{"tolerance_grad": 1e-14}`` or ``{"lr": 1e-3}``.
+    w_energy, w_gradients : float
+        Weights of the energy and force terms (``w_gradients != 0`` fits forces).
+    energies_p : bool
+        Fit per-atom energies instead of totals.
+    weights : array-like of shape (S,) or None
+        Per-structure weights.
+    per_atom : bool
+        Use per-atom energy residuals in the energy term.
+    w_l2 : float
+        L2 penalty on the networks' weight matrices (see :func:`energy_loss`; in normalised units).
+    convergence : dict or None
+        Amp-like criteria ``{"energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid"}``
+        (eV/atom, eV/Å); see :meth:`SimpleClosure.converged`.
+    normalization : miniff.ml.Normalization or None
+        For metrics in physical units.
+
+    Returns
+    -------
+    SimpleClosure
+    """
+    kwargs = dict(w_energy=w_energy, w_gradients=w_gradients, energies_p=energies_p, weights=weights,
+                  per_atom=per_atom)
+    if w_l2:
+        kwargs["w_l2"] = w_l2
+    return SimpleClosure(networks, energy_loss, dataset=dataset, criterion=criterion, optimizer=optimizer,
+                         optimizer_kwargs=optimizer_kwargs, loss_function_kwargs=kwargs, convergence=convergence,
+                         normalization=normalization)

@@ -1,0 +1,591 @@
+"""``FitWorkflow``: fit Behler-Parrinello NN potentials to energies (and forces) of cells.
+
+Life cycle: ``FitWorkflow(**init)`` -> ``prepare(**prepare)`` (cells, descriptors, datasets, split,
+normalisation, networks, closure; resumes from a checkpoint when one exists) -> ``run(**run)`` (epochs of
+optimizer steps with per-epoch metrics, a JSON Lines log, a progress bar, early stopping, convergence
+criteria and atomic checkpoints) -> ``save_potentials``.
+"""
+
+import copy
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from miniff.fit.base import Workflow
+from miniff.fit.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
+from miniff.fit.closures import error_metrics, simple_energy_closure
+from miniff.fit.log import FitLog
+from miniff.fit.recipes import (
+    LSP_DEFAULTS,
+    default_behler_descriptors,
+    default_behler_descriptors_3,
+    default_lsp_descriptors,
+)
+from miniff.ml.networks import init_output_range
+
+__all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
+
+#: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
+DEFAULT_CUTOFF = 12 * 0.529177210903
+
+#: ``stop_reason`` values of an optimizer (:class:`~miniff.ml_util.CompactLBFGS`) after which further epochs
+#: cannot make progress: the fit stops with ``stop_reason = "optimizer: <reason>"``.
+OPTIMIZER_FINAL_STOPS = ("tolerance_grad", "tolerance_change", "line search")
+
+
+def _descriptor_fingerprint(descriptors):
+    """A hash of the descriptor set (species, tags, families and parameters)."""
+    items = []
+    for species in sorted(descriptors):
+        for d in descriptors[species]:
+            params = {k: np.asarray(v).tolist() for k, v in d.get_all_parameters().items()} \
+                if hasattr(d, "get_all_parameters") else {}
+            family = getattr(getattr(d, "family", None), "tag", None)
+            items.append([species, d.tag, family, params])
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class FitWorkflow(Workflow):
+    """Fit one NN potential per species to reference energies (and forces); see the module docstring.
+
+    Parameters are those of :class:`~miniff.fit.base.Workflow`.  Fields after :meth:`prepare`:
+    ``descriptors`` (``{species: [...]}``), ``datasets`` (``{"learn": ..., "test": ...}``, normalised),
+    ``normalization``, ``nn`` (list of networks, sorted species order), ``closure``, ``epoch`` (epochs done),
+    ``history`` (list of per-epoch records), ``groups`` (``{"learn": [...], "test": [...]}`` or None).
+    """
+
+    default_tag = "fit"
+
+    def prepare(self, fn_cells, fn_cells_root=None, cells_order="random", cells_subset=None, cells_append=False,
+                cells_index=":", cells_selection=None, descriptors=None, cutoff=None, default_descriptor_kwargs=None,
+                descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
+                test_set=0.1, split_seed=0,
+                nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
+                load=None, parallel=False, cuda=None, plot_kwargs=None):
+        """Load cells, compute descriptors and datasets, split, normalise, build networks and the closure.
+
+        Parameters
+        ----------
+        fn_cells : str, Path, Cell or list
+            Training cells: ASE-readable files / ase.db / 0.1.4 cells JSON (glob patterns allowed).
+        fn_cells_root : str or None
+            Folder the patterns are relative to.
+        cells_order : "random", None or list
+            Shuffle the cells (with ``split_seed``) before splitting, keep the order (None), or a permutation.
+        cells_subset : int or None
+            Keep only the first n cells (after ordering).
+        cells_append : bool
+            Append to cells already loaded.
+        cells_index, cells_selection
+            ``index`` and ``selection`` of :func:`miniff.io.read_cells`.
+        descriptors : dict, str or None
+            ``{species: [descriptor potentials]}``, or a RuNNer ``input.nn`` file (its ``symfunction_short``
+            lines); default: the Behler recipes (radial + angular).
+        cutoff : float or None
+            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"``, 4.5 Å
+            for ``"lsp"``).
+        default_descriptor_kwargs : dict or None
+            Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``eta`` (explicit
+            radial widths, 1/Å², instead of ``n`` and ``left``), ``three_point`` (True), ``three_point_family`` (4),
+            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
+            ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
+            :func:`~miniff.ml_util.default_lsp_descriptors`.
+        descriptor_recipe : {"behler", "lsp"}
+            The default descriptors when ``descriptors`` is None: Behler radial + angular functions, or
+            PyFit-FF's local structural parameters (asinh-scaled Gaussian x Legendre).
+        nw_kwargs : dict or None
+            Extra arguments of ``NeighborWrapper``.
+        learn_cauldron_kwargs : dict or None
+            Extra arguments of ``ml.learn_cauldron`` (``grad=True`` fits forces).
+        normalization_kwargs : dict or None
+            Arguments of ``ml.Normalization.from_dataset`` (default ``offset_energy=True``).
+        test_set : float, int or str
+            Validation share: a fraction (float) or a count (int) of the (shuffled) cells, taken from the end;
+            or a file / glob pattern of separate validation cells.
+        split_seed : int
+            Seed of the random cell order, hence of the train/validation split.
+        nn_kwargs : dict or None
+            Arguments of :func:`~miniff.ml_util.behler_nn` (``n_internal``, ``n_layers``, ``activation``, ``init``,
+            ``output_activation``: the bounded outputs then start spanning the learning set's energies per atom).
+        closure_kwargs : dict or None
+            Arguments of :func:`~miniff.ml_util.simple_energy_closure` (``optimizer``, ``optimizer_kwargs``,
+            ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).
+        forces : bool or None
+            Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients=1``); None: decided
+            by ``learn_cauldron_kwargs``/``closure_kwargs``.
+        group_weights : dict or None
+            ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
+        checkpoint : str or None
+            Checkpoint file; when it exists and ``resume``, the fit continues from it.
+        resume : bool
+            Resume from an existing checkpoint.
+        load : str or None
+            A saved NN potentials file whose descriptors are reused (the networks start afresh: to continue a
+            fit, use ``checkpoint``).
+        parallel, plot_kwargs
+            Accepted for 0.1.4 job files (descriptors always use the OpenMP kernels; no live plots).
+        cuda : None, False or "auto"
+            Accepted for 0.1.4 job files; training runs on the CPU (anything else is a ValueError).
+        """
+        from miniff import ml
+
+        if cuda not in (None, False, "auto"):
+            raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
+        learn_cauldron_kwargs = dict(learn_cauldron_kwargs or {})
+        closure_kwargs = dict(closure_kwargs or {})
+        if forces is not None:
+            learn_cauldron_kwargs.setdefault("grad", bool(forces))
+            if forces:
+                closure_kwargs.setdefault("w_gradients", 1.0)
+            elif closure_kwargs.get("w_gradients", 0) != 0:
+                raise ValueError("closure_kwargs: w_gradients != 0 but forces=False")
+        grad = bool(learn_cauldron_kwargs.get("grad", False))
+        if closure_kwargs.get("w_gradients", 0) != 0 and not grad:
+            raise ValueError("closure_kwargs: w_gradients != 0 needs forces (learn_cauldron_kwargs grad=True)")
+        self.forces = grad and closure_kwargs.get("w_gradients", 0) != 0
+
+        # energy-only fits do not need forces: no warning for data sets that have none
+        self.load_cells(fn_cells, root=fn_cells_root, append=cells_append, index=cells_index,
+                        selection=cells_selection, warn_missing_targets=self.forces)
+        if cells_order is not None:
+            self.order = self.reorder_cells(cells_order, seed=split_seed)
+        else:
+            self.order = np.arange(len(self.cells))
+        if cells_subset is not None:
+            self.subset_cells(cells_subset)
+            self.order = self.order[:cells_subset]
+        if isinstance(test_set, (str, Path)):
+            n_learn = len(self.cells)
+            self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index,
+                            warn_missing_targets=self.forces)
+            n = len(self.cells)
+            n_test = n - n_learn
+        else:
+            n = len(self.cells)
+            n_test = self._test_count(test_set, n)
+
+        if load is not None:
+            from miniff.fit.potfiles import load_potentials
+
+            loaded = load_potentials(load)
+            bad = [k for k, p in enumerate(loaded) if not hasattr(p, "descriptors")]
+            if bad:
+                raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
+            descriptors = {p.tag: list(p.descriptors) for p in loaded}
+        if descriptor_recipe not in ("behler", "lsp"):
+            raise ValueError(f"descriptor_recipe must be 'behler' or 'lsp', got {descriptor_recipe!r}")
+        if descriptors is None and descriptor_recipe == "lsp":
+            cutoff = LSP_DEFAULTS["a"] if cutoff is None else float(cutoff)
+            species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+            descriptors = default_lsp_descriptors(species, a=cutoff, **(default_descriptor_kwargs or {}))
+        elif descriptors is None:
+            cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
+            descriptors = self.init_default_descriptors(a=cutoff, nw_kwargs=nw_kwargs,
+                                                        **(default_descriptor_kwargs or {}))
+        elif isinstance(descriptors, (str, Path)):
+            from miniff.fit.parsers import group_by_species, parse_runner_input
+
+            descriptors = group_by_species(parse_runner_input(descriptors, strict=False))
+        elif not isinstance(descriptors, dict):
+            raise TypeError(f"descriptors must be a dict {{species: [descriptors]}} or a RuNNer input file, "
+                            f"got {type(descriptors).__name__}")
+        self.descriptors = {k: list(v) for k, v in sorted(descriptors.items())}
+        cutoff = max(d.cutoff for v in self.descriptors.values() for d in v)
+        if self.cells_nw is None or self.cutoff is None or self.cutoff < cutoff:
+            self.compute_neighbors(cutoff, nw_kwargs)
+
+        t0 = time.perf_counter()
+        learn_cauldron_kwargs.update(normalize=False, dtype=self.dtype)
+        learn_cauldron_kwargs.setdefault("n_threads", self.n_threads)
+        full = ml.learn_cauldron(self.cells_nw, self.descriptors, **learn_cauldron_kwargs)
+        self.timings = {"descriptors": time.perf_counter() - t0}
+        self.log.info("descriptors of %d cells in %.2f s", n, self.timings["descriptors"])
+        idx = torch.arange(n)
+        raw = {"learn": full.subset(idx[:n - n_test])}
+        if n_test:
+            raw["test"] = full.subset(idx[n - n_test:])
+        labels = self.groups()
+        self.cell_groups = None if labels is None else {"learn": labels[:n - n_test], "test": labels[n - n_test:]}
+        self.cell_indices = {"learn": list(range(n - n_test)), "test": list(range(n - n_test, n))}
+
+        norm_kwargs = {"offset_energy": True}
+        norm_kwargs.update(normalization_kwargs or {})
+        self.normalization = ml.Normalization.from_dataset(raw["learn"], **norm_kwargs)
+        self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
+
+        from miniff.fit.recipes import behler_nn
+
+        nn_kwargs = dict(nn_kwargs or {})
+        self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        if nn_kwargs.get("output_activation"):
+            self._init_output_ranges()
+        weights = None
+        if group_weights:
+            if labels is None:
+                raise ValueError("group_weights: the cells carry no meta['group'] labels")
+            unknown = set(group_weights) - set(labels)
+            if unknown:
+                raise KeyError(f"group_weights: no cells in groups {sorted(unknown)}; groups: {sorted(set(labels))}")
+            weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
+        closure_kwargs.setdefault("weights", weights)
+        self.closure = simple_energy_closure(self.nn, self.datasets["learn"], normalization=self.normalization,
+                                             **closure_kwargs)
+        self.epoch = 0
+        self.wall_time = 0.0
+        self.history = []
+        self.best = None
+        self.stale_epochs = 0
+        self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
+        self._fingerprint = _descriptor_fingerprint(self.descriptors)
+        self._split_fingerprint = hashlib.sha256(json.dumps(
+            {k: np.round(raw[k].per_cell_dataset.energy.double().numpy().ravel(), 8).tolist() for k in raw}
+        ).encode()).hexdigest()
+        self.resumed_from = None
+        if self.checkpoint_path is not None and resume and self.checkpoint_path.exists():
+            self.load_checkpoint(self.checkpoint_path)
+        return self
+
+    # ------------------------------------------------------------------ preparation helpers
+    @staticmethod
+    def _test_count(test_set, n):
+        if isinstance(test_set, bool):
+            raise TypeError("test_set must be a float fraction or an integer count, got a bool")
+        if isinstance(test_set, (float, np.floating)):
+            if not 0 <= test_set < 1:
+                raise ValueError(f"test_set (a fraction) must be in [0, 1), got {test_set}")
+            k = int(round(n * test_set))
+        elif isinstance(test_set, (int, np.integer)):
+            k = int(test_set)
+        else:
+            raise TypeError(f"test_set must be a float fraction or an integer count, got {type(test_set).__name__}")
+        if not 0 <= k < n:
+            raise ValueError(f"test_set leaves no training cells ({k} of {n} for validation)")
+        return k
+
+    def init_default_descriptors(self, a=DEFAULT_CUTOFF, n=6, left=1, common_eta=True, three_point=True,
+                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=0, eta=None, nw_kwargs=None):
+        """The default descriptor set: radial Behler-2 per pair (+ angular Behler-4/5 per triple), Å and 1/Å².
+
+        ``eta`` (1/Å²): explicit radial widths instead of the turning-point grid of ``n`` functions (see
+        :func:`~miniff.ml_util.default_behler_descriptors`)."""
+        wrappers = self.compute_neighbors(a, nw_kwargs)
+        if eta is not None:
+            n = len(eta)
+        out = default_behler_descriptors(wrappers, n=n, a=a, left=left, common_eta=common_eta, eta=eta)
+        species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+        for s in species:
+            out.setdefault(s, [])
+        if three_point:
+            extra = default_behler_descriptors_3(species, a=a, eta=eta3, zeta=tuple(zeta), family=three_point_family)
+            for s, v in extra.items():
+                out[s].extend(v)
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self):
+        """The plain-data checkpoint of the fit (networks, optimizer, epoch, best state, RNG, metadata)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "wall_time": self.wall_time,
+            "networks": [n.state_dict() for n in self.nn],
+            "optimizer": self.closure.optimizer.state_dict(),
+            "optimizer_class": type(self.closure.optimizer).__name__,
+            "normalization": self.normalization.state_dict(),
+            "best": None if self.best is None else dict(self.best),
+            "stale_epochs": self.stale_epochs,
+            "descriptors": self._fingerprint,
+            "n_cells": {k: len(v) for k, v in self.datasets.items()},
+            "split": self._split_fingerprint,
+            "torch_rng": torch.get_rng_state(),
+            "history": [dict(r) for r in self.history],
+        }
+
+    def save_checkpoint(self, path=None):
+        """Write the checkpoint atomically to ``path`` (default: the ``checkpoint`` of :meth:`prepare`)."""
+        path = self.checkpoint_path if path is None else Path(path)
+        if path is None:
+            raise ValueError("path: no checkpoint file given (prepare(checkpoint=...))")
+        atomic_torch_save(self.checkpoint_state(), path)
+        return path
+
+    def load_checkpoint(self, path):
+        """Restore networks, optimizer state, epoch counter and best state from a checkpoint."""
+        data = load_checkpoint(path)
+        if data["descriptors"] != self._fingerprint:
+            raise ValueError(f"checkpoint: {str(path)!r} was written with different descriptors; delete it or "
+                             f"set resume: false")
+        if data["n_cells"] != {k: len(v) for k, v in self.datasets.items()} or data["split"] != self._split_fingerprint:
+            raise ValueError(f"checkpoint: {str(path)!r} was written for a different data split "
+                             f"{data['n_cells']}; delete it or set resume: false")
+        if data["optimizer_class"] != type(self.closure.optimizer).__name__:
+            raise ValueError(f"checkpoint: {str(path)!r} holds a {data['optimizer_class']} state but the closure "
+                             f"uses {type(self.closure.optimizer).__name__}")
+        for net, state in zip(self.nn, data["networks"], strict=True):
+            net.load_state_dict(state)
+        self.normalization.load_state_dict(data["normalization"])
+        self.closure.optimizer_init()
+        self.closure.optimizer.load_state_dict(data["optimizer"])
+        self.epoch = int(data["epoch"])
+        self.wall_time = float(data["wall_time"])
+        self.best = data["best"]
+        self.stale_epochs = int(data["stale_epochs"])
+        self.history = list(data["history"])
+        torch.set_rng_state(data["torch_rng"])
+        self.resumed_from = self.epoch
+        self.log.info("resumed from %s at epoch %d", path, self.epoch)
+
+    # ------------------------------------------------------------------ metrics
+    def _init_output_ranges(self):
+        """Amp's initial output scaling: every network's bounded output spans the range of the (normalised)
+        learning-set energies per atom."""
+        ds = self.datasets["learn"]
+        per_atom = ds.per_cell_dataset.energy[:, 0] / ds.atom_counts().sum(dim=1).clamp(min=1)
+        low, high = float(per_atom.min()), float(per_atom.max())
+        if not high > low:
+            low, high = low - 0.5, high + 0.5
+        for net in self.nn:
+            init_output_range(net, low, high)
+
+    def metrics(self, name="learn"):
+        """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
+        groups = None if self.cell_groups is None else self.cell_groups[name]
+        return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups)
+
+    def update_loss(self):
+        """Losses of every dataset: ``{name: loss_result}`` (stored in ``self.losses``)."""
+        from miniff.fit.closures import energy_loss
+
+        self.losses = {}
+        with torch.no_grad():
+            for k, v in self.datasets.items():
+                if k == "learn":
+                    self.losses[k] = self.closure.loss(v)
+                else:
+                    kw = dict(self.closure.loss_function_kwargs, weights=None)
+                    self.losses[k] = energy_loss(self.nn, v, self.closure.criterion, **kw)
+        return self.losses
+
+    def _record(self):
+        losses = self.update_loss()
+        rec = {"epoch": self.epoch, "time": round(self.wall_time, 4), "lr": self.closure.learning_rate}
+        for name, suffix in (("learn", ""), ("test", "_valid")):
+            if name not in self.datasets:
+                continue
+            rec["loss" + suffix] = float(losses[name].loss_value.detach())
+            m = self.metrics(name)
+            for k, v in m.items():
+                if k.startswith("group_"):
+                    if name == "test" or "test" not in self.datasets:
+                        rec[k] = v
+                else:
+                    rec[k + suffix] = v
+        return rec
+
+    # ------------------------------------------------------------------ run
+    def run(self, n_epochs=100, epoch_size=1, cleanup_optimizer=False, save=None, save_fn=None,
+            checkpoint_every=10, log_file=None, early_stopping=None, restore_best=True, progress=None,
+            after_epoch=None, save_policy=None, plot_kwargs=None, torch_threads=1):
+        """Optimise for up to ``n_epochs`` epochs (counting epochs done before a resume).
+
+        Parameters
+        ----------
+        n_epochs : int
+            Total number of epochs of the fit (a resumed fit runs the remaining ones).
+        epoch_size : int
+            Optimizer steps per epoch (an LBFGS step is up to ``max_iter`` iterations).
+        cleanup_optimizer : bool
+            Re-create the optimizer (dropping its state) at every epoch, as 0.1.4 did by default.
+        save : bool or None
+            Save the potentials at the end (to ``save_fn``); None: save when ``save_fn`` is given.
+        save_fn : str or None
+            Potentials file (default ``"{tag}.pt"``); ``{tag}`` is replaced by ``"learn"`` (0.1.4's ``learn.pt``).
+        checkpoint_every : int
+            Write the checkpoint every this many epochs (and always at the end); needs ``checkpoint``.
+        log_file : str or None
+            JSON Lines per-epoch log (format in :mod:`miniff.fit.log`).
+        early_stopping : int or None
+            Stop after this many epochs without a new minimum of the validation loss.
+        restore_best : bool
+            With a validation set, end with the networks of the lowest validation loss.
+        progress : bool or None
+            Show a tqdm bar with the current losses (None: only on a terminal).
+        after_epoch : callable or None
+            ``after_epoch(workflow)``; returning False stops the fit.
+        save_policy, plot_kwargs
+            Accepted for 0.1.4 job files (potentials are saved once, at the end).
+        torch_threads : int or None
+            torch intra-op threads during the fit (restored afterwards).  Atomic networks are small, so one
+            thread is fastest (several threads mostly wait on each other, badly so on a busy machine);
+            None keeps torch's setting.
+
+        Returns
+        -------
+        list of dict
+            The per-epoch records (also in ``self.history``).  Why the fit ended is in ``self.stop_reason``:
+            ``"n_epochs"``, ``"converged"`` (the closure's criteria), ``"early stopping"``, ``"non-finite loss"``,
+            ``"after_epoch"`` or ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).
+        """
+        if not hasattr(self, "closure"):
+            raise RuntimeError("run: call prepare() first")
+        for name, v in (("n_epochs", n_epochs), ("epoch_size", epoch_size), ("checkpoint_every", checkpoint_every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "n_epochs" else 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
+            raise ValueError(f"early_stopping must be None or a positive integer, got {early_stopping!r}")
+        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                          or torch_threads < 1):
+            raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
+        previous_threads = torch.get_num_threads()
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        try:
+            return self._run(n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
+                             early_stopping, restore_best, progress, after_epoch)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _run(self, n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
+             early_stopping, restore_best, progress, after_epoch):
+        log = FitLog(log_file, resume_epoch=self.epoch if self.epoch > 0 else None)
+        if self.epoch == 0 and not self.history:
+            self.history.append(log.write(self._record()))
+            self._track_best(self.history[-1])
+        if progress is None:
+            progress = sys.stderr.isatty()
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_epochs, initial=min(self.epoch, n_epochs), desc=f"fit {self.tag}", unit="epoch")
+        self.stop_reason = "n_epochs"
+        try:
+            while self.epoch < n_epochs:
+                t0 = time.perf_counter()
+                if cleanup_optimizer:
+                    self.closure.optimizer_init()
+                for _ in range(epoch_size):
+                    self.closure.optimizer_step()
+                self.epoch += 1
+                self.wall_time += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                rec = self._record()  # metrics of this epoch; their cost is added to the next record's time
+                rec = log.write(rec)
+                self.wall_time += time.perf_counter() - t0
+                self.history.append(rec)
+                stop = self._after_epoch_checks(rec, early_stopping)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(_postfix(rec))
+                if self.checkpoint_path is not None and (self.epoch % checkpoint_every == 0 or stop
+                                                         or self.epoch >= n_epochs):
+                    self.save_checkpoint()
+                if stop:
+                    break
+                if after_epoch is not None and after_epoch(self) is False:
+                    self.stop_reason = "after_epoch"
+                    if self.checkpoint_path is not None:
+                        self.save_checkpoint()
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.checkpoint_path is not None and self.epoch >= n_epochs and not self.checkpoint_path.exists():
+            self.save_checkpoint()
+        if restore_best and self.best is not None and "test" in self.datasets:
+            for net, state in zip(self.nn, self.best["networks"], strict=True):
+                net.load_state_dict(state)
+        if save is None:
+            save = save_fn is not None
+        if save:
+            self.save_potentials(("{tag}.pt" if save_fn is None else str(save_fn)).format(tag="learn"))
+        return self.history
+
+    def _track_best(self, rec):
+        """Keep the networks of the lowest validation (else training) loss; False for a non-finite loss."""
+        value = rec["loss_valid" if "loss_valid" in rec else "loss"]
+        if not math.isfinite(value):
+            return False
+        if self.best is None or value < self.best["loss"]:
+            self.best = {"epoch": self.epoch, "loss": value,
+                         "networks": [{k: v.detach().clone() for k, v in n.state_dict().items()} for n in self.nn]}
+            self.stale_epochs = 0
+        else:
+            self.stale_epochs += 1
+        return True
+
+    def _after_epoch_checks(self, rec, early_stopping):
+        """Track the best validation state; return True when the fit should stop."""
+        if not self._track_best(rec):
+            self.stop_reason = "non-finite loss"
+            return True
+        if self.closure.converged({k: v for k, v in rec.items() if not k.endswith("_valid")}):
+            self.stop_reason = "converged"
+            return True
+        optimizer_stop = getattr(self.closure.optimizer, "stop_reason", None)
+        if optimizer_stop in OPTIMIZER_FINAL_STOPS:
+            self.stop_reason = f"optimizer: {optimizer_stop}"
+            return True
+        if early_stopping is not None and self.stale_epochs >= early_stopping:
+            self.stop_reason = "early stopping"
+            return True
+        return False
+
+    # ------------------------------------------------------------------ potentials
+    def build_potentials(self):
+        """NN potentials (one per species, physical units: raw descriptors in, eV out) from the networks."""
+        from miniff import ml
+
+        nets = [copy.deepcopy(n) for n in self.nn]
+        self.nn_potentials = ml.potentials_from_ml_data(nets, self.descriptors, normalization=self.normalization)
+        return self.nn_potentials
+
+    def save_potentials(self, fn):
+        """Build the potentials and save them as plain data to ``fn`` (see :func:`miniff.ml_util.save_potentials`)."""
+        from miniff.fit.potfiles import save_potentials
+
+        save_potentials(self.build_potentials(), fn)
+        self.log.info("potentials saved to %s", fn)
+        return fn
+
+    def predict(self, name="learn"):
+        """Reference and predicted energies (eV/atom) and forces (eV/Å) on dataset ``name``.
+
+        Returns
+        -------
+        dict
+            ``energy_ref``, ``energy_pred``: ndarray (S,), eV/atom; with forces ``forces_ref``, ``forces_pred``:
+            ndarray (n_real_atoms * 3,), eV/Å.
+        """
+        from miniff import ml
+
+        ds = self.datasets[name]
+        with torch.no_grad():
+            out = ml.forward_cauldron(self.nn, ds, grad=self.forces, normalization=self.normalization)
+            ref_e = self.normalization.bw_energy(ds.per_cell_dataset.energy, ds.atom_counts())
+        e_pred = out[0] if self.forces else out
+        n_s = ds.atoms_per_sample().to(ref_e.dtype)
+        result = {"energy_ref": (ref_e[:, 0] / n_s).numpy(), "energy_pred": (e_pred.detach()[:, 0] / n_s).numpy()}
+        if self.forces:
+            pcd = ds.per_cell_dataset
+            mask = pcd.mask != 0
+            g_ref = self.normalization.bw_energy_g(pcd.energy_g)
+            result["forces_ref"] = (-g_ref[mask]).reshape(-1).numpy()
+            result["forces_pred"] = (-out[1].detach()[mask]).reshape(-1).numpy()
+        return result
+
+
+def _postfix(rec):
+    out = {"loss": f"{rec['loss']:.3g}"}
+    if "loss_valid" in rec:
+        out["val"] = f"{rec['loss_valid']:.3g}"
+    out["E"] = f"{1000 * rec['energy_rmse']:.2f}meV/at"
+    if "force_rmse" in rec:
+        out["F"] = f"{rec['force_rmse']:.3f}eV/Å"
+    return out

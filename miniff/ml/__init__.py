@@ -1,0 +1,75 @@
+"""Neural-network (Behler-Parrinello) potentials: datasets, normalisation, networks, training passes.
+
+The pieces, in the order of a fit:
+
+1. :func:`learn_cauldron` computes descriptors of cells (and, with ``grad=True``, their sparse Jacobians) and
+   assembles a :class:`Dataset` = one :class:`PerCellDataset` (total energies ``[S, 1]`` eV, energy
+   gradients ``[S, A, 3]`` eV/Å) + one :class:`PerPointDataset` per species (features ``[S, P, D]``, mask
+   ``[S, P]``, Jacobian as a :class:`SparseJacobian`), normalised by a :class:`Normalization`.
+2. :class:`SequentialSoleEnergyNN` makes one atomic network per species.
+3. :func:`forward_cauldron` predicts total energies (and gradients, for force training) of a dataset.
+4. :func:`potentials_from_ml_data` turns fitted networks into :class:`NNPotential` objects that work with
+   ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`
+   store them as plain data.
+
+Memory of force training is linear in the number of pairs (never a dense ``[S, P, D, A, 3]`` tensor).
+"""
+
+from miniff.ml.cauldron import (
+    cpu_copy,
+    energy_gradients,
+    forward,
+    forward_cauldron,
+    fw_cauldron,
+    fw_cauldron_charges,
+    learn_cauldron,
+    prepare_descriptor_data,
+    total_energy,
+)
+from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
+from miniff.ml.descriptor_data import collect_atoms, encode_species
+from miniff.ml.jacobian import SparseJacobian
+from miniff.ml.networks import (
+    SequentialSoleEnergyNN,
+    behler_nn,
+    init_output_range,
+    linear,
+    sequential_from_data,
+    sequential_to_data,
+    simplify_sequential,
+)
+from miniff.ml.normalization import Normalization
+from miniff.ml.potential import NNPotential, NNPotentialFamily, ml_potential_family, potentials_from_ml_data
+from miniff.ml.serialize import load_potentials, save_potentials
+
+__all__ = [
+    "PerCellDataset",
+    "PerPointDataset",
+    "Dataset",
+    "SparseJacobian",
+    "Normalization",
+    "learn_cauldron",
+    "prepare_descriptor_data",
+    "collect_atoms",
+    "encode_species",
+    "SequentialSoleEnergyNN",
+    "behler_nn",
+    "init_output_range",
+    "linear",
+    "simplify_sequential",
+    "sequential_to_data",
+    "sequential_from_data",
+    "forward_cauldron",
+    "fw_cauldron",
+    "fw_cauldron_charges",
+    "cpu_copy",
+    "forward",
+    "total_energy",
+    "energy_gradients",
+    "NNPotential",
+    "NNPotentialFamily",
+    "ml_potential_family",
+    "potentials_from_ml_data",
+    "save_potentials",
+    "load_potentials",
+]

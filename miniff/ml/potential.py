@@ -1,0 +1,270 @@
+"""``NNPotential``: a Behler-Parrinello network as a ``LocalPotential`` (Contract 3), and its family.
+
+The atomic energy of every atom of the tagged species is ``nn(descriptors_i)`` (eV), evaluated in float64
+with the descriptors of ``eval_descriptors``.  Its per-pair gradient is
+``grad_pc[p] = sum_f dnn/dD_f(D_{i_p}) * jac_pfc[p, f, :]`` -- linear in pairs.
+"""
+
+import copy
+
+import numpy as np
+import torch
+
+from miniff.ml.networks import sequential_from_data, sequential_to_data, simplify_sequential
+from miniff.potentials.base import LocalPotential, LocalPotentialFamily, register_family
+
+__all__ = ["NNPotential", "NNPotentialFamily", "ml_potential_family", "potentials_from_ml_data"]
+
+FAMILY_TAG = "ml potential"
+_STATE_KEYS = {"tag", "ptag", "parameters", "descriptors"}
+
+
+class NNPotential(LocalPotential):
+    """A neural-network potential for one species.
+
+    Parameters
+    ----------
+    nn : torch.nn.Sequential
+        Maps raw descriptors ``[n, D]`` to atomic energies ``[n, 1]`` (eV).  It is copied and converted to
+        float64.
+    descriptors : list of LocalPotential
+        The ``D`` descriptors, tagged ``"<species>-..."``.
+    tag : str
+        The centre species, e.g. ``"Si"``.
+    normalization : Normalization, optional
+        If given, ``nn`` works on normalised data and the normalisation of species index ``specimen`` is
+        folded into the network (so the potential takes raw descriptors and returns eV).
+    specimen : int, optional
+        Species index in ``normalization``.
+    descriptor_fidelity_histograms : ndarray of shape (D, 2, bins + 1), optional
+        Kept for 0.1.4 compatibility (stored, not used).
+    """
+
+    def __init__(self, nn, descriptors, tag=None, normalization=None, specimen=None,
+                 descriptor_fidelity_histograms=None, simplify=True):
+        if not isinstance(nn, torch.nn.Module):
+            raise TypeError(f"nn must be a torch.nn.Module, got {type(nn).__name__}")
+        descriptors = tuple(descriptors)
+        if not descriptors:
+            raise ValueError("descriptors must not be empty")
+        for k, d in enumerate(descriptors):
+            if not isinstance(d, LocalPotential) or not isinstance(d.tag, str):
+                raise TypeError(f"descriptors[{k}] must be a tagged LocalPotential")
+            if tag is not None and d.tag.split("-")[0] != tag:
+                raise ValueError(f"descriptors[{k}] has tag {d.tag!r}: its centre species must be {tag!r}")
+        if normalization is not None:
+            if specimen is None:
+                raise ValueError("specimen (the species index in normalization) is required with normalization")
+            nn = normalization.apply_to_module(nn, specimen, fw=False, output="energy", simplify=simplify)
+        elif simplify and isinstance(nn, torch.nn.Sequential):
+            nn = simplify_sequential(nn)
+        else:
+            nn = copy.deepcopy(nn)
+        nn = nn.to(torch.float64).eval()
+        for p in nn.parameters():
+            p.requires_grad_(False)
+        self.descriptors = descriptors
+        family = ml_potential_family
+        super().__init__({"nn": nn, "descriptor_fidelity_histograms": descriptor_fidelity_histograms},
+                         max(float(d.cutoff) for d in descriptors), family=family, tag=tag)
+        self._check_width()
+
+    def _check_width(self):
+        first = next((m for m in self.nn.modules() if isinstance(m, torch.nn.Linear)), None)
+        if first is not None and first.in_features != len(self.descriptors):
+            raise ValueError(f"nn takes {first.in_features} inputs but there are {len(self.descriptors)} descriptors")
+
+    @property
+    def coordination(self):
+        """1: the tag is the centre species."""
+        return 1
+
+    @property
+    def nn(self):
+        """The float64 network (raw descriptors -> eV)."""
+        return self.parameters["nn"]
+
+    def __repr__(self):
+        return f"<NNPotential tag={self.tag!r} cutoff={self.cutoff:g} n_descriptors={len(self.descriptors)}>"
+
+    # ------------------------------------------------------------------ evaluation
+    def compute(self, nw, grad=False, n_threads=None):
+        """Per-atom energies and per-pair gradients (DEVELOPING.md, Contract 3).
+
+        Parameters
+        ----------
+        nw : NeighborWrapper
+            With distances computed up to at least ``self.cutoff``.
+        grad : bool
+        n_threads : int or None
+            OpenMP threads of the descriptor kernels.
+
+        Returns
+        -------
+        energy_n : ndarray of shape (N,), float64, eV
+            0 for atoms of other species.
+        grad_pc : ndarray of shape (P, 3), float64, eV/Å, or None
+            ``d energy_n[i_p] / d D_pc[p]``.
+        """
+        from miniff.ml import descriptor_data as _ml_descriptors
+
+        (code,) = self.species_codes(nw)
+        spec_n = np.asarray(nw.spec_encoded_row)
+        n = len(spec_n)
+        n_pairs = nw.pairs.n_pairs
+        energy_n = np.zeros(n)
+        grad_pc = np.zeros((n_pairs, 3)) if grad else None
+        sel = spec_n == code
+        all_atoms = bool(sel.all())
+        if not sel.any():
+            return energy_n, grad_pc
+        eval_descriptors = _ml_descriptors.eval_descriptors_hook()
+        values_nf, jac_pfc = eval_descriptors(nw, list(self.descriptors), grad=grad, n_threads=n_threads,
+                                              ignore_missing_species=True)
+        x = torch.from_numpy(np.ascontiguousarray(values_nf if all_atoms else values_nf[sel], dtype=np.float64))
+        if not grad:
+            with torch.no_grad():
+                e = self.nn(x)[:, 0]
+            energy_n[sel] = e.numpy()
+            return energy_n, None
+        with torch.enable_grad():
+            x.requires_grad_(True)
+            e = self.nn(x)[:, 0]
+            (g_nf,) = torch.autograd.grad(e.sum(), x)
+        energy_n[sel] = e.detach().numpy()
+        jac = torch.from_numpy(np.ascontiguousarray(jac_pfc, dtype=np.float64))
+        i_p = torch.from_numpy(np.asarray(nw.pairs.i_p, dtype=np.int64))
+        if all_atoms:
+            g_pf = g_nf.index_select(0, i_p)
+            torch.bmm(g_pf.unsqueeze(1), jac, out=torch.from_numpy(grad_pc).unsqueeze(1))
+        else:
+            pos_n = np.full(n, -1, dtype=np.int64)
+            pos_n[sel] = np.arange(int(sel.sum()))
+            pos_p = pos_n[i_p.numpy()]
+            keep = np.flatnonzero(pos_p >= 0)
+            g_pf = g_nf[torch.from_numpy(pos_p[keep])]
+            grad_pc[keep] = torch.bmm(g_pf.unsqueeze(1), jac[torch.from_numpy(keep)]).squeeze(1).numpy()
+        return energy_n, grad_pc
+
+    def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
+        """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
+        e, g = self.compute(nw, grad=grad_pc is not None, n_threads=n_threads)
+        energy_n += e
+        if grad_pc is not None:
+            grad_pc += g
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """Plain data: ``{"tag": "ml potential", "ptag", "parameters": {"nn": layers as data, ...},
+        "descriptors": [descriptor state dicts]}`` (tensors, lists, numbers and strings only)."""
+        hist = self.parameters.get("descriptor_fidelity_histograms")
+        return {
+            "tag": FAMILY_TAG,
+            "ptag": self.tag,
+            "parameters": {
+                "nn": sequential_to_data(self.nn),
+                "descriptor_fidelity_histograms": None if hist is None else torch.as_tensor(np.asarray(hist)),
+            },
+            "descriptors": [d.state_dict() for d in self.descriptors],
+        }
+
+    @classmethod
+    def from_state_dict(cls, data):
+        """Rebuild from :meth:`state_dict` output (never unpickles code)."""
+        return ml_potential_family.instance_from_state_dict(data)
+
+
+class NNPotentialFamily(LocalPotentialFamily):
+    """The family of :class:`NNPotential` (tag ``"ml potential"``), registered in ``known_families``."""
+
+    def __init__(self):
+        super().__init__({"nn": None, "descriptor_fidelity_histograms": None}, 0.0, tag=FAMILY_TAG,
+                         proto=NNPotential, parameter_defaults={"descriptor_fidelity_histograms": None},
+                         coordination=1, doc="E_i = nn(descriptors_i)")
+
+    def instantiate(self, *, tag=None, empty=None, descriptors=None, nn=None, descriptor_fidelity_histograms=None):
+        """``ml_potential_family(nn=..., descriptors=[...], tag="Si")``."""
+        if descriptors is None or nn is None:
+            raise ValueError("an ml potential needs nn=... and descriptors=[...]")
+        return NNPotential(nn, descriptors, tag=tag, descriptor_fidelity_histograms=descriptor_fidelity_histograms,
+                           simplify=False)
+
+    __call__ = instantiate
+
+    def instance_from_state_dict(self, data):
+        """Rebuild an :class:`NNPotential` from its state dict."""
+        from miniff.potentials.base import potential_from_state_dict
+
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict, got {type(data).__name__}")
+        extra = set(data) - _STATE_KEYS
+        if extra:
+            raise ValueError(f"unknown keys in the state dict of an ml potential: {sorted(extra)}")
+        if data.get("tag") != FAMILY_TAG:
+            raise ValueError(f"data['tag'] must be {FAMILY_TAG!r}, got {data.get('tag')!r}")
+        params = data.get("parameters")
+        if not isinstance(params, dict) or "nn" not in params:
+            raise ValueError("data['parameters'] must be a dict with an 'nn' entry")
+        unknown = set(params) - {"nn", "descriptor_fidelity_histograms"}
+        if unknown:
+            raise ValueError(f"unknown ml potential parameters: {sorted(unknown)}")
+        nn = params["nn"]
+        if isinstance(nn, dict) and "type" not in nn:
+            raise ValueError("parameters['nn'] looks like a 0.1.4 torch state dict; rebuild the network and use "
+                             "potentials_from_ml_data, or import the file with an explicit legacy loader")
+        nn = sequential_from_data(nn)
+        descriptors = [potential_from_state_dict(d) for d in data.get("descriptors", [])]
+        hist = params.get("descriptor_fidelity_histograms")
+        return NNPotential(nn, descriptors, tag=data.get("ptag"), simplify=False,
+                           descriptor_fidelity_histograms=None if hist is None else np.asarray(hist))
+
+
+ml_potential_family = register_family(NNPotentialFamily(), replace=True)
+
+
+def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy", descriptor_fidelity_histograms=None,
+                            simplify=True):
+    """One :class:`NNPotential` per species from fitted networks.
+
+    Parameters
+    ----------
+    nn : list of torch.nn.Module
+        One network per species, in ``sorted(descriptors)`` order (the order of ``learn_cauldron`` datasets).
+    descriptors : dict
+        ``{species: [descriptor potentials]}``.
+    normalization : Normalization, optional
+        The normalisation the networks were trained with (folded into the potentials).
+    output : {"energy"}
+        Only energy potentials are supported.
+    descriptor_fidelity_histograms : list of ndarray, optional
+        Per species ``[D, 2, bins + 1]`` (stored only).
+    simplify : bool
+        Fuse consecutive linear layers.
+
+    Returns
+    -------
+    list of NNPotential
+    """
+    if output != "energy":
+        raise ValueError(f"output must be 'energy' (charge potentials are not supported), got {output!r}")
+    if isinstance(nn, torch.nn.Module):
+        nn = [nn]
+    nn = list(nn)
+    items = sorted(descriptors.items())
+    if len(nn) != len(items):
+        raise ValueError(f"nn has {len(nn)} networks but descriptors has {len(items)} species")
+    if descriptor_fidelity_histograms is not None:
+        if len(descriptor_fidelity_histograms) != len(items):
+            raise ValueError("descriptor_fidelity_histograms must have one entry per species")
+        for k, (h, (_, d)) in enumerate(zip(descriptor_fidelity_histograms, items, strict=True)):
+            h = np.asarray(h)
+            if h.ndim != 3 or h.shape[0] != len(d) or h.shape[1] != 2:
+                raise ValueError(f"descriptor_fidelity_histograms[{k}] must have shape ({len(d)}, 2, bins + 1), "
+                                 f"got {h.shape}")
+    out = []
+    for k, (module, (species, descs)) in enumerate(zip(nn, items, strict=True)):
+        hist = None if descriptor_fidelity_histograms is None else descriptor_fidelity_histograms[k]
+        out.append(NNPotential(module, descs, tag=species, normalization=normalization,
+                               specimen=k if normalization is not None else None,
+                               descriptor_fidelity_histograms=hist, simplify=simplify))
+    return out

@@ -1,0 +1,127 @@
+"""Saving and loading lists of potentials as plain data (never pickled code).
+
+Two formats, chosen by the file extension:
+
+- ``.json``: JSON; tensors are ``{"__tensor__": dtype, "shape": [...], "data": [...]}`` and numpy arrays
+  ``{"__ndarray__": dtype, "shape": [...], "data": [...]}`` (floats written with full precision, so the
+  round trip is exact);
+- anything else (``.pt``): ``torch.save`` of the list of state dicts, loadable with
+  ``torch.load(..., weights_only=True)`` (numpy arrays are stored with the ``__ndarray__`` encoding).
+
+Files are written to a temporary file next to the target and moved into place with ``os.replace``, so
+a crash never leaves a half-written file.
+"""
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from miniff._atomic import atomic_write
+
+__all__ = ["save_potentials", "load_potentials", "to_plain", "from_plain"]
+
+_TORCH_DTYPES = {str(d).split(".")[-1]: d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64,
+                                                     torch.int32, torch.int64, torch.bool, torch.uint8, torch.int8,
+                                                     torch.int16)}
+
+
+def to_plain(obj, json_safe=False):
+    """Recursively encode numpy arrays/scalars (and tensors when ``json_safe``) as plain dicts."""
+    if isinstance(obj, dict):
+        return {str(k): to_plain(v, json_safe) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v, json_safe) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        if not json_safe:
+            return obj.detach().cpu().clone()
+        t = obj.detach().cpu()
+        return {"__tensor__": str(t.dtype).split(".")[-1], "shape": list(t.shape), "data": t.reshape(-1).tolist()}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf" and obj.dtype.kind != "U":
+            raise TypeError(f"cannot store a numpy array of dtype {obj.dtype} as plain data")
+        return {"__ndarray__": obj.dtype.str, "shape": list(obj.shape), "data": obj.reshape(-1).tolist()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store an object of type {type(obj).__name__} as plain data")
+
+
+def from_plain(obj):
+    """Inverse of :func:`to_plain`."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            dtype = _TORCH_DTYPES.get(obj["__tensor__"])
+            if dtype is None:
+                raise ValueError(f"unknown tensor dtype {obj['__tensor__']!r} in the file")
+            return torch.tensor(obj["data"], dtype=dtype).reshape(obj["shape"])
+        if "__ndarray__" in obj:
+            return np.asarray(obj["data"], dtype=np.dtype(obj["__ndarray__"])).reshape(obj["shape"])
+        return {k: from_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    return obj
+
+
+
+
+def save_potentials(potentials, path):
+    """Save potentials (classical, descriptors or NN) as plain data.
+
+    Parameters
+    ----------
+    potentials : LocalPotential or list of LocalPotential
+    path : str or PathLike
+        ``*.json`` for JSON, anything else for a ``torch.save`` file (``weights_only`` loadable).
+    """
+    from miniff.potentials.base import LocalPotential
+
+    if isinstance(potentials, LocalPotential):
+        potentials = [potentials]
+    states = []
+    for k, p in enumerate(potentials):
+        if not isinstance(p, LocalPotential):
+            raise TypeError(f"potentials[{k}] is not a LocalPotential: {type(p).__name__}")
+        states.append(p.state_dict())
+    if os.fspath(path).endswith(".json"):
+        text = json.dumps({"format": "miniff-potentials", "version": 1, "potentials": to_plain(states, True)})
+        atomic_write(path, lambda f: f.write(text.encode()))
+    else:
+        data = {"format": "miniff-potentials", "version": 1, "potentials": to_plain(states)}
+        atomic_write(path, lambda f: torch.save(data, f))
+
+
+def load_potentials(path):
+    """Load potentials saved by :func:`save_potentials`.
+
+    Returns
+    -------
+    list of LocalPotential
+
+    Raises
+    ------
+    ValueError
+        If the file is not a miniff potentials file (corrupt, or a 0.1.4 pickle).
+    """
+    from miniff.potentials.base import potential_from_state_dict
+
+    path = os.fspath(path)
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        else:
+            data = torch.load(path, weights_only=True)
+    except (json.JSONDecodeError, UnicodeDecodeError, RuntimeError, EOFError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"path {path!r} is not a readable miniff potentials file: {e}") from None
+    except Exception as e:  # torch raises UnpicklingError for files needing code (0.1.4 pickles)
+        raise ValueError(f"path {path!r} is not a plain-data miniff potentials file ({type(e).__name__}: {e}); "
+                         f"0.1.4 .pt files contain pickled code and are not loaded") from None
+    if not isinstance(data, dict) or data.get("format") != "miniff-potentials" or \
+            not isinstance(data.get("potentials"), list):
+        raise ValueError(f"path {path!r} is not a miniff potentials file")
+    return [potential_from_state_dict(from_plain(s)) for s in data["potentials"]]

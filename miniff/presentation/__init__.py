@@ -1,0 +1,91 @@
+"""Plots and text summaries: potential curves, RDF/ADF, strain profiles and the quality of a fit.
+
+Every plotting function draws with matplotlib into ``ax`` (the current Axes when ``ax`` is None) and returns
+that Axes, so plots can be combined and restyled. Values are computed in miniff's units (eV, Å); the
+``energy_unit`` and ``length_unit`` arguments only change what is displayed. A unit is a name
+(``"angstrom"``, ``"nm"``, ``"bohr"``; ``"eV"``, ``"meV"``, ``"Ry"``, ``"Hartree"``), ``"1"`` for plain numbers,
+or a positive number giving the display unit in eV or Å. Axis labels read ``"r (<unit>)"`` and
+``"Energy (<unit>)"``.
+
+matplotlib is imported only when a function draws (``pyplot.gca()`` when ``ax`` is None).
+"""
+
+import numpy as np
+
+from miniff.presentation.common import ENERGY_UNITS, LENGTH_UNITS
+from miniff.presentation.fit import (
+    plot_convergence,
+    plot_descriptor_range,
+    plot_diagonal,
+    plot_error_histogram,
+    read_fit_log,
+)
+from miniff.presentation.structure import plot_adf, plot_descriptors_2, plot_potential_2, plot_rdf, plot_strain_profile
+
+__all__ = [
+    "ENERGY_UNITS",
+    "LENGTH_UNITS",
+    "unicode_block_elements",
+    "text_bars",
+    "plot_rdf",
+    "plot_adf",
+    "plot_strain_profile",
+    "plot_potential_2",
+    "plot_descriptors_2",
+    "plot_convergence",
+    "read_fit_log",
+    "plot_diagonal",
+    "plot_error_histogram",
+    "plot_descriptor_range",
+]
+
+#: Characters of increasing height used by :func:`text_bars` (a space stands for the lowest value).
+unicode_block_elements = " ▁▂▃▄▅▆▇█"
+
+# Present the re-exported functions as members of this module (documentation, repr, pickling).
+for _f in (plot_rdf, plot_adf, plot_strain_profile, plot_potential_2, plot_descriptors_2, plot_convergence,
+           read_fit_log, plot_diagonal, plot_error_histogram, plot_descriptor_range):
+    _f.__module__ = __name__
+del _f
+
+
+def text_bars(values, mn=None, mx=None, palette=unicode_block_elements):
+    """Draw a sequence of numbers as a one-line bar chart of unicode block characters.
+
+    Useful for histograms in log files: ``text_bars([0, 1, 4, 9])`` gives ``" ▁▄█"``.
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        The numbers (any unit).
+    mn, mx : float, optional
+        Values mapped to the first and last palette character; the minimum and maximum of ``values`` by
+        default. Values outside are clipped.
+    palette : str or sequence of str
+        Characters from lowest to highest (at least two).
+
+    Returns
+    -------
+    str
+        ``n`` characters; NaN values are shown as ``"?"``.
+    """
+    values = np.asarray(values, dtype=float).ravel()
+    if len(palette) < 2:
+        raise ValueError(f"palette must have at least two characters, got {palette!r}")
+    finite = values[np.isfinite(values)]
+    if mn is None:
+        mn = finite.min() if finite.size else 0.0
+    if mx is None:
+        mx = finite.max() if finite.size else 1.0
+    if mx < mn:
+        raise ValueError(f"mx ({mx}) must not be smaller than mn ({mn})")
+    top = len(palette) - 1
+    span = mx - mn
+    chars = []
+    for v in values:
+        if not np.isfinite(v):
+            chars.append("?")
+            continue
+        level = 0.0 if span == 0 else (min(max(v, mn), mx) - mn) / span
+        chars.append(palette[int(round(level * top))])
+    return "".join(chars)
