@@ -24,13 +24,14 @@ from ase.calculators.calculator import (
     all_changes,
 )
 
+from miniff._ext.threads import effective_n_threads
 from miniff.io.atoms import complete_vectors
+from miniff.ml.serialize import load_potentials
+from miniff.neighbors.cell import Cell
+from miniff.potentials.evaluate import evaluate
+from miniff.potentials.wrapper import NeighborWrapper
 
 __all__ = ["MiniffCalculator", "UnknownSpeciesError"]
-
-# Voigt order of ASE: xx yy zz yz xz xy
-_VOIGT_A = np.array([0, 1, 2, 1, 0, 0])
-_VOIGT_B = np.array([0, 1, 2, 2, 2, 1])
 
 
 class UnknownSpeciesError(CalculatorSetupError, KeyError):
@@ -44,10 +45,6 @@ def _load_potentials_file(path):
     """Load a saved list of potentials (plain data, see ``miniff.ml.load_potentials``)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"potentials: no such file {os.fspath(path)!r}")
-    try:
-        from miniff.ml import load_potentials
-    except ImportError:  # pragma: no cover - depends on the ml module being present
-        from miniff.ml_util import load_potentials
     try:
         return load_potentials(path)
     except (FileNotFoundError, PermissionError):
@@ -124,7 +121,6 @@ class MiniffCalculator(Calculator):
         if not np.isfinite(skin) or skin < 0:
             raise ValueError(f"skin must be finite and >= 0 (Å), got {skin}")
         if n_threads is not None:
-            from miniff._ext.threads import effective_n_threads
 
             effective_n_threads(n_threads)  # validates
         if species_map is not None and not isinstance(species_map, dict):
@@ -150,9 +146,7 @@ class MiniffCalculator(Calculator):
         self._ref_cell = None
         self._ref_pbc = None
         self._active = None  # potentials whose species are all present
-        self._i_p = None  # centre atom of every pair (the topology stays fixed between builds)
-        self._j_p = None
-        self._cache = None  # (positions, energy_n, grad_pc) of the last evaluation
+        self._cache = None  # (positions, Evaluation, with gradient, with stress) of the last evaluation
         self.n_builds = 0  #: number of neighbour-list builds so far (diagnostics)
 
     def reset(self):
@@ -188,7 +182,6 @@ class MiniffCalculator(Calculator):
         return np.array([mapping[s] for s in symbols])
 
     def _build(self, atoms):
-        from miniff.kernel import Cell, NeighborWrapper
 
         positions = np.array(atoms.positions, dtype=float)
         pbc = np.array(atoms.pbc, dtype=bool)
@@ -211,12 +204,6 @@ class MiniffCalculator(Calculator):
         self._ref_numbers = atoms.numbers.copy()
         self._ref_cell = atoms.cell.array.copy()
         self._ref_pbc = pbc
-        pairs = nw.pairs
-        self._i_p = np.asarray(pairs.i_p, dtype=np.intp)
-        self._j_p = np.asarray(pairs.j_p, dtype=np.intp)
-        # flat indices (3 * atom + component) of every pair entry, for one bincount per scatter
-        self._i3 = (3 * self._i_p[:, None] + np.arange(3)).reshape(-1)
-        self._j3 = (3 * self._j_p[:, None] + np.arange(3)).reshape(-1)
         self.n_builds += 1
 
     def _update_neighbors(self, atoms):
@@ -246,27 +233,17 @@ class MiniffCalculator(Calculator):
         return False
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluate(self, atoms, grad):
+    def _evaluate(self, atoms, grad, stress):
+        """The ``Evaluation`` of ``atoms`` (through ``miniff.potentials.evaluate.evaluate``, the one evaluation
+        path), reusing the last one when the positions did not change and it holds what is asked."""
         positions = np.asarray(atoms.positions, dtype=float)
         c = self._cache
-        if c is not None and (c[2] is not None or not grad) and np.array_equal(c[0], positions):
-            return c[1], c[2]
+        if c is not None and (c[2] or not grad) and (c[3] or not stress) and np.array_equal(c[0], positions):
+            return c[1]
         self._update_neighbors(atoms)
-        nw = self._nw
-        n = len(positions)
-        energy_n = np.zeros(n)
-        grad_pc = np.zeros((len(self._j_p), 3)) if grad else None
-        for k, p in enumerate(self._active):
-            e_n, g_pc = p.compute(nw, grad=grad, n_threads=self.n_threads)
-            if k == 0:  # the first potential's arrays are fresh: use them instead of adding to zeros
-                energy_n = np.asarray(e_n, dtype=float).reshape(n)
-                grad_pc = np.asarray(g_pc, dtype=float).reshape(-1, 3) if grad else None
-            else:
-                energy_n = energy_n + e_n
-                if grad:
-                    grad_pc = grad_pc + g_pc
-        self._cache = (positions.copy(), energy_n, grad_pc)
-        return energy_n, grad_pc
+        result = evaluate(self._nw, self._active, grad=grad, per_atom_stress=stress, n_threads=self.n_threads)
+        self._cache = (positions.copy(), result, grad, stress)
+        return result
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """Compute the requested properties of ``atoms`` (see the class docstring)."""
@@ -279,29 +256,12 @@ class MiniffCalculator(Calculator):
             )
         if set(system_changes) - {"positions", "initial_charges", "initial_magmoms"}:
             self._cache = None  # cell, pbc or numbers changed: positions alone no longer identify a result
-        grad = want_stress or "forces" in properties
-        energy_n, grad_pc = self._evaluate(atoms, grad)
-        energy = float(energy_n.sum())
-        self.results["energy"] = energy
-        self.results["free_energy"] = energy
-        self.results["energies"] = energy_n.copy()
-        if grad:
-            n = len(atoms)
-            w = grad_pc.reshape(-1)
-            # forces = -dE/dr: dE/dr[j_p] += grad_pc[p], dE/dr[i_p] -= grad_pc[p]
-            forces = np.bincount(self._i3, weights=w, minlength=3 * n)
-            forces -= np.bincount(self._j3, weights=w, minlength=3 * n)
-            self.results["forces"] = forces.reshape(n, 3)
+        result = self._evaluate(atoms, "forces" in properties or want_stress, want_stress)
+        self.results["energy"] = result.energy
+        self.results["free_energy"] = result.energy
+        self.results["energies"] = result.energy_n.copy()
+        if result.grad_nc is not None:
+            self.results["forces"] = -result.grad_nc
         if want_stress:
-            D_pc = self._nw.pairs.D_pc
-            volume = abs(np.linalg.det(atoms.cell.array))
-            w_pv = grad_pc[:, _VOIGT_A] * D_pc[:, _VOIGT_B]
-            w_pv[:, 3:] += grad_pc[:, _VOIGT_B[3:]] * D_pc[:, _VOIGT_A[3:]]
-            w_pv[:, 3:] *= 0.5
-            n = len(atoms)
-            stresses = np.empty((n, 6))
-            for v in range(6):
-                stresses[:, v] = np.bincount(self._i_p, weights=w_pv[:, v], minlength=n)
-            stresses /= volume
-            self.results["stresses"] = stresses
-            self.results["stress"] = stresses.sum(axis=0)
+            self.results["stresses"] = result.stress_n.copy()
+            self.results["stress"] = result.stress_n.sum(axis=0)

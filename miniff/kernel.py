@@ -25,13 +25,14 @@ Examples
 [2.351, 2.351]
 """
 
-from miniff.neighbors.analysis import batch_rdf, profile, profile_directed_strain, profile_strain
+from miniff.neighbors.batch import batch_rdf
 from miniff.neighbors.cell import Cell
 from miniff.neighbors.pairlist import PairList
-from miniff.neighbors.scalar import ScalarFunctionWrapper
 from miniff.neighbors.species import SpeciesEncoder, encode_potentials, encode_species
-from miniff.neighbors.wrapper import NeighborWrapper
-from miniff.potentials.evaluate import OptimizationWarning
+from miniff.potentials.profiles import profile, profile_directed_strain, profile_strain
+from miniff.potentials.relax import OptimizationWarning
+from miniff.potentials.scalar import ScalarFunctionWrapper
+from miniff.potentials.wrapper import NeighborWrapper
 
 __all__ = [
     "Cell",

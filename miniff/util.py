@@ -7,6 +7,7 @@ import numpy as np
 
 __all__ = [
     "num_grad",
+    "central_differences",
     "cartesian",
     "lattice_up_to_radius",
     "dict_reduce",
@@ -15,6 +16,51 @@ __all__ = [
     "default_logger",
     "rows_dot3",
 ]
+
+
+def central_differences(f, x, eps):
+    """Central finite differences ``(f(x + eps e_k) - f(x - eps e_k)) / (2 eps)`` by every entry of ``x``.
+
+    The one finite-difference rule of miniff: :func:`num_grad` and the reference gradients of
+    :mod:`miniff.numerical` (positions, strains, descriptors) are built on it.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(point) -> number or array`` with ``point`` an array of ``x``'s shape.
+    x : array-like
+        The point.
+    eps : float
+        Step (positive, finite), in the units of ``x``.
+
+    Returns
+    -------
+    ndarray, shape ``f(x).shape + x.shape``
+        Evaluations happen in the order ``+eps``, ``-eps`` for ``k = 0, 1, ...`` (row-major over ``x``).
+
+    Raises
+    ------
+    ValueError
+        If ``eps`` is not a positive finite number.
+    """
+    eps = float(eps)
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite step, got {eps}")
+    x = np.array(x, dtype=float)
+    flat = x.reshape(-1)
+    out = None
+    for k in range(flat.size):
+        plus, minus = flat.copy(), flat.copy()
+        plus[k] += eps
+        minus[k] -= eps
+        fp = np.asarray(f(plus.reshape(x.shape)), dtype=float)
+        fm = np.asarray(f(minus.reshape(x.shape)), dtype=float)
+        if out is None:
+            out = np.zeros(fp.shape + (flat.size,))
+        out[..., k] = (fp - fm) / (2 * eps)
+    if out is None:
+        return np.zeros(np.shape(f(x)) + x.shape)
+    return out.reshape(out.shape[:-1] + x.shape)
 
 
 def num_grad(scalar_f, x, *args, x_name=None, eps=1e-4, **kwargs):
@@ -35,7 +81,6 @@ def num_grad(scalar_f, x, *args, x_name=None, eps=1e-4, **kwargs):
     -------
     ndarray, shape ``y.shape + x.shape``
     """
-    x = np.array(x, dtype=float)
     if x_name is not None and args:
         raise ValueError("num_grad: positional args cannot be combined with x_name")
     if not eps > 0:
@@ -46,17 +91,7 @@ def num_grad(scalar_f, x, *args, x_name=None, eps=1e-4, **kwargs):
             return np.asarray(scalar_f(point, *args, **kwargs), dtype=float)
         return np.asarray(scalar_f(**{x_name: point}, **kwargs), dtype=float)
 
-    y0 = call(x)
-    out = np.empty(y0.shape + x.shape)
-    flat = x.reshape(-1)
-    for k in range(flat.size):
-        plus = flat.copy()
-        minus = flat.copy()
-        plus[k] += eps
-        minus[k] -= eps
-        diff = (call(plus.reshape(x.shape)) - call(minus.reshape(x.shape))) / (2 * eps)
-        out[(Ellipsis,) + np.unravel_index(k, x.shape)] = diff
-    return out
+    return central_differences(call, x, eps)
 
 
 def diag1(a):

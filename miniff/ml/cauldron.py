@@ -6,109 +6,23 @@ a gather, a batched dot product and an ``index_add`` -- memory linear in pairs x
 
 import contextlib
 import copy
-import sys
 
-import numpy as np
 import torch
 
 from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
-from miniff.ml.descriptor_data import cell_descriptor_data, check_descriptors, descriptors_cutoff, species_of
+from miniff.ml.descriptor_data import (
+    check_descriptors,
+    descriptors_cutoff,
+    prepare_descriptor_data,
+    species_of,
+    wrap_cells,
+)
 from miniff.ml.jacobian import SparseJacobian
 from miniff.ml.normalization import Normalization
 
 __all__ = ["learn_cauldron", "forward_cauldron", "fw_cauldron", "fw_cauldron_charges", "cpu_copy", "forward",
            "total_energy", "energy_gradients",
            "prepare_descriptor_data"]
-
-#: Below this many cells no progress bar is shown by default.
-PROGRESS_MIN_CELLS = 20
-
-
-def _progress(iterable, total, progress, desc):
-    show = progress if progress is not None else (total >= PROGRESS_MIN_CELLS and sys.stderr.isatty())
-    if not show:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False)
-
-
-def _wrap_cells(cells, cutoff):
-    """NeighborWrappers with pairs up to ``cutoff`` (Å) for a list of Cells/NeighborWrappers."""
-    out = []
-    for s, c in enumerate(cells):
-        if hasattr(c, "compute_distances"):  # a NeighborWrapper
-            current = getattr(c, "cutoff", None)
-            if current is None or current < cutoff:
-                c.compute_distances(cutoff)
-            out.append(c)
-        elif hasattr(c, "vectors") and hasattr(c, "coordinates"):
-            from miniff.kernel import NeighborWrapper
-
-            kw = {}
-            pbc = getattr(c, "pbc", None)
-            if pbc is None and isinstance(getattr(c, "meta", None), dict):
-                pbc = c.meta.get("pbc")
-            if pbc is not None:
-                kw["pbc"] = pbc
-            out.append(NeighborWrapper(c, cutoff=cutoff, **kw))
-        else:
-            raise TypeError(f"cells[{s}] must be a Cell or a NeighborWrapper, got {type(c).__name__}")
-    return out
-
-
-def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch.float64, n_threads=None,
-                            progress=None, n_atoms=None):
-    """Per-point data of one species for a list of wrappers.
-
-    Parameters
-    ----------
-    cells : list of NeighborWrapper
-        With distances computed up to the descriptors' cutoff.
-    descriptors : list of LocalPotential
-        Descriptors centred on ``species``.
-    species : str
-    grad : bool
-        Also compute the sparse Jacobian.
-    dtype : torch.dtype
-    n_threads : int or None
-    progress : bool or None
-    n_atoms : int or None
-        ``A`` of the Jacobian (default: the largest cell).
-
-    Returns
-    -------
-    features : Tensor of shape (S, P, D)
-    mask : Tensor of shape (S, P)
-    features_g : SparseJacobian or None
-    atoms : list of ndarray
-        Indices (in each cell) of the atoms of ``species``, in point order.
-    """
-    feats, jacs, atoms = [], [], []
-    for nw in _progress(cells, len(cells), progress, f"descriptors {species}"):
-        f, j, a = cell_descriptor_data(nw, descriptors, species, grad=grad, n_threads=n_threads)
-        feats.append(f)
-        jacs.append(j)
-        atoms.append(a)
-    s, d = len(cells), len(descriptors)
-    p = max((len(a) for a in atoms), default=0)
-    a_max = max((c.size for c in cells), default=0) if n_atoms is None else n_atoms
-    features = torch.zeros(s, p, d, dtype=dtype)
-    mask = torch.zeros(s, p, dtype=dtype)
-    for k, f in enumerate(feats):
-        features[k, :len(f)] = torch.from_numpy(f)
-        mask[k, :len(f)] = 1
-    jac = None
-    if grad:
-        sample = np.concatenate([np.full(len(j[0]), k, dtype=np.int64) for k, j in enumerate(jacs)])
-        jac = SparseJacobian(torch.from_numpy(sample),
-                             torch.from_numpy(np.concatenate([j[0] for j in jacs])),
-                             torch.from_numpy(np.concatenate([j[1] for j in jacs])),
-                             torch.from_numpy(np.concatenate([j[2] for j in jacs])).to(dtype),
-                             s, p, a_max)
-    return features, mask, jac, atoms
-
-
 def learn_cauldron(cells, descriptors, grad=False, normalize=True, extract_forces=None, extract_charges=False,
                    energies_p=False, norm_kwargs=None, n_threads=None, progress=None, dtype=torch.float64,
                    prefer_parallel=None):
@@ -154,7 +68,7 @@ def learn_cauldron(cells, descriptors, grad=False, normalize=True, extract_force
     cells = list(cells)
     if not cells:
         raise ValueError("cells must not be empty")
-    wrappers = _wrap_cells(cells, descriptors_cutoff(descriptors))
+    wrappers = wrap_cells(cells, descriptors_cutoff(descriptors))
     present = sorted({str(x) for nw in wrappers for x in species_of(nw)})
     missing = [x for x in present if x not in descriptors]
     if missing:

@@ -16,6 +16,7 @@ returns a new dataset of the selected samples; ``cat`` concatenates along sample
 import numpy as np
 import torch
 
+from miniff.ml.descriptor_data import encode_species, prepare_descriptor_data
 from miniff.ml.jacobian import SparseJacobian
 
 __all__ = ["PerCellDataset", "PerPointDataset", "Dataset"]
@@ -384,9 +385,6 @@ class PerPointDataset(torch.utils.data.Dataset):
         progress : bool or None
             Show a progress bar (None: only for many cells on a terminal).
         """
-        from miniff.ml.cauldron import prepare_descriptor_data
-        from miniff.ml.descriptor_data import encode_species
-
         del values
         cells = list(cells)
         if not isinstance(specimen, str):

@@ -5,17 +5,23 @@ Jacobian ``jac_pfc[p] = d values[i_p] / d D_pc[p]`` with ``D_pc = r[j_p] + S @ c
 ``d values[i_p] / d r[j_p] = +jac_pfc[p]`` and ``d values[i_p] / d r[i_p] = -jac_pfc[p]`` (summed over pairs).
 """
 
+import sys
+
 import numpy as np
 import torch
 
+from miniff.ml.jacobian import SparseJacobian
+from miniff.potentials.descriptors import eval_descriptors
+from miniff.potentials.wrapper import NeighborWrapper
+
 __all__ = ["species_of", "collect_atoms", "encode_species", "check_descriptors", "descriptors_cutoff",
-           "cell_descriptor_data"]
+           "cell_descriptor_data", "prepare_descriptor_data", "PROGRESS_MIN_CELLS"]
+
+#: Below this many cells no progress bar is shown by default.
 
 
 def eval_descriptors_hook():
     """``miniff.potentials.eval_descriptors`` (looked up at call time; tests may substitute it)."""
-    from miniff.potentials import eval_descriptors
-
     return eval_descriptors
 
 
@@ -136,3 +142,89 @@ def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
     atom_e = np.concatenate([np.asarray(pairs.j_p, dtype=np.int64)[keep], atoms_n])
     values = torch.cat([jac, self_values]).numpy()
     return features_nf, (point_e, atom_e, values), atoms_n
+
+
+PROGRESS_MIN_CELLS = 20
+
+
+def _progress(iterable, total, progress, desc):
+    show = progress if progress is not None else (total >= PROGRESS_MIN_CELLS and sys.stderr.isatty())
+    if not show:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def wrap_cells(cells, cutoff):
+    """NeighborWrappers with pairs up to ``cutoff`` (Å) for a list of Cells/NeighborWrappers."""
+    out = []
+    for s, c in enumerate(cells):
+        if hasattr(c, "compute_distances"):  # a NeighborWrapper
+            current = getattr(c, "cutoff", None)
+            if current is None or current < cutoff:
+                c.compute_distances(cutoff)
+            out.append(c)
+        elif hasattr(c, "vectors") and hasattr(c, "coordinates"):
+            kw = {}
+            pbc = getattr(c, "pbc", None)
+            if pbc is None and isinstance(getattr(c, "meta", None), dict):
+                pbc = c.meta.get("pbc")
+            if pbc is not None:
+                kw["pbc"] = pbc
+            out.append(NeighborWrapper(c, cutoff=cutoff, **kw))
+        else:
+            raise TypeError(f"cells[{s}] must be a Cell or a NeighborWrapper, got {type(c).__name__}")
+    return out
+
+
+def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch.float64, n_threads=None,
+                            progress=None, n_atoms=None):
+    """Per-point data of one species for a list of wrappers.
+
+    Parameters
+    ----------
+    cells : list of NeighborWrapper
+        With distances computed up to the descriptors' cutoff.
+    descriptors : list of LocalPotential
+        Descriptors centred on ``species``.
+    species : str
+    grad : bool
+        Also compute the sparse Jacobian.
+    dtype : torch.dtype
+    n_threads : int or None
+    progress : bool or None
+    n_atoms : int or None
+        ``A`` of the Jacobian (default: the largest cell).
+
+    Returns
+    -------
+    features : Tensor of shape (S, P, D)
+    mask : Tensor of shape (S, P)
+    features_g : SparseJacobian or None
+    atoms : list of ndarray
+        Indices (in each cell) of the atoms of ``species``, in point order.
+    """
+    feats, jacs, atoms = [], [], []
+    for nw in _progress(cells, len(cells), progress, f"descriptors {species}"):
+        f, j, a = cell_descriptor_data(nw, descriptors, species, grad=grad, n_threads=n_threads)
+        feats.append(f)
+        jacs.append(j)
+        atoms.append(a)
+    s, d = len(cells), len(descriptors)
+    p = max((len(a) for a in atoms), default=0)
+    a_max = max((c.size for c in cells), default=0) if n_atoms is None else n_atoms
+    features = torch.zeros(s, p, d, dtype=dtype)
+    mask = torch.zeros(s, p, dtype=dtype)
+    for k, f in enumerate(feats):
+        features[k, :len(f)] = torch.from_numpy(f)
+        mask[k, :len(f)] = 1
+    jac = None
+    if grad:
+        sample = np.concatenate([np.full(len(j[0]), k, dtype=np.int64) for k, j in enumerate(jacs)])
+        jac = SparseJacobian(torch.from_numpy(sample),
+                             torch.from_numpy(np.concatenate([j[0] for j in jacs])),
+                             torch.from_numpy(np.concatenate([j[1] for j in jacs])),
+                             torch.from_numpy(np.concatenate([j[2] for j in jacs])).to(dtype),
+                             s, p, a_max)
+    return features, mask, jac, atoms

@@ -10,8 +10,10 @@ import copy
 import numpy as np
 import torch
 
+from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.networks import sequential_from_data, sequential_to_data, simplify_sequential
-from miniff.potentials.base import LocalPotential, LocalPotentialFamily, register_family
+from miniff.potentials.base import LocalPotential, LocalPotentialFamily
+from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = ["NNPotential", "NNPotentialFamily", "ml_potential_family", "potentials_from_ml_data"]
 
@@ -106,8 +108,6 @@ class NNPotential(LocalPotential):
         grad_pc : ndarray of shape (P, 3), float64, eV/Å, or None
             ``d energy_n[i_p] / d D_pc[p]``.
         """
-        from miniff.ml import descriptor_data as _ml_descriptors
-
         (code,) = self.species_codes(nw)
         spec_n = np.asarray(nw.spec_encoded_row)
         n = len(spec_n)
@@ -175,7 +175,7 @@ class NNPotential(LocalPotential):
 
 
 class NNPotentialFamily(LocalPotentialFamily):
-    """The family of :class:`NNPotential` (tag ``"ml potential"``), registered in ``known_families``."""
+    """The family of :class:`NNPotential` (tag ``"ml potential"``), listed in the family registry."""
 
     def __init__(self):
         super().__init__({"nn": None, "descriptor_fidelity_histograms": None}, 0.0, tag=FAMILY_TAG,
@@ -193,8 +193,6 @@ class NNPotentialFamily(LocalPotentialFamily):
 
     def instance_from_state_dict(self, data):
         """Rebuild an :class:`NNPotential` from its state dict."""
-        from miniff.potentials.base import potential_from_state_dict
-
         if not isinstance(data, dict):
             raise TypeError(f"data must be a dict, got {type(data).__name__}")
         extra = set(data) - _STATE_KEYS
@@ -219,7 +217,8 @@ class NNPotentialFamily(LocalPotentialFamily):
                            descriptor_fidelity_histograms=None if hist is None else np.asarray(hist))
 
 
-ml_potential_family = register_family(NNPotentialFamily(), replace=True)
+#: The family of NN potentials (listed in ``miniff.potentials.registry.BUILTIN_FAMILIES``).
+ml_potential_family = NNPotentialFamily()
 
 
 def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy", descriptor_fidelity_histograms=None,

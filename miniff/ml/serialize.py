@@ -19,8 +19,11 @@ import numpy as np
 import torch
 
 from miniff._atomic import atomic_write
+from miniff.ml.potential import potentials_from_ml_data
+from miniff.potentials.base import LocalPotential
+from miniff.potentials.registry import potential_from_state_dict
 
-__all__ = ["save_potentials", "load_potentials", "to_plain", "from_plain"]
+__all__ = ["save_potentials", "load_potentials", "load_potentials_014", "torch_load", "to_plain", "from_plain"]
 
 _TORCH_DTYPES = {str(d).split(".")[-1]: d for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64,
                                                      torch.int32, torch.int64, torch.bool, torch.uint8, torch.int8,
@@ -67,6 +70,12 @@ def from_plain(obj):
 
 
 
+def torch_load(f, **kwargs):
+    """``torch.load(f, map_location="cpu", weights_only=True)``: tensors and plain containers only."""
+    kwargs.setdefault("weights_only", True)
+    return torch.load(f, map_location="cpu", **kwargs)
+
+
 def save_potentials(potentials, path):
     """Save potentials (classical, descriptors or NN) as plain data.
 
@@ -76,8 +85,6 @@ def save_potentials(potentials, path):
     path : str or PathLike
         ``*.json`` for JSON, anything else for a ``torch.save`` file (``weights_only`` loadable).
     """
-    from miniff.potentials.base import LocalPotential
-
     if isinstance(potentials, LocalPotential):
         potentials = [potentials]
     states = []
@@ -105,9 +112,9 @@ def load_potentials(path):
     ValueError
         If the file is not a miniff potentials file (corrupt, or a 0.1.4 pickle).
     """
-    from miniff.potentials.base import potential_from_state_dict
-
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"potentials: no such file {path!r}")
     try:
         if path.endswith(".json"):
             with open(path, encoding="utf-8") as f:
@@ -125,3 +132,56 @@ def load_potentials(path):
             not isinstance(data.get("potentials"), list):
         raise ValueError(f"path {path!r} is not a miniff potentials file")
     return [potential_from_state_dict(from_plain(s)) for s in data["potentials"]]
+
+
+def _sequential_from_014(state):
+    """Rebuild 0.1.4's ``Linear, Sigmoid, Linear, ...`` network from its ``state_dict``."""
+    n_layers = 1 + max(int(k.split(".")[0]) for k in state) // 2
+    layers = []
+    for i in range(n_layers):
+        w = torch.as_tensor(state[f"{2 * i}.weight"])
+        b = state.get(f"{2 * i}.bias")
+        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None, dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            if b is not None:
+                lin.bias.copy_(torch.as_tensor(b))
+        layers.append(lin)
+        if i < n_layers - 1:
+            layers.append(torch.nn.Sigmoid())
+    return torch.nn.Sequential(*layers)
+
+
+def load_potentials_014(f):
+    """Read a pickled ``.pt`` potentials file written by miniff 0.1.4.
+
+    .. warning::
+       This unpickles the file with ``torch.load(weights_only=False)``, which can execute arbitrary code
+       embedded in it.  Only use it on files you created yourself or fully trust; then re-save the result
+       with :func:`save_potentials` (plain data) and use :func:`load_potentials` from there on.
+
+    Parameters
+    ----------
+    f : str or Path
+        A file written by 0.1.4's ``save_potentials`` (a list of potential state dicts).
+
+    Returns
+    -------
+    list of LocalPotential
+        Classical potentials re-created from their families; NN potentials rebuilt as ``Linear``/``Sigmoid``
+        stacks (the only networks 0.1.4 could save) with their descriptors.
+    """
+    data = torch.load(f, map_location="cpu", weights_only=False)  # noqa: S614 - documented opt-in
+    if not isinstance(data, (list, tuple)):
+        raise ValueError(f"f: {str(f)!r} does not hold a list of potential state dicts")
+    out = []
+    for k, item in enumerate(data):
+        if not isinstance(item, dict) or "tag" not in item:
+            raise ValueError(f"f: entry {k} is not a potential state dict")
+        if item["tag"] == "ml potential":
+            descriptors = [potential_from_state_dict(d) for d in item["descriptors"]]
+            net = _sequential_from_014(item["parameters"]["nn"])
+            out.extend(potentials_from_ml_data([net], {item["ptag"]: descriptors}))
+        else:
+            out.append(potential_from_state_dict(item))
+    return out

@@ -1,11 +1,10 @@
-"""Structure analysis on neighbour lists (RDF, ADF, pair reductions) and energy profiles."""
+"""Structure analysis on neighbour lists: radial and angular distribution functions, pair reductions."""
 
 import itertools
 
 import numpy as np
 
-__all__ = ["pair_reduction_function", "rdf", "adf", "batch_rdf", "profile", "profile_strain",
-           "profile_directed_strain"]
+__all__ = ["pair_reduction_function", "rdf", "adf"]
 
 _NORM = 1.0 / np.sqrt(2.0 * np.pi)
 
@@ -159,95 +158,3 @@ def adf(nw, theta, sigma, cutoff, fmt="{}-[{},{}]"):
             g = g * (_NORM / sigma) / max(counts[a], 1)
             out[fmt.format(nw.species[a], nw.species[b], nw.species[c])] = float(g[0]) if scalar else g
     return out
-
-
-def batch_rdf(cells, *args, inner=None, **kwargs):
-    """Mean of ``inner(nw, *args, **kwargs)`` (default: :func:`rdf`) over structures, per key.
-
-    Parameters
-    ----------
-    cells : iterable of NeighborWrapper (or Cell)
-        A ``Cell`` is wrapped with a cutoff of ``max(r) + 5 sigma`` taken from ``args``.
-    """
-    from miniff.neighbors.cell import Cell
-    from miniff.neighbors.wrapper import NeighborWrapper
-    from miniff.util import dict_reduce
-
-    if inner is None:
-        inner = NeighborWrapper.rdf
-    results = []
-    for item in cells:
-        if isinstance(item, Cell):
-            if len(args) < 2:
-                raise TypeError("batch_rdf of Cell objects needs r and sigma to choose a cutoff")
-            item = NeighborWrapper(item, cutoff=float(np.max(args[0])) + 5 * float(args[1]))
-        results.append(inner(item, *args, **kwargs))
-    if not results:
-        raise ValueError("cells is empty")
-    return dict_reduce(results, lambda values: np.mean(values, axis=0))
-
-
-def _as_list(potentials):
-    if isinstance(potentials, (list, tuple)):
-        return list(potentials)
-    return [potentials]
-
-
-def profile(potentials, f, *args, **kwargs):
-    """Total energies on a grid of structures.
-
-    Parameters
-    ----------
-    potentials : LocalPotential or list
-    f : callable
-        ``f(*point) -> Cell`` for every point of ``itertools.product(*args)``.
-    *args : sequences
-        Grid axes.
-    **kwargs
-        Passed to :class:`NeighborWrapper` (not ``cutoff``: it is the largest potential cutoff).
-
-    Returns
-    -------
-    ndarray, shape ``tuple(len(a) for a in args)``
-        Total energies, eV.
-    """
-    from miniff.neighbors.wrapper import NeighborWrapper
-
-    if "cutoff" in kwargs:
-        raise TypeError("profile computes the cutoff from the potentials: do not pass cutoff")
-    potentials = _as_list(potentials)
-    cutoff = max(float(p.cutoff) for p in potentials)
-    out = np.empty(tuple(len(a) for a in args))
-    for index, point in zip(itertools.product(*(range(len(a)) for a in args)), itertools.product(*args), strict=True):
-        nw = NeighborWrapper(f(*point), cutoff=cutoff, **kwargs)
-        out[index] = nw.total(potentials, ignore_missing_species=True)
-    return out
-
-
-def profile_strain(potentials, cell, *args, **kwargs):
-    """Total energies (eV) while the cell vectors are scaled: ``args[i]`` are factors of vector ``i``."""
-    if len(args) > 3:
-        raise ValueError(f"at most three strain axes, got {len(args)}")
-
-    def build(*factors):
-        c = cell.copy()
-        scale = np.ones(3)
-        scale[: len(factors)] = factors
-        c.vectors = c.vectors * scale[:, None]
-        return c
-
-    return profile(potentials, build, *args, **kwargs)
-
-
-def profile_directed_strain(potentials, cell, strain, direction, **kwargs):
-    """Total energies (eV) for vectors scaled by ``direction * s + (1 - direction)`` for ``s`` in ``strain``."""
-    direction = np.asarray(direction, dtype=float)
-    if direction.shape != (3,):
-        raise ValueError(f"direction must have three components, got shape {direction.shape}")
-
-    def build(s):
-        c = cell.copy()
-        c.vectors = c.vectors * (direction * s + 1 - direction)[:, None]
-        return c
-
-    return profile(potentials, build, strain, **kwargs)

@@ -7,12 +7,12 @@ import numpy as np
 
 from miniff._ext import kernel_module
 from miniff._ext.threads import auto_n_threads
+from miniff.neighbors import analysis
 from miniff.neighbors.cell import Cell
 from miniff.neighbors.pairlist import PairList
 from miniff.neighbors.search import DEFAULT_MAX_PAIRS, _check_cutoff, build_pair_list, normalize_pbc
 from miniff.neighbors.species import SpeciesEncoder
-from miniff.potentials.evaluate import EvaluationMixin
-from miniff.util import rows_dot3
+from miniff.util import lattice_up_to_radius, rows_dot3
 
 __all__ = ["NeighborWrapper", "parse_replicas"]
 
@@ -47,8 +47,11 @@ def parse_replicas(x):
     return np.maximum(arr.astype(np.int64), 1)
 
 
-class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
-    """A structure with its neighbour list; evaluates potentials (``eval``, ``total``, ``grad``, ...).
+class NeighborWrapper(SpeciesEncoder):
+    """A structure with its neighbour list.
+
+    This is the neighbour-list layer's class; ``miniff.kernel.NeighborWrapper`` (defined in
+    ``miniff.potentials.wrapper``) adds the evaluation of potentials (``eval``, ``total``, ``grad``, ...).
 
     Parameters
     ----------
@@ -367,7 +370,6 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
     # --- reciprocal space -------------------------------------------------------------------------------------
     def compute_reciprocal_grid(self, reciprocal_cutoff):
         """Non-zero reciprocal lattice vectors shorter than ``reciprocal_cutoff`` (1/Å) -> ``reciprocal_grid``."""
-        from miniff.util import lattice_up_to_radius
 
         reciprocal_cutoff = float(reciprocal_cutoff)
         if not np.isfinite(reciprocal_cutoff) or reciprocal_cutoff <= 0:
@@ -380,21 +382,15 @@ class NeighborWrapper(SpeciesEncoder, EvaluationMixin):
     # --- analysis ---------------------------------------------------------------------------------------------
     def pair_reduction_function(self, f, fmt="{}-{}"):
         """Apply ``f(d, code1, code2)`` to the distances of every unordered species pair (see ``miniff.kernel``)."""
-        from miniff.neighbors.analysis import pair_reduction_function
-
-        return pair_reduction_function(self, f, fmt=fmt)
+        return analysis.pair_reduction_function(self, f, fmt=fmt)
 
     def rdf(self, r, sigma, fmt="{}-{}"):
         """Gaussian-smeared radial distribution functions per species pair (see ``miniff.kernel.rdf``)."""
-        from miniff.neighbors.analysis import rdf
-
-        return rdf(self, r, sigma, fmt=fmt)
+        return analysis.rdf(self, r, sigma, fmt=fmt)
 
     def adf(self, theta, sigma, cutoff, fmt="{}-[{},{}]"):
         """Gaussian-smeared bond-angle distributions (see ``miniff.kernel.adf``)."""
-        from miniff.neighbors.analysis import adf
-
-        return adf(self, theta, sigma, cutoff, fmt=fmt)
+        return analysis.adf(self, theta, sigma, cutoff, fmt=fmt)
 
     def __repr__(self):
         state = f"{self.pairs.n_pairs} pairs, cutoff={self.cutoff}" if self._pairs is not None else "no list"

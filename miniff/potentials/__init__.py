@@ -28,10 +28,6 @@ from miniff.potentials.base import (
     PotentialRuntimeWarning,
     ScaledLocalPotential,
     ScaledLocalPotentialFamily,
-    UnknownFamilyError,
-    known_families,
-    potential_from_state_dict,
-    register_family,
 )
 from miniff.potentials.descriptors import eval_descriptors
 from miniff.potentials.families import (
@@ -57,6 +53,7 @@ from miniff.potentials.families import (
     sw3_potential_family,
 )
 from miniff.potentials.lsp import lsp_descriptor_family
+from miniff.potentials.registry import UnknownFamilyError, known_families, potential_from_state_dict, register_family
 
 #: 0.1.4's kernel lookup key (kept for compatibility).
 kernel_kind = namedtuple("kernel_kind", ("name", "parallel", "resolving"))

@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from miniff._ext.threads import auto_n_threads, effective_n_threads
+from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = [
     "LocalPotential",
@@ -24,87 +25,16 @@ __all__ = [
     "LocalPotentialFamily",
     "ScaledLocalPotentialFamily",
     "PotentialRuntimeWarning",
-    "UnknownFamilyError",
-    "known_families",
-    "register_family",
-    "potential_from_state_dict",
     "tag_codes",
     "pair_arrays",
     "resolve_n_threads",
 ]
-
-#: All families by their tag (the name stored in state dicts). ``miniff.ml`` adds its own.
-known_families = {}
 
 _STATE_KEYS = {"tag", "parameters", "ptag"}
 
 
 class PotentialRuntimeWarning(RuntimeWarning):
     """Base class of warnings about problems met while evaluating potentials."""
-
-
-class UnknownFamilyError(KeyError, ValueError):
-    """A state dict names a family that is not in ``known_families``."""
-
-
-def register_family(family, replace=False):
-    """Add ``family`` to ``known_families`` under ``family.tag``.
-
-    Raises
-    ------
-    ValueError
-        If the family has no tag, or another family is registered under that tag and not ``replace``.
-    """
-    if not isinstance(family.tag, str) or not family.tag:
-        raise ValueError(f"family.tag must be a non-empty string to register a family, got {family.tag!r}")
-    if family.tag in known_families and known_families[family.tag] is not family and not replace:
-        raise ValueError(f"a family named {family.tag!r} is already registered")
-    known_families[family.tag] = family
-    return family
-
-
-def potential_from_state_dict(data):
-    """Rebuild a potential from ``state_dict()`` output.
-
-    Parameters
-    ----------
-    data : dict
-        ``{"tag": family name, "parameters": dict, "ptag": species tag or None}`` (families may accept
-        more keys, e.g. nested descriptors).
-
-    Returns
-    -------
-    LocalPotential
-
-    Raises
-    ------
-    TypeError
-        If ``data`` is not a dict.
-    UnknownFamilyError
-        (a ``KeyError`` and ``ValueError``) if ``data["tag"]`` is not a known family.
-    ValueError
-        On unknown keys or bad parameters.
-    """
-    if not isinstance(data, dict):
-        raise TypeError(f"data must be a dict (a potential state dict), got {type(data).__name__}")
-    if "tag" not in data:
-        raise ValueError("data has no 'tag' key: it is not a potential state dict")
-    # Families register themselves when their module is imported: the built-in ones in
-    # miniff.potentials.families, the neural-network family in miniff.ml. Import both before looking up.
-    import miniff.potentials.families  # noqa: F401
-
-    family = known_families.get(data["tag"])
-    if family is None:
-        try:
-            import miniff.ml  # noqa: F401
-        except ImportError:  # pragma: no cover - torch missing
-            pass
-        family = known_families.get(data["tag"])
-    if family is None:
-        raise UnknownFamilyError(
-            f"unknown potential family {data['tag']!r} in data['tag']; known: {sorted(known_families)}"
-        )
-    return family.instance_from_state_dict(data)
 
 
 # ---------------------------------------------------------------------------------------------------

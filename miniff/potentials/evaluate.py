@@ -1,7 +1,9 @@
-"""Evaluation of potentials on a NeighborWrapper (DEVELOPING.md, Contract 4).
+"""The one evaluation path of potentials on a neighbour list (DEVELOPING.md, "Evaluation").
 
-``EvaluationMixin`` gives ``NeighborWrapper`` the 0.1.4 methods ``eval``, ``total``, ``grad`` and
-``relax`` plus ``stress`` and ``evaluate`` (energy, gradient and stress in one pass). Everything is
+Functions of a wrapper ``nw`` (a ``NeighborWrapper`` with distances computed): ``eval_potentials`` (0.1.4's
+``eval`` layouts), ``total``, ``gradient``, ``stress`` and ``evaluate`` (energy, per-atom energies, gradient
+and stress in one pass). ``NeighborWrapper.eval/total/grad/stress/evaluate``, the relaxation and the ASE
+calculator all call these. Everything is
 computed from the per-atom energies and per-pair gradients of ``LocalPotential.compute`` (Contract 3);
 the dense ``[N, N, 3]`` layout is only built when ``eval(..., "kernel_gradient")`` asks for it.
 
@@ -15,16 +17,26 @@ from typing import NamedTuple
 import numpy as np
 
 from miniff._ext import kernel_module as _k
+from miniff.neighbors.displacement import position_derivative
 from miniff.potentials.backends import accumulate_atoms, pair_only, plan_accumulation, run_sw_fused
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
 
-__all__ = ["EvaluationMixin", "Evaluation", "OptimizationWarning", "potential_list", "accumulate_potential"]
+__all__ = [
+    "Evaluation",
+    "potential_list",
+    "accumulate_potential",
+    "active_potentials",
+    "eval_potentials",
+    "total",
+    "gradient",
+    "stress",
+    "evaluate",
+    "pair_gradient_to_atoms",
+    "virial_n",
+    "numerical_energy_gradient",
+]
 
 _KERNEL_NAMES = ("kernel", "kernel_gradient", "kernel_numgrad")
-
-
-class OptimizationWarning(UserWarning):
-    """The optimiser of ``NeighborWrapper.relax`` reported no success."""
 
 
 class Evaluation(NamedTuple):
@@ -117,302 +129,284 @@ def _voigt(m):
     return np.stack([s[..., 0, 0], s[..., 1, 1], s[..., 2, 2], s[..., 1, 2], s[..., 0, 2], s[..., 0, 1]], axis=-1)
 
 
-class EvaluationMixin:
-    """Evaluation methods of ``NeighborWrapper`` (``eval``, ``total``, ``grad``, ``stress``, ``evaluate``,
-    ``relax``)."""
+# ------------------------------------------------------------------ helpers
 
-    # ------------------------------------------------------------------ helpers
+def active_potentials(nw, potentials, ignore_missing_species):
+    """Check cutoffs and species; return the list, ``single`` and which entries contribute."""
+    potentials, single = potential_list(potentials)
+    pairs = getattr(nw, "pairs", None)
+    if pairs is None:
+        raise ValueError("no neighbour list: call compute_distances(cutoff) before evaluating potentials")
+    active = []
+    for k, p in enumerate(potentials):
+        if p.cutoff > pairs.cutoff * (1 + 1e-12):
+            raise ValueError(
+                f"potentials[{k}] has cutoff {p.cutoff} Å, larger than the neighbour list cutoff "
+                f"{pairs.cutoff} Å: call compute_distances({p.cutoff}) or larger first"
+            )
+        try:
+            p.species_codes(nw)
+        except KeyError:
+            if not ignore_missing_species:
+                raise
+            continue
+        active.append(k)
+    return potentials, single, active
 
-    def _active_potentials(self, potentials, ignore_missing_species):
-        """Check cutoffs and species; return the list, ``single`` and which entries contribute."""
-        potentials, single = potential_list(potentials)
-        pairs = getattr(self, "pairs", None)
-        if pairs is None:
-            raise ValueError("no neighbour list: call compute_distances(cutoff) before evaluating potentials")
-        active = []
-        for k, p in enumerate(potentials):
-            if p.cutoff > pairs.cutoff * (1 + 1e-12):
-                raise ValueError(
-                    f"potentials[{k}] has cutoff {p.cutoff} Å, larger than the neighbour list cutoff "
-                    f"{pairs.cutoff} Å: call compute_distances({p.cutoff}) or larger first"
-                )
-            try:
-                p.species_codes(self)
-            except KeyError:
-                if not ignore_missing_species:
-                    raise
-                continue
-            active.append(k)
-        return potentials, single, active
-
-    def _accumulated(self, potentials, ignore_missing_species, grad_pc, n_threads):
-        """``energy_n`` [N] (eV) summed over the potentials and their per-pair gradients in ``grad_pc`` [P, 3]
-        (eV/Å; an uninitialised buffer from ``_gradient_buffer``, set here, or None)."""
-        potentials, _, active = self._active_potentials(potentials, ignore_missing_species)
-        n_threads = resolve_n_threads(self, n_threads)
-        indptr = pair_arrays(self)[0]
-        energy_n = np.zeros(len(indptr) - 1)
-        jobs = plan_accumulation([potentials[k] for k in active], self)
-        # the buffer is not initialised: a fused SW job first overwrites it, otherwise it is zeroed here
-        overwrite = grad_pc is not None and bool(jobs) and len(jobs[0]) == 2
-        if grad_pc is not None and not overwrite:
-            _k.zero_rows(grad_pc, n_threads)
-        for job in jobs:
-            if len(job) == 2:  # SW2 + SW3 of one centre species in one pass
-                run_sw_fused(*job, self, energy_n, grad_pc, n_threads, overwrite=overwrite)
-                overwrite = False
-            else:
-                accumulate_potential(job[0], self, energy_n, grad_pc, n_threads)
-        return energy_n, grad_pc
-
-    def _accumulated_atoms(self, potentials, ignore_missing_species, n_threads, grad=True, virial=False):
-        """``(energy_n [N] eV, grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)`` gathered per atom
-        without per-pair gradients when every potential is a plain compiled pair family (this uses the full
-        pair list, Contract 1); None otherwise."""
-        potentials, _, active = self._active_potentials(potentials, ignore_missing_species)
-        active = [potentials[k] for k in active]
-        if not pair_only(active):
-            return None
-        n_threads = resolve_n_threads(self, n_threads)
-        n = len(pair_arrays(self)[0]) - 1
-        energy_n = np.zeros(n)
-        grad_nc = np.zeros((n, 3)) if grad else None
-        virial_n9 = np.zeros((n, 9)) if virial else None
-        for p in active:
-            accumulate_atoms(p, self, energy_n, grad_nc, n_threads, virial_n9)
-        return energy_n, grad_nc, (virial_n9.reshape(n, 3, 3) if virial else None)
-
-    def _pair_gradient_to_atoms(self, grad_pc, n_threads=None):
-        """dE/dr [N, 3] eV/Å from per-pair gradients [P, 3] (deterministic for any thread count)."""
-        indptr, j_p = pair_arrays(self)[:2]
-        out = np.zeros((len(indptr) - 1, 3))
-        _k.pair_gradient_to_atoms(indptr, j_p, grad_pc, out, resolve_n_threads(self, n_threads))
-        return out
-
-    def _virial_n(self, grad_pc, n_threads):
-        """Per-atom virial ``sum_p grad_pc[p] (x) D_pc[p]`` over the pairs of each atom, (N, 3, 3), eV."""
-        indptr, _, _, D_pc, _ = pair_arrays(self)
-        out = np.zeros((len(indptr) - 1, 9))
-        _k.pair_virial(indptr, grad_pc, D_pc, out, resolve_n_threads(self, n_threads))
-        return out.reshape(-1, 3, 3)
-
-    # ------------------------------------------------------------------ 0.1.4 API
-
-    def eval(self, potentials, kname="kernel", squeeze=True, ignore_missing_species=False, out=None,
-             resolving=True, n_threads=None, prefer_parallel=None):
-        """Evaluate potentials with 0.1.4's output layouts.
-
-        Parameters
-        ----------
-        potentials : LocalPotential or list of LocalPotential
-            Each with a tag (``"a"``, ``"a-b"``, ``"a-b-c"``) or None (species code 0).
-        kname : {"kernel", "kernel_gradient", "kernel_numgrad"}
-            Values, analytic gradients, or central finite-difference gradients.
-        squeeze : bool
-            A single (non-list) potential drops the leading axis.
-        ignore_missing_species : bool
-            Potentials naming species absent from the cell contribute zeros instead of raising ``KeyError``.
-        out : ndarray, optional
-            Buffer of exactly the output shape; the result is added to it and it is returned.
-        resolving : bool
-            True: per atom; False: totals.
-        n_threads : int or None
-            OpenMP threads (None: ``self.n_threads``, else the default rule).
-        prefer_parallel : bool or None
-            0.1.4 compatibility: False means one thread.
-
-        Returns
-        -------
-        ndarray
-            ``"kernel"``: ``[n_pot, N]`` eV (``[n_pot]`` if not resolving). Gradient kernels:
-            ``[n_pot, N, N, 3]`` with ``[k, i, j] = dE_i/dr_j`` (eV/Å; dense, O(N²) memory: prefer
-            ``grad``), or ``[n_pot, N, 3]`` if not resolving.
-
-        Raises
-        ------
-        ValueError
-            Unknown ``kname``, a cutoff above the neighbour list cutoff, or ``out`` of the wrong shape.
-        KeyError
-            A species of a tag is missing (unless ``ignore_missing_species``).
-        """
-        if kname not in _KERNEL_NAMES:
-            raise ValueError(f"kname must be one of {_KERNEL_NAMES}, got {kname!r}")
-        if prefer_parallel is False and n_threads is None:
-            n_threads = 1
-        potentials, single, active = self._active_potentials(potentials, ignore_missing_species)
-        n_threads = resolve_n_threads(self, n_threads)
-        indptr, j_p = pair_arrays(self)[:2]
-        n = len(indptr) - 1
-        n_pot = len(potentials)
-        if kname == "kernel":
-            shape = (n_pot, n) if resolving else (n_pot,)
+def _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads):
+    """``energy_n`` [N] (eV) summed over the potentials and their per-pair gradients in ``grad_pc`` [P, 3]
+    (eV/Å; an uninitialised buffer from ``_gradient_buffer``, set here, or None)."""
+    potentials, _, active = active_potentials(nw, potentials, ignore_missing_species)
+    n_threads = resolve_n_threads(nw, n_threads)
+    indptr = pair_arrays(nw)[0]
+    energy_n = np.zeros(len(indptr) - 1)
+    jobs = plan_accumulation([potentials[k] for k in active], nw)
+    # the buffer is not initialised: a fused SW job first overwrites it, otherwise it is zeroed here
+    overwrite = grad_pc is not None and bool(jobs) and len(jobs[0]) == 2
+    if grad_pc is not None and not overwrite:
+        _k.zero_rows(grad_pc, n_threads)
+    for job in jobs:
+        if len(job) == 2:  # SW2 + SW3 of one centre species in one pass
+            run_sw_fused(*job, nw, energy_n, grad_pc, n_threads, overwrite=overwrite)
+            overwrite = False
         else:
-            shape = (n_pot, n, n, 3) if resolving else (n_pot, n, 3)
-        out_shape = shape[1:] if (single and squeeze) else shape
-        if out is not None:
-            if not isinstance(out, np.ndarray):
-                raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
-            if out.shape != out_shape:
-                raise ValueError(f"out has shape {out.shape}, expected {out_shape}")
-        result = np.zeros(shape)
-        for k in active:
-            p = potentials[k]
-            if kname == "kernel":
-                e_n, _ = p.compute(self, grad=False, n_threads=n_threads)
-                result[k] = e_n if resolving else e_n.sum()
-            elif kname == "kernel_gradient":
-                _, g_pc = p.compute(self, grad=True, n_threads=n_threads)
-                if resolving:
-                    i_p = np.repeat(np.arange(n), np.diff(indptr))
-                    dense = result[k].reshape(n * n, 3)
-                    np.add.at(dense, i_p * n + j_p, g_pc)
-                    np.add.at(dense, i_p * (n + 1), -g_pc)
-                else:
-                    result[k] = self._pair_gradient_to_atoms(g_pc, n_threads)
+            accumulate_potential(job[0], nw, energy_n, grad_pc, n_threads)
+    return energy_n, grad_pc
+
+def _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=True, virial=False):
+    """``(energy_n [N] eV, grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)`` gathered per atom
+    without per-pair gradients when every potential is a plain compiled pair family (this uses the full
+    pair list, Contract 1); None otherwise."""
+    potentials, _, active = active_potentials(nw, potentials, ignore_missing_species)
+    active = [potentials[k] for k in active]
+    if not pair_only(active):
+        return None
+    n_threads = resolve_n_threads(nw, n_threads)
+    n = len(pair_arrays(nw)[0]) - 1
+    energy_n = np.zeros(n)
+    grad_nc = np.zeros((n, 3)) if grad else None
+    virial_n9 = np.zeros((n, 9)) if virial else None
+    for p in active:
+        accumulate_atoms(p, nw, energy_n, grad_nc, n_threads, virial_n9)
+    return energy_n, grad_nc, (virial_n9.reshape(n, 3, 3) if virial else None)
+
+def pair_gradient_to_atoms(nw, grad_pc, n_threads=None):
+    """dE/dr [N, 3] eV/Å from per-pair gradients [P, 3] (deterministic for any thread count)."""
+    indptr, j_p = pair_arrays(nw)[:2]
+    out = np.zeros((len(indptr) - 1, 3))
+    _k.pair_gradient_to_atoms(indptr, j_p, grad_pc, out, resolve_n_threads(nw, n_threads))
+    return out
+
+def virial_n(nw, grad_pc, n_threads):
+    """Per-atom virial ``sum_p grad_pc[p] (x) D_pc[p]`` over the pairs of each atom, (N, 3, 3), eV."""
+    indptr, _, _, D_pc, _ = pair_arrays(nw)
+    out = np.zeros((len(indptr) - 1, 9))
+    _k.pair_virial(indptr, grad_pc, D_pc, out, resolve_n_threads(nw, n_threads))
+    return out.reshape(-1, 3, 3)
+
+# ------------------------------------------------------------------ 0.1.4 API
+
+def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing_species=False, out=None,
+         resolving=True, n_threads=None, prefer_parallel=None):
+    """Evaluate potentials with 0.1.4's output layouts.
+
+    Parameters
+    ----------
+    potentials : LocalPotential or list of LocalPotential
+        Each with a tag (``"a"``, ``"a-b"``, ``"a-b-c"``) or None (species code 0).
+    kname : {"kernel", "kernel_gradient", "kernel_numgrad"}
+        Values, analytic gradients, or central finite-difference gradients.
+    squeeze : bool
+        A single (non-list) potential drops the leading axis.
+    ignore_missing_species : bool
+        Potentials naming species absent from the cell contribute zeros instead of raising ``KeyError``.
+    out : ndarray, optional
+        Buffer of exactly the output shape; the result is added to it and it is returned.
+    resolving : bool
+        True: per atom; False: totals.
+    n_threads : int or None
+        OpenMP threads (None: ``nw.n_threads``, else the default rule).
+    prefer_parallel : bool or None
+        0.1.4 compatibility: False means one thread.
+
+    Returns
+    -------
+    ndarray
+        ``"kernel"``: ``[n_pot, N]`` eV (``[n_pot]`` if not resolving). Gradient kernels:
+        ``[n_pot, N, N, 3]`` with ``[k, i, j] = dE_i/dr_j`` (eV/Å; dense, O(N²) memory: prefer
+        ``grad``), or ``[n_pot, N, 3]`` if not resolving.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kname``, a cutoff above the neighbour list cutoff, or ``out`` of the wrong shape.
+    KeyError
+        A species of a tag is missing (unless ``ignore_missing_species``).
+    """
+    if kname not in _KERNEL_NAMES:
+        raise ValueError(f"kname must be one of {_KERNEL_NAMES}, got {kname!r}")
+    if prefer_parallel is False and n_threads is None:
+        n_threads = 1
+    potentials, single, active = active_potentials(nw, potentials, ignore_missing_species)
+    n_threads = resolve_n_threads(nw, n_threads)
+    indptr, j_p = pair_arrays(nw)[:2]
+    n = len(indptr) - 1
+    n_pot = len(potentials)
+    if kname == "kernel":
+        shape = (n_pot, n) if resolving else (n_pot,)
+    else:
+        shape = (n_pot, n, n, 3) if resolving else (n_pot, n, 3)
+    out_shape = shape[1:] if (single and squeeze) else shape
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+        if out.shape != out_shape:
+            raise ValueError(f"out has shape {out.shape}, expected {out_shape}")
+    result = np.zeros(shape)
+    for k in active:
+        p = potentials[k]
+        if kname == "kernel":
+            e_n, _ = p.compute(nw, grad=False, n_threads=n_threads)
+            result[k] = e_n if resolving else e_n.sum()
+        elif kname == "kernel_gradient":
+            _, g_pc = p.compute(nw, grad=True, n_threads=n_threads)
+            if resolving:
+                i_p = np.repeat(np.arange(n), np.diff(indptr))
+                dense = result[k].reshape(n * n, 3)
+                np.add.at(dense, i_p * n + j_p, g_pc)
+                np.add.at(dense, i_p * (n + 1), -g_pc)
             else:
-                from miniff.numerical import numerical_energy_gradient
+                result[k] = pair_gradient_to_atoms(nw, g_pc, n_threads)
+        else:
+            result[k] = numerical_energy_gradient(nw, p, resolving=resolving, n_threads=n_threads)
+    if single and squeeze:
+        result = result[0]
+    if out is not None:
+        out += result
+        return out
+    return result
 
-                result[k] = numerical_energy_gradient(self, p, resolving=resolving, n_threads=n_threads)
-        if single and squeeze:
-            result = result[0]
-        if out is not None:
-            out += result
-            return out
-        return result
+def total(nw, potentials, kname="kernel", squeeze=False, resolving=False, ignore_missing_species=False,
+          n_threads=None, **kwargs):
+    """Total energy (eV, a float) of all potentials; with a gradient ``kname`` the total dE/dr [N, 3].
 
-    def total(self, potentials, kname="kernel", squeeze=False, resolving=False, ignore_missing_species=False,
-              n_threads=None, **kwargs):
-        """Total energy (eV, a float) of all potentials; with a gradient ``kname`` the total dE/dr [N, 3].
-
-        Equivalent to ``eval(..., resolving=False).sum(axis=0)``, computed without per-potential arrays.
-        """
-        if kname in ("kernel", "kernel_gradient") and not resolving and not kwargs:
-            grad = kname == "kernel_gradient"
+    Equivalent to ``eval(..., resolving=False).sum(axis=0)``, computed without per-potential arrays.
+    """
+    if kname in ("kernel", "kernel_gradient") and not resolving and not kwargs:
+        grad = kname == "kernel_gradient"
+        if grad:
+            direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads)
+            if direct is not None:
+                return direct[1]
+        with _gradient_buffer(nw, grad, n_threads) as grad_pc:
+            energy_n, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
             if grad:
-                direct = self._accumulated_atoms(potentials, ignore_missing_species, n_threads)
-                if direct is not None:
-                    return direct[1]
-            with _gradient_buffer(self, grad, n_threads) as grad_pc:
-                energy_n, grad_pc = self._accumulated(potentials, ignore_missing_species, grad_pc, n_threads)
-                if grad:
-                    return self._pair_gradient_to_atoms(grad_pc, n_threads)
-            return float(energy_n.sum())
-        result = self.eval(potentials, kname=kname, squeeze=squeeze, resolving=resolving,
-                           ignore_missing_species=ignore_missing_species, n_threads=n_threads, **kwargs)
-        if np.ndim(result) == 0:
-            return float(result)
-        result = np.asarray(result).sum(axis=0)
-        return float(result) if np.ndim(result) == 0 else result
+                return pair_gradient_to_atoms(nw, grad_pc, n_threads)
+        return float(energy_n.sum())
+    result = eval_potentials(nw, potentials, kname=kname, squeeze=squeeze, resolving=resolving,
+                       ignore_missing_species=ignore_missing_species, n_threads=n_threads, **kwargs)
+    if np.ndim(result) == 0:
+        return float(result)
+    result = np.asarray(result).sum(axis=0)
+    return float(result) if np.ndim(result) == 0 else result
 
-    def grad(self, potentials, kname="kernel_gradient", **kwargs):
-        """Gradient of the total energy by the atomic positions, ``[N, 3]`` eV/Å (forces are ``-grad``)."""
-        return self.total(potentials, kname=kname, **kwargs)
+def gradient(nw, potentials, kname="kernel_gradient", **kwargs):
+    """Gradient of the total energy by the atomic positions, ``[N, 3]`` eV/Å (forces are ``-grad``)."""
+    return total(nw, potentials, kname=kname, **kwargs)
 
-    def stress(self, potentials, per_atom=False, ignore_missing_species=False, n_threads=None):
-        """Virial stress of the potentials (ASE sign and Voigt order ``xx yy zz yz xz xy``), eV/Å³.
+def stress(nw, potentials, per_atom=False, ignore_missing_species=False, n_threads=None):
+    """Virial stress of the potentials (ASE sign and Voigt order ``xx yy zz yz xz xy``), eV/Å³.
 
-        ``sigma = sym(sum_p grad_pc[p] (x) D_pc[p]) / V`` with ``V = self.volume``.
+    ``sigma = sym(sum_p grad_pc[p] (x) D_pc[p]) / V`` with ``V = nw.volume``.
 
-        Parameters
-        ----------
-        potentials : LocalPotential or list of LocalPotential
-        per_atom : bool
-            Return per-atom stresses ``[N, 6]`` (each pair assigned to its centre atom) that sum to the
-            total.
+    Parameters
+    ----------
+    potentials : LocalPotential or list of LocalPotential
+    per_atom : bool
+        Return per-atom stresses ``[N, 6]`` (each pair assigned to its centre atom) that sum to the
+        total.
 
-        Returns
-        -------
-        ndarray of shape (6,) or (n_atoms, 6), eV/Å³
-        """
-        direct = self._accumulated_atoms(potentials, ignore_missing_species, n_threads, grad=False, virial=True)
-        if direct is not None:
-            return self._stress_from(None, per_atom, n_threads, virial=direct[2])
-        with _gradient_buffer(self, True, n_threads) as grad_pc:
-            _, grad_pc = self._accumulated(potentials, ignore_missing_species, grad_pc, n_threads)
-            return self._stress_from(grad_pc, per_atom, n_threads)
+    Returns
+    -------
+    ndarray of shape (6,) or (n_atoms, 6), eV/Å³
+    """
+    direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)
+    if direct is not None:
+        return _stress_from(nw, None, per_atom, n_threads, virial=direct[2])
+    with _gradient_buffer(nw, True, n_threads) as grad_pc:
+        _, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
+        return _stress_from(nw, grad_pc, per_atom, n_threads)
 
-    def _stress_from(self, grad_pc, per_atom, n_threads, virial=None):
-        """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``."""
-        volume = float(self.volume)
-        if not volume > 0:
-            raise ValueError(f"the cell volume is {volume}: stress needs a cell of positive volume")
-        if virial is None:
-            virial = self._virial_n(grad_pc, n_threads)
-        if per_atom:
-            return _voigt(virial) / volume
-        return _voigt(virial.sum(axis=0)) / volume
+def _stress_from(nw, grad_pc, per_atom, n_threads, virial=None):
+    """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``."""
+    volume = float(nw.volume)
+    if not volume > 0:
+        raise ValueError(f"the cell volume is {volume}: stress needs a cell of positive volume")
+    if virial is None:
+        virial = virial_n(nw, grad_pc, n_threads)
+    if per_atom:
+        return _voigt(virial) / volume
+    return _voigt(virial.sum(axis=0)) / volume
 
-    def evaluate(self, potentials, grad=True, stress=False, per_atom_stress=False, ignore_missing_species=False,
-                 n_threads=None):
-        """Energy, per-atom energies, gradient and stress in one pass over the pairs.
+def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ignore_missing_species=False,
+             n_threads=None):
+    """Energy, per-atom energies, gradient and stress in one pass over the pairs.
 
-        An SW2 and an SW3 potential of the same centre species are evaluated together in one pass; when all
-        potentials are compiled pair families, atom gradients and virials are gathered directly from the
-        (full) pair list without per-pair gradients.
+    An SW2 and an SW3 potential of the same centre species are evaluated together in one pass; when all
+    potentials are compiled pair families, atom gradients and virials are gathered directly from the
+    (full) pair list without per-pair gradients.
 
-        Returns
-        -------
-        Evaluation
-            ``(energy eV, energy_n [N] eV, grad_nc [N, 3] eV/Å or None, stress [6] eV/Å³ or None,
-            stress_n [N, 6] eV/Å³ or None)``.
-        """
-        need_grad = grad or stress or per_atom_stress
-        if need_grad:
-            direct = self._accumulated_atoms(potentials, ignore_missing_species, n_threads, grad=grad,
-                                             virial=stress or per_atom_stress)
-            if direct is not None:  # pair potentials only: no per-pair buffer
-                energy_n, grad_nc, virial = direct
-                stress_v = stress_n = None
-                if virial is not None:
-                    stress_n = self._stress_from(None, True, n_threads, virial=virial)
-                    stress_v = stress_n.sum(axis=0) if stress else None
-                    stress_n = stress_n if per_atom_stress else None
-                return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
-        with _gradient_buffer(self, need_grad, n_threads) as grad_pc:
-            energy_n, grad_pc = self._accumulated(potentials, ignore_missing_species, grad_pc, n_threads)
-            grad_nc = self._pair_gradient_to_atoms(grad_pc, n_threads) if grad else None
+    Returns
+    -------
+    Evaluation
+        ``(energy eV, energy_n [N] eV, grad_nc [N, 3] eV/Å or None, stress [6] eV/Å³ or None,
+        stress_n [N, 6] eV/Å³ or None)``.
+    """
+    need_grad = grad or stress or per_atom_stress
+    if need_grad:
+        direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
+                                         virial=stress or per_atom_stress)
+        if direct is not None:  # pair potentials only: no per-pair buffer
+            energy_n, grad_nc, virial = direct
             stress_v = stress_n = None
-            if stress or per_atom_stress:
-                stress_n = self._stress_from(grad_pc, True, n_threads)
+            if virial is not None:
+                stress_n = _stress_from(nw, None, True, n_threads, virial=virial)
                 stress_v = stress_n.sum(axis=0) if stress else None
                 stress_n = stress_n if per_atom_stress else None
-        return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+            return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+    with _gradient_buffer(nw, need_grad, n_threads) as grad_pc:
+        energy_n, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
+        grad_nc = pair_gradient_to_atoms(nw, grad_pc, n_threads) if grad else None
+        stress_v = stress_n = None
+        if stress or per_atom_stress:
+            stress_n = _stress_from(nw, grad_pc, True, n_threads)
+            stress_v = stress_n.sum(axis=0) if stress else None
+            stress_n = stress_n if per_atom_stress else None
+    return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
 
-    def relax(self, potentials, rtn_history=False, normalize=True, inplace=False, driver=None, relax_cell=False,
-              n_threads=None, ignore_missing_species=False, **kwargs):
-        """Minimise the total energy over positions (and the cell with ``relax_cell=True``).
 
-        Parameters
-        ----------
-        potentials : LocalPotential or list of LocalPotential
-        rtn_history : bool
-            Return the list of all distinct evaluated cells instead of the final one.
-        normalize : bool
-            Wrap coordinates into the cell at every step.
-        inplace : bool
-            Leave the wrapper at the relaxed structure (otherwise it is restored).
-        driver : callable, optional
-            ``driver(fun, x0, jac=jac, **kwargs)``; default ``scipy.optimize.minimize`` (BFGS; pass
-            ``method="CG"``, ``"L-BFGS-B"``, ``options=``...). Variables are scaled so that a unit step moves
-            atoms by 0.1 Å; ``options["gtol"]`` is read in eV/Å (default ``fmax=1e-3`` eV/Å).
-        relax_cell : bool
-            Also optimise the cell shape and volume (zero stress).
-        n_threads : int or None
-            OpenMP threads.
 
-        Returns
-        -------
-        Cell or list of Cell
-            With ``meta["total-energy"]`` (eV), ``meta["forces"]`` ([N, 3] eV/Å) and, with ``relax_cell``,
-            ``meta["stress"]`` (Voigt, eV/Å³).
+def numerical_energy_gradient(nw, potentials, eps=1e-5, resolving=False, ignore_missing_species=False,
+                              n_threads=None):
+    """Central-difference gradient of the energy by the atomic positions (a reference for tests).
 
-        Warns
-        -----
-        OptimizationWarning
-            When the optimiser reports no success.
-        """
-        from miniff.potentials.relax import relax
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        With distances computed; displaced in place and restored.
+    potentials : LocalPotential or list of LocalPotential
+    eps : float
+        Displacement step, Å.
+    resolving : bool
+        False: ``d E_total / d r`` ``[N, 3]``; True: ``d E_i / d r_j`` ``[N, N, 3]`` (per-atom energies).
 
-        return relax(self, potentials, rtn_history=rtn_history, normalize=normalize, inplace=inplace,
-                     driver=driver, relax_cell=relax_cell, n_threads=n_threads,
-                     ignore_missing_species=ignore_missing_species, **kwargs)
+    Returns
+    -------
+    ndarray, eV/Å
+    """
+    def energy():
+        e = eval_potentials(nw, potentials, "kernel", squeeze=False, ignore_missing_species=ignore_missing_species,
+                            n_threads=n_threads).sum(axis=0)
+        return e if resolving else e.sum()
+
+    return position_derivative(nw, energy, eps)

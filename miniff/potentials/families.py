@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from miniff.potentials import backends as B
-from miniff.potentials.base import LocalPotentialFamily, ScaledLocalPotentialFamily, register_family
+from miniff.potentials.base import LocalPotentialFamily, ScaledLocalPotentialFamily
 
 __all__ = [
     "general_pair_potential_family",
@@ -35,7 +35,7 @@ _NON_NEGATIVE = (0, None)  # >= 0
 _ANY = (None, None)  # any finite number
 _UNIT = (-1, 1)  # [-1, 1]
 
-general_pair_potential_family = register_family(LocalPotentialFamily(
+general_pair_potential_family = (LocalPotentialFamily(
     parameters={"f": None, "df_dr": None, "a": _POSITIVE},
     cutoff="a",
     kernels=B.GeneralPairBackend(),
@@ -44,7 +44,7 @@ general_pair_potential_family = register_family(LocalPotentialFamily(
     doc="f(r, row, col) from a Python callable; gradient from df_dr(r, row, col)",
 ))
 
-general_triple_potential_family = register_family(LocalPotentialFamily(
+general_triple_potential_family = (LocalPotentialFamily(
     parameters={"f": None, "df_dr1": None, "df_dr2": None, "df_dt": None, "a": _POSITIVE},
     cutoff="a",
     kernels=B.GeneralTripleBackend(),
@@ -53,7 +53,7 @@ general_triple_potential_family = register_family(LocalPotentialFamily(
     doc="f(r1, r2, cos_t, row, col1, col2) from Python callables (derivatives df_dr1, df_dr2, df_dt)",
 ))
 
-on_site_potential_family = register_family(LocalPotentialFamily(
+on_site_potential_family = (LocalPotentialFamily(
     parameters={"v0": _ANY},
     cutoff=0,
     kernels=B.OnSiteBackend(),
@@ -62,7 +62,7 @@ on_site_potential_family = register_family(LocalPotentialFamily(
     doc="v0 for every atom of the tagged species",
 ))
 
-harmonic_repulsion_potential_family = register_family(LocalPotentialFamily(
+harmonic_repulsion_potential_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "epsilon": _ANY},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_HARMONIC, ("a", "epsilon")),
@@ -71,7 +71,7 @@ harmonic_repulsion_potential_family = register_family(LocalPotentialFamily(
     doc="epsilon (r - a)^2 / (2 a^2)",
 ))
 
-lj_potential_family = register_family(ScaledLocalPotentialFamily(
+lj_potential_family = (ScaledLocalPotentialFamily(
     parameters={"a": (2 ** (1 / 6), None)},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_LJ, ("epsilon", "sigma")),
@@ -123,7 +123,7 @@ class SW2PotentialFamily(ScaledLocalPotentialFamily):
     __call__ = instantiate
 
 
-sw2_potential_family = register_family(SW2PotentialFamily(
+sw2_potential_family = (SW2PotentialFamily(
     parameters={"a": _POSITIVE, "p": _NON_NEGATIVE, "q": _NON_NEGATIVE, "gauge_a": _ANY, "gauge_b": _ANY},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_SW2, ("epsilon", "sigma", "a", "p", "q", "gauge_a", "gauge_b")),
@@ -132,7 +132,7 @@ sw2_potential_family = register_family(SW2PotentialFamily(
     doc="epsilon A (B x^-p - x^-q) exp(1/(x - a)), x = r/sigma, A = gauge_a, B = gauge_b",
 ))
 
-sw3_potential_family = register_family(ScaledLocalPotentialFamily(
+sw3_potential_family = (ScaledLocalPotentialFamily(
     parameters={"l": _ANY, "gamma": _NON_NEGATIVE, "cos_theta0": _UNIT, "a": _POSITIVE},
     cutoff="a",
     kernels=B.TripleBackend(B.TRIPLE_SW3, ("epsilon", "sigma", "l", "gamma", "cos_theta0", "a")),
@@ -141,7 +141,7 @@ sw3_potential_family = register_family(ScaledLocalPotentialFamily(
     doc="epsilon l (cos_t - cos_theta0)^2 exp(gamma/(x1 - a) + gamma/(x2 - a)), x = r/sigma",
 ))
 
-behler2_descriptor_family = register_family(LocalPotentialFamily(
+behler2_descriptor_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "eta": _NON_NEGATIVE, "r_sphere": _ANY},
     cutoff="a",
     kernels=B.CutoffPairBackend(B.FC_BEHLER2, ("eta", "r_sphere")),
@@ -150,7 +150,7 @@ behler2_descriptor_family = register_family(LocalPotentialFamily(
     doc="exp(-eta (r - r_sphere)^2) f_c(r)",
 ))
 
-sigmoid_descriptor_family = register_family(LocalPotentialFamily(
+sigmoid_descriptor_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "dr": _POSITIVE, "r0": _ANY},
     cutoff="a",
     kernels=B.CutoffPairBackend(B.FC_SIGMOID, ("r0", "dr")),
@@ -161,7 +161,7 @@ sigmoid_descriptor_family = register_family(LocalPotentialFamily(
 
 _ANGULAR_PARAMETERS = {"a": _POSITIVE, "eta": _NON_NEGATIVE, "l": _UNIT, "zeta": _NON_NEGATIVE, "epsilon": _ANY}
 
-behler4_descriptor_family = register_family(LocalPotentialFamily(
+behler4_descriptor_family = (LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",
     kernels=B.AngularBackend(B.BATCH_BEHLER4),
@@ -172,7 +172,7 @@ behler4_descriptor_family = register_family(LocalPotentialFamily(
         "r3 = |r_j - r_k| (term skipped if r3 >= a)",
 ))
 
-behler5_descriptor_family = register_family(LocalPotentialFamily(
+behler5_descriptor_family = (LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",
     kernels=B.AngularBackend(B.BATCH_BEHLER5),
@@ -182,7 +182,7 @@ behler5_descriptor_family = register_family(LocalPotentialFamily(
     doc="2^(1-zeta) eps (1 + l cos_t)^zeta exp(-eta (r1^2 + r2^2)) f_c(r1) f_c(r2)",
 ))
 
-behler5x_descriptor_family = register_family(LocalPotentialFamily(
+behler5x_descriptor_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "eta1": _NON_NEGATIVE, "eta2": _NON_NEGATIVE, "cos_theta0": _UNIT,
                 "epsilon": _ANY},
     cutoff="a",

@@ -22,7 +22,7 @@ from numpy.polynomial import legendre
 
 from miniff._ext import kernel_module as _k
 from miniff.potentials.backends import _BatchedBackend, monomial_tables
-from miniff.potentials.base import LocalPotentialFamily, pair_arrays, register_family
+from miniff.potentials.base import LocalPotentialFamily, pair_arrays
 
 __all__ = ["lsp_descriptor_family", "LSP_MAX_ORDER", "LSP_MAX_RADIAL", "legendre_coefficients"]
 
@@ -115,7 +115,7 @@ class LSPFamily(LocalPotentialFamily):
         return result
 
 
-lsp_descriptor_family = register_family(LSPFamily(
+lsp_descriptor_family = (LSPFamily(
     parameters={
         "a": (0, None, True, False),        # cutoff, Å
         "h": (0, None, True, False),        # cutoff range, Å

@@ -12,12 +12,16 @@ import warnings
 
 import numpy as np
 
-from miniff.potentials.evaluate import OptimizationWarning
+from miniff.potentials.evaluate import evaluate
 
-__all__ = ["relax", "STEP"]
+__all__ = ["relax", "STEP", "OptimizationWarning"]
 
 #: Length (Å) of a unit step of the optimisation variables.
 STEP = 0.1
+
+class OptimizationWarning(UserWarning):
+    """The optimiser of ``NeighborWrapper.relax`` reported no success."""
+
 
 _GTOL_METHODS = {"BFGS", "CG", "L-BFGS-B", "NEWTON-CG", "TNC", "TRUST-CONSTR", "SLSQP"}
 
@@ -79,7 +83,7 @@ class _Problem:
         if not np.all(np.isfinite(y)):
             raise ValueError("the optimiser produced non-finite coordinates")
         u, f = self.apply(y)
-        ev = self.nw.evaluate(self.potentials, grad=True, stress=self.relax_cell,
+        ev = evaluate(self.nw, self.potentials, grad=True, stress=self.relax_cell,
                               ignore_missing_species=self.ignore, n_threads=self.n_threads)
         g = (ev.grad_nc @ f.T).reshape(-1) * STEP
         if self.relax_cell:

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from miniff.potentials.evaluate import gradient, total
+
 __all__ = ["ScalarFunctionWrapper"]
 
 
@@ -61,12 +63,12 @@ class ScalarFunctionWrapper:
 
     def _current_energy(self):
         if self._energy is None:
-            self._energy = float(self.nw.total(self.potentials))
+            self._energy = float(total(self.nw, self.potentials))
         return self._energy
 
     def _current_grad(self):
         if self._grad is None:
-            self._grad = np.asarray(self.nw.grad(self.potentials), dtype=float).reshape(-1)
+            self._grad = np.asarray(gradient(self.nw, self.potentials), dtype=float).reshape(-1)
         return self._grad
 
     def f(self, x):
