@@ -23,6 +23,11 @@ import numpy as np
 from miniff._atomic import atomic_write_text
 
 __all__ = [
+    "BOHR",
+    "HARTREE",
+    "RYDBERG",
+    "EV_J",
+    "AVOGADRO",
     "UNITS",
     "Quantity",
     "UnknownUnitError",
@@ -36,9 +41,18 @@ __all__ = [
     "init_default_atomic_units",
 ]
 
-_BOHR = 0.529177210903  # Å (CODATA 2018)
-_HARTREE = 27.211386245988  # eV (CODATA 2018)
-_EV_J = 1.602176634e-19  # J per eV
+#: Physical constants (CODATA 2018): the only place miniff writes them down.
+#: Bohr radius, Å.
+BOHR = 0.529177210903
+#: Hartree energy, eV.
+HARTREE = 27.211386245988
+#: Rydberg energy, eV.
+RYDBERG = HARTREE / 2
+#: Elementary charge, J per eV.
+EV_J = 1.602176634e-19
+#: Avogadro constant, 1/mol.
+AVOGADRO = 6.02214076e23
+_BOHR, _HARTREE, _EV_J = BOHR, HARTREE, EV_J
 
 #: Values of named units in miniff's internal units (eV, Å; time in fs is not used internally).
 UNITS = {
@@ -66,7 +80,7 @@ UNITS = {
     "J": 1.0 / _EV_J,
     "kJ": 1e3 / _EV_J,
     "kcal": 4184.0 / _EV_J,
-    "mol": 6.02214076e23,
+    "mol": AVOGADRO,
     "e": 1.0,
     "Pa": 1.0 / _EV_J / 1e30,
     "kPa": 1e3 / _EV_J / 1e30,

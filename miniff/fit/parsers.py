@@ -2,10 +2,12 @@
 
 import os
 
+from miniff import units
+
 __all__ = ["parse_runner_input", "BOHR_TO_ANGSTROM", "group_by_species"]
 
-#: Bohr radius in Å (CODATA 2018).
-BOHR_TO_ANGSTROM = 0.529177210903
+#: Bohr radius in Å (``miniff.units.BOHR``).
+BOHR_TO_ANGSTROM = units.BOHR
 
 
 def parse_runner_input(f, strict=True):

@@ -257,7 +257,7 @@ def _redact_url(url):
 
 
 def _read_cells_json(path, idx):
-    from miniff.kernel import Cell
+    from miniff.neighbors.cell import Cell
 
     try:
         loaded = Cell.load(str(path))
@@ -386,7 +386,7 @@ def _with_predictions(cell, pred, k):
 
 
 def _as_cell_list(cells, name):
-    from miniff.kernel import Cell
+    from miniff.neighbors.cell import Cell
 
     if isinstance(cells, Cell):
         return [cells]
@@ -478,7 +478,7 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
 
 def _write_cells_json(cells, path, predicted, append):
     """0.1.4 cells JSON via ``Cell.save`` (atomic), predictions merged into ``meta``."""
-    from miniff.kernel import Cell
+    from miniff.neighbors.cell import Cell
 
     cells = _as_cell_list(cells, "cells")
     if predicted is not None:

@@ -178,7 +178,7 @@ def atoms_to_cell(atoms, *, extra=None, energy_keys=DEFAULT_ENERGY_KEYS, forces_
         ``[N, 3]`` (eV/Å), ``"stress"`` ``[6]`` (eV/Å³), ``"group"``, ``"predicted-energy"``,
         ``"predicted-forces"``.
     """
-    from miniff.kernel import Cell
+    from miniff.neighbors.cell import Cell
 
     extra = dict(extra or {})
     data = dict(data or {})

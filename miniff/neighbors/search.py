@@ -17,6 +17,7 @@ checks the arguments and prepares the search:
 import functools
 import itertools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -287,7 +288,7 @@ def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, thread
     hi = tuple(0.0 if pbc[a] else float(bounds[3 + a]) for a in range(3))
     plan = _plan if not pbc.all() else _cached_plan
     n_bins, fmin, width, estimate, m, widths_c = plan(vectors.tobytes(), tuple(bool(p) for p in pbc), cutoff, n,
-                                                     lo, hi)
+                                                     lo, hi)  # a SearchPlan
     if estimate > max_pairs:  # before the offsets, whose number grows like the cube of the cutoff
         raise ValueError(
             f"cutoff={cutoff} Å would give about {estimate:.3g} pairs for {n} atoms, more than "
@@ -351,8 +352,25 @@ def _cell_geometry(vectors_bytes):
     return _readonly(vectors, np.ascontiguousarray(np.linalg.inv(vectors)), plane_spacings(vectors))
 
 
+class SearchPlan(NamedTuple):
+    """The bin grid of one cell-list search (arrays read-only)."""
+
+    #: bins per axis, shape (3,), int32
+    n_bins: np.ndarray
+    #: fractional coordinate of the grid's lower corner, shape (3,)
+    frac_min: np.ndarray
+    #: bin width in fractional units, shape (3,)
+    width: np.ndarray
+    #: estimated number of pairs
+    estimate: float
+    #: reach of the cutoff in bins per axis
+    reach: tuple
+    #: bin edge vectors divided by the cutoff (rows), shape (3, 3)
+    widths_c: np.ndarray
+
+
 def _plan(vectors_bytes, pbc, cutoff, n, lo, hi):
-    """Bin grid: (n_bins [3] int32, frac_min [3], width [3], estimated pairs, reach m [3] in bins, widths_c [3, 3]).
+    """The :class:`SearchPlan` of a cell, cutoff and atom count.
 
     ``lo``, ``hi``: extent of the atoms along non-periodic axes (fractional; ignored on periodic ones).
     ``widths_c``: bin edge vectors divided by the cutoff (rows), the input of :func:`_bin_offsets`.
@@ -368,7 +386,7 @@ def _plan(vectors_bytes, pbc, cutoff, n, lo, hi):
     widths_c = (width[:, None] * vectors) / cutoff
     n_bins, fmin, width, widths_c = _readonly(n_bins, np.ascontiguousarray(fmin), np.ascontiguousarray(width),
                                               widths_c)
-    return n_bins, fmin, width, estimate, tuple(int(x) for x in m), widths_c
+    return SearchPlan(n_bins, fmin, width, estimate, tuple(int(x) for x in m), widths_c)
 
 
 #: fully periodic cells: the plan depends on the cell, the cutoff and N only (MD, relaxations, benchmarks)

@@ -18,30 +18,43 @@ below match the
 import functools
 import inspect
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from miniff._ext import kernel_module as _k
 from miniff.potentials.base import pair_arrays
 
-# keep in sync with the RED_* enum of miniff/_ext/_reductions.pxi
-PAIR_HARMONIC, PAIR_LJ, PAIR_SW2 = 0, 1, 2
-FC_BEHLER2, FC_SIGMOID = 10, 11
-TRIPLE_SW3, TRIPLE_BEHLER5X = 20, 21
-BATCH_BEHLER5, BATCH_BEHLER4 = 30, 31
-MAX_GROUP = 64
-MOMENT_MAX_ETA = 4  # distinct eta per moment-kernel call
-MOMENT_MAX_ZETA = 8  # integer zeta up to this use the moment kernel
+# family codes and limits of the compiled core, read from it (defined once: the enums of miniff/_ext/common.pxd)
+PAIR_HARMONIC, PAIR_LJ, PAIR_SW2 = (_k.FAMILY_CODES[k] for k in ("PAIR_HARMONIC", "PAIR_LJ", "PAIR_SW2"))
+FC_BEHLER2, FC_SIGMOID = (_k.FAMILY_CODES[k] for k in ("FC_BEHLER2", "FC_SIGMOID"))
+TRIPLE_SW3, TRIPLE_BEHLER5X = (_k.FAMILY_CODES[k] for k in ("TRIPLE_SW3", "TRIPLE_BEHLER5X"))
+BATCH_BEHLER5, BATCH_BEHLER4 = (_k.FAMILY_CODES[k] for k in ("BATCH_BEHLER5", "BATCH_BEHLER4"))
+MAX_GROUP = _k.LIMITS["MAX_GROUP"]  # descriptors per batched call
+MOMENT_MAX_ETA = _k.LIMITS["MOMENT_MAX_ETA"]  # distinct eta per moment-kernel call
+MOMENT_MAX_ZETA = _k.LIMITS["MOMENT_MAX_ZETA"]  # integer zeta up to this use the moment kernel
+
+
+class MonomialTable(NamedTuple):
+    """Monomials ``u_x^a u_y^b u_z^c`` of degree <= zmax ordered by degree (the moment kernel's input)."""
+
+    #: degree a + b + c, shape (M,), int32
+    degree: np.ndarray
+    #: multinomial weight n! / (a! b! c!), shape (M,)
+    weight: np.ndarray
+    #: index of the monomial of one degree less it is built from, shape (M,), int32
+    parent: np.ndarray
+    #: axis multiplied onto the parent, shape (M,), int32
+    axis: np.ndarray
+    #: index of alpha + e_m (0 at the top degree), shape (M, 3), int32
+    plus: np.ndarray
+    #: weight of alpha + e_m times its exponent of axis m, shape (M, 3)
+    gw: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
 def monomial_tables(zmax):
-    """Monomials u_x^a u_y^b u_z^c of degree <= zmax ordered by degree, for the moment kernel.
-
-    Returns (degree [M] int32, multinomial weight n!/(a! b! c!) [M], parent [M] int32, axis [M] int32,
-    plus [M, 3] int32 = index of alpha + e_m (0 at the top degree), gw [M, 3] = weight of alpha + e_m times
-    its exponent of axis m).
-    """
+    """The :class:`MonomialTable` of degree <= ``zmax`` (cached)."""
     alphas = [(a, b, n - a - b) for n in range(zmax + 1) for a in range(n, -1, -1) for b in range(n - a, -1, -1)]
     index = {al: k for k, al in enumerate(alphas)}
     deg = np.array([sum(al) for al in alphas], dtype=np.int32)
@@ -63,7 +76,7 @@ def monomial_tables(zmax):
         if deg[k] < zmax:
             for m in range(3):
                 gw[k, m] = weight[plus[k, m]] * alphas[plus[k, m]][m]
-    return deg, weight, parent, axis, plus, gw
+    return MonomialTable(deg, weight, parent, axis, plus, gw)
 
 _EMPTY_GRAD = np.zeros((0, 3))
 

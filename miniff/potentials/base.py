@@ -13,6 +13,7 @@ with ``grad_pc[p] = d energy_n[i_p] / d D_pc[p]``.
 import copy as _copy
 import math
 import numbers
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +27,7 @@ __all__ = [
     "ScaledLocalPotentialFamily",
     "PotentialRuntimeWarning",
     "tag_codes",
+    "KernelArrays",
     "pair_arrays",
     "resolve_n_threads",
 ]
@@ -56,8 +58,26 @@ def resolve_n_threads(nw, n_threads):
     return effective_n_threads(n_threads)
 
 
+class KernelArrays(NamedTuple):
+    """The arrays of a pair list in the dtypes the compiled kernels take (C-contiguous)."""
+
+    #: CSR row pointer, shape (N + 1,), int64
+    indptr: np.ndarray
+    #: neighbour atom of every pair, shape (P,), int32
+    j_p: np.ndarray
+    #: pair distances, shape (P,), float64, Å
+    d_p: np.ndarray
+    #: pair vectors ``r[j] + S @ cell - r[i]``, shape (P, 3), float64, Å
+    D_pc: np.ndarray
+    #: species code of every atom, shape (N,), int32
+    spec_n: np.ndarray
+
+
 def pair_arrays(nw, cutoff=None):
     """Contiguous arrays of ``nw.pairs`` for the kernels, after checking the wrapper is ready.
+
+    The arrays are made once per pair list and species encoding (kept on the wrapper, keyed by the identity
+    of ``nw.pairs`` and ``nw.spec_encoded_row``), so every potential of one evaluation shares them.
 
     Parameters
     ----------
@@ -68,7 +88,7 @@ def pair_arrays(nw, cutoff=None):
 
     Returns
     -------
-    tuple
+    KernelArrays
         ``(indptr [N+1] int64, j_p [P] int32, d_p [P] float64, D_pc [P, 3] float64, spec_n [N] int32)``.
     """
     pairs = getattr(nw, "pairs", None)
@@ -79,26 +99,46 @@ def pair_arrays(nw, cutoff=None):
             f"the potential's cutoff {cutoff} Å exceeds the neighbour list cutoff {pairs.cutoff} Å: "
             f"call nw.compute_distances({cutoff}) (or larger) first"
         )
+    spec_row = getattr(nw, "spec_encoded_row", None)
+    cached = getattr(nw, "_kernel_arrays", None)
+    if cached is not None and cached[0] is pairs and cached[1] is spec_row:
+        return cached[2]
+    arrays = _kernel_arrays(pairs, spec_row)
+    try:
+        nw._kernel_arrays = (pairs, spec_row, arrays)
+    except AttributeError:  # a wrapper that takes no attributes: no cache
+        pass
+    return arrays
+
+
+def _kernel_arrays(pairs, spec_row):
+    """Checked, contiguous ``KernelArrays`` of a pair list and a species encoding."""
     indptr = np.ascontiguousarray(pairs.indptr, dtype=np.int64)
     j_p = np.ascontiguousarray(pairs.j_p, dtype=np.int32)
     d_p = np.ascontiguousarray(pairs.d_p, dtype=np.float64)
     D_pc = np.ascontiguousarray(pairs.D_pc, dtype=np.float64)
-    spec_n = np.ascontiguousarray(nw.spec_encoded_row, dtype=np.int32)
+    spec_n = np.ascontiguousarray(spec_row, dtype=np.int32)
     n = len(indptr) - 1
     if len(spec_n) != n:
         raise ValueError(f"nw.spec_encoded_row has {len(spec_n)} entries but the pair list has {n} atoms")
     if D_pc.shape != (len(j_p), 3) or d_p.shape != (len(j_p),):
         raise ValueError("inconsistent pair list: D_pc, d_p and j_p lengths differ")
-    return indptr, j_p, d_p, D_pc, spec_n
+    return KernelArrays(indptr, j_p, d_p, D_pc, spec_n)
 
 
 def _species_code_map(nw):
+    """``{label: code}`` of the wrapper's species, made once per species encoding (kept on the wrapper)."""
     lookup = getattr(nw, "species_lookup", None)
     if lookup is None:
         raise ValueError("the NeighborWrapper has no species_lookup: call nw.compute_distances(cutoff) first")
-    out = {}
-    for key, code in lookup.items():
-        out[str(key)] = int(code)
+    cached = getattr(nw, "_species_codes", None)
+    if cached is not None and cached[0] is lookup:
+        return cached[1]
+    out = {str(key): int(code) for key, code in lookup.items()}
+    try:
+        nw._species_codes = (lookup, out)
+    except AttributeError:  # a wrapper that takes no attributes: no cache
+        pass
     return out
 
 

@@ -3,20 +3,21 @@
 miniff computes in eV and Å. Plots may *display* other units: a unit is given by name (``"angstrom"``,
 ``"nm"``, ``"bohr"``, ``"eV"``, ``"meV"``, ``"Ry"``, ``"Hartree"``, ...), by ``"1"`` (no conversion, plain
 numbers) or by a positive number (the size of the display unit in eV or Å). Conversion factors come from
-:mod:`ase.units` (CODATA).
+the constants of :mod:`miniff.units` (CODATA 2018).
 """
 
 import numbers
 
 import numpy as np
-from ase import units as _ase_units
+
+from miniff import units as _units
 
 #: Size of each length display unit in Å, and its axis-label symbol.
 LENGTH_UNITS = {
     "angstrom": (1.0, "Å"),
     "nm": (10.0, "nm"),
     "pm": (0.01, "pm"),
-    "bohr": (_ase_units.Bohr, "Bohr"),
+    "bohr": (_units.BOHR, "Bohr"),
     "1": (1.0, "1"),
 }
 
@@ -24,10 +25,10 @@ LENGTH_UNITS = {
 ENERGY_UNITS = {
     "eV": (1.0, "eV"),
     "meV": (1e-3, "meV"),
-    "Ry": (_ase_units.Ry, "Ry"),
-    "Hartree": (_ase_units.Hartree, "Ha"),
-    "kcal/mol": (_ase_units.kcal / _ase_units.mol, "kcal/mol"),
-    "kJ/mol": (_ase_units.kJ / _ase_units.mol, "kJ/mol"),
+    "Ry": (_units.RYDBERG, "Ry"),
+    "Hartree": (_units.HARTREE, "Ha"),
+    "kcal/mol": (4184.0 / _units.EV_J / _units.AVOGADRO, "kcal/mol"),
+    "kJ/mol": (1000.0 / _units.EV_J / _units.AVOGADRO, "kJ/mol"),
     "1": (1.0, "1"),
 }
 
