@@ -134,7 +134,7 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
     networks : list of torch.nn.Module
         One network per species (per-point dataset), in the dataset's order.
     data : miniff.ml.Dataset
-        Reference energies ``[S, 1]`` (and gradients ``[S, A, 3]`` when ``w_gradients != 0``).
+        Reference energies ``[S, 1]`` (and gradients ``[S, N, 3]`` when ``w_gradients != 0``).
     criterion : callable or None
         ``criterion(prediction, reference) -> scalar``; None = the (weighted) mean squared error above.
     w_energy, w_gradients : float
@@ -205,12 +205,12 @@ def _weights_squared(networks):
 
 
 def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
-    """The force term: ``g_pred`` and ``pcd.energy_g`` ``[S, A, 3]`` compared on the atoms of ``pcd.mask``."""
+    """The force term: ``g_pred`` and ``pcd.energy_g`` ``[S, N, 3]`` compared on the atoms of ``pcd.mask``."""
     from miniff.ml.cauldron import _cached
 
     g_ref = pcd.energy_g
     if criterion is None:
-        def masks():  # the mask [S, A] (None when all ones) and 3 * atoms [S], cached on the dataset
+        def masks():  # the mask [S, N] (None when all ones) and 3 * atoms [S], cached on the dataset
             m = pcd.mask.to(g_ref.dtype)
             return (None if bool((m == 1).all()) else m), 3 * m.sum(dim=1)
 

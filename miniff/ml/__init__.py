@@ -4,15 +4,15 @@ The pieces, in the order of a fit:
 
 1. :func:`learn_cauldron` computes descriptors of cells (and, with ``grad=True``, their sparse Jacobians) and
    assembles a :class:`Dataset` = one :class:`PerCellDataset` (total energies ``[S, 1]`` eV, energy
-   gradients ``[S, A, 3]`` eV/Å) + one :class:`PerPointDataset` per species (features ``[S, P, D]``, mask
-   ``[S, P]``, Jacobian as a :class:`SparseJacobian`), normalised by a :class:`Normalization`.
+   gradients ``[S, N, 3]`` eV/Å) + one :class:`PerPointDataset` per species (features ``[S, M, F]``, mask
+   ``[S, M]``, Jacobian as a :class:`SparseJacobian`), normalised by a :class:`Normalization`.
 2. :class:`SequentialSoleEnergyNN` makes one atomic network per species.
 3. :func:`forward_cauldron` predicts total energies (and gradients, for force training) of a dataset.
 4. :func:`potentials_from_ml_data` turns fitted networks into :class:`NNPotential` objects that work with
    ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`
    store them as plain data.
 
-Memory of force training is linear in the number of pairs (never a dense ``[S, P, D, A, 3]`` tensor).
+Memory of force training is linear in the number of pairs (never a dense ``[S, M, F, N, 3]`` tensor).
 """
 
 from miniff.ml.cauldron import (

@@ -1,11 +1,11 @@
 """Dataset containers for fitting: per-cell targets and per-species per-point features.
 
-Shapes (``S`` samples, ``A`` max atoms per cell, ``P`` max atoms of one species per cell, ``D`` features):
+Shapes (``S`` samples, ``N`` max atoms per cell, ``M`` max atoms of one species per cell, ``F`` features):
 
-- :class:`PerCellDataset`: ``energy [S, 1]`` eV, ``mask [S, A]``, ``energy_g [S, A, 3]`` eV/Å (= -forces).
-- :class:`PerPointDataset` (one per species): ``features [S, P, D]``, ``mask [S, P]``, ``features_g``
-  (a :class:`~miniff.ml.jacobian.SparseJacobian`, or the dense legacy ``[S, P, D, A, 3]`` which is
-  converted), ``charges [S, P, 1]``, ``energies_p [S, P, 1]`` eV.
+- :class:`PerCellDataset`: ``energy [S, 1]`` eV, ``mask [S, N]``, ``energy_g [S, N, 3]`` eV/Å (= -forces).
+- :class:`PerPointDataset` (one per species): ``features [S, M, F]``, ``mask [S, M]``, ``features_g``
+  (a :class:`~miniff.ml.jacobian.SparseJacobian`, or the dense legacy ``[S, M, F, N, 3]`` which is
+  converted), ``charges [S, M, 1]``, ``energies_p [S, M, 1]`` eV.
 - :class:`Dataset`: one per-cell dataset plus the per-point datasets of all species.
 
 Every container validates its fields (``ValueError`` naming the field for wrong shapes, mixed dtypes or
@@ -105,9 +105,9 @@ class PerCellDataset(torch.utils.data.Dataset):
     ----------
     energy : Tensor of shape (S, 1), floating point, eV
         Total energy of every sample (a column).
-    mask : Tensor of shape (S, A), optional
+    mask : Tensor of shape (S, N), optional
         1 (or True) for real atoms, 0 for padding.  Required with ``energy_g``.
-    energy_g : Tensor of shape (S, A, 3), optional, eV/Å
+    energy_g : Tensor of shape (S, N, 3), optional, eV/Å
         Gradients of the total energy with respect to atomic positions (minus forces); 0 on padding.
     """
 
@@ -127,7 +127,7 @@ class PerCellDataset(torch.utils.data.Dataset):
             _check_count("energy_g", energy_g, 0, n, "samples")
             _check_count("energy_g", energy_g, 1, mask.shape[1], "atoms")
             if energy_g.shape[2] != 3:
-                raise ValueError(f"energy_g must have shape (S, A, 3), got {tuple(energy_g.shape)}")
+                raise ValueError(f"energy_g must have shape (S, N, 3), got {tuple(energy_g.shape)}")
         self.energy = energy
         self.mask = mask
         self.energy_g = energy_g
@@ -135,7 +135,7 @@ class PerCellDataset(torch.utils.data.Dataset):
     dtype = property(lambda self: self.energy.dtype, doc="Floating-point dtype of the data.")
     n_samples = property(lambda self: self.energy.shape[0], doc="Number of samples S.")
     n_atoms = property(lambda self: None if self.mask is None else self.mask.shape[1],
-                       doc="Max atoms per sample A (None without mask).")
+                       doc="Max atoms per sample N (None without mask).")
     n_coords = property(lambda self: None if self.energy_g is None else 3, doc="3 with gradients, else None.")
 
     def __len__(self):
@@ -239,16 +239,16 @@ class PerPointDataset(torch.utils.data.Dataset):
 
     Parameters
     ----------
-    features : Tensor of shape (S, P, D), floating point
-        Descriptors of the ``P`` (padded) atoms of this species in every sample.
-    mask : Tensor of shape (S, P)
+    features : Tensor of shape (S, M, F), floating point
+        Descriptors of the ``M`` (padded) atoms of this species in every sample.
+    mask : Tensor of shape (S, M)
         1 (or True) for real atoms, 0 for padding.  Bool masks are accepted; float masks must have the dtype
         of ``features``.
-    features_g : SparseJacobian or Tensor of shape (S, P, D, A, 3), optional, 1/Å
+    features_g : SparseJacobian or Tensor of shape (S, M, F, N, 3), optional, 1/Å
         Derivatives of the features by atomic positions.  The sparse form is what ``learn_cauldron`` makes;
         a dense 0.1.4-style tensor is accepted as a legacy input and converted.
-    charges : Tensor of shape (S, P, 1), optional, e
-    energies_p : Tensor of shape (S, P, 1), optional, eV
+    charges : Tensor of shape (S, M, 1), optional, e
+    energies_p : Tensor of shape (S, M, 1), optional, eV
         Partial (per-atom) energies.
     tag : str, optional
         Species name.
@@ -282,7 +282,7 @@ class PerPointDataset(torch.utils.data.Dataset):
                 _check_count(name, x, 0, s, "samples")
                 _check_count(name, x, 1, p, "points")
                 if x.shape[2] != 1:
-                    raise ValueError(f"{name} must have shape (S, P, 1), got {tuple(x.shape)}")
+                    raise ValueError(f"{name} must have shape (S, M, 1), got {tuple(x.shape)}")
         self.features = features
         self.mask = mask
         self.features_g = features_g
@@ -292,11 +292,11 @@ class PerPointDataset(torch.utils.data.Dataset):
 
     dtype = property(lambda self: self.features.dtype, doc="Floating-point dtype of the data.")
     n_samples = property(lambda self: self.features.shape[0], doc="Number of samples S.")
-    n_species = property(lambda self: self.features.shape[1], doc="Max atoms of this species per sample P.")
+    n_species = property(lambda self: self.features.shape[1], doc="Max atoms of this species per sample M.")
     n_points = n_species
-    n_features = property(lambda self: self.features.shape[2], doc="Number of features D.")
+    n_features = property(lambda self: self.features.shape[2], doc="Number of features F.")
     n_atoms = property(lambda self: None if self.features_g is None else self.features_g.n_atoms,
-                       doc="Max atoms per sample A (from the Jacobian; None without it).")
+                       doc="Max atoms per sample N (from the Jacobian; None without it).")
     n_coords = property(lambda self: None if self.features_g is None else 3, doc="3 with a Jacobian, else None.")
 
     def __len__(self):
@@ -336,7 +336,7 @@ class PerPointDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def assert_compatible(items):
-        """Raise ValueError unless the datasets can be concatenated (dtype, D, fields present)."""
+        """Raise ValueError unless the datasets can be concatenated (dtype, F, fields present)."""
         items = _check_same_kind(items, PerPointDataset, ("features_g", "charges", "energies_p"))
         for i, d in enumerate(items):
             if d.n_features != items[0].n_features:
@@ -412,7 +412,7 @@ class PerPointDataset(torch.utils.data.Dataset):
 
         Returns
         -------
-        ndarray of shape (D, 2, bins + 1)
+        ndarray of shape (F, 2, bins + 1)
             Row 0: bin edges; row 1: counts (last entry 0).
         """
         x = self.features[self.mask != 0].detach().cpu().numpy()
@@ -466,7 +466,7 @@ class Dataset(torch.utils.data.Dataset):
 
     @property
     def n_atoms(self):
-        """Max atoms per sample A (from the per-cell mask or the Jacobians; None if unknown)."""
+        """Max atoms per sample N (from the per-cell mask or the Jacobians; None if unknown)."""
         if self._per_cell.n_atoms is not None:
             return self._per_cell.n_atoms
         sizes = [d.n_atoms for d in self._per_point if d.n_atoms is not None]

@@ -36,7 +36,7 @@ def species_of(cell):
 
 
 def collect_atoms(cells):
-    """Species of all cells padded into a masked array ``[S, A]`` of str (padding masked)."""
+    """Species of all cells padded into a masked array ``[S, N]`` of str (padding masked)."""
     values = [species_of(c) for c in cells]
     a = max((len(v) for v in values), default=0)
     width = max((len(x) for v in values for x in v), default=1)
@@ -53,7 +53,7 @@ def encode_species(cells):
 
     Returns
     -------
-    values : Tensor of shape (S, A), int64
+    values : Tensor of shape (S, N), int64
         Index into ``key`` of every atom, -1 for padding.
     key : ndarray of str
         Sorted unique species of all cells.
@@ -108,10 +108,10 @@ def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
 
     Returns
     -------
-    features_nf : ndarray of shape (n_k, D), float64
+    features_nf : ndarray of shape (n_k, F), float64
         Descriptors of the ``n_k`` atoms of ``species`` in order of appearance.
     jac : tuple or None
-        ``(point_e [E] int64, atom_e [E] int64, values_edc [E, D, 3] float64)``: one entry per pair with a
+        ``(point_e [E] int64, atom_e [E] int64, values_edc [E, F, 3] float64)``: one entry per pair with a
         nonzero derivative (neighbour atom) and one self entry per atom.
     atoms_n : ndarray of shape (n_k,), int64
         Indices of those atoms in the cell.
@@ -195,12 +195,12 @@ def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch
     n_threads : int or None
     progress : bool or None
     n_atoms : int or None
-        ``A`` of the Jacobian (default: the largest cell).
+        ``N`` of the Jacobian (default: the largest cell).
 
     Returns
     -------
-    features : Tensor of shape (S, P, D)
-    mask : Tensor of shape (S, P)
+    features : Tensor of shape (S, M, F)
+    mask : Tensor of shape (S, M)
     features_g : SparseJacobian or None
     atoms : list of ndarray
         Indices (in each cell) of the atoms of ``species``, in point order.

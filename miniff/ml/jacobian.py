@@ -3,7 +3,7 @@
 The derivative of the features of one species with respect to the atomic positions is stored in
 coordinate (COO) form: entry ``e`` says that feature vector ``features[sample_e[e], point_e[e], :]``
 depends on the position of atom ``atom_e[e]`` of the same sample with the derivative
-``values_edc[e] = d features[s, p, :] / d r[s, a, :]`` (shape ``[D, 3]``, 1/Å for unit-less
+``values_edc[e] = d features[s, p, :] / d r[s, a, :]`` (shape ``[F, 3]``, 1/Å for unit-less
 descriptors).  Built from the per-pair Jacobian of ``eval_descriptors`` (Contract 3), there is one
 entry per pair ``(i, j)`` (``+jac`` on the neighbour ``j``) and one self entry per atom ``i``
 (``-sum of jac`` over its pairs), so memory grows like pairs x descriptors, never like atoms^2.
@@ -57,7 +57,7 @@ class SparseJacobian:
     values_edc : Tensor of shape (n_entries, n_features, 3), floating point, 1/Å
         ``d features[s, p, :] / d r[s, a, :]`` for every entry.
     n_samples, n_points, n_atoms : int
-        The dense shape ``[S, P, A]`` the indices refer to.
+        The dense shape ``[S, M, N]`` the indices refer to.
     """
 
     def __init__(self, sample_e, point_e, atom_e, values_edc, n_samples, n_points, n_atoms):
@@ -100,7 +100,7 @@ class SparseJacobian:
 
     @property
     def n_features(self):
-        """Number of features D."""
+        """Number of features F."""
         return self.values_edc.shape[1]
 
     @property
@@ -119,7 +119,7 @@ class SparseJacobian:
 
         Parameters
         ----------
-        features_g : Tensor of shape (S, P, D, A, 3)
+        features_g : Tensor of shape (S, M, F, N, 3)
             ``features_g[s, p, d, a, :] = d features[s, p, d] / d r[s, a, :]``.
 
         Returns
@@ -130,16 +130,16 @@ class SparseJacobian:
         if not isinstance(features_g, torch.Tensor):
             raise TypeError(f"features_g must be a torch.Tensor, got {type(features_g).__name__}")
         if features_g.ndim != 5 or features_g.shape[4] != 3:
-            raise ValueError(f"features_g must have shape (S, P, D, A, 3), got {tuple(features_g.shape)}")
+            raise ValueError(f"features_g must have shape (S, M, F, N, 3), got {tuple(features_g.shape)}")
         s, p, d, a, _ = features_g.shape
-        v = features_g.permute(0, 1, 3, 2, 4)  # [S, P, A, D, 3]
+        v = features_g.permute(0, 1, 3, 2, 4)  # [S, M, N, F, 3]
         nz = (v != 0).flatten(3).any(-1)
         idx = nz.nonzero()
         values = v[idx[:, 0], idx[:, 1], idx[:, 2]]
         return cls(idx[:, 0], idx[:, 1], idx[:, 2], values, s, p, a)
 
     def to_dense(self):
-        """The dense ``[S, P, D, A, 3]`` tensor (for tests and small systems only)."""
+        """The dense ``[S, M, F, N, 3]`` tensor (for tests and small systems only)."""
         out = torch.zeros(self.n_samples, self.n_points, self.n_atoms, self.n_features, 3, dtype=self.dtype)
         out.index_put_((self.sample_e, self.point_e, self.atom_e), self.values_edc, accumulate=True)
         return out.permute(0, 1, 3, 2, 4).contiguous()
@@ -151,7 +151,7 @@ class SparseJacobian:
         out.__dict__.update(self.__dict__)
         out.__dict__.pop("_dense_cache", None)  # the copy may get other values or another dense shape
         if values_edc.shape[0] != self.n_entries or values_edc.ndim != 3:
-            raise ValueError(f"values_edc must have shape ({self.n_entries}, D, 3), got {tuple(values_edc.shape)}")
+            raise ValueError(f"values_edc must have shape ({self.n_entries}, F, 3), got {tuple(values_edc.shape)}")
         out.values_edc = values_edc
         return out
 
@@ -212,12 +212,12 @@ class SparseJacobian:
         )
 
     # ------------------------------------------------------------------ contraction
-    #: The dense per-sample layout ``[S, P * D, A * 3]`` is used by :meth:`contract` when it holds at most this
+    #: The dense per-sample layout ``[S, M * F, N * 3]`` is used by :meth:`contract` when it holds at most this
     #: many times the stored entries' values (small cells, where most atom pairs are neighbours).
     DENSE_MAX_RATIO = 1.5
 
     def _dense(self, p):
-        """The dense ``[S, p * D, A * 3]`` Jacobian (cached) or None when it would be too large."""
+        """The dense ``[S, m * F, N * 3]`` Jacobian (cached) or None when it would be too large."""
         size = self.n_samples * p * self.n_atoms
         if size == 0 or size > self.DENSE_MAX_RATIO * max(self.n_entries, 1) or self.values_edc.requires_grad:
             return None
@@ -228,7 +228,7 @@ class SparseJacobian:
         d = self.n_features
         dense = self.values_edc.new_zeros(self.n_samples * p * self.n_atoms, d, 3)
         dense.index_add_(0, (self.sample_e * p + self.point_e) * self.n_atoms + self.atom_e, self.values_edc)
-        # [S, P, A, D, 3] -> [S, P, D, A, 3]
+        # [S, M, N, F, 3] -> [S, M, F, N, 3]
         dense = dense.view(self.n_samples, p, self.n_atoms, d, 3).permute(0, 1, 3, 2, 4).reshape(
             self.n_samples, p * d, self.n_atoms * 3).contiguous()
         self.__dict__["_dense_cache"] = (key, dense, self.values_edc)  # keeping the values keeps their id unique
@@ -239,22 +239,22 @@ class SparseJacobian:
 
         Parameters
         ----------
-        dE_dF : Tensor of shape (S, P, D)
+        dE_dF : Tensor of shape (S, M, F)
             Derivatives of the energy by the features (eV per feature unit).
         resolve : bool
-            If True keep the point axis: ``[S, P, A, 3]`` (dense; small systems only).
+            If True keep the point axis: ``[S, M, N, 3]`` (dense; small systems only).
 
         Returns
         -------
-        Tensor of shape (S, A, 3), eV/Å
+        Tensor of shape (S, N, 3), eV/Å
             ``sum_{p, d} dE_dF[s, p, d] * features_g[s, p, d, a, :]``.  Differentiable (gather + index_add).
         """
         if dE_dF.ndim != 3 or dE_dF.shape[2] != self.n_features:
-            raise ValueError(f"dE_dF must have shape (S, P, {self.n_features}), got {tuple(dE_dF.shape)}")
+            raise ValueError(f"dE_dF must have shape (S, M, {self.n_features}), got {tuple(dE_dF.shape)}")
         s, p = dE_dF.shape[:2]
         if s != self.n_samples or p < self.n_points:
             raise ValueError(f"dE_dF shape {tuple(dE_dF.shape)} does not match the Jacobian "
-                             f"(S={self.n_samples}, P={self.n_points})")
+                             f"(S={self.n_samples}, M={self.n_points})")
         if not resolve:
             dense = self._dense(p)
             if dense is not None:  # small cells: one batched product with the dense per-sample Jacobian

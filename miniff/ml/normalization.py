@@ -7,7 +7,7 @@ Forward maps (``fw``; ``bw`` are the exact inverses):
 - positions are measured in units of ``length_scale``, so energy gradients
   ``G' = G * length_scale / energy_scale``;
 - features ``F' = (F - features_offsets[k]) @ pinv(features_scale[k])`` where ``features_scale[k]`` is a
-  ``[D', D]`` matrix with ``F = F' @ features_scale[k] + features_offsets[k]`` (diagonal by default; with
+  ``[F', F]`` matrix with ``F = F' @ features_scale[k] + features_offsets[k]`` (diagonal by default; with
   PCA its rows are orthogonal and ``D' <= D``);
 - feature Jacobians ``dF'/dr' = dF/dr @ pinv(features_scale[k]) * length_scale``;
 - charges ``q' = (q - charges_offsets[k]) / charges_scale[k]``.
@@ -56,9 +56,9 @@ class Normalization:
     ----------
     energy_scale : float or 0-d Tensor, eV
     features_scale : list of Tensor
-        Per species a ``[D', D]`` matrix (a ``[D]`` vector means a diagonal matrix).
+        Per species a ``[F', F]`` matrix (a ``[F]`` vector means a diagonal matrix).
     energy_offsets : Tensor of shape (n_species, 1), eV per atom
-    features_offsets : list of Tensor of shape (D,)
+    features_offsets : list of Tensor of shape (F,)
     length_scale : float or 0-d Tensor, Å, optional
         Needed for gradients/forces.
     charges_scale, charges_offsets : list of 0-d Tensor, optional
@@ -160,12 +160,12 @@ class Normalization:
         return energy.copy_(out) if inplace else out
 
     def fw_energy_components(self, energy, k, inplace=False):
-        """Per-atom energies ``[S, P, 1]`` eV of species ``k`` -> normalised."""
+        """Per-atom energies ``[S, M, 1]`` eV of species ``k`` -> normalised."""
         out = (energy - self.energy_offsets[k, 0].to(energy.dtype)) / self.energy_scale.to(energy.dtype)
         return energy.copy_(out) if inplace else out
 
     def bw_energy_components(self, energy, k, inplace=False):
-        """Normalised per-atom energies ``[S, P, 1]`` of species ``k`` -> eV."""
+        """Normalised per-atom energies ``[S, M, 1]`` of species ``k`` -> eV."""
         out = energy * self.energy_scale.to(energy.dtype) + self.energy_offsets[k, 0].to(energy.dtype)
         return energy.copy_(out) if inplace else out
 
@@ -174,18 +174,18 @@ class Normalization:
         return (self.length_scale / self.energy_scale).to(dtype)
 
     def fw_energy_g(self, energy_g, inplace=False):
-        """Energy gradients ``[S, A, 3]`` eV/Å -> normalised."""
+        """Energy gradients ``[S, N, 3]`` eV/Å -> normalised."""
         out = energy_g * self._g_factor(energy_g.dtype)
         return energy_g.copy_(out) if inplace else out
 
     def bw_energy_g(self, energy_g, inplace=False):
-        """Normalised energy gradients ``[S, A, 3]`` -> eV/Å."""
+        """Normalised energy gradients ``[S, N, 3]`` -> eV/Å."""
         out = energy_g / self._g_factor(energy_g.dtype)
         return energy_g.copy_(out) if inplace else out
 
     # ------------------------------------------------------------------ features
     def fw_features(self, x, k, inplace=False):
-        """Features ``[..., D]`` of species ``k`` -> normalised ``[..., D']``."""
+        """Features ``[..., F]`` of species ``k`` -> normalised ``[..., F']``."""
         out = (x - self.features_offsets[k].to(x.dtype)) @ self._pinv[k].to(x.dtype)
         if inplace:
             if out.shape != x.shape:
@@ -194,7 +194,7 @@ class Normalization:
         return out
 
     def bw_features(self, x, k, inplace=False):
-        """Normalised features ``[..., D']`` of species ``k`` -> raw ``[..., D]``."""
+        """Normalised features ``[..., F']`` of species ``k`` -> raw ``[..., F]``."""
         out = x @ self.features_scale[k].to(x.dtype) + self.features_offsets[k].to(x.dtype)
         if inplace:
             if out.shape != x.shape:
@@ -204,7 +204,7 @@ class Normalization:
 
     @staticmethod
     def _jac_map(values_edc, m, factor):
-        """``values_edc [E, D, 3]`` -> ``sum_d values[e, d, c] m[d, k] * factor`` (``[E, D', 3]``)."""
+        """``values_edc [E, F, 3]`` -> ``sum_d values[e, d, c] m[d, k] * factor`` (``[E, D', 3]``)."""
         m = m.to(values_edc.dtype)
         if m.shape[0] == m.shape[1] and bool((m == torch.diag(torch.diagonal(m))).all()):
             return values_edc * (torch.diagonal(m) * factor)[None, :, None]
@@ -213,7 +213,7 @@ class Normalization:
     def fw_features_g(self, x, k, inplace=False):
         """Feature Jacobian of species ``k`` -> normalised.
 
-        ``x`` is a :class:`SparseJacobian` (values ``[E, D, 3]``) or a dense ``[S, P, D, A, 3]`` tensor.
+        ``x`` is a :class:`SparseJacobian` (values ``[E, F, 3]``) or a dense ``[S, M, F, N, 3]`` tensor.
         """
         self._need_length()
         return self._map_g(x, self._pinv[k], self.length_scale, inplace)
@@ -236,14 +236,14 @@ class Normalization:
         return x.with_values(values)
 
     def fw_charges(self, x, k, inplace=False):
-        """Charges ``[S, P, 1]`` of species ``k`` -> normalised."""
+        """Charges ``[S, M, 1]`` of species ``k`` -> normalised."""
         if self.charges_scale is None:
             raise ValueError("this Normalization has no charge scales")
         out = (x - self.charges_offsets[k].to(x.dtype)) / self.charges_scale[k].to(x.dtype)
         return x.copy_(out) if inplace else out
 
     def bw_charges(self, x, k, inplace=False):
-        """Normalised charges ``[S, P, 1]`` of species ``k`` -> e."""
+        """Normalised charges ``[S, M, 1]`` of species ``k`` -> e."""
         if self.charges_scale is None:
             raise ValueError("this Normalization has no charge scales")
         out = x * self.charges_scale[k].to(x.dtype) + self.charges_offsets[k].to(x.dtype)
@@ -445,7 +445,7 @@ class Normalization:
 
     @staticmethod
     def _pca_scale(x, pca, scale_features):
-        """Row-orthogonal ``[D', D]`` scale from the SVD of centred features ``x [n, D]``."""
+        """Row-orthogonal ``[F', F]`` scale from the SVD of centred features ``x [n, F]``."""
         _, sv, vt = torch.linalg.svd(x, full_matrices=False)
         if callable(pca):
             n = int(pca(sv))
@@ -475,7 +475,7 @@ class Normalization:
         specimen : int
             Species index ``k``.
         fw : bool
-            If False, ``module`` works on normalised data and the result takes raw features ``[..., D]`` and
+            If False, ``module`` works on normalised data and the result takes raw features ``[..., F]`` and
             returns physical outputs (eV or e).  If True, the reverse: ``module`` works on raw data and the
             result works on normalised data.
         output : {"energy", "charge"}

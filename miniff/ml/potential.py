@@ -27,7 +27,7 @@ class NNPotential(LocalPotential):
     Parameters
     ----------
     nn : torch.nn.Sequential
-        Maps raw descriptors ``[n, D]`` to atomic energies ``[n, 1]`` (eV).  It is copied and converted to
+        Maps raw descriptors ``[n, F]`` to atomic energies ``[n, 1]`` (eV).  It is copied and converted to
         float64.
     descriptors : list of LocalPotential
         The ``D`` descriptors, tagged ``"<species>-..."``.
@@ -38,7 +38,7 @@ class NNPotential(LocalPotential):
         folded into the network (so the potential takes raw descriptors and returns eV).
     specimen : int, optional
         Species index in ``normalization``.
-    descriptor_fidelity_histograms : ndarray of shape (D, 2, bins + 1), optional
+    descriptor_fidelity_histograms : ndarray of shape (F, 2, bins + 1), optional
         Kept for 0.1.4 compatibility (stored, not used).
     """
 
