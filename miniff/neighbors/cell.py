@@ -239,7 +239,7 @@ class Cell:
 
     @classmethod
     def load(cls, f):
-        """Read cells from the 0.1.4 cells JSON (API.md §9.1), converting units to eV/Å.
+        """Read cells from the cells JSON of miniff 0.1.4 (see ``docs/formats.md``), converting units to eV/Å.
 
         Parameters
         ----------

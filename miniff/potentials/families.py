@@ -1,8 +1,20 @@
-"""The built-in families of potentials and descriptors (formulas per atom ``i``; API.md §2.4).
+"""The built-in families of potentials and descriptors (``docs/formulas.md`` writes them all out).
 
-Energies are per atom and summed with no 1/2: a pair term ``"x-x"`` counts from both atoms, a triplet
-term ``"a-b-c"`` sums over ordered neighbour pairs (j, k), j != k. Cosine cutoff
-``f_c(r; a) = (1 + cos(pi r / a)) / 2`` for ``r < a``, else 0. Units: eV, Å.
+Formulas are per atom ``i``. Energies are per atom and the total is their plain sum, with no 1/2:
+
+- a pair tag ``"a-b"`` gives every ``a`` atom one term per ``b`` neighbour, so an ``"a-a"`` pair counts from
+  both atoms (a model written as a sum over unordered pairs needs half its pair energy);
+- a triplet tag ``"a-b-c"`` gives the centre ``a`` atom one term per *ordered* pair of neighbours (j, k),
+  j != k, j of species ``b`` and k of species ``c``, so for ``"a-b-b"`` every angle counts twice (a model
+  counting each angle once per centre needs half its prefactor); ``cos_t`` is the cosine of the angle j-i-k,
+  ``r1 = r_ij``, ``r2 = r_ik``, ``r3 = r_jk``. (The local structural parameters of ``lsp.py`` also include
+  j = k.)
+
+Only neighbours with ``r < cutoff`` enter (for triplets both ``r1`` and ``r2``). Cosine cutoff
+``f_c(r; a) = (1 + cos(pi r / a)) / 2`` for ``r < a``, else 0. The scaled families (Lennard-Jones, SW2, SW3) add
+``epsilon`` (eV) and ``sigma`` (Å); their ``a`` is a reduced cutoff, the cutoff is ``a * sigma`` and
+``x = r / sigma``. Units: eV, Å, radians (angles enter only through their cosines); descriptors are
+dimensionless.
 """
 
 import math
@@ -35,6 +47,11 @@ _NON_NEGATIVE = (0, None)  # >= 0
 _ANY = (None, None)  # any finite number
 _UNIT = (-1, 1)  # [-1, 1]
 
+#: General pair (tag ``"a-b"``): ``phi(r) = f(r, row, col)`` from a Python callable for ``r < a``, gradient from
+#: ``df_dr(r, row, col)``; ``r`` the pair distances (Å), ``row``/``col`` the species codes of the centre and the
+#: neighbour (one per pair); a callable taking fewer positional arguments is called with the first ones. ``f`` in
+#: eV, ``df_dr`` in eV/Å, cutoff ``a`` (Å), no cutoff function. One term per ``b`` neighbour of every ``a`` atom.
+#: Evaluated with numpy, serially.
 general_pair_potential_family = (LocalPotentialFamily(
     parameters={"f": None, "df_dr": None, "a": _POSITIVE},
     cutoff="a",
@@ -44,6 +61,10 @@ general_pair_potential_family = (LocalPotentialFamily(
     doc="f(r, row, col) from a Python callable; gradient from df_dr(r, row, col)",
 ))
 
+#: General triple (tag ``"a-b-c"``): ``psi = f(r1, r2, cos_t, row, col1, col2)`` from Python callables, gradient
+#: from ``df_dr1``, ``df_dr2`` (eV/Å) and ``df_dt`` (by ``cos_t``, eV), called with the same arguments (or their
+#: first ones); ``row``, ``col1``, ``col2`` the species codes of i, j, k. Summed over ordered neighbour pairs
+#: (j, k), j != k, both ``r1 = r_ij`` and ``r2 = r_ik`` < ``a`` (Å); no cutoff function. Evaluated with numpy.
 general_triple_potential_family = (LocalPotentialFamily(
     parameters={"f": None, "df_dr1": None, "df_dr2": None, "df_dt": None, "a": _POSITIVE},
     cutoff="a",
@@ -53,6 +74,7 @@ general_triple_potential_family = (LocalPotentialFamily(
     doc="f(r1, r2, cos_t, row, col1, col2) from Python callables (derivatives df_dr1, df_dr2, df_dt)",
 ))
 
+#: On-site (tag ``"a"``): ``E_i = v0`` (eV) for every atom ``i`` of species ``a``; cutoff 0, no force.
 on_site_potential_family = (LocalPotentialFamily(
     parameters={"v0": _ANY},
     cutoff=0,
@@ -62,6 +84,9 @@ on_site_potential_family = (LocalPotentialFamily(
     doc="v0 for every atom of the tagged species",
 ))
 
+#: Harmonic repulsion (tag ``"a-b"``): ``phi(r) = epsilon (r - a)^2 / (2 a^2)`` for ``r < a``, ``a`` (Å, > 0) also
+#: the cutoff, ``epsilon`` (eV). ``phi`` and its slope vanish at ``a``. One term per ``b`` neighbour of every
+#: ``a`` atom (an ``"a-a"`` pair counts from both atoms).
 harmonic_repulsion_potential_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "epsilon": _ANY},
     cutoff="a",
@@ -71,6 +96,9 @@ harmonic_repulsion_potential_family = (LocalPotentialFamily(
     doc="epsilon (r - a)^2 / (2 a^2)",
 ))
 
+#: Lennard-Jones (scaled, tag ``"a-b"``): ``phi(r) = 4 epsilon ((sigma/r)^12 - (sigma/r)^6)`` for
+#: ``r < a sigma``, not shifted at the cutoff. ``epsilon`` eV, ``sigma`` Å, ``a`` reduced cutoff (>= 2^(1/6)).
+#: One term per ``b`` neighbour of every ``a`` atom: with ``"a-a"`` the total is ``sum_{i<j} 2 phi(r_ij)``.
 lj_potential_family = (ScaledLocalPotentialFamily(
     parameters={"a": (2 ** (1 / 6), None)},
     cutoff="a",
@@ -95,6 +123,11 @@ def _sw2_gauge(x0, v0, a, p, q):
 
 class SW2PotentialFamily(ScaledLocalPotentialFamily):
     """Stillinger-Weber two-body family with the gauge rule.
+
+    ``phi(r) = epsilon A (B x^-p - x^-q) exp(1/(x - a))`` for ``x = r / sigma < a`` (0.1.4's parameterisation),
+    ``A = gauge_a``, ``B = gauge_b`` (dimensionless), exponents ``p``, ``q`` >= 0, ``epsilon`` eV, ``sigma`` Å,
+    cutoff ``a sigma``; ``exp(1/(x - a))`` takes ``phi`` smoothly to 0 at the cutoff (no other cutoff function).
+    Tag ``"a-b"``: one term per ``b`` neighbour of every ``a`` atom (an ``"a-a"`` pair counts from both atoms).
 
     Unless ``gauge_a`` and ``gauge_b`` are both given, they are solved so that the reduced potential
     ``gauge_a (gauge_b x^-p - x^-q) exp(1/(x - a))`` has its extremum ``min_at[1]`` at ``x = min_at[0]``
@@ -123,6 +156,10 @@ class SW2PotentialFamily(ScaledLocalPotentialFamily):
     __call__ = instantiate
 
 
+#: Stillinger-Weber type 2 (scaled, tag ``"a-b"``): ``phi(r) = epsilon A (B x^-p - x^-q) exp(1/(x - a))``,
+#: ``x = r / sigma < a``, ``A = gauge_a``, ``B = gauge_b`` (solved by the gauge rule unless both are given, see
+#: ``SW2PotentialFamily``). ``epsilon`` eV, ``sigma`` Å, ``a``, ``p``, ``q`` dimensionless; cutoff ``a sigma``.
+#: One term per ``b`` neighbour of every ``a`` atom (an ``"a-a"`` pair counts from both atoms).
 sw2_potential_family = (SW2PotentialFamily(
     parameters={"a": _POSITIVE, "p": _NON_NEGATIVE, "q": _NON_NEGATIVE, "gauge_a": _ANY, "gauge_b": _ANY},
     cutoff="a",
@@ -132,6 +169,11 @@ sw2_potential_family = (SW2PotentialFamily(
     doc="epsilon A (B x^-p - x^-q) exp(1/(x - a)), x = r/sigma, A = gauge_a, B = gauge_b",
 ))
 
+#: Stillinger-Weber type 3 (scaled, tag ``"a-b-c"``):
+#: ``psi = epsilon l (cos_t - cos_theta0)^2 exp(gamma/(x1 - a) + gamma/(x2 - a))``, ``x_n = r_n / sigma < a``,
+#: summed over ordered neighbour pairs (j, k), j != k: with ``"a-b-b"`` every angle counts twice. ``epsilon``
+#: eV, ``sigma`` Å, ``l`` (lambda) and ``gamma`` (>= 0) dimensionless, ``cos_theta0`` in [-1, 1], ``a`` reduced
+#: cutoff (cutoff ``a sigma``); ``r_jk`` does not enter.
 sw3_potential_family = (ScaledLocalPotentialFamily(
     parameters={"l": _ANY, "gamma": _NON_NEGATIVE, "cos_theta0": _UNIT, "a": _POSITIVE},
     cutoff="a",
@@ -141,6 +183,8 @@ sw3_potential_family = (ScaledLocalPotentialFamily(
     doc="epsilon l (cos_t - cos_theta0)^2 exp(gamma/(x1 - a) + gamma/(x2 - a)), x = r/sigma",
 ))
 
+#: Behler type 2 (tag ``"a-b"``): ``G_i = sum_j exp(-eta (r - r_sphere)^2) f_c(r; a)`` over the ``b`` neighbours.
+#: ``a`` (Å, cutoff), ``eta`` (1/Å², >= 0), ``r_sphere`` (Å).
 behler2_descriptor_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "eta": _NON_NEGATIVE, "r_sphere": _ANY},
     cutoff="a",
@@ -150,6 +194,8 @@ behler2_descriptor_family = (LocalPotentialFamily(
     doc="exp(-eta (r - r_sphere)^2) f_c(r)",
 ))
 
+#: Sigmoid (tag ``"a-b"``): ``G_i = sum_j f_c(r; a) / (1 + exp((r - r0) / dr))`` over the ``b`` neighbours.
+#: ``a`` (Å, cutoff), ``dr`` (Å, > 0), ``r0`` (Å).
 sigmoid_descriptor_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "dr": _POSITIVE, "r0": _ANY},
     cutoff="a",
@@ -161,6 +207,10 @@ sigmoid_descriptor_family = (LocalPotentialFamily(
 
 _ANGULAR_PARAMETERS = {"a": _POSITIVE, "eta": _NON_NEGATIVE, "l": _UNIT, "zeta": _NON_NEGATIVE, "epsilon": _ANY}
 
+#: Behler type 4 (tag ``"a-b-c"``): ``G_i = 2^(1-zeta) epsilon sum_{j != k} (1 + l cos_t)^zeta
+#: exp(-eta (r1^2 + r2^2 + r3^2)) f_c(r1) f_c(r2) f_c(r3)``, ``r3 = |r_k - r_j|`` (pairs with ``r3 >= a`` skipped),
+#: over ordered neighbour pairs (j, k): with ``"a-b-b"`` every angle counts twice. ``a`` (Å, cutoff), ``eta``
+#: (1/Å², >= 0), ``l`` in [-1, 1], ``zeta`` >= 0 (any real), ``epsilon`` (default 1).
 behler4_descriptor_family = (LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",
@@ -172,6 +222,9 @@ behler4_descriptor_family = (LocalPotentialFamily(
         "r3 = |r_j - r_k| (term skipped if r3 >= a)",
 ))
 
+#: Behler type 5 (tag ``"a-b-c"``): ``G_i = 2^(1-zeta) epsilon sum_{j != k} (1 + l cos_t)^zeta
+#: exp(-eta (r1^2 + r2^2)) f_c(r1) f_c(r2)`` over ordered neighbour pairs (j, k): with ``"a-b-b"`` every angle
+#: counts twice. Parameters as for type 4.
 behler5_descriptor_family = (LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",
@@ -182,6 +235,10 @@ behler5_descriptor_family = (LocalPotentialFamily(
     doc="2^(1-zeta) eps (1 + l cos_t)^zeta exp(-eta (r1^2 + r2^2)) f_c(r1) f_c(r2)",
 ))
 
+#: Behler type 5x (tag ``"a-b-c"``): ``G_i = epsilon / 4 sum_{j != k} (cos_t - cos_theta0)^2
+#: (g1(r1) g2(r2) + g2(r1) g1(r2))``, ``g_n(r) = exp(-eta_n r^2) f_c(r; a)``, over ordered neighbour pairs (j, k):
+#: with ``"a-b-b"`` every angle counts twice. ``a`` (Å, cutoff), ``eta1``, ``eta2`` (1/Å², >= 0), ``cos_theta0``
+#: in [-1, 1], ``epsilon`` (default 1).
 behler5x_descriptor_family = (LocalPotentialFamily(
     parameters={"a": _POSITIVE, "eta1": _NON_NEGATIVE, "eta2": _NON_NEGATIVE, "cos_theta0": _UNIT,
                 "epsilon": _ANY},
@@ -210,9 +267,12 @@ SW_SILICON = {
 def stillinger_weber_si(species="Si", solve_gauge=False):
     """Stillinger-Weber silicon as a list of two potentials ``[pair, triplet]``.
 
-    The published model counts each pair and each angle once; miniff counts per atom (a pair from both
-    atoms, an angle (j, k) in both orders), so the pair ``epsilon`` and the three-body ``lambda`` are
-    halved here. Diamond silicon at a = 5.431 Å gives -4.3366 eV/atom.
+    The parameters are ``SW_SILICON`` (Stillinger & Weber 1985): epsilon = 2.1683 eV, sigma = 2.0951 Å,
+    a = 1.8, lambda = 21.0, gamma = 1.2, A = 7.049556277, B = 0.6022245584, p = 4, q = 0, cos_theta0 = -1/3.
+    The published model counts each pair once and each angle once per centre atom; miniff counts per atom
+    (a pair from both atoms, an angle (j, k) in both orders), so the pair ``epsilon`` and the three-body
+    ``lambda`` are halved here: SW2 ``"Si-Si"`` with ``epsilon = 1.08415`` and SW3 ``"Si-Si-Si"`` with
+    ``epsilon = 2.1683``, ``l = 10.5``. Diamond silicon at a = 5.431 Å gives -4.3366 eV/atom.
 
     Parameters
     ----------
@@ -236,7 +296,7 @@ def stillinger_weber_si(species="Si", solve_gauge=False):
 
 
 # --------------------------------------------------------------------------------------------------
-# helpers of 0.1.4 (API.md §2.5)
+# helpers that miniff 0.1.4 exported from miniff.potentials
 # --------------------------------------------------------------------------------------------------
 
 

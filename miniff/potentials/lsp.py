@@ -2,17 +2,24 @@
 
 For a centre atom i of species ``a``, neighbours j of species ``b`` and k of species ``c`` (tag ``"a-b-c"``)::
 
-    gt_i = sum_j sum_k P_m(cos theta_jik) f(r_ij) f(r_ik)          (j = k included)
+    gt_i = sum_j sum_k P_m(cos theta_jik) f(r_ij) f(r_ik)          (ordered pairs, j = k included)
     f(r) = exp(-(r - r0)^2 / sigma^2) / r0 * fc(r)
     fc(r) = (r - a)^4 / (h^4 + (r - a)^4)  for r < a, else 0
     G_i = asinh(gt_i)                                                (or gt_i itself with asinh=0)
 
-``P_m`` is the Legendre polynomial of order ``m``. With ``j = k`` included the double sum is a power
-spectrum, ``(4 pi / (2m + 1)) sum_q |sum_j f(r_ij) Y_mq(u_ij)|^2 >= 0``. Lengths in Å; the descriptor is
-dimensionless up to the ``1/r0`` factors (1/Å²).
+``P_m`` is the Legendre polynomial of order ``m``. Counting: every other triplet family sums over ordered pairs
+(j, k) with j != k; this one also includes j = k (possible when ``b == c``; that term is ``f(r_ij)^2`` since
+``P_m(1) = 1``), so for ``"a-b-b"`` every angle counts twice plus the diagonal, and the double sum is a power
+spectrum, ``(4 pi / (2m + 1)) sum_q |sum_j f(r_ij) Y_mq(u_ij)|^2 >= 0``. Atoms of other species than ``a``
+get 0.
 
-The compiled kernel (``miniff/_ext/_red_lsp.pxi``) evaluates every descriptor of a batch that shares cutoff,
-range and tag from angular moments of the neighbours, in time linear in the number of pairs.
+Parameters and units: ``a`` cutoff (Å), ``h`` width of the cutoff function (Å, default 1), ``r0`` centre and
+``sigma`` width of the Gaussian (Å, default ``sigma`` = 1), ``order`` = m (integer, 0 to 8), ``asinh`` 1
+(default) or 0. Because of the ``1/r0`` factors ``f`` is in 1/Å and ``gt_i`` in 1/Å² (PyFit-FF's convention);
+the asinh is taken of that number. ``fc`` goes to 0 with its first three derivatives at ``r = a``.
+
+The compiled kernel (in ``miniff/_ext/``) evaluates every descriptor of a batch that shares cutoff, range and
+tag from angular moments of the neighbours, in time linear in the number of pairs.
 """
 
 import functools
@@ -26,7 +33,7 @@ from miniff.potentials.base import LocalPotentialFamily, pair_arrays
 
 __all__ = ["lsp_descriptor_family", "LSP_MAX_ORDER", "LSP_MAX_RADIAL", "legendre_coefficients"]
 
-#: Largest Legendre order and number of distinct radial functions per kernel call (``_red_lsp.pxi``).
+#: Largest Legendre order and number of distinct radial functions per call of the compiled kernel.
 LSP_MAX_ORDER = 8
 LSP_MAX_RADIAL = 16
 _MAX_GROUP = 64
@@ -100,7 +107,12 @@ class LSPBackend(_BatchedBackend):
 
 
 class LSPFamily(LocalPotentialFamily):
-    """The local-structural-parameter family: ``order`` and ``asinh`` must be integers."""
+    """The local-structural-parameter family: ``order`` and ``asinh`` must be integers.
+
+    ``G_i = asinh(sum_j sum_k P_order(cos_t) f(r_ij) f(r_ik))`` (or the plain sum with ``asinh=0``),
+    ``f(r) = exp(-(r - r0)^2 / sigma^2) / r0 * (r - a)^4 / (h^4 + (r - a)^4)`` for ``r < a``; ordered pairs with
+    j = k included (see the module docstring). Lengths in Å; the sum is in 1/Å².
+    """
 
     def screen_parameters(self, **kwargs):
         """Check the parameters as every family does, then that ``order`` and ``asinh`` are integers."""
@@ -115,6 +127,10 @@ class LSPFamily(LocalPotentialFamily):
         return result
 
 
+#: Local structural parameters (tag ``"a-b-c"``): ``G_i = asinh(gt_i)`` (or ``gt_i`` with ``asinh=0``),
+#: ``gt_i = sum_j sum_k P_order(cos_t) f(r_ij) f(r_ik)`` over ordered neighbour pairs *including j = k*,
+#: ``f(r) = exp(-(r - r0)^2 / sigma^2) / r0 * (r - a)^4 / (h^4 + (r - a)^4)`` for ``r < a``. ``a``, ``h``,
+#: ``r0``, ``sigma`` in Å, ``order`` 0..8; ``gt_i`` in 1/Å².
 lsp_descriptor_family = (LSPFamily(
     parameters={
         "a": (0, None, True, False),        # cutoff, Å
