@@ -1,6 +1,6 @@
 """Neighbour search front end: validation, bin grid, then two compiled calls.
 
-The search itself is a cell list (``neighbor_search`` in ``miniff/_ext/_neighbors.pxi``). This module
+The search itself is a cell list (``neighbor_search`` in ``miniff/_ext/neighbors.pyx``). This module
 checks the arguments and prepares the search:
 
 - ``neighbor_prepare`` (compiled, parallel) checks that the positions are finite and wraps them into

@@ -10,9 +10,8 @@ and, for the descriptor families that can be evaluated many at a time (``eval_de
 
 ``batch_key(potential, codes)`` / ``batch(items, codes, nw, values_nf, jac_pf3, grad, n_threads)``.
 
-Compiled families call the loops of ``miniff/_ext/_reductions.pxi`` (and ``_red_angular.pxi``); the codes
-below match the
-``RED_*`` enum there. The general (Python callable) families are evaluated with numpy.
+Compiled families call the loops of ``miniff/_ext`` (``pair``, ``triple``, ``angular``, ``lsp``); their family
+codes are read from the compiled core. The general (Python callable) families are evaluated with numpy.
 """
 
 import functools

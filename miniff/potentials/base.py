@@ -123,6 +123,11 @@ def _kernel_arrays(pairs, spec_row):
         raise ValueError(f"nw.spec_encoded_row has {len(spec_n)} entries but the pair list has {n} atoms")
     if D_pc.shape != (len(j_p), 3) or d_p.shape != (len(j_p),):
         raise ValueError("inconsistent pair list: D_pc, d_p and j_p lengths differ")
+    # the compiled loops trust these: check them once per list (the result is cached with the arrays)
+    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(j_p) or (n > 1 and np.any(np.diff(indptr) < 0)):
+        raise ValueError("inconsistent pair list: indptr must rise from 0 to the number of pairs")
+    if len(j_p) and (int(j_p.min()) < 0 or int(j_p.max()) >= n):
+        raise ValueError(f"inconsistent pair list: neighbour indices j_p must lie in [0, {n})")
     return KernelArrays(indptr, j_p, d_p, D_pc, spec_n)
 
 

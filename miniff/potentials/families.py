@@ -52,61 +52,61 @@ _UNIT = (-1, 1)  # [-1, 1]
 #: neighbour (one per pair); a callable taking fewer positional arguments is called with the first ones. ``f`` in
 #: eV, ``df_dr`` in eV/Å, cutoff ``a`` (Å), no cutoff function. One term per ``b`` neighbour of every ``a`` atom.
 #: Evaluated with numpy, serially.
-general_pair_potential_family = (LocalPotentialFamily(
+general_pair_potential_family = LocalPotentialFamily(
     parameters={"f": None, "df_dr": None, "a": _POSITIVE},
     cutoff="a",
     kernels=B.GeneralPairBackend(),
     tag="general pair",
     coordination=2,
     doc="f(r, row, col) from a Python callable; gradient from df_dr(r, row, col)",
-))
+)
 
 #: General triple (tag ``"a-b-c"``): ``psi = f(r1, r2, cos_t, row, col1, col2)`` from Python callables, gradient
 #: from ``df_dr1``, ``df_dr2`` (eV/Å) and ``df_dt`` (by ``cos_t``, eV), called with the same arguments (or their
 #: first ones); ``row``, ``col1``, ``col2`` the species codes of i, j, k. Summed over ordered neighbour pairs
 #: (j, k), j != k, both ``r1 = r_ij`` and ``r2 = r_ik`` < ``a`` (Å); no cutoff function. Evaluated with numpy.
-general_triple_potential_family = (LocalPotentialFamily(
+general_triple_potential_family = LocalPotentialFamily(
     parameters={"f": None, "df_dr1": None, "df_dr2": None, "df_dt": None, "a": _POSITIVE},
     cutoff="a",
     kernels=B.GeneralTripleBackend(),
     tag="general triple",
     coordination=3,
     doc="f(r1, r2, cos_t, row, col1, col2) from Python callables (derivatives df_dr1, df_dr2, df_dt)",
-))
+)
 
 #: On-site (tag ``"a"``): ``E_i = v0`` (eV) for every atom ``i`` of species ``a``; cutoff 0, no force.
-on_site_potential_family = (LocalPotentialFamily(
+on_site_potential_family = LocalPotentialFamily(
     parameters={"v0": _ANY},
     cutoff=0,
     kernels=B.OnSiteBackend(),
     tag="on-site",
     coordination=1,
     doc="v0 for every atom of the tagged species",
-))
+)
 
 #: Harmonic repulsion (tag ``"a-b"``): ``phi(r) = epsilon (r - a)^2 / (2 a^2)`` for ``r < a``, ``a`` (Å, > 0) also
 #: the cutoff, ``epsilon`` (eV). ``phi`` and its slope vanish at ``a``. One term per ``b`` neighbour of every
 #: ``a`` atom (an ``"a-a"`` pair counts from both atoms).
-harmonic_repulsion_potential_family = (LocalPotentialFamily(
+harmonic_repulsion_potential_family = LocalPotentialFamily(
     parameters={"a": _POSITIVE, "epsilon": _ANY},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_HARMONIC, ("a", "epsilon")),
     tag="harmonic repulsion",
     coordination=2,
     doc="epsilon (r - a)^2 / (2 a^2)",
-))
+)
 
 #: Lennard-Jones (scaled, tag ``"a-b"``): ``phi(r) = 4 epsilon ((sigma/r)^12 - (sigma/r)^6)`` for
 #: ``r < a sigma``, not shifted at the cutoff. ``epsilon`` eV, ``sigma`` Å, ``a`` reduced cutoff (>= 2^(1/6)).
 #: One term per ``b`` neighbour of every ``a`` atom: with ``"a-a"`` the total is ``sum_{i<j} 2 phi(r_ij)``.
-lj_potential_family = (ScaledLocalPotentialFamily(
+lj_potential_family = ScaledLocalPotentialFamily(
     parameters={"a": (2 ** (1 / 6), None)},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_LJ, ("epsilon", "sigma")),
     tag="Lennard-Jones",
     coordination=2,
     doc="4 epsilon ((sigma/r)^12 - (sigma/r)^6), cutoff a * sigma, no shift",
-))
+)
 
 
 def _sw2_gauge(x0, v0, a, p, q):
@@ -160,50 +160,50 @@ class SW2PotentialFamily(ScaledLocalPotentialFamily):
 #: ``x = r / sigma < a``, ``A = gauge_a``, ``B = gauge_b`` (solved by the gauge rule unless both are given, see
 #: ``SW2PotentialFamily``). ``epsilon`` eV, ``sigma`` Å, ``a``, ``p``, ``q`` dimensionless; cutoff ``a sigma``.
 #: One term per ``b`` neighbour of every ``a`` atom (an ``"a-a"`` pair counts from both atoms).
-sw2_potential_family = (SW2PotentialFamily(
+sw2_potential_family = SW2PotentialFamily(
     parameters={"a": _POSITIVE, "p": _NON_NEGATIVE, "q": _NON_NEGATIVE, "gauge_a": _ANY, "gauge_b": _ANY},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_SW2, ("epsilon", "sigma", "a", "p", "q", "gauge_a", "gauge_b")),
     tag="Stillinger-Weber type 2",
     coordination=2,
     doc="epsilon A (B x^-p - x^-q) exp(1/(x - a)), x = r/sigma, A = gauge_a, B = gauge_b",
-))
+)
 
 #: Stillinger-Weber type 3 (scaled, tag ``"a-b-c"``):
 #: ``psi = epsilon l (cos_t - cos_theta0)^2 exp(gamma/(x1 - a) + gamma/(x2 - a))``, ``x_n = r_n / sigma < a``,
 #: summed over ordered neighbour pairs (j, k), j != k: with ``"a-b-b"`` every angle counts twice. ``epsilon``
 #: eV, ``sigma`` Å, ``l`` (lambda) and ``gamma`` (>= 0) dimensionless, ``cos_theta0`` in [-1, 1], ``a`` reduced
 #: cutoff (cutoff ``a sigma``); ``r_jk`` does not enter.
-sw3_potential_family = (ScaledLocalPotentialFamily(
+sw3_potential_family = ScaledLocalPotentialFamily(
     parameters={"l": _ANY, "gamma": _NON_NEGATIVE, "cos_theta0": _UNIT, "a": _POSITIVE},
     cutoff="a",
     kernels=B.TripleBackend(B.TRIPLE_SW3, ("epsilon", "sigma", "l", "gamma", "cos_theta0", "a")),
     tag="Stillinger-Weber type 3",
     coordination=3,
     doc="epsilon l (cos_t - cos_theta0)^2 exp(gamma/(x1 - a) + gamma/(x2 - a)), x = r/sigma",
-))
+)
 
 #: Behler type 2 (tag ``"a-b"``): ``G_i = sum_j exp(-eta (r - r_sphere)^2) f_c(r; a)`` over the ``b`` neighbours.
 #: ``a`` (Å, cutoff), ``eta`` (1/Å², >= 0), ``r_sphere`` (Å).
-behler2_descriptor_family = (LocalPotentialFamily(
+behler2_descriptor_family = LocalPotentialFamily(
     parameters={"a": _POSITIVE, "eta": _NON_NEGATIVE, "r_sphere": _ANY},
     cutoff="a",
     kernels=B.CutoffPairBackend(B.FC_BEHLER2, ("eta", "r_sphere")),
     tag="Behler type 2",
     coordination=2,
     doc="exp(-eta (r - r_sphere)^2) f_c(r)",
-))
+)
 
 #: Sigmoid (tag ``"a-b"``): ``G_i = sum_j f_c(r; a) / (1 + exp((r - r0) / dr))`` over the ``b`` neighbours.
 #: ``a`` (Å, cutoff), ``dr`` (Å, > 0), ``r0`` (Å).
-sigmoid_descriptor_family = (LocalPotentialFamily(
+sigmoid_descriptor_family = LocalPotentialFamily(
     parameters={"a": _POSITIVE, "dr": _POSITIVE, "r0": _ANY},
     cutoff="a",
     kernels=B.CutoffPairBackend(B.FC_SIGMOID, ("r0", "dr")),
     tag="Sigmoid",
     coordination=2,
     doc="f_c(r) / (1 + exp((r - r0) / dr))",
-))
+)
 
 _ANGULAR_PARAMETERS = {"a": _POSITIVE, "eta": _NON_NEGATIVE, "l": _UNIT, "zeta": _NON_NEGATIVE, "epsilon": _ANY}
 
@@ -211,7 +211,7 @@ _ANGULAR_PARAMETERS = {"a": _POSITIVE, "eta": _NON_NEGATIVE, "l": _UNIT, "zeta":
 #: exp(-eta (r1^2 + r2^2 + r3^2)) f_c(r1) f_c(r2) f_c(r3)``, ``r3 = |r_k - r_j|`` (pairs with ``r3 >= a`` skipped),
 #: over ordered neighbour pairs (j, k): with ``"a-b-b"`` every angle counts twice. ``a`` (Å, cutoff), ``eta``
 #: (1/Å², >= 0), ``l`` in [-1, 1], ``zeta`` >= 0 (any real), ``epsilon`` (default 1).
-behler4_descriptor_family = (LocalPotentialFamily(
+behler4_descriptor_family = LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",
     kernels=B.AngularBackend(B.BATCH_BEHLER4),
@@ -220,12 +220,12 @@ behler4_descriptor_family = (LocalPotentialFamily(
     coordination=3,
     doc="2^(1-zeta) eps (1 + l cos_t)^zeta exp(-eta (r1^2 + r2^2 + r3^2)) f_c(r1) f_c(r2) f_c(r3), "
         "r3 = |r_j - r_k| (term skipped if r3 >= a)",
-))
+)
 
 #: Behler type 5 (tag ``"a-b-c"``): ``G_i = 2^(1-zeta) epsilon sum_{j != k} (1 + l cos_t)^zeta
 #: exp(-eta (r1^2 + r2^2)) f_c(r1) f_c(r2)`` over ordered neighbour pairs (j, k): with ``"a-b-b"`` every angle
 #: counts twice. Parameters as for type 4.
-behler5_descriptor_family = (LocalPotentialFamily(
+behler5_descriptor_family = LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",
     kernels=B.AngularBackend(B.BATCH_BEHLER5),
@@ -233,13 +233,13 @@ behler5_descriptor_family = (LocalPotentialFamily(
     tag="Behler type 5",
     coordination=3,
     doc="2^(1-zeta) eps (1 + l cos_t)^zeta exp(-eta (r1^2 + r2^2)) f_c(r1) f_c(r2)",
-))
+)
 
 #: Behler type 5x (tag ``"a-b-c"``): ``G_i = epsilon / 4 sum_{j != k} (cos_t - cos_theta0)^2
 #: (g1(r1) g2(r2) + g2(r1) g1(r2))``, ``g_n(r) = exp(-eta_n r^2) f_c(r; a)``, over ordered neighbour pairs (j, k):
 #: with ``"a-b-b"`` every angle counts twice. ``a`` (Å, cutoff), ``eta1``, ``eta2`` (1/Å², >= 0), ``cos_theta0``
 #: in [-1, 1], ``epsilon`` (default 1).
-behler5x_descriptor_family = (LocalPotentialFamily(
+behler5x_descriptor_family = LocalPotentialFamily(
     parameters={"a": _POSITIVE, "eta1": _NON_NEGATIVE, "eta2": _NON_NEGATIVE, "cos_theta0": _UNIT,
                 "epsilon": _ANY},
     cutoff="a",
@@ -248,7 +248,7 @@ behler5x_descriptor_family = (LocalPotentialFamily(
     tag="Behler type 5x",
     coordination=3,
     doc="eps/4 (cos_t - cos_theta0)^2 (g1(r1) g2(r2) + g2(r1) g1(r2)), g_n(r) = exp(-eta_n r^2) f_c(r)",
-))
+)
 
 #: Published Stillinger-Weber silicon parameters (Phys. Rev. B 31, 5262 (1985)): eV, Å.
 SW_SILICON = {

@@ -131,7 +131,7 @@ class LSPFamily(LocalPotentialFamily):
 #: ``gt_i = sum_j sum_k P_order(cos_t) f(r_ij) f(r_ik)`` over ordered neighbour pairs *including j = k*,
 #: ``f(r) = exp(-(r - r0)^2 / sigma^2) / r0 * (r - a)^4 / (h^4 + (r - a)^4)`` for ``r < a``. ``a``, ``h``,
 #: ``r0``, ``sigma`` in Å, ``order`` 0..8; ``gt_i`` in 1/Å².
-lsp_descriptor_family = (LSPFamily(
+lsp_descriptor_family = LSPFamily(
     parameters={
         "a": (0, None, True, False),        # cutoff, Å
         "h": (0, None, True, False),        # cutoff range, Å
@@ -147,4 +147,4 @@ lsp_descriptor_family = (LSPFamily(
     coordination=3,
     doc="asinh(sum_jk P_order(cos_t) f(r1) f(r2)), f(r) = exp(-(r - r0)^2 / sigma^2) / r0 "
         "(r - a)^4 / (h^4 + (r - a)^4), j = k included",
-))
+)
