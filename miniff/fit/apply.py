@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from miniff.fit.base import Workflow
+from miniff.fit.compat import warn_ignored
 
 __all__ = ["SDWorkflow", "OneShotWorkflow", "prediction_errors"]
 
@@ -135,7 +136,9 @@ class SDWorkflow(Workflow):
             Also relax the cell shape and volume (zero stress).
         parallel, pool_kwargs
             Accepted for 0.1.4 job files; relaxations run one after another (the kernels are OpenMP-parallel).
+            Ignored: a value other than the default emits a DeprecationWarning.
         """
+        warn_ignored("SDWorkflow.run", label=f"{type(self).__name__}.run", parallel=parallel, pool_kwargs=pool_kwargs)
         from miniff.kernel import OptimizationWarning
 
         options = {"maxiter": 10000} if options is None else dict(options)

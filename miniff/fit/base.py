@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from miniff.fit.compat import warn_ignored
+
 __all__ = ["Workflow", "resolve_dtype", "DEFAULT_UNITS"]
 
 #: Display units of 0.1.4's ``units="default"`` (display only: miniff computes in eV and Å).
@@ -43,11 +45,13 @@ class Workflow:
     mpl_backend : str or None
         ``matplotlib.use(mpl_backend)`` when given.
     mpl_save_ext : str
-        Extension of saved figures.
+        Extension of saved figures (0.1.4 compatibility: no workflow saves figures; another value than
+        ``"png"`` emits a DeprecationWarning).
     units : None, "default" or dict
-        Display units (0.1.4 compatibility; computations are always in eV and Å).
+        Display units (0.1.4 compatibility; computations are always in eV and Å; only stored as ``units``;
+        a value emits a DeprecationWarning).
     units_are_known : bool
-        Accepted for 0.1.4 compatibility (units are always known now).
+        Accepted for 0.1.4 compatibility (units are always known now; True emits a DeprecationWarning).
     tag : str or None
         Name of the workflow (used in file names); a per-class default otherwise.
     n_threads : int or None
@@ -81,6 +85,8 @@ class Workflow:
         self.cells = []
         self.cells_nw = None
         self._cutoff = None
+        warn_ignored("Workflow", label=type(self).__name__, units=units, units_are_known=units_are_known,
+                     mpl_save_ext=mpl_save_ext)
 
     # ------------------------------------------------------------------ cells
     @staticmethod

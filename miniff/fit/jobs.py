@@ -22,9 +22,11 @@ import glob
 import inspect
 import logging
 import os
+import warnings
 from pathlib import Path
 
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow
+from miniff.fit.compat import deprecations_once
 from miniff.fit.workflow import FitWorkflow
 
 __all__ = ["JobFileError", "WORKFLOWS", "validate_description", "exec_workflows", "run_job_file", "run_workflow"]
@@ -141,8 +143,41 @@ def run_workflow(workflow_class, init=None, prepare=None, run=None):
     return wf
 
 
+def _exec_stages(description, log, where):
+    """Run the stages; return the workflows and the 0.1.4 compatibility deprecation messages (once each)."""
+    validate_description(description, where)
+    _check_data_files(description, where)
+    log = log if log is not None else logging.getLogger("miniff.workflow")
+    done, deprecated = [], []
+    for stage, sections in description.items():
+        sections = sections or {}
+        cls = WORKFLOWS[stage_kind(stage)]
+        init = dict(sections.get("init") or {})
+        init.setdefault("log", log)
+        init.setdefault("tag", stage)
+        log.info("stage %s (%s)", stage, cls.__name__)
+
+        def report(message, stage=stage):
+            log.warning("%s: %s: %s", where, stage, message)
+
+        with deprecations_once(deprecated, report):
+            done.append(run_workflow(cls, init, sections.get("prepare"), sections.get("run")))
+    return done, deprecated
+
+
+def _warn_deprecated(messages, where, stacklevel):
+    for message in messages:
+        warnings.warn(f"{where}: {message}", DeprecationWarning, stacklevel=stacklevel + 1)
+
+
 def exec_workflows(description, rtn=True, log=None, where="job"):
     """Validate, then run the stages of a job description in order.
+
+    A key accepted only for 0.1.4 compatibility and ignored (``plot_kwargs``, ``parallel``...; see
+    :data:`miniff.fit.compat.IGNORED`) does not interrupt the job: its ``DeprecationWarning`` is logged as a
+    warning on ``log`` when its stage starts, and raised once per job, after the last stage, as a
+    ``DeprecationWarning`` at the caller (an error only under an ``error`` warnings filter, once the job's
+    results are written).
 
     Parameters
     ----------
@@ -159,25 +194,16 @@ def exec_workflows(description, rtn=True, log=None, where="job"):
     -------
     list of Workflow, or the last Workflow
     """
-    validate_description(description, where)
-    _check_data_files(description, where)
-    log = log if log is not None else logging.getLogger("miniff.workflow")
-    done = []
-    for stage, sections in description.items():
-        sections = sections or {}
-        cls = WORKFLOWS[stage_kind(stage)]
-        init = dict(sections.get("init") or {})
-        init.setdefault("log", log)
-        init.setdefault("tag", stage)
-        log.info("stage %s (%s)", stage, cls.__name__)
-        done.append(run_workflow(cls, init, sections.get("prepare"), sections.get("run")))
+    done, deprecated = _exec_stages(description, log, where)
+    _warn_deprecated(deprecated, where, stacklevel=2)
     return done if rtn else done[-1]
 
 
 def run_job_file(path, rtn=True, log=None):
     """Read a YAML job file and run it with :func:`exec_workflows`.
 
-    Relative paths inside the file are relative to the current directory (as in 0.1.4).
+    Relative paths inside the file are relative to the current directory (as in 0.1.4).  Keys kept only for
+    0.1.4 compatibility are reported once per job, as in :func:`exec_workflows`.
 
     Raises
     ------
@@ -196,4 +222,6 @@ def run_job_file(path, rtn=True, log=None):
             description = yaml.safe_load(f)
     except yaml.YAMLError as error:
         raise JobFileError(f"{path}: not valid YAML: {error}") from None
-    return exec_workflows(description, rtn=rtn, log=log, where=str(path))
+    done, deprecated = _exec_stages(description, log, str(path))
+    _warn_deprecated(deprecated, str(path), stacklevel=2)
+    return done if rtn else done[-1]

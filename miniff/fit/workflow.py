@@ -17,22 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from miniff.fit.base import Workflow
 from miniff.fit.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
-from miniff.fit.closures import error_metrics, simple_energy_closure
+from miniff.fit.closures import error_metrics
+from miniff.fit.compat import warn_ignored
 from miniff.fit.log import FitLog
-from miniff.fit.recipes import (
-    LSP_DEFAULTS,
-    default_behler_descriptors,
-    default_behler_descriptors_3,
-    default_lsp_descriptors,
-)
-from miniff.ml.networks import init_output_range
+from miniff.fit.prepare import DEFAULT_CUTOFF, FitPreparation
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
-
-#: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
-DEFAULT_CUTOFF = 12 * 0.529177210903
 
 #: ``stop_reason`` values of an optimizer (:class:`~miniff.ml_util.CompactLBFGS`) after which further epochs
 #: cannot make progress: the fit stops with ``stop_reason = "optimizer: <reason>"``.
@@ -51,10 +42,11 @@ def _descriptor_fingerprint(descriptors):
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class FitWorkflow(Workflow):
+class FitWorkflow(FitPreparation):
     """Fit one NN potential per species to reference energies (and forces); see the module docstring.
 
-    Parameters are those of :class:`~miniff.fit.base.Workflow`.  Fields after :meth:`prepare`:
+    Parameters are those of :class:`~miniff.fit.base.Workflow`; the steps of :meth:`prepare` are methods of
+    :class:`~miniff.fit.prepare.FitPreparation`.  Fields after :meth:`prepare`:
     ``descriptors`` (``{species: [...]}``), ``datasets`` (``{"learn": ..., "test": ...}``, normalised),
     ``normalization``, ``nn`` (list of networks, sorted species order), ``closure``, ``epoch`` (epochs done),
     ``history`` (list of per-epoch records), ``groups`` (``{"learn": [...], "test": [...]}`` or None).
@@ -130,112 +122,31 @@ class FitWorkflow(Workflow):
             fit, use ``checkpoint``).
         parallel, plot_kwargs
             Accepted for 0.1.4 job files (descriptors always use the OpenMP kernels; no live plots).
+            Ignored: a value other than the default emits a DeprecationWarning.
         cuda : None, False or "auto"
-            Accepted for 0.1.4 job files; training runs on the CPU (anything else is a ValueError).
+            Accepted for 0.1.4 job files; training runs on the CPU (anything else is a ValueError;
+            ``"auto"`` emits a DeprecationWarning).
         """
-        from miniff import ml
+        learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs)
+        warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
+        n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
+                                     cells_selection, test_set, split_seed)
+        self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
+        raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
+        self._make_networks(nn_kwargs)
+        self._make_closure(closure_kwargs, group_weights)
+        self._start_fit(checkpoint, resume, raw)
+        return self
 
-        if cuda not in (None, False, "auto"):
-            raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
-        learn_cauldron_kwargs = dict(learn_cauldron_kwargs or {})
-        closure_kwargs = dict(closure_kwargs or {})
-        if forces is not None:
-            learn_cauldron_kwargs.setdefault("grad", bool(forces))
-            if forces:
-                closure_kwargs.setdefault("w_gradients", 1.0)
-            elif closure_kwargs.get("w_gradients", 0) != 0:
-                raise ValueError("closure_kwargs: w_gradients != 0 but forces=False")
-        grad = bool(learn_cauldron_kwargs.get("grad", False))
-        if closure_kwargs.get("w_gradients", 0) != 0 and not grad:
-            raise ValueError("closure_kwargs: w_gradients != 0 needs forces (learn_cauldron_kwargs grad=True)")
-        self.forces = grad and closure_kwargs.get("w_gradients", 0) != 0
+    # ------------------------------------------------------------------ checkpoints
+    def _start_fit(self, checkpoint, resume, raw):
+        """The last step of :meth:`prepare`: a fresh fit state, then a resume from ``checkpoint`` if it exists.
 
-        # energy-only fits do not need forces: no warning for data sets that have none
-        self.load_cells(fn_cells, root=fn_cells_root, append=cells_append, index=cells_index,
-                        selection=cells_selection, warn_missing_targets=self.forces)
-        if cells_order is not None:
-            self.order = self.reorder_cells(cells_order, seed=split_seed)
-        else:
-            self.order = np.arange(len(self.cells))
-        if cells_subset is not None:
-            self.subset_cells(cells_subset)
-            self.order = self.order[:cells_subset]
-        if isinstance(test_set, (str, Path)):
-            n_learn = len(self.cells)
-            self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index,
-                            warn_missing_targets=self.forces)
-            n = len(self.cells)
-            n_test = n - n_learn
-        else:
-            n = len(self.cells)
-            n_test = self._test_count(test_set, n)
-
-        if load is not None:
-            from miniff.fit.potfiles import load_potentials
-
-            loaded = load_potentials(load)
-            bad = [k for k, p in enumerate(loaded) if not hasattr(p, "descriptors")]
-            if bad:
-                raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
-            descriptors = {p.tag: list(p.descriptors) for p in loaded}
-        if descriptor_recipe not in ("behler", "lsp"):
-            raise ValueError(f"descriptor_recipe must be 'behler' or 'lsp', got {descriptor_recipe!r}")
-        if descriptors is None and descriptor_recipe == "lsp":
-            cutoff = LSP_DEFAULTS["a"] if cutoff is None else float(cutoff)
-            species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
-            descriptors = default_lsp_descriptors(species, a=cutoff, **(default_descriptor_kwargs or {}))
-        elif descriptors is None:
-            cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
-            descriptors = self.init_default_descriptors(a=cutoff, nw_kwargs=nw_kwargs,
-                                                        **(default_descriptor_kwargs or {}))
-        elif isinstance(descriptors, (str, Path)):
-            from miniff.fit.parsers import group_by_species, parse_runner_input
-
-            descriptors = group_by_species(parse_runner_input(descriptors, strict=False))
-        elif not isinstance(descriptors, dict):
-            raise TypeError(f"descriptors must be a dict {{species: [descriptors]}} or a RuNNer input file, "
-                            f"got {type(descriptors).__name__}")
-        self.descriptors = {k: list(v) for k, v in sorted(descriptors.items())}
-        cutoff = max(d.cutoff for v in self.descriptors.values() for d in v)
-        if self.cells_nw is None or self.cutoff is None or self.cutoff < cutoff:
-            self.compute_neighbors(cutoff, nw_kwargs)
-
-        t0 = time.perf_counter()
-        learn_cauldron_kwargs.update(normalize=False, dtype=self.dtype)
-        learn_cauldron_kwargs.setdefault("n_threads", self.n_threads)
-        full = ml.learn_cauldron(self.cells_nw, self.descriptors, **learn_cauldron_kwargs)
-        self.timings = {"descriptors": time.perf_counter() - t0}
-        self.log.info("descriptors of %d cells in %.2f s", n, self.timings["descriptors"])
-        idx = torch.arange(n)
-        raw = {"learn": full.subset(idx[:n - n_test])}
-        if n_test:
-            raw["test"] = full.subset(idx[n - n_test:])
-        labels = self.groups()
-        self.cell_groups = None if labels is None else {"learn": labels[:n - n_test], "test": labels[n - n_test:]}
-        self.cell_indices = {"learn": list(range(n - n_test)), "test": list(range(n - n_test, n))}
-
-        norm_kwargs = {"offset_energy": True}
-        norm_kwargs.update(normalization_kwargs or {})
-        self.normalization = ml.Normalization.from_dataset(raw["learn"], **norm_kwargs)
-        self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
-
-        from miniff.fit.recipes import behler_nn
-
-        nn_kwargs = dict(nn_kwargs or {})
-        self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
-        if nn_kwargs.get("output_activation"):
-            self._init_output_ranges()
-        weights = None
-        if group_weights:
-            if labels is None:
-                raise ValueError("group_weights: the cells carry no meta['group'] labels")
-            unknown = set(group_weights) - set(labels)
-            if unknown:
-                raise KeyError(f"group_weights: no cells in groups {sorted(unknown)}; groups: {sorted(set(labels))}")
-            weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
-        closure_kwargs.setdefault("weights", weights)
-        self.closure = simple_energy_closure(self.nn, self.datasets["learn"], normalization=self.normalization,
-                                             **closure_kwargs)
+        Reads ``descriptors`` and ``raw`` (the unnormalised split of :meth:`_make_datasets`, for the split
+        fingerprint).  Sets ``epoch``, ``wall_time``, ``history``, ``best``, ``stale_epochs``,
+        ``checkpoint_path``, ``resumed_from`` and the fingerprints a checkpoint is checked against; with
+        ``resume`` and an existing checkpoint, :meth:`load_checkpoint` then restores the saved state.
+        """
         self.epoch = 0
         self.wall_time = 0.0
         self.history = []
@@ -249,45 +160,7 @@ class FitWorkflow(Workflow):
         self.resumed_from = None
         if self.checkpoint_path is not None and resume and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
-        return self
 
-    # ------------------------------------------------------------------ preparation helpers
-    @staticmethod
-    def _test_count(test_set, n):
-        if isinstance(test_set, bool):
-            raise TypeError("test_set must be a float fraction or an integer count, got a bool")
-        if isinstance(test_set, (float, np.floating)):
-            if not 0 <= test_set < 1:
-                raise ValueError(f"test_set (a fraction) must be in [0, 1), got {test_set}")
-            k = int(round(n * test_set))
-        elif isinstance(test_set, (int, np.integer)):
-            k = int(test_set)
-        else:
-            raise TypeError(f"test_set must be a float fraction or an integer count, got {type(test_set).__name__}")
-        if not 0 <= k < n:
-            raise ValueError(f"test_set leaves no training cells ({k} of {n} for validation)")
-        return k
-
-    def init_default_descriptors(self, a=DEFAULT_CUTOFF, n=6, left=1, common_eta=True, three_point=True,
-                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=0, eta=None, nw_kwargs=None):
-        """The default descriptor set: radial Behler-2 per pair (+ angular Behler-4/5 per triple), Å and 1/Å².
-
-        ``eta`` (1/Å²): explicit radial widths instead of the turning-point grid of ``n`` functions (see
-        :func:`~miniff.ml_util.default_behler_descriptors`)."""
-        wrappers = self.compute_neighbors(a, nw_kwargs)
-        if eta is not None:
-            n = len(eta)
-        out = default_behler_descriptors(wrappers, n=n, a=a, left=left, common_eta=common_eta, eta=eta)
-        species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
-        for s in species:
-            out.setdefault(s, [])
-        if three_point:
-            extra = default_behler_descriptors_3(species, a=a, eta=eta3, zeta=tuple(zeta), family=three_point_family)
-            for s, v in extra.items():
-                out[s].extend(v)
-        return out
-
-    # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self):
         """The plain-data checkpoint of the fit (networks, optimizer, epoch, best state, RNG, metadata)."""
         return {
@@ -342,17 +215,6 @@ class FitWorkflow(Workflow):
         self.log.info("resumed from %s at epoch %d", path, self.epoch)
 
     # ------------------------------------------------------------------ metrics
-    def _init_output_ranges(self):
-        """Amp's initial output scaling: every network's bounded output spans the range of the (normalised)
-        learning-set energies per atom."""
-        ds = self.datasets["learn"]
-        per_atom = ds.per_cell_dataset.energy[:, 0] / ds.atom_counts().sum(dim=1).clamp(min=1)
-        low, high = float(per_atom.min()), float(per_atom.max())
-        if not high > low:
-            low, high = low - 0.5, high + 0.5
-        for net in self.nn:
-            init_output_range(net, low, high)
-
     def metrics(self, name="learn"):
         """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
         groups = None if self.cell_groups is None else self.cell_groups[name]
@@ -419,7 +281,8 @@ class FitWorkflow(Workflow):
         after_epoch : callable or None
             ``after_epoch(workflow)``; returning False stops the fit.
         save_policy, plot_kwargs
-            Accepted for 0.1.4 job files (potentials are saved once, at the end).
+            Accepted for 0.1.4 job files (potentials are saved once, at the end; no live plots).
+            Ignored: a value other than None emits a DeprecationWarning.
         torch_threads : int or None
             torch intra-op threads during the fit (restored afterwards).  Atomic networks are small, so one
             thread is fastest (several threads mostly wait on each other, badly so on a busy machine);
@@ -442,6 +305,7 @@ class FitWorkflow(Workflow):
         if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
                                           or torch_threads < 1):
             raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
+        warn_ignored("FitWorkflow.run", save_policy=save_policy, plot_kwargs=plot_kwargs)
         previous_threads = torch.get_num_threads()
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)

@@ -6,6 +6,7 @@ a gather, a batched dot product and an ``index_add`` -- memory linear in pairs x
 
 import contextlib
 import copy
+import warnings
 
 import torch
 
@@ -56,12 +57,21 @@ def learn_cauldron(cells, descriptors, grad=False, normalize=True, extract_force
     dtype : torch.dtype
         Dataset dtype (float64 default).
     prefer_parallel : bool or None
-        0.1.4 compatibility: False means ``n_threads=1``.
+        0.1.4 compatibility: False means ``n_threads=1`` (when ``n_threads`` is None; otherwise it is ignored,
+        as is True).  Deprecated: any value but None emits a DeprecationWarning.
 
     Returns
     -------
     Dataset, or (Dataset, Normalization) when ``normalize``.
     """
+    if prefer_parallel is not None:
+        if prefer_parallel is False and n_threads is None:
+            what = "prefer_parallel=False sets n_threads=1 (one thread): pass n_threads=1 instead"
+        else:
+            what = (f"prefer_parallel={prefer_parallel!r} is ignored: the descriptor kernels use n_threads="
+                    f"{n_threads!r} threads (None: OMP_NUM_THREADS or all cores)")
+        warnings.warn(f"learn_cauldron: {what} (prefer_parallel is accepted only for miniff 0.1.4 compatibility "
+                      f"and will be removed)", DeprecationWarning, stacklevel=2)
     if prefer_parallel is False and n_threads is None:
         n_threads = 1
     descriptors = check_descriptors(descriptors)

@@ -1,5 +1,7 @@
 """``ScalarFunctionWrapper``: a NeighborWrapper seen as a scalar function of the flat coordinates (0.1.4 API)."""
 
+import warnings
+
 import numpy as np
 
 from miniff.potentials.evaluate import gradient, total
@@ -18,7 +20,8 @@ class ScalarFunctionWrapper:
     normalize : bool
         Wrap the coordinates into the cell at every new point.
     prefer_parallel : None or bool
-        Accepted for 0.1.4 compatibility (threads follow ``nw.n_threads``).
+        Accepted for 0.1.4 compatibility and ignored (threads follow ``nw.n_threads``); a value other than
+        None emits a DeprecationWarning.
     cell_logger : callable or None
         Called with :meth:`get_current_cell` after every new point.
 
@@ -33,6 +36,10 @@ class ScalarFunctionWrapper:
             raise ValueError("nw has no neighbour list: call nw.compute_distances(cutoff) first")
         if cell_logger is not None and not callable(cell_logger):
             raise TypeError(f"cell_logger must be callable or None, got {type(cell_logger).__name__}")
+        if prefer_parallel is not None:
+            warnings.warn("ScalarFunctionWrapper: prefer_parallel is ignored: the threads follow nw.n_threads (set "
+                          "them with NeighborWrapper(..., n_threads=...)) (prefer_parallel is accepted only for "
+                          "miniff 0.1.4 compatibility and will be removed)", DeprecationWarning, stacklevel=2)
         self.nw = nw
         self.potentials = potentials
         self.normalize = normalize

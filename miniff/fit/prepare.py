@@ -1,0 +1,238 @@
+"""The preparation steps of :meth:`FitWorkflow.prepare <miniff.fit.workflow.FitWorkflow.prepare>`.
+
+:class:`FitPreparation` is the base of :class:`~miniff.fit.workflow.FitWorkflow`; ``prepare`` calls its steps
+in this order, each reading the attributes set by the ones before::
+
+    _fit_options       -> forces                         (checks cuda / forces / w_gradients)
+    _load_cells        -> cells, order                   (training cells, then any validation file)
+    _make_descriptors  -> descriptors, cells_nw, cutoff  (given, loaded, RuNNer file or a recipe)
+    _make_datasets     -> timings, cell_groups, cell_indices, normalization, datasets
+    _make_networks     -> nn                             (draws torch's global generator)
+    _make_closure      -> closure
+
+The fit state (epoch counter, best state, fingerprints, resume from a checkpoint) is set by
+``FitWorkflow._start_fit``, next to the checkpoint code.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from miniff.fit.base import Workflow
+from miniff.fit.closures import simple_energy_closure
+from miniff.fit.recipes import (
+    LSP_DEFAULTS,
+    behler_nn,
+    default_behler_descriptors,
+    default_behler_descriptors_3,
+    default_lsp_descriptors,
+)
+from miniff.ml.networks import init_output_range
+
+__all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
+
+#: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
+DEFAULT_CUTOFF = 12 * 0.529177210903
+
+
+class FitPreparation(Workflow):
+    """The steps of :meth:`FitWorkflow.prepare <miniff.fit.workflow.FitWorkflow.prepare>` (see the module
+    docstring); parameters are those of :class:`~miniff.fit.base.Workflow`."""
+
+    def _fit_options(self, cuda, forces, learn_cauldron_kwargs, closure_kwargs):
+        """Check ``cuda`` and the force options; set ``forces`` (are forces fitted).
+
+        Reads the ``prepare`` arguments only.  Returns copies of ``learn_cauldron_kwargs`` and
+        ``closure_kwargs`` completed by ``forces`` (``grad``, a default ``w_gradients=1``).
+        """
+        if cuda not in (None, False, "auto"):
+            raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
+        learn_cauldron_kwargs = dict(learn_cauldron_kwargs or {})
+        closure_kwargs = dict(closure_kwargs or {})
+        if forces is not None:
+            learn_cauldron_kwargs.setdefault("grad", bool(forces))
+            if forces:
+                closure_kwargs.setdefault("w_gradients", 1.0)
+            elif closure_kwargs.get("w_gradients", 0) != 0:
+                raise ValueError("closure_kwargs: w_gradients != 0 but forces=False")
+        grad = bool(learn_cauldron_kwargs.get("grad", False))
+        if closure_kwargs.get("w_gradients", 0) != 0 and not grad:
+            raise ValueError("closure_kwargs: w_gradients != 0 needs forces (learn_cauldron_kwargs grad=True)")
+        self.forces = grad and closure_kwargs.get("w_gradients", 0) != 0
+        return learn_cauldron_kwargs, closure_kwargs
+
+    def _load_cells(self, fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
+                    cells_selection, test_set, split_seed):
+        """Load, order and cut the training cells, then append the validation cells of a ``test_set`` file.
+
+        Reads ``forces`` (missing forces warn only when they are fitted).  Sets ``cells`` (training cells
+        first, validation cells last), ``order`` (the permutation applied; draws its own generator seeded
+        with ``split_seed``) and resets ``cells_nw``.  Returns ``(n, n_test)``: the number of cells and of
+        validation cells among them.
+        """
+        # energy-only fits do not need forces: no warning for data sets that have none
+        self.load_cells(fn_cells, root=fn_cells_root, append=cells_append, index=cells_index,
+                        selection=cells_selection, warn_missing_targets=self.forces)
+        if cells_order is not None:
+            self.order = self.reorder_cells(cells_order, seed=split_seed)
+        else:
+            self.order = np.arange(len(self.cells))
+        if cells_subset is not None:
+            self.subset_cells(cells_subset)
+            self.order = self.order[:cells_subset]
+        if isinstance(test_set, (str, Path)):
+            n_learn = len(self.cells)
+            self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index,
+                            warn_missing_targets=self.forces)
+            n = len(self.cells)
+            n_test = n - n_learn
+        else:
+            n = len(self.cells)
+            n_test = self._test_count(test_set, n)
+        return n, n_test
+
+    @staticmethod
+    def _test_count(test_set, n):
+        """The number of validation cells of a fraction or count ``test_set`` among ``n`` cells."""
+        if isinstance(test_set, bool):
+            raise TypeError("test_set must be a float fraction or an integer count, got a bool")
+        if isinstance(test_set, (float, np.floating)):
+            if not 0 <= test_set < 1:
+                raise ValueError(f"test_set (a fraction) must be in [0, 1), got {test_set}")
+            k = int(round(n * test_set))
+        elif isinstance(test_set, (int, np.integer)):
+            k = int(test_set)
+        else:
+            raise TypeError(f"test_set must be a float fraction or an integer count, got {type(test_set).__name__}")
+        if not 0 <= k < n:
+            raise ValueError(f"test_set leaves no training cells ({k} of {n} for validation)")
+        return k
+
+    def _make_descriptors(self, descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs):
+        """Choose the descriptors and make sure the neighbour lists reach their largest cutoff.
+
+        Reads ``cells`` (and ``cells_nw``, ``cutoff``).  ``descriptors``: a dict, a RuNNer ``input.nn`` file,
+        or None for the ``descriptor_recipe``; ``load`` (a potentials file) replaces them by the file's.
+        Sets ``descriptors`` (``{species: [...]}``, sorted by species) and, when needed, ``cells_nw`` and
+        ``cutoff`` (:meth:`~miniff.fit.base.Workflow.compute_neighbors`).
+        """
+        if load is not None:
+            from miniff.fit.potfiles import load_potentials
+
+            loaded = load_potentials(load)
+            bad = [k for k, p in enumerate(loaded) if not hasattr(p, "descriptors")]
+            if bad:
+                raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
+            descriptors = {p.tag: list(p.descriptors) for p in loaded}
+        if descriptor_recipe not in ("behler", "lsp"):
+            raise ValueError(f"descriptor_recipe must be 'behler' or 'lsp', got {descriptor_recipe!r}")
+        if descriptors is None and descriptor_recipe == "lsp":
+            cutoff = LSP_DEFAULTS["a"] if cutoff is None else float(cutoff)
+            species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+            descriptors = default_lsp_descriptors(species, a=cutoff, **(default_descriptor_kwargs or {}))
+        elif descriptors is None:
+            cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
+            descriptors = self.init_default_descriptors(a=cutoff, nw_kwargs=nw_kwargs,
+                                                        **(default_descriptor_kwargs or {}))
+        elif isinstance(descriptors, (str, Path)):
+            from miniff.fit.parsers import group_by_species, parse_runner_input
+
+            descriptors = group_by_species(parse_runner_input(descriptors, strict=False))
+        elif not isinstance(descriptors, dict):
+            raise TypeError(f"descriptors must be a dict {{species: [descriptors]}} or a RuNNer input file, "
+                            f"got {type(descriptors).__name__}")
+        self.descriptors = {k: list(v) for k, v in sorted(descriptors.items())}
+        cutoff = max(d.cutoff for v in self.descriptors.values() for d in v)
+        if self.cells_nw is None or self.cutoff is None or self.cutoff < cutoff:
+            self.compute_neighbors(cutoff, nw_kwargs)
+
+    def init_default_descriptors(self, a=DEFAULT_CUTOFF, n=6, left=1, common_eta=True, three_point=True,
+                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=0, eta=None, nw_kwargs=None):
+        """The default descriptor set: radial Behler-2 per pair (+ angular Behler-4/5 per triple), Å and 1/Å².
+
+        ``eta`` (1/Å²): explicit radial widths instead of the turning-point grid of ``n`` functions (see
+        :func:`~miniff.ml_util.default_behler_descriptors`)."""
+        wrappers = self.compute_neighbors(a, nw_kwargs)
+        if eta is not None:
+            n = len(eta)
+        out = default_behler_descriptors(wrappers, n=n, a=a, left=left, common_eta=common_eta, eta=eta)
+        species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+        for s in species:
+            out.setdefault(s, [])
+        if three_point:
+            extra = default_behler_descriptors_3(species, a=a, eta=eta3, zeta=tuple(zeta), family=three_point_family)
+            for s, v in extra.items():
+                out[s].extend(v)
+        return out
+
+    def _make_datasets(self, n, n_test, learn_cauldron_kwargs, normalization_kwargs):
+        """Compute the descriptors of all cells, split them and normalise with the learning set.
+
+        Reads ``cells_nw``, ``descriptors``, ``dtype``, ``n_threads`` and the cells' group labels; ``n`` and
+        ``n_test`` come from :meth:`_load_cells`.  Sets ``timings``, ``cell_groups``, ``cell_indices``,
+        ``normalization`` and ``datasets`` (normalised).  Returns the raw (unnormalised) split
+        ``{"learn": ..., "test": ...}`` (no ``"test"`` without validation cells).
+        """
+        from miniff import ml
+
+        t0 = time.perf_counter()
+        learn_cauldron_kwargs.update(normalize=False, dtype=self.dtype)
+        learn_cauldron_kwargs.setdefault("n_threads", self.n_threads)
+        full = ml.learn_cauldron(self.cells_nw, self.descriptors, **learn_cauldron_kwargs)
+        self.timings = {"descriptors": time.perf_counter() - t0}
+        self.log.info("descriptors of %d cells in %.2f s", n, self.timings["descriptors"])
+        idx = torch.arange(n)
+        raw = {"learn": full.subset(idx[:n - n_test])}
+        if n_test:
+            raw["test"] = full.subset(idx[n - n_test:])
+        labels = self.groups()
+        self.cell_groups = None if labels is None else {"learn": labels[:n - n_test], "test": labels[n - n_test:]}
+        self.cell_indices = {"learn": list(range(n - n_test)), "test": list(range(n - n_test, n))}
+
+        norm_kwargs = {"offset_energy": True}
+        norm_kwargs.update(normalization_kwargs or {})
+        self.normalization = ml.Normalization.from_dataset(raw["learn"], **norm_kwargs)
+        self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
+        return raw
+
+    def _make_networks(self, nn_kwargs):
+        """Build one network per species (sorted species order), initialised from torch's global generator.
+
+        Reads ``descriptors``, ``dtype`` and, for bounded outputs, ``datasets["learn"]``.  Sets ``nn``.
+        """
+        nn_kwargs = dict(nn_kwargs or {})
+        self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        if nn_kwargs.get("output_activation"):
+            self._init_output_ranges()
+
+    def _init_output_ranges(self):
+        """Amp's initial output scaling: every network's bounded output spans the range of the (normalised)
+        learning-set energies per atom."""
+        ds = self.datasets["learn"]
+        per_atom = ds.per_cell_dataset.energy[:, 0] / ds.atom_counts().sum(dim=1).clamp(min=1)
+        low, high = float(per_atom.min()), float(per_atom.max())
+        if not high > low:
+            low, high = low - 0.5, high + 0.5
+        for net in self.nn:
+            init_output_range(net, low, high)
+
+    def _make_closure(self, closure_kwargs, group_weights):
+        """Build the loss closure (and optimizer) of the networks on the learning set.
+
+        Reads ``nn``, ``datasets["learn"]``, ``normalization`` and ``cell_groups`` (``group_weights`` become
+        per-structure ``weights``).  Sets ``closure``.
+        """
+        weights = None
+        if group_weights:
+            if self.cell_groups is None:
+                raise ValueError("group_weights: the cells carry no meta['group'] labels")
+            labels = self.cell_groups["learn"] + self.cell_groups["test"]
+            unknown = set(group_weights) - set(labels)
+            if unknown:
+                raise KeyError(f"group_weights: no cells in groups {sorted(unknown)}; groups: {sorted(set(labels))}")
+            weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
+        closure_kwargs.setdefault("weights", weights)
+        self.closure = simple_energy_closure(self.nn, self.datasets["learn"], normalization=self.normalization,
+                                             **closure_kwargs)
