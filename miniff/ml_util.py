@@ -48,7 +48,6 @@ from miniff.fit.jobs import JobFileError, exec_workflows, run_job_file, run_work
 from miniff.fit.lbfgs import CompactLBFGS
 from miniff.fit.log import FitLog, read_fit_log
 from miniff.fit.parsers import group_by_species, parse_runner_input
-from miniff.fit.potfiles import load_potentials, load_potentials_014, save_potentials, torch_load
 from miniff.fit.recipes import (
     behler_nn,
     default_behler_descriptors,
@@ -57,6 +56,7 @@ from miniff.fit.recipes import (
     eta_for_turning_point,
 )
 from miniff.fit.workflow import DEFAULT_CUTOFF, FitWorkflow
+from miniff.ml.serialize import load_potentials, load_potentials_014, save_potentials, torch_load
 
 __all__ = [
     "loss_result",

@@ -97,7 +97,7 @@ class SDWorkflow(Workflow):
 
     def load_potentials(self, potentials, allow_legacy_pickle=False):
         """Potential objects from files / objects (a list)."""
-        from miniff.fit.potfiles import load_potentials, load_potentials_014
+        from miniff.ml.serialize import load_potentials, load_potentials_014
 
         items = potentials if isinstance(potentials, (list, tuple)) else [potentials]
         out = []

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from miniff import units
 from miniff.fit.base import Workflow
 from miniff.fit.closures import simple_energy_closure
 from miniff.fit.recipes import (
@@ -34,7 +35,7 @@ from miniff.ml.networks import init_output_range
 __all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
 
 #: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
-DEFAULT_CUTOFF = 12 * 0.529177210903
+DEFAULT_CUTOFF = 12 * units.BOHR
 
 
 class FitPreparation(Workflow):
@@ -119,7 +120,7 @@ class FitPreparation(Workflow):
         ``cutoff`` (:meth:`~miniff.fit.base.Workflow.compute_neighbors`).
         """
         if load is not None:
-            from miniff.fit.potfiles import load_potentials
+            from miniff.ml.serialize import load_potentials
 
             loaded = load_potentials(load)
             bad = [k for k, p in enumerate(loaded) if not hasattr(p, "descriptors")]

@@ -412,7 +412,7 @@ class FitWorkflow(FitPreparation):
 
     def save_potentials(self, fn):
         """Build the potentials and save them as plain data to ``fn`` (see :func:`miniff.ml_util.save_potentials`)."""
-        from miniff.fit.potfiles import save_potentials
+        from miniff.ml.serialize import save_potentials
 
         save_potentials(self.build_potentials(), fn)
         self.log.info("potentials saved to %s", fn)

@@ -12,6 +12,7 @@ Units: eV, Å, eV/Å, eV/Å³. Stress follows ASE: Voigt order ``xx yy zz yz xz 
 
 import contextlib
 import threading
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -245,6 +246,10 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
     """
     if kname not in _KERNEL_NAMES:
         raise ValueError(f"kname must be one of {_KERNEL_NAMES}, got {kname!r}")
+    if prefer_parallel is True or (prefer_parallel is False and n_threads is not None):
+        warnings.warn(f"eval: prefer_parallel={prefer_parallel} is ignored (it is accepted only for miniff 0.1.4 "
+                      "compatibility and will be removed): the threads follow n_threads; prefer_parallel=False "
+                      "without n_threads means n_threads=1", DeprecationWarning, stacklevel=3)
     if prefer_parallel is False and n_threads is None:
         n_threads = 1
     potentials, single, active = active_potentials(nw, potentials, ignore_missing_species)

@@ -156,7 +156,10 @@ def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driv
     """
     import scipy.optimize
 
-    kwargs.pop("prefer_parallel", None)
+    if kwargs.pop("prefer_parallel", None) is not None:
+        warnings.warn("relax: prefer_parallel is ignored (it is accepted only for miniff 0.1.4 compatibility and "
+                      "will be removed): the threads follow n_threads (None: the wrapper's n_threads or the OpenMP "
+                      "default)", DeprecationWarning, stacklevel=3)
     if driver is None:
         driver = scipy.optimize.minimize
     if not callable(driver):
