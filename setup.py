@@ -1,13 +1,20 @@
-"""Build script for miniff's compiled core, ``miniff._ext._kernel``.
+"""Build script for miniff's compiled core, the extension modules of ``miniff._ext``.
+
+One extension ``miniff._ext.<name>`` per ``miniff/_ext/<name>.pyx`` (what each does: the docstring of
+``miniff/_ext/__init__.py``, which imports them all), all compiled with the same flags. They share
+declarations through ``.pxd`` files, never through textual includes: ``common.pxd`` (inline helpers, family
+codes, limits), ``_openmp.pxd`` (the only access to OpenMP), and ``pair.pxd`` / ``pairpool.pxd`` (C functions
+that ``triple`` and ``neighbors`` call across modules).
 
 OpenMP is used when the C compiler can build and run a tiny OpenMP program;
-otherwise the extension is built single-threaded and a warning is printed.
+otherwise the extensions are built single-threaded and a warning is printed.
 Environment variables:
 
 ``MINIFF_NO_OPENMP=1``  build without OpenMP even when it is available.
 ``MINIFF_DEBUG=1``      keep Cython's bounds and wrap-around checks (slow).
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -19,6 +26,9 @@ import textwrap
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+# the extension modules miniff._ext.<name>, one per miniff/_ext/<name>.pyx
+EXTENSIONS = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join("miniff", "_ext", "*.pyx")))
 
 OPENMP_PROBE = textwrap.dedent(
     """
@@ -94,14 +104,17 @@ def extensions():
         compile_args += flags[0]
         link_args += flags[1]
         print("miniff: building with OpenMP (" + " ".join(flags[0]) + ")")
-    ext = Extension(
-        "miniff._ext._kernel",
-        sources=["miniff/_ext/_kernel.pyx"],
-        include_dirs=[numpy.get_include(), "miniff/_ext", "."],
-        extra_compile_args=compile_args,
-        extra_link_args=link_args,
-        define_macros=macros,
-    )
+    exts = [
+        Extension(
+            f"miniff._ext.{name}",
+            sources=[f"miniff/_ext/{name}.pyx"],
+            include_dirs=[numpy.get_include(), "miniff/_ext", "."],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+            define_macros=macros,
+        )
+        for name in EXTENSIONS
+    ]
     debug = _truthy("MINIFF_DEBUG")
     directives = {
         "language_level": 3,
@@ -112,7 +125,7 @@ def extensions():
         "embedsignature": True,
     }
     return cythonize(
-        [ext],
+        exts,
         compiler_directives=directives,
         build_dir="build/cython",
     )

@@ -1,14 +1,41 @@
-"""Access to the compiled core with a helpful error when it is missing.
+"""miniff's compiled core: Cython/OpenMP extension modules, their loader and the thread-count rules.
 
-Every module that needs ``miniff._ext._kernel`` imports it from here.
+Every loop of miniff that runs over atoms or pairs lives here, in C-contiguous arrays with explicit sizes, an
+``n_threads`` argument and preallocated outputs; validation happens in the calling Python modules. The
+extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
+
+``config``     how the core was built: ``openmp_enabled()``, ``openmp_max_threads()``, and ``FAMILY_CODES`` /
+               ``LIMITS``, the family codes and compiled-in limits read by ``miniff.potentials.backends``.
+``prepare``    positions before the neighbour search (finite check, wrapping into the cell, extent) and
+               small Cartesian helpers (``rows_dot3``, ``pair_vectors``).
+``neighbors``  the cell-list neighbour search (``neighbor_search``, ``neighbor_work_bytes``).
+``pairpool``   the output memory pool of the search (``neighbor_pool``; its blocks back the pair arrays).
+``pair``       pair potentials and cutoff pair descriptors, per-pair gradients to atoms, virials.
+``triple``     triplet potentials: Stillinger-Weber 3, Behler 5x, SW2 + SW3 fused.
+``angular``    batched Behler type 4/5 descriptors (triplet loops and angular moments).
+``lsp``        local structural parameters (PyFit-FF descriptors) through angular moments.
+
+Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
+``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd`` and ``pairpool.pxd`` (C functions called across
+modules). ``threads`` (pure Python) holds the thread-count rules.
+
+Python code reaches the compiled functions through :data:`kernel_module`, one namespace holding the public
+names (``__all__``) of every extension module: ``from miniff._ext import kernel_module as _k``, then
+``_k.pair_reduce(...)``. Importing this package imports every extension module and raises an ImportError
+that explains how to build them when one is missing.
 """
 
+import importlib
 import os
+import types
 
-__all__ = ["kernel_module"]
+__all__ = ["kernel_module", "EXTENSION_MODULES"]
+
+EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "triple", "angular", "lsp")
+"""Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (
-    "miniff's compiled core (miniff._ext._kernel) could not be imported: {error}\n"
+    "miniff's compiled core (extension module {module}) could not be imported: {error}\n"
     "You are probably running miniff from a source tree that has not been built. "
     "Build it with\n"
     "    pip install .            (a normal install)\n"
@@ -18,14 +45,38 @@ _BUILD_HELP = (
 )
 
 
-def _import_kernel():
+def _import_extension(name):
+    module = f"{__name__}.{name}"
     try:
-        from miniff._ext import _kernel
+        return importlib.import_module(module)
     except ImportError as error:  # pragma: no cover - exercised by a subprocess test
         here = os.path.dirname(os.path.abspath(__file__))
         listing = ", ".join(sorted(os.listdir(here)))
-        raise ImportError(_BUILD_HELP.format(error=error, where=here, listing=listing)) from error
-    return _kernel
+        raise ImportError(_BUILD_HELP.format(module=module, error=error, where=here, listing=listing)) from error
 
 
-kernel_module = _import_kernel()
+class _KernelNamespace(types.SimpleNamespace):
+    """The public functions and constants of miniff's extension modules (see :mod:`miniff._ext`)."""
+
+
+def _load_kernel():
+    """One namespace with the public names of every extension module (each name exported by one module)."""
+    names = {}
+    owner = {}
+    openmp = {}
+    for name in EXTENSION_MODULES:
+        mod = _import_extension(name)
+        openmp[name] = mod._OPENMP_ENABLED
+        for attr in mod.__all__:
+            if attr in names:
+                raise ImportError(f"miniff._ext: {attr!r} is exported by both {owner[attr]} and {name}")
+            names[attr] = getattr(mod, attr)
+            owner[attr] = name
+    if len(set(openmp.values())) > 1:
+        raise ImportError("miniff._ext: the extension modules disagree on OpenMP (a partial rebuild with other "
+                          f"flags?): {openmp}; rebuild them all (pip install . or build_ext --inplace --force)")
+    return _KernelNamespace(**names)
+
+
+kernel_module = _load_kernel()
+"""Every public function of the extension modules, plus ``FAMILY_CODES`` and ``LIMITS`` (``config``)."""

@@ -1,7 +1,11 @@
-# Local structural parameters (Purja Pun & Mishin; PyFit-FF's descriptors). Included by _kernel.pyx after
-# _reductions.pxi, whose helpers (_match, cimports) it uses; same rules: prange over centre atoms, one thread per
-# atom, accumulate into zeroed outputs, per-pair Jacobian written only by the centre atom's thread.
-#
+# cython: language_level=3
+"""Local structural parameters of miniff's compiled core (private; Purja Pun & Mishin, PyFit-FF's
+descriptors): ``batch_lsp_reduce``, values and per-pair Jacobian through angular moments.
+
+Same rules as ``pair.pyx``: prange over centre atoms, one thread per atom, accumulate into zeroed outputs,
+per-pair Jacobian written only by the centre atom's thread.
+"""
+
 # For a centre atom i, neighbours j of species b and k of species c (j = k included when both match):
 #
 #     gt(i) = sum_j sum_k P_m(u_j . u_k) f(r_j) f(r_k),   f(r) = exp(-(r - r0)^2 / sigma^2) / r0 * fc(r),
@@ -11,12 +15,22 @@
 # M_b[al] = sum_{j in b} f(r_j) u_j^al, the double sum is sum_al A[m, |al|] w_al M_b[al] M_c[al], where
 # A[m, n] is the coefficient of x^n in P_m and w_al = |al|! / (al_x! al_y! al_z!): O(pairs) instead of O(pairs^2).
 
-from libc.math cimport asinh
+from libc.math cimport exp, sqrt, asinh
+from libc.stdint cimport int32_t, int64_t
+from cython.parallel cimport prange
+
+import numpy as np
+
+from miniff._ext.common cimport LSP_MAX_ORDER, LSP_MAX_RADIAL, RED_MAX_GROUP, _match
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+
+__all__ = ["batch_lsp_reduce"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
+
 
 cdef enum:
-    LSP_MAX_RADIAL = 16   # distinct (r0, sigma) per call
-    LSP_MAX_ORDER = 8     # largest Legendre order
-    LSP_MAX_MONO = 165    # monomials of degree <= 8
+    LSP_MAX_MONO = 165    # monomials of degree <= LSP_MAX_ORDER = 8
 
 
 cdef inline void _lsp_cutoff(double r, double rc, double h4, double* fc, double* dfc) noexcept nogil:
@@ -164,7 +178,7 @@ def batch_lsp_reduce(double rc, double h, const double[::1] r0_e, const double[:
                      const double[::1] d_p, const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
                      int sc, double[:, ::1] g_pe, double[:, ::1] dg_pe, double[:, ::1] u_pc,
                      double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads):
-    """Accumulate local structural parameters (see the comment at the top of ``_red_lsp.pxi``).
+    """Accumulate local structural parameters (the module comment of ``miniff/_ext/lsp.pyx``).
 
     ``r0_e``/``sigma_e`` [E <= 16] distinct radial functions (Å); per descriptor f (at most 64):
     ``coef_fn[f, n]`` = coefficient of x^n in its Legendre polynomial (n <= L = the largest monomial degree

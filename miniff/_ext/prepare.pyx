@@ -1,5 +1,19 @@
-# Positions before the search (finite check, wrapping into the cell, extent: ``neighbor_prepare``) and small
-# Cartesian helpers. Included by _neighbors.pxi, whose cimports it uses.
+# cython: language_level=3
+"""Positions before the neighbour search and small Cartesian helpers of miniff's compiled core (private):
+``neighbor_prepare`` (finite check, wrapping into the cell, extent), ``rows_dot3`` and ``pair_vectors``.
+"""
+
+from libc.math cimport floor, sqrt, fabs, isfinite
+from libc.stdint cimport int64_t, int32_t
+from cython.parallel cimport prange
+
+import numpy as np
+
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+
+__all__ = ["neighbor_prepare", "rows_dot3", "pair_vectors"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
 
 cdef int _nl_prepare_chunk(const double* pos, const double* inv, const double* vec, const int* periodic,
@@ -78,8 +92,8 @@ def neighbor_prepare(const double[:, ::1] positions, const double[:, ::1] invers
         n_threads = 1
     n_chunks = n_threads
     chunk = (n + n_chunks - 1) // n_chunks
-    ext_arr = _np_nl.empty((n_chunks, 6))
-    bad_arr = _np_nl.zeros(n_chunks, dtype=_np_nl.intc)
+    ext_arr = np.empty((n_chunks, 6))
+    bad_arr = np.zeros(n_chunks, dtype=np.intc)
     cdef double[:, ::1] ext = ext_arr
     cdef int[::1] bad = bad_arr
     for ch in prange(n_chunks, nogil=True, num_threads=n_threads, schedule="static", chunksize=1):

@@ -1,7 +1,22 @@
-# Batched angular (Behler type 4/5) descriptor reductions. Included by _reductions.pxi, whose
-# helpers (_match, _cosine_cutoff, RED_* codes, cimports) it uses; same rules: prange over centre
-# atoms, a pair's outputs written only by the thread owning its centre atom, accumulation into
-# preallocated outputs, validation in Python (miniff/potentials/backends.py).
+# cython: language_level=3
+"""Batched angular (Behler type 4/5) descriptors of miniff's compiled core (private): triplet loops
+(``batch_triple_reduce``) and, for type 5 with integer zeta, angular moments (``batch_moment_reduce``).
+
+Same rules as ``pair.pyx``: prange over centre atoms, a pair's outputs written only by the thread owning its
+centre atom, accumulation into preallocated outputs, validation in Python (miniff/potentials/backends.py).
+"""
+
+from libc.math cimport exp, sqrt, pow
+from libc.stdint cimport int32_t, int64_t
+from cython.parallel cimport prange
+
+from miniff._ext.common cimport RED_BATCH_BEHLER4, RED_MAX_GROUP, RED_MOM_E, RED_MOM_Z, _match, _cosine_cutoff
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+
+__all__ = ["batch_triple_reduce", "batch_moment_reduce"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
+
 
 # ---------------------------------------------------------------------------------------------
 # Batched Behler 4/5 angular descriptors sharing one cutoff a
@@ -233,9 +248,7 @@ def batch_triple_reduce(int fam, double a, const double[::1] eta_e, const double
 # ---------------------------------------------------------------------------------------------
 
 cdef enum:
-    RED_MOM_E = 4      # distinct eta per call
-    RED_MOM_M = 165    # monomials up to degree 8
-    RED_MOM_Z = 8
+    RED_MOM_M = 165    # monomials up to degree RED_MOM_Z = 8
 
 
 cdef void _moment_atom(Py_ssize_t i, double a, const double[::1] eta_e, const double[:, ::1] coefn_fn,

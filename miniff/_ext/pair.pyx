@@ -1,5 +1,12 @@
-# Pair and triplet reductions of potentials and descriptors. Included by _kernel.pyx.
-#
+# cython: language_level=3
+"""Pair reductions of miniff's compiled core (private; called through ``miniff._ext.kernel_module``).
+
+Pair potentials (harmonic, Lennard-Jones, Stillinger-Weber 2) as per-pair gradients (``pair_reduce``) or
+gathered per atom with virials (``pair_reduce_atoms``), batched cutoff pair descriptors
+(``batch_pair_reduce``), per-pair gradients to atoms (``pair_gradient_to_atoms``), virials (``pair_virial``),
+``zero_rows``, and the argument checks shared with ``triple.pyx`` (declared in ``pair.pxd``).
+"""
+
 # Every kernel loops (OpenMP ``prange``) over centre atoms ``i`` and the pairs
 # ``p = indptr[i] .. indptr[i + 1] - 1`` of the CSR pair list (DEVELOPING.md,
 # Contract 1). Work for atom ``i`` is done by one thread in a fixed order, and
@@ -17,46 +24,20 @@
 #
 # Gradients are per pair: ``grad_pc[p] = d energy_n[i_p] / d D_pc[p]``.
 
-from libc.math cimport exp, cos, sin, sqrt, pow, M_PI
+from libc.math cimport exp
 from libc.stdint cimport int32_t, int64_t
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport prange
 
-import numpy as np
+from miniff._ext.common cimport (
+    RED_PAIR_HARMONIC, RED_PAIR_LJ, RED_PAIR_SW2, RED_FC_BEHLER2, RED_FC_SIGMOID, RED_TRIPLE_SW3,
+    RED_TRIPLE_BEHLER5X, SW2Const, _match, _nb_spec, _cosine_cutoff, _sw2_const, _sw2_term,
+)
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
-# Family codes shared with miniff/potentials/families.py (keep in sync).
-cdef enum:
-    RED_PAIR_HARMONIC = 0
-    RED_PAIR_LJ = 1
-    RED_PAIR_SW2 = 2
-    RED_FC_BEHLER2 = 10
-    RED_FC_SIGMOID = 11
-    RED_TRIPLE_SW3 = 20
-    RED_TRIPLE_BEHLER5X = 21
-    RED_BATCH_BEHLER5 = 30
-    RED_BATCH_BEHLER4 = 31
-    RED_MAX_GROUP = 64
+__all__ = ["pair_reduce", "pair_reduce_atoms", "batch_pair_reduce", "pair_gradient_to_atoms", "pair_virial",
+           "zero_rows"]
 
-
-# exp(x) for x below this is < 1e-304: such radial factors are taken as 0 (no denormal slow paths)
-cdef double RED_EXP_FLOOR = -700.0
-
-
-cdef inline bint _match(int32_t s, int want) noexcept nogil:
-    return want < 0 or s == want
-
-
-cdef inline int32_t _nb_spec(const int32_t* spec_n, int32_t j, Py_ssize_t n) noexcept nogil:
-    """Species code of neighbour ``j``, or -2 (matches no species) when ``j`` is outside [0, n)."""
-    if j < 0 or j >= n:
-        return -2
-    return spec_n[j]
-
-
-cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noexcept nogil:
-    """f_c(r) = (1 + cos(pi r / a)) / 2 and its derivative (r < a assumed)."""
-    cdef double x = M_PI / a
-    fc[0] = 0.5 * (1.0 + cos(x * r))
-    dfc[0] = -0.5 * x * sin(x * r)
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,82 +57,6 @@ cdef inline int _n_par(int fam) noexcept nogil:
     if fam == RED_TRIPLE_BEHLER5X:
         return 5
     return -1
-
-
-cdef inline double _ipow(double x, int n) noexcept nogil:
-    """x ** n for an integer n >= 0 (n <= 4 unrolled, else repeated squaring)."""
-    cdef double r = 1.0
-    if n <= 4:
-        if n == 0:
-            return 1.0
-        if n == 1:
-            return x
-        r = x * x
-        if n == 2:
-            return r
-        if n == 3:
-            return r * x
-        return r * r
-    while n > 0:
-        if n & 1:
-            r = r * x
-        x = x * x
-        n = n >> 1
-    return r
-
-
-cdef struct SW2Const:
-    double eps_a      # epsilon * gauge_a, eV
-    double sigma      # Å
-    double isig       # 1 / sigma, 1/Å
-    double a          # reduced cutoff
-    double b          # gauge_b
-    double p          # exponents
-    double q
-    int ip            # p, q as integers >= 0, or -1 (then pow() is used)
-    int iq
-
-
-cdef inline SW2Const _sw2_const(const double* par) noexcept nogil:
-    """SW2 constants from par = (epsilon, sigma, a, p, q, gauge_a, gauge_b, int p or -1, int q or -1)."""
-    cdef SW2Const k
-    k.eps_a = par[0] * par[5]
-    k.sigma = par[1]
-    k.isig = 1.0 / par[1]
-    k.a = par[2]
-    k.b = par[6]
-    k.p = par[3]
-    k.q = par[4]
-    k.ip = <int>par[7]
-    k.iq = <int>par[8]
-    return k
-
-
-cdef inline double _sw2_term(const SW2Const* k, double r, double ir, double ixa, double* g) noexcept nogil:
-    """SW2 pair energy eps A (B x^-p - x^-q) exp(1 / (x - a)), x = r / sigma < a (eV), and g = (dE/dr) / r.
-
-    ``ir`` = 1 / r; ``ixa`` = 1 / (x - a), or 0 to compute it here.
-    """
-    cdef double ex, xi, bp, xq, t
-    if ixa == 0.0:
-        ixa = 1.0 / (r * k.isig - k.a)
-    if ixa < RED_EXP_FLOOR:  # at the cutoff the term and its derivative vanish
-        g[0] = 0.0
-        return 0.0
-    ex = exp(ixa)
-    xi = k.sigma * ir
-    if k.ip >= 0:
-        bp = k.b * _ipow(xi, k.ip)
-    else:
-        bp = k.b * pow(xi, k.p)
-    if k.iq >= 0:
-        xq = _ipow(xi, k.iq)
-    else:
-        xq = pow(xi, k.q)
-    t = bp - xq
-    # (dE/dr) / r = eps A e ((q x^-q - p B x^-p) / x - t / (x - a)^2) / sigma^2 / x
-    g[0] = k.eps_a * ex * ((k.q * xq - k.p * bp) * xi - t * ixa * ixa) * k.isig * ir
-    return k.eps_a * t * ex
 
 
 cdef void _pair_atom(Py_ssize_t i, Py_ssize_t n, int fam, const double* par, double cutoff,
@@ -460,9 +365,6 @@ def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols
             _batch_pair_atom(i, fam, par, cols, a, indptr, j_p, d_p, D_pc, spec_n, sb, values_nf, jac_pf3, grad)
 
 
-include "_red_triple.pxi"
-
-
 # ---------------------------------------------------------------------------------------------
 # Per-pair gradients -> atoms, and virials
 # ---------------------------------------------------------------------------------------------
@@ -529,10 +431,6 @@ def pair_virial(const int64_t[::1] indptr, const double[:, ::1] grad_pc, const d
             for a in range(3):
                 for b in range(3):
                     out_n9[i, 3 * a + b] += grad_pc[p, a] * D_pc[p, b]
-
-
-# Behler type 4/5 descriptors in batches (triplet loops, and moments for integer zeta).
-include "_red_angular.pxi"
 
 
 def zero_rows(double[:, ::1] out, int n_threads):

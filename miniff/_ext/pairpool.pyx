@@ -1,12 +1,26 @@
-# Output memory pool of the neighbour search. Included by _neighbors.pxi, whose cimports it uses.
-#
-# --- output memory pool ---------------------------------------------------------------------------------------
-#
+# cython: language_level=3
+"""Output memory pool of miniff's neighbour search (private): ``neighbor_pool`` (inspect, limit, clear) and
+``nl_pair_arrays`` (``pairpool.pxd``, used by ``neighbors.pyx``), the pair arrays of one list in one pooled block.
+"""
+
 # The pair arrays of one list (48 bytes per pair) live in one block. A fresh block costs the kernel
 # zero-filling every page on first touch, as much time as the search itself for large lists, so the
 # block of a list that is no longer referenced goes back to a small pool and the next list of a
 # similar size reuses it. The arrays are numpy views of a _NLBlock; the block returns to the pool
 # when the last view dies (always with the GIL held: the pool needs no lock).
+
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport free
+
+import numpy as np
+
+from miniff._ext.common cimport _nl_align
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+
+__all__ = ["neighbor_pool"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
+
 
 cdef extern from *:
     """
@@ -164,17 +178,17 @@ def neighbor_pool(limit=None, clear=False):
     return int(sum(_nl_pool_size[k] for k in range(_NL_POOL_SLOTS))), int(_nl_pool_limit)
 
 
-def _nl_pair_arrays(int64_t total):
+cdef tuple nl_pair_arrays(int64_t total):
     """j [P] int32, S [P, 3] int32, D [P, 3] float64, d [P] float64 in one (pooled) block."""
     cdef Py_ssize_t o_s = _nl_align(4 * total)
     cdef Py_ssize_t o_d = o_s + _nl_align(12 * total)
     cdef Py_ssize_t o_r = o_d + _nl_align(24 * total)
     cdef Py_ssize_t end = o_r + _nl_align(8 * total)
-    raw = _np_nl.frombuffer(_NLBlock(end + 64), dtype=_np_nl.uint8)
+    raw = np.frombuffer(_NLBlock(end + 64), dtype=np.uint8)
     # align the start on 64 bytes
     shift = (-raw.ctypes.data) % 64
     raw = raw[shift:shift + end]
-    return (raw[:4 * total].view(_np_nl.int32),
-            raw[o_s:o_s + 12 * total].view(_np_nl.int32).reshape(total, 3),
-            raw[o_d:o_d + 24 * total].view(_np_nl.float64).reshape(total, 3),
-            raw[o_r:o_r + 8 * total].view(_np_nl.float64))
+    return (raw[:4 * total].view(np.int32),
+            raw[o_s:o_s + 12 * total].view(np.int32).reshape(total, 3),
+            raw[o_d:o_d + 24 * total].view(np.float64).reshape(total, 3),
+            raw[o_r:o_r + 8 * total].view(np.float64))

@@ -1,5 +1,9 @@
-# Cell-list neighbour search. Included by _kernel.pyx.
-#
+# cython: language_level=3
+"""Cell-list neighbour search of miniff's compiled core (private): ``neighbor_search`` and the size of its
+scratch (``neighbor_work_bytes``). Positions are prepared by ``prepare.pyx``; the output arrays come from the
+memory pool of ``pairpool.pyx`` (``pairpool.pxd``).
+"""
+
 # The Python front end (miniff/neighbors/search.py) validates shapes and the cell, then makes two
 # compiled calls:
 #
@@ -30,14 +34,22 @@
 # Each row is produced by one thread in a fixed order and then sorted, so the result does not
 # depend on the number of threads (sort=False: the fixed candidate order, also thread independent).
 
-from libc.math cimport floor, sqrt, fabs, isfinite
-from libc.stdint cimport int64_t, int32_t, uint64_t, uint32_t, uintptr_t
+from libc.math cimport sqrt
+from libc.stdint cimport int64_t, int32_t, uint64_t, uintptr_t
 from libc.string cimport memset
 from libc.stdlib cimport malloc, calloc, free
 from cython.parallel cimport prange
-from miniff._ext._openmp cimport omp_get_thread_num
 
-import numpy as _np_nl
+import numpy as np
+
+from miniff._ext.common cimport _nl_align
+from miniff._ext.pairpool cimport nl_pair_arrays
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, omp_get_thread_num
+
+__all__ = ["neighbor_search", "neighbor_work_bytes"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
+
 
 cdef extern from *:
     """
@@ -142,8 +154,6 @@ cdef extern from *:
                           double vz, double* cx, double* cy, double* cz) noexcept nogil
 
 
-
-
 cdef struct _NLThr:
     # pieces of the current bin: atoms [t0, t1) seen with image shift q (Cartesian qv)
     int64_t* pc_t0
@@ -207,10 +217,6 @@ cdef struct _NLGrid:
     double* dist_out
     _NLThr* thr          # [n_threads]
 
-
-cdef inline Py_ssize_t _nl_align(Py_ssize_t x) noexcept nogil:
-    """x rounded up to a multiple of 64 (bytes)."""
-    return (x + 63) & ~(<Py_ssize_t> 63)
 
 
 cdef inline int _nl_wrap(int n, int nb, int periodic, int* q) noexcept nogil:
@@ -612,9 +618,6 @@ cdef void _nl_free(_NLGrid* g, int n_threads) noexcept:
     g.thr = NULL
 
 
-include "_nl_prepare.pxi"
-
-
 def neighbor_work_bytes(int64_t n, int64_t n_bins_total):
     """Bytes of the ``work`` scratch of ``neighbor_search`` for N atoms and this many bins (private)."""
     return int(64 + _nl_align(8 * (n_bins_total + 1)) + _nl_align(24 * n) + _nl_align(4 * n) + _nl_align(12 * n)
@@ -663,17 +666,17 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
     cdef int n_off = offsets.shape[0]
     cdef _NLGrid g
     cdef double f
-    indptr_arr = _np_nl.empty(n + 1, dtype=_np_nl.int64)
+    indptr_arr = np.empty(n + 1, dtype=np.int64)
     cdef int64_t[::1] indptr = indptr_arr
     indptr[0] = 0
     if n == 0 or n_off == 0:
         indptr_arr[:] = 0
-        return (indptr_arr, _np_nl.zeros(0, _np_nl.int32), _np_nl.zeros((0, 3), _np_nl.int32),
-                _np_nl.zeros((0, 3)), _np_nl.zeros(0))
+        return (indptr_arr, np.zeros(0, np.int32), np.zeros((0, 3), np.int32),
+                np.zeros((0, 3)), np.zeros(0))
     if n_threads < 1:
         n_threads = 1
     # columns of offsets: runs of consecutive k2 with the same (k0, k1)
-    col_arr = _np_nl.empty((n_off, 4), dtype=_np_nl.intc)
+    col_arr = np.empty((n_off, 4), dtype=np.intc)
     cdef int[:, ::1] col = col_arr
     n_cols = 0
     for kc in range(n_off):
@@ -686,8 +689,8 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
             col[n_cols, 2] = offsets[kc, 2]
             col[n_cols, 3] = offsets[kc, 2]
             n_cols = n_cols + 1
-    dlo_arr = _np_nl.empty(n_cols, dtype=_np_nl.int64)
-    dhi_arr = _np_nl.empty(n_cols, dtype=_np_nl.int64)
+    dlo_arr = np.empty(n_cols, dtype=np.int64)
+    dhi_arr = np.empty(n_cols, dtype=np.int64)
     cdef int64_t[::1] dlo = dlo_arr
     cdef int64_t[::1] dhi = dhi_arr
     g.m0 = g.m1 = g.m2lo = g.m2hi = 0
@@ -807,9 +810,9 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
                     indptr[i + 1] = indptr[i] + row_count[i]
             total = indptr[n]
             if total == 0:
-                return (indptr_arr, _np_nl.zeros(0, _np_nl.int32), _np_nl.zeros((0, 3), _np_nl.int32),
-                        _np_nl.zeros((0, 3)), _np_nl.zeros(0))
-            j_arr, s_arr, d_arr, dist_arr = _nl_pair_arrays(total)
+                return (indptr_arr, np.zeros(0, np.int32), np.zeros((0, 3), np.int32),
+                        np.zeros((0, 3)), np.zeros(0))
+            j_arr, s_arr, d_arr, dist_arr = nl_pair_arrays(total)
             # 3. fill pass
             _nl_fill(&g, nb_total, n_threads, j_arr, s_arr, d_arr, dist_arr)
             mismatch = False
@@ -836,6 +839,3 @@ cdef void _nl_fill(_NLGrid* g, int64_t nb_total, int n_threads, int32_t[::1] j_a
     g.dist_out = &dist_arr[0]
     with nogil:
         _nl_pass(g, nb_total, n_threads, 1)
-
-
-include "_nl_pool.pxi"

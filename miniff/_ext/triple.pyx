@@ -1,14 +1,32 @@
-# Triplet potentials (SW3, Behler 5x, fused SW). Included by _reductions.pxi, whose helpers and cimports
-# it uses.
-#
-# Triplet families evaluated one potential at a time (Stillinger-Weber 3, Behler 5x)
-#
-# Both are  F(cos) * R(r1, r2)  with R built from per-pair radial functions, so for every centre atom the
-# radial factors, unit vectors and 1/r of its usable pairs are computed once into a per-thread scratch
-# row (RED_TS doubles per pair). Both angular parts are quadratics in cos, so the sums over (j, k) follow
-# from angular moments of the row in O(neighbours) (``_sw3_atom``, optionally with the SW2 pair term in the
-# same pass; ``_b5x_atom``), and each pair's gradient is written once.
-# ---------------------------------------------------------------------------------------------
+# cython: language_level=3
+"""Triplet potentials of miniff's compiled core (private): Stillinger-Weber 3, Behler 5x (``triple_reduce``)
+and SW2 + SW3 fused in one pass over the pairs (``sw_reduce``). Same rules as ``pair.pyx``, whose argument
+checks (``pair.pxd``) it uses.
+"""
+
+# SW3 and Behler 5x are both  F(cos) * R(r1, r2)  with R built from per-pair radial functions, so for every
+# centre atom the radial factors, unit vectors and 1/r of its usable pairs are computed once into a per-thread
+# scratch row (RED_TS doubles per pair). Both angular parts are quadratics in cos, so the sums over (j, k)
+# follow from angular moments of the row in O(neighbours) (``_sw3_atom``, optionally with the SW2 pair term
+# in the same pass; ``_b5x_atom``), and each pair's gradient is written once.
+
+from libc.math cimport exp
+from libc.stdint cimport int32_t, int64_t
+from cython.parallel cimport prange, threadid
+
+import numpy as np
+
+from miniff._ext.common cimport (
+    RED_PAIR_SW2, RED_TRIPLE_SW3, RED_TRIPLE_BEHLER5X, RED_EXP_FLOOR, SW2Const, _match, _nb_spec,
+    _cosine_cutoff, _sw2_const, _sw2_term,
+)
+from miniff._ext.pair cimport _check_reduce_args
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+
+__all__ = ["triple_reduce", "sw_reduce"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
+
 
 cdef enum:
     RED_TS = 12  # scratch doubles per pair: u[3], 1/r, A, dA/dr, B, dB/dr, grad[3], spare

@@ -1,0 +1,146 @@
+# Shared declarations of miniff's compiled core: the family codes and compiled-in limits (the only
+# definition of them: ``config.pyx`` exports them to Python as FAMILY_CODES and LIMITS) and the small
+# inline helpers used by more than one extension module. Everything here is inline or compile-time, so
+# cimporting this file creates no runtime dependency between the modules.
+
+from libc.math cimport exp, cos, sin, pow, M_PI
+from libc.stdint cimport int32_t, int64_t
+
+# Family codes of the compiled reductions (read by miniff/potentials/backends.py through FAMILY_CODES).
+cdef enum:
+    RED_PAIR_HARMONIC = 0
+    RED_PAIR_LJ = 1
+    RED_PAIR_SW2 = 2
+    RED_FC_BEHLER2 = 10
+    RED_FC_SIGMOID = 11
+    RED_TRIPLE_SW3 = 20
+    RED_TRIPLE_BEHLER5X = 21
+    RED_BATCH_BEHLER5 = 30
+    RED_BATCH_BEHLER4 = 31
+
+# Limits compiled into the kernels (fixed-size per-atom scratch; exported as LIMITS).
+cdef enum:
+    RED_MAX_GROUP = 64     # descriptors per batched call (and distinct eta, (l, zeta) of angular batches)
+    RED_MOM_E = 4          # distinct eta per moment-kernel call (angular.pyx)
+    RED_MOM_Z = 8          # largest integer zeta of the moment kernel
+    LSP_MAX_RADIAL = 16    # distinct (r0, sigma) per LSP call (lsp.pyx)
+    LSP_MAX_ORDER = 8      # largest Legendre order of the LSP
+
+
+cdef extern from *:
+    """
+    /* exp(x) for x below this is < 1e-304: such radial factors are taken as 0 (no denormal slow paths) */
+    #define MINIFF_RED_EXP_FLOOR (-700.0)
+    """
+    const double RED_EXP_FLOOR "MINIFF_RED_EXP_FLOOR"
+
+
+# ---------------------------------------------------------------------------------------------
+# Species selection and cutoffs
+# ---------------------------------------------------------------------------------------------
+
+cdef inline bint _match(int32_t s, int want) noexcept nogil:
+    return want < 0 or s == want
+
+
+cdef inline int32_t _nb_spec(const int32_t* spec_n, int32_t j, Py_ssize_t n) noexcept nogil:
+    """Species code of neighbour ``j``, or -2 (matches no species) when ``j`` is outside [0, n)."""
+    if j < 0 or j >= n:
+        return -2
+    return spec_n[j]
+
+
+cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noexcept nogil:
+    """f_c(r) = (1 + cos(pi r / a)) / 2 and its derivative (r < a assumed)."""
+    cdef double x = M_PI / a
+    fc[0] = 0.5 * (1.0 + cos(x * r))
+    dfc[0] = -0.5 * x * sin(x * r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small math
+# ---------------------------------------------------------------------------------------------
+
+cdef inline double _ipow(double x, int n) noexcept nogil:
+    """x ** n for an integer n >= 0 (n <= 4 unrolled, else repeated squaring)."""
+    cdef double r = 1.0
+    if n <= 4:
+        if n == 0:
+            return 1.0
+        if n == 1:
+            return x
+        r = x * x
+        if n == 2:
+            return r
+        if n == 3:
+            return r * x
+        return r * r
+    while n > 0:
+        if n & 1:
+            r = r * x
+        x = x * x
+        n = n >> 1
+    return r
+
+
+cdef inline Py_ssize_t _nl_align(Py_ssize_t x) noexcept nogil:
+    """x rounded up to a multiple of 64 (bytes)."""
+    return (x + 63) & ~(<Py_ssize_t> 63)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stillinger-Weber 2 pair term (pair.pyx, and fused with SW3 in triple.pyx)
+# ---------------------------------------------------------------------------------------------
+
+cdef struct SW2Const:
+    double eps_a      # epsilon * gauge_a, eV
+    double sigma      # Å
+    double isig       # 1 / sigma, 1/Å
+    double a          # reduced cutoff
+    double b          # gauge_b
+    double p          # exponents
+    double q
+    int ip            # p, q as integers >= 0, or -1 (then pow() is used)
+    int iq
+
+
+cdef inline SW2Const _sw2_const(const double* par) noexcept nogil:
+    """SW2 constants from par = (epsilon, sigma, a, p, q, gauge_a, gauge_b, int p or -1, int q or -1)."""
+    cdef SW2Const k
+    k.eps_a = par[0] * par[5]
+    k.sigma = par[1]
+    k.isig = 1.0 / par[1]
+    k.a = par[2]
+    k.b = par[6]
+    k.p = par[3]
+    k.q = par[4]
+    k.ip = <int>par[7]
+    k.iq = <int>par[8]
+    return k
+
+
+cdef inline double _sw2_term(const SW2Const* k, double r, double ir, double ixa, double* g) noexcept nogil:
+    """SW2 pair energy eps A (B x^-p - x^-q) exp(1 / (x - a)), x = r / sigma < a (eV), and g = (dE/dr) / r.
+
+    ``ir`` = 1 / r; ``ixa`` = 1 / (x - a), or 0 to compute it here.
+    """
+    cdef double ex, xi, bp, xq, t
+    if ixa == 0.0:
+        ixa = 1.0 / (r * k.isig - k.a)
+    if ixa < RED_EXP_FLOOR:  # at the cutoff the term and its derivative vanish
+        g[0] = 0.0
+        return 0.0
+    ex = exp(ixa)
+    xi = k.sigma * ir
+    if k.ip >= 0:
+        bp = k.b * _ipow(xi, k.ip)
+    else:
+        bp = k.b * pow(xi, k.p)
+    if k.iq >= 0:
+        xq = _ipow(xi, k.iq)
+    else:
+        xq = pow(xi, k.q)
+    t = bp - xq
+    # (dE/dr) / r = eps A e ((q x^-q - p B x^-p) / x - t / (x - a)^2) / sigma^2 / x
+    g[0] = k.eps_a * ex * ((k.q * xq - k.p * bp) * xi - t * ixa * ixa) * k.isig * ir
+    return k.eps_a * t * ex
