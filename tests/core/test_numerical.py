@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_potentials_support import make_nw
+from support import make_nw
 
 import miniff.potentials as P
 from miniff.numerical import (

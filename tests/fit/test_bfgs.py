@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_fit_lbfgs import _minimise_quadratic, _quadratic
+from support import minimise_quadratic, random_quadratic, seed_dataset
 
 from miniff import ml_util
 from miniff.fit.bfgs import MAX_PARAMETERS
@@ -59,13 +59,13 @@ def test_pair_with_negative_curvature_is_skipped_and_reset_restarts():
 
 
 def test_quadratic_minimum_in_fewer_iterations_than_lbfgs():
-    a, b = _quadratic(30, 0)
-    x, opt = _minimise_quadratic(lambda p: ml_util.DenseBFGS(p, max_iter=500, tolerance_grad=1e-11,
-                                                             tolerance_change=0), a, b)
+    a, b = random_quadratic(30, 0)
+    x, opt = minimise_quadratic(lambda p: ml_util.DenseBFGS(p, max_iter=500, tolerance_grad=1e-11,
+                                                            tolerance_change=0), a, b)
     np.testing.assert_allclose(x.detach().numpy(), np.linalg.solve(a, b), rtol=1e-6, atol=1e-7)
     # the full curvature information pays: fewer iterations than L-BFGS with 3 pairs on the same problem
-    y, lbfgs = _minimise_quadratic(lambda p: ml_util.CompactLBFGS(p, max_iter=500, history_size=3,
-                                                                  tolerance_grad=1e-11, tolerance_change=0), a, b)
+    y, lbfgs = minimise_quadratic(lambda p: ml_util.CompactLBFGS(p, max_iter=500, history_size=3,
+                                                                 tolerance_grad=1e-11, tolerance_change=0), a, b)
     assert opt.state[x]["n_iter"] < lbfgs.state[y]["n_iter"]
 
 
@@ -110,8 +110,6 @@ def test_rosenbrock_and_state_dict_resume():
 
 def test_workflow_with_bfgs_stops_at_the_criteria():
     """A fit with ``optimizer: bfgs`` through the closure and its convergence criteria."""
-    from test_ml_util import seed_dataset
-
     torch.manual_seed(0)
     dataset, _, _ = seed_dataset(torch.float64)
     nn = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)).double()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_ml_util import seed_dataset
+from support import minimise_quadratic, random_quadratic, seed_dataset
 
 from miniff import ml_util
 from miniff.fit.lbfgs import _strong_wolfe
@@ -81,7 +81,7 @@ def test_pair_with_negative_curvature_is_skipped():
 def test_history_invariants_after_many_iterations():
     """The Gram matrices updated without products (from ``Y d`` and the carried ``W g``) equal ``S Y^T`` and
     ``Y Y^T`` recomputed from the stored pairs, after the circular storage wrapped around several times."""
-    a, b = _quadratic(25, 5)
+    a, b = random_quadratic(25, 5)
     at, bt = torch.tensor(a), torch.tensor(b)
     x = torch.zeros(25, dtype=torch.float64, requires_grad=True)
     opt = ml_util.CompactLBFGS([x], max_iter=23, history_size=4, tolerance_grad=0, tolerance_change=0)
@@ -101,35 +101,11 @@ def test_history_invariants_after_many_iterations():
     np.testing.assert_allclose(h["YY"], y_rows @ y_rows.T, rtol=1e-9, atol=1e-14)
 
 
-def _quadratic(n, seed):
-    rng = np.random.default_rng(seed)
-    q = rng.normal(size=(n, n))
-    a = q @ q.T / n + np.diag(np.linspace(0.5, 20, n))
-    b = rng.normal(size=n)
-    return a, b
-
-
-def _minimise_quadratic(make_optimizer, a, b):
-    """Minimise ``x A x / 2 - b x`` from 0 with ``make_optimizer([x])``; returns ``(x, optimizer)``."""
-    at, bt = torch.tensor(a), torch.tensor(b)
-    x = torch.zeros(len(b), dtype=torch.float64, requires_grad=True)
-    opt = make_optimizer([x])
-
-    def closure():
-        opt.zero_grad()
-        f = 0.5 * x @ at @ x - bt @ x
-        f.backward()
-        return f
-
-    opt.step(closure)
-    return x, opt
-
-
 @pytest.mark.parametrize("history_size", [3, 50])
 def test_quadratic_minimum(history_size):
-    a, b = _quadratic(30, 0)
-    x, _ = _minimise_quadratic(lambda p: ml_util.CompactLBFGS(p, max_iter=500, history_size=history_size,
-                                                              tolerance_grad=1e-11, tolerance_change=0), a, b)
+    a, b = random_quadratic(30, 0)
+    x, _ = minimise_quadratic(lambda p: ml_util.CompactLBFGS(p, max_iter=500, history_size=history_size,
+                                                             tolerance_grad=1e-11, tolerance_change=0), a, b)
     # the line search compares losses: x is exact to about sqrt(machine epsilon)
     np.testing.assert_allclose(x.detach().numpy(), np.linalg.solve(a, b), rtol=1e-6, atol=1e-7)
 
@@ -171,7 +147,7 @@ def test_line_search_meets_the_strong_wolfe_conditions(alpha0):
 
 
 def test_state_dict_round_trip_continues_bitwise():
-    a, b = _quadratic(40, 3)
+    a, b = random_quadratic(40, 3)
     at, bt = torch.tensor(a), torch.tensor(b)
 
     def run(n_steps, split):

@@ -3,19 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from support import seed_dataset
 
 from miniff import ml, ml_util
-
-
-def seed_dataset(dtype=torch.float32):
-    """The seed tutorial's toy problem: f(r) = g2 - g1 + g0 with g_i = r^i exp(-r)."""
-    r = np.linspace(0.1, 10, 100)
-    g_r = np.array([r**i * np.exp(-r) for i in range(3)])
-    f_r = (r**2 - r + 1) * np.exp(-r)
-    rhs = ml.PerCellDataset(energy=torch.tensor(f_r, dtype=dtype)[:, None])
-    lhs = ml.PerPointDataset(features=torch.tensor(g_r.T, dtype=dtype)[:, None, :], mask=torch.ones(len(r), 1,
-                                                                                                    dtype=dtype))
-    return ml.Dataset(rhs, lhs), g_r, f_r
 
 
 def test_seed_tutorial_closure():

@@ -6,35 +6,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk  # noqa: E402
-from ase.calculators.lj import LennardJones  # noqa: E402
+from support import LJ_RC, lj_cells, radial_basis
 
-from miniff import ml_util, potentials  # noqa: E402
-from miniff.io import read_cells  # noqa: E402
+from miniff import ml_util
 
-SIGMA, EPSILON, RC = 1.0, 1.0, 2.5
-
-
-def lj_cells(n, seed, rattle=0.02):
-    """Strained, rattled 8-atom fcc cells with ASE's smooth Lennard-Jones energies and forces."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k in range(n):
-        atoms = bulk("Ar", "fcc", a=2 ** (1 / 6) * np.sqrt(2) * SIGMA, cubic=True).repeat((2, 1, 1))
-        atoms.set_cell(atoms.cell[:] @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))), scale_atoms=True)
-        atoms.positions += rng.normal(scale=rattle, size=atoms.positions.shape)
-        atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC, smooth=True)
-        atoms.get_forces()
-        atoms.info["group"] = "a" if k % 2 else "b"
-        frames.append(atoms)
-    return read_cells(frames)
-
-
-def radial_basis(n=16):
-    """Shifted Gaussians (Behler type 2) spanning 0.8 sigma .. cutoff."""
-    rs = np.linspace(0.8, 2.4, n)
-    eta = 1 / (2 * (rs[1] - rs[0]) ** 2)
-    return {"Ar": [potentials.behler2_descriptor_family(a=RC, eta=eta, r_sphere=float(r), tag="Ar-Ar") for r in rs]}
+RC = LJ_RC  # the cutoff of the Lennard-Jones cells (Å)
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ Timings are never asserted; agreement between tools and the layout of ``results.
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from support import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # appended: an installed miniff still wins over the source tree
 

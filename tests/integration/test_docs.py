@@ -5,11 +5,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = ["kernel", "potentials", "ml", "ml_util", "presentation", "calculator", "io", "util", "units",
                   "numerical"]

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from support import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 EXAMPLES = ROOT / "examples"
 AMP = EXAMPLES / "amp_ptcu"
 PYFIT = EXAMPLES / "pyfit_si"

@@ -2,15 +2,13 @@
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import REPO_ROOT
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is part of the test extra; not installed here")
 def test_ruff_clean():
-    out = subprocess.run(["ruff", "check", "miniff", "tests", "benchmarks", "setup.py"], cwd=ROOT,
+    out = subprocess.run(["ruff", "check", "miniff", "tests", "benchmarks", "setup.py"], cwd=REPO_ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -1,13 +1,13 @@
 """Every tutorial notebook runs top to bottom (nbclient), in a scratch folder, without warnings."""
 
 import importlib
-from pathlib import Path
 
 import nbclient
 import nbformat
 import pytest
+from support import REPO_ROOT
 
-TUTORIALS = Path(__file__).resolve().parent.parent / "tutorial"
+TUTORIALS = REPO_ROOT / "tutorial"
 NOTEBOOKS = sorted(TUTORIALS.glob("*.ipynb"))
 
 # What each notebook needs from miniff: (module, attribute or None).

@@ -7,7 +7,7 @@ differences of recomputed energies, and the NN potential evaluated through the k
 import numpy as np
 import pytest
 import torch
-from reference import central_difference
+from support import central_difference, spy
 
 from miniff import ml
 from miniff.kernel import Cell, NeighborWrapper
@@ -240,16 +240,21 @@ def test_compact_and_padded_evaluation_agree(rng, monkeypatch):
     ds = ml.learn_cauldron(cells, _descriptors(), grad=True, normalize=False)
     nets = _nets()
     results = {}
+    gathered = spy(monkeypatch, _ml_cauldron, "_gather_real_points")
     for fill in (0.0, 1.0):  # 0: always padded; 1: always compact
         monkeypatch.setattr(_ml_cauldron, "COMPACT_MAX_FILL", fill)
-        for p in ds.per_point_datasets:
-            p.__dict__.pop("_compact_cache", None)
+        gathered.clear()
         energy, gradients = ml.forward_cauldron(nets, ds, grad=True)
         (energy.sum() + (gradients ** 2).sum()).backward()
         results[fill] = (energy.detach(), gradients.detach(), [q.grad.clone() for n in nets for q in n.parameters()])
         for n in nets:
             n.zero_grad()
-        assert (ds.per_point_datasets[0].__dict__["_compact_cache"][1] is None) == (fill == 0.0)
+        # a new threshold is a new decision: every species is gathered once (None: the padded evaluation) ...
+        assert len(gathered) == len(ds.per_point_datasets)
+        compact = _ml_cauldron._compact_points(ds.per_point_datasets[0])
+        assert (compact is None) == (fill == 0.0)
+        # ... and kept: asking again returns the very object forward_cauldron used, without gathering again
+        assert compact is gathered[0].result and len(gathered) == len(ds.per_point_datasets)
     (e0, g0, p0), (e1, g1, p1) = results[0.0], results[1.0]
     torch.testing.assert_close(e1, e0, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(g1, g0, rtol=1e-12, atol=1e-12)

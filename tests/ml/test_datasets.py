@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from support import seed_dataset, seed_toy, spy
 
 from miniff import ml
 
@@ -11,35 +12,10 @@ from miniff import ml
 # ----------------------------------------------------------------------------------------------------
 
 
-def _toy():
-    def f(r):
-        return (r**2 - r + 1) * np.exp(-r)
-
-    def g(r, i):
-        return r**i * np.exp(-r)
-
-    r = np.linspace(0.1, 10, 100)
-    f_r = f(r)
-    g_r = np.array(tuple(g(r, i) for i in range(3)))
-    return r, g_r, f_r
-
-
-def _seed_dataset():
-    r, g_r, f_r = _toy()
-    rhs = ml.PerCellDataset(
-        energy=torch.tensor(f_r, dtype=torch.float32)[:, None],
-    )
-    lhs = ml.PerPointDataset(
-        features=torch.tensor(g_r.T, dtype=torch.float32)[:, None, :],
-        mask=torch.ones(len(r), 1),
-    )
-    return ml.Dataset(rhs, lhs)
-
-
 def test_seed_tutorial_with_ml_util_closure():
     from miniff import ml_util
 
-    dataset = _seed_dataset()
+    dataset, _, _ = seed_dataset()
     torch.manual_seed(0)
     nn = ml.SequentialSoleEnergyNN(3, n_layers=1, bias=False)
     tolerance = dict(tolerance_change=1e-14, tolerance_grad=1e-14)
@@ -53,8 +29,8 @@ def test_seed_tutorial_with_ml_util_closure():
 
 
 def test_seed_toy_dataset_and_linear_fit():
-    r, g_r, f_r = _toy()
-    dataset = _seed_dataset()
+    r, g_r, f_r = seed_toy()
+    dataset, _, _ = seed_dataset()
     nn = ml.SequentialSoleEnergyNN(3, n_layers=1, bias=False)
     assert isinstance(nn, torch.nn.Sequential) and len(nn) == 1
     opt = torch.optim.LBFGS(nn.parameters(), line_search_fn="strong_wolfe", tolerance_change=1e-14,
@@ -416,14 +392,18 @@ def test_sparse_and_dense_contractions_agree(rng, monkeypatch):
     dE_dF = torch.from_numpy(rng.normal(size=(3, 2, 4))).requires_grad_(True)
     ref = torch.einsum("spd,spdac->sac", dE_dF, dense)
     out = {}
+    layouts = spy(monkeypatch, ml.SparseJacobian, "_dense")
     for ratio in (0.0, 1e9):
         monkeypatch.setattr(ml.SparseJacobian, "DENSE_MAX_RATIO", ratio)
+        layouts.clear()
         g = jac.contract(dE_dF)
+        (call,) = layouts  # contract() asked for the dense layout once: None = index arithmetic
+        assert (call.result is not None) == (ratio > 0)
+        assert jac._dense(*call.args[1:]) is call.result  # a dense layout is kept: the same tensor again
         torch.testing.assert_close(g, ref, rtol=1e-12, atol=1e-12)
         (first,) = torch.autograd.grad((g ** 2).sum(), dE_dF, create_graph=True)
         (second,) = torch.autograd.grad(first.sum(), dE_dF)
         out[ratio] = (first.detach(), second)
-        assert (jac.__dict__.get("_dense_cache") is not None) == (ratio > 0)
     torch.testing.assert_close(out[1e9][0], out[0.0][0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out[1e9][1], out[0.0][1], rtol=1e-12, atol=1e-12)
     padded = torch.cat([dE_dF.detach(), torch.from_numpy(rng.normal(size=(3, 1, 4)))], dim=1)  # a wider P

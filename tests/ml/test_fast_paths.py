@@ -9,6 +9,7 @@ of ``miniff.fit.closures`` written with plain tensor operations.
 import numpy as np
 import pytest
 import torch
+from support import spy
 
 from miniff import ml
 from miniff.fit.closures import _atom_counts, energy_loss
@@ -115,11 +116,15 @@ def test_written_out_input_gradients_equal_autograd(rng, monkeypatch, activation
             ml.init_output_range(net, -0.7, 2.9)
     assert all(_ml_cauldron._plain_mlp(n) is not None for n in nets)
     ref = _with_parameter_gradients(nets, lambda: _reference(nets, ds))
+    masks = spy(monkeypatch, _ml_cauldron, "_real_mask")
     calls = _count_autograd_calls(monkeypatch)
     got = _with_parameter_gradients(nets, lambda: ml.forward_cauldron(nets, ds, grad=True))
     assert calls == []
     _assert_same(got, ref)
-    assert (ds.per_point_datasets[0].__dict__["_real_mask_cache"][1] is None) == (not padded)
+    d0 = ds.per_point_datasets[0]
+    used = [c.result for c in masks if c.args[0] is d0]  # the masks forward_cauldron multiplied species 0 by
+    assert len(used) == 1 and (used[0] is None) == (not padded)
+    assert _ml_cauldron._real_mask(d0) is used[0]  # kept on the dataset: the same tensor again
 
 
 def test_other_networks_share_one_autograd_call(rng, monkeypatch):
@@ -141,10 +146,15 @@ def test_compact_and_padded_paths_agree(rng, monkeypatch, wrap):
     ds = _dataset(rng)
     nets = [_Wrapped(n) for n in _nets()] if wrap else _nets()
     ref = _with_parameter_gradients(nets, lambda: _reference(nets, ds))
+    gathered = spy(monkeypatch, _ml_cauldron, "_gather_real_points")
     for fill in (0.0, 1.0):  # 0: always padded; 1: always compact
         monkeypatch.setattr(_ml_cauldron, "COMPACT_MAX_FILL", fill)
+        gathered.clear()
         got = _with_parameter_gradients(nets, lambda: ml.forward_cauldron(nets, ds, grad=True))
-        assert (ds.per_point_datasets[0].__dict__["_compact_cache"][1] is None) == (fill == 0.0)
+        compact = _ml_cauldron._compact_points(ds.per_point_datasets[0])
+        assert (compact is None) == (fill == 0.0)
+        # gathered once per species by forward_cauldron (None: padded), and the kept result is the one it used
+        assert len(gathered) == len(ds.per_point_datasets) and compact is gathered[0].result
         _assert_same(got, ref)
 
 
@@ -199,14 +209,17 @@ def test_no_grad_and_feature_gradients(rng):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_caches_follow_in_place_changes(rng):
+def test_caches_follow_in_place_changes(rng, monkeypatch):
     """Masks, atom counts and the gathered real atoms are recomputed when the dataset changes in place."""
     ds = _dataset(rng, padded=False)
     nets = _nets()
     counts = _atom_counts(ds)
     torch.testing.assert_close(counts, torch.full((2,), 6.0, dtype=torch.float64))
+    masks = spy(monkeypatch, _ml_cauldron, "_real_mask")
     loss = energy_loss(nets, ds, w_gradients=1.0, per_atom=True)  # fills the caches
-    assert ds.per_point_datasets[1].__dict__["_real_mask_cache"][1] is None
+    used = [c.result for c in masks if c.args[0] is ds.per_point_datasets[1]]
+    assert used and all(m is None for m in used)  # every point real: no mask
+    assert _ml_cauldron._real_mask(ds.per_point_datasets[1]) is None
     with torch.no_grad():  # drop the last 'b' point of sample 1 and its atom from the force term
         ds.per_point_datasets[1].mask[1, -1] = 0
         ds.per_cell_dataset.mask[1, 5] = 0
@@ -246,14 +259,19 @@ def test_loss_equals_its_formula(rng, padded, per_atom, weights):
                                + result.components["gradients"].loss_value, rtol=0, atol=0)
 
 
-def test_dense_jacobian_cache_of_padded_copies(rng):
+def test_dense_jacobian_cache_of_padded_copies(rng, monkeypatch):
     """A padded copy of a Jacobian whose dense layout is cached builds its own (wider) layout."""
     ds = _dataset(rng)
     jac = ds.per_point_datasets[0].features_g
     dE_dF = torch.from_numpy(rng.normal(size=(jac.n_samples, jac.n_points, jac.n_features)))
+    layouts = spy(monkeypatch, ml.SparseJacobian, "_dense")
     small = jac.contract(dE_dF)
-    assert jac.__dict__.get("_dense_cache") is not None
+    (call,) = layouts
+    assert call.args[0] is jac and call.result is not None  # the dense per-sample product was used ...
+    assert jac._dense(*call.args[1:]) is call.result  # ... and is kept: the same tensor again
     wide = jac.padded(n_atoms=jac.n_atoms + 2).contract(dE_dF)
+    own = layouts[-1]
+    assert own.args[0] is not jac and own.result.shape[-1] == (jac.n_atoms + 2) * 3  # its own, wider layout
     assert wide.shape == (jac.n_samples, jac.n_atoms + 2, 3)
     torch.testing.assert_close(wide[:, :jac.n_atoms], small, rtol=0, atol=0)
     assert not wide[:, jac.n_atoms:].any()

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from support import lj_cells, radial_basis
 
 from miniff import ml
 from miniff.ml.networks import has_output_scaling
@@ -111,8 +112,6 @@ def test_workflow_starts_the_outputs_on_the_energies_per_atom(tmp_path):
     """FitWorkflow with ``output_activation``: each network's output range is the learning set's range of
     (normalised) energies per atom, computed here from the raw energies and the normalisation's constants; the
     fit then lowers the loss and the saved potential evaluates the trained networks."""
-    from test_workflows_fit import lj_cells, radial_basis
-
     from miniff import ml_util
 
     cells = lj_cells(12, seed=4)

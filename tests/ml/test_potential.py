@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from reference import central_difference
+from support import central_difference
 
 from miniff import ml
 from miniff.kernel import Cell, NeighborWrapper

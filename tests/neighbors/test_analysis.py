@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from reference import brute_force_pairs
 from scipy.special import erf
+from support import brute_force_pairs
 
 from miniff import kernel
 from miniff.kernel import Cell, NeighborWrapper

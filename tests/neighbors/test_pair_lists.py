@@ -4,23 +4,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import brute_force_pairs
+from support import brute_force_pairs, brute_force_pairs_anywhere
 
 from miniff.kernel import Cell, NeighborWrapper, PairList
-
-
-def reference_pairs(vectors, positions, cutoff, pbc):
-    """Brute-force pairs for positions anywhere (wrapped first, shifts translated back)."""
-    vectors = np.asarray(vectors, dtype=float)
-    positions = np.asarray(positions, dtype=float)
-    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
-    frac = positions @ np.linalg.inv(vectors)
-    offset = np.where(pbc, np.floor(frac), 0.0)
-    wrapped = (frac - offset) @ vectors
-    i, j, s, d = brute_force_pairs(vectors, wrapped, cutoff, pbc)
-    s = (s - offset[j] + offset[i]).astype(int)
-    order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
-    return i[order], j[order], s[order], d[order]
 
 
 def ours(nw):
@@ -68,7 +54,7 @@ def test_random_triclinic_matches_brute_force(vectors, n, cutoff, pbc, seed, nor
     rng = np.random.default_rng(seed)
     frac = rng.random((n, 3)) * 1.6 - 0.3  # partly outside [0, 1)
     nw = make(vectors, frac, pbc=pbc, normalize=normalize, cutoff=cutoff)
-    ref = reference_pairs(vectors, nw.cartesian_row, cutoff, pbc)
+    ref = brute_force_pairs_anywhere(vectors, nw.cartesian_row, cutoff, pbc)
     assert_same_pairs(nw, ref, context=f"pbc={pbc} rc={cutoff}")
     if not normalize:
         np.testing.assert_allclose(nw.cartesian_row, frac @ vectors, atol=1e-12)
@@ -88,7 +74,7 @@ def test_explicit_replica_counts_match_filtered_brute_force(vectors, x, cutoff, 
     nw = make(vectors, frac, x=x, cutoff=cutoff)
     pbc = np.array(x) > 1
     assert nw.pbc.tolist() == pbc.tolist()
-    i, j, s, d = reference_pairs(vectors, nw.cartesian_row, cutoff, pbc)
+    i, j, s, d = brute_force_pairs_anywhere(vectors, nw.cartesian_row, cutoff, pbc)
     keep = np.all(np.abs(s) <= (np.array(x) - 1) // 2, axis=1)
     assert_same_pairs(nw, (i[keep], j[keep], s[keep], d[keep]), context=f"x={x} rc={cutoff}")
 
@@ -115,7 +101,7 @@ def test_cutoff_larger_than_twice_the_shortest_height(rng, monkeypatch, prune):
     frac = rng.random((3, 3))
     cutoff = 6.1  # > 2x every plane spacing
     nw = make(vectors, frac, cutoff=cutoff)
-    assert_same_pairs(nw, reference_pairs(vectors, nw.cartesian_row, cutoff, True))
+    assert_same_pairs(nw, brute_force_pairs_anywhere(vectors, nw.cartesian_row, cutoff, True))
 
 
 @pytest.mark.parametrize("prune", [False, True], ids=["unpruned", "pruned"])
@@ -125,7 +111,7 @@ def test_very_skewed_cell(rng, monkeypatch, prune):
     vectors = np.array([[5.0, 0.0, 0.0], [4.6, 0.6, 0.0], [4.4, 0.3, 0.8]])
     frac = rng.random((5, 3))
     nw = make(vectors, frac, cutoff=2.2)
-    assert_same_pairs(nw, reference_pairs(vectors, nw.cartesian_row, 2.2, True))
+    assert_same_pairs(nw, brute_force_pairs_anywhere(vectors, nw.cartesian_row, 2.2, True))
 
 
 @pytest.mark.parametrize("pbc", [(True, True, False), (True, False, False), (False, True, False)])
@@ -134,7 +120,7 @@ def test_slabs_and_wires(rng, pbc):
     frac = rng.random((10, 3))
     nw = make(vectors, frac, pbc=pbc, cutoff=4.5)
     assert nw.pbc.tolist() == list(pbc)
-    assert_same_pairs(nw, reference_pairs(vectors, nw.cartesian_row, 4.5, pbc))
+    assert_same_pairs(nw, brute_force_pairs_anywhere(vectors, nw.cartesian_row, 4.5, pbc))
     assert np.all(nw.pairs.S_pc[:, ~np.array(pbc)] == 0)
 
 
@@ -164,7 +150,7 @@ def test_atoms_on_box_faces():
     frac = np.array([[0.0, 0.0, 0.0], [1.0, 0.5, 0.5], [0.5, 1.0, 0.0], [-0.0, 0.5, 1.0]])
     for normalize in (True, False):
         nw = make(vectors, frac, cutoff=2.9, normalize=normalize)
-        ref = reference_pairs(vectors, nw.cartesian_row, 2.9, True)
+        ref = brute_force_pairs_anywhere(vectors, nw.cartesian_row, 2.9, True)
         assert_same_pairs(nw, ref)
     assert np.all((nw.coordinates >= 0) & (nw.coordinates <= 1))
     wrapped = make(vectors, frac, cutoff=2.9)
@@ -192,7 +178,7 @@ def test_replica_counts_limit_images(rng):
     assert nw.pbc.tolist() == [True, False, True]
     S = nw.pairs.S_pc
     assert np.abs(S[:, 0]).max() == 1 and np.all(S[:, 1] == 0) and np.abs(S[:, 2]).max() == 2
-    ref = reference_pairs(vectors, nw.cartesian_row, 5.0, (True, False, True))
+    ref = brute_force_pairs_anywhere(vectors, nw.cartesian_row, 5.0, (True, False, True))
     keep = (np.abs(ref[2][:, 0]) <= 1) & (np.abs(ref[2][:, 2]) <= 2)
     assert_same_pairs(nw, tuple(r[keep] for r in ref))
     assert nw.shift_vectors.shape == (15, 3)
@@ -309,12 +295,12 @@ def test_set_cell_cartesian_keeps_row_consistent(triclinic_box, rng):
     nw.set_cell_cartesian(new)
     np.testing.assert_allclose(nw.cartesian_row, nw.cell.cartesian())
     assert np.all((nw.coordinates >= 0) & (nw.coordinates < 1))
-    assert_same_pairs(nw, reference_pairs(vectors, nw.cartesian_row, 3.5, True))
+    assert_same_pairs(nw, brute_force_pairs_anywhere(vectors, nw.cartesian_row, 3.5, True))
     lattice_steps = (nw.cartesian_row - new) @ np.linalg.inv(vectors)
     np.testing.assert_allclose(lattice_steps, np.round(lattice_steps), atol=1e-9)
     nw.set_cell_cartesian(new, normalize=False)
     np.testing.assert_allclose(nw.cartesian_row, new)
-    assert_same_pairs(nw, reference_pairs(vectors, new, 3.5, True))
+    assert_same_pairs(nw, brute_force_pairs_anywhere(vectors, new, 3.5, True))
 
 
 def test_set_cell_replaces_structure(triclinic_box, fcc_ar):
@@ -500,7 +486,7 @@ def test_many_bins_match_brute_force(rng, pbc):
 
     vectors, positions = _dense_triclinic(rng, 500)
     positions = positions + rng.normal(scale=3.0, size=positions.shape)  # some atoms outside the cell
-    i, j, s, d = reference_pairs(vectors, positions, 3.3, pbc)
+    i, j, s, d = brute_force_pairs_anywhere(vectors, positions, 3.3, pbc)
     for threads in (1, 2):
         pairs = build_pair_list(positions, vectors, pbc, 3.3, n_threads=threads)
         np.testing.assert_array_equal(pairs.i_p, i)

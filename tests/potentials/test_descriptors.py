@@ -3,7 +3,7 @@ evaluation and central finite differences, thread independence, chunking, and sm
 
 import numpy as np
 import pytest
-from test_potentials_support import dense_descriptor_jacobian, make_nw
+from support import dense_descriptor_jacobian, make_nw
 
 import miniff.potentials as P
 from miniff.numerical import numerical_descriptor_gradient

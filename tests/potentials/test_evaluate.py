@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_potentials import PAIR_CASES, TRIPLE_CASES
-from test_potentials_support import make_nw, separated_fractions
+from support import PAIR_CASES, TRIPLE_CASES, diamond, make_nw, separated_fractions
 
 import miniff.potentials as P
 from miniff.neighbors.pairlist import PairList
@@ -224,16 +223,9 @@ def test_lennard_jones_equals_ase(fcc_ar, rng):
     np.testing.assert_allclose(nw.stress(lj), atoms.get_stress(), rtol=0, atol=1e-13)
 
 
-def _diamond(a, n=1):
-    frac = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    frac = np.concatenate([frac, frac + 0.25])
-    frac = np.concatenate([(frac + s) / n for s in np.ndindex(n, n, n)])
-    return np.eye(3) * a * n, frac, np.array(["Si"] * len(frac)), (True, True, True)
-
-
 def test_stillinger_weber_silicon_cohesive_energy():
     sw = P.stillinger_weber_si()
-    nw = make_nw(_diamond(5.431), 3.8)
+    nw = make_nw(diamond(5.431), 3.8)
     assert nw.total(sw) / 8 == pytest.approx(-4.3366, abs=5e-5)
     np.testing.assert_allclose(nw.grad(sw), 0, atol=1e-12)
     # 5.431 Å is the published (rounded) equilibrium: the pressure is tiny

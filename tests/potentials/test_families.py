@@ -1,11 +1,13 @@
-"""Every built-in family and tag against a direct numpy implementation of its formula (API.md §2.4),
-plus parameter validation, state dicts and the module helpers."""
+"""Every built-in family and tag against a direct numpy implementation of its formula (the per-atom formulas of
+0.1.4: pair terms counted from both atoms with no 1/2, triplet terms over ordered neighbour pairs j != k; the case
+tables are ``support.PAIR_CASES`` / ``support.TRIPLE_CASES``), plus parameter validation, state dicts and the module
+helpers."""
 
 import math
 
 import numpy as np
 import pytest
-from test_potentials_support import fc, make_nw, reference_pair, reference_triple
+from support import PAIR_CASES, TRIPLE_CASES, fc, make_nw, reference_pair, reference_triple
 
 import miniff.potentials as P
 
@@ -27,66 +29,6 @@ def tiny_cell():
 @pytest.fixture(params=["periodic", "cluster", "tiny"])
 def system(request, triclinic_box, two_species_cluster, tiny_cell):
     return {"periodic": triclinic_box, "cluster": two_species_cluster, "tiny": tiny_cell}[request.param]
-
-
-A = 3.6  # descriptor cutoff used below, Å
-
-PAIR_CASES = {
-    "harmonic": (P.harmonic_repulsion_potential_family, dict(a=2.5, epsilon=0.7), 2.5,
-                 lambda r: 0.7 * (r - 2.5) ** 2 / (2 * 2.5**2)),
-    "lj": (P.lj_potential_family, dict(epsilon=0.02, sigma=1.1, a=3.0), 3.3,
-           lambda r: 4 * 0.02 * ((1.1 / r) ** 12 - (1.1 / r) ** 6)),
-    "sw2": (P.sw2_potential_family, dict(epsilon=1.3, sigma=1.4, a=1.8, p=4, q=0, gauge_a=7.0, gauge_b=0.6), 1.4 * 1.8,
-            lambda r: 1.3 * 7.0 * (0.6 * (r / 1.4) ** -4 - 1) * np.exp(1 / (r / 1.4 - 1.8))),
-    "sw2_q": (P.sw2_potential_family, dict(epsilon=1.0, sigma=1.2, a=2.0, p=6, q=2.5, gauge_a=3.0, gauge_b=1.5),
-              2.4, lambda r: 3.0 * (1.5 * (r / 1.2) ** -6 - (r / 1.2) ** -2.5) * np.exp(1 / (r / 1.2 - 2.0))),
-    "behler2": (P.behler2_descriptor_family, dict(a=A, eta=1.3, r_sphere=2.1), A,
-                lambda r: np.exp(-1.3 * (r - 2.1) ** 2) * fc(r, A)),
-    "sigmoid": (P.sigmoid_descriptor_family, dict(a=A, dr=0.4, r0=2.2), A,
-                lambda r: fc(r, A) / (1 + np.exp((r - 2.2) / 0.4))),
-    "general_pair": (P.general_pair_potential_family,
-                     dict(f=lambda r, row, col: np.sin(r) * fc(r, A),
-                          df_dr=lambda r, row, col: np.cos(r) * fc(r, A) + np.sin(r) * P.sine_cutoff_fp(r, A), a=A), A,
-                     lambda r: np.sin(r) * fc(r, A)),
-}
-
-
-def _b45(r1, r2, c, v1, v2, eta, l, zeta, eps, b4):
-    c = np.clip(c, -1.0, 1.0)  # collinear images: rounding may give |cos| slightly above 1
-    val = 2 ** (1 - zeta) * eps * (1 + l * c) ** zeta * np.exp(-eta * (r1**2 + r2**2)) * fc(r1, A) * fc(r2, A)
-    if b4:
-        r3 = np.linalg.norm(v2 - v1)
-        val = val * np.exp(-eta * r3**2) * fc(r3, A) if r3 < A else 0.0
-    return val
-
-
-def _b5x(r1, r2, c, eta1, eta2, c0, eps):
-    def g(r, eta):
-        return np.exp(-eta * r * r) * fc(r, A)
-
-    return eps / 4 * (c - c0) ** 2 * (g(r1, eta1) * g(r2, eta2) + g(r1, eta2) * g(r2, eta1))
-
-
-TRIPLE_CASES = {
-    "sw3": (P.sw3_potential_family, dict(epsilon=1.1, sigma=1.3, l=2.5, gamma=1.2, cos_theta0=-1 / 3, a=2.2),
-            1.3 * 2.2,
-            lambda r1, r2, c, v1, v2: 1.1 * 2.5 * (c + 1 / 3) ** 2
-            * np.exp(1.2 / (r1 / 1.3 - 2.2) + 1.2 / (r2 / 1.3 - 2.2))),
-    "behler4": (P.behler4_descriptor_family, dict(a=A, eta=0.05, l=1, zeta=3), A,
-                lambda r1, r2, c, v1, v2: _b45(r1, r2, c, v1, v2, 0.05, 1, 3, 1.0, True)),
-    "behler5": (P.behler5_descriptor_family, dict(a=A, eta=0.08, l=1, zeta=2, epsilon=0.7), A,
-                lambda r1, r2, c, v1, v2: _b45(r1, r2, c, v1, v2, 0.08, 1, 2, 0.7, False)),
-    "behler5_frac_zeta": (P.behler5_descriptor_family, dict(a=A, eta=0.01, l=1, zeta=1.7), A,
-                          lambda r1, r2, c, v1, v2: _b45(r1, r2, c, v1, v2, 0.01, 1, 1.7, 1.0, False)),
-    "behler5x": (P.behler5x_descriptor_family, dict(a=A, eta1=0.02, eta2=0.3, cos_theta0=0.25), A,
-                 lambda r1, r2, c, v1, v2: _b5x(r1, r2, c, 0.02, 0.3, 0.25, 1.0)),
-    "general_triple": (P.general_triple_potential_family,
-                       dict(f=lambda r1, r2, c, *_: r1 * c * fc(r1, A) * fc(r2, A),
-                            df_dr1=lambda r1, r2, c, *_: c * (fc(r1, A) + r1 * P.sine_cutoff_fp(r1, A)) * fc(r2, A),
-                            df_dr2=lambda r1, r2, c, *_: r1 * c * fc(r1, A) * P.sine_cutoff_fp(r2, A),
-                            df_dt=lambda r1, r2, c, *_: r1 * fc(r1, A) * fc(r2, A), a=A),
-                       A, lambda r1, r2, c, v1, v2: r1 * c * fc(r1, A) * fc(r2, A)),
-}
 
 
 @pytest.mark.parametrize("name", sorted(PAIR_CASES))

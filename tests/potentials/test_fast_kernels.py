@@ -12,8 +12,15 @@ import itertools
 
 import numpy as np
 import pytest
-from reference import brute_force_pairs, central_difference
-from test_potentials_support import make_nw, reference_pair, reference_triple, separated_fractions
+from support import (
+    brute_force_pairs,
+    central_difference,
+    diamond,
+    make_nw,
+    reference_pair,
+    reference_triple,
+    separated_fractions,
+)
 
 import miniff.potentials as P
 from miniff._ext import kernel_module as K
@@ -22,21 +29,6 @@ from miniff.potentials.backends import pair_only, plan_accumulation
 from miniff.potentials.base import LocalPotential, pair_arrays
 
 # --------------------------------------------------------------------------------------------- systems
-
-
-def _diamond(a=5.43, reps=(1, 1, 1), noise=0.05, seed=0, species=None):
-    """Diamond silicon, ``8 * prod(reps)`` atoms, Gaussian noise (Å) on the positions."""
-    base = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    base = np.concatenate([base, base + 0.25])
-    reps = np.asarray(reps)
-    frac = np.concatenate([(base + s) / reps for s in np.ndindex(*reps)])
-    vectors = np.diag(a * reps.astype(float))
-    rng = np.random.default_rng(seed)
-    cart = frac @ vectors + rng.normal(0, noise, frac.shape)
-    frac = cart @ np.linalg.inv(vectors)
-    if species is None:
-        species = np.array(["Si"] * len(frac))
-    return vectors, frac, np.asarray(species), (True, True, True)
 
 
 def _two_species(seed=1, n=40, box=8.5):
@@ -104,7 +96,7 @@ def _nw(system, cutoff=4.0, n_threads=1):
 
 def test_sw_silicon_energy_and_gradient_match_numpy():
     """Fused SW2 + SW3 on noisy diamond: per-atom energies vs numpy, gradient vs finite differences of numpy."""
-    vectors, frac, species, pbc = _diamond(reps=(1, 1, 2), noise=0.08)
+    vectors, frac, species, pbc = diamond(5.43, (1, 1, 2), noise=0.08, rng=0)
     pots = _sw_pots()
     nw = _nw((vectors, frac, species, pbc))
     res = nw.evaluate(pots)
@@ -123,7 +115,7 @@ def test_sw_silicon_energy_and_gradient_match_numpy():
 def test_sw3_moments_with_many_neighbours():
     """A dense random box (tens of neighbours per atom) stresses the moment formula against the triplet sum."""
     species = np.random.default_rng(3).choice(np.array(["a", "b"]), 16)
-    system = _diamond(reps=(1, 1, 2), noise=0.1, seed=3, species=species)  # 16 neighbours within 3.9 Å
+    system = diamond(5.43, (1, 1, 2), noise=0.1, rng=3, species=species)  # 16 neighbours within 3.9 Å
     params = dict(epsilon=1.1, sigma=1.3, l=2.5, gamma=1.2, cos_theta0=-1 / 3, a=3.0)
     for tag in ("a-a-a", "a-b-b", "a-a-b", "b-a-b"):
         pot = P.sw3_potential_family(tag=tag, **params)
@@ -147,7 +139,7 @@ def test_behler5x_moments_with_many_neighbours(tag):
     """Behler 5x (angular moments) on 16 neighbours per atom: values vs the numpy triplet sum, gradient vs
     central differences."""
     species = np.random.default_rng(4).choice(np.array(["a", "b"]), 16)
-    system = _diamond(reps=(1, 1, 2), noise=0.1, seed=4, species=species)
+    system = diamond(5.43, (1, 1, 2), noise=0.1, rng=4, species=species)
     pot = P.behler5x_descriptor_family(a=3.9, eta1=0.05, eta2=0.4, cos_theta0=0.3, epsilon=1.7, tag=tag)
     nw = _nw(system, 4.0)
     expected = reference_triple(system, 3.9, tag,
@@ -173,7 +165,7 @@ FUSED_CASES = {
 def test_fused_sw_equals_numpy_and_separate_potentials(name):
     p2, p3, tag2, tag3 = FUSED_CASES[name]
     species = None if tag2.startswith("Si") else np.array(["a", "b", "b", "a"] * 4)
-    system = _diamond(reps=(1, 1, 2), noise=0.1, seed=5, species=species)
+    system = diamond(5.43, (1, 1, 2), noise=0.1, rng=5, species=species)
     vectors, frac, species, _ = system
     pots = _sw_pots(p2, p3, tag2, tag3)
     nw = _nw(system)
@@ -196,7 +188,7 @@ def test_fused_sw_equals_numpy_and_separate_potentials(name):
 
 
 def test_fused_gradient_matches_central_differences():
-    system = _diamond(reps=(1, 1, 1), noise=0.12, seed=7, species=np.array(["a", "b"] * 4))
+    system = diamond(5.43, (1, 1, 1), noise=0.12, rng=7, species=np.array(["a", "b"] * 4))
     pots = _sw_pots(dict(SI2, p=4.5, q=0.5), SI3, "a-b", "a-b-b") + _sw_pots(SI2, SI3, "b-b", "b-a-a")
     nw = _nw(system)
     vectors, frac, species, _ = system
@@ -345,8 +337,8 @@ def _pair_formula(pot):
 
 @pytest.mark.parametrize("case", ["sw", "sw mixed", "lj", "behler5x"])
 def test_threads_give_identical_results(case):
-    system = _diamond(reps=(2, 2, 2), noise=0.1, seed=11,
-                      species=None if case == "sw" else np.array(["a", "b", "b", "a"] * 16))
+    system = diamond(5.43, (2, 2, 2), noise=0.1, rng=11,
+                     species=None if case == "sw" else np.array(["a", "b", "b", "a"] * 16))
     if case == "sw":
         pots = _sw_pots()
     elif case == "sw mixed":
@@ -453,10 +445,10 @@ def _separate(nw, pots):
 
 
 def test_mixed_jobs_reused_buffers_and_reentrant_evaluation():
-    big = _nw(_diamond(reps=(2, 2, 2), noise=0.1, seed=1))
+    big = _nw(diamond(5.43, (2, 2, 2), noise=0.1, rng=1))
     big.evaluate(_sw_pots(), stress=True)  # leaves non-zero data in the shared per-pair buffer
     species = np.array(["a", "b", "b", "a"] * 4)
-    nw = _nw(_diamond(reps=(1, 1, 2), noise=0.1, seed=2, species=species))
+    nw = _nw(diamond(5.43, (1, 1, 2), noise=0.1, rng=2, species=species))
     lj = P.lj_potential_family(epsilon=0.01, sigma=2.0, a=1.9, tag="a-b")
     b5x = P.behler5x_descriptor_family(a=3.8, eta1=0.02, eta2=0.3, cos_theta0=0.25, tag="b-a-b")
     sw = _sw_pots(SI2, SI3, "a-b", "a-b-b")

@@ -4,9 +4,8 @@ independence, chunking, parameters and state dicts."""
 
 import numpy as np
 import pytest
-from reference import brute_force_pairs
 from scipy.special import eval_legendre
-from test_potentials_support import dense_descriptor_jacobian, make_nw
+from support import brute_force_pairs, dense_descriptor_jacobian, make_nw
 
 import miniff.potentials as P
 from miniff.numerical import numerical_descriptor_gradient

@@ -4,26 +4,18 @@ import warnings
 
 import numpy as np
 import pytest
-from test_potentials_support import make_nw
+from support import diamond, make_nw
 
 import miniff.potentials as P
-from miniff.potentials.evaluate import OptimizationWarning
+from miniff.kernel import OptimizationWarning
 
 E_SI = -4.3366  # eV/atom, Stillinger-Weber diamond silicon at a = 5.431 Å
-
-
-def _diamond(a, noise=0.0, rng=None):
-    frac = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
-    frac = np.concatenate([frac, frac + 0.25])
-    if noise:
-        frac = frac + rng.normal(scale=noise / a, size=frac.shape)
-    return np.eye(3) * a, frac, np.array(["Si"] * 8), (True, True, True)
 
 
 @pytest.mark.parametrize("method", [None, "CG", "L-BFGS-B"])
 def test_positions_relax_to_the_diamond_minimum(rng, method):
     sw = P.stillinger_weber_si()
-    nw = make_nw(_diamond(5.431, noise=0.05, rng=rng), 3.8)
+    nw = make_nw(diamond(5.431, noise=0.05, rng=rng), 3.8)
     e_start = nw.total(sw)
     cart_start = nw.cartesian_row.copy()
     kwargs = {} if method is None else {"method": method}
@@ -44,7 +36,7 @@ def test_positions_relax_to_the_diamond_minimum(rng, method):
 
 def test_inplace_relaxation_updates_the_wrapper(rng):
     sw = P.stillinger_weber_si()
-    nw = make_nw(_diamond(5.431, noise=0.05, rng=rng), 3.8)
+    nw = make_nw(diamond(5.431, noise=0.05, rng=rng), 3.8)
     cell = nw.relax(sw, inplace=True)
     assert nw.total(sw) == pytest.approx(cell.meta["total-energy"], rel=1e-12)
     assert cell.meta["total-energy"] / 8 == pytest.approx(E_SI, abs=1e-5)
@@ -53,7 +45,7 @@ def test_inplace_relaxation_updates_the_wrapper(rng):
 
 def test_cell_relaxation_returns_to_the_published_lattice_constant():
     sw = P.stillinger_weber_si()
-    vectors, frac, species, pbc = _diamond(5.431)
+    vectors, frac, species, pbc = diamond(5.431)
     strained = vectors @ np.array([[1.03, 0.01, 0.0], [0.01, 0.98, 0.0], [0.0, 0.0, 1.02]])
     nw = make_nw((strained, frac, species, pbc), 3.8)
     assert nw.total(sw) / 8 > E_SI + 1e-3
@@ -68,7 +60,7 @@ def test_cell_relaxation_returns_to_the_published_lattice_constant():
 
 def test_non_convergence_warns():
     sw = P.stillinger_weber_si()
-    vectors, frac, species, pbc = _diamond(5.431)
+    vectors, frac, species, pbc = diamond(5.431)
     frac = frac.copy()
     frac[0] += 0.02
     nw = make_nw((vectors, frac, species, pbc), 3.8)
@@ -78,7 +70,7 @@ def test_non_convergence_warns():
 
 def test_custom_driver_and_errors():
     sw = P.stillinger_weber_si()
-    nw = make_nw(_diamond(5.431), 3.8)
+    nw = make_nw(diamond(5.431), 3.8)
     calls = []
 
     def driver(fun, x0, jac):
