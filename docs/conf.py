@@ -37,7 +37,7 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/README.md"]
 root_doc = "index"
 
-# Notebooks are executed by tests/test_tutorials.py, never by the documentation build.
+# Notebooks are executed by tests/integration/test_tutorials.py, never by the documentation build.
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3

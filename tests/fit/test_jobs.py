@@ -72,7 +72,7 @@ def test_job_file_fit_test_relax(tmp_path, monkeypatch, rng):
     write_cells(_dimer_cells(16, rng), tmp_path / "train.extxyz")
     write_cells(_dimer_cells(3, rng), tmp_path / "more.extxyz")
     job = {
-        "fit": {"init": {"seed": 0, "units": "default"},
+        "fit": {"init": {"seed": 0},
                 "prepare": {"fn_cells": "train.extxyz", "cutoff": 6.0, "test_set": 0.2, "forces": True,
                             "default_descriptor_kwargs": {"n": 5, "left": 0.8, "three_point": False},
                             "nn_kwargs": {"n_internal": 4, "n_layers": 2},

@@ -129,46 +129,6 @@ def test_batch_rdf_is_the_mean(fcc, triclinic_box):
     np.testing.assert_allclose(from_cells["Ar-Ar"], one.rdf(r, 0.1)["Ar-Ar"], rtol=1e-12)
 
 
-class _PairSum:
-    """A stand-in potential: 1/d summed over pairs (total evaluation patched in below)."""
-
-    cutoff = 4.5
-    tag = "Ar-Ar"
-
-
-def _fake_total(self, potentials, ignore_missing_species=False, **kwargs):
-    assert ignore_missing_species
-    pairs = self.pairs
-    return float(np.sum(1.0 / pairs.d_p[pairs.d_p < potentials[0].cutoff]))
-
-
-def _reference_energy(cell, cutoff):
-    _, _, _, d = brute_force_pairs(cell.vectors, cell.cartesian(), cutoff)
-    return np.sum(1.0 / d)
-
-
-def test_profiles(monkeypatch, fcc):
-    monkeypatch.setattr(NeighborWrapper, "total", _fake_total, raising=False)
-    pot = _PairSum()
-
-    def build(s1, s2):
-        return Cell(fcc.vectors * np.array([s1, s2, 1.0])[:, None], fcc.coordinates, fcc.values)
-
-    grid = kernel.profile(pot, build, [0.9, 1.0], [0.95, 1.05, 1.1])
-    assert grid.shape == (2, 3)
-    assert grid[1, 2] == pytest.approx(_reference_energy(build(1.0, 1.1), 4.5))
-    strain = kernel.profile_strain([pot], fcc, [0.9, 1.1], [1.0])
-    assert strain.shape == (2, 1)
-    assert strain[0, 0] == pytest.approx(_reference_energy(build(0.9, 1.0), 4.5))
-    directed = kernel.profile_directed_strain([pot], fcc, [0.9, 1.0, 1.1], (1, 1, 0))
-    assert directed.shape == (3,)
-    assert directed[2] == pytest.approx(_reference_energy(build(1.1, 1.1), 4.5))
-    with pytest.raises(TypeError, match="cutoff"):
-        kernel.profile_strain([pot], fcc, [1.0], cutoff=3.0)
-    with pytest.raises(ValueError, match="direction"):
-        kernel.profile_directed_strain([pot], fcc, [1.0], (1, 1))
-
-
 def test_scalar_function_wrapper_with_scipy(fcc, rng):
     from scipy.optimize import check_grad
 

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from ase import units as ase_units
 
 import miniff.kernel
 from miniff import presentation
@@ -21,6 +20,10 @@ from miniff.presentation import (
     read_fit_log,
     text_bars,
 )
+
+# CODATA 2018 (independent of miniff.units): Bohr radius in Å, Rydberg energy in eV.
+BOHR = 0.529177210903
+RYDBERG = 13.605693122994
 
 # ---------------------------------------------------------------------------------------------------------------
 # Local stand-ins for the kernel and potentials (Contract 2/4 subset used by the plots). The real classes are
@@ -117,7 +120,7 @@ def test_plot_rdf_bohr_and_legend_options(pyplot):
     fig, ax = pyplot.subplots()
     out = plot_rdf(r, {"x-x": r}, ax=ax, length_unit="bohr", legend=False, xlabel="distance")
     assert out is ax
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), r / ase_units.Bohr)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), r / BOHR)
     assert ax.get_xlabel() == "distance"
     assert ax.get_legend() is None
     plot_rdf(r, {"x-y": r}, ax=ax, legend="labels")
@@ -168,11 +171,11 @@ def test_plot_potential_2_seed_units_and_conversion(pyplot, fake_kernel):
     plot_potential_2(pot, limits=(3.0, 6.0), ax=ax2, energy_unit="Ry", length_unit="bohr", mark_points=[3.4])
     x, y = ax2.lines[0].get_data()
     r = np.linspace(3.0, 6.0, 50)
-    np.testing.assert_allclose(x, r / ase_units.Bohr)
-    np.testing.assert_allclose(y, lj(r) / ase_units.Ry, rtol=1e-12)
+    np.testing.assert_allclose(x, r / BOHR)
+    np.testing.assert_allclose(y, lj(r) / RYDBERG, rtol=1e-12)
     assert ax2.get_ylabel() == "Energy (Ry)" and ax2.get_xlabel() == "r (Bohr)"
     marks = ax2.collections[0].get_offsets()
-    np.testing.assert_allclose(marks, [[3.4 / ase_units.Bohr, lj(3.4) / ase_units.Ry]], atol=1e-14)
+    np.testing.assert_allclose(marks, [[3.4 / BOHR, lj(3.4) / RYDBERG]], atol=1e-14)
 
 
 def test_plot_potential_2_homonuclear_doubles_and_origin(pyplot, fake_kernel):
