@@ -320,3 +320,34 @@ def test_bad_arguments(tmp_path):
     atoms.positions[0, 1] = np.nan
     with pytest.raises(ValueError, match="positions"):
         atoms.get_potential_energy()
+
+
+@pytest.mark.parametrize("kind", ["lj", "sw"])
+def test_results_are_the_evaluation_path_bit_for_bit(kind):
+    """The calculator evaluates through ``NeighborWrapper.evaluate`` (the one evaluation path): its forces and
+    stresses equal the wrapper's to the last bit, also after a skin refresh of the pair vectors."""
+    from miniff.io.atoms import complete_vectors
+    from miniff.kernel import Cell, NeighborWrapper
+
+    rng = np.random.default_rng(7)
+    if kind == "lj":
+        atoms, pots = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(2), _lj()
+    else:
+        atoms, pots = bulk("Si", "diamond", a=5.431, cubic=True), list(stillinger_weber_si())
+    atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+    atoms.calc = MiniffCalculator(pots, skin=0.5, n_threads=NT)
+    for step in range(2):
+        forces, stress, stresses = atoms.get_forces(), atoms.get_stress(), atoms.get_stresses()
+        calc = atoms.calc
+        nw = calc._nw  # the wrapper whose pair vectors the calculator refreshed
+        ev = nw.evaluate(pots, grad=True, per_atom_stress=True, n_threads=NT)
+        np.testing.assert_array_equal(forces, -ev.grad_nc)
+        np.testing.assert_array_equal(stresses, ev.stress_n)
+        np.testing.assert_array_equal(stress, ev.stress_n.sum(axis=0))
+        # and a wrapper built from scratch at these positions agrees to rounding
+        vectors = complete_vectors(atoms.cell.array, atoms.pbc, atoms.positions)
+        fresh = NeighborWrapper(Cell(vectors, np.linalg.solve(vectors.T, atoms.positions.T).T,
+                                     atoms.get_chemical_symbols()), cutoff=max(p.cutoff for p in pots))
+        np.testing.assert_allclose(forces, -fresh.grad(pots), atol=1e-12)
+        atoms.positions += 0.02  # within the skin: the next step refreshes the pair vectors
+    assert atoms.calc.n_builds == 1
