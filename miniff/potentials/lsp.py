@@ -33,10 +33,11 @@ from miniff.potentials.base import LocalPotentialFamily, pair_arrays
 
 __all__ = ["lsp_descriptor_family", "LSP_MAX_ORDER", "LSP_MAX_RADIAL", "legendre_coefficients"]
 
-#: Largest Legendre order and number of distinct radial functions per call of the compiled kernel.
-LSP_MAX_ORDER = 8
-LSP_MAX_RADIAL = 16
-_MAX_GROUP = 64
+#: Limits of the compiled LSP kernel (read from the compiled core): Legendre order, distinct radial shells,
+#: descriptors per kernel call.
+LSP_MAX_ORDER = _k.LIMITS["LSP_MAX_ORDER"]
+LSP_MAX_RADIAL = _k.LIMITS["LSP_MAX_RADIAL"]
+_MAX_GROUP = _k.LIMITS["MAX_GROUP"]
 
 
 def legendre_coefficients(order):
