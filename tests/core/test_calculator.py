@@ -336,7 +336,7 @@ def test_results_are_the_evaluation_path_bit_for_bit(kind):
         atoms, pots = bulk("Si", "diamond", a=5.431, cubic=True), list(stillinger_weber_si())
     atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
     atoms.calc = MiniffCalculator(pots, skin=0.5, n_threads=NT)
-    for step in range(2):
+    for _ in range(2):
         forces, stress, stresses = atoms.get_forces(), atoms.get_stress(), atoms.get_stresses()
         calc = atoms.calc
         nw = calc._nw  # the wrapper whose pair vectors the calculator refreshed
