@@ -132,6 +132,7 @@ def _voigt(m):
 
 # ------------------------------------------------------------------ helpers
 
+
 def active_potentials(nw, potentials, ignore_missing_species):
     """Check cutoffs and species; return the list, ``single`` and which entries contribute."""
     potentials, single = potential_list(potentials)
@@ -154,6 +155,7 @@ def active_potentials(nw, potentials, ignore_missing_species):
         active.append(k)
     return potentials, single, active
 
+
 def _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads):
     """``energy_n`` [N] (eV) summed over the potentials and their per-pair gradients in ``grad_pc`` [P, 3]
     (eV/Å; an uninitialised buffer from ``_gradient_buffer``, set here, or None)."""
@@ -174,6 +176,7 @@ def _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads):
             accumulate_potential(job[0], nw, energy_n, grad_pc, n_threads)
     return energy_n, grad_pc
 
+
 def _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=True, virial=False):
     """``(energy_n [N] eV, grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)`` gathered per atom
     without per-pair gradients when every potential is a plain compiled pair family (this uses the full
@@ -191,12 +194,14 @@ def _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=T
         accumulate_atoms(p, nw, energy_n, grad_nc, n_threads, virial_n9)
     return energy_n, grad_nc, (virial_n9.reshape(n, 3, 3) if virial else None)
 
+
 def pair_gradient_to_atoms(nw, grad_pc, n_threads=None):
     """dE/dr [N, 3] eV/Å from per-pair gradients [P, 3] (deterministic for any thread count)."""
     indptr, j_p = pair_arrays(nw)[:2]
     out = np.zeros((len(indptr) - 1, 3))
     _k.pair_gradient_to_atoms(indptr, j_p, grad_pc, out, resolve_n_threads(nw, n_threads))
     return out
+
 
 def virial_n(nw, grad_pc, n_threads):
     """Per-atom virial ``sum_p grad_pc[p] (x) D_pc[p]`` over the pairs of each atom, (N, 3, 3), eV."""
@@ -205,7 +210,9 @@ def virial_n(nw, grad_pc, n_threads):
     _k.pair_virial(indptr, grad_pc, D_pc, out, resolve_n_threads(nw, n_threads))
     return out.reshape(-1, 3, 3)
 
+
 # ------------------------------------------------------------------ 0.1.4 API
+
 
 def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing_species=False, out=None,
          resolving=True, n_threads=None, prefer_parallel=None):
@@ -291,6 +298,7 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
         return out
     return result
 
+
 def total(nw, potentials, kname="kernel", squeeze=False, resolving=False, ignore_missing_species=False,
           n_threads=None, **kwargs):
     """Total energy (eV, a float) of all potentials; with a gradient ``kname`` the total dE/dr [N, 3].
@@ -315,9 +323,11 @@ def total(nw, potentials, kname="kernel", squeeze=False, resolving=False, ignore
     result = np.asarray(result).sum(axis=0)
     return float(result) if np.ndim(result) == 0 else result
 
+
 def gradient(nw, potentials, kname="kernel_gradient", **kwargs):
     """Gradient of the total energy by the atomic positions, ``[N, 3]`` eV/Å (forces are ``-grad``)."""
     return total(nw, potentials, kname=kname, **kwargs)
+
 
 def stress(nw, potentials, per_atom=False, ignore_missing_species=False, n_threads=None):
     """Virial stress of the potentials (ASE sign and Voigt order ``xx yy zz yz xz xy``), eV/Å³.
@@ -342,6 +352,7 @@ def stress(nw, potentials, per_atom=False, ignore_missing_species=False, n_threa
         _, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
         return _stress_from(nw, grad_pc, per_atom, n_threads)
 
+
 def _stress_from(nw, grad_pc, per_atom, n_threads, virial=None):
     """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``."""
     volume = float(nw.volume)
@@ -352,6 +363,7 @@ def _stress_from(nw, grad_pc, per_atom, n_threads, virial=None):
     if per_atom:
         return _voigt(virial) / volume
     return _voigt(virial.sum(axis=0)) / volume
+
 
 def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ignore_missing_species=False,
              n_threads=None):
@@ -388,7 +400,6 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
             stress_v = stress_n.sum(axis=0) if stress else None
             stress_n = stress_n if per_atom_stress else None
     return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
-
 
 
 def numerical_energy_gradient(nw, potentials, eps=1e-5, resolving=False, ignore_missing_species=False,
