@@ -12,7 +12,7 @@ from benchmarks._env import environment
 from benchmarks._report import format_table, update_readme, write_json
 from benchmarks._runner import Row
 from benchmarks._targets import evaluate_targets
-from benchmarks._timing import TimingSettings
+from benchmarks._timing import TimingSettings, Unavailable
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results.json"
@@ -91,6 +91,72 @@ def _parse(argv):
     return args
 
 
+#: Row statuses of a miniff row that make ``run`` exit with an error: miniff itself did not run.
+FAILED_MINIFF_STATUSES = ("not available yet", "error")
+
+
+class MiniffNotBuilt(RuntimeError):
+    """Neither the source tree nor an installed package offers miniff with its compiled core."""
+
+
+def _is_under(path, root):
+    try:
+        Path(path).resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def locate_miniff(root=HERE.parent):
+    """Import miniff with its compiled core and return the folder of the package it was imported from.
+
+    ``python -m benchmarks`` runs from the repository root, which puts the source folder ``miniff/`` first on
+    ``sys.path``. That folder is used when its compiled core is built in place (``tools/build.sh``); when it is
+    not, the source folder is taken off ``sys.path`` and the installed package (``pip install .``) is measured
+    instead. Subprocesses started by the cases (the main job) get the same package through ``PYTHONPATH``.
+
+    Raises
+    ------
+    MiniffNotBuilt
+        With what to run, when neither is importable.
+    """
+    root = Path(root).resolve()
+    errors = []
+    for attempt in ("as found", "installed"):
+        try:
+            import miniff.kernel  # noqa: F401  (imports the compiled core)
+
+            import miniff
+        except ImportError as exc:
+            errors.append(f"{attempt}: {exc}".splitlines()[0])
+            for name in [m for m in sys.modules if m == "miniff" or m.startswith("miniff.")]:
+                del sys.modules[name]
+            sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != root]
+            importlib.invalidate_caches()
+            continue
+        location = Path(miniff.__file__).resolve().parent
+        parent = str(location.parent)
+        if _is_under(location, root):  # the in-place build: subprocesses must see it too
+            paths = [parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        else:  # the installed package: keep the unbuilt source folder off subprocesses' paths
+            paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                     if p and not (Path(p) / "miniff").is_dir()]
+        if paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+        else:
+            os.environ.pop("PYTHONPATH", None)
+        return location
+    raise MiniffNotBuilt(
+        "miniff with its compiled core cannot be imported (" + "; ".join(errors) + "). Install it with "
+        "`pip install .` (or build the source tree in place with `bash tools/build.sh`), then run "
+        "`python -m benchmarks run` again from the repository root.")
+
+
+def failed_miniff_rows(rows):
+    """The miniff rows (dicts) whose status says miniff itself did not run (:data:`FAILED_MINIFF_STATUSES`)."""
+    return [r for r in rows if r["tool"].startswith("miniff") and r["status"] in FAILED_MINIFF_STATUSES]
+
+
 def run_cases(profile, cases, log=print):
     """Run ``cases`` with the sizes of ``profile`` and return the results dict (see README)."""
     config = PROFILES[profile]
@@ -104,6 +170,9 @@ def run_cases(profile, cases, log=print):
         try:
             module = importlib.import_module(CASES[case])
             case_rows, case_derived = module.run(settings=settings, **config[case])
+        except Unavailable as exc:  # the case needs a peer's file or tool that is not installed
+            case_rows = [Row(case, 0, "miniff", status="skipped", note=str(exc))]
+            case_derived = {}
         except Exception as exc:  # a broken case is reported as a row, the others still run
             case_rows = [Row(case, 0, "miniff", status="error", note=f"{type(exc).__name__}: {exc}")]
             case_derived = {}
@@ -142,11 +211,20 @@ def main(argv=None):
     # OMP_WAIT_POLICY=ACTIVE to measure with spinning threads. Set before miniff or torch are imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parse(sys.argv[1:] if argv is None else argv)
+    failed = []
     if args.command == "run":
+        try:
+            location = locate_miniff()
+        except MiniffNotBuilt as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"[benchmarks] measuring miniff {_miniff_version()} from {location}", flush=True)
         results = run_cases(args.profile, args.cases)
+        results["environment"]["miniff_location"] = str(location)
         write_json(results, args.output)
         _print_results(results)
         print(f"results written to {args.output} ({results['wall_s']:.1f} s)")
+        failed = failed_miniff_rows(results["rows"])
     else:
         import json
 
@@ -156,7 +234,18 @@ def main(argv=None):
     if args.readme:
         update_readme(str(README), results)
         print(f"table written into {README}")
+    if failed:
+        print(f"error: {len(failed)} miniff row(s) did not run:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r['case']} (N={r['n_atoms']}, {r['tool']}): {r['status']}: {r['note']}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _miniff_version():
+    import miniff
+
+    return getattr(miniff, "__version__", "?")
 
 
 if __name__ == "__main__":

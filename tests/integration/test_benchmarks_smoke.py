@@ -6,6 +6,7 @@ Timings are never asserted; agreement between tools and the layout of ``results.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,37 @@ def test_report_table_and_readme_block(tmp_path):
     assert "old" not in text and "| neighbors | 1000 | miniff |" in text and text.endswith("tail\n")
     _report.write_json(results, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["rows"][1]["status"] == "missing"
+
+
+def test_unbuilt_source_folder_falls_back_to_the_installed_package(tmp_path):
+    # A repository root whose miniff/ has no compiled core: the harness must measure an importable, built
+    # miniff instead of reporting every row as unavailable.
+    fake = tmp_path / "miniff"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "kernel.py").write_text("raise ImportError('compiled core not built')\n")
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); sys.path.append({str(ROOT)!r}); "
+            "from benchmarks.__main__ import locate_miniff; "
+            f"print(locate_miniff(root={str(tmp_path)!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    location = proc.stdout.strip().splitlines()[-1]
+    assert not location.startswith(str(tmp_path))
+    assert (Path(location) / "kernel.py").is_file()
+
+
+def test_a_miniff_row_that_did_not_run_fails_the_command(monkeypatch, tmp_path, capsys):
+    from benchmarks import __main__ as cli
+
+    rows = [_row("neighbors", "miniff", 64, 1e-3), _row("neighbors", "vesin", 64, 1e-3),
+            Row("descriptors", 64, "miniff", status="not available yet", note="gone").to_dict()]
+    monkeypatch.setattr(cli, "locate_miniff", lambda: tmp_path)
+    monkeypatch.setattr(cli, "run_cases", lambda profile, cases: {
+        "rows": rows, "derived": {}, "targets": [], "environment": {}, "wall_s": 0.0})
+    code = cli.main(["run", "--profile", "smoke", "--output", str(tmp_path / "r.json")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "1 miniff row(s) did not run" in err and "descriptors" in err and "gone" in err
+    assert [r["tool"] for r in cli.failed_miniff_rows(rows)] == ["miniff"]
+    rows[2]["status"] = "ok"
+    assert cli.main(["run", "--profile", "smoke", "--output", str(tmp_path / "r.json")]) == 0
