@@ -124,9 +124,8 @@ def locate_miniff(root=HERE.parent):
     errors = []
     for attempt in ("as found", "installed"):
         try:
-            import miniff.kernel  # noqa: F401  (imports the compiled core)
-
             import miniff
+            import miniff.kernel  # noqa: F401  (imports the compiled core)
         except ImportError as exc:
             errors.append(f"{attempt}: {exc}".splitlines()[0])
             for name in [m for m in sys.modules if m == "miniff" or m.startswith("miniff.")]:
