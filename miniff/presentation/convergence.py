@@ -156,7 +156,7 @@ def plot_convergence(y=None, append=True, ax=None, xlabel="Step", ylabel="Error"
     The figure: with a fit log (e.g. the JSON Lines log of :class:`miniff.ml_util.FitWorkflow`), energy
     errors (eV/atom), force errors (eV/Å) and losses (normalised) each get their own panel, stacked with a
     shared epoch axis. Each quantity has one colour; training is a solid line, validation a dashed line in
-    the same colour. Lines are labelled in words ("training energy RMSE", "validation force max |error|") in a
+    the same colour. Lines are labelled in words (``training energy RMSE``, ``validation force max |error|``) in a
     legend to the right of each panel. The epoch whose networks a fit keeps (lowest validation loss, see
     ``best``) is marked by a dotted vertical line, a dot on every curve and a note ("kept: epoch 12").
     Sequences (0.1.4 style) are drawn in one panel labelled ``ylabel``.
