@@ -27,10 +27,7 @@ def _source_tree_advice():
         pass
     else:
         return None
-    import miniff
-
-    package = os.path.dirname(os.path.abspath(miniff.__file__))
-    root = os.path.dirname(package)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding the package
     if not os.path.isfile(os.path.join(root, "setup.py")):
         return None
     return (f"miniff was imported from the source folder {root}, whose compiled core is not built.\n"

@@ -3,7 +3,8 @@
 Every plotting function draws with matplotlib into ``ax`` and returns that Axes (or one Axes per panel for
 figures of several panels: convergence per unit, parity per quantity, sensitivity per species), so plots can be
 combined and restyled. Without ``ax`` a function makes a new figure; it never draws into pyplot's current
-Axes. Each function's docstring describes the figure it draws; the documentation's gallery shows them all. Values are computed in miniff's units (eV, Å); the
+Axes. Each function's docstring describes the figure it draws; the documentation's gallery shows them all.
+Values are computed in miniff's units (eV, Å); the
 ``energy_unit`` and ``length_unit`` arguments only change what is displayed. A unit is a name
 (``"angstrom"``, ``"nm"``, ``"bohr"``; ``"eV"``, ``"meV"``, ``"Ry"``, ``"Hartree"``), ``"1"`` for plain numbers,
 or a positive number giving the display unit in eV or Å. Axis labels read ``"r (<unit>)"`` and

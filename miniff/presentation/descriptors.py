@@ -4,6 +4,7 @@ Private: the public names are re-exported by :mod:`miniff.presentation`.
 """
 
 import numpy as np
+
 from miniff.presentation.common import as_numpy, axes_list, get_ax, legend_outside, panels_result, set_label
 
 

@@ -8,14 +8,14 @@ import pytest
 import miniff.kernel
 from miniff import presentation
 from miniff.presentation import (
+    parity_statistics,
     plot_adf,
     plot_convergence,
     plot_descriptor_range,
     plot_descriptors_2,
-    parity_statistics,
     plot_diagonal,
-    plot_parity,
     plot_error_histogram,
+    plot_parity,
     plot_potential_2,
     plot_rdf,
     plot_strain_profile,
