@@ -187,8 +187,10 @@ def plot_convergence(y=None, append=True, ax=None, xlabel="Step", ylabel="Error"
     columns : list of str, optional
         Log columns to draw (default: every error column).
     best : "auto", number, None or False
-        x value to mark as the kept epoch: ``"auto"`` takes the epoch of the lowest ``loss_valid`` of a log (no
-        mark without one), a number marks that epoch, None/False marks nothing.
+        x value to mark as the kept epoch: ``"auto"`` takes the epoch of the lowest ``loss_valid`` of a log (the
+        networks ``FitWorkflow.run`` keeps with its default ``restore_best=True``; no mark without a validation
+        loss), a number marks that epoch, None/False marks nothing (e.g. for a run with ``restore_best=False``,
+        which keeps the last epoch).
 
     Returns
     -------
@@ -252,6 +254,10 @@ def plot_convergence(y=None, append=True, ax=None, xlabel="Step", ylabel="Error"
         panel.autoscale_view()
         if mark is not None:
             _mark_epoch(panel, mark)
+        if x is not None and np.all(np.mod(x, 1) == 0):
+            from matplotlib.ticker import MaxNLocator
+
+            panel.xaxis.set_major_locator(MaxNLocator(integer=True))
         set_label(panel, "x", xlabel if k == len(axes) - 1 else False, "Step")
         custom = isinstance(ylabel, str) and ylabel != "Error" and len(axes) == 1
         set_label(panel, "y", ylabel if custom or unit is None else _PANEL_LABELS[unit], "Error")
