@@ -19,7 +19,7 @@ import torch
 __all__ = ["DescriptorSensitivity", "descriptor_sensitivity", "descriptor_label"]
 
 # Short names of common descriptor parameters in labels.
-_PARAMETER_SYMBOLS = {"eta": "η", "r_sphere": "r_s", "zeta": "ζ", "l": "λ", "r0": "r0", "dr": "Δr"}
+_PARAMETER_SYMBOLS = {"eta": "η", "r_sphere": "r_s", "zeta": "ζ", "l": "λ", "r0": "r0", "dr": "Δr", "epsilon": "ε"}
 
 
 def descriptor_label(descriptor):

@@ -72,7 +72,9 @@ def plot_descriptor_range(features, structure=None, ax=None, mask=None, labels=N
     offset, scale = np.zeros(n_f), np.ones(n_f)
     if normalize:
         offset, scale = lo, np.where(hi > lo, hi - lo, 1.0)
-    ax = get_ax(ax)
+    if ax is None:  # room for the rotated descriptor names and the legend
+        longest = max((len(str(label)) for label in labels), default=0) if labels is not None else 0
+        ax = get_ax(None, figsize=(max(6.4, 4.0 + 0.32 * n_f), 3.6 + 0.075 * longest))
     x = np.arange(n_f)
     kw.setdefault("color", "C0")
     kw.setdefault("alpha", 0.4)

@@ -66,8 +66,8 @@ def _write_stats(ax, unit_label):
     unit = f" {unit_label}" if unit_label else ""
     lines = []
     for label, st in entries:
-        head = f"{label}: " if label else ""
-        lines.append(f"{head}RMSE {st['rmse']:.3g}{unit}, MAE {st['mae']:.3g}{unit}, N = {st['n']}")
+        lines.append(f"{label}: N = {st['n']}" if label else f"N = {st['n']}")
+        lines.append(f"  RMSE {st['rmse']:.3g}, MAE {st['mae']:.3g}{unit}")
     ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize="small",
             gid=_STATS_TEXT, bbox=dict(boxstyle="round", facecolor="white", alpha=0.8, edgecolor="0.8"))
 

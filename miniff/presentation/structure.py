@@ -30,6 +30,9 @@ def _finish_legend(ax, lines, legend):
 def plot_rdf(r, data, ax=None, legend=True, length_unit="angstrom", xlabel=True, ylabel=True, **kw):
     """Plot radial distribution functions, one line per species pair.
 
+    The figure: density of neighbours (y, atoms per cubed length unit) against distance (x), one coloured line
+    per species pair in sorted order, named in a legend box or next to each curve's maximum.
+
     Parameters
     ----------
     r : ndarray of shape (n,)
@@ -73,6 +76,9 @@ def plot_rdf(r, data, ax=None, legend=True, length_unit="angstrom", xlabel=True,
 
 def plot_adf(a, data, ax=None, legend=True, xlabel=True, ylabel=True, angle_unit="rad", **kw):
     """Plot bond-angle distributions, one line per species triple.
+
+    The figure: angle density (y, per radian or per degree) against the bond angle (x), one coloured line per
+    species triple, named in a legend box or next to each curve's maximum.
 
     Parameters
     ----------
@@ -133,6 +139,10 @@ def _as_cell(cell):
 def plot_strain_profile(potentials, cell, limits=(0.9, 1.1), direction=(1, 1, 1), ax=None, energy_unit="Ry",
                         xlabel=True, ylabel=True, mark_points=None, origin=None, profile_kwargs=None, **kw):
     """Plot the total energy of a structure as its box is stretched along some of its vectors.
+
+    The figure: one line of total energy (y, ``energy_unit``, shifted by ``origin``) against the scale factor
+    (x, 50 points between the limits), with black crosses at ``mark_points``; call it again with the same
+    ``ax`` and a ``label`` to compare directions.
 
     The box vectors are multiplied by ``direction * s + (1 - direction)`` for scale factors ``s`` in
     ``linspace(*limits, 50)`` with fractional coordinates kept, as
@@ -249,6 +259,9 @@ def dimer_energies(potentials, pair, r):
 def plot_potential_2(potentials, limits=None, pair=None, ax=None, energy_unit="Ry", length_unit="angstrom",
                      xlabel=True, ylabel=True, mark_points=None, origin=None, **kw):
     """Plot the energy of two isolated atoms against their separation.
+
+    The figure: one line of the dimer's total energy (y, ``energy_unit``, shifted by ``origin``) against the
+    separation (x, ``length_unit``, 50 points), with black crosses at ``mark_points``.
 
     This shows the radial form of a pair potential or a two-body descriptor. An untagged potential is tagged
     ``"1-2"`` (two different species), so the curve is exactly the pair function; with a homonuclear tag

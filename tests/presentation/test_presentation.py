@@ -443,10 +443,9 @@ def test_plot_diagonal_statistics_square_and_transparent(pyplot, rng):
     assert [c.get_label() for c in ax.collections] == ["training", "validation"]
     # one statistics box with RMSE, MAE and N of each series
     (box,) = [t for t in ax.texts if t.get_gid() == "miniff-parity-stats"]
-    first, second = box.get_text().splitlines()
     rmse, mae = np.sqrt(np.mean((pred - ref) ** 2)), np.mean(np.abs(pred - ref))
-    assert first == f"training: RMSE {rmse:.3g} eV/atom, MAE {mae:.3g} eV/atom, N = 50"
-    assert second == "validation: RMSE 0.3 eV/atom, MAE 0.3 eV/atom, N = 20"
+    assert box.get_text().splitlines() == ["training: N = 50", f"  RMSE {rmse:.3g}, MAE {mae:.3g} eV/atom",
+                                           "validation: N = 20", "  RMSE 0.3, MAE 0.3 eV/atom"]
     st = parity_statistics(ref, pred)
     assert st["n"] == 50 and st["rmse"] == pytest.approx(rmse) and st["mae"] == pytest.approx(mae)
 
@@ -481,8 +480,7 @@ def test_plot_parity_of_a_fit(pyplot, rng):
     np.testing.assert_allclose(force.collections[0].get_offsets()[:, 1], learn["forces_pred"])
     np.testing.assert_allclose(energy.collections[1].get_offsets()[:, 0], test["energy_ref"])
     text = next(t.get_text() for t in energy.texts if t.get_gid() == "miniff-parity-stats")
-    assert "training: RMSE 0.01 eV/atom, MAE 0.01 eV/atom, N = 8" in text
-    assert "validation: RMSE 0.02 eV/atom, MAE 0.02 eV/atom, N = 3" in text
+    assert "training: N = 8\n  RMSE 0.01, MAE 0.01 eV/atom\nvalidation: N = 3\n  RMSE 0.02, MAE 0.02 eV/atom" == text
     assert [t.get_text() for t in energy.get_legend().get_texts()] == ["training", "validation"]
     only_energy = plot_parity({"training": {k: v for k, v in learn.items() if k.startswith("energy")}})
     assert only_energy.get_xlabel() == "Reference (eV/atom)"
