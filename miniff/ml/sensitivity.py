@@ -9,6 +9,14 @@ over every atom ``i`` of species ``s`` in the data, where ``E_i`` is the atomic 
 (eV) and ``G_if`` the raw descriptor value. ``S_f`` is in eV: the typical change of an atomic energy when the
 descriptor varies by one standard deviation of its values in the data. A descriptor the network ignores (its
 input weights are zero) or that does not vary over the data (std 0) gets ``S_f = 0``.
+
+With ``forces=True`` also the force part that flows through each descriptor,
+
+    S^F_f = sqrt(mean_{j, c} (sum_i dE_i/dG_if * dG_if/dr_jc)^2)
+
+(eV/Å): the root-mean-square over every atom ``j`` of the data and Cartesian component ``c`` of the force
+contribution of descriptor ``f`` (the predicted forces are minus the sum of these contributions over all
+descriptors of all species).
 """
 
 from dataclasses import dataclass
@@ -63,6 +71,8 @@ class DescriptorSensitivity:
         ``std_i(G_if)`` (population standard deviation), descriptor units.
     n_atoms : int
         Number of atoms of the species in the data.
+    force_sensitivity : ndarray of shape (F,) or None
+        ``S^F_f``, eV/Å (only with ``forces=True``).
     """
 
     species: str
@@ -71,10 +81,17 @@ class DescriptorSensitivity:
     mean_abs_gradient: np.ndarray
     spread: np.ndarray
     n_atoms: int
+    force_sensitivity: np.ndarray = None
 
-    def ranking(self):
-        """Descriptor indices from the most to the least influential (ties keep the descriptor order)."""
-        return np.argsort(-self.sensitivity, kind="stable")
+    def ranking(self, forces=False):
+        """Descriptor indices from the most to the least influential (ties keep the descriptor order).
+
+        ``forces=True`` ranks by :attr:`force_sensitivity`.
+        """
+        values = self.sensitivity if not forces else self.force_sensitivity
+        if values is None:
+            raise ValueError("no force sensitivity: call descriptor_sensitivity(..., forces=True)")
+        return np.argsort(-np.asarray(values), kind="stable")
 
 
 def _as_cells(cells):
@@ -108,7 +125,21 @@ def _network_gradients(nn, values_nf):
     return g.numpy()
 
 
-def descriptor_sensitivity(potentials, cells, n_threads=None):
+def _force_contributions(nw, g_nf, jac_pfc, sel):
+    """``[N, F, 3]`` dE/dr_j through each descriptor: ``sum_i dE_i/dG_if dG_if/dr_j`` (atoms ``i`` in ``sel``)."""
+    n, n_f = len(sel), g_nf.shape[1]
+    full = np.zeros((n, n_f))
+    full[sel] = g_nf
+    i_p = np.asarray(nw.pairs.i_p, dtype=np.int64)
+    j_p = np.asarray(nw.pairs.j_p, dtype=np.int64)
+    term_pfc = full[i_p][:, :, None] * jac_pfc  # d E_{i_p} / d D_p through each descriptor
+    out = np.zeros((n, n_f, 3))
+    np.add.at(out, j_p, term_pfc)
+    np.subtract.at(out, i_p, term_pfc)
+    return out
+
+
+def descriptor_sensitivity(potentials, cells, forces=False, n_threads=None):
     """Sensitivity of the predicted atomic energies to every descriptor, per species (see the module text).
 
     Parameters
@@ -118,6 +149,8 @@ def descriptor_sensitivity(potentials, cells, n_threads=None):
     cells : list of Cell or ase.Atoms, or a path
         The data set the sensitivity is measured on (typically the training structures); a path is read with
         :func:`miniff.io.read_cells`.
+    forces : bool
+        Also compute the force sensitivity ``S^F_f`` (needs the descriptors' derivatives: slower).
     n_threads : int, optional
         OpenMP threads of the descriptor kernels.
 
@@ -147,16 +180,22 @@ def descriptor_sensitivity(potentials, cells, n_threads=None):
     cells = _as_cells(cells)
     cutoff = max(float(p.cutoff) for p in potentials)
     values = {p.tag: [] for p in potentials}
+    force_sq = {p.tag: np.zeros(len(p.descriptors)) for p in potentials}
+    n_components = 0
     for cell in cells:
         nw = NeighborWrapper(cell, cutoff=cutoff)
         species_n = np.asarray(species_of(cell))
+        n_components += 3 * len(species_n)
         for p in potentials:
             sel = species_n == p.tag
             if not sel.any():
                 continue
-            values_nf, _ = eval_descriptors(nw, list(p.descriptors), n_threads=n_threads,
-                                            ignore_missing_species=True)
+            values_nf, jac_pfc = eval_descriptors(nw, list(p.descriptors), grad=forces, n_threads=n_threads,
+                                                  ignore_missing_species=True)
             values[p.tag].append(values_nf[sel])
+            if forces:
+                g_nf = _network_gradients(p.nn, values_nf[sel])
+                force_sq[p.tag] += (_force_contributions(nw, g_nf, jac_pfc, sel) ** 2).sum(axis=(0, 2))
     result = {}
     for p in potentials:
         if not values[p.tag]:
@@ -167,7 +206,8 @@ def descriptor_sensitivity(potentials, cells, n_threads=None):
         spread = g_nf.std(axis=0)
         result[p.tag] = DescriptorSensitivity(
             species=p.tag, labels=[descriptor_label(d) for d in p.descriptors], sensitivity=mean_abs * spread,
-            mean_abs_gradient=mean_abs, spread=spread, n_atoms=int(g_nf.shape[0]))
+            mean_abs_gradient=mean_abs, spread=spread, n_atoms=int(g_nf.shape[0]),
+            force_sensitivity=np.sqrt(force_sq[p.tag] / n_components) if forces else None)
     if not result:
         raise ValueError(f"cells hold no atom of the species {[p.tag for p in potentials]}")
     return result

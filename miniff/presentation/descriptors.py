@@ -107,7 +107,7 @@ def plot_descriptor_range(features, structure=None, ax=None, mask=None, labels=N
     return ax
 
 
-def plot_descriptor_sensitivity(sensitivity, ax=None, top=None, xlabel=True, **kw):
+def plot_descriptor_sensitivity(sensitivity, ax=None, top=None, xlabel=True, forces=False, **kw):
     """Bar chart ranking the descriptors of each species by their sensitivity (most influential on top).
 
     The figure: one panel per species (side by side), one horizontal bar per descriptor, longest on top, of
@@ -125,7 +125,10 @@ def plot_descriptor_sensitivity(sensitivity, ax=None, top=None, xlabel=True, **k
     top : int, optional
         Show only the ``top`` most influential descriptors of each species.
     xlabel : bool or str
-        True draws ``"Sensitivity (eV)"``.
+        True draws ``"Sensitivity (eV)"`` (``"Force sensitivity (eV/Å)"`` with ``forces``).
+    forces : bool
+        Rank and draw the force sensitivity ``S^F_f`` (eV/Å) instead (computed with
+        ``descriptor_sensitivity(..., forces=True)``).
     **kw
         Passed to :meth:`matplotlib.axes.Axes.barh`.
 
@@ -145,14 +148,14 @@ def plot_descriptor_sensitivity(sensitivity, ax=None, top=None, xlabel=True, **k
     axes = axes_list(ax, len(items), rows=False, figsize=(4.8 * len(items), 1.2 + 0.28 * height))
     kw.setdefault("color", "C0")
     for (species, result), panel in zip(items, axes, strict=True):
-        order = result.ranking()
+        order = result.ranking(forces=forces)
         if top is not None:
             order = order[:top]
-        values = as_numpy(result.sensitivity, "sensitivity")[order]
+        values = as_numpy(result.force_sensitivity if forces else result.sensitivity, "sensitivity")[order]
         y = np.arange(len(order))[::-1]
         panel.barh(y, values, **kw)
         panel.set_yticks(y, [result.labels[k] for k in order], fontsize="small")
         panel.set_title(f"{species} ({result.n_atoms} atoms)")
-        set_label(panel, "x", xlabel, "Sensitivity (eV)")
+        set_label(panel, "x", xlabel, "Force sensitivity (eV/Å)" if forces else "Sensitivity (eV)")
         panel.grid(True, axis="x", alpha=0.3)
     return panels_result(axes)

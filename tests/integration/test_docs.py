@@ -116,4 +116,4 @@ def test_gallery_shows_every_figure_with_its_call(html):
     for name in drawing:
         assert f"presentation</span><span class=\"o\">.</span><span class=\"n\">{name}" in text or \
             f"{name}</span><span class=\"p\">(" in text, f"the gallery shows no call of {name}"
-    assert text.count("<img") >= 11
+    assert text.count("<img") >= 12

@@ -93,6 +93,53 @@ def test_nonlinear_gradient_matches_central_differences_of_the_network(rng):
     np.testing.assert_allclose(result.sensitivity, reference * g.std(axis=0), rtol=1e-6)
 
 
+def _descriptor_sum_gradient(cell, h=1e-5):
+    """[N, 3, F] d(sum_i G_if)/dr_jc by central differences of the brute-force descriptors."""
+    vectors = np.asarray(cell.vectors)
+    cart = np.asarray(cell.coordinates) @ vectors
+    out = np.zeros((cell.size, 3, len(ETAS)))
+    for j in range(cell.size):
+        for c in range(3):
+            sums = []
+            for sign in (1, -1):
+                moved = cart.copy()
+                moved[j, c] += sign * h
+                sums.append(_brute_force_g2(Cell(vectors, moved @ np.linalg.inv(vectors), cell.values)).sum(0))
+            out[j, c] = (sums[0] - sums[1]) / (2 * h)
+    return out
+
+
+def test_force_sensitivity_of_a_linear_network_by_finite_differences(rng):
+    cells = _cells(rng, n=2)
+    w = np.array([0.7, 0.0, -1.3])  # descriptor 1 ignored: no force flows through it
+    lin = torch.nn.Sequential(torch.nn.Linear(3, 1)).to(torch.float64)
+    with torch.no_grad():
+        lin[0].weight.copy_(torch.as_tensor(w[None, :]))
+    pot = NNPotential(lin, _descriptors(), tag="Cu", simplify=False)
+    result = descriptor_sensitivity(pot, cells, forces=True)["Cu"]
+    grads = np.concatenate([_descriptor_sum_gradient(c) for c in cells])  # [all atoms, 3, F]
+    reference = np.abs(w) * np.sqrt(np.mean(grads**2, axis=(0, 1)))
+    np.testing.assert_allclose(result.force_sensitivity, reference, rtol=1e-6, atol=1e-12)
+    assert result.force_sensitivity[1] == 0.0 and result.force_sensitivity[0] > 0
+    assert list(result.ranking(forces=True))[-1] == 1
+    with pytest.raises(ValueError, match="forces=True"):
+        descriptor_sensitivity(pot, cells)["Cu"].ranking(forces=True)
+
+
+def test_force_contributions_add_up_to_the_potential_gradient(rng):
+    from miniff.kernel import NeighborWrapper
+    from miniff.ml.sensitivity import _force_contributions, _network_gradients
+    from miniff.potentials import eval_descriptors
+
+    cell = _cells(rng, n=1)[0]
+    pot = NNPotential(_network(rng.normal(size=(4, 3))), _descriptors(), tag="Cu", simplify=False)
+    nw = NeighborWrapper(cell, cutoff=CUTOFF)
+    values, jac = eval_descriptors(nw, list(pot.descriptors), grad=True)
+    sel = np.ones(cell.size, dtype=bool)
+    parts = _force_contributions(nw, _network_gradients(pot.nn, values), jac, sel)  # [N, F, 3]
+    np.testing.assert_allclose(parts.sum(axis=1), nw.grad(pot), atol=1e-12)
+
+
 def test_species_without_atoms_and_bad_input(rng):
     pot = NNPotential(_network(rng.normal(size=(4, 3))), _descriptors("Pt-Pt"), tag="Pt", simplify=False)
     with pytest.raises(ValueError, match="no atom"):
@@ -134,6 +181,10 @@ def test_plot_descriptor_sensitivity_draws_the_ranked_values(rng):
         assert labels == {2: "g2", 1: "g0", 0: "g1"}
         assert cu.get_title() == "Cu (10 atoms)" and pt.get_title() == "Pt (5 atoms)"
         assert cu.get_xlabel() == "Sensitivity (eV)"
+        a.force_sensitivity = np.array([0.0, 2.0, 1.0])
+        forces = plot_descriptor_sensitivity(a, forces=True)
+        np.testing.assert_allclose([p.get_width() for p in forces.patches], [2.0, 1.0, 0.0])
+        assert forces.get_xlabel() == "Force sensitivity (eV/Å)"
         one = plot_descriptor_sensitivity(a, top=2)
         np.testing.assert_allclose([p.get_width() for p in one.patches], [0.5, 0.2])
         with pytest.raises(ValueError, match="top"):
