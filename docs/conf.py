@@ -1,7 +1,9 @@
 """Sphinx configuration of the miniff documentation.
 
-Build: ``sphinx-build -W -b html docs docs/_build/html`` (warnings are errors). Notebooks in ``tutorial/`` are
-rendered through the ``docs/tutorials`` link by myst-nb without executing them (the test suite executes them).
+Build: ``sphinx-build -W -b html docs docs/_build/html`` (warnings are errors). Notebooks in ``tutorial/`` (through
+the ``docs/tutorials`` link) and the gallery page are executed by myst-nb during the build, in a temporary folder
+with a time limit per cell, so the pages show their printed results and figures; an error in a notebook fails
+the build.
 """
 
 import importlib
@@ -12,12 +14,17 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# Document the installed miniff; fall back to the source tree (in-place build) when it is not installed.
+# Document the installed miniff; fall back to the source tree (in-place build) when it is not installed, for
+# this process and for the notebook kernels it starts.
 try:
     importlib.import_module("miniff")
 except ImportError:
     sys.path.insert(0, ROOT)
 import miniff  # noqa: E402
+
+if os.path.dirname(os.path.dirname(os.path.abspath(miniff.__file__))) == ROOT:
+    # documenting the source tree: the notebook kernels must import the same miniff
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
 
 project = "miniff"
 author = "the miniff developers"
@@ -37,8 +44,15 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/README.md"]
 root_doc = "index"
 
-# Notebooks are executed by tests/integration/test_tutorials.py, never by the documentation build.
-nb_execution_mode = "off"
+# Notebooks and the gallery are executed during the build (tests/integration checks their outputs); the kernels
+# draw figures inline, so an MPLBACKEND set for the build itself must not reach them.
+os.environ.pop("MPLBACKEND", None)
+nb_execution_mode = "force"
+nb_execution_timeout = 300  # s per cell
+nb_execution_in_temp = True
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 

@@ -7,14 +7,37 @@ available, 130 interrupted (re-running the job resumes from its last checkpoint)
 
 import argparse
 import logging
+import os
 import sys
 
 __all__ = ["main"]
 
 
+def _prog():
+    """``miniff`` when run as the console script, ``python -m miniff`` otherwise (the usage lines say so)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "miniff" if os.path.splitext(name)[0] == "miniff" else "python -m miniff"
+
+
+def _source_tree_advice():
+    """Advice when miniff was imported from an unbuilt source folder (None when the compiled core loads)."""
+    try:
+        import miniff._ext  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        return None
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding the package
+    if not os.path.isfile(os.path.join(root, "setup.py")):
+        return None
+    return (f"miniff was imported from the source folder {root}, whose compiled core is not built.\n"
+            "If you installed miniff, run it from another folder (this folder hides the installed copy).\n"
+            "To work on miniff in place instead, build the core here: bash tools/build.sh")
+
+
 def _parser():
     p = argparse.ArgumentParser(
-        prog="python -m miniff",
+        prog=_prog(),
         description="Run miniff workflows from a YAML job file, or print information.",
         epilog="Commands: 'info' prints versions, OpenMP and threads; 'version' prints the version; "
                "'quickstart [--quick] [--out DIR]' runs the README's main job (fit, check, relax, plot).",
@@ -30,7 +53,7 @@ def main(argv=None):
     if argv[:1] == ["quickstart"]:
         from miniff.quickstart import main as quickstart
 
-        return quickstart(argv[1:])
+        return quickstart(argv[1:], prog=f"{_prog()} quickstart")
     args = _parser().parse_args(argv)
     if args.target == "version":
         from miniff.version import __version__
@@ -41,6 +64,9 @@ def main(argv=None):
         from miniff._show_versions import show_versions
 
         show_versions()
+        advice = _source_tree_advice()
+        if advice is not None:
+            print(advice)
         return 0
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

@@ -45,8 +45,10 @@ SETTINGS = {
 }
 
 
-def _parser():
-    p = argparse.ArgumentParser(prog="python -m miniff.quickstart", description=__doc__.split("\n\n")[0])
+def _parser(prog=None):
+    description = ("Run the README's main job: fit an NN potential to the bundled Cu/Pt data, check it, relax a "
+                   "slab and plot the fit.")
+    p = argparse.ArgumentParser(prog=prog or "python -m miniff.quickstart", description=description)
     p.add_argument("--quick", action="store_true", help="a small, fast run (for tests)")
     p.add_argument("--out", default="quickstart-out", help="output folder (default: ./quickstart-out)")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 40, --quick: 2)")
@@ -89,18 +91,8 @@ def _parity_plot(fit, path):
 
     from miniff import presentation
 
-    fig, axes = pyplot.subplots(1, 2, figsize=(10, 4.5))
-    for name, label, marker in (("learn", "training", "o"), ("test", "validation", "x")):
-        p = fit.predict(name)
-        presentation.plot_diagonal(p["energy_ref"], p["energy_pred"], ax=axes[0], label=label, marker=marker,
-                                   s=12)
-        presentation.plot_diagonal(p["forces_ref"], p["forces_pred"], ax=axes[1], label=label, marker=marker,
-                                   s=6)
-    axes[0].set_title("Energy (eV/atom)")
-    axes[1].set_title("Force components (eV/Å)")
-    for ax in axes:
-        ax.legend()
-    fig.tight_layout()
+    axes = presentation.plot_parity({"training": fit.predict("learn"), "validation": fit.predict("test")})
+    fig = axes[0].figure
     fig.savefig(path, dpi=110)
     pyplot.close(fig)
 
@@ -113,17 +105,19 @@ def _convergence_plot(log_file, path):
 
     from miniff import presentation
 
-    fig, ax = pyplot.subplots(figsize=(6, 4.5))
     columns = ["energy_rmse", "energy_rmse_valid", "force_rmse", "force_rmse_valid"]
-    presentation.plot_convergence(str(log_file), ax=ax, ylabel="RMSE (eV/atom, eV/Å)", columns=columns)
-    fig.tight_layout()
+    axes = presentation.plot_convergence(str(log_file), columns=columns)
+    fig = axes[0].figure
     fig.savefig(path, dpi=110)
     pyplot.close(fig)
 
 
-def main(argv=None):
-    """Run the quick start; returns the process exit code (0) and prints a summary."""
-    args = _parser().parse_args(argv)
+def main(argv=None, prog=None):
+    """Run the quick start; returns the process exit code (0) and prints a summary.
+
+    ``prog`` is the program name shown by ``--help`` (``"miniff quickstart"`` from the command line).
+    """
+    args = _parser(prog).parse_args(argv)
     settings = dict(SETTINGS["quick" if args.quick else "full"])
     if args.epochs is not None:
         if args.epochs < 1:

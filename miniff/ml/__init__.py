@@ -11,6 +11,7 @@ The pieces, in the order of a fit:
 4. :func:`potentials_from_ml_data` turns fitted networks into :class:`NNPotential` objects that work with
    ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`
    store them as plain data.
+5. :func:`descriptor_sensitivity` measures how much each descriptor moves a fitted potential's energies.
 
 Memory of force training is linear in the number of pairs (never a dense ``[S, M, F, N, 3]`` tensor).
 """
@@ -40,6 +41,7 @@ from miniff.ml.networks import (
 )
 from miniff.ml.normalization import Normalization
 from miniff.ml.potential import NNPotential, NNPotentialFamily, ml_potential_family, potentials_from_ml_data
+from miniff.ml.sensitivity import DescriptorSensitivity, descriptor_label, descriptor_sensitivity
 from miniff.ml.serialize import load_potentials, save_potentials
 
 __all__ = [
@@ -72,4 +74,7 @@ __all__ = [
     "potentials_from_ml_data",
     "save_potentials",
     "load_potentials",
+    "descriptor_sensitivity",
+    "DescriptorSensitivity",
+    "descriptor_label",
 ]

@@ -1,25 +1,24 @@
 """Plots and text summaries: potential curves, RDF/ADF, strain profiles and the quality of a fit.
 
-Every plotting function draws with matplotlib into ``ax`` (the current Axes when ``ax`` is None) and returns
-that Axes, so plots can be combined and restyled. Values are computed in miniff's units (eV, Å); the
+Every plotting function draws with matplotlib into ``ax`` and returns that Axes (or one Axes per panel for
+figures of several panels: convergence per unit, parity per quantity, sensitivity per species), so plots can be
+combined and restyled. Without ``ax`` a function makes a new figure; it never draws into pyplot's current
+Axes. Each function's docstring describes the figure it draws; the documentation's gallery shows them all.
+Values are computed in miniff's units (eV, Å); the
 ``energy_unit`` and ``length_unit`` arguments only change what is displayed. A unit is a name
 (``"angstrom"``, ``"nm"``, ``"bohr"``; ``"eV"``, ``"meV"``, ``"Ry"``, ``"Hartree"``), ``"1"`` for plain numbers,
 or a positive number giving the display unit in eV or Å. Axis labels read ``"r (<unit>)"`` and
 ``"Energy (<unit>)"``.
 
-matplotlib is imported only when a function draws (``pyplot.gca()`` when ``ax`` is None).
+matplotlib is imported only when a function draws.
 """
 
 import numpy as np
 
 from miniff.presentation.common import ENERGY_UNITS, LENGTH_UNITS
-from miniff.presentation.fit import (
-    plot_convergence,
-    plot_descriptor_range,
-    plot_diagonal,
-    plot_error_histogram,
-    read_fit_log,
-)
+from miniff.presentation.convergence import plot_convergence, read_fit_log
+from miniff.presentation.descriptors import plot_descriptor_range, plot_descriptor_sensitivity
+from miniff.presentation.parity import parity_statistics, plot_diagonal, plot_error_histogram, plot_parity
 from miniff.presentation.structure import plot_adf, plot_descriptors_2, plot_potential_2, plot_rdf, plot_strain_profile
 
 __all__ = [
@@ -35,8 +34,11 @@ __all__ = [
     "plot_convergence",
     "read_fit_log",
     "plot_diagonal",
+    "plot_parity",
+    "parity_statistics",
     "plot_error_histogram",
     "plot_descriptor_range",
+    "plot_descriptor_sensitivity",
 ]
 
 #: Characters of increasing height used by :func:`text_bars` (a space stands for the lowest value).
@@ -44,7 +46,8 @@ unicode_block_elements = " ▁▂▃▄▅▆▇█"
 
 # Present the re-exported functions as members of this module (documentation, repr, pickling).
 for _f in (plot_rdf, plot_adf, plot_strain_profile, plot_potential_2, plot_descriptors_2, plot_convergence,
-           read_fit_log, plot_diagonal, plot_error_histogram, plot_descriptor_range):
+           read_fit_log, plot_diagonal, plot_parity, parity_statistics, plot_error_histogram, plot_descriptor_range,
+           plot_descriptor_sensitivity):
     _f.__module__ = __name__
 del _f
 

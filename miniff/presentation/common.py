@@ -88,13 +88,75 @@ def energy_unit(unit, argument="energy_unit"):
     return resolve_unit(unit, ENERGY_UNITS, argument)
 
 
-def get_ax(ax):
-    """Return ``ax`` or, when it is None, the current pyplot Axes."""
-    if ax is None:
-        from matplotlib import pyplot
+def get_ax(ax, figsize=None):
+    """Return ``ax`` or, when it is None, the Axes of a new figure.
 
-        return pyplot.gca()
+    A plot made without ``ax=`` never draws into an earlier figure (pyplot's "current Axes" would be the last
+    panel of whatever was drawn before, e.g. a two-panel parity plot).
+    """
+    if ax is None:
+        return new_axes(1, figsize=figsize)[0]
+    if not hasattr(ax, "plot"):
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
     return ax
+
+
+def new_axes(n, figsize=None, rows=True, sharex=False):
+    """A new figure with ``n`` panels (constrained layout); returns the list of its Axes.
+
+    Parameters
+    ----------
+    n : int
+        Number of panels.
+    figsize : tuple of float, optional
+        Figure size in inches; matplotlib's default for one panel, 6.4 x (3 n) for stacked panels.
+    rows : bool
+        Stack the panels vertically (True) or put them side by side (False).
+    sharex : bool
+        Share the x axis between the panels.
+    """
+    from matplotlib import pyplot
+
+    if figsize is None and n > 1:
+        figsize = (6.4, 3.0 * n) if rows else (4.8 * n, 4.4)
+    shape = (n, 1) if rows else (1, n)
+    _, axes = pyplot.subplots(*shape, figsize=figsize, layout="constrained", squeeze=False, sharex=sharex)
+    return list(axes.ravel())
+
+
+def axes_list(ax, n, argument="ax", **kw):
+    """The ``n`` Axes to draw ``n`` panels into: a new figure when ``ax`` is None, else ``ax`` itself.
+
+    ``ax`` may be one Axes (only when ``n == 1``) or a sequence of ``n`` Axes.
+    """
+    if ax is None:
+        return new_axes(n, **kw)
+    if hasattr(ax, "plot"):
+        ax = [ax]
+    ax = list(np.ravel(np.asarray(ax, dtype=object)))
+    if len(ax) != n:
+        raise ValueError(f"{argument} must hold {n} Axes (one per panel), got {len(ax)}; pass {argument}=None to "
+                         "make a new figure")
+    return [get_ax(a) for a in ax]
+
+
+def panels_result(axes):
+    """One Axes, or an ndarray of Axes when there are several panels (like ``pyplot.subplots``)."""
+    if len(axes) == 1:
+        return axes[0]
+    result = np.empty(len(axes), dtype=object)
+    result[:] = axes
+    return result
+
+
+def legend_outside(ax, handles=None, labels=None, **kw):
+    """A legend to the right of ``ax``, outside the data; returns it (None when there is nothing to label)."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    kw.setdefault("fontsize", "small")
+    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kw)
 
 
 def apply_origin(x, y, origin, argument="origin"):

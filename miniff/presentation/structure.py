@@ -6,7 +6,7 @@ Private: the public names are re-exported by :mod:`miniff.presentation`. Interna
 
 import numpy as np
 
-from miniff.presentation.common import apply_origin, as_numpy, get_ax, set_label
+from miniff.presentation.common import apply_origin, as_numpy, get_ax, legend_outside, set_label
 from miniff.presentation.common import energy_unit as _energy_unit
 from miniff.presentation.common import length_unit as _length_unit
 
@@ -30,6 +30,9 @@ def _finish_legend(ax, lines, legend):
 def plot_rdf(r, data, ax=None, legend=True, length_unit="angstrom", xlabel=True, ylabel=True, **kw):
     """Plot radial distribution functions, one line per species pair.
 
+    The figure: density of neighbours (y, atoms per cubed length unit) against distance (x), one coloured line
+    per species pair in sorted order, named in a legend box or next to each curve's maximum.
+
     Parameters
     ----------
     r : ndarray of shape (n,)
@@ -38,7 +41,7 @@ def plot_rdf(r, data, ax=None, legend=True, length_unit="angstrom", xlabel=True,
         ``{key: ndarray of shape (n,)}``: densities in atoms / Å³ per species pair, as returned by ``rdf``.
         Keys are plotted in sorted order and used as line labels.
     ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes by default.
+        Where to draw; a new figure by default.
     legend : {True, False, "labels"}
         A legend box, no legend, or a text label at the maximum of each curve.
     length_unit : str or float
@@ -74,6 +77,9 @@ def plot_rdf(r, data, ax=None, legend=True, length_unit="angstrom", xlabel=True,
 def plot_adf(a, data, ax=None, legend=True, xlabel=True, ylabel=True, angle_unit="rad", **kw):
     """Plot bond-angle distributions, one line per species triple.
 
+    The figure: angle density (y, per radian or per degree) against the bond angle (x), one coloured line per
+    species triple, named in a legend box or next to each curve's maximum.
+
     Parameters
     ----------
     a : ndarray of shape (n,)
@@ -81,7 +87,7 @@ def plot_adf(a, data, ax=None, legend=True, xlabel=True, ylabel=True, angle_unit
     data : dict
         ``{key: ndarray of shape (n,)}``: angle densities per radian, as returned by ``adf``.
     ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes by default.
+        Where to draw; a new figure by default.
     legend : {True, False, "labels"}
         A legend box, no legend, or a text label at the maximum of each curve.
     xlabel, ylabel : bool or str
@@ -134,6 +140,10 @@ def plot_strain_profile(potentials, cell, limits=(0.9, 1.1), direction=(1, 1, 1)
                         xlabel=True, ylabel=True, mark_points=None, origin=None, profile_kwargs=None, **kw):
     """Plot the total energy of a structure as its box is stretched along some of its vectors.
 
+    The figure: one line of total energy (y, ``energy_unit``, shifted by ``origin``) against the scale factor
+    (x, 50 points between the limits), with black crosses at ``mark_points``; call it again with the same
+    ``ax`` and a ``label`` to compare directions.
+
     The box vectors are multiplied by ``direction * s + (1 - direction)`` for scale factors ``s`` in
     ``linspace(*limits, 50)`` with fractional coordinates kept, as
     :func:`miniff.kernel.profile_directed_strain` does.
@@ -149,7 +159,7 @@ def plot_strain_profile(potentials, cell, limits=(0.9, 1.1), direction=(1, 1, 1)
     direction : array-like of shape (3,)
         Which box vectors are scaled (1) and which are kept (0).
     ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes by default.
+        Where to draw; a new figure by default.
     energy_unit : str or float
         Display unit of energy (``"eV"``, ``"meV"``, ``"Ry"``, ``"Hartree"``, ``"1"`` or a size in eV).
     xlabel, ylabel : bool or str
@@ -250,6 +260,9 @@ def plot_potential_2(potentials, limits=None, pair=None, ax=None, energy_unit="R
                      xlabel=True, ylabel=True, mark_points=None, origin=None, **kw):
     """Plot the energy of two isolated atoms against their separation.
 
+    The figure: one line of the dimer's total energy (y, ``energy_unit``, shifted by ``origin``) against the
+    separation (x, ``length_unit``, 50 points), with black crosses at ``mark_points``.
+
     This shows the radial form of a pair potential or a two-body descriptor. An untagged potential is tagged
     ``"1-2"`` (two different species), so the curve is exactly the pair function; with a homonuclear tag
     such as ``"a-a"`` both atoms carry the pair term and the curve is twice the pair function.
@@ -263,7 +276,7 @@ def plot_potential_2(potentials, limits=None, pair=None, ax=None, energy_unit="R
     pair : str, optional
         Species of the two atoms, ``"a-b"``; inferred from the tags when they all name the same pair.
     ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes by default.
+        Where to draw; a new figure by default.
     energy_unit : str or float
         Display unit of energy (``"eV"``, ``"meV"``, ``"Ry"``, ``"Hartree"``, ``"1"`` = no conversion, or a
         size in eV).
@@ -310,7 +323,7 @@ def plot_potential_2(potentials, limits=None, pair=None, ax=None, energy_unit="R
 
 
 def _turning_point(descriptor):
-    """Inflection point (Å) of a Behler type-2 descriptor, or None for other families."""
+    """Inflection point (Å) of a Behler type-2 descriptor with ``r_sphere = 0``, or None for other descriptors."""
     family = getattr(descriptor, "family", None)
     if getattr(family, "tag", None) != "Behler type 2":
         return None
@@ -320,28 +333,33 @@ def _turning_point(descriptor):
     if fn is None:
         return None
     par = descriptor.parameters
+    if float(par["r_sphere"]) != 0:
+        return None  # a shifted Gaussian has two inflection points; the recipes' turning point needs r_s = 0
     return float(fn(par["a"], par["eta"], par["r_sphere"]))
 
 
 def plot_descriptors_2(descriptors, ax=None, length_unit="angstrom", xlabel=True, legend=True, **kw):
     """Plot the radial form of every two-body descriptor.
 
-    Each descriptor is drawn as its pair function ``g(r)`` (dimensionless) between ``cutoff / 10`` and its
-    cutoff; the turning point of Behler type-2 descriptors is marked with a dot. Three-body descriptors are
-    skipped (they vanish for two atoms).
+    The figure: each descriptor as its pair function ``g(r)`` (dimensionless, y) against the distance (x)
+    between ``cutoff / 10`` and its cutoff, one colour per descriptor; the turning point (inflection) of
+    Behler type-2 descriptors centred at zero (``r_sphere = 0``, the ones the recipes place by their turning
+    point) is marked with a dot of the curve's colour. The legend, to the right of the
+    plot, names each curve by species, tag and parameters (``"Cu: Cu-Pt η=4 r_s=2.2"``) and explains the
+    dots. Three-body descriptors are skipped (they vanish for two atoms).
 
     Parameters
     ----------
     descriptors : dict or list
         ``{species: [descriptor, ...]}`` (as used by :func:`miniff.ml.learn_cauldron`) or a plain list.
     ax : matplotlib.axes.Axes, optional
-        Where to draw; the current Axes by default.
+        Where to draw; a new figure by default.
     length_unit : str or float
         Display unit of length.
     xlabel : bool or str
         True draws ``"r (<unit>)"``; the y label is ``"Descriptor value"``.
     legend : {True, False, "labels"}
-        A legend box (labels ``"<species>: <tag>"``), none, or a text label at each curve's maximum.
+        A legend to the right of the plot, none, or a text label at each curve's maximum.
     **kw
         Passed to :meth:`matplotlib.axes.Axes.plot`.
 
@@ -349,6 +367,8 @@ def plot_descriptors_2(descriptors, ax=None, length_unit="angstrom", xlabel=True
     -------
     matplotlib.axes.Axes
     """
+    from miniff.ml.sensitivity import descriptor_label
+
     if legend not in (True, False, "labels"):
         raise ValueError(f"legend must be True, False or 'labels', got {legend!r}")
     lf, _ = _length_unit(length_unit)
@@ -358,12 +378,14 @@ def plot_descriptors_2(descriptors, ax=None, length_unit="angstrom", xlabel=True
         groups = [(None, list(descriptors))]
     ax = get_ax(ax)
     lines = []
+    n_turning = 0
     for species, items in groups:
         for d in items:
             tag = d.tag
             if isinstance(tag, str) and len(tag.split("-")) != 2:
                 continue
-            label = f"{species}: {tag}" if species is not None else str(tag)
+            label = descriptor_label(d)
+            label = f"{species}: {label}" if species is not None else label
             single = d.copy(tag="1-2")
             n_before = len(ax.lines)
             plot_potential_2(single, ax=ax, energy_unit="1", length_unit=length_unit, xlabel=xlabel,
@@ -372,6 +394,17 @@ def plot_descriptors_2(descriptors, ax=None, length_unit="angstrom", xlabel=True
             lines.append(line)
             tp = _turning_point(d)
             if tp is not None and 0 < tp < d.cutoff:
-                ax.plot([tp / lf], dimer_energies([single], "1-2", np.array([tp])), "o", color=line.get_color())
-    _finish_legend(ax, lines, legend)
+                ax.plot([tp / lf], dimer_energies([single], "1-2", np.array([tp])), "o", color=line.get_color(),
+                        label="_nolegend_", gid="miniff-turning-point")
+                n_turning += 1
+    if legend is True:
+        from matplotlib.lines import Line2D
+
+        handles = list(lines)
+        if n_turning:
+            handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3",
+                                  label="turning point (inflection)"))
+        legend_outside(ax, handles, [h.get_label() for h in handles])
+    else:
+        _finish_legend(ax, lines, legend)
     return ax

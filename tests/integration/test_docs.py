@@ -17,20 +17,13 @@ PUBLIC_MODULES = ["kernel", "potentials", "ml", "ml_util", "presentation", "calc
 
 
 @pytest.fixture(scope="module")
-def html(tmp_path_factory):
-    out = tmp_path_factory.mktemp("docs")
-    env = dict(os.environ)
-    env.setdefault("MPLBACKEND", "Agg")
-    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d", str(out / "doctrees"),
-           str(DOCS), str(out / "html")]
-    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout}\n{proc.stderr}"
-    return out / "html"
+def html(docs_build):
+    return docs_build.html
 
 
 def test_docs_build_without_warnings(html):
-    for page in ["index", "install", "quickstart", "concepts", "tutorials", "formats", "units", "threading",
-                 "benchmarks", "api/index"]:
+    for page in ["index", "install", "quickstart", "concepts", "tutorials", "gallery", "formats", "units",
+                 "threading", "benchmarks", "api/index"]:
         assert (html / f"{page}.html").is_file(), page
 
 
@@ -106,3 +99,21 @@ def test_job_file_examples_in_the_docs_are_valid():
     assert len(blocks) >= 2
     for block in blocks:
         validate_description(yaml.safe_load(block), where="docs/formats.md")
+
+
+# Figures the gallery draws, by the function named in the heading above each call.
+GALLERY_FUNCTIONS = ["plot_convergence", "plot_parity", "plot_diagonal", "plot_error_histogram", "plot_descriptors_2",
+                     "plot_descriptor_range", "plot_descriptor_sensitivity", "plot_potential_2", "plot_strain_profile",
+                     "plot_rdf", "plot_adf"]
+
+
+def test_gallery_shows_every_figure_with_its_call(html):
+    from miniff import presentation
+
+    text = (html / "gallery.html").read_text(encoding="utf-8")
+    drawing = [n for n in presentation.__all__ if n.startswith("plot_")]
+    assert sorted(drawing) == sorted(GALLERY_FUNCTIONS), "add the new plotting function to docs/gallery.md"
+    for name in drawing:
+        assert f"presentation</span><span class=\"o\">.</span><span class=\"n\">{name}" in text or \
+            f"{name}</span><span class=\"p\">(" in text, f"the gallery shows no call of {name}"
+    assert text.count("<img") >= 12

@@ -8,12 +8,14 @@ import pytest
 import miniff.kernel
 from miniff import presentation
 from miniff.presentation import (
+    parity_statistics,
     plot_adf,
     plot_convergence,
     plot_descriptor_range,
     plot_descriptors_2,
     plot_diagonal,
     plot_error_histogram,
+    plot_parity,
     plot_potential_2,
     plot_rdf,
     plot_strain_profile,
@@ -219,6 +221,27 @@ def test_plot_descriptors_2_draws_each_two_body_descriptor(pyplot, fake_kernel):
     assert ax.get_ylabel() == "Descriptor value" and ax.get_xlabel() == "r (nm)"
 
 
+def test_plot_descriptors_2_labels_parameters_and_explains_the_dots(pyplot):
+    from miniff.potentials import behler2_descriptor_family
+
+    centred = behler2_descriptor_family(a=5.0, eta=0.5, r_sphere=0.0, tag="Cu-Cu")
+    shifted = behler2_descriptor_family(a=5.0, eta=4.0, r_sphere=2.5, tag="Cu-Pt")
+    ax = plot_descriptors_2({"Cu": [centred, shifted]})
+    curves = [line for line in ax.lines if line.get_gid() is None]
+    assert [line.get_label() for line in curves] == ["Cu: Cu-Cu η=0.5 r_s=0", "Cu: Cu-Pt η=4 r_s=2.5"]
+    # one dot, at the inflection point of exp(-eta r^2) f_c(r) (found here by brute force on a fine grid)
+    (dot,) = [line for line in ax.lines if line.get_gid() == "miniff-turning-point"]
+    r = np.linspace(0.01, 2.5, 200001)
+    g = np.exp(-0.5 * r**2) * 0.5 * (1 + np.cos(np.pi * r / 5.0))
+    second = np.gradient(np.gradient(g, r), r)
+    r_turn = r[np.flatnonzero(np.diff(np.sign(second)))[0]]
+    assert dot.get_xdata()[0] == pytest.approx(r_turn, abs=1e-3)
+    assert dot.get_ydata()[0] == pytest.approx(np.interp(r_turn, r, g), abs=1e-4)
+    assert dot.get_color() == curves[0].get_color()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "Cu: Cu-Cu η=0.5 r_s=0", "Cu: Cu-Pt η=4 r_s=2.5", "turning point (inflection)"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # strain profile (stand-in profile_directed_strain)
 
@@ -278,40 +301,75 @@ def test_plot_convergence_reads_a_csv_log(pyplot, tmp_path):
     np.testing.assert_allclose(cols["valid_energy_max"], [3.5, 2.0, 0.6])
     ax = plot_convergence(log, comment="3 epochs")
     labels = [line.get_label() for line in ax.lines]
-    assert labels == ["train_energy_rmse", "train_energy_max", "valid_energy_rmse", "valid_energy_max"]
+    assert labels == ["training energy RMSE", "training energy max |error|", "validation energy RMSE",
+                      "validation energy max |error|"]
     lines = dict(zip(labels, ax.lines, strict=True))
-    np.testing.assert_allclose(lines["valid_energy_rmse"].get_xdata(), [0, 1, 2])
-    np.testing.assert_allclose(lines["valid_energy_rmse"].get_ydata(), [1.2, 0.7, 0.2])
-    assert lines["valid_energy_rmse"].get_linestyle() == "--"
-    assert lines["train_energy_rmse"].get_linestyle() == "-"
-    assert lines["train_energy_rmse"].get_color() == lines["valid_energy_rmse"].get_color()
-    assert lines["train_energy_rmse"].get_color() != lines["train_energy_max"].get_color()
+    np.testing.assert_allclose(lines["validation energy RMSE"].get_xdata(), [0, 1, 2])
+    np.testing.assert_allclose(lines["validation energy RMSE"].get_ydata(), [1.2, 0.7, 0.2])
+    assert lines["validation energy RMSE"].get_linestyle() == "--"
+    assert lines["training energy RMSE"].get_linestyle() == "-"
+    assert lines["training energy RMSE"].get_color() == lines["validation energy RMSE"].get_color()
+    assert lines["training energy RMSE"].get_color() != lines["training energy max |error|"].get_color()
     assert ax.get_xlabel() == "Epoch" and ax.get_yscale() == "log"
+    assert ax.get_ylabel() == "Energy error (eV/atom)"
     assert any(t.get_text() == "3 epochs" for t in ax.texts)
     with pytest.raises(ValueError, match="not in the fit log"):
         plot_convergence(log, columns=["nope"])
 
 
-def test_plot_convergence_fit_workflow_log(pyplot, tmp_path):
-    # the JSON Lines layout written by the fit workflow: errors in eV/atom and eV/Å, loss dimensionless
-    records = [
-        {"epoch": k, "time": 0.1 * k, "lr": 1.0, "loss": 1.0 / (k + 1), "loss_valid": 2.0 / (k + 1),
-         "energy_rmse": 0.1 / (k + 1), "energy_rmse_valid": 0.2 / (k + 1), "energy_max": 0.3 / (k + 1),
-         "energy_max_valid": 0.4 / (k + 1), "group_bulk_energy_rmse": 0.5}
-        for k in range(4)
-    ]
+def _workflow_log(tmp_path, forces=True):
+    """A fit log in the JSON Lines layout of the fit workflow; validation loss lowest at epoch 2."""
+    loss_valid = [2.0, 1.0, 0.5, 0.7]
+    records = []
+    for k in range(4):
+        r = {"epoch": k, "time": 0.1 * k, "lr": 1.0, "loss": 1.0 / (k + 1), "loss_valid": loss_valid[k],
+             "energy_rmse": 0.1 / (k + 1), "energy_rmse_valid": 0.2 / (k + 1), "energy_max": 0.3 / (k + 1),
+             "energy_max_valid": 0.4 / (k + 1), "group_bulk_energy_rmse": 0.5}
+        if forces:
+            r.update(force_rmse=1.0 / (k + 1), force_rmse_valid=1.5 / (k + 1))
+        records.append(r)
     log = tmp_path / "fit.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
-    ax = plot_convergence(log)
-    labels = [line.get_label() for line in ax.lines]
-    assert sorted(labels) == ["energy_max", "energy_max_valid", "energy_rmse", "energy_rmse_valid"]
-    line = ax.lines[labels.index("energy_max_valid")]
-    np.testing.assert_allclose(line.get_xdata(), [0, 1, 2, 3])
-    np.testing.assert_allclose(line.get_ydata(), [0.4 / (k + 1) for k in range(4)])
-    assert line.get_linestyle() == "--"
-    fig, ax2 = pyplot.subplots()
-    plot_convergence(log, ax=ax2, columns=["loss", "loss_valid"])
-    assert [line.get_label() for line in ax2.lines] == ["loss", "loss_valid"]
+    return log
+
+
+def test_plot_convergence_fit_workflow_log_one_panel_per_unit(pyplot, tmp_path):
+    pyplot.subplots()  # a figure made earlier must stay untouched
+    before = pyplot.gca()
+    log = _workflow_log(tmp_path)
+    axes = plot_convergence(log)
+    assert len(axes) == 2 and before not in axes and not before.lines
+    energy, force = axes
+    assert energy.get_ylabel() == "Energy error (eV/atom)" and force.get_ylabel() == "Force error (eV/Å)"
+    assert force.get_xlabel() == "Epoch" and all(a.get_yscale() == "log" for a in axes)
+    curves = {line.get_label(): line for a in axes for line in a.lines if line.get_gid() is None}
+    assert sorted(curves) == ["training energy RMSE", "training energy max |error|", "training force RMSE",
+                              "validation energy RMSE", "validation energy max |error|", "validation force RMSE"]
+    assert {line.get_label() for line in force.lines if line.get_gid() is None} == {
+        "training force RMSE", "validation force RMSE"}
+    np.testing.assert_allclose(curves["validation force RMSE"].get_ydata(), [1.5 / (k + 1) for k in range(4)])
+    np.testing.assert_allclose(curves["validation energy max |error|"].get_xdata(), [0, 1, 2, 3])
+    # the kept epoch (lowest validation loss: epoch 2) is marked on every panel, with a dot on every curve
+    for a in axes:
+        marks = [line for line in a.lines if line.get_gid() == "miniff-best"]
+        vline = [m for m in marks if len(m.get_xdata()) == 2]
+        assert len(vline) == 1 and list(vline[0].get_xdata()) == [2, 2]
+        dots = [m for m in marks if len(m.get_xdata()) == 1]
+        assert len(dots) == len([line for line in a.lines if line.get_gid() is None])
+        assert any("kept: epoch 2" in t.get_text() for t in a.texts)
+        # the legend sits outside the data, to the right of the panel
+        legend = a.get_legend()
+        assert legend is not None and legend._loc == 2 and legend.get_bbox_to_anchor().x0 >= a.bbox.x1
+    dot = next(m for m in force.lines if m.get_gid() == "miniff-best" and len(m.get_xdata()) == 1)
+    assert dot.get_ydata()[0] in (1.0 / 3, 1.5 / 3)
+    # a single Axes for two units is refused; a log of one unit fits one Axes; best=None marks nothing
+    fig, ax1 = pyplot.subplots()
+    with pytest.raises(ValueError, match="one per panel"):
+        plot_convergence(log, ax=ax1)
+    plot_convergence(log, ax=ax1, columns=["loss", "loss_valid"], best=None)
+    assert [line.get_label() for line in ax1.lines] == ["training loss", "validation loss"]
+    assert ax1.get_ylabel() == "Loss (normalised)"
+    assert not [line for line in ax1.lines if line.get_gid() == "miniff-best"]
 
 
 def test_read_fit_log_json_lines_and_whitespace(tmp_path):
@@ -367,6 +425,69 @@ def test_plot_diagonal(pyplot, rng):
         plot_diagonal(ref, pred, nmax=0)
 
 
+def test_plot_diagonal_statistics_square_and_transparent(pyplot, rng):
+    ref = rng.normal(size=50)
+    pred = ref + rng.normal(scale=0.2, size=50)
+    ref2 = rng.normal(size=20)
+    pred2 = ref2 + 0.3
+    ax = plot_diagonal(ref, pred, unit_label="eV/atom", label="training")
+    plot_diagonal(ref2, pred2, ax=ax, unit_label="eV/atom", label="validation", marker="^")
+    assert ax.get_xlabel() == "Reference (eV/atom)" and ax.get_ylabel() == "Prediction (eV/atom)"
+    # square: the same limits on both axes, equal aspect, covering every point and the diagonal
+    assert ax.get_xlim() == ax.get_ylim() and ax.get_aspect() == 1.0
+    lo = min(ref.min(), pred.min(), ref2.min(), pred2.min())
+    hi = max(ref.max(), pred.max(), ref2.max(), pred2.max())
+    assert ax.get_xlim()[0] < lo and ax.get_xlim()[1] > hi
+    # both series semi-transparent, so neither hides the other
+    assert [c.get_alpha() for c in ax.collections] == [0.5, 0.5]
+    assert [c.get_label() for c in ax.collections] == ["training", "validation"]
+    # one statistics box with RMSE, MAE and N of each series
+    (box,) = [t for t in ax.texts if t.get_gid() == "miniff-parity-stats"]
+    rmse, mae = np.sqrt(np.mean((pred - ref) ** 2)), np.mean(np.abs(pred - ref))
+    assert box.get_text().splitlines() == ["training: N = 50", f"  RMSE {rmse:.3g}, MAE {mae:.3g} eV/atom",
+                                           "validation: N = 20", "  RMSE 0.3, MAE 0.3 eV/atom"]
+    st = parity_statistics(ref, pred)
+    assert st["n"] == 50 and st["rmse"] == pytest.approx(rmse) and st["mae"] == pytest.approx(mae)
+
+
+def test_plot_diagonal_groups_keep_their_colour(pyplot):
+    ref = np.array([0.0, 1.0, 2.0, 3.0])
+    forces = np.arange(12.0).reshape(4, 3)
+    ax = plot_diagonal(ref, ref + 0.1, groups=[["bulk", "slab", "bulk", "slab"]], label="training")
+    plot_diagonal(ref, ref - 0.1, ax=ax, groups=[["slab", "slab", "bulk", "bulk"]], label="validation")
+    by_label = {c.get_label(): c for c in ax.collections}
+    assert sorted(by_label) == ["training: bulk", "training: slab", "validation: bulk", "validation: slab"]
+    np.testing.assert_allclose(by_label["training: bulk"].get_offsets(), [[0, 0.1], [2, 2.1]])
+    np.testing.assert_allclose(by_label["validation: slab"].get_offsets(), [[0, -0.1], [1, 0.9]])
+    color = {k: tuple(c.get_facecolor()[0][:3]) for k, c in by_label.items()}
+    assert color["training: bulk"] == color["validation: bulk"] != color["training: slab"]
+    # one group per force row is repeated over the three components
+    ax2 = plot_diagonal(forces, forces, groups=[["a", "b", "a", "b"]])
+    pts = {c.get_label(): c.get_offsets() for c in ax2.collections}
+    np.testing.assert_allclose(pts["a"][:, 0], [0, 1, 2, 6, 7, 8])
+    with pytest.raises(ValueError, match="groups"):
+        plot_diagonal(ref, ref, groups=[["a", "b"]])
+
+
+def test_plot_parity_of_a_fit(pyplot, rng):
+    learn = {"energy_ref": rng.normal(size=8), "forces_ref": rng.normal(size=30)}
+    learn.update(energy_pred=learn["energy_ref"] + 0.01, forces_pred=learn["forces_ref"] * 1.1)
+    test = {"energy_ref": rng.normal(size=3), "forces_ref": rng.normal(size=12)}
+    test.update(energy_pred=test["energy_ref"] - 0.02, forces_pred=test["forces_ref"])
+    energy, force = plot_parity({"training": learn, "validation": test})
+    assert energy.get_xlabel() == "Reference (eV/atom)" and force.get_ylabel() == "Prediction (eV/Å)"
+    assert energy.get_title() == "Energy per atom" and force.get_title() == "Force components"
+    np.testing.assert_allclose(force.collections[0].get_offsets()[:, 1], learn["forces_pred"])
+    np.testing.assert_allclose(energy.collections[1].get_offsets()[:, 0], test["energy_ref"])
+    text = next(t.get_text() for t in energy.texts if t.get_gid() == "miniff-parity-stats")
+    assert "training: N = 8\n  RMSE 0.01, MAE 0.01 eV/atom\nvalidation: N = 3\n  RMSE 0.02, MAE 0.02 eV/atom" == text
+    assert [t.get_text() for t in energy.get_legend().get_texts()] == ["training", "validation"]
+    only_energy = plot_parity({"training": {k: v for k, v in learn.items() if k.startswith("energy")}})
+    assert only_energy.get_xlabel() == "Reference (eV/atom)"
+    with pytest.raises(ValueError, match="energy_ref"):
+        plot_parity({"training": {"forces_ref": 1}})
+
+
 def test_plot_error_histogram(pyplot, rng):
     ref = rng.normal(size=(30, 3))
     pred = ref + rng.normal(scale=0.05, size=(30, 3))
@@ -408,11 +529,19 @@ def test_plot_descriptor_range(pyplot, rng):
     assert len(red) == 1 and len(red[0].get_offsets()) == 2
     assert [t.get_text() for t in ax.get_xticklabels()] == ["g1", "g2", "g3"]
     assert ax.get_ylabel() == "Descriptor value"
+    # every mark is named in the legend; the dot below zero is inside the y range, not on its edge
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "training range (min to max)", "training mean", "structure, inside the training range",
+        "outside training range"]
+    means = next(line for line in ax.lines if line.get_label() == "training mean")
+    np.testing.assert_allclose(means.get_ydata(), real.mean(0))
+    assert ax.get_ylim()[0] < -1.0
 
     fig, ax2 = pyplot.subplots()
     plot_descriptor_range(real, ax=ax2, normalize=True)
     np.testing.assert_allclose([p.get_height() for p in ax2.patches], 1.0)
     np.testing.assert_allclose([p.get_y() for p in ax2.patches], 0.0, atol=1e-15)
+    assert ax2.get_ylim()[0] < 0 < ax2.get_ylim()[1] and ax2.get_ylim()[1] > 1  # the span's ends stay visible
     with pytest.raises(ValueError, match="structure"):
         plot_descriptor_range(real, np.zeros((1, 2)), ax=ax2)
 
