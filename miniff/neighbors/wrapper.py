@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 
 from miniff._ext import kernel_module
-from miniff._ext.threads import auto_n_threads
+from miniff._ext.threads import auto_n_threads, check_n_threads
 from miniff.neighbors import analysis
 from miniff.neighbors.cell import Cell
 from miniff.neighbors.pairlist import PairList
@@ -73,7 +73,8 @@ class NeighborWrapper(SpeciesEncoder):
     reciprocal_cutoff : float or None
         If given, :meth:`compute_reciprocal_grid` is called (1/Å).
     n_threads : int or None
-        Default OpenMP thread count for the neighbour search and the kernels called through this wrapper.
+        Default OpenMP thread count for the neighbour search and the kernels called through this wrapper
+        (a positive int up to ``miniff.kernel.MAX_N_THREADS`` = 1024, a negative count from the cores, or None).
     max_pairs : float
         Refuse cutoffs whose estimated pair count exceeds this (default ``DEFAULT_MAX_PAIRS``).
 
@@ -113,7 +114,7 @@ class NeighborWrapper(SpeciesEncoder):
         if self.x is not None:
             pbc = pbc & (self.x > 1)
         self.pbc = pbc
-        self.n_threads = n_threads
+        self.n_threads = check_n_threads(n_threads)
         self.max_pairs = self.default_max_pairs if max_pairs is None else float(max_pairs)
         if not self.max_pairs > 0:
             raise ValueError(f"max_pairs must be positive, got {max_pairs}")

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from miniff._ext.threads import auto_n_threads, effective_n_threads
+from miniff.potentials.guards import check_coincident
 from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = [
@@ -241,6 +242,22 @@ class LocalPotential:
         self.additional_inputs = tuple(additional_inputs) if additional_inputs else ()
 
     @property
+    def allow_coincident(self):
+        """True when this potential may be evaluated with coincident atoms (finite at ``r = 0``).
+
+        Defaults to the family's ``allow_coincident`` (False for every built-in family with pairs); set it on
+        one potential to skip the check of ``miniff.potentials.guards.check_coincident``.
+        """
+        own = self.__dict__.get("_allow_coincident")
+        if own is not None:
+            return own
+        return bool(getattr(self.family, "allow_coincident", False))
+
+    @allow_coincident.setter
+    def allow_coincident(self, value):
+        self._allow_coincident = bool(value)
+
+    @property
     def coordination(self):
         """Number of species in the tag (1 on-site, 2 pair, 3 triplet), or None if unknown."""
         return getattr(self.family, "coordination", None)
@@ -314,6 +331,7 @@ class LocalPotential:
         """
         if self.family is None:
             raise NotImplementedError("a LocalPotential without family must override compute()")
+        check_coincident(nw, [self])
         self.family.backend.accumulate(self, nw, energy_n, grad_pc, resolve_n_threads(nw, n_threads))
 
     def __repr__(self):
@@ -397,12 +415,16 @@ class LocalPotentialFamily:
         1 (tags ``"a"``), 2 (``"a-b"``) or 3 (``"a-b-c"``).
     doc : str, optional
         The formula, for humans.
+    allow_coincident : bool
+        The family is finite (energy and gradient) at ``r = 0``: skip the coincident-atoms check
+        (``miniff.potentials.guards``) for its potentials.
     """
 
     def __init__(self, parameters, cutoff, kernels=None, parameter_defaults=None, tag=None, proto=None,
                  pre_compute_r=None, additional_inputs=None, complement_accumulating=True,
-                 complement_num_grad=True, doc=None, coordination=2):
+                 complement_num_grad=True, doc=None, coordination=2, allow_coincident=False):
         self.parameters = dict(parameters)
+        self.allow_coincident = bool(allow_coincident)
         self.cutoff = cutoff
         self.backend = kernels
         self.kernels = kernels
