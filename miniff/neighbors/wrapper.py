@@ -77,6 +77,9 @@ class NeighborWrapper(SpeciesEncoder):
         (a positive int up to ``miniff.kernel.MAX_N_THREADS`` = 1024, a negative count from the cores, or None).
     max_pairs : float
         Refuse cutoffs whose estimated pair count exceeds this (default ``DEFAULT_MAX_PAIRS``).
+    max_memory : float or None
+        Refuse cutoffs whose neighbour search would need more memory than this many bytes (every array counted,
+        image offsets included; default None: half of the physical memory).
 
     Attributes
     ----------
@@ -98,7 +101,7 @@ class NeighborWrapper(SpeciesEncoder):
     default_max_pairs = DEFAULT_MAX_PAIRS
 
     def __init__(self, cell, x=None, *, pbc=True, cutoff=None, normalize=True, reciprocal_cutoff=None,
-                 n_threads=None, max_pairs=None):
+                 n_threads=None, max_pairs=None, max_memory=None):
         if isinstance(x, (bool, np.bool_)):
             warnings.warn(
                 "passing normalize as the second positional argument of NeighborWrapper is deprecated; "
@@ -118,6 +121,9 @@ class NeighborWrapper(SpeciesEncoder):
         self.max_pairs = self.default_max_pairs if max_pairs is None else float(max_pairs)
         if not self.max_pairs > 0:
             raise ValueError(f"max_pairs must be positive, got {max_pairs}")
+        self.max_memory = None if max_memory is None else float(max_memory)
+        if self.max_memory is not None and not self.max_memory > 0:
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory}")
         self.cutoff = None
         self.reciprocal_cutoff = None
         self.reciprocal_grid = None
@@ -268,6 +274,7 @@ class NeighborWrapper(SpeciesEncoder):
             image_limit=self.image_limit,
             n_threads=self.n_threads,
             max_pairs=self.max_pairs,
+            max_memory=getattr(self, "max_memory", None),
         )
         self._pairs_fresh = True
         self.cutoff = cutoff
