@@ -35,6 +35,10 @@ __all__ = [
 
 _STATE_KEYS = {"tag", "parameters", "ptag"}
 
+#: Largest magnitude of a numeric family parameter: the formulas multiply parameters with each other and with
+#: squared distances, which must stay finite in float64 (max 1.8e308).
+MAX_PARAMETER_MAGNITUDE = 1e100
+
 
 class PotentialRuntimeWarning(RuntimeWarning):
     """Base class of warnings about problems met while evaluating potentials."""
@@ -389,6 +393,11 @@ def _check_bound(name, value, bounds):
         raise ValueError(f"Parameter {name!r} = {value} is out of bounds: must be {'<' if hi_open else '<='} {hi}")
     if math.isinf(value):
         raise ValueError(f"Parameter {name!r} must be finite, got {value}")
+    if abs(value) > MAX_PARAMETER_MAGNITUDE:
+        raise ValueError(
+            f"Parameter {name!r} = {value} is too large to evaluate in float64: |{name}| must be at most "
+            f"{MAX_PARAMETER_MAGNITUDE:g} (products of parameters and distances would overflow to inf/NaN)"
+        )
     return value
 
 
@@ -400,7 +409,8 @@ class LocalPotentialFamily:
     parameters : dict
         ``{name: bounds or None}``; ``bounds = (lower, upper)`` inclusive (None = unbounded), optionally
         ``(lower, upper, lower_open, upper_open)``. Numeric parameters (bounds not None) must be finite
-        real numbers within the bounds; ``None`` accepts any value (e.g. Python callables).
+        real numbers within the bounds and at most ``MAX_PARAMETER_MAGNITUDE`` (1e100) in magnitude, so that
+        the formulas stay finite in float64; ``None`` accepts any value (e.g. Python callables).
     cutoff : float, str or callable
         A number (Å), the name of the parameter holding it, or ``callable(parameters) -> float``.
     kernels : object, optional
