@@ -7,13 +7,27 @@ leaves either the previous checkpoint or the new one, never a truncated file.  C
 ``torch.load(weights_only=True)``: no code is ever unpickled.
 """
 
+import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
 from miniff._atomic import atomic_write
 
-__all__ = ["atomic_torch_save", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["atomic_torch_save", "load_checkpoint", "CHECKPOINT_FORMAT", "CheckpointError", "remove_stale_temporaries"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used; ``kind`` says why: ``"folder"``, ``"corrupt"`` (damaged or truncated),
+    ``"not a checkpoint"`` (another kind of file) or ``"unsafe"`` (it holds code or objects other than plain
+    data, which are never loaded)."""
+
+    def __init__(self, path, kind, detail):
+        self.path = str(path)
+        self.kind = kind
+        super().__init__(f"checkpoint {self.path!r}: {detail}")
 
 CHECKPOINT_FORMAT = "miniff-fit-checkpoint-1"
 
@@ -45,8 +59,69 @@ def load_checkpoint(path):
     -------
     dict
         The checkpoint (keys ``format``, ``epoch``, ``networks``, ``optimizer``, ...).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    CheckpointError
+        (a ``ValueError``) naming the file and the kind of problem: a folder, a corrupt or truncated file,
+        a file that is not a checkpoint, or an unsafe file (code inside; never executed).
     """
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(path, "folder", "is a folder, not a checkpoint file (give the file, e.g. fit.ckpt)")
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(path, "corrupt", f"cannot be read ({e.strerror or e})") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only load failed" in str(e):
+            raise CheckpointError(path, "unsafe", "holds code or objects other than plain data (tensors, numbers, "
+                                  "strings, lists, dicts); such files are never loaded (unsafe)") from None
+        raise CheckpointError(path, *_damaged(head)) from None
+    except (RuntimeError, EOFError, IndexError, KeyError, ValueError, TypeError, AttributeError, OverflowError,
+            MemoryError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
+        kind, detail = _damaged(head)
+        raise CheckpointError(path, kind, f"{detail} ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint: {str(path)!r} is not a miniff fit checkpoint ({CHECKPOINT_FORMAT})")
+        raise CheckpointError(path, "not a checkpoint", f"is not a miniff fit checkpoint ({CHECKPOINT_FORMAT}): it "
+                              f"holds {type(data).__name__} data without that format tag")
     return data
+
+
+def _damaged(head):
+    """``(kind, detail)`` for a file ``torch.load`` could not read, from its first bytes."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return "corrupt", "is damaged or truncated (a torch.save file that cannot be read to its end)"
+    return "not a checkpoint", "is not a checkpoint (not a torch.save file)"
+
+
+def remove_stale_temporaries(path):
+    """Delete temporary files an interrupted write of checkpoint ``path`` left behind (``.<name>.*.tmp``).
+
+    :func:`atomic_torch_save` writes to such a file and renames it over ``path``; a kill before the rename
+    leaves it behind. Call this only when no other process writes the same checkpoint.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for stale in folder.glob(f".{path.name}.*.tmp"):
+        try:
+            os.unlink(stale)
+            removed.append(stale)
+        except OSError:  # pragma: no cover - vanished or not ours
+            pass
+    return removed

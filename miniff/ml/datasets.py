@@ -19,7 +19,7 @@ import torch
 from miniff.ml.descriptor_data import encode_species, prepare_descriptor_data
 from miniff.ml.jacobian import SparseJacobian
 
-__all__ = ["PerCellDataset", "PerPointDataset", "Dataset"]
+__all__ = ["PerCellDataset", "PerPointDataset", "Dataset", "Sample", "FieldTypeError"]
 
 
 def all_finite(x):
@@ -29,10 +29,14 @@ def all_finite(x):
     return bool(torch.isfinite(x).all())
 
 
+class FieldTypeError(TypeError, ValueError):
+    """A dataset field that is not a ``torch.Tensor`` (a ``ValueError`` as in miniff 0.1.4, and a ``TypeError``)."""
+
+
 def _check_field(name, x, ndim, dtype=None, allow_bool=False):
     """Validate one tensor field; return it (bool masks are kept as given)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise FieldTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
     if allow_bool and x.dtype == torch.bool:
@@ -49,6 +53,35 @@ def _check_field(name, x, ndim, dtype=None, allow_bool=False):
 def _check_count(name, x, axis, expected, what):
     if x.shape[axis] != expected:
         raise ValueError(f"{name} has {x.shape[axis]} {what} (axis {axis}) but {expected} expected")
+
+
+class Sample(tuple):
+    """The tuple of tensors ``ds[i]`` of one sample; ``dataset`` is the same sample as a one-sample dataset, so that
+    ``cat`` (a DataLoader's ``collate_fn``) accepts samples as well as datasets."""
+
+    def __new__(cls, tensors, dataset):
+        out = super().__new__(cls, tensors)
+        out.dataset = dataset
+        return out
+
+
+def _datasets(items):
+    """``items`` as a list of datasets (samples ``ds[i]`` replaced by their one-sample dataset)."""
+    return [getattr(d, "dataset", d) if isinstance(d, Sample) else d for d in items]
+
+
+def _sample_index(index, n):
+    """``index`` as a sample number in ``[0, n)`` when it selects one sample (int, numpy or 0-d integer tensor),
+    else None (slices, sequences and masks select a sub-dataset)."""
+    if isinstance(index, torch.Tensor) and index.ndim == 0 and not index.dtype.is_floating_point \
+            and index.dtype != torch.bool:
+        index = int(index)
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+        return None
+    i = int(index)
+    if not -n <= i < n:
+        raise IndexError(f"sample index {i} out of range for {n} samples")
+    return i % n
 
 
 def _as_index_tensor(indices, n):
@@ -85,7 +118,7 @@ def _pad(x, axis, size):
 
 def _check_same_kind(items, cls, optional_fields):
     """Raise unless ``items`` is a non-empty list of ``cls`` with one dtype and the same optional fields."""
-    items = list(items)
+    items = _datasets(items)
     if not items:
         raise ValueError("items must not be empty")
     for i, d in enumerate(items):
@@ -142,7 +175,13 @@ class PerCellDataset(torch.utils.data.Dataset):
         return self.n_samples
 
     def __getitem__(self, index):
-        return self.subset(_as_index_tensor(index, self.n_samples))
+        """``ds[i]``: the tuple of tensors of sample ``i``: ``(energy [1], mask [N], energy_g [N, 3])`` (fields
+        that are None left out); a slice, index sequence or mask gives a sub-dataset."""
+        i = _sample_index(index, self.n_samples)
+        if i is None:
+            return self.subset(_as_index_tensor(index, self.n_samples))
+        return Sample((x[i] for x in (self.energy, self.mask, self.energy_g) if x is not None),
+                      self.subset(torch.tensor([i])))
 
     def __repr__(self):
         return f"PerCellDataset(n_samples={self.n_samples}, n_atoms={self.n_atoms}, dtype={self.dtype})"
@@ -174,7 +213,7 @@ class PerCellDataset(torch.utils.data.Dataset):
     @staticmethod
     def cat(items):
         """Concatenate along samples, zero-padding the atom axis to the largest."""
-        items = list(items)
+        items = _datasets(items)
         PerCellDataset.assert_compatible(items)
         energy = torch.cat([d.energy for d in items])
         if items[0].mask is None:
@@ -303,7 +342,17 @@ class PerPointDataset(torch.utils.data.Dataset):
         return self.n_samples
 
     def __getitem__(self, index):
-        return self.subset(_as_index_tensor(index, self.n_samples))
+        """``ds[i]``: the tuple of tensors of sample ``i``: ``(features [M, F], mask [M], features_g [M, F, N, 3]
+        (dense), charges [M, 1], energies_p [M, 1])`` (fields that are None left out); a slice, index sequence or
+        mask gives a sub-dataset."""
+        i = _sample_index(index, self.n_samples)
+        if i is None:
+            return self.subset(_as_index_tensor(index, self.n_samples))
+        one = self.subset(torch.tensor([i]))
+        jac = None if one.features_g is None else one.features_g.to_dense()[0]
+        return Sample((x for x in (self.features[i], self.mask[i], jac,
+                                   None if self.charges is None else self.charges[i],
+                                   None if self.energies_p is None else self.energies_p[i]) if x is not None), one)
 
     def __repr__(self):
         return (f"PerPointDataset(tag={self.tag!r}, n_samples={self.n_samples}, n_points={self.n_points}, "
@@ -345,7 +394,7 @@ class PerPointDataset(torch.utils.data.Dataset):
     @staticmethod
     def cat(items, tag=None, n_atoms=None):
         """Concatenate along samples, zero-padding points (and atoms of the Jacobian) to the largest."""
-        items = list(items)
+        items = _datasets(items)
         PerPointDataset.assert_compatible(items)
         p = max(d.n_points for d in items)
         features = torch.cat([_pad(d.features, 1, p) for d in items])
@@ -476,7 +525,12 @@ class Dataset(torch.utils.data.Dataset):
         return self.n_samples
 
     def __getitem__(self, index):
-        return self.subset(index)
+        """``ds[i]``: nested tuples of tensors of sample ``i``, ``(per_cell[i], *(d[i] for d in per_point))``; a
+        slice, index sequence or mask gives a sub-dataset."""
+        i = _sample_index(index, self.n_samples)
+        if i is None:
+            return self.subset(index)
+        return Sample((self._per_cell[i], *(d[i] for d in self._per_point)), self.subset(torch.tensor([i])))
 
     def __repr__(self):
         return f"Dataset({self._per_cell!r}, " + ", ".join(repr(d) for d in self._per_point) + ")"
@@ -533,7 +587,7 @@ class Dataset(torch.utils.data.Dataset):
     @staticmethod
     def assert_compatible(items):
         """Raise ValueError unless the datasets can be concatenated."""
-        items = list(items)
+        items = _datasets(items)
         if not items:
             raise ValueError("items must not be empty")
         for i, d in enumerate(items):
@@ -548,8 +602,8 @@ class Dataset(torch.utils.data.Dataset):
 
     @staticmethod
     def cat(items):
-        """Concatenate datasets along samples (usable as ``collate_fn`` of a DataLoader)."""
-        items = list(items)
+        """Concatenate datasets (or samples ``ds[i]``) along samples (usable as ``collate_fn`` of a DataLoader)."""
+        items = _datasets(items)
         Dataset.assert_compatible(items)
         per_cell = PerCellDataset.cat([d.per_cell_dataset for d in items])
         a = per_cell.n_atoms
