@@ -37,7 +37,7 @@ _STATE_KEYS = {"tag", "parameters", "ptag"}
 
 #: Largest magnitude of a numeric family parameter: the formulas multiply parameters with each other and with
 #: squared distances, which must stay finite in float64 (max 1.8e308).
-MAX_PARAMETER_MAGNITUDE = 1e100
+MAX_PARAMETER_MAGNITUDE = 1e50
 
 
 class PotentialRuntimeWarning(RuntimeWarning):
@@ -409,7 +409,7 @@ class LocalPotentialFamily:
     parameters : dict
         ``{name: bounds or None}``; ``bounds = (lower, upper)`` inclusive (None = unbounded), optionally
         ``(lower, upper, lower_open, upper_open)``. Numeric parameters (bounds not None) must be finite
-        real numbers within the bounds and at most ``MAX_PARAMETER_MAGNITUDE`` (1e100) in magnitude, so that
+        real numbers within the bounds and at most ``MAX_PARAMETER_MAGNITUDE`` (1e50) in magnitude, so that
         the formulas stay finite in float64; ``None`` accepts any value (e.g. Python callables).
     cutoff : float, str or callable
         A number (Å), the name of the parameter holding it, or ``callable(parameters) -> float``.
