@@ -54,14 +54,17 @@ class NNPotential(LocalPotential):
                 raise TypeError(f"descriptors[{k}] must be a tagged LocalPotential")
             if tag is not None and d.tag.split("-")[0] != tag:
                 raise ValueError(f"descriptors[{k}] has tag {d.tag!r}: its centre species must be {tag!r}")
-        if normalization is not None:
-            if specimen is None:
-                raise ValueError("specimen (the species index in normalization) is required with normalization")
-            nn = normalization.apply_to_module(nn, specimen, fw=False, output="energy", simplify=simplify)
-        elif simplify and isinstance(nn, torch.nn.Sequential):
-            nn = simplify_sequential(nn)
-        else:
-            nn = copy.deepcopy(nn)
+        if normalization is not None and specimen is None:
+            raise ValueError("specimen (the species index in normalization) is required with normalization")
+        try:
+            if normalization is not None:
+                nn = normalization.apply_to_module(nn, specimen, fw=False, output="energy", simplify=simplify)
+            elif simplify and isinstance(nn, torch.nn.Sequential):
+                nn = simplify_sequential(nn)
+            else:
+                nn = copy.deepcopy(nn)
+        except RuntimeError as e:  # layers whose shapes do not chain
+            raise ValueError(f"nn cannot be evaluated: its layers do not fit together ({e})") from None
         nn = nn.to(torch.float64).eval()
         for p in nn.parameters():
             p.requires_grad_(False)
