@@ -9,6 +9,9 @@ leaves either the previous checkpoint or the new one, never a truncated file.  C
 
 import os
 import pickle
+import pickletools
+import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -79,11 +82,15 @@ def load_checkpoint(path):
     except OSError as e:
         raise CheckpointError(path, "corrupt", f"cannot be read ({e.strerror or e})") from None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle is refused below; torch's protocol remark adds nothing
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only load failed" in str(e):
-            raise CheckpointError(path, "unsafe", "holds code or objects other than plain data (tensors, numbers, "
-                                  "strings, lists, dicts); such files are never loaded (unsafe)") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found or (head.startswith(b"\x80") and _pickle_has_code(path)):
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(path, "unsafe", f"holds code or objects other than plain data{what} (tensors, "
+                                  f"numbers, strings, lists, dicts only); such files are never loaded") from None
         raise CheckpointError(path, *_damaged(head)) from None
     except (RuntimeError, EOFError, IndexError, KeyError, ValueError, TypeError, AttributeError, OverflowError,
             MemoryError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
@@ -93,6 +100,19 @@ def load_checkpoint(path):
         raise CheckpointError(path, "not a checkpoint", f"is not a miniff fit checkpoint ({CHECKPOINT_FORMAT}): it "
                               f"holds {type(data).__name__} data without that format tag")
     return data
+
+
+_CODE_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _pickle_has_code(path, limit=64 * 2**20):
+    """True when a plain pickle file names importable objects (read with ``pickletools``, never executed)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit)
+        return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(data))
+    except Exception:  # not a readable pickle: damaged rather than unsafe
+        return False
 
 
 def _damaged(head):
