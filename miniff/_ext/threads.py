@@ -53,7 +53,8 @@ def check_n_threads(n_threads, name="n_threads"):
         raise ValueError(f"{name}=0 is not allowed: use None for the default, or a positive count")
     if abs(n_threads) > MAX_N_THREADS:
         raise ValueError(
-            f"{name}={n_threads} exceeds the maximum of {MAX_N_THREADS} threads (miniff.kernel.MAX_N_THREADS): every OpenMP "
+            f"{name}={n_threads} exceeds the maximum of {MAX_N_THREADS} threads (miniff.kernel.MAX_N_THREADS): "
+            f"every OpenMP "
             f"thread is a system thread with its own stack, and this machine has {available_cores()} cores; use "
             f"None (all cores) or a count up to the number of cores"
         )

@@ -161,8 +161,9 @@ class SW2PotentialFamily(ScaledLocalPotentialFamily):
 
 
 #: Stillinger-Weber type 2 (scaled, tag ``"a-b"``): ``phi(r) = epsilon A (B x^-p - x^-q) exp(1/(x - a))``,
-#: ``x = r / sigma < a``, ``p``, ``q`` in [0, 100], ``A = gauge_a``, ``B = gauge_b`` (solved by the gauge rule unless both are given, see
-#: ``SW2PotentialFamily``). ``epsilon`` eV, ``sigma`` Å, ``a``, ``p``, ``q`` dimensionless; cutoff ``a sigma``.
+#: ``x = r / sigma < a``, ``p``, ``q`` in [0, 100], ``A = gauge_a``, ``B = gauge_b`` (solved by the gauge rule
+#: unless both are given, see ``SW2PotentialFamily``). ``epsilon`` eV, ``sigma`` Å, ``a``, ``p``, ``q``
+#: dimensionless; cutoff ``a sigma``.
 #: One term per ``b`` neighbour of every ``a`` atom (an ``"a-a"`` pair counts from both atoms).
 sw2_potential_family = SW2PotentialFamily(
     parameters={"a": _POSITIVE, "p": (0, MAX_SW_EXPONENT), "q": (0, MAX_SW_EXPONENT), "gauge_a": _ANY,

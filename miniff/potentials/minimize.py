@@ -29,13 +29,13 @@ def _two_loop(g, s_list, y_list, h0):
     """Inverse-Hessian (L-BFGS) times ``g``."""
     q = g.copy()
     alphas = []
-    for s, y in zip(reversed(s_list), reversed(y_list)):
+    for s, y in zip(reversed(s_list), reversed(y_list), strict=True):
         rho = 1.0 / float(y @ s)
         a = rho * float(s @ q)
         alphas.append((a, rho))
         q -= a * y
     r = h0 * q
-    for (s, y), (a, rho) in zip(zip(s_list, y_list), reversed(alphas)):
+    for (s, y), (a, rho) in zip(zip(s_list, y_list, strict=True), reversed(alphas), strict=True):
         b = rho * float(y @ r)
         r += s * (a - b)
     return r

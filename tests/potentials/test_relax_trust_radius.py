@@ -38,7 +38,8 @@ def test_compressed_lj_trimer_relaxes_to_the_nearest_minimum(separation):
 def test_max_step_and_fmax_are_honoured():
     nw = _trimer(0.4)
     history = nw.relax(LJ, rtn_history=True, max_step=0.05, fmax=1e-3)
-    steps = [np.linalg.norm(b.cartesian() - a.cartesian(), axis=1).max() for a, b in zip(history, history[1:])]
+    steps = [np.linalg.norm(b.cartesian() - a.cartesian(), axis=1).max()
+             for a, b in zip(history, history[1:], strict=False)]
     assert max(steps) <= 0.05 * (1 + 1e-9)
     assert np.linalg.norm(history[-1].meta["forces"], axis=1).max() <= 1e-3
 
