@@ -355,10 +355,23 @@ def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, thread
             f"(build_pair_list(..., max_memory=bytes))"
         )
     offsets = _bin_offsets(m, widths_c, n)
-    indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
-        frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
-        work[60 * n :], _EXACT_COUNT,
-    )
+    # the estimate assumes evenly spread atoms; the exact count (before the pair arrays exist) is checked too
+    max_total = int(min(max_pairs, max(0.0, max_memory - estimate_search_bytes(n, 0, len(offsets))) / BYTES_PER_PAIR))
+    try:
+        indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
+            frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
+            work[60 * n :], _EXACT_COUNT, max_total,
+        )
+    except ValueError as error:
+        if type(error).__name__ != "TooManyPairs":
+            raise
+        count = int(error.args[0])
+        raise ValueError(
+            f"cutoff={cutoff} Å gives {count} pairs for {n} atoms (the atoms are denser than their cell suggests), "
+            f"{_gib(count * BYTES_PER_PAIR)} of pair arrays: more than max_pairs={max_pairs:.3g} or "
+            f"max_memory={_gib(max_memory)}; use a smaller cutoff, or raise the limits with "
+            f"NeighborWrapper(..., max_pairs=..., max_memory=bytes)"
+        ) from None
     return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)
 
 

@@ -44,3 +44,13 @@ def test_the_estimate_covers_the_pair_arrays_and_the_offsets(rng):
         estimate = estimate_search_bytes(n, pairs.n_pairs, (2 * m + 1) ** 3)
         assert estimate >= actual
     assert 0 < default_max_memory()
+
+
+def test_a_dense_cluster_is_checked_against_the_exact_count(rng):
+    # 400 atoms within 0.5 Å in a 100 Å box: the even-density estimate sees a few pairs, the count 159 600
+    cell = Cell(np.eye(3) * 100.0, 0.5 + rng.random((400, 3)) / 200, ["a"] * 400)
+    with pytest.raises(ValueError, match=r"cutoff=3.0 Å gives 159600 pairs for 400 atoms .* max_pairs=1e\+05"):
+        NeighborWrapper(cell, cutoff=3.0, max_pairs=1e5)
+    with pytest.raises(ValueError, match=r"159600 pairs .* max_memory=0.00\d+ GiB"):
+        NeighborWrapper(cell, cutoff=3.0, max_memory=2e6)
+    assert NeighborWrapper(cell, cutoff=3.0).pairs.n_pairs == 400 * 399
