@@ -66,6 +66,17 @@ def estimate_search_bytes(n_atoms, n_pairs, n_offsets):
     return float(n_pairs) * BYTES_PER_PAIR + float(n_offsets) * BYTES_PER_OFFSET + 160.0 * n_atoms + 1e4
 
 
+def _check_limit(name, value):
+    """A positive limit (``max_pairs``, ``max_memory``) as a float, naming ``name`` in errors."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return value
+
+
 def _gib(nbytes):
     return f"{nbytes / 2**30:.3g} GiB"
 
@@ -124,7 +135,13 @@ def _check_cutoff(cutoff):
         raise TypeError(f"cutoff must be a number, got {type(cutoff).__name__}") from None
     if not np.isfinite(cutoff) or cutoff <= 0:
         raise ValueError(f"cutoff must be a finite positive number (Å), got {cutoff}")
+    if not MIN_CUTOFF <= cutoff <= MAX_CUTOFF:
+        raise ValueError(f"cutoff must lie between {MIN_CUTOFF:g} and {MAX_CUTOFF:g} Å, got {cutoff:g}")
     return cutoff
+
+
+#: Accepted range of cutoffs, Å (outside it bin counts and volumes overflow; no physics lives there).
+MIN_CUTOFF, MAX_CUTOFF = 1e-8, 1e8
 
 
 def estimate_pairs(n_atoms, vectors, pbc, cutoff, extent=None):
@@ -303,11 +320,8 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
             raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
         limit = np.where(pbc, limit, 0).astype(np.int32)
 
-    if max_memory is None:
-        max_memory = default_max_memory()
-    max_memory = float(max_memory)
-    if not max_memory > 0:
-        raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory}")
+    max_memory = _check_limit("max_memory", default_max_memory() if max_memory is None else max_memory)
+    max_pairs = _check_limit("max_pairs", max_pairs)
     threads = effective_n_threads(n_threads)
     if n_threads is None:  # automatic: small systems are not worth waking threads for
         threads = max(1, min(threads, n // _ATOMS_PER_THREAD))

@@ -10,7 +10,7 @@ from miniff._ext.threads import auto_n_threads, check_n_threads
 from miniff.neighbors import analysis
 from miniff.neighbors.cell import Cell
 from miniff.neighbors.pairlist import PairList
-from miniff.neighbors.search import DEFAULT_MAX_PAIRS, _check_cutoff, build_pair_list, normalize_pbc
+from miniff.neighbors.search import DEFAULT_MAX_PAIRS, _check_cutoff, _check_limit, build_pair_list, normalize_pbc
 from miniff.neighbors.species import SpeciesEncoder
 from miniff.util import lattice_up_to_radius, rows_dot3
 
@@ -118,12 +118,8 @@ class NeighborWrapper(SpeciesEncoder):
             pbc = pbc & (self.x > 1)
         self.pbc = pbc
         self.n_threads = check_n_threads(n_threads)
-        self.max_pairs = self.default_max_pairs if max_pairs is None else float(max_pairs)
-        if not self.max_pairs > 0:
-            raise ValueError(f"max_pairs must be positive, got {max_pairs}")
-        self.max_memory = None if max_memory is None else float(max_memory)
-        if self.max_memory is not None and not self.max_memory > 0:
-            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory}")
+        self.max_pairs = _check_limit("max_pairs", self.default_max_pairs if max_pairs is None else max_pairs)
+        self.max_memory = None if max_memory is None else _check_limit("max_memory", max_memory)
         self.cutoff = None
         self.reciprocal_cutoff = None
         self.reciprocal_grid = None

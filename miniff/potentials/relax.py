@@ -49,6 +49,14 @@ def _positive(name, value, unit):
     return value
 
 
+def _count(name, value, least):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}")
+    return int(value)
+
+
 class _Problem:
     """Energy and gradient of the scaled variables; keeps the last point and the history."""
 
@@ -203,9 +211,12 @@ def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driv
             raise ValueError(f"relax: unknown option(s) {sorted(unknown)} for the default optimiser (method=None); "
                              f"it takes options={{'maxiter': ..., 'memory': ...}}, fmax and max_step")
 
+        maxiter = _count("options['maxiter']", options.get("maxiter", 10000), 0)
+        memory = _count("options['memory']", options.get("memory", 20), 1)
+
         def driver(fun, y0, jac):
             return minimize_max_step(lambda y: (fun(y), jac(y)), y0, max_step=max_step, fmax=fmax, row_scale=STEP,
-                                     maxiter=int(options.get("maxiter", 10000)), memory=int(options.get("memory", 20)))
+                                     maxiter=maxiter, memory=memory)
     elif driver is None:
         driver = scipy.optimize.minimize
     if not callable(driver):

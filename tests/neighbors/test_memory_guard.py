@@ -31,6 +31,17 @@ def test_the_limit_is_configurable(max_memory):
         NeighborWrapper(cell, max_memory=0)
     with pytest.raises(ValueError, match="max_memory must be a positive number"):
         build_pair_list(np.zeros((1, 3)), np.eye(3), True, 1.0, max_memory=-1)
+    with pytest.raises(TypeError, match="max_memory must be a positive number"):
+        NeighborWrapper(cell, max_memory="abc")
+    with pytest.raises(ValueError, match="max_pairs must be a positive number"):
+        NeighborWrapper(cell, max_pairs=float("nan"))
+
+
+@pytest.mark.parametrize("cutoff", [1e-300, 1e-9, 1e9, 1e300])
+def test_cutoffs_outside_the_accepted_range(cutoff):
+    cell = Cell(np.eye(3) * 3.0, [[0.0, 0.0, 0.0]], ["a"])
+    with pytest.raises(ValueError, match=r"cutoff must lie between 1e-08 and 1e\+08 Å"):
+        NeighborWrapper(cell, cutoff=cutoff)
 
 
 def test_the_estimate_covers_the_pair_arrays_and_the_offsets(rng):

@@ -62,6 +62,9 @@ def test_a_crystal_relaxes_to_1e_5_eV_per_angstrom(rng):
     ({"max_step": float("nan")}, ValueError, "max_step"),
     ({"options": {"gtol": 1e-3}}, ValueError, "gtol"),
     ({"tol": 1e-3}, ValueError, "tol"),
+    ({"options": {"maxiter": -1}}, ValueError, "maxiter"),
+    ({"options": {"maxiter": "abc"}}, TypeError, "maxiter"),
+    ({"options": {"memory": 0}}, ValueError, "memory"),
 ])
 def test_bad_relax_arguments(kwargs, error, text):
     with pytest.raises(error, match=text):
