@@ -13,6 +13,8 @@ from miniff.neighbors.search import build_pair_list
 
 EPS, SIGMA, A = 0.3, 0.9, 2.2  # Lennard-Jones of the evaluation checks (cutoff A * SIGMA = 1.98 Å)
 LJ = P.lj_potential_family(epsilon=EPS, sigma=SIGMA, a=A, tag="a-a")
+ETA = 0.7  # Behler-2 descriptor with the same cutoff as LJ
+B2 = P.behler2_descriptor_family(a=A * SIGMA, eta=ETA, r_sphere=0.0, tag="a-a")
 CLEAR = (ValueError, TypeError)
 
 
@@ -92,6 +94,7 @@ def test_pair_list_and_evaluation_boundary(case):
         nw = NeighborWrapper(cell, pbc=pbc, cutoff=cutoff, normalize=False, n_threads=n_threads)
         pairs = nw.pairs
         ev = nw.evaluate(LJ, grad=True, ignore_missing_species=True) if nw.cutoff >= LJ.cutoff else None
+        desc = P.eval_descriptors(nw, [B2], ignore_missing_species=True)[0] if ev is not None else None
     except Exception as error:  # noqa: BLE001 - the point is which errors come out
         _clear(error)
         return
@@ -112,6 +115,10 @@ def test_pair_list_and_evaluation_boundary(case):
     np.add.at(grad, i[near], -g)
     scale = 1 + np.abs(_lj(d[near])).sum()
     assert abs(ev.energy - energy) <= 1e-9 * scale
+    rc = A * SIGMA
+    values = np.zeros(len(cart))
+    np.add.at(values, i[near], np.exp(-ETA * d[near] ** 2) * 0.5 * (1 + np.cos(np.pi * d[near] / rc)))
+    np.testing.assert_allclose(desc[:, 0], values, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ev.grad_nc, grad, rtol=1e-8, atol=1e-9 * (1 + np.abs(g).sum()))
 
 
