@@ -44,10 +44,13 @@ class Sample(tuple):
     """The tuple of tensors ``ds[i]`` of one sample; ``dataset`` is the same sample as a one-sample dataset, so that
     ``cat`` (a DataLoader's ``collate_fn``) accepts samples as well as datasets."""
 
-    def __new__(cls, tensors, dataset):
+    def __new__(cls, tensors, dataset=None):
         out = super().__new__(cls, tensors)
         out.dataset = dataset
         return out
+
+    def __reduce__(self):  # DataLoader workers pickle items
+        return Sample, (tuple(self), self.dataset)
 
 
 def _datasets(items):

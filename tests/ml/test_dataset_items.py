@@ -1,6 +1,8 @@
 """0.1.4 dataset facts: ``ds[i]`` is a tuple of tensors, a non-tensor field is a ValueError naming it, and
 ``PerPointDataset.features_g`` has the logical dense shape ``[S, P, D, A, 3]`` and ``to_dense()``."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -53,6 +55,9 @@ def test_items_are_tuples_of_tensors(rng):
     batches = list(loader)
     assert [b.n_samples for b in batches] == [2, 1]
     torch.testing.assert_close(batches[0].per_point_datasets[0].features_g.to_dense(), dense[:2])
+    again = pickle.loads(pickle.dumps(ds[1]))
+    torch.testing.assert_close(again[1][0], pp.features[1])
+    assert ml.Dataset.cat([again, ds[0]]).n_samples == 2
     batch = next(iter(torch.utils.data.DataLoader(pp, batch_size=3)))
     torch.testing.assert_close(batch[0], pp.features)
     torch.testing.assert_close(batch[2], dense)
