@@ -77,3 +77,27 @@ def test_an_empty_cell_is_a_clear_error():
         nw.relax(LJ)
     with pytest.raises(ValueError, match="no atoms"):
         nw.relax(LJ, method="BFGS", ignore_missing_species=True)
+
+
+def test_minimize_max_step_on_a_quadratic_and_a_wrong_gradient(rng):
+    from miniff.potentials.minimize import minimize_max_step
+
+    m = rng.normal(size=(6, 6))
+    hessian = m @ m.T + 6 * np.eye(6)
+    minimum = rng.normal(size=6)
+    points = []
+
+    def fun_grad(x):
+        points.append(x.copy())
+        return 0.5 * (x - minimum) @ hessian @ (x - minimum), hessian @ (x - minimum)
+
+    result = minimize_max_step(fun_grad, minimum + 10.0, max_step=0.5, fmax=1e-10)
+    assert result.success and result.nit < 100
+    np.testing.assert_allclose(result.x, minimum, atol=1e-9)
+    steps = [np.linalg.norm((b - a).reshape(-1, 3), axis=1).max() for a, b in zip(points, points[1:], strict=False)]
+    assert max(steps) <= 0.5 * (1 + 1e-12)
+    # a gradient pointing uphill: no step lowers the energy, reported without success
+    wrong = minimize_max_step(lambda x: (float(x @ x), -2 * x), np.ones(3), max_step=0.1, fmax=1e-8)
+    assert not wrong.success and "no step lowers the energy" in wrong.message
+    assert minimize_max_step(fun_grad, minimum + 1.0, max_step=0.5, fmax=1e-10, maxiter=2).message == \
+        "reached maxiter=2 steps"
