@@ -19,7 +19,8 @@ import torch
 
 from miniff._atomic import atomic_write
 
-__all__ = ["atomic_torch_save", "load_checkpoint", "CHECKPOINT_FORMAT", "CheckpointError", "remove_stale_temporaries"]
+__all__ = ["atomic_torch_save", "load_checkpoint", "CHECKPOINT_FORMAT", "CheckpointError", "check_fit_checkpoint",
+           "remove_stale_temporaries"]
 
 
 class CheckpointError(ValueError):
@@ -120,6 +121,27 @@ def _damaged(head):
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
         return "corrupt", "is damaged or truncated (a torch.save file that cannot be read to its end)"
     return "not a checkpoint", "is not a checkpoint (not a torch.save file)"
+
+
+#: Entries of a fit checkpoint and their types (``FitWorkflow.checkpoint_state``).
+FIT_ENTRIES = {"epoch": int, "wall_time": (int, float), "networks": list, "optimizer": dict, "optimizer_class": str,
+               "normalization": dict, "best": (dict, type(None)), "stale_epochs": int, "descriptors": str,
+               "n_cells": dict, "split": str, "torch_rng": torch.Tensor, "history": list}
+
+
+def check_fit_checkpoint(data, path):
+    """Raise ``CheckpointError`` (kind ``"corrupt"``) unless ``data`` has every entry of a fit checkpoint with
+    the right type (:data:`FIT_ENTRIES`), naming the file and the entry."""
+    missing = [k for k in FIT_ENTRIES if k not in data]
+    if missing:
+        raise CheckpointError(path, "corrupt", f"is a miniff fit checkpoint without the entries {missing}")
+    for key, kind in FIT_ENTRIES.items():
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise CheckpointError(path, "corrupt", f"entry {key!r} is a {type(value).__name__}, not a fit checkpoint "
+                                  f"value")
+    if data["epoch"] < 0 or data["stale_epochs"] < 0:
+        raise CheckpointError(path, "corrupt", f"negative epoch counters ({data['epoch']}, {data['stale_epochs']})")
 
 
 def remove_stale_temporaries(path):

@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from miniff.fit.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint, remove_stale_temporaries
+from miniff.fit.checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    check_fit_checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+)
 from miniff.fit.closures import error_metrics
 from miniff.fit.compat import warn_ignored
 from miniff.fit.log import FitLog
@@ -194,6 +200,7 @@ class FitWorkflow(FitPreparation):
     def load_checkpoint(self, path):
         """Restore networks, optimizer state, epoch counter and best state from a checkpoint."""
         data = load_checkpoint(path)
+        check_fit_checkpoint(data, path)
         if data["descriptors"] != self._fingerprint:
             raise ValueError(f"checkpoint: {str(path)!r} was written with different descriptors; delete it or "
                              f"set resume: false")

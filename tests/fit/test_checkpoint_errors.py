@@ -162,3 +162,21 @@ def test_losses_are_a_dict_of_loss_results(cells, tmp_path):
     wf.run(n_epochs=2, progress=False, save=False)
     assert float(wf.losses["learn"].loss_value) <= before
     assert wf.losses["learn"].loss_value == pytest.approx(wf.history[-1]["loss"])
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d.pop("networks"),
+    lambda d: d.update(epoch="abc"),
+    lambda d: d.update(history=3),
+    lambda d: d.update(stale_epochs=-1),
+])
+def test_a_checkpoint_with_broken_entries_is_corrupt(cells, tmp_path, change):
+    ckpt = tmp_path / "fit.ckpt"
+    wf = _prepared(cells, ckpt)
+    wf.run(n_epochs=1, progress=False, save=False)
+    data = load_checkpoint(ckpt)
+    change(data)
+    ml_util.atomic_torch_save(data, ckpt)
+    with pytest.raises(CheckpointError, match="fit.ckpt") as info:
+        _prepared(cells, ckpt)
+    assert info.value.kind == "corrupt"
