@@ -81,7 +81,11 @@ def _as_index_tensor(indices, n):
         if not -n <= i < n:
             raise IndexError(f"sample index {i} out of range for {n} samples")
         return torch.tensor([i % n])
-    t = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+    try:
+        t = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+    except (TypeError, ValueError, RuntimeError):
+        raise IndexError(f"samples are selected by an int, a slice, a sequence of ints or a boolean mask, "
+                         f"got {indices!r}") from None
     if t.dtype == torch.bool:
         if t.shape != (n,):
             raise IndexError(f"boolean index must have shape ({n},), got {tuple(t.shape)}")

@@ -234,7 +234,10 @@ class LocalPotential:
         if not isinstance(parameters, dict):
             raise TypeError(f"parameters must be a dict, got {type(parameters).__name__}")
         self.parameters = {k: (np.asarray(v) if isinstance(v, (list, tuple)) else v) for k, v in parameters.items()}
-        cutoff = float(cutoff)
+        try:
+            cutoff = float(cutoff)
+        except (TypeError, ValueError):
+            raise TypeError(f"cutoff must be a number (Å), got {cutoff!r}") from None
         if not math.isfinite(cutoff) or cutoff < 0:
             raise ValueError(f"cutoff must be a finite non-negative number (Å), got {cutoff}")
         self.cutoff = cutoff

@@ -84,3 +84,9 @@ def test_features_g_has_the_logical_dense_shape(rng):
 def test_a_non_tensor_field_is_a_value_error_naming_it(rng, make, name):
     with pytest.raises(ValueError, match=f"{name} must be a torch.Tensor"):
         make(rng)
+
+
+@pytest.mark.parametrize("index", ["a", {"x": 1}, 0.5])
+def test_bad_sample_indices(index):
+    with pytest.raises(IndexError, match="sample"):
+        ml.PerCellDataset(torch.zeros(2, 1))[index]

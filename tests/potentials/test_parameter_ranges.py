@@ -50,3 +50,22 @@ def test_accepted_extremes_evaluate_to_finite_numbers(family, params):
     assert np.isfinite(ev.energy) and np.isfinite(ev.grad_nc).all() and np.isfinite(ev.stress).all()
     values, jac = P.eval_descriptors(nw, [pot], grad=True)
     assert np.isfinite(values).all() and np.isfinite(jac).all()
+
+
+@pytest.mark.parametrize("family, kwargs, name", [
+    (P.general_pair_potential_family, dict(f=lambda r: r * np.nan, df_dr=lambda r: r), "f"),
+    (P.general_pair_potential_family, dict(f=lambda r: r, df_dr=lambda r: np.where(r > 1, np.inf, 0.0)), "df_dr"),
+    (P.general_triple_potential_family, dict(f=lambda r1, r2, c: np.where(c > 2, 0.0, np.nan), df_dr1=lambda r1: 0 * r1,
+                                            df_dr2=lambda r1: 0 * r1, df_dt=lambda r1: 0 * r1), "f"),
+])
+def test_python_callables_returning_nan_are_named(family, kwargs, name):
+    rng = np.random.default_rng(2)
+    nw = NeighborWrapper(Cell(np.eye(3) * 4.0, rng.random((6, 3)), ["a"] * 6), cutoff=3.0)
+    pot = family(a=2.5, tag="a-a-a" if family.coordination == 3 else "a-a", **kwargs)
+    with pytest.raises(ValueError, match=f"parameter '{name}' returned .* non-finite"):
+        nw.evaluate(pot)
+
+
+def test_non_numeric_cutoff_is_named():
+    with pytest.raises(TypeError, match="cutoff must be a number"):
+        P.LocalPotential({}, "abc")
