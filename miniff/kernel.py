@@ -25,6 +25,7 @@ Examples
 [2.351, 2.351]
 """
 
+from miniff._ext.threads import MAX_N_THREADS
 from miniff.neighbors.batch import batch_rdf
 from miniff.neighbors.cell import Cell
 from miniff.neighbors.pairlist import PairList
@@ -47,4 +48,5 @@ __all__ = [
     "profile_strain",
     "profile_directed_strain",
     "OptimizationWarning",
+    "MAX_N_THREADS",
 ]

@@ -33,7 +33,7 @@ from pathlib import Path
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow, prediction_errors
 from miniff.fit.base import Workflow
 from miniff.fit.bfgs import DenseBFGS
-from miniff.fit.checkpoint import atomic_torch_save, load_checkpoint
+from miniff.fit.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from miniff.fit.closures import (
     CONVERGENCE_KEYS,
     LBFGS,
@@ -95,6 +95,7 @@ __all__ = [
     "torch_load",
     "atomic_torch_save",
     "load_checkpoint",
+    "CheckpointError",
     "FitLog",
     "read_fit_log",
     "example_data_path",

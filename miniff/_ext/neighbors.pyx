@@ -46,7 +46,7 @@ from miniff._ext.common cimport _nl_align
 from miniff._ext.pairpool cimport nl_pair_arrays
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, omp_get_thread_num
 
-__all__ = ["neighbor_search", "neighbor_work_bytes"]
+__all__ = ["neighbor_search", "neighbor_work_bytes", "TooManyPairs"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
@@ -624,11 +624,15 @@ def neighbor_work_bytes(int64_t n, int64_t n_bins_total):
                + _nl_align(8 * n) + _nl_align(8 * n))
 
 
+class TooManyPairs(ValueError):
+    """The count pass of ``neighbor_search`` found more pairs than ``max_total`` (argument: the count)."""
+
+
 def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const int32_t[:, ::1] shift,
                     const double[:, ::1] vectors, const int[::1] n_bins, const int[::1] periodic,
                     const double[::1] frac_min, const double[::1] bin_width, const int[:, ::1] offsets,
                     const int[::1] image_limit, double cutoff, int n_threads, bint sort_rows,
-                    unsigned char[::1] work, bint exact_count=False):
+                    unsigned char[::1] work, bint exact_count=False, int64_t max_total=-1):
     """Cell-list neighbour search (private; arguments are validated by ``miniff.neighbors.search``).
 
     Parameters
@@ -648,6 +652,8 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
     exact_count : count with the same loop as the fill pass (slower; the default vectorised count
         is used unless the two passes ever disagree, which a compiler contracting floating-point
         operations differently in the two loops could cause).
+    max_total : refuse (``TooManyPairs``, a ValueError, with the count as its argument) when the count pass
+        finds more pairs than this, before the pair arrays are allocated; negative: no limit.
 
     Returns
     -------
@@ -809,6 +815,8 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
                 for i in range(n):
                     indptr[i + 1] = indptr[i] + row_count[i]
             total = indptr[n]
+            if max_total >= 0 and total > max_total:
+                raise TooManyPairs(int(total))
             if total == 0:
                 return (indptr_arr, np.zeros(0, np.int32), np.zeros((0, 3), np.int32),
                         np.zeros((0, 3)), np.zeros(0))

@@ -123,15 +123,17 @@ class SDWorkflow(Workflow):
         forces = -np.asarray(nw.grad(self.potentials, ignore_missing_species=True))
         return energy, forces
 
-    def run(self, method="L-BFGS-B", options=None, relax_cell=False, parallel=False, pool_kwargs=None):
+    def run(self, method=None, options=None, relax_cell=False, parallel=False, pool_kwargs=None):
         """Relax every cell; return (and store in ``cells_result``) the relaxed cells.
 
         Parameters
         ----------
-        method : str
-            scipy minimiser (``"L-BFGS-B"`` default).
+        method : str or None
+            None (default): miniff's L-BFGS with a trust radius (no atom moves more than 0.2 Å per step,
+            converged at a largest force of 1e-5 eV/Å; see ``NeighborWrapper.relax``); or a scipy minimiser name
+            (``"L-BFGS-B"``, 0.1.4's default, ...).
         options : dict or None
-            scipy options (default ``{"maxiter": 10000}``).
+            Optimiser options (default ``{"maxiter": 10000}``).
         relax_cell : bool
             Also relax the cell shape and volume (zero stress).
         parallel, pool_kwargs

@@ -160,7 +160,7 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
                 raise ValueError(f"arg: keys must be species pairs 's1-s2', got {k!r}")
             d_min["-".join(sorted(parts))] = float(v)
     else:
-        d_min = _min_pair_distances(list(arg), a)
+        d_min = _min_pair_distances(_items(arg), a)
     if not d_min:
         raise ValueError("arg: no species pairs (empty input or no pairs within the cutoff)")
     etas = {}
@@ -195,7 +195,7 @@ def default_behler_descriptors_3(arg, a, eta=0, zeta=(1, 2, 4, 16), family=4, co
         Cutoff, Å.
     eta : float or sequence of float
         Gaussian widths, 1/Å².
-    zeta : sequence of float
+    zeta : float or sequence of float
         Angular exponents (types 4 and 5).
     family : 4, 5, "5x" or a descriptor family
         Type 4 (with the third side), 5 (without) or 5x (two widths, ``(cos_t - cos_theta0)^2``).
@@ -209,17 +209,10 @@ def default_behler_descriptors_3(arg, a, eta=0, zeta=(1, 2, 4, 16), family=4, co
     dict
         ``{species: [descriptor, ...]}`` with tags ``"p1-p2-p3"``, ``p2 <= p3``.
     """
-    items = list(arg)
-    if not items:
-        raise ValueError("arg: no species given")
-    if all(isinstance(x, str) for x in items):
-        species = sorted(set(items))
-    else:
-        species = sorted({str(s) for x in items for s in np.asarray(getattr(x, "values", None)
-                                                                      if getattr(x, "values", None) is not None
-                                                                      else x.cell.values)})
-    etas = [float(e) for e in np.atleast_1d(eta)]
-    cos0 = [float(c) for c in np.atleast_1d(cos_theta0)]
+    species = _species_of(arg)
+    etas = _numbers("eta", eta)
+    zeta = _numbers("zeta", zeta)
+    cos0 = _numbers("cos_theta0", cos_theta0)
     if amount_5x not in ("full", "half"):
         raise ValueError(f"amount_5x must be 'full' or 'half', got {amount_5x!r}")
     if family in (4, "4"):
@@ -251,8 +244,35 @@ def default_behler_descriptors_3(arg, a, eta=0, zeta=(1, 2, 4, 16), family=4, co
     return out
 
 
+def _numbers(name, value, integer=False):
+    """A scalar or a sequence of numbers as a non-empty list of finite floats (ints), naming ``name`` in errors."""
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=float)).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got {value!r}") from None
+    if len(arr) == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if integer:
+        if np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must be integers, got {value!r}")
+        return [int(x) for x in arr]
+    return [float(x) for x in arr]
+
+
+def _items(arg):
+    """``arg`` as a list: one species name or one structure becomes a list of one."""
+    if isinstance(arg, str) or hasattr(arg, "cell") or hasattr(arg, "vectors"):
+        return [arg]
+    try:
+        return list(arg)
+    except TypeError:
+        raise TypeError(f"arg must be species names or structures, got {type(arg).__name__}") from None
+
+
 def _species_of(arg):
-    items = list(arg)
+    items = _items(arg)
     if not items:
         raise ValueError("arg: no species given")
     if all(isinstance(x, str) for x in items):
@@ -279,11 +299,11 @@ def default_lsp_descriptors(arg, a=LSP_DEFAULTS["a"], h=LSP_DEFAULTS["h"], r0=LS
         Species names, or ``NeighborWrapper``/``Cell`` objects whose species are used.
     a, h : float
         Cutoff and cutoff range, Å.
-    r0 : sequence of float
+    r0 : float or sequence of float
         Gaussian centres, Å.
     sigma : float
         Gaussian width, Å.
-    orders : sequence of int
+    orders : int or sequence of int
         Legendre orders (0..8).
     asinh : bool
         Output ``asinh`` of the double sums (PyFit-FF) rather than the sums.
@@ -295,12 +315,8 @@ def default_lsp_descriptors(arg, a=LSP_DEFAULTS["a"], h=LSP_DEFAULTS["h"], r0=LS
     """
     fam = _family("lsp")
     species = _species_of(arg)
-    centres = [float(r) for r in np.atleast_1d(r0)]
-    if not centres:
-        raise ValueError("r0: no Gaussian centres given")
-    orders = [int(m) for m in np.atleast_1d(orders)]
-    if not orders:
-        raise ValueError("orders: no Legendre orders given")
+    centres = _numbers("r0", r0)
+    orders = _numbers("orders", orders, integer=True)
     out = {}
     for p1 in species:
         for p2, p3 in itertools.combinations_with_replacement(species, 2):

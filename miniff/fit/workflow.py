@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from miniff.fit.checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, load_checkpoint
+from miniff.fit.checkpoint import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    check_fit_checkpoint,
+    load_checkpoint,
+    remove_stale_temporaries,
+)
 from miniff.fit.closures import error_metrics
 from miniff.fit.compat import warn_ignored
 from miniff.fit.log import FitLog
@@ -158,6 +164,9 @@ class FitWorkflow(FitPreparation):
             {k: np.round(raw[k].per_cell_dataset.energy.double().numpy().ravel(), 8).tolist() for k in raw}
         ).encode()).hexdigest()
         self.resumed_from = None
+        self.losses = None  # stale after a new prepare: recomputed on access
+        if self.checkpoint_path is not None:
+            remove_stale_temporaries(self.checkpoint_path)  # left by a run killed while writing
         if self.checkpoint_path is not None and resume and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
 
@@ -191,6 +200,7 @@ class FitWorkflow(FitPreparation):
     def load_checkpoint(self, path):
         """Restore networks, optimizer state, epoch counter and best state from a checkpoint."""
         data = load_checkpoint(path)
+        check_fit_checkpoint(data, path)
         if data["descriptors"] != self._fingerprint:
             raise ValueError(f"checkpoint: {str(path)!r} was written with different descriptors; delete it or "
                              f"set resume: false")
@@ -219,6 +229,21 @@ class FitWorkflow(FitPreparation):
         """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
         groups = None if self.cell_groups is None else self.cell_groups[name]
         return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups)
+
+    @property
+    def losses(self):
+        """``{dataset name: loss result}`` (as in 0.1.4; each has ``loss_value``, a 0-d tensor) at the current
+        networks: computed on first access after :meth:`prepare`, refreshed every epoch by :meth:`update_loss`;
+        ``{}`` before :meth:`prepare`."""
+        if self.__dict__.get("_losses") is None:
+            if not hasattr(self, "closure"):
+                return {}
+            self.update_loss()
+        return self._losses
+
+    @losses.setter
+    def losses(self, value):
+        self._losses = value
 
     def update_loss(self):
         """Losses of every dataset: ``{name: loss_result}`` (stored in ``self.losses``)."""
@@ -314,6 +339,8 @@ class FitWorkflow(FitPreparation):
                              early_stopping, restore_best, progress, after_epoch)
         finally:
             torch.set_num_threads(previous_threads)
+            if getattr(self, "checkpoint_path", None) is not None:
+                remove_stale_temporaries(self.checkpoint_path)
 
     def _run(self, n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
              early_stopping, restore_best, progress, after_epoch):

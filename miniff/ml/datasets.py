@@ -16,87 +16,22 @@ returns a new dataset of the selected samples; ``cat`` concatenates along sample
 import numpy as np
 import torch
 
+from miniff.ml.dataset_fields import (
+    FieldTypeError,
+    Sample,
+    _as_index_tensor,
+    _check_count,
+    _check_field,
+    _check_same_kind,
+    _datasets,
+    _pad,
+    _sample_index,
+)
 from miniff.ml.descriptor_data import encode_species, prepare_descriptor_data
 from miniff.ml.jacobian import SparseJacobian
 
-__all__ = ["PerCellDataset", "PerPointDataset", "Dataset"]
+__all__ = ["PerCellDataset", "PerPointDataset", "Dataset", "Sample", "FieldTypeError"]
 
-
-def all_finite(x):
-    """True if no element of the floating-point tensor ``x`` is NaN or inf (a sum first: cheap)."""
-    if x.numel() == 0 or bool(torch.isfinite(x.sum())):
-        return True
-    return bool(torch.isfinite(x).all())
-
-
-def _check_field(name, x, ndim, dtype=None, allow_bool=False):
-    """Validate one tensor field; return it (bool masks are kept as given)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
-    if allow_bool and x.dtype == torch.bool:
-        return x
-    if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    if dtype is not None and x.dtype != dtype:
-        raise ValueError(f"{name} has dtype {x.dtype} but the dataset dtype is {dtype} (do not mix dtypes)")
-    if not all_finite(x):
-        raise ValueError(f"{name} contains NaN or inf")
-    return x
-
-
-def _check_count(name, x, axis, expected, what):
-    if x.shape[axis] != expected:
-        raise ValueError(f"{name} has {x.shape[axis]} {what} (axis {axis}) but {expected} expected")
-
-
-def _as_index_tensor(indices, n):
-    """Normalise an int / slice / sequence / bool mask into an int64 tensor of sample indices."""
-    if isinstance(indices, slice):
-        return torch.arange(n)[indices]
-    if isinstance(indices, (int, np.integer)):
-        i = int(indices)
-        if not -n <= i < n:
-            raise IndexError(f"sample index {i} out of range for {n} samples")
-        return torch.tensor([i % n])
-    t = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
-    if t.dtype == torch.bool:
-        if t.shape != (n,):
-            raise IndexError(f"boolean index must have shape ({n},), got {tuple(t.shape)}")
-        return t.nonzero()[:, 0]
-    if t.dtype.is_floating_point:
-        raise IndexError("sample indices must be integers")
-    t = t.to(torch.int64).reshape(-1)
-    if len(t) and (int(t.min()) < -n or int(t.max()) >= n):
-        raise IndexError(f"sample indices out of range for {n} samples")
-    return t % n if n else t
-
-
-def _pad(x, axis, size):
-    """Zero-pad tensor ``x`` along ``axis`` up to ``size``."""
-    if x.shape[axis] == size:
-        return x
-    shape = list(x.shape)
-    shape[axis] = size - shape[axis]
-    return torch.cat([x, x.new_zeros(shape)], dim=axis)
-
-
-
-def _check_same_kind(items, cls, optional_fields):
-    """Raise unless ``items`` is a non-empty list of ``cls`` with one dtype and the same optional fields."""
-    items = list(items)
-    if not items:
-        raise ValueError("items must not be empty")
-    for i, d in enumerate(items):
-        if not isinstance(d, cls):
-            raise TypeError(f"items[{i}] is not a {cls.__name__}")
-        if d.dtype != items[0].dtype:
-            raise ValueError(f"items[{i}] has dtype {d.dtype}, items[0] has {items[0].dtype}")
-        for f in optional_fields:
-            if (getattr(d, f) is None) != (getattr(items[0], f) is None):
-                raise ValueError(f"items[{i}].{f} presence differs from items[0]")
-    return items
 
 class PerCellDataset(torch.utils.data.Dataset):
     """Per-structure targets: total energies and (optionally) their gradients.
@@ -142,7 +77,13 @@ class PerCellDataset(torch.utils.data.Dataset):
         return self.n_samples
 
     def __getitem__(self, index):
-        return self.subset(_as_index_tensor(index, self.n_samples))
+        """``ds[i]``: the tuple of tensors of sample ``i``: ``(energy [1], mask [N], energy_g [N, 3])`` (fields
+        that are None left out); a slice, index sequence or mask gives a sub-dataset."""
+        i = _sample_index(index, self.n_samples)
+        if i is None:
+            return self.subset(_as_index_tensor(index, self.n_samples))
+        return Sample((x[i] for x in (self.energy, self.mask, self.energy_g) if x is not None),
+                      self.subset(torch.tensor([i])))
 
     def __repr__(self):
         return f"PerCellDataset(n_samples={self.n_samples}, n_atoms={self.n_atoms}, dtype={self.dtype})"
@@ -174,7 +115,7 @@ class PerCellDataset(torch.utils.data.Dataset):
     @staticmethod
     def cat(items):
         """Concatenate along samples, zero-padding the atom axis to the largest."""
-        items = list(items)
+        items = _datasets(items)
         PerCellDataset.assert_compatible(items)
         energy = torch.cat([d.energy for d in items])
         if items[0].mask is None:
@@ -303,7 +244,17 @@ class PerPointDataset(torch.utils.data.Dataset):
         return self.n_samples
 
     def __getitem__(self, index):
-        return self.subset(_as_index_tensor(index, self.n_samples))
+        """``ds[i]``: the tuple of tensors of sample ``i``: ``(features [M, F], mask [M], features_g [M, F, N, 3]
+        (dense), charges [M, 1], energies_p [M, 1])`` (fields that are None left out); a slice, index sequence or
+        mask gives a sub-dataset."""
+        i = _sample_index(index, self.n_samples)
+        if i is None:
+            return self.subset(_as_index_tensor(index, self.n_samples))
+        one = self.subset(torch.tensor([i]))
+        jac = None if one.features_g is None else one.features_g.to_dense()[0]
+        return Sample((x for x in (self.features[i], self.mask[i], jac,
+                                   None if self.charges is None else self.charges[i],
+                                   None if self.energies_p is None else self.energies_p[i]) if x is not None), one)
 
     def __repr__(self):
         return (f"PerPointDataset(tag={self.tag!r}, n_samples={self.n_samples}, n_points={self.n_points}, "
@@ -345,7 +296,7 @@ class PerPointDataset(torch.utils.data.Dataset):
     @staticmethod
     def cat(items, tag=None, n_atoms=None):
         """Concatenate along samples, zero-padding points (and atoms of the Jacobian) to the largest."""
-        items = list(items)
+        items = _datasets(items)
         PerPointDataset.assert_compatible(items)
         p = max(d.n_points for d in items)
         features = torch.cat([_pad(d.features, 1, p) for d in items])
@@ -476,7 +427,12 @@ class Dataset(torch.utils.data.Dataset):
         return self.n_samples
 
     def __getitem__(self, index):
-        return self.subset(index)
+        """``ds[i]``: nested tuples of tensors of sample ``i``, ``(per_cell[i], *(d[i] for d in per_point))``; a
+        slice, index sequence or mask gives a sub-dataset."""
+        i = _sample_index(index, self.n_samples)
+        if i is None:
+            return self.subset(index)
+        return Sample((self._per_cell[i], *(d[i] for d in self._per_point)), self.subset(torch.tensor([i])))
 
     def __repr__(self):
         return f"Dataset({self._per_cell!r}, " + ", ".join(repr(d) for d in self._per_point) + ")"
@@ -533,7 +489,7 @@ class Dataset(torch.utils.data.Dataset):
     @staticmethod
     def assert_compatible(items):
         """Raise ValueError unless the datasets can be concatenated."""
-        items = list(items)
+        items = _datasets(items)
         if not items:
             raise ValueError("items must not be empty")
         for i, d in enumerate(items):
@@ -548,8 +504,8 @@ class Dataset(torch.utils.data.Dataset):
 
     @staticmethod
     def cat(items):
-        """Concatenate datasets along samples (usable as ``collate_fn`` of a DataLoader)."""
-        items = list(items)
+        """Concatenate datasets (or samples ``ds[i]``) along samples (usable as ``collate_fn`` of a DataLoader)."""
+        items = _datasets(items)
         Dataset.assert_compatible(items)
         per_cell = PerCellDataset.cat([d.per_cell_dataset for d in items])
         a = per_cell.n_atoms

@@ -138,6 +138,17 @@ class SparseJacobian:
         values = v[idx[:, 0], idx[:, 1], idx[:, 2]]
         return cls(idx[:, 0], idx[:, 1], idx[:, 2], values, s, p, a)
 
+    @property
+    def shape(self):
+        """The logical dense shape ``[S, M, F, N, 3]`` (``torch.Size``), as 0.1.4's dense ``features_g``; the data
+        stay sparse (:meth:`to_dense` builds the tensor)."""
+        return torch.Size((self.n_samples, self.n_points, self.n_features, self.n_atoms, 3))
+
+    @property
+    def ndim(self):
+        """5, the number of dimensions of :attr:`shape`."""
+        return 5
+
     def to_dense(self):
         """The dense ``[S, M, F, N, 3]`` tensor (for tests and small systems only)."""
         out = torch.zeros(self.n_samples, self.n_points, self.n_atoms, self.n_features, 3, dtype=self.dtype)

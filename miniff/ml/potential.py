@@ -54,14 +54,17 @@ class NNPotential(LocalPotential):
                 raise TypeError(f"descriptors[{k}] must be a tagged LocalPotential")
             if tag is not None and d.tag.split("-")[0] != tag:
                 raise ValueError(f"descriptors[{k}] has tag {d.tag!r}: its centre species must be {tag!r}")
-        if normalization is not None:
-            if specimen is None:
-                raise ValueError("specimen (the species index in normalization) is required with normalization")
-            nn = normalization.apply_to_module(nn, specimen, fw=False, output="energy", simplify=simplify)
-        elif simplify and isinstance(nn, torch.nn.Sequential):
-            nn = simplify_sequential(nn)
-        else:
-            nn = copy.deepcopy(nn)
+        if normalization is not None and specimen is None:
+            raise ValueError("specimen (the species index in normalization) is required with normalization")
+        try:
+            if normalization is not None:
+                nn = normalization.apply_to_module(nn, specimen, fw=False, output="energy", simplify=simplify)
+            elif simplify and isinstance(nn, torch.nn.Sequential):
+                nn = simplify_sequential(nn)
+            else:
+                nn = copy.deepcopy(nn)
+        except RuntimeError as e:  # layers whose shapes do not chain
+            raise ValueError(f"nn cannot be evaluated: its layers do not fit together ({e})") from None
         nn = nn.to(torch.float64).eval()
         for p in nn.parameters():
             p.requires_grad_(False)
@@ -72,9 +75,26 @@ class NNPotential(LocalPotential):
         self._check_width()
 
     def _check_width(self):
+        """Refuse networks that cannot give finite per-atom energies: non-finite tensors (named), a first layer
+        of the wrong width, or an output other than one value per atom (``[n, 1]``)."""
+        for name, t in list(self.nn.named_parameters()) + list(self.nn.named_buffers()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ValueError(f"nn tensor {name!r} (shape {list(t.shape)}) has {bad} non-finite value(s) "
+                                 f"(NaN or inf): the potential would give NaN energies")
         first = next((m for m in self.nn.modules() if isinstance(m, torch.nn.Linear)), None)
-        if first is not None and first.in_features != len(self.descriptors):
-            raise ValueError(f"nn takes {first.in_features} inputs but there are {len(self.descriptors)} descriptors")
+        n_f = len(self.descriptors)
+        if first is not None and first.in_features != n_f:
+            raise ValueError(f"nn takes {first.in_features} inputs but there are {n_f} descriptors")
+        try:
+            with torch.no_grad():
+                out = self.nn(torch.zeros(2, n_f, dtype=torch.float64))
+        except RuntimeError as e:
+            raise ValueError(f"nn cannot be evaluated on {n_f} descriptors: {e}") from None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 1):
+            shape = list(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"nn must give one output per atom (the atomic energy or charge, shape [n, 1]); this "
+                             f"network gives {shape} per atom")
 
     @property
     def coordination(self):

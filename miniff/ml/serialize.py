@@ -52,22 +52,40 @@ def to_plain(obj, json_safe=False):
     raise TypeError(f"cannot store an object of type {type(obj).__name__} as plain data")
 
 
-def from_plain(obj):
-    """Inverse of :func:`to_plain`."""
+def from_plain(obj, where="data"):
+    """Inverse of :func:`to_plain`.
+
+    ``where`` names ``obj`` in error messages (e.g. ``potentials[0].parameters.nn``); a ValueError names the
+    tensor or array whose dtype, shape or data is wrong.
+    """
     if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            dtype = _TORCH_DTYPES.get(obj["__tensor__"])
-            if dtype is None:
-                raise ValueError(f"unknown tensor dtype {obj['__tensor__']!r} in the file")
-            return torch.tensor(obj["data"], dtype=dtype).reshape(obj["shape"])
-        if "__ndarray__" in obj:
-            return np.asarray(obj["data"], dtype=np.dtype(obj["__ndarray__"])).reshape(obj["shape"])
-        return {k: from_plain(v) for k, v in obj.items()}
+        if "__tensor__" in obj or "__ndarray__" in obj:
+            return _array_from_plain(obj, where)
+        return {k: from_plain(v, f"{where}.{k}") for k, v in obj.items()}
     if isinstance(obj, list):
-        return [from_plain(v) for v in obj]
+        return [from_plain(v, f"{where}[{k}]") for k, v in enumerate(obj)]
     return obj
 
 
+def _array_from_plain(obj, where):
+    """A tensor (``__tensor__``) or numpy array (``__ndarray__``) from its plain encoding, checked."""
+    shape, data = obj.get("shape"), obj.get("data")
+    if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
+        raise ValueError(f"tensor {where}: shape must be a list of non-negative ints, got {shape!r}")
+    if not isinstance(data, list):
+        raise ValueError(f"tensor {where}: data must be a list, got {type(data).__name__}")
+    if len(data) != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"tensor {where}: shape {shape} needs {int(np.prod(shape, dtype=np.int64))} values but the "
+                         f"file holds {len(data)}")
+    try:
+        if "__tensor__" in obj:
+            dtype = _TORCH_DTYPES.get(obj["__tensor__"])
+            if dtype is None:
+                raise ValueError(f"tensor {where}: unknown dtype {obj['__tensor__']!r}")
+            return torch.tensor(data, dtype=dtype).reshape(shape)
+        return np.asarray(data, dtype=np.dtype(obj["__ndarray__"])).reshape(shape)
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"tensor {where}: {e}") from None
 
 
 def torch_load(f, **kwargs):
@@ -110,7 +128,9 @@ def load_potentials(path):
     Raises
     ------
     ValueError
-        If the file is not a miniff potentials file (corrupt, or a 0.1.4 pickle).
+        If the file is not a miniff potentials file (corrupt, or a 0.1.4 pickle), or a potential in it is
+        invalid (a tensor of the wrong length, non-finite network weights, a network without exactly one
+        output per atom, parameters out of range): the message names the file, the potential and the tensor.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -131,7 +151,14 @@ def load_potentials(path):
     if not isinstance(data, dict) or data.get("format") != "miniff-potentials" or \
             not isinstance(data.get("potentials"), list):
         raise ValueError(f"path {path!r} is not a miniff potentials file")
-    return [potential_from_state_dict(from_plain(s)) for s in data["potentials"]]
+    out = []
+    for k, state in enumerate(data["potentials"]):
+        try:
+            out.append(potential_from_state_dict(from_plain(state, f"potentials[{k}]")))
+        except (ValueError, TypeError, KeyError) as e:
+            what = state.get("tag") if isinstance(state, dict) else None
+            raise ValueError(f"potentials file {path!r}: potentials[{k}] ({what}): {e}") from None
+    return out
 
 
 def _sequential_from_014(state):

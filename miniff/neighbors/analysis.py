@@ -72,9 +72,14 @@ def rdf(nw, r, sigma, fmt="{}-{}"):
         ``{"a-b": g [R] (atoms/Å³)}``, floats for a scalar ``r``.
     """
     sigma = _check_sigma(sigma)
-    r_arr = np.asarray(r, dtype=float)
+    try:
+        r_arr = np.asarray(r, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"r must be radii (numbers, Å), got {type(r).__name__}") from None
     scalar = r_arr.ndim == 0
     r_arr = np.atleast_1d(r_arr)
+    if not np.all(np.isfinite(r_arr) & (r_arr > 0)):
+        raise ValueError(f"r must be finite positive radii (Å; g(r) divides by 4 pi r^2), got {r!r}")
     counts = np.bincount(nw.spec_encoded_row, minlength=len(nw.species))
 
     def reduce(d, c1, c2):

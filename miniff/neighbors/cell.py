@@ -22,6 +22,8 @@ _META_UNITS = {"total-energy": "eV", "free-energy": "eV", "forces": "eV/angstrom
 
 
 def _as_finite_array(value, name, ndim, dtype=np.float64):
+    if np.iscomplexobj(value):  # numpy would drop the imaginary part with only a warning
+        raise TypeError(f"{name} must be real numbers, got a complex array")
     try:
         arr = np.array(value, dtype=dtype)
     except (TypeError, ValueError):

@@ -17,6 +17,7 @@ checks the arguments and prepares the search:
 import functools
 import itertools
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -25,10 +26,59 @@ from miniff._ext import kernel_module
 from miniff._ext.threads import effective_n_threads
 from miniff.neighbors.pairlist import PairList
 
-__all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "normalize_pbc", "plane_spacings"]
+__all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "estimate_search_bytes", "default_max_memory",
+           "normalize_pbc", "plane_spacings"]
 
 #: Default refusal threshold on the estimated number of (directed) pairs (about 10 GB of list).
 DEFAULT_MAX_PAIRS = 200_000_000
+
+#: Bytes per directed pair of a ``PairList``: j (int32), S (3 int32), D (3 float64), d (float64).
+BYTES_PER_PAIR = 4 + 12 + 24 + 8
+#: Bytes per bin offset while the offsets are enumerated and pruned (int32 grid, mask, kept copy).
+BYTES_PER_OFFSET = 12 + 1 + 12
+
+
+def default_max_memory():
+    """Default memory limit of one neighbour search (bytes): half of the physical memory (8 GiB if unknown)."""
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+        return 8.0 * 2**30
+
+
+def estimate_search_bytes(n_atoms, n_pairs, n_offsets):
+    """Memory (bytes) a neighbour search allocates, every array counted.
+
+    Parameters
+    ----------
+    n_atoms : int
+    n_pairs : float
+        Estimated number of directed pairs (:func:`estimate_pairs`).
+    n_offsets : int
+        Bin offsets to enumerate (before pruning).
+
+    Returns
+    -------
+    float
+        The pair arrays (``BYTES_PER_PAIR`` each), the bin offsets (``BYTES_PER_OFFSET`` each), the per-atom
+        scratch and the row pointer.
+    """
+    return float(n_pairs) * BYTES_PER_PAIR + float(n_offsets) * BYTES_PER_OFFSET + 160.0 * n_atoms + 1e4
+
+
+def _check_limit(name, value):
+    """A positive limit (``max_pairs``, ``max_memory``) as a float, naming ``name`` in errors."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return value
+
+
+def _gib(nbytes):
+    return f"{nbytes / 2**30:.3g} GiB"
 
 # Bins per cutoff length: bins are at least cutoff / _BINS_PER_CUTOFF thick.
 _BINS_PER_CUTOFF = 1.0
@@ -85,7 +135,13 @@ def _check_cutoff(cutoff):
         raise TypeError(f"cutoff must be a number, got {type(cutoff).__name__}") from None
     if not np.isfinite(cutoff) or cutoff <= 0:
         raise ValueError(f"cutoff must be a finite positive number (Å), got {cutoff}")
+    if not MIN_CUTOFF <= cutoff <= MAX_CUTOFF:
+        raise ValueError(f"cutoff must lie between {MIN_CUTOFF:g} and {MAX_CUTOFF:g} Å, got {cutoff:g}")
     return cutoff
+
+
+#: Accepted range of cutoffs, Å (outside it bin counts and volumes overflow; no physics lives there).
+MIN_CUTOFF, MAX_CUTOFF = 1e-8, 1e8
 
 
 def estimate_pairs(n_atoms, vectors, pbc, cutoff, extent=None):
@@ -213,7 +269,7 @@ def _grid(lo, hi, h, pbc, cutoff, n_atoms):
 
 
 def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads=None,
-                    max_pairs=DEFAULT_MAX_PAIRS, sort=True):
+                    max_pairs=DEFAULT_MAX_PAIRS, sort=True, max_memory=None):
     """Full neighbour list of atoms in a (partly) periodic cell.
 
     Parameters
@@ -234,6 +290,10 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
         Refuse (``ValueError``) when the estimated number of pairs exceeds this.
     sort : bool
         Sort every row by ``(j, S)`` (deterministic, identical for any thread count either way).
+    max_memory : float or None
+        Refuse (``ValueError``, before allocating anything large) when the estimated memory of all arrays the
+        search builds (:func:`estimate_search_bytes`: pair arrays, bin offsets, scratch) exceeds this many
+        bytes; None: :func:`default_max_memory` (half of the physical memory).
 
     Returns
     -------
@@ -260,18 +320,22 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
             raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
         limit = np.where(pbc, limit, 0).astype(np.int32)
 
+    max_memory = _check_limit("max_memory", default_max_memory() if max_memory is None else max_memory)
+    max_pairs = _check_limit("max_pairs", max_pairs)
     threads = effective_n_threads(n_threads)
     if n_threads is None:  # automatic: small systems are not worth waking threads for
         threads = max(1, min(threads, n // _ATOMS_PER_THREAD))
     periodic = pbc.astype(np.intc)
     work = _take_work(60 * n + kernel_module.neighbor_work_bytes(n, max(_MIN_BIN_CAP, int(_BINS_PER_ATOM * n))))
     try:
-        return _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work)
+        return _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work,
+                       max_memory)
     finally:
         _give_work(work)
 
 
-def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work):
+def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work,
+            max_memory):
     """The two compiled calls of :func:`build_pair_list` (arguments checked) with scratch ``work`` (uint8)."""
     n = len(positions)
     frac_w = work[: 24 * n].view(np.float64).reshape(n, 3)
@@ -294,11 +358,34 @@ def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, thread
             f"cutoff={cutoff} Å would give about {estimate:.3g} pairs for {n} atoms, more than "
             f"max_pairs={max_pairs:.3g}; use a smaller cutoff or raise max_pairs"
         )
+    n_offsets = math.prod(2 * mm + 1 for mm in m)
+    nbytes = estimate_search_bytes(n, estimate, n_offsets)
+    if nbytes > max_memory:  # before the offsets and the pair arrays are allocated
+        raise ValueError(
+            f"cutoff={cutoff} Å would need about {_gib(nbytes)} of memory for the neighbour list of {n} atoms "
+            f"(about {estimate:.3g} pairs and {n_offsets:.3g} bin offsets in a cell whose planes are "
+            f"{', '.join(f'{x:.3g}' for x in h)} Å apart), more than max_memory={_gib(max_memory)}; use a smaller "
+            f"cutoff or a larger cell (a supercell), or raise the limit with NeighborWrapper(..., max_memory=bytes) "
+            f"(build_pair_list(..., max_memory=bytes))"
+        )
     offsets = _bin_offsets(m, widths_c, n)
-    indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
-        frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
-        work[60 * n :], _EXACT_COUNT,
-    )
+    # the estimate assumes evenly spread atoms; the exact count (before the pair arrays exist) is checked too
+    max_total = int(min(max_pairs, max(0.0, max_memory - estimate_search_bytes(n, 0, len(offsets))) / BYTES_PER_PAIR))
+    try:
+        indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
+            frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
+            work[60 * n :], _EXACT_COUNT, max_total,
+        )
+    except ValueError as error:
+        if type(error).__name__ != "TooManyPairs":
+            raise
+        count = int(error.args[0])
+        raise ValueError(
+            f"cutoff={cutoff} Å gives {count} pairs for {n} atoms (the atoms are denser than their cell suggests), "
+            f"{_gib(count * BYTES_PER_PAIR)} of pair arrays: more than max_pairs={max_pairs:.3g} or "
+            f"max_memory={_gib(max_memory)}; use a smaller cutoff, or raise the limits with "
+            f"NeighborWrapper(..., max_pairs=..., max_memory=bytes)"
+        ) from None
     return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)
 
 

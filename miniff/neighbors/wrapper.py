@@ -6,11 +6,11 @@ import warnings
 import numpy as np
 
 from miniff._ext import kernel_module
-from miniff._ext.threads import auto_n_threads
+from miniff._ext.threads import auto_n_threads, check_n_threads
 from miniff.neighbors import analysis
 from miniff.neighbors.cell import Cell
 from miniff.neighbors.pairlist import PairList
-from miniff.neighbors.search import DEFAULT_MAX_PAIRS, _check_cutoff, build_pair_list, normalize_pbc
+from miniff.neighbors.search import DEFAULT_MAX_PAIRS, _check_cutoff, _check_limit, build_pair_list, normalize_pbc
 from miniff.neighbors.species import SpeciesEncoder
 from miniff.util import lattice_up_to_radius, rows_dot3
 
@@ -73,9 +73,13 @@ class NeighborWrapper(SpeciesEncoder):
     reciprocal_cutoff : float or None
         If given, :meth:`compute_reciprocal_grid` is called (1/Å).
     n_threads : int or None
-        Default OpenMP thread count for the neighbour search and the kernels called through this wrapper.
+        Default OpenMP thread count for the neighbour search and the kernels called through this wrapper
+        (a positive int up to ``miniff.kernel.MAX_N_THREADS`` = 1024, a negative count from the cores, or None).
     max_pairs : float
         Refuse cutoffs whose estimated pair count exceeds this (default ``DEFAULT_MAX_PAIRS``).
+    max_memory : float or None
+        Refuse cutoffs whose neighbour search would need more memory than this many bytes (every array counted,
+        image offsets included; default None: half of the physical memory).
 
     Attributes
     ----------
@@ -97,7 +101,7 @@ class NeighborWrapper(SpeciesEncoder):
     default_max_pairs = DEFAULT_MAX_PAIRS
 
     def __init__(self, cell, x=None, *, pbc=True, cutoff=None, normalize=True, reciprocal_cutoff=None,
-                 n_threads=None, max_pairs=None):
+                 n_threads=None, max_pairs=None, max_memory=None):
         if isinstance(x, (bool, np.bool_)):
             warnings.warn(
                 "passing normalize as the second positional argument of NeighborWrapper is deprecated; "
@@ -113,10 +117,9 @@ class NeighborWrapper(SpeciesEncoder):
         if self.x is not None:
             pbc = pbc & (self.x > 1)
         self.pbc = pbc
-        self.n_threads = n_threads
-        self.max_pairs = self.default_max_pairs if max_pairs is None else float(max_pairs)
-        if not self.max_pairs > 0:
-            raise ValueError(f"max_pairs must be positive, got {max_pairs}")
+        self.n_threads = check_n_threads(n_threads)
+        self.max_pairs = _check_limit("max_pairs", self.default_max_pairs if max_pairs is None else max_pairs)
+        self.max_memory = None if max_memory is None else _check_limit("max_memory", max_memory)
         self.cutoff = None
         self.reciprocal_cutoff = None
         self.reciprocal_grid = None
@@ -267,6 +270,7 @@ class NeighborWrapper(SpeciesEncoder):
             image_limit=self.image_limit,
             n_threads=self.n_threads,
             max_pairs=self.max_pairs,
+            max_memory=getattr(self, "max_memory", None),
         )
         self._pairs_fresh = True
         self.cutoff = cutoff

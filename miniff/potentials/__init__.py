@@ -52,6 +52,7 @@ from miniff.potentials.families import (
     sw2_potential_family,
     sw3_potential_family,
 )
+from miniff.potentials.guards import COINCIDENT_DISTANCE, CoincidentAtomsError
 from miniff.potentials.lsp import lsp_descriptor_family
 from miniff.potentials.registry import UnknownFamilyError, known_families, potential_from_state_dict, register_family
 
@@ -65,6 +66,8 @@ __all__ = [
     "ScaledLocalPotentialFamily",
     "SW2PotentialFamily",
     "PotentialRuntimeWarning",
+    "CoincidentAtomsError",
+    "COINCIDENT_DISTANCE",
     "UnknownFamilyError",
     "known_families",
     "register_family",

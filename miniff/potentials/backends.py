@@ -395,6 +395,10 @@ def _call(fn, name, expected_len, *args):
         out = np.full(expected_len, float(out))
     if out.shape != (expected_len,):
         raise ValueError(f"parameter {name!r} returned shape {out.shape}, expected ({expected_len},)")
+    if not np.all(np.isfinite(out)):
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        raise ValueError(f"parameter {name!r} returned {bad} non-finite value(s) (NaN or inf) for {expected_len} "
+                         f"inputs; first at r = {float(args[0][~np.isfinite(out)][0]):g} Å")
     return out
 
 

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from miniff._ext.threads import auto_n_threads, effective_n_threads
+from miniff.potentials.guards import check_coincident
 from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = [
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 _STATE_KEYS = {"tag", "parameters", "ptag"}
+
+#: Largest magnitude of a numeric family parameter: the formulas multiply parameters with each other and with
+#: squared distances, which must stay finite in float64 (max 1.8e308).
+MAX_PARAMETER_MAGNITUDE = 1e50
 
 
 class PotentialRuntimeWarning(RuntimeWarning):
@@ -229,7 +234,10 @@ class LocalPotential:
         if not isinstance(parameters, dict):
             raise TypeError(f"parameters must be a dict, got {type(parameters).__name__}")
         self.parameters = {k: (np.asarray(v) if isinstance(v, (list, tuple)) else v) for k, v in parameters.items()}
-        cutoff = float(cutoff)
+        try:
+            cutoff = float(cutoff)
+        except (TypeError, ValueError):
+            raise TypeError(f"cutoff must be a number (Å), got {cutoff!r}") from None
         if not math.isfinite(cutoff) or cutoff < 0:
             raise ValueError(f"cutoff must be a finite non-negative number (Å), got {cutoff}")
         self.cutoff = cutoff
@@ -239,6 +247,22 @@ class LocalPotential:
             split_tag(tag, self.coordination)
         self.tag = tag
         self.additional_inputs = tuple(additional_inputs) if additional_inputs else ()
+
+    @property
+    def allow_coincident(self):
+        """True when this potential may be evaluated with coincident atoms (finite at ``r = 0``).
+
+        Defaults to the family's ``allow_coincident`` (False for every built-in family with pairs); set it on
+        one potential to skip the check of ``miniff.potentials.guards.check_coincident``.
+        """
+        own = self.__dict__.get("_allow_coincident")
+        if own is not None:
+            return own
+        return bool(getattr(self.family, "allow_coincident", False))
+
+    @allow_coincident.setter
+    def allow_coincident(self, value):
+        self._allow_coincident = bool(value)
 
     @property
     def coordination(self):
@@ -314,6 +338,7 @@ class LocalPotential:
         """
         if self.family is None:
             raise NotImplementedError("a LocalPotential without family must override compute()")
+        check_coincident(nw, [self])
         self.family.backend.accumulate(self, nw, energy_n, grad_pc, resolve_n_threads(nw, n_threads))
 
     def __repr__(self):
@@ -371,6 +396,11 @@ def _check_bound(name, value, bounds):
         raise ValueError(f"Parameter {name!r} = {value} is out of bounds: must be {'<' if hi_open else '<='} {hi}")
     if math.isinf(value):
         raise ValueError(f"Parameter {name!r} must be finite, got {value}")
+    if abs(value) > MAX_PARAMETER_MAGNITUDE:
+        raise ValueError(
+            f"Parameter {name!r} = {value} is too large to evaluate in float64: |{name}| must be at most "
+            f"{MAX_PARAMETER_MAGNITUDE:g} (products of parameters and distances would overflow to inf/NaN)"
+        )
     return value
 
 
@@ -382,7 +412,8 @@ class LocalPotentialFamily:
     parameters : dict
         ``{name: bounds or None}``; ``bounds = (lower, upper)`` inclusive (None = unbounded), optionally
         ``(lower, upper, lower_open, upper_open)``. Numeric parameters (bounds not None) must be finite
-        real numbers within the bounds; ``None`` accepts any value (e.g. Python callables).
+        real numbers within the bounds and at most ``MAX_PARAMETER_MAGNITUDE`` (1e50) in magnitude, so that
+        the formulas stay finite in float64; ``None`` accepts any value (e.g. Python callables).
     cutoff : float, str or callable
         A number (Å), the name of the parameter holding it, or ``callable(parameters) -> float``.
     kernels : object, optional
@@ -397,12 +428,16 @@ class LocalPotentialFamily:
         1 (tags ``"a"``), 2 (``"a-b"``) or 3 (``"a-b-c"``).
     doc : str, optional
         The formula, for humans.
+    allow_coincident : bool
+        The family is finite (energy and gradient) at ``r = 0``: skip the coincident-atoms check
+        (``miniff.potentials.guards``) for its potentials.
     """
 
     def __init__(self, parameters, cutoff, kernels=None, parameter_defaults=None, tag=None, proto=None,
                  pre_compute_r=None, additional_inputs=None, complement_accumulating=True,
-                 complement_num_grad=True, doc=None, coordination=2):
+                 complement_num_grad=True, doc=None, coordination=2, allow_coincident=False):
         self.parameters = dict(parameters)
+        self.allow_coincident = bool(allow_coincident)
         self.cutoff = cutoff
         self.backend = kernels
         self.kernels = kernels

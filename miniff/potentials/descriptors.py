@@ -4,6 +4,7 @@ import numpy as np
 
 from miniff._ext import kernel_module
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
+from miniff.potentials.guards import check_coincident
 
 __all__ = ["eval_descriptors"]
 
@@ -53,7 +54,8 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
     KeyError
         Naming a species of a tag missing from the cell (unless ``ignore_missing_species``).
     ValueError
-        If a descriptor's cutoff exceeds the neighbour list cutoff.
+        If a descriptor's cutoff exceeds the neighbour list cutoff; ``CoincidentAtomsError`` (a ValueError) if
+        two atoms sit at the same position (see ``miniff.potentials.guards``).
     """
     descriptors = _as_list(descriptors)
     n_threads = resolve_n_threads(nw, n_threads)
@@ -66,6 +68,7 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
         kernel_module.zero_rows(jac_2d, n_threads)
     else:
         jac_pfc, jac_2d = None, np.zeros((0, 3))
+    check_coincident(nw, descriptors)  # before any kernel runs
     groups = {}
     for f, d in enumerate(descriptors):
         try:

@@ -21,6 +21,7 @@ from miniff._ext import kernel_module as _k
 from miniff.neighbors.displacement import position_derivative
 from miniff.potentials.backends import accumulate_atoms, pair_only, plan_accumulation, run_sw_fused
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
+from miniff.potentials.guards import check_coincident
 
 __all__ = [
     "Evaluation",
@@ -153,6 +154,7 @@ def active_potentials(nw, potentials, ignore_missing_species):
                 raise
             continue
         active.append(k)
+    check_coincident(nw, [potentials[k] for k in active])  # before any kernel runs
     return potentials, single, active
 
 

@@ -46,6 +46,10 @@ _POSITIVE = (0, None, True, False)  # > 0
 _NON_NEGATIVE = (0, None)  # >= 0
 _ANY = (None, None)  # any finite number
 _UNIT = (-1, 1)  # [-1, 1]
+#: Largest exponent ``zeta`` of the angular term ``(1 + l cos_t)^zeta`` (2^zeta overflows float64 above 1023).
+MAX_ZETA = 1000.0
+#: Largest exponents ``p``, ``q`` of Stillinger-Weber type 2 (``x^-p`` stays finite in float64 for x >= 1e-3).
+MAX_SW_EXPONENT = 100.0
 
 #: General pair (tag ``"a-b"``): ``phi(r) = f(r, row, col)`` from a Python callable for ``r < a``, gradient from
 #: ``df_dr(r, row, col)``; ``r`` the pair distances (Å), ``row``/``col`` the species codes of the centre and the
@@ -157,11 +161,13 @@ class SW2PotentialFamily(ScaledLocalPotentialFamily):
 
 
 #: Stillinger-Weber type 2 (scaled, tag ``"a-b"``): ``phi(r) = epsilon A (B x^-p - x^-q) exp(1/(x - a))``,
-#: ``x = r / sigma < a``, ``A = gauge_a``, ``B = gauge_b`` (solved by the gauge rule unless both are given, see
-#: ``SW2PotentialFamily``). ``epsilon`` eV, ``sigma`` Å, ``a``, ``p``, ``q`` dimensionless; cutoff ``a sigma``.
+#: ``x = r / sigma < a``, ``p``, ``q`` in [0, 100], ``A = gauge_a``, ``B = gauge_b`` (solved by the gauge rule
+#: unless both are given, see ``SW2PotentialFamily``). ``epsilon`` eV, ``sigma`` Å, ``a``, ``p``, ``q``
+#: dimensionless; cutoff ``a sigma``.
 #: One term per ``b`` neighbour of every ``a`` atom (an ``"a-a"`` pair counts from both atoms).
 sw2_potential_family = SW2PotentialFamily(
-    parameters={"a": _POSITIVE, "p": _NON_NEGATIVE, "q": _NON_NEGATIVE, "gauge_a": _ANY, "gauge_b": _ANY},
+    parameters={"a": _POSITIVE, "p": (0, MAX_SW_EXPONENT), "q": (0, MAX_SW_EXPONENT), "gauge_a": _ANY,
+                "gauge_b": _ANY},
     cutoff="a",
     kernels=B.PairBackend(B.PAIR_SW2, ("epsilon", "sigma", "a", "p", "q", "gauge_a", "gauge_b")),
     tag="Stillinger-Weber type 2",
@@ -205,12 +211,12 @@ sigmoid_descriptor_family = LocalPotentialFamily(
     doc="f_c(r) / (1 + exp((r - r0) / dr))",
 )
 
-_ANGULAR_PARAMETERS = {"a": _POSITIVE, "eta": _NON_NEGATIVE, "l": _UNIT, "zeta": _NON_NEGATIVE, "epsilon": _ANY}
+_ANGULAR_PARAMETERS = {"a": _POSITIVE, "eta": _NON_NEGATIVE, "l": _UNIT, "zeta": (0, MAX_ZETA), "epsilon": _ANY}
 
 #: Behler type 4 (tag ``"a-b-c"``): ``G_i = 2^(1-zeta) epsilon sum_{j != k} (1 + l cos_t)^zeta
 #: exp(-eta (r1^2 + r2^2 + r3^2)) f_c(r1) f_c(r2) f_c(r3)``, ``r3 = |r_k - r_j|`` (pairs with ``r3 >= a`` skipped),
 #: over ordered neighbour pairs (j, k): with ``"a-b-b"`` every angle counts twice. ``a`` (Å, cutoff), ``eta``
-#: (1/Å², >= 0), ``l`` in [-1, 1], ``zeta`` >= 0 (any real), ``epsilon`` (default 1).
+#: (1/Å², >= 0), ``l`` in [-1, 1], ``zeta`` in [0, 1000] (any real), ``epsilon`` (default 1).
 behler4_descriptor_family = LocalPotentialFamily(
     parameters=dict(_ANGULAR_PARAMETERS),
     cutoff="a",

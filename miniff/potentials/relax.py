@@ -6,6 +6,13 @@ volume) applied to both the cell vectors and the positions (``r = u @ F``, ``cel
 step in ``y`` therefore moves atoms by about ``STEP`` = 0.1 Å, so that the first line search of BFGS /
 CG / L-BFGS-B (which starts with a step of about one unit) does not throw atoms far away; this is what
 made 0.1.4's relaxation stop at step 0 with "precision loss".
+
+The default optimiser (``method=None``) is :func:`miniff.potentials.minimize.minimize_max_step`: L-BFGS whose
+steps move no atom farther than ``max_step`` (default ``MAX_STEP`` = 0.2 Å, the trust radius) and that only
+accepts steps lowering the energy, so a strongly compressed start relaxes to the nearest minimum instead of
+throwing atoms beyond the cutoff. It stops when the largest force on an atom is at most ``fmax`` (default
+``FMAX`` = 1e-5 eV/Å). scipy methods (``method="BFGS"``, ``"CG"``, ``"L-BFGS-B"``, ...) and custom drivers
+are used as given (no step limit).
 """
 
 import warnings
@@ -13,17 +20,41 @@ import warnings
 import numpy as np
 
 from miniff.potentials.evaluate import evaluate
+from miniff.potentials.minimize import minimize_max_step
 
-__all__ = ["relax", "STEP", "OptimizationWarning"]
+__all__ = ["relax", "STEP", "MAX_STEP", "FMAX", "OptimizationWarning"]
 
 #: Length (Å) of a unit step of the optimisation variables.
 STEP = 0.1
+#: Default trust radius of the default optimiser: the largest displacement of an atom in one step, Å.
+MAX_STEP = 0.2
+#: Default convergence criterion: the largest force on an atom, eV/Å.
+FMAX = 1e-5
+
 
 class OptimizationWarning(UserWarning):
     """The optimiser of ``NeighborWrapper.relax`` reported no success."""
 
 
 _GTOL_METHODS = {"BFGS", "CG", "L-BFGS-B", "NEWTON-CG", "TNC", "TRUST-CONSTR", "SLSQP"}
+
+
+def _positive(name, value, unit):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number ({unit}), got {type(value).__name__}") from None
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number ({unit}), got {value}")
+    return value
+
+
+def _count(name, value, least):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be at least {least}, got {value}")
+    return int(value)
 
 
 class _Problem:
@@ -118,7 +149,7 @@ class _Problem:
 
 
 def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driver=None, relax_cell=False,
-          n_threads=None, ignore_missing_species=False, fmax=1e-3, **kwargs):
+          n_threads=None, ignore_missing_species=False, fmax=FMAX, max_step=MAX_STEP, **kwargs):
     """Minimise the total energy of the potentials over the positions (and optionally the cell).
 
     Parameters
@@ -134,12 +165,18 @@ def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driv
         Leave the wrapper at the relaxed structure (otherwise it is restored).
     driver : callable
         ``driver(fun, y0, jac=jac, **kwargs)`` returning an object with ``x`` (and ``success``,
-        ``message``); default ``scipy.optimize.minimize`` (BFGS; ``method="CG"``, ``"L-BFGS-B"``...).
+        ``message``); default: with ``method=None`` miniff's L-BFGS with a trust radius
+        (:func:`miniff.potentials.minimize.minimize_max_step`, ``options={"maxiter": 10000, "memory": 20}``),
+        with a ``method`` name ``scipy.optimize.minimize`` (``"BFGS"``, ``"CG"``, ``"L-BFGS-B"``...).
     relax_cell : bool
         Also optimise the cell (a deformation applied to cell and atoms, driven by the stress).
     fmax : float
-        Default gradient tolerance (eV/Å, or eV per unit strain / L for cell variables) used when neither
-        ``tol`` nor ``options["gtol"]`` is given; ``options["gtol"]`` is also taken in eV/Å.
+        Convergence: the largest force on an atom, eV/Å (default ``FMAX`` = 1e-5; cell variables count in eV
+        per unit strain / L). For scipy methods it is the default ``gtol`` (used when neither ``tol`` nor
+        ``options["gtol"]`` is given; ``options["gtol"]`` is also taken in eV/Å).
+    max_step : float
+        Trust radius of the default optimiser: no atom moves farther than this in one step, Å (default
+        ``MAX_STEP`` = 0.2). Ignored by scipy methods and custom drivers.
     **kwargs
         Passed to the driver (``method``, ``options``, ``tol``, ...).
 
@@ -148,6 +185,11 @@ def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driv
     Cell or list of Cell
         With ``meta["total-energy"]`` (eV), ``meta["forces"]`` (``[N, 3]`` eV/Å) and, with
         ``relax_cell``, ``meta["stress"]`` (Voigt, eV/Å³).
+
+    Raises
+    ------
+    ValueError
+        Without a neighbour list, for a cell without atoms, or for a non-positive ``fmax`` / ``max_step``.
 
     Warns
     -----
@@ -160,15 +202,31 @@ def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driv
         warnings.warn("relax: prefer_parallel is ignored (it is accepted only for miniff 0.1.4 compatibility and "
                       "will be removed): the threads follow n_threads (None: the wrapper's n_threads or the OpenMP "
                       "default)", DeprecationWarning, stacklevel=3)
-    if driver is None:
+    own = driver is None and kwargs.get("method") is None
+    if own:
+        kwargs.pop("method", None)
+        options = dict(kwargs.pop("options", None) or {})
+        unknown = set(options) - {"maxiter", "memory"} | set(kwargs)
+        if unknown:
+            raise ValueError(f"relax: unknown option(s) {sorted(unknown)} for the default optimiser (method=None); "
+                             f"it takes options={{'maxiter': ..., 'memory': ...}}, fmax and max_step")
+
+        maxiter = _count("options['maxiter']", options.get("maxiter", 10000), 0)
+        memory = _count("options['memory']", options.get("memory", 20), 1)
+
+        def driver(fun, y0, jac):
+            return minimize_max_step(lambda y: (fun(y), jac(y)), y0, max_step=max_step, fmax=fmax, row_scale=STEP,
+                                     maxiter=maxiter, memory=memory)
+    elif driver is None:
         driver = scipy.optimize.minimize
     if not callable(driver):
         raise TypeError(f"driver must be callable, got {type(driver).__name__}")
     if getattr(nw, "pairs", None) is None:
         raise ValueError("no neighbour list: call compute_distances(cutoff) before relax")
-    fmax = float(fmax)
-    if not (np.isfinite(fmax) and fmax > 0):
-        raise ValueError(f"fmax must be a positive number (eV/Å), got {fmax}")
+    if not len(nw.cartesian_row):
+        raise ValueError("relax: the cell has no atoms (nothing to relax)")
+    fmax = _positive("fmax", fmax, "eV/Å")
+    max_step = _positive("max_step", max_step, "Å")
     problem = _Problem(nw, potentials, bool(relax_cell), normalize, n_threads, ignore_missing_species,
                        rtn_history)
     if driver is scipy.optimize.minimize:

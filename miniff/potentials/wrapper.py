@@ -51,8 +51,10 @@ class EvaluationMixin:
               n_threads=None, ignore_missing_species=False, **kwargs):
         """Minimise the total energy over positions (and the cell): see :func:`miniff.potentials.relax.relax`.
 
-        Returns a ``Cell`` (or the list of evaluated cells with ``rtn_history``) with ``meta["total-energy"]``
-        (eV) and ``meta["forces"]`` ([N, 3] eV/Å); warns ``OptimizationWarning`` when the optimiser fails.
+        By default an L-BFGS with a trust radius (``max_step=0.2`` Å per atom and step) converged at
+        ``fmax=1e-5`` eV/Å; ``method="BFGS"``, ``"L-BFGS-B"``... use scipy. Returns a ``Cell`` (or the list of
+        evaluated cells with ``rtn_history``) with ``meta["total-energy"]`` (eV) and ``meta["forces"]`` ([N, 3]
+        eV/Å); warns ``OptimizationWarning`` when the optimiser fails.
         """
         return _relax(self, potentials, rtn_history=rtn_history, normalize=normalize, inplace=inplace,
                       driver=driver, relax_cell=relax_cell, n_threads=n_threads,

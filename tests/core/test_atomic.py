@@ -30,3 +30,11 @@ def test_failed_write_keeps_previous_file(tmp_path):
         atomic_write(path, broken)
     assert path.read_bytes() == b"good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_a_folder_or_a_missing_folder_is_named(tmp_path):
+    with pytest.raises(ValueError, match="it is a folder"):
+        atomic_write_text(tmp_path, "x")
+    with pytest.raises(FileNotFoundError, match="the folder .*absent.* does not exist"):
+        atomic_write_text(tmp_path / "absent" / "x.txt", "x")
+    assert not list(tmp_path.iterdir())

@@ -151,3 +151,10 @@ def test_scalar_function_wrapper_with_scipy(fcc, rng):
         sfw.f(x0[:3])
     with pytest.raises(ValueError, match="compute_distances"):
         kernel.ScalarFunctionWrapper(NeighborWrapper(cell), [lj])
+
+
+@pytest.mark.parametrize("r", [0.0, -1.0, [0.5, 0.0], np.nan, "x"])
+def test_rdf_radii_must_be_positive(fcc, r):
+    nw = NeighborWrapper(fcc, cutoff=4.0)
+    with pytest.raises((ValueError, TypeError), match="r must be"):
+        nw.rdf(r, 0.05)
