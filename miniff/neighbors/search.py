@@ -14,6 +14,7 @@ checks the arguments and prepares the search:
   lexicographic order, which the search relies on (its rows then sort by ``(j, S)`` cheaply).
 """
 
+import contextlib
 import functools
 import itertools
 import math
@@ -25,7 +26,8 @@ from miniff._ext import kernel_module
 from miniff._ext.threads import effective_n_threads
 from miniff.neighbors.pairlist import PairList
 
-__all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "normalize_pbc", "plane_spacings"]
+__all__ = ["DEFAULT_MAX_PAIRS", "SearchInputs", "build_pair_list", "estimate_pairs", "normalize_pbc", "plane_spacings",
+           "prepared_search"]
 
 #: Default refusal threshold on the estimated number of (directed) pairs (about 10 GB of list).
 DEFAULT_MAX_PAIRS = 200_000_000
@@ -240,6 +242,62 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     PairList
         With ``D_pc = positions[j] + S @ vectors - positions[i]``.
     """
+    n = len(positions)
+    with prepared_search(positions, vectors, pbc, cutoff, image_limit, n_threads, max_pairs) as inputs:
+        if inputs is None:
+            return PairList(indptr=np.zeros(n + 1, dtype=np.int64), j_p=np.zeros(0, np.int32),
+                            S_pc=np.zeros((0, 3), np.int32), D_pc=np.zeros((0, 3)), d_p=np.zeros(0),
+                            cutoff=_check_cutoff(cutoff))
+        indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(*inputs, bool(sort), inputs.work, _EXACT_COUNT)
+    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=inputs.cutoff)
+
+
+class SearchInputs(NamedTuple):
+    """The arguments of the compiled cell-list walk (``neighbor_search``, ``pair_search_reduce``), prepared.
+
+    Iterating gives the positional arguments of the compiled calls up to ``n_threads``; ``work`` is their
+    scratch memory (valid inside the :func:`prepared_search` block only).
+    """
+
+    #: fractional coordinates wrapped along periodic axes, (N, 3)
+    frac: np.ndarray
+    #: the matching Cartesian positions, (N, 3), Å
+    xyz: np.ndarray
+    #: integer wrap offsets: the caller's position is ``xyz + wrap @ vectors``, (N, 3) int32
+    wrap: np.ndarray
+    #: cell rows, (3, 3), Å
+    vectors: np.ndarray
+    #: bins per axis, (3,) int32
+    n_bins: np.ndarray
+    #: periodic axes, (3,) int 0/1
+    periodic: np.ndarray
+    #: lower corner of the bin grid, fractional, (3,)
+    frac_min: np.ndarray
+    #: bin widths, fractional, (3,)
+    width: np.ndarray
+    #: bin offsets to visit, (K, 3) int32, lexicographic order
+    offsets: np.ndarray
+    #: largest |S| per axis, (3,) int32, or negative for none
+    image_limit: np.ndarray
+    #: Å
+    cutoff: float
+    #: OpenMP team size
+    n_threads: int
+    #: scratch (uint8) of the compiled call
+    work: np.ndarray
+
+    def __iter__(self):
+        return iter(tuple.__getitem__(self, slice(0, 12)))
+
+
+@contextlib.contextmanager
+def prepared_search(positions, vectors, pbc, cutoff, image_limit=None, n_threads=None,
+                    max_pairs=DEFAULT_MAX_PAIRS):
+    """Validate, wrap and bin for one cell-list walk; yields :class:`SearchInputs`, or None without atoms.
+
+    Arguments as :func:`build_pair_list`. The scratch memory (``work``) is taken from the pool of this module
+    for the duration of the block.
+    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float64)
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     if vectors.shape != (3, 3):
@@ -251,7 +309,7 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     n = len(positions)
     if n >= 2**31 - 1:
         raise ValueError(f"too many atoms for int32 indices: {n}")
-    vectors, inverse, h = _cell_geometry(vectors.tobytes())
+    vectors, inverse, _ = _cell_geometry(vectors.tobytes())
     if image_limit is None:
         limit = _NO_LIMIT
     else:
@@ -259,21 +317,22 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
         if limit.shape != (3,) or np.any(limit < 0):
             raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
         limit = np.where(pbc, limit, 0).astype(np.int32)
-
     threads = effective_n_threads(n_threads)
     if n_threads is None:  # automatic: small systems are not worth waking threads for
         threads = max(1, min(threads, n // _ATOMS_PER_THREAD))
     periodic = pbc.astype(np.intc)
     work = _take_work(60 * n + kernel_module.neighbor_work_bytes(n, max(_MIN_BIN_CAP, int(_BINS_PER_ATOM * n))))
     try:
-        return _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work)
+        yield _prepare(positions, vectors, inverse, pbc, periodic, cutoff, limit, threads, max_pairs, work)
     finally:
         _give_work(work)
 
 
-def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work):
-    """The two compiled calls of :func:`build_pair_list` (arguments checked) with scratch ``work`` (uint8)."""
+def _prepare(positions, vectors, inverse, pbc, periodic, cutoff, limit, threads, max_pairs, work):
+    """Wrap the positions and plan the bins (:func:`prepared_search` with its checks done)."""
     n = len(positions)
+    if n == 0:
+        return None
     frac_w = work[: 24 * n].view(np.float64).reshape(n, 3)
     xyz = work[24 * n : 48 * n].view(np.float64).reshape(n, 3)
     wrap = work[48 * n : 60 * n].view(np.int32).reshape(n, 3)
@@ -295,11 +354,8 @@ def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, thread
             f"max_pairs={max_pairs:.3g}; use a smaller cutoff or raise max_pairs"
         )
     offsets = _bin_offsets(m, widths_c, n)
-    indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
-        frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
-        work[60 * n :], _EXACT_COUNT,
-    )
-    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)
+    return SearchInputs(frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads,
+                        work[60 * n :])
 
 
 #: Scratch of the last search, reused by the next one (fresh memory costs a page fault per 4 kB).
