@@ -50,11 +50,11 @@ cdef struct _Terms:
 
 
 cdef struct _Scratch:
-    # hits of the current atom: pair vector, distance, neighbour species (capacity cap)
+    # hits of the current atom: pair vector, squared distance, neighbour species (capacity cap)
     double* dx
     double* dy
     double* dz
-    double* r
+    double* r2
     int32_t* sj
     int64_t cap
     # first coincident pair met by the thread: original indices (-1: none)
@@ -68,15 +68,15 @@ cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
     free(sc.dx)
     free(sc.dy)
     free(sc.dz)
-    free(sc.r)
+    free(sc.r2)
     free(sc.sj)
     sc.cap = need if need > 2 * sc.cap else 2 * sc.cap
     sc.dx = <double*> malloc(sc.cap * sizeof(double))
     sc.dy = <double*> malloc(sc.cap * sizeof(double))
     sc.dz = <double*> malloc(sc.cap * sizeof(double))
-    sc.r = <double*> malloc(sc.cap * sizeof(double))
+    sc.r2 = <double*> malloc(sc.cap * sizeof(double))
     sc.sj = <int32_t*> malloc(sc.cap * sizeof(int32_t))
-    if sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r == NULL or sc.sj == NULL:
+    if sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r2 == NULL or sc.sj == NULL:
         sc.cap = 0
         return 1
     return 0
@@ -89,7 +89,8 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
     cdef int64_t h
     cdef int32_t sj
     cdef bint ia, ib
-    cdef double f, g, r, cut, dx, dy, dz, e, gx, gy, gz, vxx, vyy, vzz, vxy, vxz, vyz
+    cdef double f, g, r, r2, ir2, s6, c0, c1, cut2, dx, dy, dz, e, gx, gy, gz, vxx, vyy, vzz, vxy, vxz, vyz
+    cdef bint lj
     for kt in range(terms.n):
         sa = terms.sa[kt]
         sb = terms.sb[kt]
@@ -97,12 +98,15 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
         ib = _match(si, sb)
         if not (ia or ib):
             continue
-        cut = terms.cut[kt]
+        cut2 = terms.cut[kt] * terms.cut[kt]
+        lj = terms.k[kt].fam == RED_PAIR_LJ
+        c0 = terms.k[kt].c0
+        c1 = terms.k[kt].c1
         e = gx = gy = gz = 0.0
         vxx = vyy = vzz = vxy = vxz = vyz = 0.0
         for h in range(nh):
-            r = sc.r[h]
-            if r >= cut:
+            r2 = sc.r2[h]
+            if r2 >= cut2:
                 continue
             sj = sc.sj[h]
             wt = 0
@@ -112,7 +116,15 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
                 wt = wt + 2
             if wt == 0:
                 continue
-            f = _pair_term(&terms.k[kt], r, 1.0 / r, &g)
+            if lj:  # _pair_term's Lennard-Jones from r^2 (no square root): the same formula
+                ir2 = 1.0 / r2
+                s6 = c1 * ir2
+                s6 = s6 * s6 * s6
+                g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir2
+                f = c0 * (s6 * s6 - s6)
+            else:
+                r = sqrt(r2)
+                f = _pair_term(&terms.k[kt], r, 1.0 / r, &g)
             dx = sc.dx[h]
             dy = sc.dy[h]
             dz = sc.dz[h]
@@ -192,7 +204,7 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
             sc.dx[k] = dx
             sc.dy[k] = dy
             sc.dz[k] = dz
-            sc.r[k] = sqrt(r2)
+            sc.r2[k] = r2
             sc.sj[k] = spec_n[g.sorted_index[t]]
             k = k + 1
         _atom_terms(terms, g.sorted_index[s], spec_n[g.sorted_index[s]], sc, k, energy_n, grad_nc, vir_n9)
@@ -265,7 +277,7 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
         if scratch == NULL:
             raise MemoryError("pair search: cannot allocate thread buffers")
         for tid in range(n_threads):
-            scratch[tid].dx = scratch[tid].dy = scratch[tid].dz = scratch[tid].r = NULL
+            scratch[tid].dx = scratch[tid].dy = scratch[tid].dz = scratch[tid].r2 = NULL
             scratch[tid].sj = NULL
             scratch[tid].cap = 0
             scratch[tid].coincident_i = -1
@@ -286,7 +298,7 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
                 free(scratch[tid].dx)
                 free(scratch[tid].dy)
                 free(scratch[tid].dz)
-                free(scratch[tid].r)
+                free(scratch[tid].r2)
                 free(scratch[tid].sj)
             free(scratch)
         _nl_free(&g, n_threads)
