@@ -141,8 +141,8 @@ def _case(case, atoms, pair_lines, mass, potentials_fn, cutoff, steps, settings)
 
     rows = run_comparison(case, n, {"miniff": _miniff_step(atoms, potentials_fn, cutoff)}, check, settings,
                           threads={"miniff": "OpenMP (default)"},
-                          notes={"miniff": "NeighborWrapper + evaluate (energy + gradient) from positions; pair-only sets "
-                                           "without a stored pair list"})
+                          notes={"miniff": "NeighborWrapper + evaluate (energy + gradient) from positions; "
+                                           "pair-only sets without a stored pair list"})
     mini = rows[0]
     if mini.status == "ok":
         lammps_row.check = mini.check

@@ -108,7 +108,7 @@ def test_equals_the_pair_list_path_and_is_thread_independent(name, pbc):
         for a, b in ((got.energy_n, ref.energy_n), (got.grad_nc, ref.grad_nc), (got.stress, ref.stress),
                      (got.stress_n, ref.stress_n)):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
-    for a, b in zip(runs[0][1:], runs[1][1:]):
+    for a, b in zip(runs[0][1:], runs[1][1:], strict=True):
         np.testing.assert_array_equal(a, b)  # each atom's sums in a fixed order: bit for bit
     assert runs[0].energy == runs[1].energy
 
