@@ -159,9 +159,12 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
             vir_n9[9 * i + 8] += vzz
 
 
-cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const int32_t* spec_n, int64_t flat,
-                     int tid, double* energy_n, double* grad_nc, double* vir_n9) noexcept nogil:
-    """The pair terms of every atom of bin ``flat`` (thread ``tid``)."""
+cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const int32_t* spec_n, bint one_species,
+                     double r2_coincident, int64_t flat, int tid, double* energy_n, double* grad_nc,
+                     double* vir_n9) noexcept nogil:
+    """The pair terms of every atom of bin ``flat`` (thread ``tid``); ``one_species``: every atom has the species
+    code of the first (neighbours' species are not looked up); pairs with ``r^2 <= r2_coincident`` are not
+    evaluated and the first is recorded (``r2_coincident`` < 0: none)."""
     cdef _NLThr* th = &g.thr[tid]
     cdef _Scratch* sc = &scratch[tid]
     cdef int64_t s, a, c, t, nh, k, n_cand = 0, self_c
@@ -189,14 +192,15 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
             c = hits[a]
             if c == self_c:
                 continue
-            while c >= th.pc_c0[p + 1]:
-                p = p + 1
-            t = th.pc_t0[p] + c - th.pc_c0[p]
             dx = th.cx[c] - xi
             dy = th.cy[c] - yi
             dz = th.cz[c] - zi
             r2 = dx * dx + dy * dy + dz * dz
-            if r2 == 0.0:
+            if r2 <= r2_coincident or not one_species:  # the neighbour's index is needed (p only advances)
+                while c >= th.pc_c0[p + 1]:
+                    p = p + 1
+                t = th.pc_t0[p] + c - th.pc_c0[p]
+            if r2 <= r2_coincident:
                 if sc.coincident_i < 0:
                     sc.coincident_i = g.sorted_index[s]
                     sc.coincident_j = g.sorted_index[t]
@@ -205,7 +209,7 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
             sc.dy[k] = dy
             sc.dz[k] = dz
             sc.r2[k] = r2
-            sc.sj[k] = spec_n[g.sorted_index[t]]
+            sc.sj[k] = spec_n[0] if one_species else spec_n[g.sorted_index[t]]
             k = k + 1
         _atom_terms(terms, g.sorted_index[s], spec_n[g.sorted_index[s]], sc, k, energy_n, grad_nc, vir_n9)
 
@@ -216,7 +220,7 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
                        double cutoff, int n_threads, unsigned char[::1] work, const int32_t[::1] spec_n,
                        const int32_t[::1] fam_k, const double[:, ::1] par_k, const double[::1] cutoff_k,
                        const int32_t[::1] sa_k, const int32_t[::1] sb_k, double[::1] energy_n,
-                       double[:, ::1] grad_nc=None, double[:, ::1] virial_n9=None):
+                       double[:, ::1] grad_nc=None, double[:, ::1] virial_n9=None, double coincident=0.0):
     """Pair terms summed during the cell-list walk, without a pair list (private; the search arguments are
     those of ``neighbors.neighbor_search`` with no image limit, prepared by ``miniff.neighbors.search``).
 
@@ -225,10 +229,12 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
     ``spec_n`` [N] int32 >= 0, or -1 for any). Accumulates (``+=``) per-atom energies ``energy_n`` [N] (eV),
     dE/dr ``grad_nc`` [N, 3] (eV/Å) and per-atom virials ``virial_n9`` [N, 9] (eV), each when given.
 
+    Pairs closer than ``coincident`` (Å; negative: no check, zero: exactly coincident atoms) are not evaluated.
+
     Returns
     -------
-    None, or ``(i, j)``: the original indices of two atoms at distance zero (nothing was accumulated for
-    that pair; the caller raises).
+    None, or ``(i, j)``: the original indices of two atoms closer than ``coincident`` (nothing was accumulated
+    for that pair; the caller raises).
     """
     cdef int64_t n = frac.shape[0]
     cdef int64_t nb_total, fb
@@ -269,6 +275,12 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
     cdef double* pv = &virial_n9[0, 0] if virial_n9 is not None else NULL
     cdef int[::1] no_limit = image_limit
     nb_total = <int64_t> n_bins[0] * n_bins[1] * n_bins[2]
+    cdef double r2_coincident = coincident * coincident if coincident >= 0.0 else -1.0
+    cdef bint one_species = True
+    for fb in range(1, n):
+        if spec_n[fb] != spec_n[0]:
+            one_species = False
+            break
     g.thr = NULL
     try:
         keep = _nl_setup(&g, frac, xyz, shift, vectors, n_bins, periodic, frac_min, bin_width, offsets, no_limit,
@@ -284,7 +296,8 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
             scratch[tid].coincident_j = -1
         with nogil:
             for fb in prange(nb_total, num_threads=n_threads, schedule="dynamic", chunksize=32):
-                _bin_terms(&g, scratch, &terms, pspec, fb, omp_get_thread_num(), pe, pg, pv)
+                _bin_terms(&g, scratch, &terms, pspec, one_species, r2_coincident, fb, omp_get_thread_num(), pe, pg,
+                           pv)
         for tid in range(n_threads):
             if g.thr[tid].failed:
                 raise MemoryError("pair search: out of memory")
