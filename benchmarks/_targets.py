@@ -56,6 +56,15 @@ def _speedup(rows, derived):
     return _value_target(value, 1.7, ".2f", smaller_is_better=False)
 
 
+def _lj_million(rows, derived):
+    big = [r for r in _rows(rows, "lj-energy-forces-stress", "miniff", 900_000) if r["median_s"]]
+    if not big:
+        return "not measured", "not measured"
+    time_s, mem = big[0]["median_s"], big[0]["peak_mem_mb"]
+    ok = time_s <= 1.5 and mem is not None and mem <= 1500 and big[0]["check"] is not False
+    return f"{time_s:.2f} s, {mem if mem is not None else float('nan'):.0f} MB", "met" if ok else "not met"
+
+
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
 TARGETS = [
     ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
@@ -75,6 +84,13 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "md-nn", "torchani", 0.5)),
     ("9", "SW total + grad <= 1.0 x LAMMPS at 64k",
      lambda rows, d: _ratio_target(rows, "lammps-sw", "lammps", 1.0, 60000, 70000)),
+    ("26", "LJ energy + forces <= 1.0 x LAMMPS lj/cut (list rebuilt every step) at 32k and 256k",
+     lambda rows, d: _ratio_target(rows, "lammps-lj", "lammps", 1.0, 30000, 300000)),
+    ("26", "1M-atom LJ energy + forces + stress <= 1.5 s and <= 1.5 GB", _lj_million),
+    ("26", "descriptor values <= 4 x the flop bound at 8k",
+     lambda rows, d: _ratio_target(rows, "descriptors", "flop bound", 4.0, 7000, 9000)),
+    ("26", "descriptor values + Jacobian <= 6 x the flop bound at 8k",
+     lambda rows, d: _ratio_target(rows, "descriptors-grad", "flop bound", 6.0, 7000, 9000)),
 ]
 
 

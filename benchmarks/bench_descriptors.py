@@ -11,8 +11,9 @@ import numpy as np
 
 from benchmarks import _miniff
 from benchmarks._checks import compare_arrays
+from benchmarks._flops import descriptor_flops, float64_peak, neighbour_counts
 from benchmarks._peers import DESCRIPTOR_SPEC, ani_aev_computer, ani_inputs, dscribe_acsf
-from benchmarks._runner import run_comparison
+from benchmarks._runner import Row, run_comparison
 from benchmarks._structures import si_diamond_n
 from benchmarks._timing import Unavailable
 
@@ -210,6 +211,8 @@ def run(settings, sizes, threads_n=None):
                                _check_grad, settings, threads=threads,
                                notes={"miniff": "values + per-pair Jacobian [P, F, 3]",
                                       "torchani": "forward + backward of a weighted sum"})
+    bounds = _flop_bound_rows(rows, sizes)
+    rows += bounds[0]
     speedup = None
     if threads_n:
         atoms = si_diamond_n(threads_n)
@@ -224,7 +227,36 @@ def run(settings, sizes, threads_n=None):
         ok = [r for r in t_rows if r.status == "ok"]
         if len(ok) == 2:
             speedup = ok[0].median_s / ok[1].median_s
-    return rows, {"speedup_1_to_2_threads": speedup}
+    return rows, {"speedup_1_to_2_threads": speedup, "flop_bound": bounds[1]}
+
+
+def _flop_bound_rows(rows, sizes):
+    """A "flop bound" row per size and case: the time the counted operations (``benchmarks/_flops.py``) take at
+    this machine's float64 BLAS peak; its ratio is miniff's median time over that bound."""
+    try:
+        nw_cls = _miniff.require("kernel", "NeighborWrapper")
+    except Unavailable:
+        return [], {}
+    peak = float64_peak()
+    out, derived = [], {"peak_gflops": peak / 1e9}
+    for n in sizes:
+        atoms = si_diamond_n(n)
+        n_pairs, n_triplets = neighbour_counts(nw_cls(_miniff.cell_from_atoms(atoms),
+                                                      cutoff=DESCRIPTOR_SPEC["cutoff"]).pairs.indptr)
+        entry = {"pairs": n_pairs, "neighbour_pairs": n_triplets}
+        for case, jac in (("descriptors", False), ("descriptors-grad", True)):
+            flops = descriptor_flops(n_pairs, n_triplets, DESCRIPTOR_SPEC["g2"], DESCRIPTOR_SPEC["g5"], jac)
+            bound = flops / peak
+            mini = [r for r in rows if r.case == case and r.n_atoms == len(atoms) and r.tool == "miniff"
+                    and r.status == "ok" and r.median_s]
+            ratio = mini[0].median_s / bound if mini else None
+            out.append(Row(case, len(atoms), "flop bound", median_s=bound, ratio=ratio,
+                           note=f"{flops:.3g} operations (count: benchmarks/_flops.py) at the float64 BLAS peak "
+                                f"{peak / 1e9:.1f} Gflop/s; ratio = miniff / bound"))
+            entry[f"{case}_flops"] = flops
+            entry[f"{case}_x_bound"] = ratio
+        derived[str(len(atoms))] = entry
+    return out, derived
 
 
 def _check_threads(outputs):

@@ -107,8 +107,9 @@ def _miniff_step(atoms, potentials_fn, cutoff):
         cell = _miniff.cell_from_atoms(atoms)
 
         def run():
-            nw = nw_cls(cell, cutoff=cutoff)
-            result = nw.evaluate(potentials)  # energy and gradient in one pass over the pairs
+            nw = nw_cls(cell)
+            nw.set_cutoff(cutoff)  # the list is built only if needed: pair-only sets are summed during the search
+            result = nw.evaluate(potentials)  # energy and gradient in one pass
             return float(result.energy)
 
         return run
@@ -140,7 +141,8 @@ def _case(case, atoms, pair_lines, mass, potentials_fn, cutoff, steps, settings)
 
     rows = run_comparison(case, n, {"miniff": _miniff_step(atoms, potentials_fn, cutoff)}, check, settings,
                           threads={"miniff": "OpenMP (default)"},
-                          notes={"miniff": "NeighborWrapper + evaluate (energy + gradient) from positions"})
+                          notes={"miniff": "NeighborWrapper + evaluate (energy + gradient) from positions; "
+                                           "pair-only sets without a stored pair list"})
     mini = rows[0]
     if mini.status == "ok":
         lammps_row.check = mini.check
@@ -160,11 +162,10 @@ def _lj_efs(atoms, reference_per_atom, settings):
         cell = _miniff.cell_from_atoms(atoms)
 
         def run():
-            nw = nw_cls(cell, cutoff=LJ_CUTOFF)
-            energy = float(nw.total(potentials))
-            nw.grad(potentials)
-            nw.stress(potentials)
-            return energy / len(atoms)
+            nw = nw_cls(cell)
+            nw.set_cutoff(LJ_CUTOFF)  # no pair list: summed during the neighbour search
+            result = nw.evaluate(potentials, grad=True, stress=True)
+            return result.energy / len(atoms)
 
         return run
 

@@ -11,13 +11,15 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``neighbors``  the cell-list neighbour search (``neighbor_search``, ``neighbor_work_bytes``).
 ``pairpool``   the output memory pool of the search (``neighbor_pool``; its blocks back the pair arrays).
 ``pair``       pair potentials and cutoff pair descriptors, per-pair gradients to atoms, virials.
+``pairsearch`` plain pair potentials summed during the cell-list walk, without a pair list
+               (``pair_search_reduce``).
 ``triple``     triplet potentials: Stillinger-Weber 3, Behler 5x, SW2 + SW3 fused.
 ``angular``    batched Behler type 4/5 descriptors (triplet loops and angular moments).
 ``lsp``        local structural parameters (PyFit-FF descriptors) through angular moments.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
-``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd`` and ``pairpool.pxd`` (C functions called across
-modules). ``threads`` (pure Python) holds the thread-count rules.
+``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd`` and ``neighbors.pxd`` (C functions
+and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
 
 Python code reaches the compiled functions through :data:`kernel_module`, one namespace holding the public
 names (``__all__``) of every extension module: ``from miniff._ext import kernel_module as _k``, then
@@ -31,7 +33,7 @@ import types
 
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
-EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "triple", "angular", "lsp")
+EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

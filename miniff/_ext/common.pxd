@@ -5,6 +5,7 @@
 
 from libc.math cimport exp, cos, sin, pow, M_PI
 from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memset
 
 # Family codes of the compiled reductions (read by miniff/potentials/backends.py through FAMILY_CODES).
 cdef enum:
@@ -144,3 +145,50 @@ cdef inline double _sw2_term(const SW2Const* k, double r, double ir, double ixa,
     # (dE/dr) / r = eps A e ((q x^-q - p B x^-p) / x - t / (x - a)^2) / sigma^2 / x
     g[0] = k.eps_a * ex * ((k.q * xq - k.p * bp) * xi - t * ixa * ixa) * k.isig * ir
     return k.eps_a * t * ex
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain pair families (harmonic, Lennard-Jones, SW2) as f(r) and f'(r) / r: the one definition, used by the
+# per-atom gather of pair.pyx and by the fused search + pair pass of pairsearch.pyx
+# ---------------------------------------------------------------------------------------------
+
+cdef struct PairConst:
+    int fam           # RED_PAIR_HARMONIC, RED_PAIR_LJ or RED_PAIR_SW2
+    double c0         # harmonic: epsilon / a^2; LJ: 4 epsilon
+    double c1         # harmonic: a; LJ: sigma^2
+    SW2Const k2       # SW2 only
+
+
+cdef inline PairConst _pair_const(int fam, const double* par) noexcept nogil:
+    """Constants of a pair family from its parameters: harmonic (a, epsilon); LJ (epsilon, sigma); SW2 as
+    ``_sw2_const``."""
+    cdef PairConst k
+    memset(&k, 0, sizeof(PairConst))  # every field defined (only SW2 reads k2)
+    k.fam = fam
+    if fam == RED_PAIR_SW2:
+        k.k2 = _sw2_const(par)
+    elif fam == RED_PAIR_LJ:
+        k.c0 = 4.0 * par[0]
+        k.c1 = par[1] * par[1]
+    else:
+        k.c0 = par[1] / (par[0] * par[0])
+        k.c1 = par[0]
+    return k
+
+
+cdef inline double _pair_term(const PairConst* k, double r, double ir, double* g) noexcept nogil:
+    """Pair energy f(r) (eV) and g = f'(r) / r (eV/Å²) at distance r (Å), ir = 1 / r.
+
+    Harmonic: f = eps (r - a)^2 / (2 a^2); LJ: f = 4 eps ((sigma / r)^12 - (sigma / r)^6); SW2: ``_sw2_term``.
+    """
+    cdef double s2, s6, t
+    if k.fam == RED_PAIR_SW2:
+        return _sw2_term(&k.k2, r, ir, 0.0, g)
+    if k.fam == RED_PAIR_LJ:
+        s2 = k.c1 * ir * ir
+        s6 = s2 * s2 * s2
+        g[0] = k.c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir * ir
+        return k.c0 * (s6 * s6 - s6)
+    t = r - k.c1
+    g[0] = k.c0 * t * ir
+    return 0.5 * k.c0 * t * t

@@ -51,174 +51,6 @@ __all__ = ["neighbor_search", "neighbor_work_bytes", "TooManyPairs"]
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
 
-cdef extern from *:
-    """
-    /* Distance tests over a gathered candidate list (miniff neighbour search). Every path evaluates
-       r2 = (dx*dx + dy*dy) + dz*dz and r2 < rc2 per candidate with the same IEEE operations (no fused
-       multiply-add), so that the count pass and the fill pass take identical decisions: two candidates
-       at a time with SSE2 (every x86-64 CPU), else scalar. */
-    #include <stdint.h>
-    #if defined(__SSE2__) || defined(_M_X64)
-    #include <emmintrin.h>
-    #define MINIFF_NL_SSE2 1
-    #endif
-    #if defined(__GNUC__) || defined(__clang__)
-    #define MINIFF_RESTRICT __restrict__
-    #elif defined(_MSC_VER)
-    #define MINIFF_RESTRICT __restrict
-    #else
-    #define MINIFF_RESTRICT
-    #endif
-
-    static int64_t miniff_nl_count_tail(const double* cx, const double* cy, const double* cz, int64_t c,
-                                        int64_t nc, double xi, double yi, double zi, double rc2) {
-        int64_t k = 0;
-    #ifdef MINIFF_NL_SSE2
-        __m128d X = _mm_set1_pd(xi), Y = _mm_set1_pd(yi), Z = _mm_set1_pd(zi), R = _mm_set1_pd(rc2);
-        for (; c + 2 <= nc; c += 2) {
-            __m128d dx = _mm_sub_pd(_mm_loadu_pd(cx + c), X);
-            __m128d dy = _mm_sub_pd(_mm_loadu_pd(cy + c), Y);
-            __m128d dz = _mm_sub_pd(_mm_loadu_pd(cz + c), Z);
-            __m128d r2 = _mm_add_pd(_mm_add_pd(_mm_mul_pd(dx, dx), _mm_mul_pd(dy, dy)), _mm_mul_pd(dz, dz));
-            int m = _mm_movemask_pd(_mm_cmplt_pd(r2, R));
-            k += (m & 1) + (m >> 1);
-        }
-    #endif
-        for (; c < nc; c++) {
-            double dx = cx[c] - xi, dy = cy[c] - yi, dz = cz[c] - zi;
-            double r2 = dx * dx + dy * dy;
-            r2 = r2 + dz * dz;
-            k += r2 < rc2;
-        }
-        return k;
-    }
-
-    static int64_t miniff_nl_select_tail(const double* cx, const double* cy, const double* cz, int64_t c,
-                                         int64_t nc, double xi, double yi, double zi, double rc2, int32_t* hits,
-                                         int64_t nh) {
-    #ifdef MINIFF_NL_SSE2
-        __m128d X = _mm_set1_pd(xi), Y = _mm_set1_pd(yi), Z = _mm_set1_pd(zi), R = _mm_set1_pd(rc2);
-        for (; c + 2 <= nc; c += 2) {
-            __m128d dx = _mm_sub_pd(_mm_loadu_pd(cx + c), X);
-            __m128d dy = _mm_sub_pd(_mm_loadu_pd(cy + c), Y);
-            __m128d dz = _mm_sub_pd(_mm_loadu_pd(cz + c), Z);
-            __m128d r2 = _mm_add_pd(_mm_add_pd(_mm_mul_pd(dx, dx), _mm_mul_pd(dy, dy)), _mm_mul_pd(dz, dz));
-            int m = _mm_movemask_pd(_mm_cmplt_pd(r2, R));
-            hits[nh] = (int32_t) c;
-            nh += m & 1;
-            hits[nh] = (int32_t) (c + 1);
-            nh += m >> 1;
-        }
-    #endif
-        for (; c < nc; c++) {
-            double dx = cx[c] - xi, dy = cy[c] - yi, dz = cz[c] - zi;
-            double r2 = dx * dx + dy * dy;
-            r2 = r2 + dz * dz;
-            hits[nh] = (int32_t) c;
-            nh += r2 < rc2;
-        }
-        return nh;
-    }
-
-    /* c[k] = p[k] + v for k < n, three coordinates (restrict: lets the compiler vectorise the copy). */
-    static void miniff_nl_gather(const double* MINIFF_RESTRICT px, const double* MINIFF_RESTRICT py,
-                                 const double* MINIFF_RESTRICT pz, int64_t n, double vx, double vy, double vz,
-                                 double* MINIFF_RESTRICT cx, double* MINIFF_RESTRICT cy,
-                                 double* MINIFF_RESTRICT cz) {
-        int64_t k;
-        for (k = 0; k < n; k++) {
-            cx[k] = px[k] + vx;
-            cy[k] = py[k] + vy;
-            cz[k] = pz[k] + vz;
-        }
-    }
-
-    /* Number of candidates closer than the cutoff to (xi, yi, zi). */
-    static int64_t miniff_nl_count(const double* cx, const double* cy, const double* cz, int64_t nc,
-                                   double xi, double yi, double zi, double rc2) {
-        return miniff_nl_count_tail(cx, cy, cz, 0, nc, xi, yi, zi, rc2);
-    }
-
-    /* Indices (ascending) of the candidates closer than the cutoff -> hits (capacity nc + 1); returns
-       their number. */
-    static int64_t miniff_nl_select(const double* cx, const double* cy, const double* cz, int64_t nc,
-                                    double xi, double yi, double zi, double rc2, int32_t* hits) {
-        return miniff_nl_select_tail(cx, cy, cz, 0, nc, xi, yi, zi, rc2, hits, 0);
-    }
-    """
-    int64_t miniff_nl_count(const double* cx, const double* cy, const double* cz, int64_t nc, double xi,
-                            double yi, double zi, double rc2) noexcept nogil
-    int64_t miniff_nl_select(const double* cx, const double* cy, const double* cz, int64_t nc, double xi,
-                             double yi, double zi, double rc2, int32_t* hits) noexcept nogil
-    void miniff_nl_gather(const double* px, const double* py, const double* pz, int64_t n, double vx, double vy,
-                          double vz, double* cx, double* cy, double* cz) noexcept nogil
-
-
-cdef struct _NLThr:
-    # pieces of the current bin: atoms [t0, t1) seen with image shift q (Cartesian qv)
-    int64_t* pc_t0
-    int64_t* pc_t1
-    int* pc_q            # [max_pieces, 3]
-    double* pc_v         # [max_pieces, 3]
-    int* pc_zero         # [max_pieces] q == 0
-    int64_t* pc_c0       # [max_pieces + 1] first candidate of every piece
-    int n_pieces
-    # candidates of the current bin, gathered from its pieces: shifted positions, atom, piece
-    double* cx
-    double* cy
-    double* cz
-    int64_t n_c
-    int64_t self_off     # candidate index of atom s of the bin is s + self_off (when has_self)
-    int has_self
-    # hits of the current atom: candidate indices (capacity = candidates + 1)
-    int32_t* hits
-    uint64_t* keys       # sort keys j << 32 | hit index
-    uint64_t* keys2
-    int32_t* hit_t       # per hit: neighbour position in bin order, piece
-    int32_t* hit_p
-    int64_t cap
-    int failed           # 1: out of memory, 2: count and fill passes disagree (cannot happen)
-
-
-cdef struct _NLGrid:
-    int nb0
-    int nb1
-    int nb2
-    int periodic0
-    int periodic1
-    int periodic2
-    int n_cols
-    int* col             # [n_cols, 4]: k0, k1, lo, hi
-    int64_t* col_dlo     # [n_cols] flat delta of (k0, k1, lo) for interior bins
-    int64_t* col_dhi     # [n_cols] flat delta of (k0, k1, hi)
-    int m0               # interior margins: max |k0|, max |k1|, -min lo, max hi
-    int m1
-    int m2lo
-    int m2hi
-    int limited
-    int lim0
-    int lim1
-    int lim2
-    int sort_rows
-    double rc2
-    double* vec          # [3, 3] cell rows
-    int64_t* bin_start   # [n_bins + 1]
-    double* px           # [N] wrapped Cartesian positions in bin order (x, y, z arrays)
-    double* py
-    double* pz
-    int exact_count      # count pass uses the fill scan (fallback: guaranteed identical decisions)
-    int32_t* sorted_index  # [N] original index of the atoms in bin order
-    int32_t* sorted_shift  # [N, 3] wrap offsets o in bin order
-    int64_t* row_count   # [N] pairs of atom i (count pass)
-    int64_t* indptr      # [N + 1] (fill pass)
-    int32_t* j_out
-    int32_t* s_out
-    double* d_out
-    double* dist_out
-    _NLThr* thr          # [n_threads]
-
-
-
 cdef inline int _nl_wrap(int n, int nb, int periodic, int* q) noexcept nogil:
     """Wrap bin coordinate n into [0, nb); q receives the image count. Returns -1 when outside."""
     cdef int qq
@@ -661,26 +493,84 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
     caller's positions), d [P] float64.
     """
     cdef int64_t n = frac.shape[0]
-    cdef int64_t i, p, total, fb
-    if (frac.shape[1] != 3 or xyz.shape[0] != n or xyz.shape[1] != 3 or shift.shape[0] != n or shift.shape[1] != 3
-            or vectors.shape[0] != 3 or vectors.shape[1] != 3 or n_bins.shape[0] != 3 or periodic.shape[0] != 3
-            or frac_min.shape[0] != 3 or bin_width.shape[0] != 3 or offsets.shape[1] != 3
-            or image_limit.shape[0] != 3 or n_bins[0] < 1 or n_bins[1] < 1 or n_bins[2] < 1):
-        raise ValueError("neighbor_search: inconsistent arguments")
-    cdef int a, c, tid, kc, n_cols, max_pieces
-    cdef int64_t nb_total = <int64_t> n_bins[0] * n_bins[1] * n_bins[2]
-    cdef int n_off = offsets.shape[0]
+    cdef int64_t i, total, nb_total
+    cdef int tid
     cdef _NLGrid g
-    cdef double f
     indptr_arr = np.empty(n + 1, dtype=np.int64)
     cdef int64_t[::1] indptr = indptr_arr
     indptr[0] = 0
-    if n == 0 or n_off == 0:
+    if n == 0 or offsets.shape[0] == 0:
         indptr_arr[:] = 0
         return (indptr_arr, np.zeros(0, np.int32), np.zeros((0, 3), np.int32),
                 np.zeros((0, 3)), np.zeros(0))
     if n_threads < 1:
         n_threads = 1
+    g.thr = NULL
+    try:
+        keep = _nl_setup(&g, frac, xyz, shift, vectors, n_bins, periodic, frac_min, bin_width, offsets,
+                         image_limit, cutoff, n_threads, work)
+        nb_total = <int64_t> n_bins[0] * n_bins[1] * n_bins[2]
+        g.sort_rows = sort_rows
+        g.exact_count = exact_count
+        g.indptr = &indptr[0]
+        while True:
+            # 2. count pass
+            with nogil:
+                _nl_pass(&g, nb_total, n_threads, 0)
+            for tid in range(n_threads):
+                if g.thr[tid].failed:
+                    raise MemoryError("neighbour search: out of memory")
+            with nogil:
+                for i in range(n):
+                    indptr[i + 1] = indptr[i] + g.row_count[i]
+            total = indptr[n]
+            if max_total >= 0 and total > max_total:
+                raise TooManyPairs(int(total))
+            if total == 0:
+                return (indptr_arr, np.zeros(0, np.int32), np.zeros((0, 3), np.int32),
+                        np.zeros((0, 3)), np.zeros(0))
+            j_arr, s_arr, d_arr, dist_arr = nl_pair_arrays(total)
+            # 3. fill pass
+            _nl_fill(&g, nb_total, n_threads, j_arr, s_arr, d_arr, dist_arr)
+            mismatch = False
+            for tid in range(n_threads):
+                if g.thr[tid].failed == 1:
+                    raise MemoryError("neighbour search: out of memory")
+                if g.thr[tid].failed:
+                    mismatch = True
+                    g.thr[tid].failed = 0
+            if not mismatch:
+                return indptr_arr, j_arr, s_arr, d_arr, dist_arr
+            if g.exact_count:  # pragma: no cover - the same loop cannot disagree with itself
+                raise RuntimeError("neighbour search: the count and fill passes disagree")
+            g.exact_count = 1  # count again with the fill loop itself
+    finally:
+        _nl_free(&g, n_threads)
+
+
+cdef tuple _nl_setup(_NLGrid* g, const double[:, ::1] frac, const double[:, ::1] xyz, const int32_t[:, ::1] shift,
+                     const double[:, ::1] vectors, const int[::1] n_bins, const int[::1] periodic,
+                     const double[::1] frac_min, const double[::1] bin_width, const int[:, ::1] offsets,
+                     const int[::1] image_limit, double cutoff, int n_threads, unsigned char[::1] work):
+    """Steps 1 and 2 of the search for ``g`` (arguments as ``neighbor_search``; N > 0, offsets not empty,
+    n_threads >= 1): columns of offsets, bins, atoms counting-sorted by bin, per-thread piece buffers.
+
+    ``g.thr`` is allocated here (free it with ``_nl_free`` also after an error, once ``g.thr`` was set to NULL
+    before the call); the returned tuple holds arrays ``g`` points into: keep it alive while ``g`` is used.
+    ``sort_rows``, ``exact_count`` and ``indptr`` of ``g`` are left to the caller.
+    """
+    cdef int64_t n = frac.shape[0]
+    cdef int64_t i, p, fb
+    if (frac.shape[1] != 3 or xyz.shape[0] != n or xyz.shape[1] != 3 or shift.shape[0] != n or shift.shape[1] != 3
+            or vectors.shape[0] != 3 or vectors.shape[1] != 3 or n_bins.shape[0] != 3 or periodic.shape[0] != 3
+            or frac_min.shape[0] != 3 or bin_width.shape[0] != 3 or offsets.shape[1] != 3
+            or image_limit.shape[0] != 3 or n_bins[0] < 1 or n_bins[1] < 1 or n_bins[2] < 1
+            or n < 1 or offsets.shape[0] < 1 or n_threads < 1):
+        raise ValueError("neighbor_search: inconsistent arguments")
+    cdef int a, c, tid, kc, n_cols, max_pieces
+    cdef int64_t nb_total = <int64_t> n_bins[0] * n_bins[1] * n_bins[2]
+    cdef int n_off = offsets.shape[0]
+    cdef double f
     # columns of offsets: runs of consecutive k2 with the same (k0, k1)
     col_arr = np.empty((n_off, 4), dtype=np.intc)
     cdef int[:, ::1] col = col_arr
@@ -728,7 +618,6 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
     cdef int64_t* row_count = <int64_t*> wp
     memset(bin_start, 0, (nb_total + 1) * sizeof(int64_t))
     cdef int bin_threads = n_threads if n >= 50000 else 1
-    cdef int64_t nb1 = n_bins[1], nb2 = n_bins[2]
 
     with nogil:
         # 1. bins (parallel), counting sort by bin (stable: atoms of a bin keep their index order)
@@ -778,65 +667,32 @@ def neighbor_search(const double[:, ::1] frac, const double[:, ::1] xyz, const i
     g.lim0 = image_limit[0] if image_limit[0] >= 0 else 2147483647
     g.lim1 = image_limit[1] if image_limit[1] >= 0 else 2147483647
     g.lim2 = image_limit[2] if image_limit[2] >= 0 else 2147483647
-    g.sort_rows = sort_rows
+    g.sort_rows = 0
     g.rc2 = cutoff * cutoff
     g.vec = <double*> &vectors[0, 0]
     g.bin_start = bin_start
     g.px = sx
     g.py = sx + n
     g.pz = sx + 2 * n
-    g.exact_count = exact_count
+    g.exact_count = 0
     g.sorted_index = sorted_index
     g.sorted_shift = sorted_shift
     g.row_count = row_count
-    g.indptr = &indptr[0]
+    g.indptr = NULL
     g.thr = <_NLThr*> calloc(n_threads, sizeof(_NLThr))
     if g.thr == NULL:
         raise MemoryError("neighbour search: cannot allocate thread buffers")
-    try:
-        for tid in range(n_threads):
-            g.thr[tid].pc_t0 = <int64_t*> malloc(max_pieces * sizeof(int64_t))
-            g.thr[tid].pc_t1 = <int64_t*> malloc(max_pieces * sizeof(int64_t))
-            g.thr[tid].pc_q = <int*> malloc(3 * max_pieces * sizeof(int))
-            g.thr[tid].pc_v = <double*> malloc(3 * max_pieces * sizeof(double))
-            g.thr[tid].pc_zero = <int*> malloc(max_pieces * sizeof(int))
-            g.thr[tid].pc_c0 = <int64_t*> malloc((max_pieces + 1) * sizeof(int64_t))
-            if (g.thr[tid].pc_t0 == NULL or g.thr[tid].pc_t1 == NULL or g.thr[tid].pc_q == NULL
-                    or g.thr[tid].pc_v == NULL or g.thr[tid].pc_zero == NULL or g.thr[tid].pc_c0 == NULL):
-                raise MemoryError("neighbour search: cannot allocate thread buffers")
-        while True:
-            # 2. count pass
-            with nogil:
-                _nl_pass(&g, nb_total, n_threads, 0)
-            for tid in range(n_threads):
-                if g.thr[tid].failed:
-                    raise MemoryError("neighbour search: out of memory")
-            with nogil:
-                for i in range(n):
-                    indptr[i + 1] = indptr[i] + row_count[i]
-            total = indptr[n]
-            if max_total >= 0 and total > max_total:
-                raise TooManyPairs(int(total))
-            if total == 0:
-                return (indptr_arr, np.zeros(0, np.int32), np.zeros((0, 3), np.int32),
-                        np.zeros((0, 3)), np.zeros(0))
-            j_arr, s_arr, d_arr, dist_arr = nl_pair_arrays(total)
-            # 3. fill pass
-            _nl_fill(&g, nb_total, n_threads, j_arr, s_arr, d_arr, dist_arr)
-            mismatch = False
-            for tid in range(n_threads):
-                if g.thr[tid].failed == 1:
-                    raise MemoryError("neighbour search: out of memory")
-                if g.thr[tid].failed:
-                    mismatch = True
-                    g.thr[tid].failed = 0
-            if not mismatch:
-                return indptr_arr, j_arr, s_arr, d_arr, dist_arr
-            if g.exact_count:  # pragma: no cover - the same loop cannot disagree with itself
-                raise RuntimeError("neighbour search: the count and fill passes disagree")
-            g.exact_count = 1  # count again with the fill loop itself
-    finally:
-        _nl_free(&g, n_threads)
+    for tid in range(n_threads):
+        g.thr[tid].pc_t0 = <int64_t*> malloc(max_pieces * sizeof(int64_t))
+        g.thr[tid].pc_t1 = <int64_t*> malloc(max_pieces * sizeof(int64_t))
+        g.thr[tid].pc_q = <int*> malloc(3 * max_pieces * sizeof(int))
+        g.thr[tid].pc_v = <double*> malloc(3 * max_pieces * sizeof(double))
+        g.thr[tid].pc_zero = <int*> malloc(max_pieces * sizeof(int))
+        g.thr[tid].pc_c0 = <int64_t*> malloc((max_pieces + 1) * sizeof(int64_t))
+        if (g.thr[tid].pc_t0 == NULL or g.thr[tid].pc_t1 == NULL or g.thr[tid].pc_q == NULL
+                or g.thr[tid].pc_v == NULL or g.thr[tid].pc_zero == NULL or g.thr[tid].pc_c0 == NULL):
+            raise MemoryError("neighbour search: cannot allocate thread buffers")
+    return col_arr, dlo_arr, dhi_arr
 
 
 cdef void _nl_fill(_NLGrid* g, int64_t nb_total, int n_threads, int32_t[::1] j_arr, int32_t[:, ::1] s_arr,

@@ -30,7 +30,8 @@ from cython.parallel cimport prange
 
 from miniff._ext.common cimport (
     RED_PAIR_HARMONIC, RED_PAIR_LJ, RED_PAIR_SW2, RED_FC_BEHLER2, RED_FC_SIGMOID, RED_TRIPLE_SW3,
-    RED_TRIPLE_BEHLER5X, SW2Const, _match, _nb_spec, _cosine_cutoff, _sw2_const, _sw2_term,
+    RED_TRIPLE_BEHLER5X, PairConst, SW2Const, _match, _nb_spec, _cosine_cutoff, _pair_const, _pair_term,
+    _sw2_const, _sw2_term,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
@@ -197,19 +198,12 @@ cdef void _pair_atom_direct(Py_ssize_t i, Py_ssize_t n, int fam, const double* p
     cdef bint ia = _match(si, sa)
     cdef bint ib = _match(si, sb)
     cdef int wt
-    cdef double r, ir, f, g, e = 0.0, gx = 0.0, gy = 0.0, gz = 0.0
+    cdef double r, f, g, e = 0.0, gx = 0.0, gy = 0.0, gz = 0.0
     cdef double dx, dy, dz, vxx = 0.0, vyy = 0.0, vzz = 0.0, vxy = 0.0, vxz = 0.0, vyz = 0.0
-    cdef double c0 = 0.0, c1 = 0.0, t, s2, s6
-    cdef SW2Const k2
+    cdef PairConst k
     if not (ia or ib):
         return
-    if fam == RED_PAIR_SW2:
-        k2 = _sw2_const(par)
-    elif fam == RED_PAIR_LJ:
-        c0 = 4.0 * par[0]
-        c1 = par[1] * par[1]
-    else:
-        c0 = par[1] / (par[0] * par[0])
+    k = _pair_const(fam, par)
     for p in range(p0, pe):
         r = d_p[p]
         if r >= cutoff:
@@ -222,18 +216,7 @@ cdef void _pair_atom_direct(Py_ssize_t i, Py_ssize_t n, int fam, const double* p
             wt = wt + 2
         if wt == 0:
             continue
-        ir = 1.0 / r
-        if fam == RED_PAIR_SW2:
-            f = _sw2_term(&k2, r, ir, 0.0, &g)
-        elif fam == RED_PAIR_LJ:
-            s2 = c1 * ir * ir
-            s6 = s2 * s2 * s2
-            f = c0 * (s6 * s6 - s6)
-            g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir * ir
-        else:
-            t = r - par[0]
-            f = 0.5 * c0 * t * t
-            g = c0 * t * ir
+        f = _pair_term(&k, r, 1.0 / r, &g)
         dx = D_pc[3 * p]
         dy = D_pc[3 * p + 1]
         dz = D_pc[3 * p + 2]

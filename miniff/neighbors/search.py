@@ -14,6 +14,7 @@ checks the arguments and prepares the search:
   lexicographic order, which the search relies on (its rows then sort by ``(j, S)`` cheaply).
 """
 
+import contextlib
 import functools
 import itertools
 import math
@@ -26,8 +27,8 @@ from miniff._ext import kernel_module
 from miniff._ext.threads import effective_n_threads
 from miniff.neighbors.pairlist import PairList
 
-__all__ = ["DEFAULT_MAX_PAIRS", "build_pair_list", "estimate_pairs", "estimate_search_bytes", "default_max_memory",
-           "normalize_pbc", "plane_spacings"]
+__all__ = ["DEFAULT_MAX_PAIRS", "SearchInputs", "build_pair_list", "default_max_memory", "estimate_pairs",
+           "estimate_search_bytes", "normalize_pbc", "plane_spacings", "prepared_search"]
 
 #: Default refusal threshold on the estimated number of (directed) pairs (about 10 GB of list).
 DEFAULT_MAX_PAIRS = 200_000_000
@@ -300,6 +301,80 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     PairList
         With ``D_pc = positions[j] + S @ vectors - positions[i]``.
     """
+    n = len(positions)
+    with prepared_search(positions, vectors, pbc, cutoff, image_limit, n_threads, max_pairs, max_memory) as inputs:
+        if inputs is None:
+            return PairList(indptr=np.zeros(n + 1, dtype=np.int64), j_p=np.zeros(0, np.int32),
+                            S_pc=np.zeros((0, 3), np.int32), D_pc=np.zeros((0, 3)), d_p=np.zeros(0),
+                            cutoff=_check_cutoff(cutoff))
+        try:
+            indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(*inputs, bool(sort), inputs.work,
+                                                                         _EXACT_COUNT, inputs.max_total)
+        except ValueError as error:
+            if type(error).__name__ != "TooManyPairs":
+                raise
+            count = int(error.args[0])
+            raise ValueError(
+                f"cutoff={inputs.cutoff} Å gives {count} pairs for {n} atoms (the atoms are denser than their cell "
+                f"suggests), {_gib(count * BYTES_PER_PAIR)} of pair arrays: more than max_pairs={inputs.max_pairs:.3g} "
+                f"or max_memory={_gib(inputs.max_memory)}; use a smaller cutoff, or raise the limits with "
+                f"NeighborWrapper(..., max_pairs=..., max_memory=bytes)"
+            ) from None
+    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=inputs.cutoff)
+
+
+class SearchInputs(NamedTuple):
+    """The arguments of the compiled cell-list walk (``neighbor_search``, ``pair_search_reduce``), prepared.
+
+    Iterating gives the positional arguments of the compiled calls up to ``n_threads``; ``work`` is their
+    scratch memory (valid inside the :func:`prepared_search` block only).
+    """
+
+    #: fractional coordinates wrapped along periodic axes, (N, 3)
+    frac: np.ndarray
+    #: the matching Cartesian positions, (N, 3), Å
+    xyz: np.ndarray
+    #: integer wrap offsets: the caller's position is ``xyz + wrap @ vectors``, (N, 3) int32
+    wrap: np.ndarray
+    #: cell rows, (3, 3), Å
+    vectors: np.ndarray
+    #: bins per axis, (3,) int32
+    n_bins: np.ndarray
+    #: periodic axes, (3,) int 0/1
+    periodic: np.ndarray
+    #: lower corner of the bin grid, fractional, (3,)
+    frac_min: np.ndarray
+    #: bin widths, fractional, (3,)
+    width: np.ndarray
+    #: bin offsets to visit, (K, 3) int32, lexicographic order
+    offsets: np.ndarray
+    #: largest |S| per axis, (3,) int32, or negative for none
+    image_limit: np.ndarray
+    #: Å
+    cutoff: float
+    #: OpenMP team size
+    n_threads: int
+    #: scratch (uint8) of the compiled call
+    work: np.ndarray
+    #: largest pair count whose arrays fit the limits (``neighbor_search``'s ``max_total``)
+    max_total: int
+    #: the limits checked (pairs, bytes)
+    max_pairs: float
+    max_memory: float
+
+    def __iter__(self):
+        return iter(tuple.__getitem__(self, slice(0, 12)))
+
+
+@contextlib.contextmanager
+def prepared_search(positions, vectors, pbc, cutoff, image_limit=None, n_threads=None, max_pairs=DEFAULT_MAX_PAIRS,
+                    max_memory=None, store_pairs=True):
+    """Validate, wrap and bin for one cell-list walk; yields :class:`SearchInputs`, or None without atoms.
+
+    Arguments as :func:`build_pair_list`; ``store_pairs=False`` (a walk that keeps no pair list, like the fused
+    pair-potential pass) leaves the pair arrays out of the memory estimate. The scratch memory (``work``) is
+    taken from the pool of this module for the duration of the block.
+    """
     vectors = np.ascontiguousarray(vectors, dtype=np.float64)
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     if vectors.shape != (3, 3):
@@ -319,7 +394,6 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
         if limit.shape != (3,) or np.any(limit < 0):
             raise ValueError(f"image_limit must be three non-negative ints, got {image_limit!r}")
         limit = np.where(pbc, limit, 0).astype(np.int32)
-
     max_memory = _check_limit("max_memory", default_max_memory() if max_memory is None else max_memory)
     max_pairs = _check_limit("max_pairs", max_pairs)
     threads = effective_n_threads(n_threads)
@@ -328,16 +402,18 @@ def build_pair_list(positions, vectors, pbc, cutoff, image_limit=None, n_threads
     periodic = pbc.astype(np.intc)
     work = _take_work(60 * n + kernel_module.neighbor_work_bytes(n, max(_MIN_BIN_CAP, int(_BINS_PER_ATOM * n))))
     try:
-        return _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work,
-                       max_memory)
+        yield _prepare(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, max_memory,
+                       store_pairs, work)
     finally:
         _give_work(work)
 
 
-def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, sort, work,
-            max_memory):
-    """The two compiled calls of :func:`build_pair_list` (arguments checked) with scratch ``work`` (uint8)."""
+def _prepare(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, threads, max_pairs, max_memory,
+             store_pairs, work):
+    """Wrap the positions, plan the bins and check the limits (:func:`prepared_search` with its checks done)."""
     n = len(positions)
+    if n == 0:
+        return None
     frac_w = work[: 24 * n].view(np.float64).reshape(n, 3)
     xyz = work[24 * n : 48 * n].view(np.float64).reshape(n, 3)
     wrap = work[48 * n : 60 * n].view(np.int32).reshape(n, 3)
@@ -359,7 +435,7 @@ def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, thread
             f"max_pairs={max_pairs:.3g}; use a smaller cutoff or raise max_pairs"
         )
     n_offsets = math.prod(2 * mm + 1 for mm in m)
-    nbytes = estimate_search_bytes(n, estimate, n_offsets)
+    nbytes = estimate_search_bytes(n, estimate if store_pairs else 0, n_offsets)
     if nbytes > max_memory:  # before the offsets and the pair arrays are allocated
         raise ValueError(
             f"cutoff={cutoff} Å would need about {_gib(nbytes)} of memory for the neighbour list of {n} atoms "
@@ -371,22 +447,8 @@ def _search(positions, vectors, inverse, h, pbc, periodic, cutoff, limit, thread
     offsets = _bin_offsets(m, widths_c, n)
     # the estimate assumes evenly spread atoms; the exact count (before the pair arrays exist) is checked too
     max_total = int(min(max_pairs, max(0.0, max_memory - estimate_search_bytes(n, 0, len(offsets))) / BYTES_PER_PAIR))
-    try:
-        indptr, j_p, S_pc, D_pc, d_p = kernel_module.neighbor_search(
-            frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads, bool(sort),
-            work[60 * n :], _EXACT_COUNT, max_total,
-        )
-    except ValueError as error:
-        if type(error).__name__ != "TooManyPairs":
-            raise
-        count = int(error.args[0])
-        raise ValueError(
-            f"cutoff={cutoff} Å gives {count} pairs for {n} atoms (the atoms are denser than their cell suggests), "
-            f"{_gib(count * BYTES_PER_PAIR)} of pair arrays: more than max_pairs={max_pairs:.3g} or "
-            f"max_memory={_gib(max_memory)}; use a smaller cutoff, or raise the limits with "
-            f"NeighborWrapper(..., max_pairs=..., max_memory=bytes)"
-        ) from None
-    return PairList(indptr=indptr, j_p=j_p, S_pc=S_pc, D_pc=D_pc, d_p=d_p, cutoff=cutoff)
+    return SearchInputs(frac_w, xyz, wrap, vectors, n_bins, periodic, fmin, width, offsets, limit, cutoff, threads,
+                        work[60 * n :], max_total, max_pairs, max_memory)
 
 
 #: Scratch of the last search, reused by the next one (fresh memory costs a page fault per 4 kB).

@@ -22,6 +22,7 @@ from miniff.neighbors.displacement import position_derivative
 from miniff.potentials.backends import accumulate_atoms, pair_only, plan_accumulation, run_sw_fused
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
 from miniff.potentials.guards import check_coincident
+from miniff.potentials.pairsearch import can_fuse, fused_pair_evaluation
 
 __all__ = [
     "Evaluation",
@@ -183,6 +184,9 @@ def _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=T
     """``(energy_n [N] eV, grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)`` gathered per atom
     without per-pair gradients when every potential is a plain compiled pair family (this uses the full
     pair list, Contract 1); None otherwise."""
+    fused = _fused(nw, potentials, ignore_missing_species, n_threads, grad, virial)
+    if fused is not None:  # no pair list: summed during the neighbour search
+        return fused
     potentials, _, active = active_potentials(nw, potentials, ignore_missing_species)
     active = [potentials[k] for k in active]
     if not pair_only(active):
@@ -195,6 +199,32 @@ def _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=T
     for p in active:
         accumulate_atoms(p, nw, energy_n, grad_nc, n_threads, virial_n9)
     return energy_n, grad_nc, (virial_n9.reshape(n, 3, 3) if virial else None)
+
+
+def _fused(nw, potentials, ignore_missing_species, n_threads, grad, virial):
+    """``_accumulated_atoms``'s result from ``pairsearch.fused_pair_evaluation`` when the wrapper has no pair
+    list for its positions and every potential is a plain pair family (``pairsearch.can_fuse``); else None."""
+    if getattr(nw, "has_pairs", True) or getattr(nw, "image_limit", True) is not None:
+        return None
+    potentials, _ = potential_list(potentials)
+    list_cutoff = getattr(nw, "cutoff", None)
+    active = []
+    for p in potentials:
+        if list_cutoff is not None and p.cutoff > list_cutoff * (1 + 1e-12):
+            return None  # the list path names the problem
+        try:
+            p.species_codes(nw)
+        except KeyError:
+            if not ignore_missing_species:
+                raise
+            continue
+        active.append(p)
+    if not active and potentials and pair_only(potentials):  # every species missing: nothing contributes
+        n = nw.size
+        return np.zeros(n), (np.zeros((n, 3)) if grad else None), (np.zeros((n, 3, 3)) if virial else None)
+    if not can_fuse(nw, active):
+        return None
+    return fused_pair_evaluation(nw, active, n_threads=n_threads, grad=grad, virial=virial)
 
 
 def pair_gradient_to_atoms(nw, grad_pc, n_threads=None):
@@ -309,6 +339,10 @@ def total(nw, potentials, kname="kernel", squeeze=False, resolving=False, ignore
     """
     if kname in ("kernel", "kernel_gradient") and not resolving and not kwargs:
         grad = kname == "kernel_gradient"
+        if not grad:
+            fused = _fused(nw, potentials, ignore_missing_species, n_threads, False, False)
+            if fused is not None:
+                return float(fused[0].sum())
         if grad:
             direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads)
             if direct is not None:
@@ -382,6 +416,10 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
         stress_n [N, 6] eV/Å³ or None)``.
     """
     need_grad = grad or stress or per_atom_stress
+    if not need_grad:
+        fused = _fused(nw, potentials, ignore_missing_species, n_threads, False, False)
+        if fused is not None:
+            return Evaluation(float(fused[0].sum()), fused[0], None, None, None)
     if need_grad:
         direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
                                          virial=stress or per_atom_stress)

@@ -16,7 +16,7 @@ ROOT = REPO_ROOT
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # appended: an installed miniff still wins over the source tree
 
-from benchmarks import _report, _structures, _targets, _timing  # noqa: E402
+from benchmarks import _flops, _report, _structures, _targets, _timing  # noqa: E402
 from benchmarks._checks import loglog_exponent  # noqa: E402
 from benchmarks._runner import Row, run_comparison  # noqa: E402
 from benchmarks.bench_lammps import read_sw_file  # noqa: E402
@@ -51,7 +51,7 @@ def test_smoke_run_writes_documented_json(smoke_results):
     assert env["machine"]["cores"] >= 1 and env["machine"]["cpu_model"]
     assert set(env["threads"]) >= {"OMP_NUM_THREADS", "torch_num_threads", "miniff"}
     assert env["versions"]["numpy"] == np.__version__
-    assert {t["issue"] for t in results["targets"]} == {"3", "4", "5", "7", "9"}
+    assert {t["issue"] for t in results["targets"]} == {"3", "4", "5", "7", "9", "26"}
     assert all(t["verdict"] in {"met", "not met", "not measured"} for t in results["targets"])
     rows = results["rows"]
     assert {r["case"] for r in rows} >= {"neighbors"}
@@ -170,7 +170,34 @@ def test_targets_verdicts():
     assert verdicts[texts[1]] == "met"  # floor 1.5
     assert verdicts[texts[2]] == "met"  # exponent 1.05
     assert verdicts[texts[3]] == "not measured"  # no 1M row
-    assert verdicts[texts[-1]] == "not met"  # fast, but the energy check failed
+    assert verdicts["SW total + grad <= 1.0 x LAMMPS at 64k"] == "not met"  # fast, but the energy check failed
+    assert all(verdicts[t] == "not measured" for t in texts if "flop bound" in t or "LJ" in t)
+    rows += [_row("descriptors", "miniff", 8000, 0.010, 1.0), _row("descriptors", "flop bound", 8000, 0.002, 5.0),
+             _row("descriptors-grad", "miniff", 8000, 0.02, 1.0),
+             _row("descriptors-grad", "flop bound", 8000, 0.004, 5.0)]
+    big = _row("lj-energy-forces-stress", "miniff", 1_000_000, 1.2)
+    big["peak_mem_mb"] = 900.0
+    rows.append(big)
+    verdicts = {t["target"]: t["verdict"] for t in _targets.evaluate_targets(rows, derived)}
+    assert verdicts["descriptor values <= 4 x the flop bound at 8k"] == "not met"  # 5 > 4
+    assert verdicts["descriptor values + Jacobian <= 6 x the flop bound at 8k"] == "met"  # 5 <= 6
+    assert verdicts["1M-atom LJ energy + forces + stress <= 1.5 s and <= 1.5 GB"] == "met"
+    big["peak_mem_mb"] = 3700.0
+    verdicts = {t["target"]: t["verdict"] for t in _targets.evaluate_targets(rows, derived)}
+    assert verdicts["1M-atom LJ energy + forces + stress <= 1.5 s and <= 1.5 GB"] == "not met"
+
+
+def test_flop_count_of_the_descriptor_set():
+    # Two atoms with one neighbour each and one atom with three: P = 5 directed pairs, T = 3 unordered
+    # neighbour pairs (all of the third atom's).
+    assert _flops.neighbour_counts([0, 1, 2, 5]) == (5, 3)
+    g2 = [(2.0, 1.0), (2.0, 2.0)]
+    g5 = [(0.1, 1.0, 1.0), (0.1, 4.0, -1.0), (0.2, 1.0, 1.0)]
+    # per pair: 10 + 6 x 2 (G2) + 3 x 2 (distinct eta); per neighbour pair: 7 + 2 + (4 + 6 + 4)
+    assert _flops.descriptor_flops(5, 3, g2, g5) == 5 * 28 + 3 * 23
+    # + per pair 4 + 7 x 2 + 3 x 2, per neighbour pair 15 + 19 x 3
+    assert _flops.descriptor_flops(5, 3, g2, g5, jacobian=True) == 5 * (28 + 24) + 3 * (23 + 72)
+    assert _flops.float64_peak(size=64, repeat=1) > 0
 
 
 def test_report_table_and_readme_block(tmp_path):
