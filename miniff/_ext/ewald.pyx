@@ -1,0 +1,189 @@
+# cython: language_level=3
+"""Ewald sums of point charges (private; called through ``miniff._ext.kernel_module``).
+
+``ewald_real_reduce``: the real-space sum over the pairs of the full neighbour list (per-atom energies,
+per-pair gradients, charge gradients). ``ewald_structure_factor`` and ``ewald_k_atoms``: the reciprocal-space
+sum over a list of k-vectors (structure factor, then per-atom energies, position and charge gradients and
+per-atom virials). Formulas: ``docs/formulas.md``, section "Ewald summation".
+"""
+
+# Threads: the real-space loop and ``ewald_k_atoms`` run over atoms (each atom by one thread, its pairs or
+# k-vectors in a fixed order); ``ewald_structure_factor`` runs over k-vectors (each by one thread, atoms in a
+# fixed order). Results therefore do not depend on the number of threads. Outputs are accumulated (``+=``)
+# into preallocated arrays. Shapes are checked here; the neighbour indices ``j_p`` are checked in Python
+# (``miniff.potentials.base.pair_arrays``) before any call.
+
+from libc.math cimport cos, erfc, exp, sin, sqrt, M_PI
+from libc.stdint cimport int32_t, int64_t
+from cython.parallel cimport prange
+
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+
+__all__ = ["ewald_real_reduce", "ewald_structure_factor", "ewald_k_atoms"]
+
+_OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
+
+
+cdef void _real_atom(Py_ssize_t i, const double* q_n, double eta, double cutoff, double scale,
+                     const int64_t* indptr, const int32_t* j_p, const double* d_p, const double* D_pc,
+                     double* energy_n, double* grad_pc, double* cgrad_n) noexcept nogil:
+    """Pairs of atom ``i``: energy_n[i] += scale/2 sum q_i q_j erfc(eta r)/r; grad_pc[p] += d/dD_p of it;
+    cgrad_n[i] += scale sum q_j erfc(eta r)/r (the charge gradient of the whole real-space sum)."""
+    cdef Py_ssize_t p
+    cdef double r, ir, ef, qj, t, g, e = 0.0, cg = 0.0
+    cdef double qi = q_n[i]
+    cdef double two_eta_sqrtpi = 2.0 * eta / sqrt(M_PI)
+    for p in range(indptr[i], indptr[i + 1]):
+        r = d_p[p]
+        if r >= cutoff:
+            continue
+        qj = q_n[j_p[p]]
+        ir = 1.0 / r
+        ef = erfc(eta * r) * ir
+        cg = cg + qj * ef
+        t = 0.5 * scale * qi * qj
+        e = e + t * ef
+        if grad_pc != NULL:
+            # d/dr (erfc(eta r) / r) = -erfc(eta r) / r^2 - 2 eta / sqrt(pi) exp(-eta^2 r^2) / r; times D / r
+            g = -t * (ef + two_eta_sqrtpi * exp(-eta * eta * r * r)) * ir * ir
+            grad_pc[3 * p] += g * D_pc[3 * p]
+            grad_pc[3 * p + 1] += g * D_pc[3 * p + 1]
+            grad_pc[3 * p + 2] += g * D_pc[3 * p + 2]
+    energy_n[i] += e
+    if cgrad_n != NULL:
+        cgrad_n[i] += scale * cg
+
+
+def ewald_real_reduce(const double[::1] q_n, double eta, double cutoff, double scale,
+                      const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
+                      const double[:, ::1] D_pc, double[::1] energy_n, double[:, ::1] grad_pc, bint grad,
+                      double[::1] cgrad_n, bint cgrad, int n_threads):
+    """Accumulate the real-space Ewald sum: energies [N] (eV), per-pair gradients [P, 3] (eV/Å, with
+    ``grad``), charge gradients dE/dq [N] (eV/e, with ``cgrad``). Pairs with ``d_p >= cutoff`` are skipped."""
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    cdef Py_ssize_t n_pairs = j_p.shape[0]
+    if n < 0 or q_n.shape[0] != n or energy_n.shape[0] != n:
+        raise ValueError("indptr, q_n and energy_n disagree on the number of atoms")
+    if indptr[0] != 0 or indptr[n] != n_pairs or d_p.shape[0] != n_pairs or D_pc.shape[0] != n_pairs \
+            or D_pc.shape[1] != 3:
+        raise ValueError("indptr, j_p, d_p and D_pc disagree on the number of pairs")
+    if grad and (grad_pc.shape[0] != n_pairs or grad_pc.shape[1] != 3):
+        raise ValueError("grad_pc must have shape (n_pairs, 3)")
+    if cgrad and cgrad_n.shape[0] != n:
+        raise ValueError("cgrad_n must have shape (n_atoms,)")
+    for i in range(n):
+        if indptr[i + 1] < indptr[i]:
+            raise ValueError("indptr must be non-decreasing")
+    if n == 0 or n_pairs == 0:
+        return
+    cdef const double* pq = &q_n[0]
+    cdef const int64_t* pind = &indptr[0]
+    cdef const int32_t* pj = &j_p[0]
+    cdef const double* pd = &d_p[0]
+    cdef const double* pD = &D_pc[0, 0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_pc[0, 0] if grad else NULL
+    cdef double* pc = &cgrad_n[0] if cgrad else NULL
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="guided"):
+        _real_atom(i, pq, eta, cutoff, scale, pind, pj, pd, pD, pe, pg, pc)
+
+
+def ewald_structure_factor(const double[::1] q_n, const double[:, ::1] r_nc, const double[:, ::1] k_kc,
+                           double[::1] re_k, double[::1] im_k, int n_threads):
+    """Structure factor ``S(k) = sum_i q_i exp(i k . r_i)`` of every k-vector: re_k, im_k [K] (set)."""
+    cdef Py_ssize_t i, k, n = q_n.shape[0], nk = k_kc.shape[0]
+    cdef double kx, ky, kz, ph, sr, si
+    if r_nc.shape[0] != n or r_nc.shape[1] != 3 or k_kc.shape[1] != 3:
+        raise ValueError("r_nc must have shape (n_atoms, 3) and k_kc shape (n_k, 3)")
+    if re_k.shape[0] != nk or im_k.shape[0] != nk:
+        raise ValueError("re_k and im_k must have shape (n_k,)")
+    for k in prange(nk, nogil=True, num_threads=max(1, n_threads), schedule="static"):
+        kx = k_kc[k, 0]
+        ky = k_kc[k, 1]
+        kz = k_kc[k, 2]
+        sr = 0.0
+        si = 0.0
+        for i in range(n):
+            ph = kx * r_nc[i, 0] + ky * r_nc[i, 1] + kz * r_nc[i, 2]
+            sr = sr + q_n[i] * cos(ph)
+            si = si + q_n[i] * sin(ph)
+        re_k[k] = sr
+        im_k[k] = si
+
+
+def ewald_k_atoms(const double[::1] q_n, const double[:, ::1] r_nc, const double[:, ::1] k_kc,
+                  const double[::1] w_k, const double[::1] re_k, const double[::1] im_k,
+                  const double[:, ::1] m_k6, double[::1] energy_n, double[:, ::1] grad_nc, bint grad,
+                  double[::1] cgrad_n, bint cgrad, double[:, ::1] virial_n9, bint virial, int n_threads):
+    """Per-atom reciprocal-space terms of ``E = sum_k w_k |S(k)|^2`` (accumulated).
+
+    With ``t_ik = w_k (cos(k.r_i) Re S + sin(k.r_i) Im S)``: energy_n[i] += q_i sum_k t_ik (eV);
+    grad_nc[i] += 2 q_i sum_k w_k (cos Im S - sin Re S) k (eV/Å); cgrad_n[i] += 2 sum_k t_ik (eV/e);
+    virial_n9[i] += q_i sum_k t_ik M_k (eV), ``M_k`` the symmetric 3x3 matrix given as ``m_k6``
+    (xx yy zz yz xz xy).
+    """
+    cdef Py_ssize_t i, k, n = q_n.shape[0], nk = k_kc.shape[0]
+    cdef double kx, ky, kz, ph, c, s, t, u, qi, e, gx, gy, gz, cg
+    cdef double vxx, vyy, vzz, vyz, vxz, vxy
+    if r_nc.shape[0] != n or r_nc.shape[1] != 3 or k_kc.shape[1] != 3 or energy_n.shape[0] != n:
+        raise ValueError("r_nc, q_n and energy_n must describe the same atoms; k_kc must have shape (n_k, 3)")
+    if w_k.shape[0] != nk or re_k.shape[0] != nk or im_k.shape[0] != nk or m_k6.shape[0] != nk \
+            or m_k6.shape[1] != 6:
+        raise ValueError("w_k, re_k, im_k [K] and m_k6 [K, 6] must match k_kc")
+    if grad and (grad_nc.shape[0] != n or grad_nc.shape[1] != 3):
+        raise ValueError("grad_nc must have shape (n_atoms, 3)")
+    if cgrad and cgrad_n.shape[0] != n:
+        raise ValueError("cgrad_n must have shape (n_atoms,)")
+    if virial and (virial_n9.shape[0] != n or virial_n9.shape[1] != 9):
+        raise ValueError("virial_n9 must have shape (n_atoms, 9)")
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="static"):
+        qi = q_n[i]
+        e = 0.0
+        gx = 0.0
+        gy = 0.0
+        gz = 0.0
+        cg = 0.0
+        vxx = 0.0
+        vyy = 0.0
+        vzz = 0.0
+        vyz = 0.0
+        vxz = 0.0
+        vxy = 0.0
+        for k in range(nk):
+            kx = k_kc[k, 0]
+            ky = k_kc[k, 1]
+            kz = k_kc[k, 2]
+            ph = kx * r_nc[i, 0] + ky * r_nc[i, 1] + kz * r_nc[i, 2]
+            c = cos(ph)
+            s = sin(ph)
+            t = w_k[k] * (c * re_k[k] + s * im_k[k])
+            e = e + t
+            if grad:
+                u = w_k[k] * (c * im_k[k] - s * re_k[k])
+                gx = gx + u * kx
+                gy = gy + u * ky
+                gz = gz + u * kz
+            if virial:
+                vxx = vxx + t * m_k6[k, 0]
+                vyy = vyy + t * m_k6[k, 1]
+                vzz = vzz + t * m_k6[k, 2]
+                vyz = vyz + t * m_k6[k, 3]
+                vxz = vxz + t * m_k6[k, 4]
+                vxy = vxy + t * m_k6[k, 5]
+        energy_n[i] += qi * e
+        if grad:
+            grad_nc[i, 0] += 2.0 * qi * gx
+            grad_nc[i, 1] += 2.0 * qi * gy
+            grad_nc[i, 2] += 2.0 * qi * gz
+        if cgrad:
+            cgrad_n[i] += 2.0 * e
+        if virial:
+            virial_n9[i, 0] += qi * vxx
+            virial_n9[i, 4] += qi * vyy
+            virial_n9[i, 8] += qi * vzz
+            virial_n9[i, 5] += qi * vyz
+            virial_n9[i, 7] += qi * vyz
+            virial_n9[i, 2] += qi * vxz
+            virial_n9[i, 6] += qi * vxz
+            virial_n9[i, 1] += qi * vxy
+            virial_n9[i, 3] += qi * vxy

@@ -1,0 +1,268 @@
+"""Ewald families: the Coulomb energy of periodic point charges (real, reciprocal and self parts, and their sum).
+
+With charges ``q`` (e) from ``cell.meta["charges"]`` and ``scale`` = e²/(4 pi eps0) (eV·Å; default
+``miniff.units.COULOMB`` = 14.399645), the Ewald energy of a periodic cell is the sum of
+
+- real space (``ewald_real_potential_family``, cutoff ``a``): ``E_i = scale/2 sum_j q_i q_j erfc(eta r_ij) / r_ij``
+  over all neighbours (periodic images included) with ``r_ij < a``;
+- reciprocal space (``ewald_k_potential_family``): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
+  Re(q_i exp(i k.r_i) S(k)*)``, ``S(k) = sum_j q_j exp(i k.r_j)``;
+- self and neutralising background (``ewald_self_potential_family``):
+  ``E_i = -scale eta / sqrt(pi) q_i^2 - scale pi q_i Q / (2 eta^2 V)``, ``Q = sum_j q_j``;
+
+``ewald_total_potential_family`` is all three in one potential. ``eta`` (1/Å) is the splitting parameter of
+``erfc(eta r)``; the total does not depend on it once both sums are converged. The k-vectors are those shorter
+than ``k_cut`` (1/Å) when given, else the wrapper's ``reciprocal_grid`` (``NeighborWrapper(...,
+reciprocal_cutoff=...)``), else chosen so that the estimated error of the reciprocal sum is ``accuracy`` (eV;
+``miniff.ewald``). A charged cell (``Q != 0``) is computed in a uniform neutralising background.
+
+These potentials act on every atom: their tag must be None. They give energies, per-atom energies, forces and
+stresses through the usual evaluation path (``nw.total``, ``nw.grad``, ``nw.stress``, ``nw.relax``, the ASE
+calculator), and the gradient with respect to the charges (:func:`charge_gradient`).
+"""
+
+import math
+
+import numpy as np
+
+from miniff.potentials import ewald_terms as T
+from miniff.potentials.base import LocalPotential, LocalPotentialFamily, pair_arrays, resolve_n_threads
+from miniff.potentials.evaluate import active_potentials
+from miniff.units import COULOMB
+
+__all__ = [
+    "EwaldPotential",
+    "ewald_real_potential_family",
+    "ewald_k_potential_family",
+    "ewald_self_potential_family",
+    "ewald_total_potential_family",
+    "charge_gradient",
+    "DEFAULT_ACCURACY",
+]
+
+#: Default estimated error (eV) of an automatically chosen reciprocal sum.
+DEFAULT_ACCURACY = 1e-7
+
+_POSITIVE = (0, None, True, False)
+_ANY = (None, None)
+
+
+def _optional_positive(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"Parameter {name!r} must be a positive number or None, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"Parameter {name!r} must be a positive number or None, got {type(value).__name__}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"Parameter {name!r} must be a finite positive number or None, got {value}")
+    return value
+
+
+class EwaldPotential(LocalPotential):
+    """A part (or all) of the Ewald sum; which parts is set by the family (``family.parts``).
+
+    Besides Contract 3 (``accumulate`` adds per-atom energies of every part and the per-pair gradients of the
+    real-space part), it has :meth:`long_range_terms` (atom gradients and virials of the parts that are not
+    pair sums, used by ``miniff.potentials.evaluate``) and :meth:`charge_gradient`.
+    """
+
+    needs_charges = True
+
+    def __init__(self, parameters, cutoff, kernels=None, family=None, tag=None, additional_inputs=None):
+        if tag is not None:
+            raise ValueError(f"Ewald terms act on every atom: tag must be None, got {tag!r}")
+        parameters = dict(parameters)
+        for name in ("k_cut", "accuracy"):
+            if name in parameters:
+                parameters[name] = _optional_positive(name, parameters[name])
+        super().__init__(parameters, cutoff, kernels=kernels, family=family, tag=None,
+                         additional_inputs=additional_inputs)
+
+    def copy(self, tag=None):
+        """A copy (the tag stays None)."""
+        if tag is not None:
+            raise ValueError(f"Ewald terms act on every atom: tag must be None, got {tag!r}")
+        return super().copy()
+
+    @property
+    def parts(self):
+        """The parts of the Ewald sum this potential computes (a subset of ``("real", "k", "self")``)."""
+        return self.family.parts
+
+    def _scale(self):
+        return float(self.parameters.get("scale", COULOMB))
+
+    def _check(self, nw):
+        q = T.charges_of(nw)
+        if "k" in self.parts or "self" in self.parts:
+            T.check_periodic(nw, f"the Ewald term {self.family.tag!r}")
+        if "real" in self.parts:
+            T.check_images(nw, float(self.parameters["a"]))
+        return q
+
+    def _grid(self, nw, q):
+        p = self.parameters
+        accuracy = p.get("accuracy") or DEFAULT_ACCURACY
+        return T.k_vectors(nw, float(p["eta"]), q, self._scale(), k_cut=p.get("k_cut"), accuracy=accuracy)[0]
+
+    def _long_range(self, nw, q, grad, cgrad, virial, n_threads):
+        """The k-space and self parts (``LongRange``), cached on the wrapper for one list, charges and cell."""
+        key = (id(self), nw.pairs, q.tobytes(), np.asarray(nw.vectors, dtype=float).tobytes(),
+               tuple(sorted((k, repr(v)) for k, v in self.parameters.items())))
+        cache = getattr(nw, "_ewald_long_range", None)
+        if cache is not None and cache[0][0] == key[0] and cache[0][1] is key[1] and cache[0][2:] == key[2:]:
+            have = cache[1]
+            if (have.grad_nc is not None or not grad) and (have.cgrad_n is not None or not cgrad) \
+                    and (have.virial_n is not None or not virial):
+                return have
+        eta, scale = float(self.parameters["eta"]), self._scale()
+        volume = abs(float(np.linalg.det(np.asarray(nw.vectors, dtype=float))))
+        n = len(q)
+        energy_n = np.zeros(n)
+        grad_nc = np.zeros((n, 3)) if grad else None
+        cgrad_n = np.zeros(n) if cgrad else None
+        virial_n = np.zeros((n, 3, 3)) if virial else None
+        terms = []
+        if "k" in self.parts:
+            terms.append(T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
+                                            eta, scale, grad, cgrad, virial, n_threads))
+        if "self" in self.parts:
+            terms.append(T.self_terms(q, eta, volume, scale, cgrad, virial))
+        for t in terms:
+            energy_n += t.energy_n
+            for total, part in ((grad_nc, t.grad_nc), (cgrad_n, t.cgrad_n), (virial_n, t.virial_n)):
+                if total is not None and part is not None:
+                    total += part
+        result = T.LongRange(energy_n, grad_nc, cgrad_n, virial_n)
+        try:
+            nw._ewald_long_range = (key, result)
+        except AttributeError:
+            pass
+        return result
+
+    def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
+        """Add per-atom energies (eV) of every part and per-pair gradients (eV/Å) of the real-space part.
+
+        With ``grad_pc`` the atom gradients and virials of the other parts are computed in the same pass and
+        kept for :meth:`long_range_terms`.
+        """
+        n_threads = resolve_n_threads(nw, n_threads)
+        q = self._check(nw)
+        if "real" in self.parts:
+            arrays = pair_arrays(nw, self.cutoff)
+            T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(), arrays,
+                         grad_pc, False, n_threads, energy_n=energy_n)
+        if "k" in self.parts or "self" in self.parts:
+            lr = self._long_range(nw, q, grad_pc is not None, False, grad_pc is not None, n_threads)
+            energy_n += lr.energy_n
+
+    def long_range_terms(self, nw, grad=True, virial=False, n_threads=None):
+        """Atom gradients and virials of the parts that are not sums over pairs (reciprocal, background).
+
+        Returns
+        -------
+        (grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)
+            None for what was not asked for or when this potential has no such parts.
+        """
+        if "k" not in self.parts and "self" not in self.parts:
+            return None, None
+        q = self._check(nw)
+        lr = self._long_range(nw, q, grad, False, virial, resolve_n_threads(nw, n_threads))
+        return (lr.grad_nc if grad else None), (lr.virial_n if virial else None)
+
+    def charge_gradient(self, nw, n_threads=None):
+        """dE_total/dq_i of this potential, ``[N]`` eV/e."""
+        n_threads = resolve_n_threads(nw, n_threads)
+        q = self._check(nw)
+        out = np.zeros(len(q))
+        if "real" in self.parts:
+            _, cg = T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(),
+                                 pair_arrays(nw, self.cutoff), None, True, n_threads)
+            out += cg
+        if "k" in self.parts or "self" in self.parts:
+            out += self._long_range(nw, q, False, True, False, n_threads).cgrad_n
+        return out
+
+
+class EwaldFamily(LocalPotentialFamily):
+    """A family of :class:`EwaldPotential` computing ``parts`` of the Ewald sum."""
+
+    def __init__(self, parts, **kwargs):
+        self.parts = tuple(parts)
+        kwargs.setdefault("proto", EwaldPotential)
+        kwargs.setdefault("coordination", 1)
+        kwargs.setdefault("additional_inputs", ("charges",))
+        super().__init__(**kwargs)
+
+
+_SCALE_DOC = "scale = e^2/(4 pi eps0) in eV Å (default 14.399645)"
+
+#: Real-space part (tag None): ``E_i = scale/2 sum_j q_i q_j erfc(eta r_ij) / r_ij`` over neighbours with
+#: ``r_ij < a`` (Å, also the cutoff); ``eta`` 1/Å; ``scale`` eV·Å. Charges from ``meta["charges"]`` (e).
+ewald_real_potential_family = EwaldFamily(
+    ("real",),
+    parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY},
+    parameter_defaults={"scale": COULOMB},
+    cutoff="a",
+    tag="Ewald-real",
+    doc="scale q_i q_j erfc(eta r) / (2 r); " + _SCALE_DOC,
+)
+
+#: Reciprocal-space part (tag None): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
+#: Re(q_i exp(i k.r_i) S(k)*)``; k-vectors shorter than ``k_cut`` (1/Å), or the wrapper's ``reciprocal_grid``,
+#: or automatic for an estimated error ``accuracy`` (eV, default 1e-7). Needs a 3-D periodic cell.
+ewald_k_potential_family = EwaldFamily(
+    ("k",),
+    parameters={"eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None},
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None},
+    cutoff=0,
+    tag="Ewald-k",
+    doc="(2 pi scale / V) sum_k exp(-k^2 / (4 eta^2)) / k^2 Re(q_i e^{ik.r_i} S(k)*); " + _SCALE_DOC,
+)
+
+#: Self and background part (tag None): ``E_i = -scale eta / sqrt(pi) q_i^2 - scale pi q_i Q / (2 eta^2 V)``,
+#: ``Q = sum q`` (the second term is the uniform neutralising background of a charged cell).
+ewald_self_potential_family = EwaldFamily(
+    ("self",),
+    parameters={"eta": _POSITIVE, "scale": _ANY},
+    parameter_defaults={"scale": COULOMB},
+    cutoff=0,
+    tag="Ewald-self",
+    doc="-scale (eta / sqrt(pi) q_i + pi / (2 eta^2 V) sum_j q_j) q_i; " + _SCALE_DOC,
+)
+
+#: The whole Ewald energy (tag None): real (cutoff ``a``) + reciprocal + self + background.
+ewald_total_potential_family = EwaldFamily(
+    ("real", "k", "self"),
+    parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None},
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None},
+    cutoff="a",
+    tag="Ewald-total",
+    doc="real + k + self (+ background) Ewald sums; " + _SCALE_DOC,
+)
+
+
+def charge_gradient(nw, potentials, ignore_missing_species=False, n_threads=None):
+    """Gradient of the total energy with respect to the atomic charges, ``[N]`` eV/e.
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        With distances computed and ``meta["charges"]``.
+    potentials : LocalPotential or list of LocalPotential
+        Potentials without a ``charge_gradient`` method (charge-independent ones) contribute zero.
+
+    Returns
+    -------
+    ndarray of shape (n_atoms,), eV/e
+    """
+    potentials, _, active = active_potentials(nw, potentials, ignore_missing_species)
+    out = np.zeros(int(nw.size))
+    for k in active:
+        method = getattr(potentials[k], "charge_gradient", None)
+        if callable(method):
+            out += method(nw, n_threads=n_threads)
+    return out
