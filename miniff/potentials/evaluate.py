@@ -315,7 +315,8 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
             result[k] = method(nw, n_threads=n_threads) if callable(method) else 0.0
         elif kname == "kernel_gradient":
             _, g_pc = p.compute(nw, grad=True, n_threads=n_threads)
-            if resolving and callable(getattr(p, "long_range_terms", None)):
+            extra = long_range_terms(nw, p, False, n_threads)[0]
+            if resolving and extra is not None:
                 raise ValueError(f"potentials[{k}] ({p.family.tag}) is not a sum over pairs: it has no per-atom "
                                  "gradient dE_i/dr_j; use resolving=False (or nw.grad)")
             if resolving:
@@ -324,7 +325,7 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
                 np.add.at(dense, i_p * n + j_p, g_pc)
                 np.add.at(dense, i_p * (n + 1), -g_pc)
             else:
-                result[k] = _with_long_range(nw, p, False, n_threads, pair_gradient_to_atoms(nw, g_pc, n_threads))
+                result[k] = pair_gradient_to_atoms(nw, g_pc, n_threads) + (0.0 if extra is None else extra)
         else:
             result[k] = numerical_energy_gradient(nw, p, resolving=resolving, n_threads=n_threads)
     if single and squeeze:

@@ -142,17 +142,22 @@ def k_vectors(nw, eta, q_n, scale, k_cut=None, accuracy=None):
     vectors = np.asarray(nw.vectors, dtype=float)
     if k_cut is None and getattr(nw, "reciprocal_grid", None) is not None:
         return _halve(nw.reciprocal_grid, vectors), float(nw.reciprocal_cutoff)
+    source = f"k_cut={k_cut}"
     if k_cut is None:
         volume = abs(float(np.linalg.det(vectors)))
         charge = float(q_n @ q_n)
         if charge * abs(scale) == 0:
             return np.zeros((0, 3)), 0.0
         k_cut = ewald_cutoffs(eta, volume, charge, abs(scale), accuracy)[1]
+        source = f"accuracy={accuracy} eV (eta={eta} 1/Å)"
     key = (vectors.tobytes(), float(k_cut))
     cached = getattr(nw, "_ewald_k_grid", None)
     if cached is not None and cached[0] == key:
         return cached[1], float(k_cut)
-    grid = half_grid(vectors, k_cut)
+    try:
+        grid = half_grid(vectors, k_cut)
+    except ValueError as e:
+        raise ValueError(f"{source} cannot be reached: {e}") from None
     try:
         nw._ewald_k_grid = (key, grid)
     except AttributeError:
