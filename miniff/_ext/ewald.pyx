@@ -2,15 +2,16 @@
 """Ewald sums of point charges (private; called through ``miniff._ext.kernel_module``).
 
 ``ewald_real_reduce``: the real-space sum over the pairs of the full neighbour list (per-atom energies,
-per-pair gradients, charge gradients). ``ewald_structure_factor`` and ``ewald_k_atoms``: the reciprocal-space
-sum over a list of k-vectors (structure factor, then per-atom energies, position and charge gradients and
-per-atom virials). Formulas: ``docs/formulas.md``, section "Ewald summation".
+per-pair gradients, charge gradients). ``ewald_phase_tables``, ``ewald_structure_factor`` and
+``ewald_k_atoms``: the reciprocal-space sum over k-vectors ``k = m0 b0 + m1 b1 + m2 b2`` (phase factors
+``exp(i m b_d . r_i)`` per atom and axis, whose products give ``exp(i k . r_i)`` without a sine or cosine per
+atom and k-vector; the structure factor; then per-atom energies, position and charge gradients and virials). Formulas: ``docs/formulas.md``, section "Ewald summation".
 """
 
 # Threads: the real-space loop and ``ewald_k_atoms`` run over atoms (each atom by one thread, its pairs or
-# k-vectors in a fixed order); ``ewald_structure_factor`` runs over k-vectors (each by one thread, atoms in a
-# fixed order). Results therefore do not depend on the number of threads. Outputs are accumulated (``+=``)
-# into preallocated arrays. Shapes are checked here; the neighbour indices ``j_p`` are checked in Python
+# k-vectors in a fixed order); ``ewald_structure_factor`` runs over rows of k-vectors of equal (m0, m1) (each
+# row by one thread, atoms in a fixed order). Results therefore do not depend on the number of threads.
+# Outputs are accumulated (``+=``) into preallocated arrays (the structure factor is set). Shapes are checked here; the neighbour indices ``j_p`` are checked in Python
 # (``miniff.potentials.base.pair_arrays``) before any call.
 
 from libc.math cimport cos, erfc, exp, sin, sqrt, M_PI
@@ -19,7 +20,7 @@ from cython.parallel cimport prange
 
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
-__all__ = ["ewald_real_reduce", "ewald_structure_factor", "ewald_k_atoms"]
+__all__ = ["ewald_real_reduce", "ewald_phase_tables", "ewald_structure_factor", "ewald_k_atoms"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
@@ -88,30 +89,100 @@ def ewald_real_reduce(const double[::1] q_n, double eta, double cutoff, double s
         _real_atom(i, pq, eta, cutoff, scale, pind, pj, pd, pD, pe, pg, pc)
 
 
-def ewald_structure_factor(const double[::1] q_n, const double[:, ::1] r_nc, const double[:, ::1] k_kc,
-                           double[::1] re_k, double[::1] im_k, int n_threads):
-    """Structure factor ``S(k) = sum_i q_i exp(i k . r_i)`` of every k-vector: re_k, im_k [K] (set)."""
-    cdef Py_ssize_t i, k, n = q_n.shape[0], nk = k_kc.shape[0]
-    cdef double kx, ky, kz, ph, sr, si
-    if r_nc.shape[0] != n or r_nc.shape[1] != 3 or k_kc.shape[1] != 3:
-        raise ValueError("r_nc must have shape (n_atoms, 3) and k_kc shape (n_k, 3)")
+cdef inline Py_ssize_t _col(int d, int m, const int64_t* mmax) noexcept nogil:
+    """Column of exp(i m theta_d) in a phase table: axis d's block starts after the blocks of the axes before."""
+    cdef Py_ssize_t off = 0
+    cdef int e
+    for e in range(d):
+        off = off + 2 * mmax[e] + 1
+    return off + m + mmax[d]
+
+
+cdef int _check_grid(const int32_t[:, ::1] m_k3, const int64_t[::1] row_ptr, const int64_t[::1] mmax,
+                     Py_ssize_t width) except -1:
+    """m_k3 [K, 3] within +-mmax, rows of equal (m0, m1) delimited by row_ptr, table width consistent."""
+    cdef Py_ssize_t k, r, nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
+    cdef int d
+    if mmax.shape[0] != 3 or m_k3.shape[1] != 3:
+        raise ValueError("mmax must have 3 entries and m_k3 shape (n_k, 3)")
+    if width != (2 * mmax[0] + 1) + (2 * mmax[1] + 1) + (2 * mmax[2] + 1):
+        raise ValueError("the phase table width does not match mmax")
+    if nr < 0 or row_ptr[0] != 0 or row_ptr[nr] != nk:
+        raise ValueError("row_ptr must run from 0 to the number of k-vectors")
+    for r in range(nr):
+        if row_ptr[r + 1] < row_ptr[r]:
+            raise ValueError("row_ptr must be non-decreasing")
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            if m_k3[k, 0] != m_k3[row_ptr[r], 0] or m_k3[k, 1] != m_k3[row_ptr[r], 1]:
+                raise ValueError("the k-vectors of one row must share m0 and m1")
+    for k in range(nk):
+        for d in range(3):
+            if m_k3[k, d] < -mmax[d] or m_k3[k, d] > mmax[d]:
+                raise ValueError("m_k3 exceeds mmax")
+    return 0
+
+
+def ewald_phase_tables(const double[:, ::1] r_nc, const double[:, ::1] recip_dc, const int64_t[::1] mmax,
+                       double[:, :, ::1] table, int n_threads):
+    """table[i, col(d, m)] = (cos, sin)(m b_d . r_i) for m = -mmax[d] .. mmax[d], the phase factors whose
+    products give exp(i k . r_i) for k = m0 b0 + m1 b1 + m2 b2 (``b_d`` the rows of ``recip_dc``)."""
+    cdef Py_ssize_t i, n = r_nc.shape[0]
+    cdef int d, m
+    cdef double th
+    if r_nc.shape[1] != 3 or recip_dc.shape[0] != 3 or recip_dc.shape[1] != 3 or mmax.shape[0] != 3:
+        raise ValueError("r_nc must have shape (n, 3), recip_dc (3, 3), mmax (3,)")
+    if table.shape[0] != n or table.shape[2] != 2 \
+            or table.shape[1] != (2 * mmax[0] + 1) + (2 * mmax[1] + 1) + (2 * mmax[2] + 1):
+        raise ValueError("table must have shape (n_atoms, sum(2 mmax + 1), 2)")
+    cdef const int64_t* pm = &mmax[0]
+    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="static"):
+        for d in range(3):
+            th = recip_dc[d, 0] * r_nc[i, 0] + recip_dc[d, 1] * r_nc[i, 1] + recip_dc[d, 2] * r_nc[i, 2]
+            for m in range(-pm[d], pm[d] + 1):
+                table[i, _col(d, m, pm), 0] = cos(m * th)
+                table[i, _col(d, m, pm), 1] = sin(m * th)
+
+
+def ewald_structure_factor(const double[::1] q_n, const double[:, :, ::1] table, const int32_t[:, ::1] m_k3,
+                           const int64_t[::1] row_ptr, const int64_t[::1] mmax, double[::1] re_k, double[::1] im_k,
+                           int n_threads):
+    """Structure factor ``S(k) = sum_i q_i exp(i k . r_i)`` of every k-vector: re_k, im_k [K] (set).
+
+    The k-vectors are given by their integer coordinates ``m_k3`` in rows of equal (m0, m1) (``row_ptr``); the
+    phase factors come from ``ewald_phase_tables``.
+    """
+    cdef Py_ssize_t i, k, r, n = q_n.shape[0], nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
+    cdef double pr, pi, ar, ai, c0, s0, c1, s1, c2, s2
+    cdef Py_ssize_t col0, col1
+    if table.shape[0] != n or table.shape[2] != 2:
+        raise ValueError("table must have shape (n_atoms, width, 2)")
     if re_k.shape[0] != nk or im_k.shape[0] != nk:
         raise ValueError("re_k and im_k must have shape (n_k,)")
-    for k in prange(nk, nogil=True, num_threads=max(1, n_threads), schedule="static"):
-        kx = k_kc[k, 0]
-        ky = k_kc[k, 1]
-        kz = k_kc[k, 2]
-        sr = 0.0
-        si = 0.0
-        for i in range(n):
-            ph = kx * r_nc[i, 0] + ky * r_nc[i, 1] + kz * r_nc[i, 2]
-            sr = sr + q_n[i] * cos(ph)
-            si = si + q_n[i] * sin(ph)
-        re_k[k] = sr
-        im_k[k] = si
+    _check_grid(m_k3, row_ptr, mmax, table.shape[1])
+    cdef const int64_t* pm = &mmax[0]
+    cdef Py_ssize_t off2 = _col(2, 0, pm)
+    for k in range(nk):
+        re_k[k] = 0.0
+        im_k[k] = 0.0
+    for r in prange(nr, nogil=True, num_threads=max(1, n_threads), schedule="dynamic"):
+        col0 = _col(0, m_k3[row_ptr[r], 0], pm) if row_ptr[r + 1] > row_ptr[r] else 0
+        col1 = _col(1, m_k3[row_ptr[r], 1], pm) if row_ptr[r + 1] > row_ptr[r] else 0
+        for i in range(n if row_ptr[r + 1] > row_ptr[r] else 0):
+            c0 = table[i, col0, 0]
+            s0 = table[i, col0, 1]
+            c1 = table[i, col1, 0]
+            s1 = table[i, col1, 1]
+            pr = q_n[i] * (c0 * c1 - s0 * s1)
+            pi = q_n[i] * (c0 * s1 + s0 * c1)
+            for k in range(row_ptr[r], row_ptr[r + 1]):
+                c2 = table[i, off2 + m_k3[k, 2], 0]
+                s2 = table[i, off2 + m_k3[k, 2], 1]
+                re_k[k] += pr * c2 - pi * s2
+                im_k[k] += pr * s2 + pi * c2
 
 
-def ewald_k_atoms(const double[::1] q_n, const double[:, ::1] r_nc, const double[:, ::1] k_kc,
+def ewald_k_atoms(const double[::1] q_n, const double[:, :, ::1] table, const int32_t[:, ::1] m_k3,
+                  const int64_t[::1] row_ptr, const int64_t[::1] mmax, const double[:, ::1] k_kc,
                   const double[::1] w_k, const double[::1] re_k, const double[::1] im_k,
                   const double[:, ::1] m_k6, double[::1] energy_n, double[:, ::1] grad_nc, bint grad,
                   double[::1] cgrad_n, bint cgrad, double[:, ::1] virial_n9, bint virial, int n_threads):
@@ -120,56 +191,68 @@ def ewald_k_atoms(const double[::1] q_n, const double[:, ::1] r_nc, const double
     With ``t_ik = w_k (cos(k.r_i) Re S + sin(k.r_i) Im S)``: energy_n[i] += q_i sum_k t_ik (eV);
     grad_nc[i] += 2 q_i sum_k w_k (cos Im S - sin Re S) k (eV/Å); cgrad_n[i] += 2 sum_k t_ik (eV/e);
     virial_n9[i] += q_i sum_k t_ik M_k (eV), ``M_k`` the symmetric 3x3 matrix given as ``m_k6``
-    (xx yy zz yz xz xy).
+    (xx yy zz yz xz xy). k-vectors and phases as in ``ewald_structure_factor``; ``k_kc`` [K, 3] (1/Å).
     """
-    cdef Py_ssize_t i, k, n = q_n.shape[0], nk = k_kc.shape[0]
-    cdef double kx, ky, kz, ph, c, s, t, u, qi, e, gx, gy, gz, cg
+    cdef Py_ssize_t i, k, r, n = q_n.shape[0], nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
+    cdef double c, s, t, u, qi, e, gx, gy, gz, cg, pr, pi, c0, s0, c1, s1, c2, s2
     cdef double vxx, vyy, vzz, vyz, vxz, vxy
-    if r_nc.shape[0] != n or r_nc.shape[1] != 3 or k_kc.shape[1] != 3 or energy_n.shape[0] != n:
-        raise ValueError("r_nc, q_n and energy_n must describe the same atoms; k_kc must have shape (n_k, 3)")
-    if w_k.shape[0] != nk or re_k.shape[0] != nk or im_k.shape[0] != nk or m_k6.shape[0] != nk \
-            or m_k6.shape[1] != 6:
-        raise ValueError("w_k, re_k, im_k [K] and m_k6 [K, 6] must match k_kc")
+    cdef Py_ssize_t col0, col1
+    if table.shape[0] != n or table.shape[2] != 2 or energy_n.shape[0] != n:
+        raise ValueError("table, q_n and energy_n must describe the same atoms")
+    if k_kc.shape[0] != nk or k_kc.shape[1] != 3 or w_k.shape[0] != nk or re_k.shape[0] != nk \
+            or im_k.shape[0] != nk or m_k6.shape[0] != nk or m_k6.shape[1] != 6:
+        raise ValueError("k_kc [K, 3], w_k, re_k, im_k [K] and m_k6 [K, 6] must match m_k3")
     if grad and (grad_nc.shape[0] != n or grad_nc.shape[1] != 3):
         raise ValueError("grad_nc must have shape (n_atoms, 3)")
     if cgrad and cgrad_n.shape[0] != n:
         raise ValueError("cgrad_n must have shape (n_atoms,)")
     if virial and (virial_n9.shape[0] != n or virial_n9.shape[1] != 9):
         raise ValueError("virial_n9 must have shape (n_atoms, 9)")
+    _check_grid(m_k3, row_ptr, mmax, table.shape[1])
+    cdef const int64_t* pm = &mmax[0]
+    cdef Py_ssize_t off2 = _col(2, 0, pm)
     for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="static"):
         qi = q_n[i]
         e = 0.0
         gx = 0.0
         gy = 0.0
         gz = 0.0
-        cg = 0.0
         vxx = 0.0
         vyy = 0.0
         vzz = 0.0
         vyz = 0.0
         vxz = 0.0
         vxy = 0.0
-        for k in range(nk):
-            kx = k_kc[k, 0]
-            ky = k_kc[k, 1]
-            kz = k_kc[k, 2]
-            ph = kx * r_nc[i, 0] + ky * r_nc[i, 1] + kz * r_nc[i, 2]
-            c = cos(ph)
-            s = sin(ph)
-            t = w_k[k] * (c * re_k[k] + s * im_k[k])
-            e = e + t
-            if grad:
-                u = w_k[k] * (c * im_k[k] - s * re_k[k])
-                gx = gx + u * kx
-                gy = gy + u * ky
-                gz = gz + u * kz
-            if virial:
-                vxx = vxx + t * m_k6[k, 0]
-                vyy = vyy + t * m_k6[k, 1]
-                vzz = vzz + t * m_k6[k, 2]
-                vyz = vyz + t * m_k6[k, 3]
-                vxz = vxz + t * m_k6[k, 4]
-                vxy = vxy + t * m_k6[k, 5]
+        for r in range(nr):
+            if row_ptr[r + 1] == row_ptr[r]:
+                continue
+            col0 = _col(0, m_k3[row_ptr[r], 0], pm)
+            col1 = _col(1, m_k3[row_ptr[r], 1], pm)
+            c0 = table[i, col0, 0]
+            s0 = table[i, col0, 1]
+            c1 = table[i, col1, 0]
+            s1 = table[i, col1, 1]
+            pr = c0 * c1 - s0 * s1
+            pi = c0 * s1 + s0 * c1
+            for k in range(row_ptr[r], row_ptr[r + 1]):
+                c2 = table[i, off2 + m_k3[k, 2], 0]
+                s2 = table[i, off2 + m_k3[k, 2], 1]
+                c = pr * c2 - pi * s2
+                s = pr * s2 + pi * c2
+                t = w_k[k] * (c * re_k[k] + s * im_k[k])
+                e = e + t
+                if grad:
+                    u = w_k[k] * (c * im_k[k] - s * re_k[k])
+                    gx = gx + u * k_kc[k, 0]
+                    gy = gy + u * k_kc[k, 1]
+                    gz = gz + u * k_kc[k, 2]
+                if virial:
+                    vxx = vxx + t * m_k6[k, 0]
+                    vyy = vyy + t * m_k6[k, 1]
+                    vzz = vzz + t * m_k6[k, 2]
+                    vyz = vyz + t * m_k6[k, 3]
+                    vxz = vxz + t * m_k6[k, 4]
+                    vxy = vxy + t * m_k6[k, 5]
         energy_n[i] += qi * e
         if grad:
             grad_nc[i, 0] += 2.0 * qi * gx

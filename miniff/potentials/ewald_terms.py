@@ -4,8 +4,8 @@ Used by the Ewald families (``miniff/potentials/ewald.py``). Every function take
 and returns per-atom quantities in eV, eV/Å (dE/dr), eV/e (dE/dq) and eV (virials ``[N, 3, 3]``); formulas in
 ``docs/formulas.md`` ("Ewald summation"). The real-space sum runs over the full pair list in the compiled
 core (``ewald_real_reduce``); the reciprocal sum over half of the k-vectors (``k`` and ``-k`` give equal
-terms) in the compiled core (``ewald_structure_factor``, ``ewald_k_atoms``); the self and background terms
-are O(N) numpy.
+terms) in the compiled core (``ewald_phase_tables``, ``ewald_structure_factor``, ``ewald_k_atoms``); the
+self and background terms are O(N) numpy.
 """
 
 import math
@@ -16,7 +16,7 @@ import numpy as np
 from miniff._ext import kernel_module as _k
 from miniff.ewald import ewald_cutoffs
 
-__all__ = ["MAX_K_VECTORS", "charges_of", "check_periodic", "check_images", "half_grid", "k_vectors",
+__all__ = ["MAX_K_VECTORS", "KGrid", "charges_of", "check_periodic", "check_images", "half_grid", "k_vectors",
            "real_space", "reciprocal_space", "self_terms", "LongRange"]
 
 #: Largest number of (half-space) k-vectors a reciprocal sum may use (about 100 bytes each).
@@ -94,8 +94,43 @@ def check_images(nw, a):
             )
 
 
+class KGrid(NamedTuple):
+    """Half of the reciprocal lattice vectors of a cutoff: one of each ``k, -k``, in rows of equal (m0, m1)."""
+
+    #: integer coordinates ``k = m @ (2 pi inv(vectors).T)``, shape (K, 3), int32, sorted
+    m_k3: np.ndarray
+    #: the vectors, shape (K, 3), 1/Å
+    k_kc: np.ndarray
+    #: start of every row of equal (m0, m1), shape (R + 1,), int64
+    row_ptr: np.ndarray
+    #: largest |m| per axis, shape (3,), int64
+    mmax: np.ndarray
+    #: reciprocal basis (rows b_d), shape (3, 3), 1/Å
+    recip: np.ndarray
+
+
+def _grid_of(m, vectors):
+    """``KGrid`` of integer coordinates ``m`` [K, 3] (upper half, any order)."""
+    recip = 2 * np.pi * np.linalg.inv(np.asarray(vectors, dtype=float)).T
+    m = np.asarray(m, dtype=np.int64).reshape(-1, 3)
+    m = m[np.lexsort((m[:, 2], m[:, 1], m[:, 0]))]
+    if len(m):
+        change = np.flatnonzero(np.any(np.diff(m[:, :2], axis=0) != 0, axis=1)) + 1
+        row_ptr = np.concatenate([[0], change, [len(m)]]).astype(np.int64)
+        mmax = np.abs(m).max(axis=0).astype(np.int64)
+    else:
+        row_ptr = np.zeros(1, dtype=np.int64)
+        mmax = np.zeros(3, dtype=np.int64)
+    return KGrid(np.ascontiguousarray(m, dtype=np.int32), np.ascontiguousarray(m @ recip, dtype=np.float64),
+                 row_ptr, mmax, np.ascontiguousarray(recip))
+
+
+def _upper(m):
+    return (m[:, 0] > 0) | ((m[:, 0] == 0) & ((m[:, 1] > 0) | ((m[:, 1] == 0) & (m[:, 2] > 0))))
+
+
 def half_grid(vectors, k_cut):
-    """Reciprocal lattice vectors with ``0 < |k| < k_cut``, one of each pair ``k, -k``: ``[K, 3]`` 1/Å.
+    """Reciprocal lattice vectors with ``0 < |k| < k_cut`` (1/Å), one of each pair ``k, -k`` (a ``KGrid``).
 
     Raises
     ------
@@ -112,20 +147,17 @@ def half_grid(vectors, k_cut):
             f"a reciprocal cutoff of {k_cut:.4g} 1/Å needs about {estimate:.3g} k-vectors, more than the limit of "
             f"{MAX_K_VECTORS}: ask for a coarser accuracy, or use a smaller eta (with a larger real-space cutoff a)"
         )
-    m0 = np.arange(0, reach[0] + 1)
-    m1 = np.arange(-reach[1], reach[1] + 1)
-    m2 = np.arange(-reach[2], reach[2] + 1)
-    m = np.stack(np.meshgrid(m0, m1, m2, indexing="ij"), axis=-1).reshape(-1, 3)
-    upper = (m[:, 0] > 0) | ((m[:, 0] == 0) & ((m[:, 1] > 0) | ((m[:, 1] == 0) & (m[:, 2] > 0))))
-    k = m[upper] @ recip
-    return np.ascontiguousarray(k[np.einsum("kc,kc->k", k, k) < k_cut * k_cut])
+    axes = [np.arange(0, reach[0] + 1), np.arange(-reach[1], reach[1] + 1), np.arange(-reach[2], reach[2] + 1)]
+    m = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    m = m[_upper(m)]
+    k = m @ recip
+    return _grid_of(m[np.einsum("kc,kc->k", k, k) < k_cut * k_cut], vectors)
 
 
 def _halve(grid, vectors):
-    """One of each ``k, -k`` of a full grid (the wrapper's ``reciprocal_grid``)."""
-    m = np.rint(np.asarray(grid, dtype=float) @ np.asarray(vectors, dtype=float).T / (2 * np.pi))
-    upper = (m[:, 0] > 0) | ((m[:, 0] == 0) & ((m[:, 1] > 0) | ((m[:, 1] == 0) & (m[:, 2] > 0))))
-    return np.ascontiguousarray(np.asarray(grid, dtype=float)[upper])
+    """``KGrid`` of one of each ``k, -k`` of a full grid (the wrapper's ``reciprocal_grid``)."""
+    m = np.rint(np.asarray(grid, dtype=float) @ np.asarray(vectors, dtype=float).T / (2 * np.pi)).astype(np.int64)
+    return _grid_of(m[_upper(m)], vectors)
 
 
 def k_vectors(nw, eta, q_n, scale, k_cut=None, accuracy=None):
@@ -137,7 +169,7 @@ def k_vectors(nw, eta, q_n, scale, k_cut=None, accuracy=None):
 
     Returns
     -------
-    (k_kc [K, 3] 1/Å, k_cut float 1/Å)
+    (KGrid, k_cut float 1/Å)
     """
     vectors = np.asarray(nw.vectors, dtype=float)
     if k_cut is None and getattr(nw, "reciprocal_grid", None) is not None:
@@ -147,7 +179,7 @@ def k_vectors(nw, eta, q_n, scale, k_cut=None, accuracy=None):
         volume = abs(float(np.linalg.det(vectors)))
         charge = float(q_n @ q_n)
         if charge * abs(scale) == 0:
-            return np.zeros((0, 3)), 0.0
+            return _grid_of(np.zeros((0, 3)), vectors), 0.0
         k_cut = ewald_cutoffs(eta, volume, charge, abs(scale), accuracy)[1]
         source = f"accuracy={accuracy} eV (eta={eta} 1/Å)"
     key = (vectors.tobytes(), float(k_cut))
@@ -199,7 +231,7 @@ def real_space(q_n, eta, a, scale, arrays, grad_pc, cgrad, n_threads, energy_n=N
     return energy_n, (cgrad_n if cgrad else None)
 
 
-def reciprocal_space(q_n, r_nc, volume, k_kc, eta, scale, grad, cgrad, virial, n_threads):
+def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n_threads):
     """Reciprocal sum ``(2 pi scale / V) sum_{k != 0} exp(-k^2 / (4 eta^2)) / k^2 |S(k)|^2`` per atom.
 
     Parameters
@@ -210,8 +242,8 @@ def reciprocal_space(q_n, r_nc, volume, k_kc, eta, scale, grad, cgrad, virial, n
         Cartesian positions, Å.
     volume : float
         Å³.
-    k_kc : ndarray [K, 3]
-        Half grid (one of each ``k, -k``), 1/Å.
+    grid : KGrid
+        Half grid (one of each ``k, -k``).
     grad, cgrad, virial : bool
         Which per-atom quantities to compute.
 
@@ -220,7 +252,7 @@ def reciprocal_space(q_n, r_nc, volume, k_kc, eta, scale, grad, cgrad, virial, n
     LongRange
     """
     n = len(q_n)
-    k_kc = np.ascontiguousarray(k_kc, dtype=np.float64)
+    k_kc = grid.k_kc
     k2 = np.einsum("kc,kc->k", k_kc, k_kc)
     # weight of one half-space vector (k and -k): 2 x 2 pi scale / V x exp(-k^2 / 4 eta^2) / k^2
     w_k = np.ascontiguousarray(4 * np.pi * scale / volume * np.exp(-k2 / (4 * eta * eta)) / k2)
@@ -237,9 +269,11 @@ def reciprocal_space(q_n, r_nc, volume, k_kc, eta, scale, grad, cgrad, virial, n
     cgrad_n = np.zeros(n) if cgrad else np.zeros(0)
     virial_n9 = np.zeros((n, 9)) if virial else np.zeros((0, 9))
     if len(k_kc) and n:
-        _k.ewald_structure_factor(q_n, r_nc, k_kc, re_k, im_k, n_threads)
-        _k.ewald_k_atoms(q_n, r_nc, k_kc, w_k, re_k, im_k, m_k6, energy_n, grad_nc, grad, cgrad_n, cgrad,
-                         virial_n9, virial, n_threads)
+        table = np.empty((n, int((2 * grid.mmax + 1).sum()), 2))
+        _k.ewald_phase_tables(r_nc, grid.recip, grid.mmax, table, n_threads)
+        _k.ewald_structure_factor(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, re_k, im_k, n_threads)
+        _k.ewald_k_atoms(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, k_kc, w_k, re_k, im_k, m_k6, energy_n,
+                         grad_nc, grad, cgrad_n, cgrad, virial_n9, virial, n_threads)
     return LongRange(energy_n, grad_nc if grad else None, cgrad_n if cgrad else None,
                      virial_n9.reshape(n, 3, 3) if virial else None)
 
