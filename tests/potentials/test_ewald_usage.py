@@ -196,3 +196,13 @@ def test_coincident_atoms():
         return
     with pytest.raises(ValueError, match="coincide"):
         nw.total(ewald_real_potential_family(a=3.0, eta=1.0))
+
+
+def test_cell_from_ase_takes_initial_charges():
+    atoms = Atoms(["Na", "Cl"], scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.eye(3) * 3.0, pbc=True)
+    atoms.set_initial_charges([0.8, -0.8])
+    cell = Cell.from_ase(atoms)
+    np.testing.assert_array_equal(cell.meta["charges"], [0.8, -0.8])
+    pot = ewald_total_potential_family(a=6.0, eta=0.7, accuracy=1e-9)
+    atoms.calc = MiniffCalculator(pot)
+    assert atoms.get_potential_energy() == pytest.approx(NeighborWrapper(cell, cutoff=6.0).total(pot), rel=1e-12)
