@@ -109,11 +109,13 @@ class EwaldPotential(LocalPotential):
         return T.k_vectors(nw, float(p["eta"]), q, self._scale(), k_cut=p.get("k_cut"), accuracy=accuracy)[0]
 
     def _long_range(self, nw, q, grad, cgrad, virial, n_threads):
-        """The k-space and self parts (``LongRange``), cached on the wrapper for one list, charges and cell."""
+        """The k-space and self parts (``LongRange``), cached on the wrapper (per potential) for one pair list,
+        charges, cell and parameter set."""
         key = (id(self), nw.pairs, q.tobytes(), np.asarray(nw.vectors, dtype=float).tobytes(),
                tuple(sorted((k, repr(v)) for k, v in self.parameters.items())))
-        cache = getattr(nw, "_ewald_long_range", None)
-        if cache is not None and cache[0][0] == key[0] and cache[0][1] is key[1] and cache[0][2:] == key[2:]:
+        caches = getattr(nw, "_ewald_long_range", None)
+        cache = caches.get(id(self)) if isinstance(caches, dict) else None
+        if cache is not None and cache[0][1] is key[1] and cache[0][2:] == key[2:]:
             have = cache[1]
             if (have.grad_nc is not None or not grad) and (have.cgrad_n is not None or not cgrad) \
                     and (have.virial_n is not None or not virial):
@@ -137,8 +139,11 @@ class EwaldPotential(LocalPotential):
                 if total is not None and part is not None:
                     total += part
         result = T.LongRange(energy_n, grad_nc, cgrad_n, virial_n)
+        if not isinstance(caches, dict) or len(caches) > 8:
+            caches = {}
+        caches[id(self)] = (key, result)
         try:
-            nw._ewald_long_range = (key, result)
+            nw._ewald_long_range = caches
         except AttributeError:
             pass
         return result

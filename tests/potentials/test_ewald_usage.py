@@ -206,3 +206,18 @@ def test_cell_from_ase_takes_initial_charges():
     pot = ewald_total_potential_family(a=6.0, eta=0.7, accuracy=1e-9)
     atoms.calc = MiniffCalculator(pot)
     assert atoms.get_potential_energy() == pytest.approx(NeighborWrapper(cell, cutoff=6.0).total(pot), rel=1e-12)
+
+
+def test_cell_relaxation_reaches_the_analytic_lattice_constant():
+    """NaCl with Ewald + Na-Cl harmonic repulsion: E(r) = -4 M s / r + 48 eps (r - a)^2 / (2 a^2) for the
+    nearest-neighbour distance r of the 8-ion cube; the relaxed cell must sit at dE/dr = 0."""
+    from scipy.optimize import brentq
+
+    eps, a_rep = 40.0, 3.2
+    pots = [ewald_total_potential_family(a=8.0, eta=0.4, accuracy=1e-9)]
+    pots += [harmonic_repulsion_potential_family(a=a_rep, epsilon=eps, tag=t) for t in ("na-cl", "cl-na")]
+    nw = NeighborWrapper(rocksalt(5.0), cutoff=8.0)
+    out = nw.relax(pots, relax_cell=True, method="L-BFGS-B", fmax=1e-6)
+    r_eq = brentq(lambda r: 4 * 1.747564594633 * COULOMB / r**2 + 48 * eps * (r - a_rep) / a_rep**2, 2.5, a_rep)
+    np.testing.assert_allclose(np.diag(out.vectors), 2 * r_eq, rtol=1e-6)
+    np.testing.assert_allclose(out.meta["stress"], 0, atol=1e-6)
