@@ -75,6 +75,8 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "md-nn", "torchani", 0.5)),
     ("9", "SW total + grad <= 1.0 x LAMMPS at 64k",
      lambda rows, d: _ratio_target(rows, "lammps-sw", "lammps", 1.0, 60000, 70000)),
+    ("19", "direct Ewald energy + forces <= 1.0 x LAMMPS ewald (same eta and k-vectors)",
+     lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
 ]
 
 
