@@ -18,7 +18,8 @@ Built-in families: ``on_site_potential_family``, ``harmonic_repulsion_potential_
 ``behler5x_descriptor_family``, ``sigmoid_descriptor_family``, ``general_pair_potential_family``,
 ``general_triple_potential_family``, ``lsp_descriptor_family`` (PyFit-FF's local structural parameters),
 ``ewald_real_potential_family``, ``ewald_k_potential_family``, ``ewald_self_potential_family``,
-``ewald_total_potential_family`` (point charges from ``cell.meta["charges"]``; ``charge_gradient``);
+``ewald_total_potential_family`` (point charges from ``cell.meta["charges"]``; ``charge_gradient``),
+``ewald_charge_wrapper_potential_family`` (Ewald energy of charges predicted per atom);
 ``stillinger_weber_si()`` builds silicon.
 """
 
@@ -39,6 +40,7 @@ from miniff.potentials.ewald import (
     ewald_self_potential_family,
     ewald_total_potential_family,
 )
+from miniff.potentials.ewald_charges import ewald_charge_wrapper_potential_family
 from miniff.potentials.families import (
     SW_SILICON,
     SW2PotentialFamily,
@@ -97,6 +99,7 @@ __all__ = [
     "ewald_k_potential_family",
     "ewald_self_potential_family",
     "ewald_total_potential_family",
+    "ewald_charge_wrapper_potential_family",
     "charge_gradient",
     "stillinger_weber_si",
     "SW_SILICON",

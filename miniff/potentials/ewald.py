@@ -70,6 +70,8 @@ class EwaldPotential(LocalPotential):
     """
 
     needs_charges = True
+    #: whether charges depend on positions (then ``accumulate`` also wants dE/dq from the reciprocal pass)
+    chain_rule = False
 
     def __init__(self, parameters, cutoff, kernels=None, family=None, tag=None, additional_inputs=None):
         if tag is not None:
@@ -95,8 +97,12 @@ class EwaldPotential(LocalPotential):
     def _scale(self):
         return float(self.parameters.get("scale", COULOMB))
 
-    def _check(self, nw):
-        q = T.charges_of(nw)
+    def charges(self, nw, n_threads=None):
+        """The charges ``[N]`` (e) this potential uses: ``nw.meta["charges"]`` (checked)."""
+        return T.charges_of(nw)
+
+    def _check(self, nw, n_threads=None):
+        q = self.charges(nw, n_threads=n_threads)
         if "k" in self.parts or "self" in self.parts:
             T.check_periodic(nw, f"the Ewald term {self.family.tag!r}")
         if "real" in self.parts:
@@ -155,13 +161,14 @@ class EwaldPotential(LocalPotential):
         kept for :meth:`long_range_terms`.
         """
         n_threads = resolve_n_threads(nw, n_threads)
-        q = self._check(nw)
+        q = self._check(nw, n_threads)
         if "real" in self.parts:
             arrays = pair_arrays(nw, self.cutoff)
             T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(), arrays,
                          grad_pc, False, n_threads, energy_n=energy_n)
         if "k" in self.parts or "self" in self.parts:
-            lr = self._long_range(nw, q, grad_pc is not None, False, grad_pc is not None, n_threads)
+            want = grad_pc is not None
+            lr = self._long_range(nw, q, want, want and self.chain_rule, want, n_threads)
             energy_n += lr.energy_n
 
     def long_range_terms(self, nw, grad=True, virial=False, n_threads=None):
@@ -174,14 +181,15 @@ class EwaldPotential(LocalPotential):
         """
         if "k" not in self.parts and "self" not in self.parts:
             return None, None
-        q = self._check(nw)
-        lr = self._long_range(nw, q, grad, False, virial, resolve_n_threads(nw, n_threads))
+        n_threads = resolve_n_threads(nw, n_threads)
+        q = self._check(nw, n_threads)
+        lr = self._long_range(nw, q, grad, False, virial, n_threads)
         return (lr.grad_nc if grad else None), (lr.virial_n if virial else None)
 
     def charge_gradient(self, nw, n_threads=None):
         """dE_total/dq_i of this potential, ``[N]`` eV/e."""
         n_threads = resolve_n_threads(nw, n_threads)
-        q = self._check(nw)
+        q = self._check(nw, n_threads)
         out = np.zeros(len(q))
         if "real" in self.parts:
             _, cg = T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(),

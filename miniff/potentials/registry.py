@@ -32,6 +32,7 @@ BUILTIN_FAMILIES = {
     "Ewald-k": ("miniff.potentials.ewald", "ewald_k_potential_family"),
     "Ewald-self": ("miniff.potentials.ewald", "ewald_self_potential_family"),
     "Ewald-total": ("miniff.potentials.ewald", "ewald_total_potential_family"),
+    "Ewald charge wrapper potential": ("miniff.potentials.ewald_charges", "ewald_charge_wrapper_potential_family"),
 }
 
 _registered = {}  # families added by register_family (they take precedence over built-ins with replace=True)
