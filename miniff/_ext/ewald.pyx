@@ -113,8 +113,9 @@ cdef int _check_grid(const int32_t[:, ::1] m_k3, const int64_t[::1] row_ptr, con
         if row_ptr[r + 1] < row_ptr[r]:
             raise ValueError("row_ptr must be non-decreasing")
         for k in range(row_ptr[r], row_ptr[r + 1]):
-            if m_k3[k, 0] != m_k3[row_ptr[r], 0] or m_k3[k, 1] != m_k3[row_ptr[r], 1]:
-                raise ValueError("the k-vectors of one row must share m0 and m1")
+            if m_k3[k, 0] != m_k3[row_ptr[r], 0] or m_k3[k, 1] != m_k3[row_ptr[r], 1] \
+                    or m_k3[k, 2] != m_k3[row_ptr[r], 2] + (k - row_ptr[r]):
+                raise ValueError("the k-vectors of one row must share m0 and m1 and have consecutive m2")
     for k in range(nk):
         for d in range(3):
             if m_k3[k, d] < -mmax[d] or m_k3[k, d] > mmax[d]:
@@ -143,6 +144,51 @@ def ewald_phase_tables(const double[:, ::1] r_nc, const double[:, ::1] recip_dc,
                 table[i, _col(d, m, pm), 1] = sin(m * th)
 
 
+cdef enum:
+    SF_ROWS = 8  # rows of k-vectors per parallel task of the structure factor
+    SF_ATOMS = 128  # atoms per block (their phase factors stay in cache while a task's rows use them)
+    KA_ATOMS = 32  # atoms per block of ewald_k_atoms (the k-vector data of a row stay in cache across them)
+
+
+cdef void _sf_rows(Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, Py_ssize_t width, Py_ssize_t off2,
+                   const double* q_n, const double* tab, const int32_t* m3, const int64_t* row_ptr,
+                   const int64_t* pm, double* re_k, double* im_k) noexcept nogil:
+    """S(k) of the k-vectors of rows r0 .. r1 - 1, atoms in increasing order (in blocks of SF_ATOMS)."""
+    cdef Py_ssize_t b0, b1, i, k, r, k0, nrow
+    cdef const double* t
+    cdef double* sr
+    cdef double* si
+    cdef double pr, pi, c0, s0, c1, s1, c2, s2
+    cdef Py_ssize_t col0, col1
+    b0 = 0
+    while b0 < n:
+        b1 = b0 + SF_ATOMS if b0 + SF_ATOMS < n else n
+        for r in range(r0, r1):
+            if row_ptr[r + 1] == row_ptr[r]:
+                continue
+            col0 = _col(0, m3[3 * row_ptr[r]], pm)
+            col1 = _col(1, m3[3 * row_ptr[r] + 1], pm)
+            k0 = row_ptr[r]
+            nrow = row_ptr[r + 1] - k0
+            sr = re_k + k0
+            si = im_k + k0
+            for i in range(b0, b1):
+                t = tab + 2 * width * i
+                c0 = t[2 * col0]
+                s0 = t[2 * col0 + 1]
+                c1 = t[2 * col1]
+                s1 = t[2 * col1 + 1]
+                pr = q_n[i] * (c0 * c1 - s0 * s1)
+                pi = q_n[i] * (c0 * s1 + s0 * c1)
+                t = t + 2 * (off2 + m3[3 * k0 + 2])  # the row's m2 are consecutive
+                for k in range(nrow):
+                    c2 = t[2 * k]
+                    s2 = t[2 * k + 1]
+                    sr[k] += pr * c2 - pi * s2
+                    si[k] += pr * s2 + pi * c2
+        b0 = b1
+
+
 def ewald_structure_factor(const double[::1] q_n, const double[:, :, ::1] table, const int32_t[:, ::1] m_k3,
                            const int64_t[::1] row_ptr, const int64_t[::1] mmax, double[::1] re_k, double[::1] im_k,
                            int n_threads):
@@ -151,34 +197,124 @@ def ewald_structure_factor(const double[::1] q_n, const double[:, :, ::1] table,
     The k-vectors are given by their integer coordinates ``m_k3`` in rows of equal (m0, m1) (``row_ptr``); the
     phase factors come from ``ewald_phase_tables``.
     """
-    cdef Py_ssize_t i, k, r, n = q_n.shape[0], nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
-    cdef double pr, pi, ar, ai, c0, s0, c1, s1, c2, s2
-    cdef Py_ssize_t col0, col1
+    cdef Py_ssize_t k, c, n = q_n.shape[0], nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
+    cdef Py_ssize_t n_chunks = (nr + SF_ROWS - 1) // SF_ROWS
     if table.shape[0] != n or table.shape[2] != 2:
         raise ValueError("table must have shape (n_atoms, width, 2)")
     if re_k.shape[0] != nk or im_k.shape[0] != nk:
         raise ValueError("re_k and im_k must have shape (n_k,)")
     _check_grid(m_k3, row_ptr, mmax, table.shape[1])
-    cdef const int64_t* pm = &mmax[0]
-    cdef Py_ssize_t off2 = _col(2, 0, pm)
     for k in range(nk):
         re_k[k] = 0.0
         im_k[k] = 0.0
-    for r in prange(nr, nogil=True, num_threads=max(1, n_threads), schedule="dynamic"):
-        col0 = _col(0, m_k3[row_ptr[r], 0], pm) if row_ptr[r + 1] > row_ptr[r] else 0
-        col1 = _col(1, m_k3[row_ptr[r], 1], pm) if row_ptr[r + 1] > row_ptr[r] else 0
-        for i in range(n if row_ptr[r + 1] > row_ptr[r] else 0):
-            c0 = table[i, col0, 0]
-            s0 = table[i, col0, 1]
-            c1 = table[i, col1, 0]
-            s1 = table[i, col1, 1]
-            pr = q_n[i] * (c0 * c1 - s0 * s1)
-            pi = q_n[i] * (c0 * s1 + s0 * c1)
+    if n == 0 or nk == 0:
+        return
+    cdef const int64_t* pm = &mmax[0]
+    cdef Py_ssize_t width = table.shape[1]
+    cdef Py_ssize_t off2 = _col(2, 0, pm)
+    cdef const double* pq = &q_n[0]
+    cdef const double* ptab = &table[0, 0, 0]
+    cdef const int32_t* pm3 = &m_k3[0, 0]
+    cdef const int64_t* prow = &row_ptr[0]
+    cdef double* pre = &re_k[0]
+    cdef double* pim = &im_k[0]
+    for c in prange(n_chunks, nogil=True, num_threads=max(1, n_threads), schedule="dynamic"):
+        _sf_rows(c * SF_ROWS, min((c + 1) * SF_ROWS, nr), n, width, off2, pq, ptab, pm3, prow, pm, pre, pim)
+
+
+cdef void _k_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t nr, Py_ssize_t width, Py_ssize_t off2,
+                   const double* q_n, const double* tab, const int32_t* m3, const int64_t* row_ptr,
+                   const int64_t* pm, const double* k_kc, const double* w_k, const double* re_k, const double* im_k,
+                   const double* m_k6, double* energy_n, double* grad_nc, double* cgrad_n, double* vir_n9) noexcept nogil:
+    """Reciprocal terms of atoms i0 .. i1 - 1 (at most KA_ATOMS): every atom sums its k-vectors in the order
+    of the rows, as without blocks; the rows' k-vector data are reused across the atoms of the block."""
+    cdef double acc[KA_ATOMS * 10]
+    cdef Py_ssize_t b, i, k, r, col0, col1
+    cdef const double* t
+    cdef double c, s, tk, u, pr, pi, c0, s0, c1, s1, c2, s2, qi
+    cdef double e, gx, gy, gz, vxx, vyy, vzz, vyz, vxz, vxy
+    for b in range(KA_ATOMS * 10):
+        acc[b] = 0.0
+    for r in range(nr):
+        if row_ptr[r + 1] == row_ptr[r]:
+            continue
+        col0 = _col(0, m3[3 * row_ptr[r]], pm)
+        col1 = _col(1, m3[3 * row_ptr[r] + 1], pm)
+        for i in range(i0, i1):
+            b = 10 * (i - i0)
+            t = tab + 2 * width * i
+            c0 = t[2 * col0]
+            s0 = t[2 * col0 + 1]
+            c1 = t[2 * col1]
+            s1 = t[2 * col1 + 1]
+            pr = c0 * c1 - s0 * s1
+            pi = c0 * s1 + s0 * c1
+            e = acc[b]
+            gx = acc[b + 1]
+            gy = acc[b + 2]
+            gz = acc[b + 3]
+            vxx = acc[b + 4]
+            vyy = acc[b + 5]
+            vzz = acc[b + 6]
+            vyz = acc[b + 7]
+            vxz = acc[b + 8]
+            vxy = acc[b + 9]
+            t = t + 2 * (off2 + m3[3 * row_ptr[r] + 2] - row_ptr[r])  # consecutive m2: t[2 k] for k of the row
             for k in range(row_ptr[r], row_ptr[r + 1]):
-                c2 = table[i, off2 + m_k3[k, 2], 0]
-                s2 = table[i, off2 + m_k3[k, 2], 1]
-                re_k[k] += pr * c2 - pi * s2
-                im_k[k] += pr * s2 + pi * c2
+                c2 = t[2 * k]
+                s2 = t[2 * k + 1]
+                c = pr * c2 - pi * s2
+                s = pr * s2 + pi * c2
+                tk = w_k[k] * (c * re_k[k] + s * im_k[k])
+                e = e + tk
+                if grad_nc != NULL:
+                    u = w_k[k] * (c * im_k[k] - s * re_k[k])
+                    gx = gx + u * k_kc[3 * k]
+                    gy = gy + u * k_kc[3 * k + 1]
+                    gz = gz + u * k_kc[3 * k + 2]
+                if vir_n9 != NULL:
+                    vxx = vxx + tk * m_k6[6 * k]
+                    vyy = vyy + tk * m_k6[6 * k + 1]
+                    vzz = vzz + tk * m_k6[6 * k + 2]
+                    vyz = vyz + tk * m_k6[6 * k + 3]
+                    vxz = vxz + tk * m_k6[6 * k + 4]
+                    vxy = vxy + tk * m_k6[6 * k + 5]
+            acc[b] = e
+            acc[b + 1] = gx
+            acc[b + 2] = gy
+            acc[b + 3] = gz
+            acc[b + 4] = vxx
+            acc[b + 5] = vyy
+            acc[b + 6] = vzz
+            acc[b + 7] = vyz
+            acc[b + 8] = vxz
+            acc[b + 9] = vxy
+    for i in range(i0, i1):
+        b = 10 * (i - i0)
+        qi = q_n[i]
+        energy_n[i] += qi * acc[b]
+        if grad_nc != NULL:
+            grad_nc[3 * i] += 2.0 * qi * acc[b + 1]
+            grad_nc[3 * i + 1] += 2.0 * qi * acc[b + 2]
+            grad_nc[3 * i + 2] += 2.0 * qi * acc[b + 3]
+        if cgrad_n != NULL:
+            cgrad_n[i] += 2.0 * acc[b]
+        if vir_n9 != NULL:
+            vxx = qi * acc[b + 4]
+            vyy = qi * acc[b + 5]
+            vzz = qi * acc[b + 6]
+            vyz = qi * acc[b + 7]
+            vxz = qi * acc[b + 8]
+            vxy = qi * acc[b + 9]
+            vir_n9[9 * i] += vxx
+            vir_n9[9 * i + 4] += vyy
+            vir_n9[9 * i + 8] += vzz
+            vir_n9[9 * i + 5] += vyz
+            vir_n9[9 * i + 7] += vyz
+            vir_n9[9 * i + 2] += vxz
+            vir_n9[9 * i + 6] += vxz
+            vir_n9[9 * i + 1] += vxy
+            vir_n9[9 * i + 3] += vxy
 
 
 def ewald_k_atoms(const double[::1] q_n, const double[:, :, ::1] table, const int32_t[:, ::1] m_k3,
@@ -193,10 +329,8 @@ def ewald_k_atoms(const double[::1] q_n, const double[:, :, ::1] table, const in
     virial_n9[i] += q_i sum_k t_ik M_k (eV), ``M_k`` the symmetric 3x3 matrix given as ``m_k6``
     (xx yy zz yz xz xy). k-vectors and phases as in ``ewald_structure_factor``; ``k_kc`` [K, 3] (1/Å).
     """
-    cdef Py_ssize_t i, k, r, n = q_n.shape[0], nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
-    cdef double c, s, t, u, qi, e, gx, gy, gz, cg, pr, pi, c0, s0, c1, s1, c2, s2
-    cdef double vxx, vyy, vzz, vyz, vxz, vxy
-    cdef Py_ssize_t col0, col1
+    cdef Py_ssize_t blk, n = q_n.shape[0], nk = m_k3.shape[0], nr = row_ptr.shape[0] - 1
+    cdef Py_ssize_t n_blocks = (n + KA_ATOMS - 1) // KA_ATOMS
     if table.shape[0] != n or table.shape[2] != 2 or energy_n.shape[0] != n:
         raise ValueError("table, q_n and energy_n must describe the same atoms")
     if k_kc.shape[0] != nk or k_kc.shape[1] != 3 or w_k.shape[0] != nk or re_k.shape[0] != nk \
@@ -209,64 +343,24 @@ def ewald_k_atoms(const double[::1] q_n, const double[:, :, ::1] table, const in
     if virial and (virial_n9.shape[0] != n or virial_n9.shape[1] != 9):
         raise ValueError("virial_n9 must have shape (n_atoms, 9)")
     _check_grid(m_k3, row_ptr, mmax, table.shape[1])
+    if n == 0 or nk == 0:
+        return
     cdef const int64_t* pm = &mmax[0]
+    cdef Py_ssize_t width = table.shape[1]
     cdef Py_ssize_t off2 = _col(2, 0, pm)
-    for i in prange(n, nogil=True, num_threads=max(1, n_threads), schedule="static"):
-        qi = q_n[i]
-        e = 0.0
-        gx = 0.0
-        gy = 0.0
-        gz = 0.0
-        vxx = 0.0
-        vyy = 0.0
-        vzz = 0.0
-        vyz = 0.0
-        vxz = 0.0
-        vxy = 0.0
-        for r in range(nr):
-            if row_ptr[r + 1] == row_ptr[r]:
-                continue
-            col0 = _col(0, m_k3[row_ptr[r], 0], pm)
-            col1 = _col(1, m_k3[row_ptr[r], 1], pm)
-            c0 = table[i, col0, 0]
-            s0 = table[i, col0, 1]
-            c1 = table[i, col1, 0]
-            s1 = table[i, col1, 1]
-            pr = c0 * c1 - s0 * s1
-            pi = c0 * s1 + s0 * c1
-            for k in range(row_ptr[r], row_ptr[r + 1]):
-                c2 = table[i, off2 + m_k3[k, 2], 0]
-                s2 = table[i, off2 + m_k3[k, 2], 1]
-                c = pr * c2 - pi * s2
-                s = pr * s2 + pi * c2
-                t = w_k[k] * (c * re_k[k] + s * im_k[k])
-                e = e + t
-                if grad:
-                    u = w_k[k] * (c * im_k[k] - s * re_k[k])
-                    gx = gx + u * k_kc[k, 0]
-                    gy = gy + u * k_kc[k, 1]
-                    gz = gz + u * k_kc[k, 2]
-                if virial:
-                    vxx = vxx + t * m_k6[k, 0]
-                    vyy = vyy + t * m_k6[k, 1]
-                    vzz = vzz + t * m_k6[k, 2]
-                    vyz = vyz + t * m_k6[k, 3]
-                    vxz = vxz + t * m_k6[k, 4]
-                    vxy = vxy + t * m_k6[k, 5]
-        energy_n[i] += qi * e
-        if grad:
-            grad_nc[i, 0] += 2.0 * qi * gx
-            grad_nc[i, 1] += 2.0 * qi * gy
-            grad_nc[i, 2] += 2.0 * qi * gz
-        if cgrad:
-            cgrad_n[i] += 2.0 * e
-        if virial:
-            virial_n9[i, 0] += qi * vxx
-            virial_n9[i, 4] += qi * vyy
-            virial_n9[i, 8] += qi * vzz
-            virial_n9[i, 5] += qi * vyz
-            virial_n9[i, 7] += qi * vyz
-            virial_n9[i, 2] += qi * vxz
-            virial_n9[i, 6] += qi * vxz
-            virial_n9[i, 1] += qi * vxy
-            virial_n9[i, 3] += qi * vxy
+    cdef const double* pq = &q_n[0]
+    cdef const double* ptab = &table[0, 0, 0]
+    cdef const int32_t* pm3 = &m_k3[0, 0]
+    cdef const int64_t* prow = &row_ptr[0]
+    cdef const double* pk = &k_kc[0, 0]
+    cdef const double* pw = &w_k[0]
+    cdef const double* pre = &re_k[0]
+    cdef const double* pim = &im_k[0]
+    cdef const double* pm6 = &m_k6[0, 0]
+    cdef double* pe = &energy_n[0]
+    cdef double* pg = &grad_nc[0, 0] if grad else NULL
+    cdef double* pc = &cgrad_n[0] if cgrad else NULL
+    cdef double* pv = &virial_n9[0, 0] if virial else NULL
+    for blk in prange(n_blocks, nogil=True, num_threads=max(1, n_threads), schedule="dynamic"):
+        _k_block(blk * KA_ATOMS, min((blk + 1) * KA_ATOMS, n), nr, width, off2, pq, ptab, pm3, prow, pm, pk, pw,
+                 pre, pim, pm6, pe, pg, pc, pv)

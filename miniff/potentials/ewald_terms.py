@@ -95,13 +95,14 @@ def check_images(nw, a):
 
 
 class KGrid(NamedTuple):
-    """Half of the reciprocal lattice vectors of a cutoff: one of each ``k, -k``, in rows of equal (m0, m1)."""
+    """Half of the reciprocal lattice vectors of a cutoff: one of each ``k, -k``, in rows of equal (m0, m1) and
+    consecutive m2."""
 
     #: integer coordinates ``k = m @ (2 pi inv(vectors).T)``, shape (K, 3), int32, sorted
     m_k3: np.ndarray
     #: the vectors, shape (K, 3), 1/Å
     k_kc: np.ndarray
-    #: start of every row of equal (m0, m1), shape (R + 1,), int64
+    #: start of every row (equal m0 and m1, consecutive m2), shape (R + 1,), int64
     row_ptr: np.ndarray
     #: largest |m| per axis, shape (3,), int64
     mmax: np.ndarray
@@ -115,7 +116,8 @@ def _grid_of(m, vectors):
     m = np.asarray(m, dtype=np.int64).reshape(-1, 3)
     m = m[np.lexsort((m[:, 2], m[:, 1], m[:, 0]))]
     if len(m):
-        change = np.flatnonzero(np.any(np.diff(m[:, :2], axis=0) != 0, axis=1)) + 1
+        step = np.diff(m, axis=0)
+        change = np.flatnonzero(np.any(step[:, :2] != 0, axis=1) | (step[:, 2] != 1)) + 1  # rows: consecutive m2
         row_ptr = np.concatenate([[0], change, [len(m)]]).astype(np.int64)
         mmax = np.abs(m).max(axis=0).astype(np.int64)
     else:
