@@ -214,12 +214,6 @@ def long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=Tru
     return grad_nc, virial_n
 
 
-def _with_long_range(nw, potentials, ignore_missing_species, n_threads, grad_nc):
-    """``grad_nc`` [N, 3] plus the long-range atom gradients of the potentials."""
-    extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads)[0]
-    return grad_nc if extra is None else grad_nc + extra
-
-
 def pair_gradient_to_atoms(nw, grad_pc, n_threads=None):
     """dE/dr [N, 3] eV/Å from per-pair gradients [P, 3] (deterministic for any thread count)."""
     indptr, j_p = pair_arrays(nw)[:2]
@@ -314,8 +308,8 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
             method = getattr(p, "charge_gradient", None)
             result[k] = method(nw, n_threads=n_threads) if callable(method) else 0.0
         elif kname == "kernel_gradient":
-            _, g_pc = p.compute(nw, grad=True, n_threads=n_threads)
             extra = long_range_terms(nw, p, False, n_threads)[0]
+            _, g_pc = p.compute(nw, grad=True, n_threads=n_threads)
             if resolving and extra is not None:
                 raise ValueError(f"potentials[{k}] ({p.family.tag}) is not a sum over pairs: it has no per-atom "
                                  "gradient dE_i/dr_j; use resolving=False (or nw.grad)")
@@ -348,11 +342,12 @@ def total(nw, potentials, kname="kernel", squeeze=False, resolving=False, ignore
             direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads)
             if direct is not None:
                 return direct[1]
+        extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads)[0] if grad else None
         with _gradient_buffer(nw, grad, n_threads) as grad_pc:
             energy_n, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
             if grad:
-                return _with_long_range(nw, potentials, ignore_missing_species, n_threads,
-                                        pair_gradient_to_atoms(nw, grad_pc, n_threads))
+                grad_nc = pair_gradient_to_atoms(nw, grad_pc, n_threads)
+                return grad_nc if extra is None else grad_nc + extra
         return float(energy_n.sum())
     result = eval_potentials(nw, potentials, kname=kname, squeeze=squeeze, resolving=resolving,
                        ignore_missing_species=ignore_missing_species, n_threads=n_threads, **kwargs)
@@ -386,9 +381,9 @@ def stress(nw, potentials, per_atom=False, ignore_missing_species=False, n_threa
     direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)
     if direct is not None:
         return _stress_from(nw, None, per_atom, n_threads, virial=direct[2])
+    extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)[1]
     with _gradient_buffer(nw, True, n_threads) as grad_pc:
         _, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
-        extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)[1]
         return _stress_from(nw, grad_pc, per_atom, n_threads, extra_virial=extra)
 
 
@@ -433,10 +428,11 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
                 stress_v = stress_n.sum(axis=0) if stress else None
                 stress_n = stress_n if per_atom_stress else None
             return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+    # long-range terms first: their energies, gradients and virials come from one pass, which accumulate reuses
+    extra_grad, extra_virial = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
+                                                virial=stress or per_atom_stress)
     with _gradient_buffer(nw, need_grad, n_threads) as grad_pc:
         energy_n, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
-        extra_grad, extra_virial = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
-                                                    virial=stress or per_atom_stress)
         grad_nc = pair_gradient_to_atoms(nw, grad_pc, n_threads) if grad else None
         if grad_nc is not None and extra_grad is not None:
             grad_nc += extra_grad

@@ -121,11 +121,14 @@ class EwaldPotential(LocalPotential):
                tuple(sorted((k, repr(v)) for k, v in self.parameters.items())))
         caches = getattr(nw, "_ewald_long_range", None)
         cache = caches.get(id(self)) if isinstance(caches, dict) else None
+        have = None
         if cache is not None and cache[0][1] is key[1] and cache[0][2:] == key[2:]:
             have = cache[1]
-            if (have.grad_nc is not None or not grad) and (have.cgrad_n is not None or not cgrad) \
-                    and (have.virial_n is not None or not virial):
+            missing = {"grad": grad and have.grad_nc is None, "cgrad": cgrad and have.cgrad_n is None,
+                       "virial": virial and have.virial_n is None}
+            if not any(missing.values()):
                 return have
+            grad, cgrad, virial = missing["grad"], missing["cgrad"], missing["virial"]
         eta, scale = float(self.parameters["eta"]), self._scale()
         volume = abs(float(np.linalg.det(np.asarray(nw.vectors, dtype=float))))
         n = len(q)
@@ -134,9 +137,13 @@ class EwaldPotential(LocalPotential):
         cgrad_n = np.zeros(n) if cgrad else None
         virial_n = np.zeros((n, 3, 3)) if virial else None
         terms = []
+        s_k = None
         if "k" in self.parts:
-            terms.append(T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
-                                            eta, scale, grad, cgrad, virial, n_threads))
+            k_part = T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
+                                        eta, scale, grad, cgrad, virial, n_threads,
+                                        s_k=None if have is None else have.s_k)
+            s_k = k_part.s_k
+            terms.append(k_part)
         if "self" in self.parts:
             terms.append(T.self_terms(q, eta, volume, scale, cgrad, virial))
         for t in terms:
@@ -144,7 +151,12 @@ class EwaldPotential(LocalPotential):
             for total, part in ((grad_nc, t.grad_nc), (cgrad_n, t.cgrad_n), (virial_n, t.virial_n)):
                 if total is not None and part is not None:
                     total += part
-        result = T.LongRange(energy_n, grad_nc, cgrad_n, virial_n)
+        if have is not None:  # keep what was there, add what was missing
+            grad_nc = have.grad_nc if grad_nc is None else grad_nc
+            cgrad_n = have.cgrad_n if cgrad_n is None else cgrad_n
+            virial_n = have.virial_n if virial_n is None else virial_n
+            energy_n = have.energy_n
+        result = T.LongRange(energy_n, grad_nc, cgrad_n, virial_n, s_k)
         if not isinstance(caches, dict) or len(caches) > 8:
             caches = {}
         caches[id(self)] = (key, result)
@@ -157,8 +169,8 @@ class EwaldPotential(LocalPotential):
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
         """Add per-atom energies (eV) of every part and per-pair gradients (eV/Å) of the real-space part.
 
-        With ``grad_pc`` the atom gradients and virials of the other parts are computed in the same pass and
-        kept for :meth:`long_range_terms`.
+        The reciprocal-space results are kept on the wrapper, so :meth:`long_range_terms` called before or after
+        reuses the same pass (asking it first for everything needed avoids a second pass over the atoms).
         """
         n_threads = resolve_n_threads(nw, n_threads)
         q = self._check(nw, n_threads)
@@ -167,8 +179,8 @@ class EwaldPotential(LocalPotential):
             T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(), arrays,
                          grad_pc, False, n_threads, energy_n=energy_n)
         if "k" in self.parts or "self" in self.parts:
-            want = grad_pc is not None
-            lr = self._long_range(nw, q, want, want and self.chain_rule, want, n_threads)
+            # energies only (the evaluation asks long_range_terms for gradients and virials, best before this)
+            lr = self._long_range(nw, q, False, grad_pc is not None and self.chain_rule, False, n_threads)
             energy_n += lr.energy_n
 
     def long_range_terms(self, nw, grad=True, virial=False, n_threads=None):

@@ -34,6 +34,8 @@ class LongRange(NamedTuple):
     cgrad_n: object
     #: per-atom virials (sum to dE/d strain), shape (N, 3, 3), eV, or None
     virial_n: object
+    #: the structure factor (Re S [K], Im S [K]) of a reciprocal sum, kept to add missing parts later, or None
+    s_k: object = None
 
 
 def charges_of(nw):
@@ -233,7 +235,7 @@ def real_space(q_n, eta, a, scale, arrays, grad_pc, cgrad, n_threads, energy_n=N
     return energy_n, (cgrad_n if cgrad else None)
 
 
-def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n_threads):
+def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n_threads, s_k=None):
     """Reciprocal sum ``(2 pi scale / V) sum_{k != 0} exp(-k^2 / (4 eta^2)) / k^2 |S(k)|^2`` per atom.
 
     Parameters
@@ -248,6 +250,8 @@ def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n
         Half grid (one of each ``k, -k``).
     grad, cgrad, virial : bool
         Which per-atom quantities to compute.
+    s_k : (ndarray [K], ndarray [K]) or None
+        The structure factor of these charges, positions and grid, if already known (``LongRange.s_k``).
 
     Returns
     -------
@@ -263,8 +267,7 @@ def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n
     m_k6 = np.empty((len(k_kc), 6))
     for col, (a, b) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
         m_k6[:, col] = c * k_kc[:, a] * k_kc[:, b] - (1.0 if a == b else 0.0)
-    re_k = np.empty(len(k_kc))
-    im_k = np.empty(len(k_kc))
+    re_k, im_k = (np.empty(len(k_kc)), np.empty(len(k_kc))) if s_k is None else s_k
     r_nc = np.ascontiguousarray(r_nc, dtype=np.float64)
     energy_n = np.zeros(n)
     grad_nc = np.zeros((n, 3)) if grad else np.zeros((0, 3))
@@ -273,11 +276,12 @@ def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n
     if len(k_kc) and n:
         table = np.empty((n, int((2 * grid.mmax + 1).sum()), 2))
         _k.ewald_phase_tables(r_nc, grid.recip, grid.mmax, table, n_threads)
-        _k.ewald_structure_factor(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, re_k, im_k, n_threads)
+        if s_k is None:
+            _k.ewald_structure_factor(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, re_k, im_k, n_threads)
         _k.ewald_k_atoms(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, k_kc, w_k, re_k, im_k, m_k6, energy_n,
                          grad_nc, grad, cgrad_n, cgrad, virial_n9, virial, n_threads)
     return LongRange(energy_n, grad_nc if grad else None, cgrad_n if cgrad else None,
-                     virial_n9.reshape(n, 3, 3) if virial else None)
+                     virial_n9.reshape(n, 3, 3) if virial else None, (re_k, im_k))
 
 
 def self_terms(q_n, eta, volume, scale, cgrad, virial):
