@@ -16,6 +16,7 @@ atom and k-vector; the structure factor; then per-atom energies, position and ch
 
 from libc.math cimport cos, erfc, exp, sin, sqrt, M_PI
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
 from cython.parallel cimport prange
 
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
@@ -222,15 +223,24 @@ def ewald_structure_factor(const double[::1] q_n, const double[:, :, ::1] table,
         _sf_rows(c * SF_ROWS, min((c + 1) * SF_ROWS, nr), n, width, off2, pq, ptab, pm3, prow, pm, pre, pim)
 
 
-cdef void _k_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t nr, Py_ssize_t width, Py_ssize_t off2,
+cdef void _k_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t nr, Py_ssize_t nk, Py_ssize_t width, Py_ssize_t off2,
                    const double* q_n, const double* tab, const int32_t* m3, const int64_t* row_ptr,
-                   const int64_t* pm, const double* k_kc, const double* w_k, const double* re_k, const double* im_k,
-                   const double* m_k6, double* energy_n, double* grad_nc, double* cgrad_n, double* vir_n9) noexcept nogil:
+                   const int64_t* pm, const double* aux, double* energy_n, double* grad_nc, double* cgrad_n,
+                   double* vir_n9) noexcept nogil:
     """Reciprocal terms of atoms i0 .. i1 - 1 (at most KA_ATOMS): every atom sums its k-vectors in the order
-    of the rows, as without blocks; the rows' k-vector data are reused across the atoms of the block."""
+    of the rows, as without blocks; the rows' k-vector data are reused across the atoms of the block.
+
+    ``aux`` holds 11 arrays of length nk: w Re S, w Im S, k_x, k_y, k_z and the six entries of M_k.
+    """
     cdef double acc[KA_ATOMS * 10]
     cdef Py_ssize_t b, i, k, r, col0, col1
     cdef const double* t
+    cdef const double* wre = aux
+    cdef const double* wim = aux + nk
+    cdef const double* kx = aux + 2 * nk
+    cdef const double* ky = aux + 3 * nk
+    cdef const double* kz = aux + 4 * nk
+    cdef const double* m0 = aux + 5 * nk
     cdef double c, s, tk, u, pr, pi, c0, s0, c1, s1, c2, s2, qi
     cdef double e, gx, gy, gz, vxx, vyy, vzz, vyz, vxz, vxy
     for b in range(KA_ATOMS * 10):
@@ -260,25 +270,48 @@ cdef void _k_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t nr, Py_ssize_t width
             vxz = acc[b + 8]
             vxy = acc[b + 9]
             t = t + 2 * (off2 + m3[3 * row_ptr[r] + 2] - row_ptr[r])  # consecutive m2: t[2 k] for k of the row
-            for k in range(row_ptr[r], row_ptr[r + 1]):
-                c2 = t[2 * k]
-                s2 = t[2 * k + 1]
-                c = pr * c2 - pi * s2
-                s = pr * s2 + pi * c2
-                tk = w_k[k] * (c * re_k[k] + s * im_k[k])
-                e = e + tk
-                if grad_nc != NULL:
-                    u = w_k[k] * (c * im_k[k] - s * re_k[k])
-                    gx = gx + u * k_kc[3 * k]
-                    gy = gy + u * k_kc[3 * k + 1]
-                    gz = gz + u * k_kc[3 * k + 2]
-                if vir_n9 != NULL:
-                    vxx = vxx + tk * m_k6[6 * k]
-                    vyy = vyy + tk * m_k6[6 * k + 1]
-                    vzz = vzz + tk * m_k6[6 * k + 2]
-                    vyz = vyz + tk * m_k6[6 * k + 3]
-                    vxz = vxz + tk * m_k6[6 * k + 4]
-                    vxy = vxy + tk * m_k6[6 * k + 5]
+            if grad_nc != NULL and vir_n9 != NULL:
+                for k in range(row_ptr[r], row_ptr[r + 1]):
+                    c = pr * t[2 * k] - pi * t[2 * k + 1]
+                    s = pr * t[2 * k + 1] + pi * t[2 * k]
+                    tk = c * wre[k] + s * wim[k]
+                    u = c * wim[k] - s * wre[k]
+                    e = e + tk
+                    gx = gx + u * kx[k]
+                    gy = gy + u * ky[k]
+                    gz = gz + u * kz[k]
+                    vxx = vxx + tk * m0[k]
+                    vyy = vyy + tk * m0[nk + k]
+                    vzz = vzz + tk * m0[2 * nk + k]
+                    vyz = vyz + tk * m0[3 * nk + k]
+                    vxz = vxz + tk * m0[4 * nk + k]
+                    vxy = vxy + tk * m0[5 * nk + k]
+            elif grad_nc != NULL:
+                for k in range(row_ptr[r], row_ptr[r + 1]):
+                    c = pr * t[2 * k] - pi * t[2 * k + 1]
+                    s = pr * t[2 * k + 1] + pi * t[2 * k]
+                    u = c * wim[k] - s * wre[k]
+                    e = e + c * wre[k] + s * wim[k]
+                    gx = gx + u * kx[k]
+                    gy = gy + u * ky[k]
+                    gz = gz + u * kz[k]
+            elif vir_n9 != NULL:
+                for k in range(row_ptr[r], row_ptr[r + 1]):
+                    c = pr * t[2 * k] - pi * t[2 * k + 1]
+                    s = pr * t[2 * k + 1] + pi * t[2 * k]
+                    tk = c * wre[k] + s * wim[k]
+                    e = e + tk
+                    vxx = vxx + tk * m0[k]
+                    vyy = vyy + tk * m0[nk + k]
+                    vzz = vzz + tk * m0[2 * nk + k]
+                    vyz = vyz + tk * m0[3 * nk + k]
+                    vxz = vxz + tk * m0[4 * nk + k]
+                    vxy = vxy + tk * m0[5 * nk + k]
+            else:
+                for k in range(row_ptr[r], row_ptr[r + 1]):
+                    c = pr * t[2 * k] - pi * t[2 * k + 1]
+                    s = pr * t[2 * k + 1] + pi * t[2 * k]
+                    e = e + c * wre[k] + s * wim[k]
             acc[b] = e
             acc[b + 1] = gx
             acc[b + 2] = gy
@@ -352,15 +385,24 @@ def ewald_k_atoms(const double[::1] q_n, const double[:, :, ::1] table, const in
     cdef const double* ptab = &table[0, 0, 0]
     cdef const int32_t* pm3 = &m_k3[0, 0]
     cdef const int64_t* prow = &row_ptr[0]
-    cdef const double* pk = &k_kc[0, 0]
-    cdef const double* pw = &w_k[0]
-    cdef const double* pre = &re_k[0]
-    cdef const double* pim = &im_k[0]
-    cdef const double* pm6 = &m_k6[0, 0]
     cdef double* pe = &energy_n[0]
     cdef double* pg = &grad_nc[0, 0] if grad else NULL
     cdef double* pc = &cgrad_n[0] if cgrad else NULL
     cdef double* pv = &virial_n9[0, 0] if virial else NULL
-    for blk in prange(n_blocks, nogil=True, num_threads=max(1, n_threads), schedule="dynamic"):
-        _k_block(blk * KA_ATOMS, min((blk + 1) * KA_ATOMS, n), nr, width, off2, pq, ptab, pm3, prow, pm, pk, pw,
-                 pre, pim, pm6, pe, pg, pc, pv)
+    cdef double* aux = <double*> malloc(11 * nk * sizeof(double))
+    cdef Py_ssize_t k, j
+    if aux == NULL:
+        raise MemoryError("ewald_k_atoms: no memory for the k-vector arrays")
+    try:
+        for k in range(nk):
+            aux[k] = w_k[k] * re_k[k]
+            aux[nk + k] = w_k[k] * im_k[k]
+            for j in range(3):
+                aux[(2 + j) * nk + k] = k_kc[k, j]
+            for j in range(6):
+                aux[(5 + j) * nk + k] = m_k6[k, j]
+        for blk in prange(n_blocks, nogil=True, num_threads=max(1, n_threads), schedule="dynamic"):
+            _k_block(blk * KA_ATOMS, min((blk + 1) * KA_ATOMS, n), nr, nk, width, off2, pq, ptab, pm3, prow, pm,
+                     aux, pe, pg, pc, pv)
+    finally:
+        free(aux)
