@@ -221,3 +221,25 @@ def test_cell_relaxation_reaches_the_analytic_lattice_constant():
     r_eq = brentq(lambda r: 4 * 1.747564594633 * COULOMB / r**2 + 48 * eps * (r - a_rep) / a_rep**2, 2.5, a_rep)
     np.testing.assert_allclose(np.diag(out.vectors), 2 * r_eq, rtol=1e-6)
     np.testing.assert_allclose(out.meta["stress"], 0, atol=1e-6)
+
+
+def test_cached_reciprocal_pass_follows_moves_and_charge_changes(rng):
+    """Small moves (the calculator only refreshes its pair vectors) and in-place charge edits are seen."""
+    cell = random_ionic(rng, n=8, net=0.2)
+    pot = ewald_total_potential_family(a=6.0, eta=0.5, accuracy=1e-8)
+    atoms = Atoms(["Na", "Cl"] * 4, scaled_positions=cell.coordinates, cell=cell.vectors, pbc=True)
+    atoms.set_initial_charges(cell.meta["charges"])
+    calc = MiniffCalculator(pot, skin=1.0)
+    atoms.calc = calc
+    atoms.get_forces()
+    for _ in range(3):
+        atoms.positions += rng.normal(0, 0.02, atoms.positions.shape)
+        moved = Cell(atoms.cell.array, atoms.get_scaled_positions(), cell.values, meta={"charges": cell.meta["charges"]})
+        ev = NeighborWrapper(moved, cutoff=6.0).evaluate(pot, stress=True)
+        np.testing.assert_allclose(atoms.get_forces(), -ev.grad_nc, atol=1e-9)
+        np.testing.assert_allclose(atoms.get_stress(), ev.stress, atol=1e-10)
+    assert calc.n_builds == 1  # the moves stayed within the skin: pair vectors refreshed, not rebuilt
+    nw = NeighborWrapper(cell, cutoff=6.0)
+    before = nw.total(pot)
+    nw.meta["charges"] *= 2  # the same array, edited in place
+    assert nw.total(pot) == pytest.approx(4 * before, rel=1e-9)
