@@ -234,7 +234,8 @@ def test_cached_reciprocal_pass_follows_moves_and_charge_changes(rng):
     atoms.get_forces()
     for _ in range(3):
         atoms.positions += rng.normal(0, 0.02, atoms.positions.shape)
-        moved = Cell(atoms.cell.array, atoms.get_scaled_positions(), cell.values, meta={"charges": cell.meta["charges"]})
+        moved = Cell(atoms.cell.array, atoms.get_scaled_positions(), cell.values,
+                     meta={"charges": cell.meta["charges"]})
         ev = NeighborWrapper(moved, cutoff=6.0).evaluate(pot, stress=True)
         np.testing.assert_allclose(atoms.get_forces(), -ev.grad_nc, atol=1e-9)
         np.testing.assert_allclose(atoms.get_stress(), ev.stress, atol=1e-10)
