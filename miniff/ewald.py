@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ewald_real_cutoff_error", "ewald_k_cutoff_error", "ewald_cutoffs", "stat_cell"]
+__all__ = ["ewald_real_cutoff_error", "ewald_k_cutoff_error", "ewald_cutoffs", "ewald_eta", "stat_cell"]
 
 
 def _positive(name, value):
@@ -148,6 +148,35 @@ def ewald_cutoffs(eta, volume, charge, scale=1, eps=1e-7):
     r_cut = _solve_decreasing(lambda r: ewald_real_cutoff_error(r, eta, volume, charge, scale), eps, 1 / eta)
     k_cut = _solve_decreasing(lambda k: ewald_k_cutoff_error(k, eta, volume, charge, scale), eps, 2 * eta)
     return r_cut, k_cut
+
+
+def ewald_eta(r_cut, volume, charge, scale=1, eps=1e-7):
+    """The splitting parameter whose real-space error estimate at ``r_cut`` equals ``eps``.
+
+    For a real-space cutoff fixed by other needs (e.g. the neighbour list of short-range potentials): the
+    smallest ``eta`` (so the cheapest reciprocal sum) for which ``ewald_real_cutoff_error(r_cut, eta, ...)``
+    is ``eps``; then ``ewald_cutoffs(eta, ...)`` or the potentials' ``accuracy`` give the reciprocal cutoff.
+
+    Parameters
+    ----------
+    r_cut : float
+        Å.
+    volume, charge, scale, eps
+        As in :func:`ewald_cutoffs`.
+
+    Returns
+    -------
+    float
+        1/Å (0 for ``charge == 0`` or ``scale == 0``).
+    """
+    r_cut, volume = _positive("r_cut", r_cut), _positive("volume", volume)
+    charge, scale = _non_negative("charge", charge), _non_negative("scale", scale)
+    eps = _positive("eps", eps)
+    if charge * scale == 0:
+        return 0.0
+    # the estimate falls monotonically with eta once eta r_cut > 1 (where the Gaussian dominates)
+    return _solve_decreasing(lambda eta: ewald_real_cutoff_error(r_cut, eta, volume, charge, scale)
+                             if eta * r_cut > 1 else math.inf, eps, 2 / r_cut)
 
 
 def stat_cell(cells, squeeze=True):

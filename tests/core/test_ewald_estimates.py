@@ -57,3 +57,16 @@ def test_stat_cell():
         stat_cell([a, Cell(np.eye(3), [[0, 0, 0]], ["x"])])
     with pytest.raises(ValueError, match="has 1 values for 2 atoms"):
         stat_cell(Cell(np.eye(3), [[0, 0, 0], [0.5, 0, 0]], ["x", "x"], meta={"charges": [1.0]}))
+
+
+@pytest.mark.parametrize("r_cut, eps", [(6.0, 1e-4), (10.0, 1e-8), (12.0, 1e-12)])
+def test_eta_for_a_real_space_cutoff(r_cut, eps):
+    from miniff.ewald import ewald_eta
+
+    v, c, s = 800.0, 64.0, 14.399645
+    eta = ewald_eta(r_cut, v, c, s, eps)
+    assert ewald_real_cutoff_error(r_cut, eta, v, c, s) == pytest.approx(eps, rel=1e-8)
+    assert ewald_cutoffs(eta, v, c, s, eps)[0] == pytest.approx(r_cut, rel=1e-8)  # consistent with ewald_cutoffs
+    assert ewald_eta(r_cut, v, 0.0, s, eps) == 0.0
+    with pytest.raises(ValueError, match="r_cut"):
+        ewald_eta(-1.0, v, c, s, eps)
