@@ -11,7 +11,8 @@ With charges ``q`` (e) from ``cell.meta["charges"]`` and ``scale`` = e²/(4 pi e
   ``E_i = -scale eta / sqrt(pi) q_i^2 - scale pi q_i Q / (2 eta^2 V)``, ``Q = sum_j q_j``;
 
 ``ewald_total_potential_family`` is all three in one potential. ``eta`` (1/Å) is the splitting parameter of
-``erfc(eta r)``; the total does not depend on it once both sums are converged. The k-vectors are those shorter
+``erfc(eta r)``; the total does not depend on it once both sums are converged. ``method="pme"`` computes the
+reciprocal sum by smooth particle-mesh Ewald (``ewald_mesh.py``) instead of directly. The k-vectors are those shorter
 than ``k_cut`` (1/Å) when given, else the wrapper's ``reciprocal_grid`` (``NeighborWrapper(...,
 reciprocal_cutoff=...)``), else chosen so that the estimated error of the reciprocal sum is ``accuracy`` (eV;
 ``miniff.ewald``). A charged cell (``Q != 0``) is computed in a uniform neutralising background.
@@ -25,6 +26,7 @@ import math
 
 import numpy as np
 
+from miniff.potentials import ewald_mesh as M
 from miniff.potentials import ewald_terms as T
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily, pair_arrays, resolve_n_threads
 from miniff.potentials.evaluate import active_potentials
@@ -45,6 +47,32 @@ DEFAULT_ACCURACY = 1e-7
 
 _POSITIVE = (0, None, True, False)
 _ANY = (None, None)
+
+
+#: Methods of the reciprocal sum: the direct sum over k-vectors, or smooth particle-mesh Ewald.
+METHODS = ("ewald", "pme")
+
+
+def _check_mesh_parameters(parameters):
+    """Validate ``method``, ``mesh`` and ``order`` in place (those present)."""
+    if "method" in parameters and parameters["method"] not in METHODS:
+        raise ValueError(f"Parameter 'method' must be one of {METHODS}, got {parameters['method']!r}")
+    if parameters.get("method") == "pme" and parameters.get("mesh") is None:
+        raise ValueError("method='pme' needs the parameter 'mesh' (points per axis, e.g. mesh=32 or (32, 32, 48))")
+    if "order" in parameters:
+        order = parameters["order"]
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or int(order) not in M.ORDERS:
+            raise ValueError(f"Parameter 'order' (B-spline order of the mesh) must be one of {M.ORDERS}, got {order!r}")
+        parameters["order"] = int(order)
+    if parameters.get("mesh") is not None:
+        mesh = np.asarray(parameters["mesh"])
+        if mesh.ndim == 0:
+            mesh = np.repeat(mesh, 3)
+        order = parameters.get("order", 6)
+        if mesh.shape != (3,) or mesh.dtype.kind not in "iu" or np.any(mesh < order):
+            raise ValueError(f"Parameter 'mesh' must be None, an int or three ints, each >= the spline order {order}; "
+                             f"got {parameters['mesh']!r}")
+        parameters["mesh"] = [int(v) for v in mesh]
 
 
 def _optional_positive(name, value):
@@ -80,6 +108,7 @@ class EwaldPotential(LocalPotential):
         for name in ("k_cut", "accuracy"):
             if name in parameters:
                 parameters[name] = _optional_positive(name, parameters[name])
+        _check_mesh_parameters(parameters)
         super().__init__(parameters, cutoff, kernels=kernels, family=family, tag=None,
                          additional_inputs=additional_inputs)
 
@@ -114,6 +143,15 @@ class EwaldPotential(LocalPotential):
         accuracy = p.get("accuracy") or DEFAULT_ACCURACY
         return T.k_vectors(nw, float(p["eta"]), q, self._scale(), k_cut=p.get("k_cut"), accuracy=accuracy)[0]
 
+    def mesh(self):
+        """Mesh points per axis ``[3]`` of the particle-mesh method (the ``mesh`` parameter, required then)."""
+        mesh = self.parameters.get("mesh")
+        if mesh is None:
+            raise ValueError("method='pme' needs the mesh parameter (points per axis, e.g. mesh=32 or (32, 32, 48)): "
+                             "its error falls as the mesh spacing times eta to the power of the spline order; "
+                             "check it against method='ewald' on a small cell")
+        return np.asarray(mesh, dtype=np.int64)
+
     def _long_range(self, nw, q, grad, cgrad, virial, n_threads):
         """The k-space and self parts (``LongRange``), cached on the wrapper (per potential) for one pair list,
         charges, cell and parameter set."""
@@ -138,7 +176,10 @@ class EwaldPotential(LocalPotential):
         virial_n = np.zeros((n, 3, 3)) if virial else None
         terms = []
         s_k = None
-        if "k" in self.parts:
+        if "k" in self.parts and self.parameters.get("method", "ewald") == "pme":
+            terms.append(M.reciprocal_mesh(q, np.asarray(nw.cartesian_row, dtype=float), nw.vectors, eta, scale,
+                                           self.mesh(), self.parameters["order"], grad, cgrad, virial))
+        elif "k" in self.parts:
             k_part = T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
                                         eta, scale, grad, cgrad, virial, n_threads,
                                         s_k=None if have is None else have.s_k)
@@ -239,10 +280,14 @@ ewald_real_potential_family = EwaldFamily(
 #: Reciprocal-space part (tag None): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
 #: Re(q_i exp(i k.r_i) S(k)*)``; k-vectors shorter than ``k_cut`` (1/Å), or the wrapper's ``reciprocal_grid``,
 #: or automatic for an estimated error ``accuracy`` (eV, default 1e-7). Needs a 3-D periodic cell.
+#: ``method="pme"``: smooth particle-mesh Ewald on a ``mesh`` (points per axis, required) with B-splines of
+#: ``order`` (even, default 6); ``k_cut``/``accuracy`` are then not used.
 ewald_k_potential_family = EwaldFamily(
     ("k",),
-    parameters={"eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None},
-    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None},
+    parameters={"eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None, "mesh": None,
+                "order": None},
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "ewald", "mesh": None,
+                        "order": 6},
     cutoff=0,
     tag="Ewald-k",
     doc="(2 pi scale / V) sum_k exp(-k^2 / (4 eta^2)) / k^2 Re(q_i e^{ik.r_i} S(k)*); " + _SCALE_DOC,
@@ -262,8 +307,10 @@ ewald_self_potential_family = EwaldFamily(
 #: The whole Ewald energy (tag None): real (cutoff ``a``) + reciprocal + self + background.
 ewald_total_potential_family = EwaldFamily(
     ("real", "k", "self"),
-    parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None},
-    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None},
+    parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None,
+                "mesh": None, "order": None},
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "ewald", "mesh": None,
+                        "order": 6},
     cutoff="a",
     tag="Ewald-total",
     doc="real + k + self (+ background) Ewald sums; " + _SCALE_DOC,

@@ -17,6 +17,7 @@ from miniff._ext import kernel_module as _k
 from miniff.ewald import ewald_cutoffs
 
 __all__ = ["MAX_K_VECTORS", "KGrid", "charges_of", "check_periodic", "check_images", "half_grid", "k_vectors",
+           "reciprocal_cutoff",
            "real_space", "reciprocal_space", "self_terms", "LongRange"]
 
 #: Largest number of (half-space) k-vectors a reciprocal sum may use (about 100 bytes each).
@@ -164,28 +165,43 @@ def _halve(grid, vectors):
     return _grid_of(m[_upper(m)], vectors)
 
 
-def k_vectors(nw, eta, q_n, scale, k_cut=None, accuracy=None):
-    """The half grid of k-vectors of a reciprocal sum, and the cutoff it came from.
+def reciprocal_cutoff(nw, eta, q_n, scale, k_cut=None, accuracy=None):
+    """The reciprocal cutoff (1/Å) of a reciprocal sum and where it came from (for error messages).
 
-    The grid is, in order of preference: all vectors shorter than ``k_cut`` (1/Å); the wrapper's
-    ``reciprocal_grid`` (``NeighborWrapper(..., reciprocal_cutoff=...)``); the vectors shorter than the cutoff
-    whose estimated error (``miniff.ewald.ewald_k_cutoff_error``) equals ``accuracy`` (eV).
+    In order of preference: ``k_cut``; the wrapper's ``reciprocal_cutoff`` (``NeighborWrapper(...,
+    reciprocal_cutoff=...)``); the cutoff whose estimated error (``miniff.ewald.ewald_k_cutoff_error``) equals
+    ``accuracy`` (eV). 0 when every charge is 0.
+
+    Returns
+    -------
+    (k_cut float, source str, from_wrapper bool)
+    """
+    if k_cut is not None:
+        return float(k_cut), f"k_cut={k_cut}", False
+    if getattr(nw, "reciprocal_grid", None) is not None:
+        return float(nw.reciprocal_cutoff), f"the wrapper's reciprocal_cutoff={nw.reciprocal_cutoff}", True
+    vectors = np.asarray(nw.vectors, dtype=float)
+    volume = abs(float(np.linalg.det(vectors)))
+    charge = float(q_n @ q_n)
+    if charge * abs(scale) == 0:
+        return 0.0, "zero charges", False
+    return ewald_cutoffs(eta, volume, charge, abs(scale), accuracy)[1], f"accuracy={accuracy} eV (eta={eta} 1/Å)", \
+        False
+
+
+def k_vectors(nw, eta, q_n, scale, k_cut=None, accuracy=None):
+    """The half grid of k-vectors of a reciprocal sum, and its cutoff (see :func:`reciprocal_cutoff`).
 
     Returns
     -------
     (KGrid, k_cut float 1/Å)
     """
     vectors = np.asarray(nw.vectors, dtype=float)
-    if k_cut is None and getattr(nw, "reciprocal_grid", None) is not None:
-        return _halve(nw.reciprocal_grid, vectors), float(nw.reciprocal_cutoff)
-    source = f"k_cut={k_cut}"
-    if k_cut is None:
-        volume = abs(float(np.linalg.det(vectors)))
-        charge = float(q_n @ q_n)
-        if charge * abs(scale) == 0:
-            return _grid_of(np.zeros((0, 3)), vectors), 0.0
-        k_cut = ewald_cutoffs(eta, volume, charge, abs(scale), accuracy)[1]
-        source = f"accuracy={accuracy} eV (eta={eta} 1/Å)"
+    k_cut, source, from_wrapper = reciprocal_cutoff(nw, eta, q_n, scale, k_cut, accuracy)
+    if from_wrapper:
+        return _halve(nw.reciprocal_grid, vectors), k_cut
+    if k_cut == 0:
+        return _grid_of(np.zeros((0, 3)), vectors), 0.0
     key = (vectors.tobytes(), float(k_cut))
     cached = getattr(nw, "_ewald_k_grid", None)
     if cached is not None and cached[0] == key:
