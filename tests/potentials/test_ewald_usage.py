@@ -244,3 +244,26 @@ def test_cached_reciprocal_pass_follows_moves_and_charge_changes(rng):
     before = nw.total(pot)
     nw.meta["charges"] *= 2  # the same array, edited in place
     assert nw.total(pot) == pytest.approx(4 * before, rel=1e-9)
+
+
+@pytest.mark.parametrize("ext", ["json", "pt"])
+def test_potentials_files_keep_ewald_terms(tmp_path, ext, rng):
+    from miniff.ml import load_potentials, save_potentials
+    from miniff.potentials import (
+        behler2_descriptor_family,
+        ewald_charge_wrapper_potential_family,
+        on_site_potential_family,
+    )
+
+    pots = [ewald_total_potential_family(a=5.0, eta=0.5, method="pme", mesh=(16, 18, 20), order=8),
+            ewald_real_potential_family(a=5.0, eta=0.5, scale=1.0),
+            ewald_charge_wrapper_potential_family(descriptors=[on_site_potential_family(v0=0.5, tag="a"),
+                                                               behler2_descriptor_family(a=4.0, eta=0.3, r_sphere=2.0,
+                                                                                         tag="a-b")], a=5.0, eta=0.5)]
+    path = tmp_path / f"ewald.{ext}"
+    save_potentials(pots, path)
+    back = load_potentials(path)
+    nw = NeighborWrapper(random_ionic(rng, n=6), cutoff=5.0)
+    for p, b in zip(pots, back, strict=True):
+        assert type(b) is type(p)
+        assert nw.total(b) == pytest.approx(nw.total(p), rel=1e-14)
