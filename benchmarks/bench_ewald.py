@@ -66,16 +66,17 @@ def _write_data(atoms, path):
             f.write(f"{k} {1 if z == 11 else 2} {float(charge)!r} {float(p[0])!r} {float(p[1])!r} {float(p[2])!r}\n")
 
 
-def run_lammps(atoms, steps, blocks, workdir):
-    """LAMMPS Ewald on ``atoms``: (energy eV, forces [N, 3] eV/Å, per-step seconds of every block, memory MB,
-    g_ewald 1/Å, (kxmax, kymax, kzmax))."""
+def run_lammps(atoms, steps, blocks, workdir, kspace="ewald"):
+    """LAMMPS Ewald (``kspace="ewald"``) or PPPM (``"pppm"``, order 6) on ``atoms``: (energy eV, forces [N, 3]
+    eV/Å, per-step seconds of every block, memory MB, g_ewald 1/Å, (kxmax, kymax, kzmax) or the PPPM grid)."""
     exe, mpirun = shutil.which("lmp"), shutil.which("mpirun")
     if exe is None or mpirun is None:
         raise Unavailable("missing", "apt-get install lammps (needs lmp and mpirun)")
     _write_data(atoms, os.path.join(workdir, "data.lmp"))
     script = ["units metal", "atom_style charge", "boundary p p p", "read_data data.lmp",
               f"pair_style coul/long {R_CUT}", "pair_coeff * *", "pair_modify table 0",
-              f"kspace_style ewald {ACCURACY}", "neighbor 0.0 bin", "neigh_modify every 1 delay 0 check no",
+              f"kspace_style {kspace} {ACCURACY}", *(["kspace_modify order 6"] if kspace == "pppm" else []),
+              "neighbor 0.0 bin", "neigh_modify every 1 delay 0 check no",
               "thermo_style custom step pe", "thermo_modify format float %.15g",
               "dump d all custom 1 forces.dump id fx fy fz", "dump_modify d format float %.15g sort id",
               "run 0", "undump d"]
@@ -92,7 +93,8 @@ def run_lammps(atoms, steps, blocks, workdir):
     energy = next(float(lines[k + 1].split()[1]) for k, line in enumerate(lines) if line.split()[:2] == ["Step",
                                                                                                            "PotEng"])
     g_ewald = float(re.search(r"G vector \(1/distance\) = ([0-9.eE+-]+)", log).group(1))
-    kmax = tuple(int(v) for v in re.search(r"kxmax kymax kzmax\s*=\s*(\d+) (\d+) (\d+)", log).groups())
+    pattern = r"kxmax kymax kzmax\s*=\s*(\d+) (\d+) (\d+)" if kspace == "ewald" else r"grid = (\d+) (\d+) (\d+)"
+    kmax = tuple(int(v) for v in re.search(pattern, log).groups())
     loops = [float(m) for m in re.findall(r"Loop time of ([0-9.eE+-]+) on", log)]
     mems = [float(m) for m in re.findall(r"Per MPI rank memory allocation \(min/avg/max\) = .*?\| .*?\| ([0-9.]+)",
                                          log)]

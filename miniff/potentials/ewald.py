@@ -178,7 +178,7 @@ class EwaldPotential(LocalPotential):
         s_k = None
         if "k" in self.parts and self.parameters.get("method", "ewald") == "pme":
             terms.append(M.reciprocal_mesh(q, np.asarray(nw.cartesian_row, dtype=float), nw.vectors, eta, scale,
-                                           self.mesh(), self.parameters["order"], grad, cgrad, virial))
+                                           self.mesh(), self.parameters["order"], grad, cgrad, virial, n_threads))
         elif "k" in self.parts:
             k_part = T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
                                         eta, scale, grad, cgrad, virial, n_threads,

@@ -10,14 +10,15 @@ order ``p``: ``Q(k) = sum_i q_i prod_d M_p(u_id - k_d)`` (periodically). With ``
 the same as the direct reciprocal sum ``(2 pi scale / V) sum_k exp(-k^2/4 eta^2)/k^2 |S(k)|^2`` with ``S(k)``
 interpolated. The potential on the mesh ``phi = dE/dQ`` is one more FFT; per-atom energies
 ``1/2 q_i sum_k W_i(k) phi(k)``, forces from the spline derivatives, per-atom virials from six more FFTs
-(``C(m) M(m)`` with ``M = 2 m m (1/m^2 + pi^2/eta^2) - 1``). Everything is numpy (FFTs through ``numpy.fft``);
-memory O(N p^3 + mesh).
+(``C(m) M(m)`` with ``M = 2 m m (1/m^2 + pi^2/eta^2) - 1``). Spline weights, spreading (serial) and gathers
+(OpenMP) are compiled (``miniff/_ext/ewald.pyx``), the FFTs are ``numpy.fft``; memory O(N p + mesh).
 """
 
 import math
 
 import numpy as np
 
+from miniff._ext import kernel_module as _k
 from miniff.potentials.ewald_terms import LongRange
 
 __all__ = ["MAX_MESH_POINTS", "ORDERS", "reciprocal_mesh"]
@@ -36,7 +37,7 @@ def _bspline(x, order):
     return out / math.factorial(order - 1)
 
 
-def _weights(u, order):
+def _weights_reference(u, order):
     """Spline weights and their derivatives by u for one axis: ``(first grid index [N] int64, w [N, p], dw [N, p])``.
 
     Weight ``j`` belongs to the grid point ``floor(u) - p + 1 + j`` and is ``M_p(u - that point)``.
@@ -57,7 +58,7 @@ def _euler_factor(size, order):
     return 1.0 / np.abs(denominator) ** 2
 
 
-def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, virial):
+def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, virial, n_threads=1):
     """The reciprocal Ewald sum by SPME, per atom.
 
     Parameters
@@ -77,6 +78,8 @@ def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, vi
     order : int
         B-spline order (even, >= 4).
     grad, cgrad, virial : bool
+    n_threads : int
+        Threads of the weights and gathers (the spreading is serial, so results do not depend on threads).
 
     Returns
     -------
@@ -90,15 +93,15 @@ def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, vi
     n = len(q_n)
     recip = np.linalg.inv(vectors).T  # rows a*_d (without 2 pi)
     volume = abs(np.linalg.det(vectors))
-    u = (np.asarray(r_nc, dtype=float) @ recip.T) * mesh[None, :]  # [N, 3] scaled coordinates
-    first, w, dw = zip(*(_weights(u[:, d], order) for d in range(3)), strict=True)
-    offsets = np.arange(order)
-    idx = [(first[d][:, None] + offsets[None, :]) % mesh[d] for d in range(3)]  # [N, p] per axis
-    flat = ((idx[0][:, :, None, None] * mesh[1] + idx[1][:, None, :, None]) * mesh[2]
-            + idx[2][:, None, None, :]).reshape(n, -1)
-    weight = (w[0][:, :, None, None] * w[1][:, None, :, None] * w[2][:, None, None, :]).reshape(n, -1)
+    order = int(order)
+    u_nc = np.ascontiguousarray((np.asarray(r_nc, dtype=float) @ recip.T) * mesh[None, :])  # scaled coordinates
+    first_nc = np.empty((n, 3), dtype=np.int64)
+    w_ncp = np.empty((n, 3, order))
+    dw_ncp = np.empty((n, 3, order))
+    _k.pme_weights(u_nc, order, first_nc, w_ncp, dw_ncp, n_threads)
     points = int(np.prod(mesh))
-    charge_mesh = np.bincount(flat.ravel(), weights=(q_n[:, None] * weight).ravel(), minlength=points)
+    charge_mesh = np.zeros(points)
+    _k.pme_spread(np.ascontiguousarray(q_n, dtype=float), first_nc, w_ncp, mesh, charge_mesh)
     fq = np.fft.fftn(charge_mesh.reshape(tuple(mesh)))
     # m vectors of the FFT frequencies
     freqs = [np.fft.fftfreq(int(mesh[d]), 1.0 / int(mesh[d])) for d in range(3)]
@@ -110,28 +113,26 @@ def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, vi
              * _euler_factor(int(mesh[2]), order)[None, None, :])
     c = scale / (np.pi * volume) * np.exp(-np.pi**2 * m2 / eta**2) / m2 * euler
     c[0, 0, 0] = 0.0
-    phi = (points * np.fft.ifftn(c * fq).real).ravel()
-    phi_n = phi[flat]  # [N, p^3]
-    potential_n = (weight * phi_n).sum(axis=1)  # dE/dq_i
+    fields = [points * np.fft.ifftn(c * fq).real]  # phi = dE/dQ
+    pairs = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+    if virial:
+        factor = 2 * (1 / m2 + np.pi**2 / eta**2)
+        for a, b in pairs:
+            mab = factor * mm[..., a] * mm[..., b] - (1.0 if a == b else 0.0)
+            fields.append(points * np.fft.ifftn(c * mab * fq).real)
+    fields = np.ascontiguousarray(np.stack([f.reshape(-1) for f in fields]))
+    out_nf = np.empty((n, len(fields)))
+    du_nc = np.empty((n, 3)) if grad else np.zeros((0, 3))
+    _k.pme_gather(first_nc, w_ncp, dw_ncp, mesh, fields, out_nf, grad, du_nc, n_threads)
+    potential_n = out_nf[:, 0]  # dE/dq_i
     energy_n = 0.5 * q_n * potential_n
     grad_nc = cgrad_n = virial_n = None
     if grad:
-        du = np.empty((n, 3))
-        for d in range(3):
-            parts = [w[0][:, :, None, None], w[1][:, None, :, None], w[2][:, None, None, :]]
-            parts[d] = [dw[0][:, :, None, None], dw[1][:, None, :, None], dw[2][:, None, None, :]][d]
-            du[:, d] = ((parts[0] * parts[1] * parts[2]).reshape(n, -1) * phi_n).sum(axis=1) * mesh[d]
-        grad_nc = q_n[:, None] * (du @ recip)  # d u_d / d r = K_d a*_d
+        grad_nc = q_n[:, None] * ((du_nc * mesh[None, :]) @ recip)  # d u_d / d r = K_d a*_d
     if cgrad:
-        cgrad_n = potential_n
+        cgrad_n = potential_n.copy()
     if virial:
-        factor = 2 * (1 / m2 + np.pi**2 / eta**2)
-        virial_n = np.zeros((n, 3, 3))
-        for a in range(3):
-            for b in range(a, 3):
-                mab = factor * mm[..., a] * mm[..., b] - (1.0 if a == b else 0.0)
-                phi_ab = (points * np.fft.ifftn(c * mab * fq).real).ravel()
-                v = 0.5 * q_n * (weight * phi_ab[flat]).sum(axis=1)
-                virial_n[:, a, b] = v
-                virial_n[:, b, a] = v
+        virial_n = np.empty((n, 3, 3))
+        for col, (a, b) in enumerate(pairs, start=1):
+            virial_n[:, a, b] = virial_n[:, b, a] = 0.5 * q_n * out_nf[:, col]
     return LongRange(energy_n, grad_nc, cgrad_n, virial_n)
