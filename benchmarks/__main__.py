@@ -41,7 +41,7 @@ PROFILES = {
         "training": {"n_structures": 4, "reps": (1, 1, 1)},
         "lammps": {"sw_sizes": [64], "lj_sizes": [256], "steps": 2, "lj_solo_sizes": [500]},
         "workflow": {"quick_job": True, "epochs": 6},
-        "ewald": {"sizes": [64], "steps": 1},
+        "ewald": {"sizes": [64], "steps": 1, "mesh_sizes": [64]},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -52,7 +52,7 @@ PROFILES = {
         "training": {"n_structures": 20, "reps": (2, 2, 2)},
         "lammps": {"sw_sizes": [8000], "lj_sizes": [32000], "steps": 5},
         "workflow": {"quick_job": True, "epochs": 6},
-        "ewald": {"sizes": [1000]},
+        "ewald": {"sizes": [1000], "mesh_sizes": [8000]},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -64,7 +64,7 @@ PROFILES = {
         "lammps": {"sw_sizes": [8000, 64000], "lj_sizes": [32000, 256000], "steps": 10,
                    "lj_solo_sizes": [1_000_000]},
         "workflow": {"quick_job": False},
-        "ewald": {"sizes": [1000, 8000, 64000]},
+        "ewald": {"sizes": [1000, 8000], "mesh_sizes": [8000, 64000]},
     },
 }
 

@@ -77,6 +77,8 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "lammps-sw", "lammps", 1.0, 60000, 70000)),
     ("19", "direct Ewald energy + forces <= 1.0 x LAMMPS ewald (same eta and k-vectors)",
      lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
+    ("19", "mesh method energy + forces <= 1.0 x LAMMPS pppm at 64k",
+     lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
 ]
 
 
