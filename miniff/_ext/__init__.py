@@ -14,7 +14,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``triple``     triplet potentials: Stillinger-Weber 3, Behler 5x, SW2 + SW3 fused.
 ``angular``    batched Behler type 4/5 descriptors (triplet loops and angular moments).
 ``lsp``        local structural parameters (PyFit-FF descriptors) through angular moments.
-``ewald``      Ewald sums of point charges: the real-space pair loop, structure factors, reciprocal-space terms.
+``ewald``      Ewald sums of point charges: the real-space pair loop, structure factors, reciprocal-space terms,
+               particle-mesh spline weights, spreading and gathers.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
 ``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd`` and ``pairpool.pxd`` (C functions called across
