@@ -7,7 +7,8 @@ per-pair gradients, charge gradients). ``ewald_phase_tables``, ``ewald_structure
 ``exp(i m b_d . r_i)`` per atom and axis, whose products give ``exp(i k . r_i)`` without a sine or cosine per
 atom and k-vector; the structure factor; then per-atom energies, position and charge gradients and virials).
 ``pme_weights``, ``pme_spread`` and ``pme_gather``: B-spline weights, charge spreading and mesh interpolation of
-smooth particle-mesh Ewald (``miniff/potentials/ewald_mesh.py``). Formulas: ``docs/formulas.md``, section "Ewald summation".
+smooth particle-mesh Ewald (``miniff/potentials/ewald_mesh.py``). Formulas: ``docs/formulas.md``, section
+"Ewald summation".
 """
 
 # Threads: the real-space loop and ``ewald_k_atoms`` run over atoms (each atom by one thread, its pairs or
