@@ -4,7 +4,8 @@ Case ``ewald-mesh``: LAMMPS ``kspace_style pppm 1e-5`` with ``kspace_modify orde
 ``method="pme"`` on LAMMPS's splitting parameter and grid with order-6 B-splines (PPPM and smooth PME
 interpolate differently, so the check is that both are within the requested accuracy of each other: energies
 to 1e-5 relative, RMS force difference below 3 x 1e-5 x 14.4 eV/Å); the reference of the accuracy reached is
-miniff's PME on twice the grid with order 10 and a real-space cutoff for an estimated error of 1e-6 eV. The rest of this docstring is about the direct case.
+miniff's PME on twice the grid with order 10 and a real-space cutoff for an estimated error of 1e-6 eV.
+The rest of this docstring is about the direct case.
 
 Inputs: rock salt (a = 5.64 Å, charges +1 / -1), cubic supercells of 8 k³ ions, every ion displaced by
 Gaussian noise of 0.05 Å (seed 20261121). LAMMPS runs ``pair_style coul/long 10.0`` (``pair_modify table 0``:

@@ -14,8 +14,9 @@ smooth particle-mesh Ewald (``miniff/potentials/ewald_mesh.py``). Formulas: ``do
 # Threads: the real-space loop and ``ewald_k_atoms`` run over atoms (each atom by one thread, its pairs or
 # k-vectors in a fixed order); ``ewald_structure_factor`` runs over rows of k-vectors of equal (m0, m1) (each
 # row by one thread, atoms in a fixed order). Results therefore do not depend on the number of threads.
-# Outputs are accumulated (``+=``) into preallocated arrays (the structure factor is set). Shapes are checked here; the neighbour indices ``j_p`` are checked in Python
-# (``miniff.potentials.base.pair_arrays``) before any call.
+# Outputs are accumulated (``+=``) into preallocated arrays (the structure factor is set). Shapes are checked
+# here; the neighbour indices ``j_p`` are checked in Python (``miniff.potentials.base.pair_arrays``) before any
+# call. The particle-mesh spreading is serial (many atoms write to one mesh point), its gathers run over atoms.
 
 from libc.math cimport cos, erfc, exp, floor, sin, sqrt, M_PI
 from libc.stdint cimport int32_t, int64_t
