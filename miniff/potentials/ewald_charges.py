@@ -47,6 +47,10 @@ class EwaldChargeWrapperPotential(EwaldPotential):
         q_n = np.zeros(n)
         dq_pc = np.zeros((int(indptr[-1]), 3)) if grad else None
         for d in self.descriptors:
+            try:
+                d.species_codes(nw)
+            except KeyError:  # a species the cell does not have: no atom gets a charge from this term
+                continue
             accumulate_potential(d, nw, q_n, dq_pc, n_threads)
         if not np.all(np.isfinite(q_n)):
             raise ValueError("the descriptors of the Ewald charge wrapper predicted NaN or inf charges")

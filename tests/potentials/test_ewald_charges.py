@@ -78,3 +78,11 @@ def test_no_charges_needed_on_the_cell(rng):
     fixed = ewald_total_potential_family(a=5.0, eta=0.6, accuracy=1e-8)
     cell.meta["charges"] = [0.7, -0.7]
     assert nw.total(pot) == pytest.approx(NeighborWrapper(cell, cutoff=5.0).total(fixed), rel=1e-13)
+
+
+def test_terms_of_absent_species_are_skipped(rng):
+    cell = Cell(np.eye(3) * 5, [[0, 0, 0], [0.5, 0.5, 0.5]], ["a", "b"])
+    charges = predicted()[:2] + [on_site_potential_family(v0=3.0, tag="c")]  # no "c" atom in the cell
+    pot = ewald_charge_wrapper_potential_family(descriptors=charges, a=5.0, eta=0.6, accuracy=1e-8)
+    nw = NeighborWrapper(cell, cutoff=5.0)
+    np.testing.assert_allclose(pot.charges(nw), [0.7, -0.7])
