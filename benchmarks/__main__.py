@@ -27,6 +27,7 @@ CASES = {
     "training": "benchmarks.bench_training",
     "lammps": "benchmarks.bench_lammps",
     "workflow": "benchmarks.bench_workflow",
+    "ewald": "benchmarks.bench_ewald",
 }
 
 #: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
@@ -40,6 +41,7 @@ PROFILES = {
         "training": {"n_structures": 4, "reps": (1, 1, 1)},
         "lammps": {"sw_sizes": [64], "lj_sizes": [256], "steps": 2, "lj_solo_sizes": [500]},
         "workflow": {"quick_job": True, "epochs": 6},
+        "ewald": {"sizes": [64], "steps": 1, "mesh_sizes": [64]},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -50,6 +52,7 @@ PROFILES = {
         "training": {"n_structures": 20, "reps": (2, 2, 2)},
         "lammps": {"sw_sizes": [8000], "lj_sizes": [32000], "steps": 5},
         "workflow": {"quick_job": True, "epochs": 6},
+        "ewald": {"sizes": [1000], "mesh_sizes": [8000]},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -61,6 +64,7 @@ PROFILES = {
         "lammps": {"sw_sizes": [8000, 64000], "lj_sizes": [32000, 256000], "steps": 10,
                    "lj_solo_sizes": [1_000_000]},
         "workflow": {"quick_job": False},
+        "ewald": {"sizes": [1000, 8000], "mesh_sizes": [8000, 64000]},
     },
 }
 

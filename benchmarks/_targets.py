@@ -91,6 +91,10 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "descriptors", "flop bound", 4.0, 7000, 9000)),
     ("26", "descriptor values + Jacobian <= 6 x the flop bound at 8k",
      lambda rows, d: _ratio_target(rows, "descriptors-grad", "flop bound", 6.0, 7000, 9000)),
+    ("19", "direct Ewald energy + forces <= 1.0 x LAMMPS ewald (same eta and k-vectors)",
+     lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
+    ("19", "mesh method energy + forces <= 1.0 x LAMMPS pppm at 64k",
+     lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
 ]
 
 

@@ -90,7 +90,8 @@ class MiniffCalculator(Calculator):
     ``[N]``, eV, summing to the energy), ``forces`` (``[N, 3]``, eV/Å), ``stress`` (Voigt ``[6]``,
     ``xx yy zz yz xz xy``, eV/Å³, ASE sign) and ``stresses`` (per atom, ``[N, 6]``, eV/Å³,
     summing to ``stress``). Stress needs a cell periodic along all three axes; otherwise it
-    raises ``PropertyNotImplementedError``. Atoms may lie outside the box.
+    raises ``PropertyNotImplementedError``. Atoms may lie outside the box. Potentials needing charges
+    (the Ewald families) take them from ``atoms.get_initial_charges()`` (e).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -134,6 +135,7 @@ class MiniffCalculator(Calculator):
         self._known_species = sorted({s for t in tags if t is not None for s in t})
         self._untagged = any(t is None for t in tags)
         self._tags = tags
+        self._needs_charges = any(getattr(p, "needs_charges", False) for p in potentials)
         self._reset_neighbors()
 
     # ------------------------------------------------------------------ neighbour state
@@ -241,6 +243,8 @@ class MiniffCalculator(Calculator):
         if c is not None and (c[2] or not grad) and (c[3] or not stress) and np.array_equal(c[0], positions):
             return c[1]
         self._update_neighbors(atoms)
+        if self._needs_charges:  # Ewald terms: the charges are atoms.get_initial_charges() (e)
+            self._nw.meta["charges"] = np.array(atoms.get_initial_charges(), dtype=float)
         result = evaluate(self._nw, self._active, grad=grad, per_atom_stress=stress, n_threads=self.n_threads)
         self._cache = (positions.copy(), result, grad, stress)
         return result
@@ -254,8 +258,8 @@ class MiniffCalculator(Calculator):
             raise PropertyNotImplementedError(
                 f"stress needs a cell periodic along all three axes (pbc={atoms.pbc.tolist()})"
             )
-        if set(system_changes) - {"positions", "initial_charges", "initial_magmoms"}:
-            self._cache = None  # cell, pbc or numbers changed: positions alone no longer identify a result
+        if set(system_changes) - {"positions", "initial_magmoms"}:
+            self._cache = None  # cell, pbc, numbers or charges changed: positions alone no longer identify a result
         result = self._evaluate(atoms, "forces" in properties or want_stress, want_stress)
         self.results["energy"] = result.energy
         self.results["free_energy"] = result.energy

@@ -28,6 +28,7 @@ __all__ = [
     "RYDBERG",
     "EV_J",
     "AVOGADRO",
+    "COULOMB",
     "UNITS",
     "Quantity",
     "UnknownUnitError",
@@ -52,6 +53,8 @@ RYDBERG = HARTREE / 2
 EV_J = 1.602176634e-19
 #: Avogadro constant, 1/mol.
 AVOGADRO = 6.02214076e23
+#: Coulomb constant e^2 / (4 pi eps0), eV Å (= Hartree x Bohr; the Ewald families' default ``scale``).
+COULOMB = HARTREE * BOHR
 _BOHR, _HARTREE, _EV_J = BOHR, HARTREE, EV_J
 
 #: Values of named units in miniff's internal units (eV, Å; time in fs is not used internally).

@@ -19,7 +19,7 @@ from pathlib import Path
 LAYERS = [
     ["miniff.version", "miniff._atomic"],
     ["miniff.units", "miniff._ext"],
-    ["miniff.util"],
+    ["miniff.util", "miniff.ewald"],
     ["miniff.neighbors"],
     ["miniff.potentials"],
     ["miniff.kernel", "miniff.numerical", "miniff.io"],

@@ -16,6 +16,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``triple``     triplet potentials: Stillinger-Weber 3, Behler 5x, SW2 + SW3 fused.
 ``angular``    batched Behler type 4/5 descriptors (triplet loops and angular moments).
 ``lsp``        local structural parameters (PyFit-FF descriptors) through angular moments.
+``ewald``      Ewald sums of point charges: the real-space pair loop, structure factors, reciprocal-space terms,
+               particle-mesh spline weights, spreading and gathers.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
 ``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd`` and ``neighbors.pxd`` (C functions
@@ -33,7 +35,8 @@ import types
 
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
-EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp")
+EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp",
+                     "ewald")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

@@ -222,7 +222,7 @@ def atoms_to_cell(atoms, *, extra=None, energy_keys=DEFAULT_ENERGY_KEYS, forces_
     if stress is not None:
         meta[STRESS_KEY] = _as_voigt(stress)
 
-    charges = results.get("charges", atoms.arrays.get("charges"))
+    charges = results.get("charges", atoms.arrays.get("charges", atoms.arrays.get("initial_charges")))
     if charges is not None:
         meta[CHARGES_KEY] = np.array(charges, dtype=float).reshape(n)
 

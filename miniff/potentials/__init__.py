@@ -16,7 +16,10 @@ Built-in families: ``on_site_potential_family``, ``harmonic_repulsion_potential_
 ``lj_potential_family``, ``sw2_potential_family``, ``sw3_potential_family``,
 ``behler2_descriptor_family``, ``behler4_descriptor_family``, ``behler5_descriptor_family``,
 ``behler5x_descriptor_family``, ``sigmoid_descriptor_family``, ``general_pair_potential_family``,
-``general_triple_potential_family``, ``lsp_descriptor_family`` (PyFit-FF's local structural parameters);
+``general_triple_potential_family``, ``lsp_descriptor_family`` (PyFit-FF's local structural parameters),
+``ewald_real_potential_family``, ``ewald_k_potential_family``, ``ewald_self_potential_family``,
+``ewald_total_potential_family`` (point charges from ``cell.meta["charges"]``; ``charge_gradient``),
+``ewald_charge_wrapper_potential_family`` (Ewald energy of charges predicted per atom);
 ``stillinger_weber_si()`` builds silicon.
 """
 
@@ -30,6 +33,14 @@ from miniff.potentials.base import (
     ScaledLocalPotentialFamily,
 )
 from miniff.potentials.descriptors import eval_descriptors
+from miniff.potentials.ewald import (
+    charge_gradient,
+    ewald_k_potential_family,
+    ewald_real_potential_family,
+    ewald_self_potential_family,
+    ewald_total_potential_family,
+)
+from miniff.potentials.ewald_charges import ewald_charge_wrapper_potential_family
 from miniff.potentials.families import (
     SW_SILICON,
     SW2PotentialFamily,
@@ -87,6 +98,12 @@ __all__ = [
     "behler5x_descriptor_family",
     "sigmoid_descriptor_family",
     "lsp_descriptor_family",
+    "ewald_real_potential_family",
+    "ewald_k_potential_family",
+    "ewald_self_potential_family",
+    "ewald_total_potential_family",
+    "ewald_charge_wrapper_potential_family",
+    "charge_gradient",
     "stillinger_weber_si",
     "SW_SILICON",
     "behler2_p2",

@@ -35,11 +35,12 @@ __all__ = [
     "stress",
     "evaluate",
     "pair_gradient_to_atoms",
+    "long_range_terms",
     "virial_n",
     "numerical_energy_gradient",
 ]
 
-_KERNEL_NAMES = ("kernel", "kernel_gradient", "kernel_numgrad")
+_KERNEL_NAMES = ("kernel", "kernel_gradient", "kernel_numgrad", "kernel_cgradient")
 
 
 class Evaluation(NamedTuple):
@@ -227,6 +228,24 @@ def _fused(nw, potentials, ignore_missing_species, n_threads, grad, virial):
     return fused_pair_evaluation(nw, active, n_threads=n_threads, grad=grad, virial=virial)
 
 
+def long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=True, virial=False):
+    """Atom gradients ``[N, 3]`` (eV/Å) and virials ``[N, 3, 3]`` (eV) summed over the parts of potentials that
+    are not sums over pairs (their ``long_range_terms`` method: Ewald's reciprocal sum and background), each
+    None when no potential has such parts or it was not asked for."""
+    potentials, _, active = active_potentials(nw, potentials, ignore_missing_species)
+    grad_nc = virial_n = None
+    for k in active:
+        method = getattr(potentials[k], "long_range_terms", None)
+        if not callable(method):
+            continue
+        g, v = method(nw, grad=grad, virial=virial, n_threads=n_threads)
+        if g is not None:
+            grad_nc = g.copy() if grad_nc is None else grad_nc + g
+        if v is not None:
+            virial_n = v.copy() if virial_n is None else virial_n + v
+    return grad_nc, virial_n
+
+
 def pair_gradient_to_atoms(nw, grad_pc, n_threads=None):
     """dE/dr [N, 3] eV/Å from per-pair gradients [P, 3] (deterministic for any thread count)."""
     indptr, j_p = pair_arrays(nw)[:2]
@@ -254,8 +273,9 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
     ----------
     potentials : LocalPotential or list of LocalPotential
         Each with a tag (``"a"``, ``"a-b"``, ``"a-b-c"``) or None (species code 0).
-    kname : {"kernel", "kernel_gradient", "kernel_numgrad"}
-        Values, analytic gradients, or central finite-difference gradients.
+    kname : {"kernel", "kernel_gradient", "kernel_numgrad", "kernel_cgradient"}
+        Values, analytic gradients, central finite-difference gradients, or (``resolving=False`` only) the
+        gradient of the total by the charges ``[n_pot, N]`` eV/e (zero for charge-independent potentials).
     squeeze : bool
         A single (non-list) potential drops the leading axis.
     ignore_missing_species : bool
@@ -298,6 +318,8 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
     n_pot = len(potentials)
     if kname == "kernel":
         shape = (n_pot, n) if resolving else (n_pot,)
+    elif kname == "kernel_cgradient":
+        shape = (n_pot, n)
     else:
         shape = (n_pot, n, n, 3) if resolving else (n_pot, n, 3)
     out_shape = shape[1:] if (single and squeeze) else shape
@@ -312,15 +334,24 @@ def eval_potentials(nw, potentials, kname="kernel", squeeze=True, ignore_missing
         if kname == "kernel":
             e_n, _ = p.compute(nw, grad=False, n_threads=n_threads)
             result[k] = e_n if resolving else e_n.sum()
+        elif kname == "kernel_cgradient":
+            if resolving:
+                raise ValueError("kname='kernel_cgradient' gives dE_total/dq only: pass resolving=False")
+            method = getattr(p, "charge_gradient", None)
+            result[k] = method(nw, n_threads=n_threads) if callable(method) else 0.0
         elif kname == "kernel_gradient":
+            extra = long_range_terms(nw, p, False, n_threads)[0]
             _, g_pc = p.compute(nw, grad=True, n_threads=n_threads)
+            if resolving and extra is not None:
+                raise ValueError(f"potentials[{k}] ({p.family.tag}) is not a sum over pairs: it has no per-atom "
+                                 "gradient dE_i/dr_j; use resolving=False (or nw.grad)")
             if resolving:
                 i_p = np.repeat(np.arange(n), np.diff(indptr))
                 dense = result[k].reshape(n * n, 3)
                 np.add.at(dense, i_p * n + j_p, g_pc)
                 np.add.at(dense, i_p * (n + 1), -g_pc)
             else:
-                result[k] = pair_gradient_to_atoms(nw, g_pc, n_threads)
+                result[k] = pair_gradient_to_atoms(nw, g_pc, n_threads) + (0.0 if extra is None else extra)
         else:
             result[k] = numerical_energy_gradient(nw, p, resolving=resolving, n_threads=n_threads)
     if single and squeeze:
@@ -347,10 +378,12 @@ def total(nw, potentials, kname="kernel", squeeze=False, resolving=False, ignore
             direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads)
             if direct is not None:
                 return direct[1]
+        extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads)[0] if grad else None
         with _gradient_buffer(nw, grad, n_threads) as grad_pc:
             energy_n, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
             if grad:
-                return pair_gradient_to_atoms(nw, grad_pc, n_threads)
+                grad_nc = pair_gradient_to_atoms(nw, grad_pc, n_threads)
+                return grad_nc if extra is None else grad_nc + extra
         return float(energy_n.sum())
     result = eval_potentials(nw, potentials, kname=kname, squeeze=squeeze, resolving=resolving,
                        ignore_missing_species=ignore_missing_species, n_threads=n_threads, **kwargs)
@@ -384,18 +417,22 @@ def stress(nw, potentials, per_atom=False, ignore_missing_species=False, n_threa
     direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)
     if direct is not None:
         return _stress_from(nw, None, per_atom, n_threads, virial=direct[2])
+    extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)[1]
     with _gradient_buffer(nw, True, n_threads) as grad_pc:
         _, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
-        return _stress_from(nw, grad_pc, per_atom, n_threads)
+        return _stress_from(nw, grad_pc, per_atom, n_threads, extra_virial=extra)
 
 
-def _stress_from(nw, grad_pc, per_atom, n_threads, virial=None):
-    """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``."""
+def _stress_from(nw, grad_pc, per_atom, n_threads, virial=None, extra_virial=None):
+    """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``, plus
+    per-atom ``extra_virial`` [N, 3, 3] (eV) of long-range terms."""
     volume = float(nw.volume)
     if not volume > 0:
         raise ValueError(f"the cell volume is {volume}: stress needs a cell of positive volume")
     if virial is None:
         virial = virial_n(nw, grad_pc, n_threads)
+    if extra_virial is not None:
+        virial = virial + extra_virial
     if per_atom:
         return _voigt(virial) / volume
     return _voigt(virial.sum(axis=0)) / volume
@@ -431,12 +468,17 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
                 stress_v = stress_n.sum(axis=0) if stress else None
                 stress_n = stress_n if per_atom_stress else None
             return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+    # long-range terms first: their energies, gradients and virials come from one pass, which accumulate reuses
+    extra_grad, extra_virial = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
+                                                virial=stress or per_atom_stress)
     with _gradient_buffer(nw, need_grad, n_threads) as grad_pc:
         energy_n, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
         grad_nc = pair_gradient_to_atoms(nw, grad_pc, n_threads) if grad else None
+        if grad_nc is not None and extra_grad is not None:
+            grad_nc += extra_grad
         stress_v = stress_n = None
         if stress or per_atom_stress:
-            stress_n = _stress_from(nw, grad_pc, True, n_threads)
+            stress_n = _stress_from(nw, grad_pc, True, n_threads, extra_virial=extra_virial)
             stress_v = stress_n.sum(axis=0) if stress else None
             stress_n = stress_n if per_atom_stress else None
     return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)

@@ -28,6 +28,11 @@ BUILTIN_FAMILIES = {
     "Behler type 5x": ("miniff.potentials.families", "behler5x_descriptor_family"),
     "local structural parameter": ("miniff.potentials.lsp", "lsp_descriptor_family"),
     "ml potential": ("miniff.ml.potential", "ml_potential_family"),
+    "Ewald-real": ("miniff.potentials.ewald", "ewald_real_potential_family"),
+    "Ewald-k": ("miniff.potentials.ewald", "ewald_k_potential_family"),
+    "Ewald-self": ("miniff.potentials.ewald", "ewald_self_potential_family"),
+    "Ewald-total": ("miniff.potentials.ewald", "ewald_total_potential_family"),
+    "Ewald charge wrapper potential": ("miniff.potentials.ewald_charges", "ewald_charge_wrapper_potential_family"),
 }
 
 _registered = {}  # families added by register_family (they take precedence over built-ins with replace=True)

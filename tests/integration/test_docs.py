@@ -12,7 +12,7 @@ from support import REPO_ROOT
 ROOT = REPO_ROOT
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = ["kernel", "potentials", "ml", "ml_util", "presentation", "calculator", "io", "util", "units",
-                  "numerical"]
+                  "numerical", "ewald"]
 
 
 
@@ -23,7 +23,7 @@ def html(docs_build):
 
 def test_docs_build_without_warnings(html):
     for page in ["index", "install", "quickstart", "concepts", "tutorials", "gallery", "formats", "units",
-                 "threading", "benchmarks", "api/index"]:
+                 "threading", "benchmarks", "api/index", "electrostatics"]:
         assert (html / f"{page}.html").is_file(), page
 
 
@@ -51,7 +51,7 @@ def test_every_tutorial_is_rendered(html):
         assert (html / "tutorials" / f"{nb.stem}.html").is_file(), nb.name
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "threading.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "threading.md", "electrostatics.md"])
 def test_python_examples_of_a_page_run(page, tmp_path):
     # the code blocks of a page, run in order as one script outside the source tree, as a reader would
     text = (DOCS / page).read_text(encoding="utf-8")

@@ -1,0 +1,340 @@
+"""Ewald families: the Coulomb energy of periodic point charges (real, reciprocal and self parts, and their sum).
+
+With charges ``q`` (e) from ``cell.meta["charges"]`` and ``scale`` = e²/(4 pi eps0) (eV·Å; default
+``miniff.units.COULOMB`` = 14.399645), the Ewald energy of a periodic cell is the sum of
+
+- real space (``ewald_real_potential_family``, cutoff ``a``): ``E_i = scale/2 sum_j q_i q_j erfc(eta r_ij) / r_ij``
+  over all neighbours (periodic images included) with ``r_ij < a``;
+- reciprocal space (``ewald_k_potential_family``): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
+  Re(q_i exp(i k.r_i) S(k)*)``, ``S(k) = sum_j q_j exp(i k.r_j)``;
+- self and neutralising background (``ewald_self_potential_family``):
+  ``E_i = -scale eta / sqrt(pi) q_i^2 - scale pi q_i Q / (2 eta^2 V)``, ``Q = sum_j q_j``;
+
+``ewald_total_potential_family`` is all three in one potential. ``eta`` (1/Å) is the splitting parameter of
+``erfc(eta r)``; the total does not depend on it once both sums are converged. ``method="pme"`` computes the
+reciprocal sum by smooth particle-mesh Ewald (``ewald_mesh.py``) instead of directly. The k-vectors are those shorter
+than ``k_cut`` (1/Å) when given, else the wrapper's ``reciprocal_grid`` (``NeighborWrapper(...,
+reciprocal_cutoff=...)``), else chosen so that the estimated error of the reciprocal sum is ``accuracy`` (eV;
+``miniff.ewald``). A charged cell (``Q != 0``) is computed in a uniform neutralising background.
+
+These potentials act on every atom: their tag must be None. They give energies, per-atom energies, forces and
+stresses through the usual evaluation path (``nw.total``, ``nw.grad``, ``nw.stress``, ``nw.relax``, the ASE
+calculator), and the gradient with respect to the charges (:func:`charge_gradient`).
+"""
+
+import math
+
+import numpy as np
+
+from miniff.potentials import ewald_mesh as M
+from miniff.potentials import ewald_terms as T
+from miniff.potentials.base import LocalPotential, LocalPotentialFamily, pair_arrays, resolve_n_threads
+from miniff.potentials.evaluate import active_potentials
+from miniff.units import COULOMB
+
+__all__ = [
+    "EwaldPotential",
+    "ewald_real_potential_family",
+    "ewald_k_potential_family",
+    "ewald_self_potential_family",
+    "ewald_total_potential_family",
+    "charge_gradient",
+    "DEFAULT_ACCURACY",
+]
+
+#: Default estimated error (eV) of an automatically chosen reciprocal sum.
+DEFAULT_ACCURACY = 1e-7
+
+_POSITIVE = (0, None, True, False)
+_ANY = (None, None)
+
+
+#: Methods of the reciprocal sum: the direct sum over k-vectors, or smooth particle-mesh Ewald.
+METHODS = ("ewald", "pme")
+
+
+def _check_mesh_parameters(parameters):
+    """Validate ``method``, ``mesh`` and ``order`` in place (those present)."""
+    if "method" in parameters and parameters["method"] not in METHODS:
+        raise ValueError(f"Parameter 'method' must be one of {METHODS}, got {parameters['method']!r}")
+    if parameters.get("method") == "pme" and parameters.get("mesh") is None:
+        raise ValueError("method='pme' needs the parameter 'mesh' (points per axis, e.g. mesh=32 or (32, 32, 48))")
+    if "order" in parameters:
+        order = parameters["order"]
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or int(order) not in M.ORDERS:
+            raise ValueError(f"Parameter 'order' (B-spline order of the mesh) must be one of {M.ORDERS}, got {order!r}")
+        parameters["order"] = int(order)
+    if parameters.get("mesh") is not None:
+        mesh = np.asarray(parameters["mesh"])
+        if mesh.ndim == 0:
+            mesh = np.repeat(mesh, 3)
+        order = parameters.get("order", 6)
+        if mesh.shape != (3,) or mesh.dtype.kind not in "iu" or np.any(mesh < order):
+            raise ValueError(f"Parameter 'mesh' must be None, an int or three ints, each >= the spline order {order}; "
+                             f"got {parameters['mesh']!r}")
+        parameters["mesh"] = [int(v) for v in mesh]
+
+
+def _optional_positive(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"Parameter {name!r} must be a positive number or None, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"Parameter {name!r} must be a positive number or None, got {type(value).__name__}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"Parameter {name!r} must be a finite positive number or None, got {value}")
+    return value
+
+
+class EwaldPotential(LocalPotential):
+    """A part (or all) of the Ewald sum; which parts is set by the family (``family.parts``).
+
+    Besides Contract 3 (``accumulate`` adds per-atom energies of every part and the per-pair gradients of the
+    real-space part), it has :meth:`long_range_terms` (atom gradients and virials of the parts that are not
+    pair sums, used by ``miniff.potentials.evaluate``) and :meth:`charge_gradient`.
+    """
+
+    needs_charges = True
+    #: whether charges depend on positions (then ``accumulate`` also wants dE/dq from the reciprocal pass)
+    chain_rule = False
+
+    def __init__(self, parameters, cutoff, kernels=None, family=None, tag=None, additional_inputs=None):
+        if tag is not None:
+            raise ValueError(f"Ewald terms act on every atom: tag must be None, got {tag!r}")
+        parameters = dict(parameters)
+        for name in ("k_cut", "accuracy"):
+            if name in parameters:
+                parameters[name] = _optional_positive(name, parameters[name])
+        _check_mesh_parameters(parameters)
+        super().__init__(parameters, cutoff, kernels=kernels, family=family, tag=None,
+                         additional_inputs=additional_inputs)
+
+    def copy(self, tag=None):
+        """A copy (the tag stays None)."""
+        if tag is not None:
+            raise ValueError(f"Ewald terms act on every atom: tag must be None, got {tag!r}")
+        return super().copy()
+
+    @property
+    def parts(self):
+        """The parts of the Ewald sum this potential computes (a subset of ``("real", "k", "self")``)."""
+        return self.family.parts
+
+    def _scale(self):
+        return float(self.parameters.get("scale", COULOMB))
+
+    def charges(self, nw, n_threads=None):
+        """The charges ``[N]`` (e) this potential uses: ``nw.meta["charges"]`` (checked)."""
+        return T.charges_of(nw)
+
+    def _check(self, nw, n_threads=None):
+        q = self.charges(nw, n_threads=n_threads)
+        if "k" in self.parts or "self" in self.parts:
+            T.check_periodic(nw, f"the Ewald term {self.family.tag!r}")
+        if "real" in self.parts:
+            T.check_images(nw, float(self.parameters["a"]))
+        return q
+
+    def _grid(self, nw, q):
+        p = self.parameters
+        accuracy = p.get("accuracy") or DEFAULT_ACCURACY
+        return T.k_vectors(nw, float(p["eta"]), q, self._scale(), k_cut=p.get("k_cut"), accuracy=accuracy)[0]
+
+    def mesh(self):
+        """Mesh points per axis ``[3]`` of the particle-mesh method (the ``mesh`` parameter, required then)."""
+        mesh = self.parameters.get("mesh")
+        if mesh is None:
+            raise ValueError("method='pme' needs the mesh parameter (points per axis, e.g. mesh=32 or (32, 32, 48)): "
+                             "its error falls as the mesh spacing times eta to the power of the spline order; "
+                             "check it against method='ewald' on a small cell")
+        return np.asarray(mesh, dtype=np.int64)
+
+    def _long_range(self, nw, q, grad, cgrad, virial, n_threads):
+        """The k-space and self parts (``LongRange``), cached on the wrapper (per potential) for one pair list,
+        charges, cell and parameter set."""
+        key = (id(self), nw.pairs, q.tobytes(), np.asarray(nw.vectors, dtype=float).tobytes(),
+               tuple(sorted((k, repr(v)) for k, v in self.parameters.items())))
+        caches = getattr(nw, "_ewald_long_range", None)
+        cache = caches.get(id(self)) if isinstance(caches, dict) else None
+        have = None
+        if cache is not None and cache[0][1] is key[1] and cache[0][2:] == key[2:]:
+            have = cache[1]
+            missing = {"grad": grad and have.grad_nc is None, "cgrad": cgrad and have.cgrad_n is None,
+                       "virial": virial and have.virial_n is None}
+            if not any(missing.values()):
+                return have
+            grad, cgrad, virial = missing["grad"], missing["cgrad"], missing["virial"]
+        eta, scale = float(self.parameters["eta"]), self._scale()
+        volume = abs(float(np.linalg.det(np.asarray(nw.vectors, dtype=float))))
+        n = len(q)
+        energy_n = np.zeros(n)
+        grad_nc = np.zeros((n, 3)) if grad else None
+        cgrad_n = np.zeros(n) if cgrad else None
+        virial_n = np.zeros((n, 3, 3)) if virial else None
+        terms = []
+        s_k = None
+        if "k" in self.parts and self.parameters.get("method", "ewald") == "pme":
+            terms.append(M.reciprocal_mesh(q, np.asarray(nw.cartesian_row, dtype=float), nw.vectors, eta, scale,
+                                           self.mesh(), self.parameters["order"], grad, cgrad, virial, n_threads))
+        elif "k" in self.parts:
+            k_part = T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
+                                        eta, scale, grad, cgrad, virial, n_threads,
+                                        s_k=None if have is None else have.s_k)
+            s_k = k_part.s_k
+            terms.append(k_part)
+        if "self" in self.parts:
+            terms.append(T.self_terms(q, eta, volume, scale, cgrad, virial))
+        for t in terms:
+            energy_n += t.energy_n
+            for total, part in ((grad_nc, t.grad_nc), (cgrad_n, t.cgrad_n), (virial_n, t.virial_n)):
+                if total is not None and part is not None:
+                    total += part
+        if have is not None:  # keep what was there, add what was missing
+            grad_nc = have.grad_nc if grad_nc is None else grad_nc
+            cgrad_n = have.cgrad_n if cgrad_n is None else cgrad_n
+            virial_n = have.virial_n if virial_n is None else virial_n
+            energy_n = have.energy_n
+        result = T.LongRange(energy_n, grad_nc, cgrad_n, virial_n, s_k)
+        if not isinstance(caches, dict) or len(caches) > 8:
+            caches = {}
+        caches[id(self)] = (key, result)
+        try:
+            nw._ewald_long_range = caches
+        except AttributeError:
+            pass
+        return result
+
+    def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
+        """Add per-atom energies (eV) of every part and per-pair gradients (eV/Å) of the real-space part.
+
+        The reciprocal-space results are kept on the wrapper, so :meth:`long_range_terms` called before or after
+        reuses the same pass (asking it first for everything needed avoids a second pass over the atoms).
+        """
+        n_threads = resolve_n_threads(nw, n_threads)
+        q = self._check(nw, n_threads)
+        if "real" in self.parts:
+            arrays = pair_arrays(nw, self.cutoff)
+            T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(), arrays,
+                         grad_pc, False, n_threads, energy_n=energy_n)
+        if "k" in self.parts or "self" in self.parts:
+            # energies only (the evaluation asks long_range_terms for gradients and virials, best before this)
+            lr = self._long_range(nw, q, False, grad_pc is not None and self.chain_rule, False, n_threads)
+            energy_n += lr.energy_n
+
+    def long_range_terms(self, nw, grad=True, virial=False, n_threads=None):
+        """Atom gradients and virials of the parts that are not sums over pairs (reciprocal, background).
+
+        Returns
+        -------
+        (grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)
+            None for what was not asked for or when this potential has no such parts.
+        """
+        if "k" not in self.parts and "self" not in self.parts:
+            return None, None
+        n_threads = resolve_n_threads(nw, n_threads)
+        q = self._check(nw, n_threads)
+        lr = self._long_range(nw, q, grad, False, virial, n_threads)
+        return (lr.grad_nc if grad else None), (lr.virial_n if virial else None)
+
+    def charge_gradient(self, nw, n_threads=None):
+        """dE_total/dq_i of this potential, ``[N]`` eV/e."""
+        n_threads = resolve_n_threads(nw, n_threads)
+        q = self._check(nw, n_threads)
+        out = np.zeros(len(q))
+        if "real" in self.parts:
+            _, cg = T.real_space(q, float(self.parameters["eta"]), float(self.parameters["a"]), self._scale(),
+                                 pair_arrays(nw, self.cutoff), None, True, n_threads)
+            out += cg
+        if "k" in self.parts or "self" in self.parts:
+            out += self._long_range(nw, q, False, True, False, n_threads).cgrad_n
+        return out
+
+
+class EwaldFamily(LocalPotentialFamily):
+    """A family of :class:`EwaldPotential` computing ``parts`` of the Ewald sum."""
+
+    def __init__(self, parts, **kwargs):
+        self.parts = tuple(parts)
+        kwargs.setdefault("proto", EwaldPotential)
+        kwargs.setdefault("coordination", 1)
+        kwargs.setdefault("additional_inputs", ("charges",))
+        super().__init__(**kwargs)
+
+
+_SCALE_DOC = "scale = e^2/(4 pi eps0) in eV Å (default 14.399645)"
+
+#: Real-space part (tag None): ``E_i = scale/2 sum_j q_i q_j erfc(eta r_ij) / r_ij`` over neighbours with
+#: ``r_ij < a`` (Å, also the cutoff); ``eta`` 1/Å; ``scale`` eV·Å. Charges from ``meta["charges"]`` (e).
+ewald_real_potential_family = EwaldFamily(
+    ("real",),
+    parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY},
+    parameter_defaults={"scale": COULOMB},
+    cutoff="a",
+    tag="Ewald-real",
+    doc="scale q_i q_j erfc(eta r) / (2 r); " + _SCALE_DOC,
+)
+
+#: Reciprocal-space part (tag None): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
+#: Re(q_i exp(i k.r_i) S(k)*)``; k-vectors shorter than ``k_cut`` (1/Å), or the wrapper's ``reciprocal_grid``,
+#: or automatic for an estimated error ``accuracy`` (eV, default 1e-7). Needs a 3-D periodic cell.
+#: ``method="pme"``: smooth particle-mesh Ewald on a ``mesh`` (points per axis, required) with B-splines of
+#: ``order`` (even, default 6); ``k_cut``/``accuracy`` are then not used.
+ewald_k_potential_family = EwaldFamily(
+    ("k",),
+    parameters={"eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None, "mesh": None,
+                "order": None},
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "ewald", "mesh": None,
+                        "order": 6},
+    cutoff=0,
+    tag="Ewald-k",
+    doc="(2 pi scale / V) sum_k exp(-k^2 / (4 eta^2)) / k^2 Re(q_i e^{ik.r_i} S(k)*); " + _SCALE_DOC,
+)
+
+#: Self and background part (tag None): ``E_i = -scale eta / sqrt(pi) q_i^2 - scale pi q_i Q / (2 eta^2 V)``,
+#: ``Q = sum q`` (the second term is the uniform neutralising background of a charged cell).
+ewald_self_potential_family = EwaldFamily(
+    ("self",),
+    parameters={"eta": _POSITIVE, "scale": _ANY},
+    parameter_defaults={"scale": COULOMB},
+    cutoff=0,
+    tag="Ewald-self",
+    doc="-scale (eta / sqrt(pi) q_i + pi / (2 eta^2 V) sum_j q_j) q_i; " + _SCALE_DOC,
+)
+
+#: The whole Ewald energy (tag None): real (cutoff ``a``) + reciprocal + self + background.
+ewald_total_potential_family = EwaldFamily(
+    ("real", "k", "self"),
+    parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None,
+                "mesh": None, "order": None},
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "ewald", "mesh": None,
+                        "order": 6},
+    cutoff="a",
+    tag="Ewald-total",
+    doc="real + k + self (+ background) Ewald sums; " + _SCALE_DOC,
+)
+
+
+def charge_gradient(nw, potentials, ignore_missing_species=False, n_threads=None):
+    """Gradient of the total energy with respect to the atomic charges, ``[N]`` eV/e.
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        With distances computed and ``meta["charges"]``.
+    potentials : LocalPotential or list of LocalPotential
+        Potentials without a ``charge_gradient`` method (charge-independent ones) contribute zero.
+
+    Returns
+    -------
+    ndarray of shape (n_atoms,), eV/e
+    """
+    potentials, _, active = active_potentials(nw, potentials, ignore_missing_species)
+    out = np.zeros(int(nw.size))
+    for k in active:
+        method = getattr(potentials[k], "charge_gradient", None)
+        if callable(method):
+            out += method(nw, n_threads=n_threads)
+    return out
