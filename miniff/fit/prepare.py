@@ -36,6 +36,12 @@ __all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
 
 #: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
 DEFAULT_CUTOFF = 12 * units.BOHR
+#: ``optimizer: "auto"`` (the default of ``FitWorkflow.prepare``) is full-batch BFGS with a dense inverse Hessian
+#: up to this many network parameters (its n x n matrix is then 200 MB), compact L-BFGS above.
+AUTO_DENSE_MAX_PARAMETERS = 5000
+#: Optimizer settings of ``optimizer: "auto"``: evaluations per epoch (``max_iter`` iterations, at most
+#: ``max_eval`` loss evaluations) and tolerances; measured in ``docs/fit-your-data.md``.
+DEFAULT_OPTIMIZER_KWARGS = {"max_iter": 100, "tolerance_grad": 1e-12, "tolerance_change": 1e-14}
 
 
 class FitPreparation(Workflow):
@@ -219,6 +225,20 @@ class FitPreparation(Workflow):
         for net in self.nn:
             init_output_range(net, low, high)
 
+    def _default_optimizer(self, closure_kwargs):
+        """Resolve ``optimizer: "auto"`` (the default): :data:`DEFAULT_OPTIMIZER` chosen by the parameter count,
+        with the :data:`DEFAULT_OPTIMIZER_KWARGS` under any ``optimizer_kwargs`` given.  Reads ``nn``."""
+        closure_kwargs = dict(closure_kwargs)
+        optimizer = closure_kwargs.get("optimizer", "auto")
+        if isinstance(optimizer, str) and optimizer.lower() == "auto":
+            n = sum(p.numel() for net in self.nn for p in net.parameters())
+            optimizer = "bfgs" if n <= AUTO_DENSE_MAX_PARAMETERS else "compact_lbfgs"
+            kwargs = dict(DEFAULT_OPTIMIZER_KWARGS)
+            kwargs.update(closure_kwargs.get("optimizer_kwargs") or {})
+            closure_kwargs["optimizer_kwargs"] = kwargs
+        closure_kwargs["optimizer"] = optimizer
+        return closure_kwargs
+
     def _make_closure(self, closure_kwargs, group_weights):
         """Build the loss closure (and optimizer) of the networks on the learning set.
 
@@ -235,5 +255,6 @@ class FitPreparation(Workflow):
                 raise KeyError(f"group_weights: no cells in groups {sorted(unknown)}; groups: {sorted(set(labels))}")
             weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
         closure_kwargs.setdefault("weights", weights)
+        closure_kwargs = self._default_optimizer(closure_kwargs)
         self.closure = simple_energy_closure(self.nn, self.datasets["learn"], normalization=self.normalization,
                                              **closure_kwargs)
