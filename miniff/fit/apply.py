@@ -206,8 +206,9 @@ class OneShotWorkflow(SDWorkflow):
                 self.log.info("%s: %s = %.3f %s", self.tag, k, 1000 * self.errors[k], unit)
         if fn_output is not None:
             self._write(out, fn_output)
+        text = self.summary()   # also sets summary_table
         if summary:
-            print(self.summary(), flush=True)
+            print(text, flush=True)
         return out
 
     def summary(self):

@@ -52,7 +52,7 @@ KEY_TYPES = {
     "test_set": ((int, float, str), "a fraction (0.1), a count (20) or a file / glob pattern"),
     "fn_cells": ((str, list), "a file, glob pattern or database URL, or a list of them"),
     "fn_cells_root": (_STR, "a folder"),
-    "cells_order": ((str, list), "'random', null or a list of indices"),
+    "cells_order": ((str, list, type(None)), "'random', null or a list of indices"),
     "potentials": ((str, list), "a potentials file or a list of them"),
     **{k: (_INT, "an integer") for k in ("n_epochs", "epoch_size", "checkpoint_every", "cells_subset", "split_seed",
                                          "seed", "early_stopping", "stall_epochs", "torch_threads", "n_threads")},

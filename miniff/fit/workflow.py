@@ -339,8 +339,9 @@ class FitWorkflow(FitPreparation):
         finally:
             torch.set_num_threads(previous_threads)
         self.log.info("fit %s: stopped after epoch %d: %s", self.tag, self.epoch, self.stop_reason)
+        text = self.summary()   # also sets summary_table
         if summary:
-            print(self.summary(), flush=True)
+            print(text, flush=True)
         return history
 
     def _run(self, n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
