@@ -36,11 +36,12 @@ __all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
 
 #: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
 DEFAULT_CUTOFF = 12 * units.BOHR
-#: ``optimizer: "auto"`` (the default of ``FitWorkflow.prepare``) is full-batch BFGS with a dense inverse Hessian
-#: up to this many network parameters (its n x n matrix is then 200 MB), compact L-BFGS above.
-AUTO_DENSE_MAX_PARAMETERS = 5000
-#: Optimizer settings of ``optimizer: "auto"``: evaluations per epoch (``max_iter`` iterations, at most
-#: ``max_eval`` loss evaluations) and tolerances; measured in ``docs/fit-your-data.md``.
+#: Force weight ``w_gradients`` (normalised units) of ``prepare(forces=True)`` when none is given; measured in
+#: ``docs/fit-your-data.md``.
+DEFAULT_FORCE_WEIGHT = 10.0
+#: Optimizer settings of ``optimizer: "auto"`` (the default of ``FitWorkflow.prepare``: full-batch compact L-BFGS,
+#: :class:`~miniff.fit.lbfgs.CompactLBFGS`, 100 curvature pairs): iterations per epoch (at most 125 loss
+#: evaluations) and tolerances; measured in ``docs/fit-your-data.md``.
 DEFAULT_OPTIMIZER_KWARGS = {"max_iter": 100, "tolerance_grad": 1e-12, "tolerance_change": 1e-14}
 
 
@@ -52,7 +53,8 @@ class FitPreparation(Workflow):
         """Check ``cuda`` and the force options; set ``forces`` (are forces fitted).
 
         Reads the ``prepare`` arguments only.  Returns copies of ``learn_cauldron_kwargs`` and
-        ``closure_kwargs`` completed by ``forces`` (``grad``, a default ``w_gradients=1``).
+        ``closure_kwargs`` completed by ``forces`` (``grad``, a default ``w_gradients`` of
+        :data:`DEFAULT_FORCE_WEIGHT`).
         """
         if cuda not in (None, False, "auto"):
             raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
@@ -61,7 +63,7 @@ class FitPreparation(Workflow):
         if forces is not None:
             learn_cauldron_kwargs.setdefault("grad", bool(forces))
             if forces:
-                closure_kwargs.setdefault("w_gradients", 1.0)
+                closure_kwargs.setdefault("w_gradients", DEFAULT_FORCE_WEIGHT)
             elif closure_kwargs.get("w_gradients", 0) != 0:
                 raise ValueError("closure_kwargs: w_gradients != 0 but forces=False")
         grad = bool(learn_cauldron_kwargs.get("grad", False))
@@ -226,13 +228,12 @@ class FitPreparation(Workflow):
             init_output_range(net, low, high)
 
     def _default_optimizer(self, closure_kwargs):
-        """Resolve ``optimizer: "auto"`` (the default): :data:`DEFAULT_OPTIMIZER` chosen by the parameter count,
-        with the :data:`DEFAULT_OPTIMIZER_KWARGS` under any ``optimizer_kwargs`` given.  Reads ``nn``."""
+        """Resolve ``optimizer: "auto"`` (the default): ``compact_lbfgs`` with the :data:`DEFAULT_OPTIMIZER_KWARGS`
+        under any ``optimizer_kwargs`` given.  Other optimizers are left as they are."""
         closure_kwargs = dict(closure_kwargs)
         optimizer = closure_kwargs.get("optimizer", "auto")
         if isinstance(optimizer, str) and optimizer.lower() == "auto":
-            n = sum(p.numel() for net in self.nn for p in net.parameters())
-            optimizer = "bfgs" if n <= AUTO_DENSE_MAX_PARAMETERS else "compact_lbfgs"
+            optimizer = "compact_lbfgs"
             kwargs = dict(DEFAULT_OPTIMIZER_KWARGS)
             kwargs.update(closure_kwargs.get("optimizer_kwargs") or {})
             closure_kwargs["optimizer_kwargs"] = kwargs

@@ -66,8 +66,11 @@ class FitWorkflow(FitPreparation):
 
         Parameters
         ----------
-        fn_cells : str, Path, Cell or list
-            Training cells: ASE-readable files / ase.db / 0.1.4 cells JSON (glob patterns allowed).
+        fn_cells : str, Path, Cell, ase.Atoms or list
+            Training cells, in any mix: ASE-readable files, ``*.db`` databases or ``postgresql://`` URLs, 0.1.4
+            cells JSON (glob patterns allowed), ``Cell`` or ``ase.Atoms`` objects and lists of them (see
+            :meth:`~miniff.fit.base.Workflow.load_cells`).  Structures without forces are energy-only data in a
+            force fit; NaN or infinite references are errors naming the structure.
         fn_cells_root : str or None
             Folder the patterns are relative to.
         cells_order : "random", None or list
@@ -109,10 +112,14 @@ class FitWorkflow(FitPreparation):
             ``output_activation``: the bounded outputs then start spanning the learning set's energies per atom).
         closure_kwargs : dict or None
             Arguments of :func:`~miniff.ml_util.simple_energy_closure` (``optimizer``, ``optimizer_kwargs``,
-            ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).
+            ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).  The default ``optimizer`` is
+            ``"auto"``: :class:`~miniff.ml_util.CompactLBFGS` with
+            :data:`~miniff.fit.prepare.DEFAULT_OPTIMIZER_KWARGS` (100 iterations per epoch) under any
+            ``optimizer_kwargs`` given.
         forces : bool or None
-            Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients=1``); None: decided
-            by ``learn_cauldron_kwargs``/``closure_kwargs``.
+            Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients`` of
+            :data:`~miniff.fit.prepare.DEFAULT_FORCE_WEIGHT` = 10); None: decided by
+            ``learn_cauldron_kwargs``/``closure_kwargs``.
         group_weights : dict or None
             ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
         checkpoint : str or None

@@ -52,7 +52,7 @@ def test_converging_fit_is_not_a_stall(cells):
         warnings.simplefilter("error", FitStallWarning)
         wf.run(n_epochs=3, progress=False, summary=False)
     assert wf.stop_reason in ("n_epochs", "optimizer: tolerance_change")
-    assert type(wf.closure.optimizer).__name__ == "DenseBFGS"   # the "auto" optimizer of a small network
+    assert type(wf.closure.optimizer).__name__ == "CompactLBFGS"   # the "auto" optimizer
 
 
 class _FailsOnce(CompactLBFGS):

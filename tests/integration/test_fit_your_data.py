@@ -6,8 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import miniff
 from support import REPO_ROOT
+
+import miniff
 
 PAGE = REPO_ROOT / "docs" / "fit-your-data.md"
 
