@@ -25,13 +25,13 @@ __all__ = ["main", "SETTINGS"]
 
 #: Fit settings of the full and the quick run.
 SETTINGS = {
-    "full": {
+    "full": {   # the defaults of FitWorkflow.prepare(forces=True), 12 epochs
         "cells_subset": None,
-        "cutoff": 5.0,
-        "descriptors": {"n": 6, "zeta": (1, 2, 4), "eta3": [0.0, 0.3]},
-        "nn": {"n_internal": 15, "n_layers": 3},
+        "cutoff": None,
+        "descriptors": None,
+        "nn": None,
         "max_iter": 100,
-        "n_epochs": 8,
+        "n_epochs": 12,
         "select_best": "loss",
         "relax_maxiter": 500,
     },
@@ -52,7 +52,7 @@ def _parser():
     p = argparse.ArgumentParser(prog="python -m miniff.quickstart", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a small, fast run (for tests)")
     p.add_argument("--out", default="quickstart-out", help="output folder (default: ./quickstart-out)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 8, --quick: 2)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 12, --quick: 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -149,7 +149,7 @@ def main(argv=None):
     n_learn, n_test = (fit.datasets[k].n_samples for k in ("learn", "test"))
     n_desc = ", ".join(f"{s}: {len(v)}" for s, v in fit.descriptors.items())
     print(f"{n_learn} training + {n_test} validation structures; descriptors per species {n_desc}; "
-          f"cutoff {settings['cutoff']} Å")
+          f"cutoff {fit.cutoff:.2f} Å")
     # run() prints the summary: epochs, time, why it stopped, the epoch kept, errors next to the data's spread
     fit.run(n_epochs=settings["n_epochs"], save_fn=str(out / "cupt-nn.pt"), log_file=out / "fit.jsonl",
             checkpoint_every=10, progress=False if args.no_progress else None, select_best=settings["select_best"])
@@ -157,7 +157,7 @@ def main(argv=None):
     potentials = ml_util.load_potentials(out / "cupt-nn.pt")
     print(f"saved {out / 'cupt-nn.pt'} ({len(potentials)} NN potentials, plain data) and read it back")
     slab = _slab()
-    nw = NeighborWrapper(slab, cutoff=settings["cutoff"])
+    nw = NeighborWrapper(slab, cutoff=fit.cutoff)
     e0 = float(nw.total(potentials))
     with warnings.catch_warnings(record=True) as caught:  # a non-converged relaxation is reported below
         warnings.simplefilter("always", OptimizationWarning)

@@ -14,7 +14,12 @@ A job file maps stage names to ``init`` / ``prepare`` / ``run`` sections, run in
 A stage name is ``fit``, ``test-direct`` or ``test-relax``, optionally followed by ``:label`` to run a
 kind twice (``fit:second``).  The keys of every section are the parameters of the workflow's
 ``__init__`` / ``prepare`` / ``run``; anything else is an error that names the key and suggests the
-closest valid one.  Every data file named by ``fn_cells`` is checked before any stage starts.
+closest valid one.  A value of the wrong type (``cutoff: abc``, ``test_set: twenty``, a list where a mapping is
+needed, a ``checkpoint`` that is a folder) is an error naming the key and the type expected (:data:`KEY_TYPES`),
+raised before any stage starts, as is a ``fn_cells`` (or ``test_set``) file that does not exist.
+
+The command line (:mod:`miniff.cli`) hands ``run_defaults={"summary": True, "progress": False}`` to
+:func:`run_job_file`: every stage prints its summary at its end (``-q``: none; ``-v``: progress bars too).
 """
 
 import difflib

@@ -16,15 +16,15 @@ __all__ = ["error_table", "format_table", "fit_summary", "test_summary", "STOP_R
 
 #: Explanations of ``FitWorkflow.stop_reason`` values in summaries.
 STOP_REASONS = {
-    "n_epochs": "the epoch limit (n_epochs) was reached",
+    "n_epochs": "the epoch limit was reached",
     "converged": "the convergence criteria were met",
-    "early stopping": "the validation loss stopped improving (early_stopping)",
+    "early stopping": "no better validation value for early_stopping epochs",
     "non-finite loss": "the loss became NaN or infinite",
     "after_epoch": "after_epoch asked to stop",
-    "stalled": "the loss stopped decreasing (see the warning)",
-    "line search failed": "the optimizer's line search failed repeatedly (see the warning)",
-    "optimizer: tolerance_grad": "the loss gradient vanished (optimizer tolerance_grad)",
-    "optimizer: tolerance_change": "the loss stopped changing (optimizer tolerance_change)",
+    "stalled": "the loss stopped decreasing: see the warning",
+    "line search failed": "the optimizer's line search failed repeatedly: see the warning",
+    "optimizer: tolerance_grad": "the loss gradient is below the optimizer's tolerance_grad",
+    "optimizer: tolerance_change": "the loss changed by less than the optimizer's tolerance_change",
 }
 
 
@@ -95,6 +95,8 @@ def fit_summary(fit, table):
     n_run = fit.epoch - (fit.resumed_from or 0)
     lines = [f"fit {fit.tag}: {fit.epoch} epochs ({n_run} in this run) in {fit.wall_time:.1f} s; "
              f"stopped: {reason} ({STOP_REASONS.get(reason, reason)})"]
+    if reason == "n_epochs" and len(fit.history) > 1 and fit.history[-1]["loss"] < 0.99 * fit.history[-2]["loss"]:
+        lines[0] += "; the loss was still decreasing: more epochs may help"
     best = getattr(fit, "best_epoch_info", None)
     if best is not None:
         lines.append(f"networks of epoch {best[0]} ({best[1]})")

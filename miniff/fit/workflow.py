@@ -90,7 +90,7 @@ class FitWorkflow(FitPreparation):
         default_descriptor_kwargs : dict or None
             Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``eta`` (explicit
             radial widths, 1/Å², instead of ``n`` and ``left``), ``three_point`` (True), ``three_point_family`` (4),
-            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
+            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, (0, 0.3) 1/Å²).
             ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
             :func:`~miniff.ml_util.default_lsp_descriptors`.
         descriptor_recipe : {"behler", "lsp"}
@@ -118,7 +118,7 @@ class FitWorkflow(FitPreparation):
             ``optimizer_kwargs`` given.
         forces : bool or None
             Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients`` of
-            :data:`~miniff.fit.prepare.DEFAULT_FORCE_WEIGHT` = 10); None: decided by
+            :data:`~miniff.fit.prepare.DEFAULT_FORCE_WEIGHT` = 30); None: decided by
             ``learn_cauldron_kwargs``/``closure_kwargs``.
         group_weights : dict or None
             ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
