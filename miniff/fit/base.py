@@ -171,10 +171,12 @@ class Workflow:
 
         Parameters
         ----------
-        filenames : str, Path, Cell, ase.Atoms, or a list of them (in any mix)
+        filenames : str, Path, Cell, ase.Atoms, a list of them (in any mix), or a dict
             Glob patterns (relative to ``root``), paths of anything :func:`miniff.io.read_cells` reads (ASE
             files, ``*.db`` databases, 0.1.4 cells JSON), database URLs (``postgresql://...``), ``Cell`` or
-            ``ase.Atoms`` objects, or lists of cells / atoms.
+            ``ase.Atoms`` objects, or lists of cells / atoms.  A dict ``{group label: sources}`` gives its
+            structures that label (``meta["group"]``) unless they carry one (``info["group"]``, a database key
+            ``group``).
         root : str or None
             Folder the patterns are relative to (default: the current directory).
         append : bool
@@ -199,6 +201,20 @@ class Workflow:
 
         from miniff.kernel import Cell
 
+        if isinstance(filenames, dict):   # {group label: sources}
+            cells = list(self.cells) if append else []
+            sources = list(getattr(self, "cell_sources", [])) if append else []
+            for label, group_sources in filenames.items():
+                got = self.load_cells(group_sources, root=root, index=index, selection=selection,
+                                      warn_missing_targets=warn_missing_targets)
+                for c in got:
+                    if "group" not in c.meta:
+                        c = c.copy()   # never label the caller's own Cell objects
+                        c.meta = dict(c.meta, group=str(label))
+                    cells.append(c)
+                sources.extend(self.cell_sources)
+            self.cells, self.cell_sources = cells, sources
+            return self.cells
         items = filenames if isinstance(filenames, (list, tuple)) else [filenames]
         if items and all(isinstance(x, Cell) for x in items) or items and all(isinstance(x, Atoms) for x in items):
             items = [list(items)]   # one source: structures numbered in the list

@@ -55,7 +55,8 @@ KEY_TYPES = {
     "cutoff": (_NUMBER, "a number (Å)"),
     "stall_tolerance": (_NUMBER, "a number"),
     "test_set": ((int, float, str), "a fraction (0.1), a count (20) or a file / glob pattern"),
-    "fn_cells": ((str, list), "a file, glob pattern or database URL, or a list of them"),
+    "fn_cells": ((str, list, dict), "a file, glob pattern or database URL, a list of them, or a mapping "
+                                    "{group label: files}"),
     "fn_cells_root": (_STR, "a folder"),
     "cells_order": ((str, list, type(None)), "'random', null or a list of indices"),
     "potentials": ((str, list), "a potentials file or a list of them"),
@@ -179,6 +180,8 @@ def _check_data_files(description, where):
         prepare = (sections or {}).get("prepare") or {}
         root = prepare.get("fn_cells_root")
         items = prepare.get("fn_cells")
+        if isinstance(items, dict):
+            items = [x for v in items.values() for x in (v if isinstance(v, (list, tuple)) else [v])]
         items = items if isinstance(items, (list, tuple)) else [items]
         for item in items:
             if not isinstance(item, (str, Path)) or "://" in str(item):

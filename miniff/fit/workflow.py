@@ -66,9 +66,10 @@ class FitWorkflow(FitPreparation):
 
         Parameters
         ----------
-        fn_cells : str, Path, Cell, ase.Atoms or list
+        fn_cells : str, Path, Cell, ase.Atoms, list or dict
             Training cells, in any mix: ASE-readable files, ``*.db`` databases or ``postgresql://`` URLs, 0.1.4
-            cells JSON (glob patterns allowed), ``Cell`` or ``ase.Atoms`` objects and lists of them (see
+            cells JSON (glob patterns allowed), ``Cell`` or ``ase.Atoms`` objects and lists of them; a dict
+            ``{group label: sources}`` labels the structures that have no ``group`` of their own (see
             :meth:`~miniff.fit.base.Workflow.load_cells`).  Structures without forces are energy-only data in a
             force fit; NaN or infinite references are errors naming the structure.
         fn_cells_root : str or None

@@ -42,6 +42,22 @@ def test_mixed_sources(cells, tmp_path):
         wf.load_cells([3.5])
 
 
+def test_group_labels_from_a_mapping(cells, tmp_path):
+    unlabelled = [c.copy() for c in cells[:6]]
+    for c in unlabelled:
+        c.meta = {k: v for k, v in c.meta.items() if k != "group"}
+    write_cells(unlabelled[:2], tmp_path / "bulk.extxyz")
+    write_cells(unlabelled[2:5], tmp_path / "surface.db")
+    wf = ml_util.FitWorkflow()
+    got = wf.load_cells({"bulk": "bulk.extxyz", "surface": ["surface.db", unlabelled[5]]}, root=str(tmp_path))
+    assert [c.meta["group"] for c in got] == ["bulk"] * 2 + ["surface"] * 4
+    assert wf.cell_sources[2] == (str(tmp_path / "surface.db"), 0) and len(wf.cell_sources) == 6
+    assert "group" not in unlabelled[5].meta   # the caller's cell is not modified
+    # structures that carry a group keep it
+    got = wf.load_cells({"other": cells[:2]})
+    assert [c.meta["group"] for c in got] == [c.meta["group"] for c in cells[:2]]
+
+
 def _without_forces(cells, which):
     atoms = cells_to_atoms(cells)
     for k in which:
