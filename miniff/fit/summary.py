@@ -85,7 +85,9 @@ def format_table(table):
                   if "energy_rmse" in s else "")
         force = (f"{1000 * s['force_rmse']:8.1f} ({1000 * s['force_spread']:7.1f}) meV/Å"
                  if "force_rmse" in s else "")
-        lines.append(f"{label:{width}s}{s['n']:6d}   {energy:>28s}   {force:>26s}")
+        lines.append(f"{label:{width}s}{s['n']:6d}   {energy:>28s}   {force:>26s}".rstrip())
+    if not any("force_rmse" in s for _, s in table):
+        lines[0] = lines[0].replace("force RMSE (spread)", "").rstrip()
     return lines
 
 
