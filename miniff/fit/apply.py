@@ -215,7 +215,7 @@ class OneShotWorkflow(SDWorkflow):
         """The errors of the potentials on the cells (after :meth:`run`): RMSE of per-atom energies (meV/atom)
         and force components (meV/Å) with the standard deviation of the reference values, per group too.
         The numbers are kept in ``summary_table`` (eV/atom, eV/Å)."""
-        from miniff.fit.summary import error_table, test_summary
+        from miniff.fit.summary import error_table, errors_summary
 
         cells = [c for c in self.cells_result if "reference-energy" in c.meta]
         groups = self.groups()
@@ -228,7 +228,7 @@ class OneShotWorkflow(SDWorkflow):
             p["forces_pred"] = [c.meta["forces"] if "reference-forces" in c.meta else np.zeros((0, 3))
                                 for c in cells]
         self.summary_table = error_table([("test", p)])
-        return test_summary(self.tag, len(self.cells_result), self.summary_table)
+        return errors_summary(self.tag, len(self.cells_result), self.summary_table)
 
     @staticmethod
     def _write(cells, fn_output):

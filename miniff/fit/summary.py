@@ -3,7 +3,7 @@
 :func:`error_table` computes, per data set and per structure group, the RMSE of the per-atom energies
 (eV/atom) and of the force components (eV/Å) together with the standard deviation of the reference values
 (the "spread": an RMSE is only good or bad compared with it); :func:`format_table` turns it into lines in
-meV/atom and meV/Å.  :func:`fit_summary` and :func:`test_summary` are the texts of
+meV/atom and meV/Å.  :func:`fit_summary` and :func:`errors_summary` are the texts of
 :meth:`FitWorkflow.summary <miniff.fit.workflow.FitWorkflow.summary>` and
 :meth:`OneShotWorkflow.summary <miniff.fit.apply.OneShotWorkflow.summary>`.
 """
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["error_table", "format_table", "fit_summary", "test_summary", "STOP_REASONS"]
+__all__ = ["error_table", "format_table", "fit_summary", "errors_summary", "STOP_REASONS"]
 
 #: Explanations of ``FitWorkflow.stop_reason`` values in summaries.
 STOP_REASONS = {
@@ -106,6 +106,6 @@ def fit_summary(fit, table):
     return "\n".join(lines)
 
 
-def test_summary(tag, n_cells, table):
+def errors_summary(tag, n_cells, table):
     """The text of a test stage: the errors of saved potentials on ``n_cells`` structures."""
     return "\n".join([f"test {tag}: {n_cells} structures"] + format_table(table))
