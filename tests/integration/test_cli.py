@@ -92,9 +92,13 @@ def test_job_prints_summaries_that_match_the_saved_potential(tmp_path, monkeypat
     assert _row(out.out, "test ") == (pytest.approx(e_test, abs=0.006), pytest.approx(f_test, abs=0.06))
     e_train, f_train = _rmse_of_saved_potential(tmp_path / "fit.pt", cells[:8])
     assert _row(out.out, "training") == (pytest.approx(e_train, abs=0.006), pytest.approx(f_train, abs=0.06))
-    # -q: nothing on stdout
+    # -q: nothing on stdout; -v: progress bars (and info logging) on stderr
     assert main(["-q", "job.yml"]) == 0
     assert capsys.readouterr().out == ""
+    (tmp_path / "fit.pt").unlink()
+    assert main(["-v", "job.yml"]) == 0
+    err = capsys.readouterr().err
+    assert "fit fit:" in err and "epoch/s" in err   # the tqdm bar
 
 
 def test_summary_table_equals_rmse_of_the_saved_potential(tmp_path, monkeypatch):
