@@ -199,7 +199,7 @@ def _check_data_files(description, where):
                                    f"a file / glob pattern; no file matches {test_set!r}")
 
 
-def run_workflow(workflow_class, init=None, prepare=None, run=None):
+def run_workflow(workflow_class, init=None, prepare=None, run=None, where=None):
     """Create a workflow, prepare it and run it; return the workflow.
 
     Parameters
@@ -208,11 +208,25 @@ def run_workflow(workflow_class, init=None, prepare=None, run=None):
         ``FitWorkflow``, ``OneShotWorkflow`` or ``SDWorkflow``.
     init, prepare, run : dict or None
         Keyword arguments of ``__init__``, ``prepare`` and ``run``.
+    where : str or None
+        Prefix (``"job.yml: fit"``) added, with the section, to a ``ValueError``, ``TypeError`` or ``KeyError``
+        raised by a step (``"job.yml: fit.prepare: n_internal must be an int..."``); the type is kept.
     """
-    wf = workflow_class(**(init or {}))
-    wf.prepare(**(prepare or {}))
-    wf.run(**(run or {}))
+    wf = _step(where, "init", workflow_class, init)
+    _step(where, "prepare", wf.prepare, prepare)
+    _step(where, "run", wf.run, run)
     return wf
+
+
+def _step(where, section, function, kwargs):
+    """``function(**kwargs)``; a plain ValueError / TypeError / KeyError gets the ``where.section:`` prefix."""
+    try:
+        return function(**(kwargs or {}))
+    except (ValueError, TypeError, KeyError) as error:
+        if where is None or type(error) not in (ValueError, TypeError, KeyError, JobFileError):
+            raise
+        message = error.args[0] if error.args else ""
+        raise type(error)(f"{where}.{section}: {message}") from error
 
 
 def _run_defaults(cls, run, defaults):
@@ -244,7 +258,7 @@ def _exec_stages(description, log, where, run_defaults=None):
 
         with deprecations_once(deprecated, report):
             done.append(run_workflow(cls, init, sections.get("prepare"),
-                                     _run_defaults(cls, sections.get("run"), run_defaults)))
+                                     _run_defaults(cls, sections.get("run"), run_defaults), where=f"{where}: {stage}"))
     return done, deprecated
 
 

@@ -129,7 +129,10 @@ def test_job_file_errors_name_the_key_and_type(tmp_path, monkeypatch, capsys):
              ({"closure_kwargs": [1, 2]}, None, "fit.prepare.closure_kwargs: expected a mapping"),
              ({"forces": "yes"}, None, "fit.prepare.forces: expected true or false, got a string 'yes'"),
              ({"checkpoint": "ckpt"}, None, "fit.prepare.checkpoint: 'ckpt' is a folder"),
-             (None, {"n_epochs": 2.5}, "fit.run.n_epochs: expected an integer, got a number 2.5")]
+             (None, {"n_epochs": 2.5}, "fit.run.n_epochs: expected an integer, got a number 2.5"),
+             # values checked by the workflow itself still name the stage and the section
+             ({"nn_kwargs": {"n_internal": "abc"}}, None, "job.yml: fit.prepare: n_internal must be an int"),
+             (None, {"select_best": "energy2"}, "job.yml: fit.run: select_best must be one of")]
     for prepare, run, message in cases:
         _job(tmp_path, prepare, run)
         assert main(["job.yml"]) == 1
