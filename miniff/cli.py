@@ -1,6 +1,7 @@
 """Command line: ``miniff {info,version,quickstart,FILE.yml}`` (also ``python -m miniff ...``).
 
 Argument parsing only; the work is done by :mod:`miniff.ml_util` (job file format: :mod:`miniff.fit.jobs`).
+Every stage prints a short summary at its end (``-q``: none); ``-v`` adds progress bars and info logging.
 Exit codes: 0 success, 1 invalid job or missing/invalid data (a one-line message on stderr), 2 workflows not
 available, 130 interrupted (re-running the job resumes from its last checkpoint).
 """
@@ -43,7 +44,10 @@ def _parser():
                "'quickstart [--quick] [--out DIR]' runs the README's main job (fit, check, relax, plot).",
     )
     p.add_argument("target", help="a YAML job file, or one of the commands 'info', 'version' and 'quickstart'")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more output: progress bars and info logging (-v), debug logging (-vv)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no summaries at the end of the stages (warnings and errors only)")
     return p
 
 
@@ -69,6 +73,8 @@ def main(argv=None):
             print(advice)
         return 0
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    if args.quiet:
+        level = logging.ERROR
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         from miniff.ml_util import run_job_file
@@ -76,7 +82,10 @@ def main(argv=None):
         print(f"miniff: workflows are not available: {error}", file=sys.stderr)
         return 2
     try:
-        run_job_file(args.target)
+        # every stage prints its summary (fit: epochs, time, stop reason, errors; test: errors) unless -q;
+        # progress bars only with -v
+        run_job_file(args.target, run_defaults={"summary": not args.quiet,
+                                                "progress": bool(args.verbose) and not args.quiet})
     except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"miniff: error: {message}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 1. fits a Behler-Parrinello NN potential to the energies and forces of the bundled Cu/Pt EMT data
    (:func:`miniff.ml_util.example_data_path`), 80 % training / 20 % validation (fixed seed);
-2. prints training and validation RMSEs (energy in meV/atom, forces in meV/Å);
+2. prints the fit's summary: why it stopped, training and validation RMSEs (energy in meV/atom, forces in
+   meV/Å) next to the spread of the reference values, per structure group;
 3. saves the potential as plain data (``cupt-nn.pt``) and reads it back;
 4. relaxes a Pt(100) slab with two Cu adatoms with the fitted potential and compares the relaxed energy
    with EMT at the same geometry;
@@ -24,13 +25,14 @@ __all__ = ["main", "SETTINGS"]
 
 #: Fit settings of the full and the quick run.
 SETTINGS = {
-    "full": {
+    "full": {   # the defaults of FitWorkflow.prepare(forces=True), 12 epochs
         "cells_subset": None,
-        "cutoff": 5.0,
-        "descriptors": {"n": 6, "zeta": (1, 2, 4), "eta3": [0.0, 0.3]},
-        "nn": {"n_internal": 15, "n_layers": 3},
-        "w_gradients": 10.0,
-        "n_epochs": 40,
+        "cutoff": None,
+        "descriptors": None,
+        "nn": None,
+        "max_iter": 100,
+        "n_epochs": 12,
+        "select_best": "loss",
         "relax_maxiter": 500,
     },
     "quick": {
@@ -38,8 +40,9 @@ SETTINGS = {
         "cutoff": 5.0,
         "descriptors": {"n": 4, "zeta": (1,), "eta3": 0.0},
         "nn": {"n_internal": 6, "n_layers": 2},
-        "w_gradients": 10.0,
+        "max_iter": 10,
         "n_epochs": 2,
+        "select_best": "loss",
         "relax_maxiter": 10,
     },
 }
@@ -51,7 +54,7 @@ def _parser(prog=None):
     p = argparse.ArgumentParser(prog=prog or "python -m miniff.quickstart", description=description)
     p.add_argument("--quick", action="store_true", help="a small, fast run (for tests)")
     p.add_argument("--out", default="quickstart-out", help="output folder (default: ./quickstart-out)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 40, --quick: 2)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 12, --quick: 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -135,32 +138,20 @@ def main(argv=None, prog=None):
     fit = ml_util.FitWorkflow(seed=0)
     fit.prepare(str(data), cells_subset=settings["cells_subset"], cutoff=settings["cutoff"], forces=True,
                 test_set=0.2, split_seed=0, default_descriptor_kwargs=settings["descriptors"],
-                nn_kwargs=settings["nn"], closure_kwargs={"w_gradients": settings["w_gradients"]},
+                nn_kwargs=settings["nn"], closure_kwargs={"optimizer_kwargs": {"max_iter": settings["max_iter"]}},
                 checkpoint=out / "fit.ckpt", resume=False)
     n_learn, n_test = (fit.datasets[k].n_samples for k in ("learn", "test"))
     n_desc = ", ".join(f"{s}: {len(v)}" for s, v in fit.descriptors.items())
     print(f"{n_learn} training + {n_test} validation structures; descriptors per species {n_desc}; "
-          f"cutoff {settings['cutoff']} Å")
-    t_fit = time.perf_counter()
+          f"cutoff {fit.cutoff:.2f} Å")
+    # run() prints the summary: epochs, time, why it stopped, the epoch kept, errors next to the data's spread
     fit.run(n_epochs=settings["n_epochs"], save_fn=str(out / "cupt-nn.pt"), log_file=out / "fit.jsonl",
-            checkpoint_every=10, progress=False if args.no_progress else None)
-    t_fit = time.perf_counter() - t_fit
-    best = fit.best["epoch"] if fit.best else fit.epoch
-    print(f"fit: {fit.epoch} epochs in {t_fit:.1f} s ({t_fit / max(fit.epoch, 1):.2f} s/epoch), "
-          f"networks of epoch {best} (lowest validation loss)")
-    print(f"{'':12s}{'energy RMSE':>18s}{'force RMSE':>16s}")
-    for name, label in (("learn", "training"), ("test", "validation")):
-        m = fit.metrics(name)
-        print(f"{label:12s}{1000 * m['energy_rmse']:12.2f} meV/atom{1000 * m['force_rmse']:10.1f} meV/Å")
-    groups = sorted({k.split("_")[1] for k in m if k.startswith("group_")})
-    for g in groups:
-        print(f"  {g:10s}{1000 * m[f'group_{g}_energy_rmse']:12.2f} meV/atom"
-              f"{1000 * m[f'group_{g}_force_rmse']:10.1f} meV/Å  (validation, group {g!r})")
+            checkpoint_every=10, progress=False if args.no_progress else None, select_best=settings["select_best"])
 
     potentials = ml_util.load_potentials(out / "cupt-nn.pt")
     print(f"saved {out / 'cupt-nn.pt'} ({len(potentials)} NN potentials, plain data) and read it back")
     slab = _slab()
-    nw = NeighborWrapper(slab, cutoff=settings["cutoff"])
+    nw = NeighborWrapper(slab, cutoff=fit.cutoff)
     e0 = float(nw.total(potentials))
     with warnings.catch_warnings(record=True) as caught:  # a non-converged relaxation is reported below
         warnings.simplefilter("always", OptimizationWarning)

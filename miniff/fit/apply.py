@@ -174,8 +174,15 @@ class OneShotWorkflow(SDWorkflow):
 
     default_tag = "test"
 
-    def run(self, fn_output=None):
+    def run(self, fn_output=None, summary=True):
         """Predict every cell; optionally write the cells with predictions to ``fn_output`` (extxyz).
+
+        Parameters
+        ----------
+        fn_output : str or None
+            Write the cells with references and predictions here.
+        summary : bool
+            Print :meth:`summary` (the errors, with the spread of the reference values).
 
         Returns
         -------
@@ -201,7 +208,29 @@ class OneShotWorkflow(SDWorkflow):
                 self.log.info("%s: %s = %.3f %s", self.tag, k, 1000 * self.errors[k], unit)
         if fn_output is not None:
             self._write(out, fn_output)
+        text = self.summary()   # also sets summary_table
+        if summary:
+            print(text, flush=True)
         return out
+
+    def summary(self):
+        """The errors of the potentials on the cells (after :meth:`run`): RMSE of per-atom energies (meV/atom)
+        and force components (meV/Å) with the standard deviation of the reference values, per group too.
+        The numbers are kept in ``summary_table`` (eV/atom, eV/Å)."""
+        from miniff.fit.summary import error_table, errors_summary
+
+        cells = [c for c in self.cells_result if "reference-energy" in c.meta]
+        groups = self.groups()
+        p = {"energy_ref": [c.meta["reference-energy"] / c.size for c in cells],
+             "energy_pred": [c.meta["total-energy"] / c.size for c in cells],
+             "groups": None if groups is None else [g for g, c in zip(groups, self.cells_result, strict=True)
+                                                    if "reference-energy" in c.meta]}
+        if any("reference-forces" in c.meta for c in cells):
+            p["forces_ref"] = [c.meta.get("reference-forces", np.zeros((0, 3))) for c in cells]
+            p["forces_pred"] = [c.meta["forces"] if "reference-forces" in c.meta else np.zeros((0, 3))
+                                for c in cells]
+        self.summary_table = error_table([("test", p)])
+        return errors_summary(self.tag, len(self.cells_result), self.summary_table)
 
     @staticmethod
     def _write(cells, fn_output):

@@ -10,7 +10,7 @@ import torch
 
 from miniff.fit.compat import warn_ignored
 
-__all__ = ["Workflow", "resolve_dtype", "DEFAULT_UNITS"]
+__all__ = ["Workflow", "resolve_dtype", "DEFAULT_UNITS", "check_targets", "warn_missing_summary"]
 
 #: Display units of 0.1.4's ``units="default"`` (display only: miniff computes in eV and Å).
 DEFAULT_UNITS = {"energy": "meV", "length": "angstrom", "force": "meV/angstrom"}
@@ -29,6 +29,43 @@ def resolve_dtype(dtype):
         if key in _DTYPES:
             return _DTYPES[key]
     raise ValueError(f"dtype must be 'float32', 'float64' or a torch floating dtype, got {dtype!r}")
+
+
+def check_targets(cells, label):
+    """Raise ValueError naming ``label``, the index and the quantity when a reference energy (eV), force (eV/Å)
+    or stress (eV/Å³) in ``meta`` is NaN or infinite."""
+    for k, c in enumerate(cells):
+        for key, what in (("total-energy", "energy"), ("forces", "forces"), ("stress", "stress")):
+            value = c.meta.get(key)
+            if value is None:
+                continue
+            v = np.asarray(value, dtype=float)
+            if not np.isfinite(v).all():
+                where = ""
+                if key == "forces" and v.ndim == 2:
+                    where = f" (atom {int(np.nonzero(~np.isfinite(v).all(axis=1))[0][0])})"
+                raise ValueError(f"fn_cells: {label}, structure {k}: the reference {what} contains NaN or "
+                                 f"inf{where}")
+
+
+def warn_missing_summary(cells, sources):
+    """One warning for all the structures without reference forces (energy-only data) and one for those without
+    an energy, with the count per source (``sources``: ``(label, index)`` per cell)."""
+    import warnings
+
+    from miniff.io import MissingEnergyWarning, MissingForcesWarning
+
+    for key, category, what in (("total-energy", MissingEnergyWarning, "no reference energy"),
+                                ("forces", MissingForcesWarning, "no forces: they are used as energy-only data")):
+        per_source = {}
+        for c, (label, _) in zip(cells, sources, strict=True):
+            if c.meta.get(key) is None:
+                per_source[label] = per_source.get(label, 0) + 1
+        if per_source:
+            detail = ", ".join(f"{label}: {n}" for label, n in list(per_source.items())[:5])
+            more = f" and {len(per_source) - 5} more sources" if len(per_source) > 5 else ""
+            warnings.warn(f"{sum(per_source.values())} of {len(cells)} structures have {what} ({detail}{more})",
+                          category, stacklevel=4)
 
 
 class Workflow:
@@ -96,55 +133,106 @@ class Workflow:
 
         return list(read_cells(fn, index=index, selection=selection, warn_missing_targets=warn_missing_targets))
 
+    def _sources(self, item, root, index, selection):
+        """``[(label, cells)]`` of one ``fn_cells`` entry (see :meth:`load_cells`)."""
+        from ase import Atoms
+
+        from miniff.kernel import Cell
+
+        if isinstance(item, Cell):
+            return [("cells", [item])]
+        if isinstance(item, Atoms):
+            return [("Atoms", self.load_cells_individual([item], ":", None, False))]
+        if isinstance(item, (list, tuple)) and item and all(isinstance(c, Cell) for c in item):
+            return [("cells", list(item))]
+        if isinstance(item, (list, tuple)) and item and all(isinstance(a, Atoms) for a in item):
+            return [("Atoms", self.load_cells_individual(list(item), index, None, False))]
+        if isinstance(item, Path):
+            path = item if root is None or item.is_absolute() else Path(root) / item
+            if not path.exists():
+                raise FileNotFoundError(f"fn_cells: no such file {str(path)!r}")
+            return [(str(path), self.load_cells_individual(path, index, selection, False))]
+        if isinstance(item, str):
+            if "://" in item:
+                from miniff.io import _redact_url
+
+                return [(_redact_url(item), self.load_cells_individual(item, index, selection, False))]
+            pattern = item if root is None or os.path.isabs(item) else os.path.join(root, item)
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                where = os.path.abspath(root) if root is not None else os.getcwd()
+                raise FileNotFoundError(f"fn_cells: no file matches {item!r} (looked in {where!r})")
+            return [(m, self.load_cells_individual(m, index, selection, False)) for m in matches]
+        raise TypeError(f"fn_cells entries must be paths, glob patterns, database URLs, Cells or ase.Atoms (or "
+                        f"lists of them), got {type(item).__name__}")
+
     def load_cells(self, filenames, root=None, append=False, index=":", selection=None, warn_missing_targets=True):
-        """Load cells into ``self.cells``.
+        """Load cells into ``self.cells`` (and where each came from into ``self.cell_sources``).
 
         Parameters
         ----------
-        filenames : str, Path, Cell, or a list of them
-            Glob patterns (relative to ``root``), paths, ``Cell`` objects or lists of cells.
+        filenames : str, Path, Cell, ase.Atoms, a list of them (in any mix), or a dict
+            Glob patterns (relative to ``root``), paths of anything :func:`miniff.io.read_cells` reads (ASE
+            files, ``*.db`` databases, 0.1.4 cells JSON), database URLs (``postgresql://...``), ``Cell`` or
+            ``ase.Atoms`` objects, or lists of cells / atoms.  A dict ``{group label: sources}`` gives its
+            structures that label (``meta["group"]``) unless they carry one (``info["group"]``, a database key
+            ``group``).
         root : str or None
             Folder the patterns are relative to (default: the current directory).
         append : bool
             Add to the cells already loaded instead of replacing them.
-        index, selection, warn_missing_targets
-            Passed to :func:`miniff.io.read_cells` for every file (``warn_missing_targets=False`` when the
-            caller does not need forces, so energy-only data sets load silently).
+        index, selection
+            Passed to :func:`miniff.io.read_cells` for every file and list of atoms.
+        warn_missing_targets : bool
+            One :class:`~miniff.io.MissingForcesWarning` (and :class:`~miniff.io.MissingEnergyWarning`) for all
+            sources together, counting the structures without forces (used as energy-only data) or energy.
 
         Returns
         -------
         list of Cell
+
+        Raises
+        ------
+        ValueError
+            A reference energy, force or stress is NaN or infinite (the message names the source, the index of
+            the structure in it and the quantity), or nothing was loaded.
         """
+        from ase import Atoms
+
         from miniff.kernel import Cell
 
+        if isinstance(filenames, dict):   # {group label: sources}
+            cells = list(self.cells) if append else []
+            sources = list(getattr(self, "cell_sources", [])) if append else []
+            for label, group_sources in filenames.items():
+                got = self.load_cells(group_sources, root=root, index=index, selection=selection,
+                                      warn_missing_targets=warn_missing_targets)
+                for c in got:
+                    if "group" not in c.meta:
+                        c = c.copy()   # never label the caller's own Cell objects
+                        c.meta = dict(c.meta, group=str(label))
+                    cells.append(c)
+                sources.extend(self.cell_sources)
+            self.cells, self.cell_sources = cells, sources
+            return self.cells
         items = filenames if isinstance(filenames, (list, tuple)) else [filenames]
-        cells = []
-        for item in items:
-            if isinstance(item, Cell):
-                cells.append(item)
-            elif isinstance(item, (list, tuple)) and all(isinstance(c, Cell) for c in item):
-                cells.extend(item)
-            elif isinstance(item, Path):
-                path = item if root is None or item.is_absolute() else Path(root) / item
-                if not path.exists():
-                    raise FileNotFoundError(f"fn_cells: no such file {str(path)!r}")
-                cells.extend(self.load_cells_individual(path, index, selection, warn_missing_targets))
-            elif isinstance(item, str):
-                if "://" in item:
-                    cells.extend(self.load_cells_individual(item, index, selection, warn_missing_targets))
-                    continue
-                pattern = item if root is None or os.path.isabs(item) else os.path.join(root, item)
-                matches = sorted(glob.glob(pattern))
-                if not matches:
-                    where = os.path.abspath(root) if root is not None else os.getcwd()
-                    raise FileNotFoundError(f"fn_cells: no file matches {item!r} (looked in {where!r})")
-                for m in matches:
-                    cells.extend(self.load_cells_individual(m, index, selection, warn_missing_targets))
-            else:
-                raise TypeError(f"fn_cells entries must be paths, glob patterns or cells, got {type(item).__name__}")
+        if items and all(isinstance(x, Cell) for x in items) or items and all(isinstance(x, Atoms) for x in items):
+            items = [list(items)]   # one source: structures numbered in the list
+        cells, sources, read = [], [], []
+        for i, item in enumerate(items):
+            for label, got in self._sources(item, root, index, selection):
+                label = f"fn_cells[{i}] ({label})" if label in ("cells", "Atoms") and len(items) > 1 else label
+                check_targets(got, label)
+                cells.extend(got)
+                sources.extend((label, k) for k in range(len(got)))
+                if not isinstance(item, Cell) and not (isinstance(item, list) and isinstance(item[0], Cell)):
+                    read.extend(range(len(cells) - len(got), len(cells)))   # Cells given as such do not warn
         if not cells:
             raise ValueError("fn_cells: no cells loaded")
+        if warn_missing_targets and read:
+            warn_missing_summary([cells[i] for i in read], [sources[i] for i in read])
         self.cells = (list(self.cells) if append else []) + cells
+        self.cell_sources = (list(getattr(self, "cell_sources", [])) if append else []) + sources
         self.cells_nw = None
         self.log.info("%d cells loaded", len(self.cells))
         return self.cells
@@ -161,6 +249,8 @@ class Workflow:
             if sorted(perm.tolist()) != list(range(n)):
                 raise ValueError(f"cells_order must be a permutation of range({n})")
         self.cells = [self.cells[i] for i in perm]
+        if len(getattr(self, "cell_sources", [])) == n:
+            self.cell_sources = [self.cell_sources[i] for i in perm]
         self.cells_nw = None
         return perm
 
@@ -169,6 +259,7 @@ class Workflow:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"cells_subset must be a positive integer, got {n!r}")
         self.cells = self.cells[:n]
+        self.cell_sources = getattr(self, "cell_sources", [])[:n]
         self.cells_nw = None
 
     def save_cells(self, dest):

@@ -210,11 +210,12 @@ def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
 
     g_ref = pcd.energy_g
     if criterion is None:
-        def masks():  # the mask [S, N] (None when all ones) and 3 * atoms [S], cached on the dataset
-            m = pcd.mask.to(g_ref.dtype)
+        def masks():  # the force mask [S, N] (None when all ones) and 3 * atoms [S], cached on the dataset
+            m = pcd.force_mask().to(g_ref.dtype)
             return (None if bool((m == 1).all()) else m), 3 * m.sum(dim=1)
 
-        mask, n_components = _cached(pcd, "_gradient_loss_cache", (pcd.mask,), masks, extra=g_ref.dtype)
+        key = (pcd.mask,) if pcd.has_forces is None else (pcd.mask, pcd.has_forces)
+        mask, n_components = _cached(pcd, "_gradient_loss_cache", key, masks, extra=g_ref.dtype)
         sq_sa = ((g_pred - g_ref) ** 2).sum(dim=2)
         sq_s = (sq_sa if mask is None else sq_sa * mask).sum(dim=1)
         w_s = _structure_weights(weights, g_ref.shape[0], g_ref.dtype)
@@ -461,7 +462,7 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
     }
     sq_s = cnt_s = None
     if forces:
-        mask = pcd.mask.to(e_pred.dtype)
+        mask = pcd.force_mask().to(e_pred.dtype)
         dg = (out[1].detach() - pcd.energy_g) * mask[..., None] * g_scale
         n_comp = 3 * float(mask.sum())
         result["force_rmse"] = math.sqrt(float((dg**2).sum()) / n_comp)
@@ -475,7 +476,7 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
         for g in sorted(set(groups)):
             idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
             result[f"group_{g}_energy_rmse"] = float(torch.sqrt(torch.mean(de_s[idx] ** 2)))
-            if sq_s is not None:
+            if sq_s is not None and float(cnt_s[idx].sum()) > 0:
                 result[f"group_{g}_force_rmse"] = math.sqrt(float(sq_s[idx].sum()) / float(cnt_s[idx].sum()))
     return result
 

@@ -264,6 +264,9 @@ class CompactLBFGS(torch.optim.Optimizer):
                                       group["c2"], min(group["max_ls"], budget))
                 h["n_iter"] += 1
                 if found is None:
+                    if budget < group["max_ls"]:   # the evaluation budget of the step ran out, not the search
+                        self.stop_reason = "max_eval"
+                        break
                     if h["k"] == 0:
                         self.stop_reason = "line search"
                         break

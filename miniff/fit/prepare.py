@@ -36,6 +36,13 @@ __all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
 
 #: Default descriptor cutoff of 0.1.4: 12 Bohr, in Å.
 DEFAULT_CUTOFF = 12 * units.BOHR
+#: Force weight ``w_gradients`` (normalised units) of ``prepare(forces=True)`` when none is given; measured in
+#: ``docs/fit-your-data.md``.
+DEFAULT_FORCE_WEIGHT = 30.0
+#: Optimizer settings of ``optimizer: "auto"`` (the default of ``FitWorkflow.prepare``: full-batch compact L-BFGS,
+#: :class:`~miniff.fit.lbfgs.CompactLBFGS`, 100 curvature pairs): iterations per epoch (at most 125 loss
+#: evaluations) and tolerances; measured in ``docs/fit-your-data.md``.
+DEFAULT_OPTIMIZER_KWARGS = {"max_iter": 100, "tolerance_grad": 1e-12, "tolerance_change": 1e-14}
 
 
 class FitPreparation(Workflow):
@@ -46,7 +53,8 @@ class FitPreparation(Workflow):
         """Check ``cuda`` and the force options; set ``forces`` (are forces fitted).
 
         Reads the ``prepare`` arguments only.  Returns copies of ``learn_cauldron_kwargs`` and
-        ``closure_kwargs`` completed by ``forces`` (``grad``, a default ``w_gradients=1``).
+        ``closure_kwargs`` completed by ``forces`` (``grad``, a default ``w_gradients`` of
+        :data:`DEFAULT_FORCE_WEIGHT`).
         """
         if cuda not in (None, False, "auto"):
             raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
@@ -55,7 +63,7 @@ class FitPreparation(Workflow):
         if forces is not None:
             learn_cauldron_kwargs.setdefault("grad", bool(forces))
             if forces:
-                closure_kwargs.setdefault("w_gradients", 1.0)
+                closure_kwargs.setdefault("w_gradients", DEFAULT_FORCE_WEIGHT)
             elif closure_kwargs.get("w_gradients", 0) != 0:
                 raise ValueError("closure_kwargs: w_gradients != 0 but forces=False")
         grad = bool(learn_cauldron_kwargs.get("grad", False))
@@ -150,8 +158,12 @@ class FitPreparation(Workflow):
             self.compute_neighbors(cutoff, nw_kwargs)
 
     def init_default_descriptors(self, a=DEFAULT_CUTOFF, n=6, left=1, common_eta=True, three_point=True,
-                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=0, eta=None, nw_kwargs=None):
+                                 three_point_family=4, zeta=(1, 2, 4, 16), eta3=(0.0, 0.3), eta=None, nw_kwargs=None):
         """The default descriptor set: radial Behler-2 per pair (+ angular Behler-4/5 per triple), Å and 1/Å².
+
+        The angular functions come with two widths ``eta3`` (0 and 0.3 1/Å²): the second one resolves the first
+        neighbour shell, which halved the force errors of fits to silicon and Cu/Pt data (measured in
+        ``docs/fit-your-data.md``; 0.1.4 used 0 only).
 
         ``eta`` (1/Å²): explicit radial widths instead of the turning-point grid of ``n`` functions (see
         :func:`~miniff.ml_util.default_behler_descriptors`)."""
@@ -219,6 +231,19 @@ class FitPreparation(Workflow):
         for net in self.nn:
             init_output_range(net, low, high)
 
+    def _default_optimizer(self, closure_kwargs):
+        """Resolve ``optimizer: "auto"`` (the default): ``compact_lbfgs`` with the :data:`DEFAULT_OPTIMIZER_KWARGS`
+        under any ``optimizer_kwargs`` given.  Other optimizers are left as they are."""
+        closure_kwargs = dict(closure_kwargs)
+        optimizer = closure_kwargs.get("optimizer", "auto")
+        if isinstance(optimizer, str) and optimizer.lower() == "auto":
+            optimizer = "compact_lbfgs"
+            kwargs = dict(DEFAULT_OPTIMIZER_KWARGS)
+            kwargs.update(closure_kwargs.get("optimizer_kwargs") or {})
+            closure_kwargs["optimizer_kwargs"] = kwargs
+        closure_kwargs["optimizer"] = optimizer
+        return closure_kwargs
+
     def _make_closure(self, closure_kwargs, group_weights):
         """Build the loss closure (and optimizer) of the networks on the learning set.
 
@@ -235,5 +260,6 @@ class FitPreparation(Workflow):
                 raise KeyError(f"group_weights: no cells in groups {sorted(unknown)}; groups: {sorted(set(labels))}")
             weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
         closure_kwargs.setdefault("weights", weights)
+        closure_kwargs = self._default_optimizer(closure_kwargs)
         self.closure = simple_energy_closure(self.nn, self.datasets["learn"], normalization=self.normalization,
                                              **closure_kwargs)

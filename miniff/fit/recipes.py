@@ -169,7 +169,8 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
             etas[pair] = eta
             continue
         if d * left > a / 2:
-            raise ValueError(f"arg: the shortest {pair} distance times left ({d * left:.3f} Å) exceeds a/2 = {a / 2}")
+            raise ValueError(f"cutoff: the shortest {pair} distance times left ({d * left:.3f} Å) exceeds half the "
+                             f"cutoff ({a / 2} Å): use a cutoff of at least {2 * d * left:.2f} Å (or a smaller left)")
         etas[pair] = np.array([eta_for_turning_point(a, t) for t in np.linspace(left * d, a / 2, n)])
     if common_eta:
         mean = np.mean(list(etas.values()), axis=0)

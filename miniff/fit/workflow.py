@@ -27,13 +27,15 @@ from miniff.fit.checkpoint import (
 from miniff.fit.closures import error_metrics
 from miniff.fit.compat import warn_ignored
 from miniff.fit.log import FitLog
+from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
 from miniff.fit.prepare import DEFAULT_CUTOFF, FitPreparation
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
 
 #: ``stop_reason`` values of an optimizer (:class:`~miniff.ml_util.CompactLBFGS`) after which further epochs
-#: cannot make progress: the fit stops with ``stop_reason = "optimizer: <reason>"``.
-OPTIMIZER_FINAL_STOPS = ("tolerance_grad", "tolerance_change", "line search")
+#: cannot make progress: the fit stops with ``stop_reason = "optimizer: <reason>"``.  A failed line search is
+#: not final: :class:`~miniff.fit.monitor.FitMonitor` drops the optimizer's history and goes on.
+OPTIMIZER_FINAL_STOPS = ("tolerance_grad", "tolerance_change")
 
 
 def _descriptor_fingerprint(descriptors):
@@ -70,8 +72,12 @@ class FitWorkflow(FitPreparation):
 
         Parameters
         ----------
-        fn_cells : str, Path, Cell or list
-            Training cells: ASE-readable files / ase.db / 0.1.4 cells JSON (glob patterns allowed).
+        fn_cells : str, Path, Cell, ase.Atoms, list or dict
+            Training cells, in any mix: ASE-readable files, ``*.db`` databases or ``postgresql://`` URLs, 0.1.4
+            cells JSON (glob patterns allowed), ``Cell`` or ``ase.Atoms`` objects and lists of them; a dict
+            ``{group label: sources}`` labels the structures that have no ``group`` of their own (see
+            :meth:`~miniff.fit.base.Workflow.load_cells`).  Structures without forces are energy-only data in a
+            force fit; NaN or infinite references are errors naming the structure.
         fn_cells_root : str or None
             Folder the patterns are relative to.
         cells_order : "random", None or list
@@ -91,7 +97,7 @@ class FitWorkflow(FitPreparation):
         default_descriptor_kwargs : dict or None
             Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``eta`` (explicit
             radial widths, 1/Å², instead of ``n`` and ``left``), ``three_point`` (True), ``three_point_family`` (4),
-            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, 0).
+            ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, (0, 0.3) 1/Å²).
             ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
             :func:`~miniff.ml_util.default_lsp_descriptors`.
         descriptor_recipe : {"behler", "lsp"}
@@ -113,10 +119,14 @@ class FitWorkflow(FitPreparation):
             ``output_activation``: the bounded outputs then start spanning the learning set's energies per atom).
         closure_kwargs : dict or None
             Arguments of :func:`~miniff.ml_util.simple_energy_closure` (``optimizer``, ``optimizer_kwargs``,
-            ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).
+            ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).  The default ``optimizer`` is
+            ``"auto"``: :class:`~miniff.ml_util.CompactLBFGS` with
+            :data:`~miniff.fit.prepare.DEFAULT_OPTIMIZER_KWARGS` (100 iterations per epoch) under any
+            ``optimizer_kwargs`` given.
         forces : bool or None
-            Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients=1``); None: decided
-            by ``learn_cauldron_kwargs``/``closure_kwargs``.
+            Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients`` of
+            :data:`~miniff.fit.prepare.DEFAULT_FORCE_WEIGHT` = 30); None: decided by
+            ``learn_cauldron_kwargs``/``closure_kwargs``.
         group_weights : dict or None
             ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
         checkpoint : str or None
@@ -218,6 +228,8 @@ class FitWorkflow(FitPreparation):
         self.epoch = int(data["epoch"])
         self.wall_time = float(data["wall_time"])
         self.best = data["best"]
+        if self.best is not None and "value" not in self.best:   # written before select_best existed
+            self.best.update(value=self.best["loss"], criterion="loss")
         self.stale_epochs = int(data["stale_epochs"])
         self.history = list(data["history"])
         torch.set_rng_state(data["torch_rng"])
@@ -278,7 +290,8 @@ class FitWorkflow(FitPreparation):
     # ------------------------------------------------------------------ run
     def run(self, n_epochs=100, epoch_size=1, cleanup_optimizer=False, save=None, save_fn=None,
             checkpoint_every=10, log_file=None, early_stopping=None, restore_best=True, progress=None,
-            after_epoch=None, save_policy=None, plot_kwargs=None, torch_threads=1):
+            after_epoch=None, save_policy=None, plot_kwargs=None, torch_threads=1, select_best="loss",
+            stall_epochs=STALL_EPOCHS, stall_tolerance=STALL_TOLERANCE, summary=True):
         """Optimise for up to ``n_epochs`` epochs (counting epochs done before a resume).
 
         Parameters
@@ -298,9 +311,23 @@ class FitWorkflow(FitPreparation):
         log_file : str or None
             JSON Lines per-epoch log (format in :mod:`miniff.fit.log`).
         early_stopping : int or None
-            Stop after this many epochs without a new minimum of the validation loss.
+            Stop after this many epochs without a new best state (the ``select_best`` criterion).
         restore_best : bool
-            With a validation set, end with the networks of the lowest validation loss.
+            With a validation set, end with the networks of the best epoch (see ``select_best``).
+        select_best : {"loss", "energy", "forces"}
+            Which epoch is best: the lowest validation loss (the weighted sum of energy and force terms that is
+            optimised), the lowest validation energy RMSE or the lowest validation force RMSE (training values
+            without a validation set).  The chosen epoch and why are in ``best_epoch_info`` and the summary.
+        stall_epochs : int or None
+            The fit stops with ``stop_reason = "stalled"`` (and a :class:`~miniff.fit.monitor.FitStallWarning`
+            saying what to try) when the training loss decreased by less than ``stall_tolerance`` (relative)
+            over this many epochs, or at once when the optimizer did not move the parameters; None disables
+            the first rule.  Default :data:`~miniff.fit.monitor.STALL_EPOCHS` = 5.
+        stall_tolerance : float
+            Relative decrease of the stall rule, default :data:`~miniff.fit.monitor.STALL_TOLERANCE` = 1e-4.
+        summary : bool
+            Print :meth:`summary` at the end (epochs, time, why the fit stopped, the chosen epoch, training and
+            validation RMSEs with the spread of the reference values).
         progress : bool or None
             Show a tqdm bar with the current losses (None: only on a terminal).
         after_epoch : callable or None
@@ -318,7 +345,8 @@ class FitWorkflow(FitPreparation):
         list of dict
             The per-epoch records (also in ``self.history``).  Why the fit ended is in ``self.stop_reason``:
             ``"n_epochs"``, ``"converged"`` (the closure's criteria), ``"early stopping"``, ``"non-finite loss"``,
-            ``"after_epoch"`` or ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).
+            ``"after_epoch"``, ``"stalled"``, ``"line search failed"`` (see :mod:`miniff.fit.monitor`) or
+            ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).
         """
         if not hasattr(self, "closure"):
             raise RuntimeError("run: call prepare() first")
@@ -331,22 +359,32 @@ class FitWorkflow(FitPreparation):
                                           or torch_threads < 1):
             raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
         warn_ignored("FitWorkflow.run", save_policy=save_policy, plot_kwargs=plot_kwargs)
+        monitor = FitMonitor(select_best, self.forces, stall_epochs, stall_tolerance)
+        if self.best is not None and self.best.get("criterion", "loss") != select_best:
+            self.best = None   # a resumed fit chose its best state by another criterion: start afresh
         previous_threads = torch.get_num_threads()
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         try:
-            return self._run(n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
-                             early_stopping, restore_best, progress, after_epoch)
+            self._monitor = monitor
+            history = self._run(n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
+                                early_stopping, restore_best, progress, after_epoch)
         finally:
             torch.set_num_threads(previous_threads)
             if getattr(self, "checkpoint_path", None) is not None:
                 remove_stale_temporaries(self.checkpoint_path)
+        self.log.info("fit %s: stopped after epoch %d: %s", self.tag, self.epoch, self.stop_reason)
+        text = self.summary()   # also sets summary_table
+        if summary:
+            print(text, flush=True)
+        return history
 
     def _run(self, n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
              early_stopping, restore_best, progress, after_epoch):
         log = FitLog(log_file, resume_epoch=self.epoch if self.epoch > 0 else None)
         if self.epoch == 0 and not self.history:
             self.history.append(log.write(self._record()))
+        if self.best is None and self.history:
             self._track_best(self.history[-1])
         if progress is None:
             progress = sys.stderr.isatty()
@@ -361,6 +399,7 @@ class FitWorkflow(FitPreparation):
                 t0 = time.perf_counter()
                 if cleanup_optimizer:
                     self.closure.optimizer_init()
+                self._monitor.before_epoch(self.nn)
                 for _ in range(epoch_size):
                     self.closure.optimizer_step()
                 self.epoch += 1
@@ -389,9 +428,13 @@ class FitWorkflow(FitPreparation):
                 bar.close()
         if self.checkpoint_path is not None and self.epoch >= n_epochs and not self.checkpoint_path.exists():
             self.save_checkpoint()
+        self.best_epoch_info = None
         if restore_best and self.best is not None and "test" in self.datasets:
             for net, state in zip(self.nn, self.best["networks"], strict=True):
                 net.load_state_dict(state)
+            self.best_epoch_info = (self.best["epoch"], self._monitor.best_reason())
+        elif self.history:
+            self.best_epoch_info = (self.epoch, "the last epoch" + ("" if restore_best else ", restore_best: false"))
         if save is None:
             save = save_fn is not None
         if save:
@@ -399,12 +442,13 @@ class FitWorkflow(FitPreparation):
         return self.history
 
     def _track_best(self, rec):
-        """Keep the networks of the lowest validation (else training) loss; False for a non-finite loss."""
-        value = rec["loss_valid" if "loss_valid" in rec else "loss"]
-        if not math.isfinite(value):
+        """Keep the networks of the best epoch (``select_best`` of :meth:`run`); False for a non-finite loss."""
+        loss = rec["loss_valid" if "loss_valid" in rec else "loss"]
+        value = self._monitor.best_value(rec)
+        if not (math.isfinite(loss) and math.isfinite(value)):
             return False
-        if self.best is None or value < self.best["loss"]:
-            self.best = {"epoch": self.epoch, "loss": value,
+        if self.best is None or value < self.best["value"]:
+            self.best = {"epoch": self.epoch, "loss": loss, "value": value, "criterion": self._monitor.select_best,
                          "networks": [{k: v.detach().clone() for k, v in n.state_dict().items()} for n in self.nn]}
             self.stale_epochs = 0
         else:
@@ -412,7 +456,7 @@ class FitWorkflow(FitPreparation):
         return True
 
     def _after_epoch_checks(self, rec, early_stopping):
-        """Track the best validation state; return True when the fit should stop."""
+        """Track the best state; return True when the fit should stop (``stop_reason`` set)."""
         if not self._track_best(rec):
             self.stop_reason = "non-finite loss"
             return True
@@ -422,6 +466,10 @@ class FitWorkflow(FitPreparation):
         optimizer_stop = getattr(self.closure.optimizer, "stop_reason", None)
         if optimizer_stop in OPTIMIZER_FINAL_STOPS:
             self.stop_reason = f"optimizer: {optimizer_stop}"
+            return True
+        monitor_stop = self._monitor.after_epoch(self, self.history)
+        if monitor_stop is not None:
+            self.stop_reason = monitor_stop
             return True
         if early_stopping is not None and self.stale_epochs >= early_stopping:
             self.stop_reason = "early stopping"
@@ -445,14 +493,21 @@ class FitWorkflow(FitPreparation):
         self.log.info("potentials saved to %s", fn)
         return fn
 
-    def predict(self, name="learn"):
+    def predict(self, name="learn", per_structure=False):
         """Reference and predicted energies (eV/atom) and forces (eV/Å) on dataset ``name``.
+
+        Parameters
+        ----------
+        name : str
+            ``"learn"`` or ``"test"``.
+        per_structure : bool
+            Return the forces as one array per structure (empty for structures without reference forces).
 
         Returns
         -------
         dict
             ``energy_ref``, ``energy_pred``: ndarray (S,), eV/atom; with forces ``forces_ref``, ``forces_pred``:
-            ndarray (n_real_atoms * 3,), eV/Å.
+            ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``).
         """
         from miniff import ml
 
@@ -465,11 +520,32 @@ class FitWorkflow(FitPreparation):
         result = {"energy_ref": (ref_e[:, 0] / n_s).numpy(), "energy_pred": (e_pred.detach()[:, 0] / n_s).numpy()}
         if self.forces:
             pcd = ds.per_cell_dataset
-            mask = pcd.mask != 0
+            mask = pcd.force_mask() != 0
             g_ref = self.normalization.bw_energy_g(pcd.energy_g)
-            result["forces_ref"] = (-g_ref[mask]).reshape(-1).numpy()
-            result["forces_pred"] = (-out[1].detach()[mask]).reshape(-1).numpy()
+            f_ref = [(-g_ref[s][mask[s]]).numpy() for s in range(len(n_s))]
+            f_pred = [(-out[1].detach()[s][mask[s]]).numpy() for s in range(len(n_s))]
+            if not per_structure:
+                f_ref = np.concatenate([f.reshape(-1) for f in f_ref])
+                f_pred = np.concatenate([f.reshape(-1) for f in f_pred])
+            result["forces_ref"], result["forces_pred"] = f_ref, f_pred
         return result
+
+    def summary(self):
+        """The end-of-fit report (also printed by :meth:`run`): epochs, wall time, why the fit stopped, which
+        epoch's networks were kept and why, and per data set (and structure group) the RMSE of per-atom
+        energies (meV/atom) and force components (meV/Å) next to the standard deviation of the reference
+        values.  The numbers are kept in ``summary_table`` (eV/atom, eV/Å; see
+        :func:`miniff.fit.summary.error_table`)."""
+        from miniff.fit.summary import error_table, fit_summary
+
+        rows = []
+        for name, label in (("learn", "training"), ("test", "validation")):
+            if name in self.datasets:
+                p = self.predict(name, per_structure=True)
+                p["groups"] = None if self.cell_groups is None else self.cell_groups[name]
+                rows.append((label, p))
+        self.summary_table = error_table(rows)
+        return fit_summary(self, self.summary_table)
 
 
 def _postfix(rec):

@@ -44,9 +44,12 @@ class PerCellDataset(torch.utils.data.Dataset):
         1 (or True) for real atoms, 0 for padding.  Required with ``energy_g``.
     energy_g : Tensor of shape (S, N, 3), optional, eV/Å
         Gradients of the total energy with respect to atomic positions (minus forces); 0 on padding.
+    has_forces : Tensor of shape (S,), bool, optional
+        Which samples have reference gradients (with ``energy_g``); the others (zeros in ``energy_g``) are
+        energy-only data: force losses and errors skip them.  None: every sample has them.
     """
 
-    def __init__(self, energy, mask=None, energy_g=None):
+    def __init__(self, energy, mask=None, energy_g=None, has_forces=None):
         energy = _check_field("energy", energy, 2)
         dtype = energy.dtype
         if energy.shape[1] != 1:
@@ -63,9 +66,17 @@ class PerCellDataset(torch.utils.data.Dataset):
             _check_count("energy_g", energy_g, 1, mask.shape[1], "atoms")
             if energy_g.shape[2] != 3:
                 raise ValueError(f"energy_g must have shape (S, N, 3), got {tuple(energy_g.shape)}")
+        if has_forces is not None:
+            if energy_g is None:
+                raise ValueError("has_forces requires energy_g")
+            has_forces = torch.as_tensor(has_forces).to(torch.bool).reshape(-1)
+            _check_count("has_forces", has_forces, 0, n, "samples")
+            if bool(has_forces.all()):
+                has_forces = None
         self.energy = energy
         self.mask = mask
         self.energy_g = energy_g
+        self.has_forces = has_forces
 
     dtype = property(lambda self: self.energy.dtype, doc="Floating-point dtype of the data.")
     n_samples = property(lambda self: self.energy.shape[0], doc="Number of samples S.")
@@ -96,16 +107,23 @@ class PerCellDataset(torch.utils.data.Dataset):
         """Number of real atoms per sample, Tensor of shape (S,), int64 (None without mask)."""
         return None if self.mask is None else (self.mask != 0).sum(1)
 
+    def force_mask(self):
+        """The atoms whose reference gradients count, Tensor of shape (S, N) (``mask`` without the samples of
+        ``has_forces == False``; None without mask)."""
+        if self.mask is None or self.has_forces is None:
+            return self.mask
+        return self.mask * self.has_forces.to(self.mask.dtype)[:, None]
+
     def to(self, dtype):
         """A copy with every floating-point field cast to ``dtype``."""
         cast = lambda x: None if x is None else (x if x.dtype == torch.bool else x.to(dtype))  # noqa: E731
-        return PerCellDataset(self.energy.to(dtype), cast(self.mask), cast(self.energy_g))
+        return PerCellDataset(self.energy.to(dtype), cast(self.mask), cast(self.energy_g), self.has_forces)
 
     def subset(self, indices):
         """A dataset of the selected samples (Tensor/sequence of indices, slice or boolean mask)."""
         idx = _as_index_tensor(indices, self.n_samples)
         take = lambda x: None if x is None else x[idx]  # noqa: E731
-        return PerCellDataset(self.energy[idx], take(self.mask), take(self.energy_g))
+        return PerCellDataset(self.energy[idx], take(self.mask), take(self.energy_g), take(self.has_forces))
 
     @staticmethod
     def assert_compatible(items):
@@ -122,10 +140,13 @@ class PerCellDataset(torch.utils.data.Dataset):
             return PerCellDataset(energy)
         a = max(d.n_atoms for d in items)
         mask = torch.cat([_pad(d.mask, 1, a) for d in items])
-        energy_g = None
+        energy_g = has_forces = None
         if items[0].energy_g is not None:
             energy_g = torch.cat([_pad(d.energy_g, 1, a) for d in items])
-        return PerCellDataset(energy, mask, energy_g)
+            if any(d.has_forces is not None for d in items):
+                has_forces = torch.cat([torch.ones(d.n_samples, dtype=torch.bool) if d.has_forces is None
+                                        else d.has_forces for d in items])
+        return PerCellDataset(energy, mask, energy_g, has_forces)
 
     @classmethod
     def from_cells(cls, cells, values=None, grad=False, dtype=torch.float64):
@@ -134,7 +155,8 @@ class PerCellDataset(torch.utils.data.Dataset):
         Parameters
         ----------
         cells : list of Cell or NeighborWrapper
-            Structures with ``meta["total-energy"]`` (eV) and, for ``grad``, ``meta["forces"]`` ``[N, 3]`` eV/Å.
+            Structures with ``meta["total-energy"]`` (eV) and, for ``grad``, ``meta["forces"]`` ``[N, 3]`` eV/Å
+            (cells without forces become energy-only samples, see ``has_forces``).
         values : ignored
             Kept for 0.1.4 signature compatibility (species codes are not needed here).
         grad : bool
@@ -152,6 +174,7 @@ class PerCellDataset(torch.utils.data.Dataset):
         energy = torch.zeros(n, 1, dtype=torch.float64)
         mask = torch.zeros(n, a, dtype=torch.float64)
         energy_g = torch.zeros(n, a, 3, dtype=torch.float64) if grad else None
+        has_forces = torch.ones(n, dtype=torch.bool)
         for s, (c, size) in enumerate(zip(cells, sizes, strict=True)):
             meta = c.meta
             if "total-energy" not in meta:
@@ -160,14 +183,20 @@ class PerCellDataset(torch.utils.data.Dataset):
             mask[s, :size] = 1
             if grad:
                 if "forces" not in meta:
-                    raise KeyError(f"cells[{s}].meta has no 'forces' (needed for force training)")
+                    has_forces[s] = False
+                    continue
                 f = np.asarray(meta["forces"], dtype=float)
                 if f.shape != (size, 3):
                     raise ValueError(f"cells[{s}].meta['forces'] must have shape ({size}, 3), got {f.shape}")
                 energy_g[s, :size] = -torch.from_numpy(f)
         if not bool(torch.isfinite(energy).all()):
             raise ValueError("energy (meta['total-energy']) contains NaN or inf")
-        out = cls(energy, mask, energy_g)
+        if energy_g is not None and not bool(has_forces.any()):
+            raise ValueError("cells: no cell has meta['forces'] (needed for force training)")
+        if energy_g is not None and not bool(torch.isfinite(energy_g).all()):
+            bad = int(torch.nonzero(~torch.isfinite(energy_g).reshape(n, -1).all(dim=1))[0, 0])
+            raise ValueError(f"forces (meta['forces']) of cells[{bad}] contain NaN or inf")
+        out = cls(energy, mask, energy_g, has_forces if grad else None)
         return out.to(dtype)
 
 

@@ -281,7 +281,7 @@ class Normalization:
                 energies_p = (self.fw_energy_components if fw else self.bw_energy_components)(d.energies_p, k) * maskf
             per_point.append((feat, jac, charges, energies_p))
         if not inplace:
-            return Dataset(PerCellDataset(energy, pc.mask, energy_g),
+            return Dataset(PerCellDataset(energy, pc.mask, energy_g, pc.has_forces),
                            *(PerPointDataset(f, d.mask, j, c, e, tag=d.tag)
                              for (f, j, c, e), d in zip(per_point, dataset.per_point_datasets, strict=True)))
         pc.energy, pc.energy_g = energy, energy_g
@@ -389,7 +389,7 @@ class Normalization:
         length_scale = None
         pc = dataset.per_cell_dataset
         if pc.energy_g is not None:
-            g = pc.energy_g[pc.mask != 0]
+            g = pc.energy_g[pc.force_mask() != 0]
             gs = float(g.max() - g.min()) if g.numel() else 0.0
             if not gs > 0:
                 fail("energy_g is constant: cannot scale gradients")

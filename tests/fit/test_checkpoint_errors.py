@@ -117,7 +117,7 @@ def cells():
 def _prepared(cells, ckpt):
     wf = ml_util.FitWorkflow(seed=1)
     wf.prepare(cells, descriptors=radial_basis(4), forces=False, test_set=3, checkpoint=ckpt,
-               nn_kwargs={"n_internal": 3, "n_layers": 2}, closure_kwargs={"optimizer_kwargs": {"max_iter": 2}})
+               nn_kwargs={"n_internal": 3, "n_layers": 2}, closure_kwargs={"optimizer_kwargs": {"max_iter": 10}})
     return wf
 
 

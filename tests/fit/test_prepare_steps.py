@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from miniff import ml_util
-from miniff.fit.prepare import FitPreparation
+from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
 from miniff.fit.workflow import FitWorkflow
 from miniff.io import read_cells
 
@@ -68,7 +68,7 @@ def test_steps_by_hand_give_the_state_of_prepare(cells):
 
     by_hand = FitWorkflow(seed=0)
     lk, ck = by_hand._fit_options(None, True, None, None)
-    assert by_hand.forces and lk == {"grad": True} and ck == {"w_gradients": 1.0}
+    assert by_hand.forces and lk == {"grad": True} and ck == {"w_gradients": DEFAULT_FORCE_WEIGHT}
     n, n_test = by_hand._load_cells(cells, None, "random", 12, False, ":", None, 3, 0)
     assert (n, n_test) == (12, 3) and len(by_hand.cells) == 12
     np.testing.assert_array_equal(by_hand.order, wf.order)

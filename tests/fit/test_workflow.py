@@ -127,7 +127,7 @@ def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path, capsys):
     assert wf.stop_reason == "converged" and wf.epoch == 1
     assert "meV/at" in capsys.readouterr().err  # the progress bar shows the current errors
     rec = json.loads(log.read_text().splitlines()[-1])
-    for key in ("epoch", "time", "lr", "loss", "loss_valid", "energy_rmse", "energy_rmse_valid", "force_rmse",
+    for key in ("epoch", "time", "loss", "loss_valid", "energy_rmse", "energy_rmse_valid", "force_rmse",
                 "force_rmse_valid", "energy_max", "force_max_valid", "group_a_energy_rmse", "group_b_force_rmse"):
         assert key in rec, key
     # per-group RMSEs recombine into the overall validation RMSE
@@ -135,10 +135,10 @@ def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path, capsys):
     n = {g: test_groups.count(g) for g in ("a", "b")}
     combined = np.sqrt(sum(n[g] * rec[f"group_{g}_energy_rmse"] ** 2 for g in n) / sum(n.values()))
     assert combined == pytest.approx(rec["energy_rmse_valid"], rel=1e-10)
-    # early stopping: with lr=0 nothing improves after epoch 0
+    # early stopping: gradient ascent never improves after epoch 0
     wf2 = ml_util.FitWorkflow(seed=0)
     wf2.prepare(lj_data[:24], descriptors=radial_basis(6), test_set=0.25, nn_kwargs={"n_layers": 1},
-                closure_kwargs={"optimizer": "sgd", "optimizer_kwargs": {"lr": 0.0}})
+                closure_kwargs={"optimizer": _Ascent})
     wf2.run(n_epochs=50, save=False, progress=False, early_stopping=3)
     assert wf2.stop_reason == "early stopping" and wf2.epoch == 3
     # an optimizer that reached its own tolerance ends the fit (no more empty epochs)
@@ -147,6 +147,21 @@ def test_log_groups_early_stopping_and_convergence(lj_data, tmp_path, capsys):
                 closure_kwargs={"optimizer": "compact_lbfgs", "optimizer_kwargs": {"tolerance_grad": 1e6}})
     wf3.run(n_epochs=50, save=False, progress=False)
     assert wf3.stop_reason == "optimizer: tolerance_grad" and wf3.epoch == 1
+
+
+class _Ascent(torch.optim.Optimizer):
+    """Steps up the gradient: every epoch makes the loss worse."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+
+    def step(self, closure):
+        loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.add_(p.grad, alpha=1e-3)
+        return loss
 
 
 def test_fit_argument_errors(lj_data):
