@@ -27,7 +27,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 
 import numpy as np
@@ -35,7 +34,7 @@ import numpy as np
 from benchmarks import _miniff
 from benchmarks._runner import Row, run_comparison
 from benchmarks._timing import Unavailable, median
-from benchmarks.bench_lammps import N_RANKS, _mpirun_env
+from benchmarks.bench_lammps import N_RANKS, run_lammps_script
 
 A_NACL = 5.64
 R_CUT = 10.0
@@ -88,14 +87,7 @@ def run_lammps(atoms, steps, blocks, workdir, kspace="ewald"):
               "dump d all custom 1 forces.dump id fx fy fz", "dump_modify d format float %.15g sort id",
               "run 0", "undump d"]
     script += [f"run {steps}"] * blocks
-    with open(os.path.join(workdir, "in.lmp"), "w") as f:
-        f.write("\n".join(script) + "\n")
-    cmd = [mpirun, "-np", str(N_RANKS), exe, "-in", "in.lmp", "-log", "log.lmp", "-screen", "none"]
-    proc = subprocess.run(cmd, cwd=workdir, env=_mpirun_env(), capture_output=True, text=True, timeout=3600)
-    log_path = os.path.join(workdir, "log.lmp")
-    log = open(log_path).read() if os.path.exists(log_path) else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"LAMMPS failed ({proc.returncode}): {(proc.stderr or log)[-500:]}")
+    log = run_lammps_script(script, workdir, timeout=3600)
     lines = log.splitlines()
     energy = next(float(lines[k + 1].split()[1]) for k, line in enumerate(lines) if line.split()[:2] == ["Step",
                                                                                                            "PotEng"])

@@ -69,6 +69,22 @@ def _write_data(atoms, path, mass):
             f.write(f"{k} 1 {float(x)!r} {float(y)!r} {float(z)!r}\n")
 
 
+def run_lammps_script(script, workdir, timeout):
+    """Run the LAMMPS input lines ``script`` in ``workdir`` (``mpirun -np N_RANKS lmp``); returns the log text.
+
+    Raises RuntimeError with the end of the output when LAMMPS fails."""
+    exe, mpirun = shutil.which("lmp"), shutil.which("mpirun")
+    with open(os.path.join(workdir, "in.lmp"), "w") as f:
+        f.write("\n".join(script) + "\n")
+    cmd = [mpirun, "-np", str(N_RANKS), exe, "-in", "in.lmp", "-log", "log.lmp", "-screen", "none"]
+    proc = subprocess.run(cmd, cwd=workdir, env=_mpirun_env(), capture_output=True, text=True, timeout=timeout)
+    log_path = os.path.join(workdir, "log.lmp")
+    log = open(log_path).read() if os.path.exists(log_path) else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"LAMMPS failed ({proc.returncode}): {(proc.stderr or log)[-500:]}")
+    return log
+
+
 def run_lammps(atoms, pair_lines, mass, steps, blocks, workdir):
     """Run LAMMPS on ``atoms`` and return (energy eV, per-step seconds of every block, memory MB)."""
     exe, mpirun = shutil.which("lmp"), shutil.which("mpirun")
@@ -79,14 +95,7 @@ def run_lammps(atoms, pair_lines, mass, steps, blocks, workdir):
               "neighbor 0.0 bin", "neigh_modify every 1 delay 0 check no", "thermo_style custom step pe",
               "thermo_modify format float %.12g", "run 0"]
     script += [f"run {steps}"] * blocks
-    with open(os.path.join(workdir, "in.lmp"), "w") as f:
-        f.write("\n".join(script) + "\n")
-    cmd = [mpirun, "-np", str(N_RANKS), exe, "-in", "in.lmp", "-log", "log.lmp", "-screen", "none"]
-    proc = subprocess.run(cmd, cwd=workdir, env=_mpirun_env(), capture_output=True, text=True, timeout=1800)
-    log_path = os.path.join(workdir, "log.lmp")
-    log = open(log_path).read() if os.path.exists(log_path) else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"LAMMPS failed ({proc.returncode}): {(proc.stderr or log)[-500:]}")
+    log = run_lammps_script(script, workdir, timeout=1800)
     energy = None
     lines = log.splitlines()
     for k, line in enumerate(lines):
