@@ -192,3 +192,62 @@ cdef inline double _pair_term(const PairConst* k, double r, double ir, double* g
     t = r - k.c1
     g[0] = k.c0 * t * ir
     return 0.5 * k.c0 * t * t
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-atom sums of a pair term (gathered from the atom's own row of a full list): pair.pyx's per-atom gather
+# and pairsearch.pyx's fused pass add pairs with ``_sums_add`` and write with ``_sums_store``
+# ---------------------------------------------------------------------------------------------
+
+cdef struct PairSums:
+    double e          # energy of the atom, eV
+    double gx         # sum of g D over its pairs (minus dE/dr_i), eV/Å
+    double gy
+    double gz
+    double vxx        # its virial sum g D (x) D over the pairs it owns, eV
+    double vyy
+    double vzz
+    double vxy
+    double vxz
+    double vyz
+
+
+cdef inline void _sums_add(PairSums* a, int wt, double f, double g, double dx, double dy, double dz,
+                           bint virial) noexcept nogil:
+    """Add pair (f = energy, g = f'(r) / r, D = (dx, dy, dz)) with weight bits ``wt``: 1 = the pair is the
+    atom's own term (energy and virial), 2 = the reverse pair's term (the neighbour's energy depends on it
+    too); both bits set double the gradient."""
+    if wt & 1:
+        a.e = a.e + f
+        if virial:
+            a.vxx = a.vxx + g * dx * dx
+            a.vyy = a.vyy + g * dy * dy
+            a.vzz = a.vzz + g * dz * dz
+            a.vxy = a.vxy + g * dx * dy
+            a.vxz = a.vxz + g * dx * dz
+            a.vyz = a.vyz + g * dy * dz
+    if wt == 3:
+        g = g + g
+    a.gx = a.gx + g * dx
+    a.gy = a.gy + g * dy
+    a.gz = a.gz + g * dz
+
+
+cdef inline void _sums_store(const PairSums* a, Py_ssize_t i, double* energy_n, double* grad_nc,
+                             double* vir_n9) noexcept nogil:
+    """energy_n[i] += e; grad_nc[i] -= (gx, gy, gz) and vir_n9[i] += the symmetric virial (each when not NULL)."""
+    energy_n[i] += a.e
+    if grad_nc != NULL:
+        grad_nc[3 * i] -= a.gx
+        grad_nc[3 * i + 1] -= a.gy
+        grad_nc[3 * i + 2] -= a.gz
+    if vir_n9 != NULL:
+        vir_n9[9 * i] += a.vxx
+        vir_n9[9 * i + 1] += a.vxy
+        vir_n9[9 * i + 2] += a.vxz
+        vir_n9[9 * i + 3] += a.vxy
+        vir_n9[9 * i + 4] += a.vyy
+        vir_n9[9 * i + 5] += a.vyz
+        vir_n9[9 * i + 6] += a.vxz
+        vir_n9[9 * i + 7] += a.vyz
+        vir_n9[9 * i + 8] += a.vzz

@@ -26,12 +26,13 @@ gathered per atom with virials (``pair_reduce_atoms``), batched cutoff pair desc
 
 from libc.math cimport exp
 from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memset
 from cython.parallel cimport prange
 
 from miniff._ext.common cimport (
     RED_PAIR_HARMONIC, RED_PAIR_LJ, RED_PAIR_SW2, RED_FC_BEHLER2, RED_FC_SIGMOID, RED_TRIPLE_SW3,
-    RED_TRIPLE_BEHLER5X, PairConst, SW2Const, _match, _nb_spec, _cosine_cutoff, _pair_const, _pair_term,
-    _sw2_const, _sw2_term,
+    RED_TRIPLE_BEHLER5X, PairConst, PairSums, SW2Const, _match, _nb_spec, _cosine_cutoff, _pair_const, _pair_term,
+    _sums_add, _sums_store, _sw2_const, _sw2_term,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
@@ -198,12 +199,13 @@ cdef void _pair_atom_direct(Py_ssize_t i, Py_ssize_t n, int fam, const double* p
     cdef bint ia = _match(si, sa)
     cdef bint ib = _match(si, sb)
     cdef int wt
-    cdef double r, f, g, e = 0.0, gx = 0.0, gy = 0.0, gz = 0.0
-    cdef double dx, dy, dz, vxx = 0.0, vyy = 0.0, vzz = 0.0, vxy = 0.0, vxz = 0.0, vyz = 0.0
+    cdef double r, f, g
     cdef PairConst k
+    cdef PairSums a
     if not (ia or ib):
         return
     k = _pair_const(fam, par)
+    memset(&a, 0, sizeof(PairSums))
     for p in range(p0, pe):
         r = d_p[p]
         if r >= cutoff:
@@ -217,38 +219,8 @@ cdef void _pair_atom_direct(Py_ssize_t i, Py_ssize_t n, int fam, const double* p
         if wt == 0:
             continue
         f = _pair_term(&k, r, 1.0 / r, &g)
-        dx = D_pc[3 * p]
-        dy = D_pc[3 * p + 1]
-        dz = D_pc[3 * p + 2]
-        if wt & 1:
-            e = e + f
-            if vir_n9 != NULL:
-                vxx = vxx + g * dx * dx
-                vyy = vyy + g * dy * dy
-                vzz = vzz + g * dz * dz
-                vxy = vxy + g * dx * dy
-                vxz = vxz + g * dx * dz
-                vyz = vyz + g * dy * dz
-        if wt == 3:
-            g = g + g
-        gx = gx + g * dx
-        gy = gy + g * dy
-        gz = gz + g * dz
-    energy_n[i] += e
-    if grad:
-        grad_nc[3 * i] -= gx
-        grad_nc[3 * i + 1] -= gy
-        grad_nc[3 * i + 2] -= gz
-    if vir_n9 != NULL:
-        vir_n9[9 * i] += vxx
-        vir_n9[9 * i + 1] += vxy
-        vir_n9[9 * i + 2] += vxz
-        vir_n9[9 * i + 3] += vxy
-        vir_n9[9 * i + 4] += vyy
-        vir_n9[9 * i + 5] += vyz
-        vir_n9[9 * i + 6] += vxz
-        vir_n9[9 * i + 7] += vyz
-        vir_n9[9 * i + 8] += vzz
+        _sums_add(&a, wt, f, g, D_pc[3 * p], D_pc[3 * p + 1], D_pc[3 * p + 2], vir_n9 != NULL)
+    _sums_store(&a, i, energy_n, grad_nc if grad else NULL, vir_n9)
 
 
 def pair_reduce_atoms(int fam, const double[::1] par, double cutoff,

@@ -18,12 +18,14 @@ distance test are those of the neighbour search (``neighbors.pxd``); the pair te
 from libc.math cimport sqrt
 from libc.stdint cimport int64_t, int32_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 from cython.parallel cimport prange
 
 import numpy as np
 
 from miniff._ext.common cimport (
-    RED_PAIR_HARMONIC, RED_PAIR_LJ, RED_PAIR_SW2, PairConst, _match, _pair_const, _pair_term,
+    RED_PAIR_HARMONIC, RED_PAIR_LJ, RED_PAIR_SW2, PairConst, PairSums, _match, _pair_const, _pair_term, _sums_add,
+    _sums_store,
 )
 from miniff._ext.neighbors cimport (
     _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup, miniff_nl_select,
@@ -89,8 +91,9 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
     cdef int64_t h
     cdef int32_t sj
     cdef bint ia, ib
-    cdef double f, g, r, r2, ir2, s6, c0, c1, cut2, dx, dy, dz, e, gx, gy, gz, vxx, vyy, vzz, vxy, vxz, vyz
+    cdef double f, g, r, r2, ir2, s6, c0, c1, cut2
     cdef bint lj
+    cdef PairSums a
     for kt in range(terms.n):
         sa = terms.sa[kt]
         sb = terms.sb[kt]
@@ -102,8 +105,7 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
         lj = terms.k[kt].fam == RED_PAIR_LJ
         c0 = terms.k[kt].c0
         c1 = terms.k[kt].c1
-        e = gx = gy = gz = 0.0
-        vxx = vyy = vzz = vxy = vxz = vyz = 0.0
+        memset(&a, 0, sizeof(PairSums))
         for h in range(nh):
             r2 = sc.r2[h]
             if r2 >= cut2:
@@ -125,38 +127,8 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
             else:
                 r = sqrt(r2)
                 f = _pair_term(&terms.k[kt], r, 1.0 / r, &g)
-            dx = sc.dx[h]
-            dy = sc.dy[h]
-            dz = sc.dz[h]
-            if wt & 1:
-                e = e + f
-                if vir_n9 != NULL:
-                    vxx = vxx + g * dx * dx
-                    vyy = vyy + g * dy * dy
-                    vzz = vzz + g * dz * dz
-                    vxy = vxy + g * dx * dy
-                    vxz = vxz + g * dx * dz
-                    vyz = vyz + g * dy * dz
-            if wt == 3:
-                g = g + g
-            gx = gx + g * dx
-            gy = gy + g * dy
-            gz = gz + g * dz
-        energy_n[i] += e
-        if grad_nc != NULL:
-            grad_nc[3 * i] -= gx
-            grad_nc[3 * i + 1] -= gy
-            grad_nc[3 * i + 2] -= gz
-        if vir_n9 != NULL:
-            vir_n9[9 * i] += vxx
-            vir_n9[9 * i + 1] += vxy
-            vir_n9[9 * i + 2] += vxz
-            vir_n9[9 * i + 3] += vxy
-            vir_n9[9 * i + 4] += vyy
-            vir_n9[9 * i + 5] += vyz
-            vir_n9[9 * i + 6] += vxz
-            vir_n9[9 * i + 7] += vyz
-            vir_n9[9 * i + 8] += vzz
+            _sums_add(&a, wt, f, g, sc.dx[h], sc.dy[h], sc.dz[h], vir_n9 != NULL)
+        _sums_store(&a, i, energy_n, grad_nc, vir_n9)
 
 
 cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const int32_t* spec_n, bint one_species,
