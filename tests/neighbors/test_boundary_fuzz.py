@@ -99,6 +99,9 @@ def test_pair_list_and_evaluation_boundary(case):
         _clear(error)
         return
     cart = np.asarray(cell.coordinates, dtype=float) @ np.asarray(cell.vectors, dtype=float)
+    if len(cart) == 0:  # (the brute-force reference would enumerate every image of a thin empty cell)
+        assert len(pairs.j_p) == 0 and (ev is None or ev.energy == 0.0)
+        return
     i, j, s, d = brute_force_pairs_anywhere(cell.vectors, cart, float(cutoff), nw.pbc)
     _same_pairs(pairs, (i, j, s, d), float(cutoff))
     if ev is None:
