@@ -19,17 +19,9 @@ import math
 
 import numpy as np
 
+from miniff.util import positive_number
+
 __all__ = ["ewald_real_cutoff_error", "ewald_k_cutoff_error", "ewald_cutoffs", "ewald_eta", "stat_cell"]
-
-
-def _positive(name, value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value}")
-    return value
 
 
 def _non_negative(name, value):
@@ -65,7 +57,7 @@ def ewald_real_cutoff_error(r_cut, eta, volume, charge, scale=1):
     float
         Energy (scale's unit, e.g. eV).
     """
-    r_cut, eta, volume = _positive("r_cut", r_cut), _positive("eta", eta), _positive("volume", volume)
+    r_cut, eta, volume = positive_number("r_cut", r_cut), positive_number("eta", eta), positive_number("volume", volume)
     charge, scale = _non_negative("charge", charge), _non_negative("scale", scale)
     return charge / eta**2 / r_cut**1.5 / math.sqrt(2 * volume) * math.exp(-((eta * r_cut) ** 2)) * scale
 
@@ -87,7 +79,7 @@ def ewald_k_cutoff_error(k_cut, eta, volume, charge, scale=1):
     float
         Energy (scale's unit).
     """
-    k_cut, eta, volume = _positive("k_cut", k_cut), _positive("eta", eta), _positive("volume", volume)
+    k_cut, eta, volume = positive_number("k_cut", k_cut), positive_number("eta", eta), positive_number("volume", volume)
     charge, scale = _non_negative("charge", charge), _non_negative("scale", scale)
     return (charge * 2 * eta / k_cut * ((k_cut * volume) ** -0.5 + eta / math.pi)
             * math.exp(-((k_cut / (2 * eta)) ** 2)) * scale)
@@ -140,9 +132,9 @@ def ewald_cutoffs(eta, volume, charge, scale=1, eps=1e-7):
     ValueError
         Naming the argument that is not a finite positive number.
     """
-    eta, volume = _positive("eta", eta), _positive("volume", volume)
+    eta, volume = positive_number("eta", eta), positive_number("volume", volume)
     charge, scale = _non_negative("charge", charge), _non_negative("scale", scale)
-    eps = _positive("eps", eps)
+    eps = positive_number("eps", eps)
     if charge * scale == 0:
         return 0.0, 0.0
     r_cut = _solve_decreasing(lambda r: ewald_real_cutoff_error(r, eta, volume, charge, scale), eps, 1 / eta)
@@ -169,9 +161,9 @@ def ewald_eta(r_cut, volume, charge, scale=1, eps=1e-7):
     float
         1/Å (0 for ``charge == 0`` or ``scale == 0``).
     """
-    r_cut, volume = _positive("r_cut", r_cut), _positive("volume", volume)
+    r_cut, volume = positive_number("r_cut", r_cut), positive_number("volume", volume)
     charge, scale = _non_negative("charge", charge), _non_negative("scale", scale)
-    eps = _positive("eps", eps)
+    eps = positive_number("eps", eps)
     if charge * scale == 0:
         return 0.0
     # the estimate falls monotonically with eta once eta r_cut > 1 (where the Gaussian dominates)

@@ -6,6 +6,7 @@ import logging
 import numpy as np
 
 __all__ = [
+    "positive_number",
     "num_grad",
     "central_differences",
     "cartesian",
@@ -16,6 +17,40 @@ __all__ = [
     "default_logger",
     "rows_dot3",
 ]
+
+
+def positive_number(name, value, unit=None, allow_none=False):
+    """``value`` as a finite positive float, or a clear error naming ``name`` (the one check of this kind).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for messages.
+    value : object
+    unit : str or None
+        Unit named in messages (e.g. ``"Å"``).
+    allow_none : bool
+        Accept and return None.
+
+    Raises
+    ------
+    TypeError
+        Not a real number (booleans included).
+    ValueError
+        NaN, infinite, zero or negative.
+    """
+    if value is None and allow_none:
+        return None
+    what = "a positive number" + (f" ({unit})" if unit else "") + (" or None" if allow_none else "")
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}") from None
+    if not (np.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be {what} (finite, > 0), got {number}")
+    return number
 
 
 def central_differences(f, x, eps):

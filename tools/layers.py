@@ -19,8 +19,8 @@ from pathlib import Path
 LAYERS = [
     ["miniff.version", "miniff._atomic"],
     ["miniff.units", "miniff._ext"],
-    ["miniff.util", "miniff.ewald"],
-    ["miniff.neighbors"],
+    ["miniff.util"],
+    ["miniff.neighbors", "miniff.ewald"],
     ["miniff.potentials"],
     ["miniff.kernel", "miniff.numerical", "miniff.io"],
     ["miniff.ml"],

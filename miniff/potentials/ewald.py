@@ -22,7 +22,6 @@ stresses through the usual evaluation path (``nw.total``, ``nw.grad``, ``nw.stre
 calculator), and the gradient with respect to the charges (:func:`charge_gradient`).
 """
 
-import math
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from miniff.potentials import ewald_terms as T
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily, pair_arrays, resolve_n_threads
 from miniff.potentials.evaluate import active_potentials
 from miniff.units import COULOMB
+from miniff.util import positive_number
 
 __all__ = [
     "EwaldPotential",
@@ -75,20 +75,6 @@ def _check_mesh_parameters(parameters):
         parameters["mesh"] = [int(v) for v in mesh]
 
 
-def _optional_positive(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise TypeError(f"Parameter {name!r} must be a positive number or None, got {value!r}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"Parameter {name!r} must be a positive number or None, got {type(value).__name__}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"Parameter {name!r} must be a finite positive number or None, got {value}")
-    return value
-
-
 class EwaldPotential(LocalPotential):
     """A part (or all) of the Ewald sum; which parts is set by the family (``family.parts``).
 
@@ -107,7 +93,7 @@ class EwaldPotential(LocalPotential):
         parameters = dict(parameters)
         for name in ("k_cut", "accuracy"):
             if name in parameters:
-                parameters[name] = _optional_positive(name, parameters[name])
+                parameters[name] = positive_number(name, parameters[name], allow_none=True)
         _check_mesh_parameters(parameters)
         super().__init__(parameters, cutoff, kernels=kernels, family=family, tag=None,
                          additional_inputs=additional_inputs)

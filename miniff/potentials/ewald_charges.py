@@ -13,8 +13,9 @@ import numpy as np
 
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
 from miniff.potentials.evaluate import accumulate_potential
-from miniff.potentials.ewald import COULOMB, EwaldFamily, EwaldPotential, _optional_positive
+from miniff.potentials.ewald import COULOMB, EwaldFamily, EwaldPotential
 from miniff.potentials.registry import potential_from_state_dict
+from miniff.util import positive_number
 
 __all__ = ["EwaldChargeWrapperPotential", "ewald_charge_wrapper_potential_family", "CHARGE_MIDDLEWARES"]
 
@@ -117,7 +118,7 @@ class EwaldChargeWrapperFamily(EwaldFamily):
             raise ValueError(f"Parameter 'charge_middleware' must be one of {CHARGE_MIDDLEWARES}, "
                              f"got {parameters['charge_middleware']!r}")
         for name in ("k_cut", "accuracy"):
-            parameters[name] = _optional_positive(name, parameters[name])
+            parameters[name] = positive_number(name, parameters[name], allow_none=True)
         cutoff = max([float(parameters["a"])] + [float(d.cutoff) for d in descriptors])
         return EwaldChargeWrapperPotential(parameters, cutoff, family=self, tag=tag,
                                            additional_inputs=self.additional_inputs, descriptors=descriptors)

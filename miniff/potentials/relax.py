@@ -21,6 +21,7 @@ import numpy as np
 
 from miniff.potentials.evaluate import evaluate
 from miniff.potentials.minimize import minimize_max_step
+from miniff.util import positive_number
 
 __all__ = ["relax", "STEP", "MAX_STEP", "FMAX", "OptimizationWarning"]
 
@@ -37,16 +38,6 @@ class OptimizationWarning(UserWarning):
 
 
 _GTOL_METHODS = {"BFGS", "CG", "L-BFGS-B", "NEWTON-CG", "TNC", "TRUST-CONSTR", "SLSQP"}
-
-
-def _positive(name, value, unit):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number ({unit}), got {type(value).__name__}") from None
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number ({unit}), got {value}")
-    return value
 
 
 def _count(name, value, least):
@@ -225,8 +216,8 @@ def relax(nw, potentials, rtn_history=False, normalize=True, inplace=False, driv
         raise ValueError("no neighbour list: call compute_distances(cutoff) before relax")
     if not len(nw.cartesian_row):
         raise ValueError("relax: the cell has no atoms (nothing to relax)")
-    fmax = _positive("fmax", fmax, "eV/Å")
-    max_step = _positive("max_step", max_step, "Å")
+    fmax = positive_number("fmax", fmax, "eV/Å")
+    max_step = positive_number("max_step", max_step, "Å")
     problem = _Problem(nw, potentials, bool(relax_cell), normalize, n_threads, ignore_missing_species,
                        rtn_history)
     if driver is scipy.optimize.minimize:
