@@ -15,12 +15,13 @@ over *ordered* neighbour pairs (j, k), j != k: n2p2's type 13 sums over j < k, s
 ``epsilon = 1/2``. With every weight 1 and one element the radial family is Behler type 2 and the angular one
 with ``r_sphere = 0`` is Behler type 4 (``"a-a"``, ``"a-a-a"``).
 
-Parameters and units: ``a`` cutoff (Å), ``eta`` (1/Å², >= 0), ``r_sphere`` (Å; default 0 for the angular
-family), ``l`` in [-1, 1], ``zeta`` in [0, 1000], ``epsilon`` (default 1), ``weights``: the weight of every
-neighbour species, ``"Z"`` (default: the atomic number of the species label, which must then be a chemical
-symbol), ``"mass"`` (ASE's standard atomic mass, u), ``"covalent_radius"`` (ASE's covalent radius, Å), or a
-table ``{species label: number}`` that must name every species of the cells evaluated. The descriptors carry
-the units of their weights (the radial one the weight's unit, the angular one its square).
+Parameters and units: ``a`` cutoff (Å), ``eta`` (1/Å², >= 0), ``r_sphere`` (Å, default 0), ``l`` in [-1, 1],
+``zeta`` in [0, 1000], ``epsilon`` (default 1), ``weights``: the weight of every neighbour species, ``"Z"``
+(default: the atomic number of the species label, which must then be a chemical symbol), ``"mass"`` (ASE's
+standard atomic mass, u), ``"covalent_radius"`` (ASE's covalent radius, Å), ``"unit"`` (1 for every species:
+the plain sums over all neighbours), or a table ``{species label: number}`` that must name every species of
+the cells evaluated. The descriptors carry the units of their weights (the radial one the weight's unit, the
+angular one its square).
 
 The compiled kernels (``miniff/_ext/weighted.pyx``) evaluate every descriptor of a batch that shares the
 cutoff, the centre species and the weights in one pass over the pairs (radial) or the unordered neighbour pairs
@@ -52,9 +53,9 @@ def _ase_table(name):
     return {s: float(values[z]) for s, z in data.atomic_numbers.items() if z > 0 and np.isfinite(values[z])}
 
 
-#: Named weight tables: ``"Z"`` atomic number, ``"mass"`` standard atomic mass (u), ``"covalent_radius"`` (Å);
-#: all from ``ase.data``, keyed by chemical symbol.
-WEIGHT_TABLES = ("Z", "mass", "covalent_radius")
+#: Named weight tables: ``"Z"`` atomic number, ``"mass"`` standard atomic mass (u), ``"covalent_radius"`` (Å),
+#: all from ``ase.data`` and keyed by chemical symbol; ``"unit"``: 1 for every species label.
+WEIGHT_TABLES = ("Z", "mass", "covalent_radius", "unit")
 
 
 def check_weights(weights):
@@ -117,6 +118,8 @@ def species_weights(weights, species):
         Naming ``weights`` and the species without a weight.
     """
     weights = check_weights(weights)
+    if weights == "unit":
+        return np.ones(len(species))
     table = _ase_table(weights) if isinstance(weights, str) else weights
     missing = [str(s) for s in species if str(s) not in table]
     if missing:
@@ -228,7 +231,8 @@ _ANY = (None, None)
 
 #: Weighted radial (n2p2 type 12, tag ``"a"``): ``G_i = sum_j w_j exp(-eta (r_ij - r_sphere)^2) f_c(r_ij)``
 #: over every neighbour j, ``w_j`` the weight of its species (``weights``: ``"Z"`` by default, ``"mass"``,
-#: ``"covalent_radius"`` or ``{species: number}``). ``a`` (Å, cutoff), ``eta`` (1/Å², >= 0), ``r_sphere`` (Å).
+#: ``"covalent_radius"``, ``"unit"`` or ``{species: number}``). ``a`` (Å, cutoff), ``eta`` (1/Å², >= 0),
+#: ``r_sphere`` (Å, default 0).
 weighted_radial_descriptor_family = WeightedFamily(
     parameters={"a": _POSITIVE, "eta": _NON_NEGATIVE, "r_sphere": _ANY, "weights": None},
     cutoff="a",
