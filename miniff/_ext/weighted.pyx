@@ -2,8 +2,9 @@
 """Element-weighted descriptors of miniff's compiled core (private): the weighted radial and angular
 symmetry functions (wACSF, n2p2's types 12 and 13) in batches sharing one cutoff and one weight table.
 
-Every neighbour contributes whatever its species, multiplied by the weight of its species (``weight_s``,
-indexed by species code; a neighbour of weight 0 is skipped). Same rules as ``pair.pyx``: prange over centre
+Every neighbour contributes whatever its species, multiplied by the weight of its species in the descriptor's
+weight table ("channel"): ``weight_cs[c_f[f], spec_n[j]]``; descriptors of several tables share one pass. A
+neighbour whose weights are all 0 is skipped. Same rules as ``pair.pyx``: prange over centre
 atoms, a pair's Jacobian written only by the thread owning its centre atom (results independent of the thread
 count), accumulation into preallocated outputs, pairs with ``d_p >= a`` skipped. The def functions check
 shapes and index ranges; the formulas are in miniff/potentials/weighted.py and docs/formulas.md.
@@ -22,13 +23,21 @@ __all__ = ["batch_weighted_radial_reduce", "batch_weighted_angular_reduce"]
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
 
-cdef inline double _pair_weight(const double[::1] weight_s, const int32_t[::1] spec_n, int32_t j,
-                                Py_ssize_t n) noexcept nogil:
-    """Weight of neighbour ``j``: ``weight_s[spec_n[j]]``, or 0 for an index or code out of range."""
+cdef inline bint _pair_weights(const double[:, ::1] weight_cs, const int32_t[::1] spec_n, int32_t j,
+                               Py_ssize_t n, double* w) noexcept nogil:
+    """Weights ``w[c] = weight_cs[c, spec_n[j]]`` of neighbour ``j`` in every channel (0 for an index or code out
+    of range); False when they are all 0."""
+    cdef Py_ssize_t c
+    cdef bint any = False
     cdef int32_t s = _nb_spec(&spec_n[0], j, n)
-    if s < 0 or s >= weight_s.shape[0]:
-        return 0.0
-    return weight_s[s]
+    for c in range(weight_cs.shape[0]):
+        if s < 0 or s >= weight_cs.shape[1]:
+            w[c] = 0.0
+        else:
+            w[c] = weight_cs[c, s]
+        if w[c] != 0.0:
+            any = True
+    return any
 
 
 cdef inline void _gauss_cutoff(double r, double eta, double rs, double fc, double dfc, double* g,
@@ -48,9 +57,17 @@ cdef inline void _gauss_cutoff(double r, double eta, double rs, double fc, doubl
 
 cdef int _check_common(const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                        const double[:, ::1] D_pc, const int32_t[::1] spec_n, const int32_t[::1] cols,
-                       double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads) except -1:
+                       const int32_t[::1] c_f, const double[:, ::1] weight_cs, double[:, ::1] values_nf,
+                       double[:, ::1] jac_pf3, bint grad, int n_threads) except -1:
     cdef Py_ssize_t f, n = indptr.shape[0] - 1
     cdef Py_ssize_t n_pairs = j_p.shape[0]
+    if weight_cs.shape[0] < 1 or weight_cs.shape[0] > RED_MAX_GROUP:
+        raise ValueError(f"weight_cs must hold 1 to {RED_MAX_GROUP} weight tables")
+    if c_f.shape[0] != cols.shape[0]:
+        raise ValueError("c_f and cols must have the same length")
+    for f in range(cols.shape[0]):
+        if c_f[f] < 0 or c_f[f] >= weight_cs.shape[0]:
+            raise ValueError("c_f must index the rows of weight_cs")
     if n < 0 or spec_n.shape[0] != n or values_nf.shape[0] != n:
         raise ValueError("indptr, spec_n and values_nf disagree on the number of atoms")
     if d_p.shape[0] != n_pairs or D_pc.shape[0] != n_pairs or D_pc.shape[1] != 3:
@@ -69,11 +86,12 @@ cdef int _check_common(const int64_t[::1] indptr, const int32_t[::1] j_p, const 
 
 
 # ---------------------------------------------------------------------------------------------
-# Weighted radial: value_f = sum_j w_j exp(-eta_f (r_ij - rs_f)^2) f_c(r_ij)
+# Weighted radial: value_f = sum_j w_{c_f, j} exp(-eta_f (r_ij - rs_f)^2) f_c(r_ij)
 # ---------------------------------------------------------------------------------------------
 
 cdef void _radial_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] eta_f, const double[::1] rs_f,
-                       const int32_t[::1] cols, const double[::1] weight_s, const int64_t[::1] indptr,
+                       const int32_t[::1] cols, const int32_t[::1] c_f, const double[:, ::1] weight_cs,
+                       const int64_t[::1] indptr,
                        const int32_t[::1] j_p, const double[::1] d_p, const double[:, ::1] D_pc,
                        const int32_t[::1] spec_n, double[:, ::1] values_nf, double[:, ::1] jac_pf3,
                        bint grad) noexcept nogil:
@@ -81,17 +99,18 @@ cdef void _radial_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] e
     cdef Py_ssize_t n_f = cols.shape[0]
     cdef double r, w, fc, dfc, g, dg, t
     cdef double acc[RED_MAX_GROUP]
+    cdef double wc[RED_MAX_GROUP]
     for f in range(n_f):
         acc[f] = 0.0
     for p in range(indptr[i], indptr[i + 1]):
         r = d_p[p]
         if r >= a:
             continue
-        w = _pair_weight(weight_s, spec_n, j_p[p], n)
-        if w == 0.0:
+        if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
             continue
         _cosine_cutoff(r, a, &fc, &dfc)
         for f in range(n_f):
+            w = wc[c_f[f]]
             _gauss_cutoff(r, eta_f[f], rs_f[f], fc, dfc, &g, &dg)
             acc[f] += w * g
             if grad:
@@ -104,38 +123,41 @@ cdef void _radial_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] e
 
 
 def batch_weighted_radial_reduce(double a, const double[::1] eta_f, const double[::1] rs_f,
-                                 const int32_t[::1] cols, const double[::1] weight_s, const int64_t[::1] indptr,
+                                 const int32_t[::1] cols, const int32_t[::1] c_f, const double[:, ::1] weight_cs,
+                                 const int64_t[::1] indptr,
                                  const int32_t[::1] j_p, const double[::1] d_p, const double[:, ::1] D_pc,
                                  const int32_t[::1] spec_n, int sa, double[:, ::1] values_nf,
                                  double[:, ::1] jac_pf3, bint grad, int n_threads):
     """Accumulate F <= 64 weighted radial descriptors of the centre species ``sa`` sharing the cutoff ``a``.
 
-    ``values_nf[i, cols[f]] += sum_j weight_s[spec_n[j]] exp(-eta_f[f] (r_ij - rs_f[f])^2) f_c(r_ij)`` and,
-    with ``grad``, the derivative by every pair vector into ``jac_pf3[p, 3 cols[f] : 3 cols[f] + 3]``.
+    ``values_nf[i, cols[f]] += sum_j weight_cs[c_f[f], spec_n[j]] exp(-eta_f[f] (r_ij - rs_f[f])^2) f_c(r_ij)``
+    and, with ``grad``, the derivative by every pair vector into ``jac_pf3[p, 3 cols[f] : 3 cols[f] + 3]``.
+    ``weight_cs`` [C, n_species] holds C <= 64 weight tables.
     """
     cdef Py_ssize_t i, n = indptr.shape[0] - 1
     if eta_f.shape[0] != cols.shape[0] or rs_f.shape[0] != cols.shape[0]:
         raise ValueError("eta_f, rs_f and cols must have the same length")
-    _check_common(indptr, j_p, d_p, D_pc, spec_n, cols, values_nf, jac_pf3, grad, n_threads)
+    _check_common(indptr, j_p, d_p, D_pc, spec_n, cols, c_f, weight_cs, values_nf, jac_pf3, grad, n_threads)
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
         if _match(spec_n[i], sa):
-            _radial_atom(i, n, a, eta_f, rs_f, cols, weight_s, indptr, j_p, d_p, D_pc, spec_n, values_nf,
+            _radial_atom(i, n, a, eta_f, rs_f, cols, c_f, weight_cs, indptr, j_p, d_p, D_pc, spec_n, values_nf,
                          jac_pf3, grad)
 
 
 # ---------------------------------------------------------------------------------------------
 # Weighted angular over unordered neighbour pairs j < k (every neighbour species):
-# value_f = pref_f sum_{j<k} w_j w_k (1 + l_k cos)^zeta_k g_e(r_ij) g_e(r_ik) g_e(r_jk),
+# value_f = pref_f sum_{j<k} w_{c_f, j} w_{c_f, k} (1 + l_k cos)^zeta_k g_e(r_ij) g_e(r_ik) g_e(r_jk),
 # g_e(r) = exp(-eta_e (r - rs_e)^2) f_c(r), terms with r_jk >= a skipped
 # ---------------------------------------------------------------------------------------------
 
 cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] eta_e, const double[::1] rs_e,
                         const double[::1] l_k, const double[::1] zeta_k, const int32_t[::1] izeta_k,
                         const int32_t[::1] e_f, const int32_t[::1] k_f, const double[::1] pref_f,
-                        const int32_t[::1] cols, const double[::1] weight_s, const int64_t[::1] indptr,
+                        const int32_t[::1] cols, const int32_t[::1] c_f, const double[:, ::1] weight_cs,
+                        const int64_t[::1] indptr,
                         const int32_t[::1] j_p, const double[::1] d_p, const double[:, ::1] D_pc,
                         const int32_t[::1] spec_n, double[:, ::1] g_pe, double[:, ::1] dg_pe,
-                        double[:, ::1] u_pc, double[::1] w_p, int64_t[::1] sel_p, double[:, ::1] values_nf,
+                        double[:, ::1] u_pc, double[:, ::1] w_pc, int64_t[::1] sel_p, double[:, ::1] values_nf,
                         double[:, ::1] jac_pf3, bint grad) noexcept nogil:
     cdef Py_ssize_t p, p1, p2, x1, x2, e, k, f, col, m
     cdef Py_ssize_t p0 = indptr[i]
@@ -143,8 +165,9 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
     cdef Py_ssize_t n_e = eta_e.shape[0]
     cdef Py_ssize_t n_k = l_k.shape[0]
     cdef Py_ssize_t n_f = cols.shape[0]
-    cdef Py_ssize_t nsel = 0
-    cdef double r, w, fc, dfc, r1, ir1, ir2, r3, c, ww, t, pa, dvdc, a1, b1, a2, b2, dv3
+    cdef Py_ssize_t n_c = weight_cs.shape[0]
+    cdef Py_ssize_t nsel = 0, ch
+    cdef double r, fc, dfc, r1, ir1, ir2, r3, c, t, pa, dvdc, a1, b1, a2, b2, dv3, wf
     cdef double fc3, dfc3, ang_v, ang_d, g2
     cdef double u1[3]
     cdef double u2[3]
@@ -162,16 +185,18 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
     cdef double vacc[RED_MAX_GROUP]
     cdef double sa1[RED_MAX_GROUP]
     cdef double sb1[3 * RED_MAX_GROUP]
+    cdef double wc[RED_MAX_GROUP]
+    cdef double ww[RED_MAX_GROUP]
 
     # usable pairs of atom i (inside the cutoff, non-zero weight): unit vectors, weights, radial factors
     for p in range(p0, pe):
         r = d_p[p]
         if r >= a:
             continue
-        w = _pair_weight(weight_s, spec_n, j_p[p], n)
-        if w == 0.0:
+        if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
             continue
-        w_p[p] = w
+        for ch in range(n_c):
+            w_pc[p, ch] = wc[ch]
         for m in range(3):
             u_pc[p, m] = D_pc[p, m] / r
         _cosine_cutoff(r, a, &fc, &dfc)
@@ -206,7 +231,8 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
                 continue
             for m in range(3):
                 w3[m] = w3[m] / r3
-            ww = w_p[p1] * w_p[p2]
+            for ch in range(n_c):
+                ww[ch] = w_pc[p1, ch] * w_pc[p2, ch]
             _cosine_cutoff(r3, a, &fc3, &dfc3)
             for e in range(n_e):
                 _gauss_cutoff(r3, eta_e[e], rs_e[e], fc3, dfc3, &h3[e], &dh3[e])
@@ -215,26 +241,27 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
             c = u1[0] * u2[0] + u1[1] * u2[1] + u1[2] * u2[2]
             for e in range(n_e):
                 g2 = g_pe[p2, e]
-                gg[e] = ww * lg1[e] * g2 * h3[e]
+                gg[e] = lg1[e] * g2 * h3[e]
                 if grad:
-                    rr1[e] = ww * ldg1[e] * g2 * h3[e]
-                    rr2[e] = ww * lg1[e] * dg_pe[p2, e] * h3[e]
-                    rr3[e] = ww * lg1[e] * g2 * dh3[e]
+                    rr1[e] = ldg1[e] * g2 * h3[e]
+                    rr2[e] = lg1[e] * dg_pe[p2, e] * h3[e]
+                    rr3[e] = lg1[e] * g2 * dh3[e]
             for k in range(n_k):
                 _angular(1.0 + l_k[k] * c, l_k[k], zeta_k[k], izeta_k[k], &ang_v, &ang_d)
                 ang[k] = ang_v
                 dang[k] = ang_d
             if not grad:
                 for f in range(n_f):
-                    vacc[f] += (pref_f[f] * gg[e_f[f]]) * ang[k_f[f]]
+                    vacc[f] += (pref_f[f] * ww[c_f[f]] * gg[e_f[f]]) * ang[k_f[f]]
                 continue
             ir2 = 1.0 / d_p[p2]
             for f in range(n_f):
                 e = e_f[f]
                 k = k_f[f]
                 col = 3 * cols[f]
-                t = pref_f[f] * gg[e]
-                pa = pref_f[f] * ang[k]
+                wf = pref_f[f] * ww[c_f[f]]
+                t = wf * gg[e]
+                pa = wf * ang[k]
                 vacc[f] += t * ang[k]
                 dvdc = t * dang[k]
                 a1 = pa * rr1[e] - dvdc * c * ir1
@@ -258,19 +285,21 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
 def batch_weighted_angular_reduce(double a, const double[::1] eta_e, const double[::1] rs_e,
                                   const double[::1] l_k, const double[::1] zeta_k, const int32_t[::1] izeta_k,
                                   const int32_t[::1] e_f, const int32_t[::1] k_f, const double[::1] pref_f,
-                                  const int32_t[::1] cols, const double[::1] weight_s,
+                                  const int32_t[::1] cols, const int32_t[::1] c_f,
+                                  const double[:, ::1] weight_cs,
                                   const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                                   const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa,
                                   double[:, ::1] g_pe, double[:, ::1] dg_pe, double[:, ::1] u_pc,
-                                  double[::1] w_p, int64_t[::1] sel_p, double[:, ::1] values_nf,
+                                  double[:, ::1] w_pc, int64_t[::1] sel_p, double[:, ::1] values_nf,
                                   double[:, ::1] jac_pf3, bint grad, int n_threads):
     """Accumulate F <= 64 weighted angular descriptors of the centre species ``sa`` sharing the cutoff ``a``.
 
     Descriptor ``f`` uses the radial pair ``(eta_e, rs_e)[e_f[f]]``, the angular pair ``(l_k, zeta_k)[k_f[f]]``
     (``izeta_k`` = zeta for integers in [0, 64], else -1), the prefactor ``pref_f[f]`` (``2^(1 - zeta) epsilon``
-    times 2: each unordered neighbour pair is visited once) and the output column ``cols[f]``. At most 64
-    descriptors, 64 distinct radial and 64 distinct angular pairs. ``g_pe``/``dg_pe`` [P, n_e], ``u_pc`` [P, 3],
-    ``w_p`` [P] and ``sel_p`` [P] are scratch buffers.
+    times 2: each unordered neighbour pair is visited once), the weight table ``weight_cs[c_f[f]]`` (C <= 64
+    tables of [n_species]) and the output column ``cols[f]``. At most 64 descriptors, 64 distinct radial and 64
+    distinct angular pairs. ``g_pe``/``dg_pe`` [P, n_e], ``u_pc`` [P, 3], ``w_pc`` [P, C] and ``sel_p`` [P] are
+    scratch buffers.
     """
     cdef Py_ssize_t f, i, n = indptr.shape[0] - 1
     cdef Py_ssize_t n_pairs = j_p.shape[0]
@@ -286,11 +315,12 @@ def batch_weighted_angular_reduce(double a, const double[::1] eta_e, const doubl
         if e_f[f] < 0 or e_f[f] >= n_e or k_f[f] < 0 or k_f[f] >= n_k:
             raise ValueError("e_f and k_f must index the radial and angular pairs")
     if g_pe.shape[0] != n_pairs or dg_pe.shape[0] != n_pairs or g_pe.shape[1] < n_e or dg_pe.shape[1] < n_e \
-            or u_pc.shape[0] != n_pairs or u_pc.shape[1] != 3 or w_p.shape[0] != n_pairs \
+            or u_pc.shape[0] != n_pairs or u_pc.shape[1] != 3 or w_pc.shape[0] != n_pairs \
+            or w_pc.shape[1] < weight_cs.shape[0] \
             or sel_p.shape[0] != n_pairs:
         raise ValueError("scratch buffers must have one row per pair")
-    _check_common(indptr, j_p, d_p, D_pc, spec_n, cols, values_nf, jac_pf3, grad, n_threads)
+    _check_common(indptr, j_p, d_p, D_pc, spec_n, cols, c_f, weight_cs, values_nf, jac_pf3, grad, n_threads)
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
         if _match(spec_n[i], sa):
-            _angular_atom(i, n, a, eta_e, rs_e, l_k, zeta_k, izeta_k, e_f, k_f, pref_f, cols, weight_s, indptr,
-                          j_p, d_p, D_pc, spec_n, g_pe, dg_pe, u_pc, w_p, sel_p, values_nf, jac_pf3, grad)
+            _angular_atom(i, n, a, eta_e, rs_e, l_k, zeta_k, izeta_k, e_f, k_f, pref_f, cols, c_f, weight_cs,
+                          indptr, j_p, d_p, D_pc, spec_n, g_pe, dg_pe, u_pc, w_pc, sel_p, values_nf, jac_pf3, grad)

@@ -24,8 +24,8 @@ the cells evaluated. The descriptors carry the units of their weights (the radia
 angular one its square).
 
 The compiled kernels (``miniff/_ext/weighted.pyx``) evaluate every descriptor of a batch that shares the
-cutoff, the centre species and the weights in one pass over the pairs (radial) or the unordered neighbour pairs
-(angular), with the per-pair Jacobian of Contract 3.
+cutoff and the centre species (up to 64 descriptors and 64 weight tables per pass) in one pass over the pairs
+(radial) or the unordered neighbour pairs (angular), with the per-pair Jacobian of Contract 3.
 """
 
 import math
@@ -131,87 +131,116 @@ def species_weights(weights, species):
     return np.array([table[str(s)] for s in species], dtype=np.float64)
 
 
-def _wrapper_weights(potential, nw):
-    out = species_weights(potential.parameters["weights"], [str(s) for s in nw.species])
-    if len(out) == 0:
-        out = np.zeros(1)
+def _channel_weights(keys, tables, nw):
+    """``weight_cs`` [C, n_species]: the weights of every species code of ``nw`` in each table, in the order
+    of ``keys`` (hashable forms, ``tables`` the checked tables)."""
+    species = [str(s) for s in nw.species]
+    out = np.zeros((len(keys), max(1, len(species))))
+    for c, key in enumerate(keys):
+        out[c, :len(species)] = species_weights(tables[key], species)
     return out
 
 
+def _chunks(items, limits):
+    """Split ``items`` = [(column, potential)] into chunks of <= 64 descriptors with at most ``limits[name]``
+    distinct values of ``name`` (``name(potential)`` -> hashable) each; yields ``(chunk, {name: {value:
+    index}})``."""
+    chunk, seen = [], {name: {} for name in limits}
+    for col, p in items:
+        values = {name: fn(p) for name, (fn, _) in limits.items()}
+        full = len(chunk) == _MAX_GROUP or any(values[name] not in seen[name] and len(seen[name]) == limit
+                                                for name, (_, limit) in limits.items())
+        if full:
+            yield chunk, seen
+            chunk, seen = [], {name: {} for name in limits}
+        for name, value in values.items():
+            seen[name].setdefault(value, len(seen[name]))
+        chunk.append((col, p))
+    if chunk:
+        yield chunk, seen
+
+
+def _weights_of(potential):
+    return _weights_key(potential.parameters["weights"])
+
+
+def _run_weights(chunk, seen, nw):
+    """``(c_f, weight_cs)`` of a chunk: the channel of every descriptor and the weight tables."""
+    tables = {_weights_of(p): p.parameters["weights"] for _, p in chunk}
+    keys = list(seen["weights"])
+    c_f = np.array([seen["weights"][_weights_of(p)] for _, p in chunk], dtype=np.int32)
+    return c_f, _channel_weights(keys, tables, nw)
+
+
 class WeightedRadialBackend(_BatchedBackend):
-    """Batches weighted radial descriptors by cutoff, centre species and weights (chunks of <= 64)."""
+    """Batches weighted radial descriptors by cutoff and centre species (chunks of <= 64 descriptors and weight
+    tables)."""
 
     def batch_key(self, potential, codes):
-        return ("weighted radial", potential.cutoff, codes, _weights_key(potential.parameters["weights"]))
+        return ("weighted radial", potential.cutoff, codes)
 
     def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads):
-        """Evaluate ``items`` = [(column, potential)] sharing cutoff, centre species and weights."""
+        """Evaluate ``items`` = [(column, potential)] sharing cutoff and centre species."""
         cutoff = items[0][1].cutoff
         indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, cutoff)
-        weight_s = _wrapper_weights(items[0][1], nw)
-        for start in range(0, len(items), _MAX_GROUP):
-            chunk = items[start:start + _MAX_GROUP]
+        for chunk, seen in _chunks(items, {"weights": (_weights_of, _MAX_GROUP)}):
+            c_f, weight_cs = _run_weights(chunk, seen, nw)
             eta_f = np.array([float(p.parameters["eta"]) for _, p in chunk])
             rs_f = np.array([float(p.parameters["r_sphere"]) for _, p in chunk])
             cols = np.array([c for c, _ in chunk], dtype=np.int32)
-            _k.batch_weighted_radial_reduce(cutoff, eta_f, rs_f, cols, weight_s, indptr, j_p, d_p, D_pc, spec_n,
-                                            codes[0], values_nf, jac_pf3, grad, n_threads)
+            _k.batch_weighted_radial_reduce(cutoff, eta_f, rs_f, cols, c_f, weight_cs, indptr, j_p, d_p, D_pc,
+                                            spec_n, codes[0], values_nf, jac_pf3, grad, n_threads)
 
 
 def _integer_zeta(zeta):
     return int(zeta) if float(zeta).is_integer() and 0 <= zeta <= 64 else -1
 
 
+def _radial_pair(p):
+    return float(p.parameters["eta"]), float(p.parameters["r_sphere"])
+
+
+def _angular_pair(p):
+    return float(p.parameters["l"]), float(p.parameters["zeta"])
+
+
 class WeightedAngularBackend(_BatchedBackend):
-    """Batches weighted angular descriptors by cutoff, centre species and weights; distinct ``(eta,
-    r_sphere)`` and ``(l, zeta)`` of a chunk (<= 64 each, <= 64 descriptors) are evaluated once per pair /
-    neighbour pair."""
+    """Batches weighted angular descriptors by cutoff and centre species; the distinct ``(eta, r_sphere)``,
+    ``(l, zeta)`` and weight tables of a chunk (<= 64 each, <= 64 descriptors) are evaluated once per pair /
+    neighbour pair, in one pass over the neighbour pairs."""
 
     def batch_key(self, potential, codes):
-        return ("weighted angular", potential.cutoff, codes, _weights_key(potential.parameters["weights"]))
+        return ("weighted angular", potential.cutoff, codes)
 
     def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads):
-        """Evaluate ``items`` = [(column, potential)] sharing cutoff, centre species and weights."""
+        """Evaluate ``items`` = [(column, potential)] sharing cutoff and centre species."""
         cutoff = items[0][1].cutoff
-        arrays = pair_arrays(nw, cutoff)
-        weight_s = _wrapper_weights(items[0][1], nw)
-        chunk, radial, angular = [], {}, {}
-        for col, p in items:
-            par = p.parameters
-            rad = (float(par["eta"]), float(par["r_sphere"]))
-            ang = (float(par["l"]), float(par["zeta"]))
-            if len(chunk) == _MAX_GROUP or (rad not in radial and len(radial) == _MAX_GROUP) \
-                    or (ang not in angular and len(angular) == _MAX_GROUP):
-                self._run(chunk, radial, angular, codes, cutoff, arrays, weight_s, values_nf, jac_pf3, grad,
-                          n_threads)
-                chunk, radial, angular = [], {}, {}
-            radial.setdefault(rad, len(radial))
-            angular.setdefault(ang, len(angular))
+        indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, cutoff)
+        limits = {"radial": (_radial_pair, _MAX_GROUP), "angular": (_angular_pair, _MAX_GROUP),
+                  "weights": (_weights_of, _MAX_GROUP)}
+        for chunk, seen in _chunks(items, limits):
+            c_f, weight_cs = _run_weights(chunk, seen, nw)
+            radial, angular = list(seen["radial"]), list(seen["angular"])
+            eta_e = np.array([r[0] for r in radial], dtype=np.float64)
+            rs_e = np.array([r[1] for r in radial], dtype=np.float64)
+            l_k = np.array([x[0] for x in angular], dtype=np.float64)
+            zeta_k = np.array([x[1] for x in angular], dtype=np.float64)
+            izeta_k = np.array([_integer_zeta(x[1]) for x in angular], dtype=np.int32)
+            cols = np.array([c for c, _ in chunk], dtype=np.int32)
+            e_f = np.array([seen["radial"][_radial_pair(p)] for _, p in chunk], dtype=np.int32)
+            k_f = np.array([seen["angular"][_angular_pair(p)] for _, p in chunk], dtype=np.int32)
             # 2: the kernel visits each unordered neighbour pair once, the formula sums ordered pairs
-            chunk.append((col, radial[rad], angular[ang], 2.0 * 2.0 ** (1.0 - ang[1]) * float(par["epsilon"])))
-        if chunk:
-            self._run(chunk, radial, angular, codes, cutoff, arrays, weight_s, values_nf, jac_pf3, grad, n_threads)
-
-    def _run(self, chunk, radial, angular, codes, cutoff, arrays, weight_s, values_nf, jac_pf3, grad, n_threads):
-        indptr, j_p, d_p, D_pc, spec_n = arrays
-        eta_e = np.array([r[0] for r in radial], dtype=np.float64)
-        rs_e = np.array([r[1] for r in radial], dtype=np.float64)
-        l_k = np.array([a[0] for a in angular], dtype=np.float64)
-        zeta_k = np.array([a[1] for a in angular], dtype=np.float64)
-        izeta_k = np.array([_integer_zeta(a[1]) for a in angular], dtype=np.int32)
-        cols = np.array([c[0] for c in chunk], dtype=np.int32)
-        e_f = np.array([c[1] for c in chunk], dtype=np.int32)
-        k_f = np.array([c[2] for c in chunk], dtype=np.int32)
-        pref_f = np.array([c[3] for c in chunk], dtype=np.float64)
-        n_pairs = len(j_p)
-        g_pe = np.empty((n_pairs, len(eta_e)))
-        dg_pe = np.empty((n_pairs, len(eta_e)))
-        u_pc = np.empty((n_pairs, 3))
-        w_p = np.empty(n_pairs)
-        sel_p = np.empty(n_pairs, dtype=np.int64)
-        _k.batch_weighted_angular_reduce(cutoff, eta_e, rs_e, l_k, zeta_k, izeta_k, e_f, k_f, pref_f, cols,
-                                         weight_s, indptr, j_p, d_p, D_pc, spec_n, codes[0], g_pe, dg_pe, u_pc,
-                                         w_p, sel_p, values_nf, jac_pf3, grad, n_threads)
+            pref_f = np.array([2.0 * 2.0 ** (1.0 - float(p.parameters["zeta"])) * float(p.parameters["epsilon"])
+                               for _, p in chunk])
+            n_pairs = len(j_p)
+            g_pe = np.empty((n_pairs, len(eta_e)))
+            dg_pe = np.empty((n_pairs, len(eta_e)))
+            u_pc = np.empty((n_pairs, 3))
+            w_pc = np.empty((n_pairs, len(weight_cs)))
+            sel_p = np.empty(n_pairs, dtype=np.int64)
+            _k.batch_weighted_angular_reduce(cutoff, eta_e, rs_e, l_k, zeta_k, izeta_k, e_f, k_f, pref_f, cols,
+                                             c_f, weight_cs, indptr, j_p, d_p, D_pc, spec_n, codes[0], g_pe, dg_pe,
+                                             u_pc, w_pc, sel_p, values_nf, jac_pf3, grad, n_threads)
 
 
 class WeightedFamily(LocalPotentialFamily):

@@ -165,12 +165,14 @@ def test_threads_batches_and_chunks_agree(rng):
             for e in np.linspace(0, 0.5, 9) for lam in (-1.0, 1.0) for z in (1.0, 2.0, 3.5, 8.0)]  # 72 > 64
     many += [P.weighted_radial_descriptor_family(a=CUT, eta=e, r_sphere=r, tag="Ni")
              for e in (0.5, 1.0, 2.0) for r in np.linspace(0, 4, 23)]  # 69 > 64
-    many += _descriptors("Cu", weights={s: 1.0 for s in ELEMENTS})  # another weight table: its own batch
+    many += _descriptors("Cu", weights={s: 1.0 for s in ELEMENTS})  # a second weight table in the same pass
+    many += [P.weighted_radial_descriptor_family(a=CUT, eta=0.5, weights={s: 1.0 + k for s in ELEMENTS}, tag="Cu")
+             for k in range(66)]  # 66 > 64 weight tables
     v1, j1 = P.eval_descriptors(nw, many, grad=True, n_threads=1)
     v2, j2 = P.eval_descriptors(nw, many, grad=True, n_threads=2)
     np.testing.assert_array_equal(v2, v1)
     np.testing.assert_array_equal(j2, j1)
-    for f in (0, 17, 63, 64, 71, 72, 100, 136, 140, len(many) - 1):
+    for f in (0, 17, 63, 64, 71, 72, 100, 136, 140, 148, 149, 213, 214, len(many) - 1):
         e_n, g_pc = many[f].compute(nw, grad=True, n_threads=1)
         np.testing.assert_allclose(e_n, v1[:, f], rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(g_pc, j1[:, f, :], rtol=1e-13, atol=1e-13)
