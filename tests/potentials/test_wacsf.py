@@ -225,3 +225,30 @@ def test_bad_input_names_the_argument(rng):
     values, _ = P.eval_descriptors(nw, [rad(a=CUT, eta=1.0, weights={"A": 1, "Cu": 2}, tag="Ag")],
                                    ignore_missing_species=True)
     assert np.all(values == 0)
+
+
+def test_compiled_entry_points_check_shapes():
+    """The kernels refuse inconsistent arrays instead of reading out of bounds."""
+    from miniff._ext import kernel_module as k
+
+    indptr = np.array([0, 1, 2], dtype=np.int64)
+    j_p = np.array([1, 0], dtype=np.int32)
+    d_p = np.array([2.0, 2.0])
+    D_pc = np.array([[2.0, 0, 0], [-2.0, 0, 0]])
+    spec_n = np.zeros(2, dtype=np.int32)
+    one = np.ones(1)
+    cols = np.zeros(1, dtype=np.int32)
+    c_f = np.zeros(1, dtype=np.int32)
+    values, jac = np.zeros((2, 1)), np.zeros((2, 3))
+    args = (3.0, one, np.zeros(1), cols, c_f, np.ones((1, 1)), indptr, j_p, d_p, D_pc, spec_n, 0)
+    k.batch_weighted_radial_reduce(*args, values, jac, True, 1)
+    np.testing.assert_allclose(values[:, 0], np.exp(-4.0) * fc(np.array([2.0, 2.0]), 3.0))
+    with pytest.raises(ValueError, match="cols must index columns of values_nf"):
+        k.batch_weighted_radial_reduce(*args[:3], np.array([1], dtype=np.int32), *args[4:], values, jac, True, 1)
+    with pytest.raises(ValueError, match="c_f must index the rows of weight_cs"):
+        k.batch_weighted_radial_reduce(*args[:4], np.array([1], dtype=np.int32), *args[5:], values, jac, True, 1)
+    with pytest.raises(ValueError, match="jac_pf3 must have one row per pair"):
+        k.batch_weighted_radial_reduce(*args, values, np.zeros((1, 3)), True, 1)
+    with pytest.raises(ValueError, match="indptr"):
+        k.batch_weighted_radial_reduce(*args[:6], np.array([0, 2, 1], dtype=np.int64), *args[7:], values, jac,
+                                       True, 1)
