@@ -28,6 +28,7 @@ cutoff and the centre species (up to 64 descriptors and 64 weight tables per pas
 (radial) or the unordered neighbour pairs (angular), with the per-pair Jacobian of Contract 3.
 """
 
+import functools
 import math
 import numbers
 
@@ -44,6 +45,7 @@ __all__ = ["weighted_radial_descriptor_family", "weighted_angular_descriptor_fam
 _MAX_GROUP = _k.LIMITS["MAX_GROUP"]
 
 
+@functools.lru_cache(maxsize=None)
 def _ase_table(name):
     from ase import data
 
@@ -98,7 +100,7 @@ def check_weights(weights):
 
 
 def _weights_key(weights):
-    """A hashable form of a checked ``weights`` parameter (batches share one weight table)."""
+    """A hashable form of a checked ``weights`` parameter (the key of its channel in a chunk)."""
     return weights if isinstance(weights, str) else tuple(sorted(weights.items()))
 
 
