@@ -252,3 +252,31 @@ def test_compiled_entry_points_check_shapes():
     with pytest.raises(ValueError, match="indptr"):
         k.batch_weighted_radial_reduce(*args[:6], np.array([0, 2, 1], dtype=np.int64), *args[7:], values, jac,
                                        True, 1)
+
+
+def test_n2p2_type_13_is_epsilon_one_half(rng):
+    """n2p2's type 13 sums each neighbour pair once (j < k) with the prefactor 2^(1 - zeta)."""
+    system = _system(rng, 3, True, n_atoms=10)
+    nw = make_nw(system, CUT)
+    eta, r_s, lam, zeta = 0.2, 0.7, -1.0, 3.0
+    d = P.weighted_angular_descriptor_family(a=CUT, eta=eta, r_sphere=r_s, l=lam, zeta=zeta, epsilon=0.5,
+                                             tag="Ni")
+    values, _ = P.eval_descriptors(nw, [d])
+    species = system[2]
+    expected = np.zeros(len(species))
+
+    def g(r):
+        return np.exp(-eta * (r - r_s) ** 2) * fc(r, CUT)
+
+    for i, neigh in enumerate(neighbours(system, CUT)):
+        if species[i] != "Ni":
+            continue
+        for n1 in range(len(neigh)):
+            for n2 in range(n1 + 1, len(neigh)):
+                (j, v1), (k, v2) = neigh[n1], neigh[n2]
+                r1, r2 = np.linalg.norm(v1), np.linalg.norm(v2)
+                cos = v1 @ v2 / (r1 * r2)
+                expected[i] += (2 ** (1 - zeta) * atomic_numbers[species[j]] * atomic_numbers[species[k]]
+                                * (1 + lam * cos) ** zeta * g(r1) * g(r2) * g(np.linalg.norm(v2 - v1)))
+    assert expected.max() > 1
+    np.testing.assert_allclose(values[:, 0], expected, rtol=1e-11, atol=1e-10)
