@@ -16,6 +16,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``triple``     triplet potentials: Stillinger-Weber 3, Behler 5x, SW2 + SW3 fused.
 ``angular``    batched Behler type 4/5 descriptors (triplet loops and angular moments).
 ``lsp``        local structural parameters (PyFit-FF descriptors) through angular moments.
+``weighted``   element-weighted radial and angular descriptors (wACSF, n2p2's types 12 and 13): every neighbour
+               species contributes, multiplied by its species weight.
 ``ewald``      Ewald sums of point charges: the real-space pair loop, structure factors, reciprocal-space terms,
                particle-mesh spline weights, spreading and gathers.
 
@@ -36,7 +38,7 @@ import types
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
 EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp",
-                     "ewald")
+                     "weighted", "ewald")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

@@ -10,7 +10,9 @@ from libc.math cimport exp, sqrt, pow
 from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
-from miniff._ext.common cimport RED_BATCH_BEHLER4, RED_MAX_GROUP, RED_MOM_E, RED_MOM_Z, _match, _cosine_cutoff
+from miniff._ext.common cimport (
+    RED_BATCH_BEHLER4, RED_MAX_GROUP, RED_MOM_E, RED_MOM_Z, _angular, _match, _cosine_cutoff,
+)
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
 __all__ = ["batch_triple_reduce", "batch_moment_reduce"]
@@ -22,38 +24,6 @@ _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modul
 # Batched Behler 4/5 angular descriptors sharing one cutoff a
 # value_f = pref_f (1 + l cos)^zeta  g_e(r1) g_e(r2) [g_e(r3)],  g_e(r) = exp(-eta_e r^2) f_c(r)
 # ---------------------------------------------------------------------------------------------
-
-cdef inline void _angular(double base, double l, double zeta, int izeta, double* v, double* dv) noexcept nogil:
-    """(base)^zeta and its derivative by cos (base = 1 + l cos)."""
-    cdef int m
-    cdef double pw
-    if izeta == 1:
-        v[0] = base
-        dv[0] = l
-    elif izeta == 2:
-        v[0] = base * base
-        dv[0] = 2.0 * l * base
-    elif izeta == 4:
-        pw = base * base * base
-        v[0] = pw * base
-        dv[0] = 4.0 * l * pw
-    elif izeta >= 1:
-        pw = 1.0
-        for m in range(izeta - 1):
-            pw = pw * base
-        v[0] = pw * base
-        dv[0] = izeta * l * pw
-    elif izeta == 0:
-        v[0] = 1.0
-        dv[0] = 0.0
-    elif base > 0.0:
-        pw = pow(base, zeta - 1.0)
-        v[0] = pw * base
-        dv[0] = zeta * l * pw
-    else:
-        v[0] = 0.0
-        dv[0] = 0.0
-
 
 cdef void _batch_triple_atom(Py_ssize_t i, int fam, double a,
                              const double[::1] eta_e, const double[::1] l_k, const double[::1] zeta_k,

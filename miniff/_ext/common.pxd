@@ -62,6 +62,40 @@ cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noe
 # Small math
 # ---------------------------------------------------------------------------------------------
 
+cdef inline void _angular(double base, double l, double zeta, int izeta, double* v, double* dv) noexcept nogil:
+    """(base)^zeta and its derivative by cos (base = 1 + l cos): the angular term of Behler types 4/5 and of
+    the weighted angular family. ``izeta`` = zeta when it is an integer in [0, 64], else -1 (then pow())."""
+    cdef int m
+    cdef double pw
+    if izeta == 1:
+        v[0] = base
+        dv[0] = l
+    elif izeta == 2:
+        v[0] = base * base
+        dv[0] = 2.0 * l * base
+    elif izeta == 4:
+        pw = base * base * base
+        v[0] = pw * base
+        dv[0] = 4.0 * l * pw
+    elif izeta >= 1:
+        pw = 1.0
+        for m in range(izeta - 1):
+            pw = pw * base
+        v[0] = pw * base
+        dv[0] = izeta * l * pw
+    elif izeta == 0:
+        v[0] = 1.0
+        dv[0] = 0.0
+    elif base > 0.0:
+        pw = pow(base, zeta - 1.0)
+        v[0] = pw * base
+        dv[0] = zeta * l * pw
+    else:
+        v[0] = 0.0
+        dv[0] = 0.0
+
+
+
 cdef inline double _ipow(double x, int n) noexcept nogil:
     """x ** n for an integer n >= 0 (n <= 4 unrolled, else repeated squaring)."""
     cdef double r = 1.0

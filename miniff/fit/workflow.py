@@ -92,17 +92,20 @@ class FitWorkflow(FitPreparation):
             ``{species: [descriptor potentials]}``, or a RuNNer ``input.nn`` file (its ``symfunction_short``
             lines); default: the Behler recipes (radial + angular).
         cutoff : float or None
-            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"``, 4.5 Å
-            for ``"lsp"``).
+            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"`` and
+            ``"wacsf"``, 4.5 Å for ``"lsp"``).
         default_descriptor_kwargs : dict or None
             Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``eta`` (explicit
             radial widths, 1/Å², instead of ``n`` and ``left``), ``three_point`` (True), ``three_point_family`` (4),
             ``zeta`` ((1, 2, 4, 16)), ``eta3`` (angular widths, (0, 0.3) 1/Å²).
             ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
-            :func:`~miniff.ml_util.default_lsp_descriptors`.
-        descriptor_recipe : {"behler", "lsp"}
-            The default descriptors when ``descriptors`` is None: Behler radial + angular functions, or
-            PyFit-FF's local structural parameters (asinh-scaled Gaussian x Legendre).
+            :func:`~miniff.ml_util.default_lsp_descriptors`. ``"wacsf"``: the arguments of
+            :func:`~miniff.ml_util.default_wacsf_descriptors` (``n``, ``left``, ``eta``, ``eta3``, ``zeta``,
+            ``weights``, ``angular``).
+        descriptor_recipe : {"behler", "lsp", "wacsf"}
+            The default descriptors when ``descriptors`` is None: Behler radial + angular functions,
+            PyFit-FF's local structural parameters (asinh-scaled Gaussian x Legendre), or element-weighted
+            radial + angular functions (wACSF: a count per species independent of the number of elements).
         nw_kwargs : dict or None
             Extra arguments of ``NeighborWrapper``.
         learn_cauldron_kwargs : dict or None

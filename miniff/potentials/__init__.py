@@ -17,6 +17,8 @@ Built-in families: ``on_site_potential_family``, ``harmonic_repulsion_potential_
 ``behler2_descriptor_family``, ``behler4_descriptor_family``, ``behler5_descriptor_family``,
 ``behler5x_descriptor_family``, ``sigmoid_descriptor_family``, ``general_pair_potential_family``,
 ``general_triple_potential_family``, ``lsp_descriptor_family`` (PyFit-FF's local structural parameters),
+``weighted_radial_descriptor_family``, ``weighted_angular_descriptor_family`` (element-weighted wACSF, n2p2's
+types 12 and 13: tag ``"a"``, every neighbour species contributes with its weight),
 ``ewald_real_potential_family``, ``ewald_k_potential_family``, ``ewald_self_potential_family``,
 ``ewald_total_potential_family`` (point charges from ``cell.meta["charges"]``; ``charge_gradient``),
 ``ewald_charge_wrapper_potential_family`` (Ewald energy of charges predicted per atom);
@@ -66,6 +68,11 @@ from miniff.potentials.families import (
 from miniff.potentials.guards import COINCIDENT_DISTANCE, CoincidentAtomsError
 from miniff.potentials.lsp import lsp_descriptor_family
 from miniff.potentials.registry import UnknownFamilyError, known_families, potential_from_state_dict, register_family
+from miniff.potentials.weighted import (
+    species_weights,
+    weighted_angular_descriptor_family,
+    weighted_radial_descriptor_family,
+)
 
 #: 0.1.4's kernel lookup key (kept for compatibility).
 kernel_kind = namedtuple("kernel_kind", ("name", "parallel", "resolving"))
@@ -98,6 +105,9 @@ __all__ = [
     "behler5x_descriptor_family",
     "sigmoid_descriptor_family",
     "lsp_descriptor_family",
+    "weighted_radial_descriptor_family",
+    "weighted_angular_descriptor_family",
+    "species_weights",
     "ewald_real_potential_family",
     "ewald_k_potential_family",
     "ewald_self_potential_family",

@@ -27,6 +27,8 @@ BUILTIN_FAMILIES = {
     "Behler type 5": ("miniff.potentials.families", "behler5_descriptor_family"),
     "Behler type 5x": ("miniff.potentials.families", "behler5x_descriptor_family"),
     "local structural parameter": ("miniff.potentials.lsp", "lsp_descriptor_family"),
+    "weighted radial": ("miniff.potentials.weighted", "weighted_radial_descriptor_family"),
+    "weighted angular": ("miniff.potentials.weighted", "weighted_angular_descriptor_family"),
     "ml potential": ("miniff.ml.potential", "ml_potential_family"),
     "Ewald-real": ("miniff.potentials.ewald", "ewald_real_potential_family"),
     "Ewald-k": ("miniff.potentials.ewald", "ewald_k_potential_family"),
