@@ -191,7 +191,7 @@ def test_lammps_input_zero_scale_and_type():
     text = _write(_model())
     lines = text.splitlines()
     k = next(n for n, line in enumerate(lines) if line.startswith("scale2"))
-    lines[k] = "scale2 1.0 0 1.0"
+    lines[k] = "scale2 1.0 0 1.0 1.0"  # the Si block: 4 functions
     with pytest.raises(ValueError, match=f"line {k + 1}: scale2 has a zero entry"):
         ml_util.parse_lammps_input(io.StringIO("\n".join(lines)))
     with pytest.raises(TypeError, match="path or a text file"):
