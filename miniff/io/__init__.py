@@ -57,8 +57,10 @@ from miniff.io.atoms import (
     cell_to_atoms,
     warn_missing,
 )
+from miniff.io.n2p2_model import read_n2p2
 
 __all__ = [
+    "read_n2p2",
     "read_cells",
     "write_cells",
     "cells_from_atoms",

@@ -1,0 +1,386 @@
+"""n2p2 potentials evaluated in miniff: cutoff functions, symmetry functions, scaling and networks (numpy).
+
+Formulas (n2p2's conventions; ``r`` in the files' length unit, sums over the neighbours of atom ``i``):
+
+- cutoff ``f_c(r)``: 1 below the inner cutoff ``r_ci = alpha r_c``, ``f(x)`` with ``x = (r - r_ci)/(r_c - r_ci)``
+  up to ``r_c``, 0 beyond.  Types: 0 ``f = 1``; 1 ``(cos(pi x) + 1)/2``; 2 ``tanh^3(1 - r/r_c)``; 3 the same
+  divided by ``tanh^3(1)``; 4 ``exp(1 - 1/(1 - x^2))``; 5 ``(2x - 3)x^2 + 1``; 6 ``((15 - 6x)x - 10)x^3 + 1``;
+  7 ``(x(x(20x - 70) + 84) - 35)x^4 + 1``; 8 ``(x(x((315 - 70x)x - 540) + 420) - 126)x^5 + 1`` (types 2 and 3
+  ignore ``alpha``);
+- type 2: ``G = sum_j exp(-eta (r_ij - r_s)^2) f_c(r_ij)`` over neighbours of element ``e1``;
+- type 3: ``G = 2^(1-zeta) sum_{j<k} (1 + lambda cos theta_ijk)^zeta exp(-eta sum_{ij,ik,jk} (r - r_s)^2)
+  f_c(r_ij) f_c(r_ik) f_c(r_jk)`` over unordered pairs of neighbours of elements {e1, e2}, ``r_jk < r_c``;
+- type 9: type 3 without ``r_jk`` in the exponential and without ``f_c(r_jk)``;
+  in both, a non-positive ``1 + lambda cos`` contributes 0;
+- scaling of the network inputs: none ``G``; scale ``S_min + (S_max - S_min)(G - G_min)/(G_max - G_min)``;
+  center ``G - G_mean``; scale+center ``S_min + (S_max - S_min)(G - G_mean)/(G_max - G_min)``; sigma
+  ``S_min + (S_max - S_min)(G - G_mean)/G_sigma``;
+- atomic energy (files' energy unit) ``E_i = NN(G_i)/conv_energy + mean_energy + atom_energy``.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from miniff.potentials.base import LocalPotential
+
+__all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "read_n2p2"]
+
+_EXP_LIMIT = 35.0
+_TANH3_1 = math.tanh(1.0) ** 3
+
+
+class N2p2ExtrapolationWarning(UserWarning):
+    """A symmetry function is outside the range of ``scaling.data`` (n2p2's extrapolation warning)."""
+
+
+def cutoff_function(r, rc, kind, alpha=0.0):
+    """``(f_c(r), d f_c / d r)`` of n2p2's cutoff type ``kind`` (module docstring); ``r`` any shape."""
+    r = np.asarray(r, dtype=float)
+    inside = r < rc
+    if kind in (2, 3):
+        t = np.tanh(1.0 - r / rc)
+        c = 1.0 / _TANH3_1 if kind == 3 else 1.0
+        f, df = c * t**3, c * 3.0 * t**2 * (t**2 - 1.0) / rc
+        return np.where(inside, f, 0.0), np.where(inside, df, 0.0)
+    rci = alpha * rc
+    iw = 1.0 / (rc - rci)
+    x = np.clip((r - rci) * iw, 0.0, 1.0)
+    if kind == 0:
+        f, dfx = np.ones_like(x), np.zeros_like(x)
+    elif kind == 1:
+        f, dfx = 0.5 * (np.cos(np.pi * x) + 1.0), -0.5 * np.pi * np.sin(np.pi * x)
+    elif kind == 4:
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            q = 1.0 - x * x
+            f = np.where(q > 0, np.exp(1.0 - 1.0 / np.where(q > 0, q, 1.0)), 0.0)
+            dfx = np.where(q > 0, -2.0 * x * f / np.where(q > 0, q * q, 1.0), 0.0)
+    elif kind == 5:
+        f, dfx = (2.0 * x - 3.0) * x * x + 1.0, 6.0 * x * (x - 1.0)
+    elif kind == 6:
+        f, dfx = ((15.0 - 6.0 * x) * x - 10.0) * x**3 + 1.0, -30.0 * x * x * (x - 1.0) ** 2
+    elif kind == 7:
+        f, dfx = (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x**4 + 1.0, 140.0 * x**3 * (x - 1.0) ** 3
+    elif kind == 8:
+        f = (x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x**5 + 1.0
+        dfx = -630.0 * x**4 * (x - 1.0) ** 4
+    else:
+        raise ValueError(f"cutoff type must be 0..8, got {kind}")
+    inner = r < rci
+    return (np.where(inside, np.where(inner, 1.0, f), 0.0),
+            np.where(inside & ~inner, dfx * iw, 0.0))
+
+
+def _activation(letter, z):
+    """``(value, derivative)`` of an n2p2 activation (``l t s p r g c S e h``)."""
+    if letter == "l":
+        return z, np.ones_like(z)
+    if letter == "t":
+        t = np.tanh(z)
+        return t, 1.0 - t * t
+    if letter in ("s", "S"):
+        with np.errstate(over="ignore"):
+            s = 1.0 / (1.0 + np.exp(-z))
+        if letter == "S":
+            return 1.0 - s, s * (s - 1.0)
+        s = np.where(z > _EXP_LIMIT, 1.0, np.where(z < -_EXP_LIMIT, 0.0, s))
+        return s, np.where(np.abs(z) > _EXP_LIMIT, 0.0, s * (1.0 - s))
+    if letter == "p":
+        zc = np.clip(z, -_EXP_LIMIT, _EXP_LIMIT)
+        e = np.exp(zc)
+        value = np.where(z > _EXP_LIMIT, z, np.where(z < -_EXP_LIMIT, 0.0, np.log(1.0 + e)))
+        return value, np.where(z > _EXP_LIMIT, 1.0, np.where(z < -_EXP_LIMIT, 0.0, 1.0 / (1.0 + 1.0 / e)))
+    if letter == "r":
+        return np.where(z > 0, z, 0.0), np.where(z > 0, 1.0, 0.0)
+    if letter == "g":
+        e = np.exp(-0.5 * z * z)
+        return e, -z * e
+    if letter == "c":
+        return np.cos(z), -np.sin(z)
+    if letter == "e":
+        e = np.exp(-z)
+        return e, -e
+    if letter == "h":
+        return z * z, 2.0 * z
+    raise ValueError(f"unknown n2p2 activation {letter!r}")
+
+
+class N2p2Potential(LocalPotential):
+    """The atomic network of one element of an n2p2 potential (made by :func:`miniff.io.read_n2p2`).
+
+    Energies in eV and gradients in eV/Å like every miniff potential; the symmetry functions are evaluated
+    with numpy over the pair list in the files' units.  ``extrapolation`` is ``"warn"`` (an
+    :class:`N2p2ExtrapolationWarning` per evaluation with extrapolating atoms), ``"ignore"`` or ``"raise"``
+    (``ValueError``); ``last_extrapolations`` holds the count of (atom, function) values outside
+    ``scaling.data``'s range at the last evaluation.
+    """
+
+    def __init__(self, model, element, length_unit, energy_unit, extrapolation="warn"):
+        if extrapolation not in ("warn", "ignore", "raise"):
+            raise ValueError(f"extrapolation must be 'warn', 'ignore' or 'raise', got {extrapolation!r}")
+        symbols = [e.symbol for e in model.elements]
+        fs = element.functions
+        table = {k: np.array([f[k] for f in fs], dtype=float) for k in ("eta", "rs", "zeta", "lambda", "rc")}
+        table["type"] = np.array([f["type"] for f in fs])
+        table["e1"] = [symbols[f["e1"]] for f in fs]
+        table["e2"] = [symbols[f["e2"]] if f["e2"] >= 0 else None for f in fs]
+        gmin, gmax, gmean, gsigma = (np.array([s[k] if s[k] is not None else np.nan for s in element.scaling])
+                                     for k in range(4))
+        smin, smax = model.scale_min, model.scale_max
+        ref, factor, offset = np.zeros_like(gmin), np.ones_like(gmin), 0.0
+        if model.scaling == "center":
+            ref = gmean
+        elif model.scaling == "scale":
+            ref, factor, offset = gmin, (smax - smin) / (gmax - gmin), smin
+        elif model.scaling == "scalecenter":
+            ref, factor, offset = gmean, (smax - smin) / (gmax - gmin), smin
+        elif model.scaling == "scalesigma":
+            ref, factor, offset = gmean, (smax - smin) / gsigma, smin
+        parameters = {
+            "functions": table, "cutoff_type": model.cutoff_type, "cutoff_alpha": model.cutoff_alpha,
+            "scaling": (ref, factor, offset), "range": (gmin, gmax),
+            "weights": [np.array(w, dtype=float) for w in element.weights],
+            "biases": [np.array(b, dtype=float) for b in element.biases],
+            "activations": list(model.activations),
+            "energy": (model.conv_energy, model.mean_energy + element.atom_energy),
+            "units": (float(length_unit), float(energy_unit)),
+        }
+        super().__init__({"model": parameters}, float(table["rc"].max()) * float(length_unit), tag=element.symbol)
+        self.extrapolation = extrapolation
+        self.last_extrapolations = 0
+
+    @property
+    def _spec(self):
+        """The model data: functions, scaling, network, units (see ``__init__``)."""
+        return self.parameters["model"]
+
+    @property
+    def coordination(self):
+        """1: the tag is the centre element."""
+        return 1
+
+    def __repr__(self):
+        n_f = len(self._spec["weights"][0][0])
+        return f"<N2p2Potential tag={self.tag!r} cutoff={self.cutoff:g} n_functions={n_f}>"
+
+    # -------------------------------------------------------------- network
+    def _network(self, x, grad):
+        """Atomic outputs ``[M]`` of inputs ``x [M, F]`` and, with ``grad``, ``d out / d x [M, F]``."""
+        p = self._spec
+        derivs = []
+        a = x
+        for w, b, act in zip(p["weights"], p["biases"], p["activations"], strict=True):
+            a, d = _activation(act, a @ w.T + b)
+            derivs.append(d)
+        if not grad:
+            return a[:, 0], None
+        g = derivs[-1]
+        for w, d in zip(p["weights"][:0:-1], derivs[-2::-1], strict=True):
+            g = (g @ w) * d
+        return a[:, 0], g @ p["weights"][0]
+
+    # -------------------------------------------------------------- geometry
+    def _geometry(self, nw, code):
+        """Pairs of the centre atoms of this element within the cutoff, in file units, and their triplets."""
+        length, _ = self._spec["units"]
+        pairs = nw.pairs
+        spec = np.asarray(nw.spec_encoded_row)
+        i_all = np.asarray(pairs.i_p)
+        d_all = np.asarray(pairs.d_p)
+        keep = np.flatnonzero((spec[i_all] == code) & (d_all < self.cutoff))
+        geo = {"p": keep, "i": i_all[keep], "D": np.asarray(pairs.D_pc)[keep] / length,
+               "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p)[keep]]}
+        if (self._spec["functions"]["type"] != 2).any():
+            counts = np.bincount(geo["i"], minlength=len(spec))[geo["i"]]
+            starts = np.flatnonzero(np.r_[True, geo["i"][1:] != geo["i"][:-1]]) if len(keep) else np.zeros(0, int)
+            first = np.repeat(starts, np.diff(np.r_[starts, len(keep)]))
+            local = np.arange(len(keep)) - first
+            n_after = counts - local - 1
+            a = np.repeat(np.arange(len(keep)), n_after)
+            offsets = np.repeat(np.cumsum(n_after) - n_after, n_after)
+            geo["a"], geo["b"] = a, a + 1 + np.arange(len(a)) - offsets
+        return geo
+
+    def _codes(self, nw, names):
+        return np.array([-2 if s is None else nw.species_lookup.get(s, -3) for s in names])
+
+    # -------------------------------------------------------------- symmetry functions
+    def _radial(self, f, geo, codes):
+        t = self._spec["functions"]
+        sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]))
+        r = geo["d"][sel]
+        fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
+        e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
+        return sel, e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
+
+    def _angular(self, f, geo, codes1, codes2):
+        """Per triplet of type 3/9 function ``f``: value and d/d(r_ij, r_ik, r_jk, cos)."""
+        t = self._spec["functions"]
+        kind, rc, eta, rs = t["type"][f], t["rc"][f], t["eta"][f], t["rs"][f]
+        lam, zeta = t["lambda"][f], t["zeta"][f]
+        a, b = geo["a"], geo["b"]
+        sa, sb = geo["sj"][a], geo["sj"][b]
+        c1, c2 = codes1[f], codes2[f]
+        ok = (((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))) & (geo["d"][a] < rc) & (geo["d"][b] < rc)
+        sel = np.flatnonzero(ok)
+        u, v = geo["D"][a[sel]], geo["D"][b[sel]]
+        rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
+        rjk = np.linalg.norm(v - u, axis=1)
+        if kind == 3:
+            inside = rjk < rc
+            sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
+        cos = np.einsum("tc,tc->t", u, v) / (rij * rik)
+        ctype, alpha = self._spec["cutoff_type"], self._spec["cutoff_alpha"]
+        fij, dfij = cutoff_function(rij, rc, ctype, alpha)
+        fik, dfik = cutoff_function(rik, rc, ctype, alpha)
+        if kind == 3:
+            fjk, dfjk = cutoff_function(rjk, rc, ctype, alpha)
+        else:
+            fjk, dfjk = np.ones_like(rjk), np.zeros_like(rjk)
+        expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind == 3 else 0.0)
+        x = np.exp(-eta * expo)
+        plam = 1.0 + lam * cos
+        pos = plam > 0
+        pz1 = np.where(pos, np.abs(plam) ** (zeta - 1.0), 0.0)
+        norm = 2.0 ** (1.0 - zeta)
+        ang = norm * pz1 * np.where(pos, plam, 0.0)  # 2^(1-zeta) plam^zeta
+        fc = fij * fik * fjk
+        value = ang * x * fc
+        d_rij = ang * x * (fik * fjk * dfij - 2.0 * eta * (rij - rs) * fc)
+        d_rik = ang * x * (fij * fjk * dfik - 2.0 * eta * (rik - rs) * fc)
+        d_rjk = ang * x * (fij * fik * dfjk - (2.0 * eta * (rjk - rs) * fc if kind == 3 else 0.0))
+        d_cos = norm * zeta * lam * pz1 * x * fc
+        return sel, value, (d_rij, d_rik, d_rjk, d_cos), (u, v, rij, rik, rjk, cos)
+
+    def descriptors(self, nw, code, geo=None):
+        """Raw symmetry functions ``[N, F]`` of the atoms of this element (0 for others)."""
+        geo = self._geometry(nw, code) if geo is None else geo
+        t = self._spec["functions"]
+        n = len(nw.spec_encoded_row)
+        g_nf = np.zeros((n, len(t["rc"])))
+        c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
+        for f, kind in enumerate(t["type"]):
+            if kind == 2:
+                sel, value, _ = self._radial(f, geo, c1)
+                g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
+            else:
+                sel, value, _, _ = self._angular(f, geo, c1, c2)
+                g_nf[:, f] = np.bincount(geo["i"][geo["a"][sel]], weights=value, minlength=n)
+        return g_nf
+
+    # -------------------------------------------------------------- Contract 3
+    def compute(self, nw, grad=False, n_threads=None):
+        """Per-atom energies ``[N]`` (eV) and per-pair gradients ``[P, 3]`` (eV/Å) (DEVELOPING.md, Contract 3)."""
+        (code,) = self.species_codes(nw)
+        spec = np.asarray(nw.spec_encoded_row)
+        n = len(spec)
+        energy_n = np.zeros(n)
+        grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
+        atoms = np.flatnonzero(spec == code)
+        if not len(atoms):
+            return energy_n, grad_pc
+        p = self._spec
+        length, energy = p["units"]
+        conv_energy, shift = p["energy"]
+        geo = self._geometry(nw, code)
+        g = self.descriptors(nw, code, geo)[atoms]
+        self._check_range(g)
+        ref, factor, offset = p["scaling"]
+        out, d_out = self._network(offset + factor * (g - ref), grad)
+        energy_n[atoms] = (out / conv_energy + shift) * energy
+        if not grad:
+            return energy_n, None
+        dedg = np.zeros((n, g.shape[1]))
+        dedg[atoms] = d_out * factor / conv_energy
+        grad_file = np.zeros((len(geo["p"]), 3))  # d E_file / d D (file units)
+        t = p["functions"]
+        c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
+        radial = np.zeros(len(geo["p"]))
+        for f, kind in enumerate(t["type"]):
+            if kind == 2:
+                sel, _, dv = self._radial(f, geo, c1)
+                radial[sel] += dedg[geo["i"][sel], f] * dv
+                continue
+            sel, _, (d_rij, d_rik, d_rjk, d_cos), (u, v, rij, rik, rjk, cos) = self._angular(f, geo, c1, c2)
+            a, b = geo["a"][sel], geo["b"][sel]
+            w = dedg[geo["i"][a], f]
+            uh, vh = u / rij[:, None], v / rik[:, None]
+            wjk = (v - u) / np.where(rjk > 0, rjk, 1.0)[:, None]
+            gu = ((w * d_rij)[:, None] * uh - (w * d_rjk)[:, None] * wjk
+                  + (w * d_cos)[:, None] * (vh - cos[:, None] * uh) / rij[:, None])
+            gv = ((w * d_rik)[:, None] * vh + (w * d_rjk)[:, None] * wjk
+                  + (w * d_cos)[:, None] * (uh - cos[:, None] * vh) / rik[:, None])
+            for c in range(3):
+                grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=len(geo["p"]))
+                grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=len(geo["p"]))
+        grad_file += radial[:, None] * geo["D"] / geo["d"][:, None]
+        grad_pc[geo["p"]] = grad_file * (energy / length)
+        return energy_n, grad_pc
+
+    def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
+        """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
+        e, g = self.compute(nw, grad=grad_pc is not None, n_threads=n_threads)
+        energy_n += e
+        if grad_pc is not None:
+            grad_pc += g
+
+    def _check_range(self, g):
+        gmin, gmax = self._spec["range"]
+        bad = (g < gmin) | (g > gmax)
+        self.last_extrapolations = int(bad.sum())
+        if not self.last_extrapolations or self.extrapolation == "ignore":
+            return
+        atom, f = np.argwhere(bad)[0]
+        message = (f"n2p2 potential {self.tag}: {self.last_extrapolations} symmetry-function value(s) outside the "
+                   f"range of scaling.data (first: function {f + 1}, value {g[atom, f]:.6g}, range "
+                   f"[{gmin[f]:.6g}, {gmax[f]:.6g}])")
+        if self.extrapolation == "raise":
+            raise ValueError(message)
+        warnings.warn(message, N2p2ExtrapolationWarning, stacklevel=3)
+
+
+def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="warn"):
+    """The potentials of an n2p2 potential folder, one per element, in eV and Å.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        Holds ``input.nn``, ``scaling.data`` and ``weights.<Z:03d>.data`` (one per element, ``Z`` its atomic
+        number).
+    length_unit : {"angstrom", "bohr"} or float
+        The length unit of the files (a float: its size in Å).
+    energy_unit : {"eV", "hartree"} or float
+        The energy unit of the files (a float: its size in eV).
+    extrapolation : {"warn", "ignore", "raise"}
+        What to do when a symmetry function leaves the range of ``scaling.data`` (see :class:`N2p2Potential`).
+
+    Returns
+    -------
+    list of N2p2Potential
+        By atomic number; pass them all to ``NeighborWrapper.total/grad/...`` or the ASE calculator.
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing folder or file (named).
+    ValueError
+        Unsupported or malformed content, naming the file and line.
+    """
+    from miniff import units
+    from miniff.io.n2p2_files import parse_n2p2_folder
+
+    length = _unit("length_unit", length_unit, {"angstrom": 1.0, "bohr": units.BOHR})
+    energy = _unit("energy_unit", energy_unit, {"ev": 1.0, "hartree": units.HARTREE})
+    model = parse_n2p2_folder(folder)
+    return [N2p2Potential(model, e, length, energy, extrapolation=extrapolation) for e in model.elements]
+
+
+def _unit(name, value, known):
+    if isinstance(value, str):
+        if value.lower() not in known:
+            raise ValueError(f"{name} must be one of {sorted(known)} or a positive number, got {value!r}")
+        return known[value.lower()]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be one of {sorted(known)} or a positive number, got {value!r}")
+    return float(value)
