@@ -283,7 +283,7 @@ def test_bad_input_names_file_and_line(tmp_path):
     weights = folder / "weights.008.data"
     text = weights.read_text()
     weights.write_text(text.rsplit("\n", 2)[0] + "\n")  # one connection short
-    with pytest.raises(ValueError, match=r"weights.008.data: 42 connections, a network of widths \[5, 4, 3, 1\] has 43"):
+    with pytest.raises(ValueError, match=r"weights.008.data: 42 connections, .* widths \[5, 4, 3, 1\] has 43"):
         read_n2p2(folder)
     weights.write_text(text + "0.5 a 46 0 9 1 1\n")
     with pytest.raises(ValueError, match="weights.008.data: line 45: weight from layer 0 neuron 9"):
