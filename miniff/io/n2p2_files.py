@@ -271,6 +271,8 @@ def _read_weights(path, widths):
 
 def parse_n2p2_folder(folder):
     """An :class:`N2p2Model` from the files of ``folder`` (see the module docstring)."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a path (str or PathLike), got {type(folder).__name__}")
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"n2p2 potential folder {folder} does not exist")

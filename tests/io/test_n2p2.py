@@ -164,6 +164,7 @@ def test_cutoff_types_and_order(tmp_path, cutoff):
     model = _make(tmp_path / "pot", cutoff=cutoff)
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
     assert [p.tag for p in pots] == ["H", "O"]
+    assert repr(pots[0]) == "<N2p2Potential tag='H' cutoff=4.2 n_functions=5>"
     pos, species = _cluster()
     nw = _nw(pos, species, pots)
     for p in pots:  # the sorted input order: each raw descriptor equals the hand-ordered reference
@@ -263,6 +264,8 @@ def test_bad_input_names_file_and_line(tmp_path):
     folder = tmp_path / "pot"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_n2p2(folder)
+    with pytest.raises(TypeError, match="folder must be a path"):
+        read_n2p2(3)
     _make(folder)
     nn = folder / "input.nn"
     good = nn.read_text()
