@@ -7,9 +7,10 @@ nothing of it is copied into miniff.  Build it first with ``benchmarks/setup_n2p
     python -m benchmarks.peer_n2p2 --n2p2 /path/to/n2p2            # H2O_RPBE-D3 and Cu2S_PBE
 
 For every example folder (``examples/nnp-predict/<name>``) the script copies the folder to a scratch
-directory, runs ``nnp-predict 1`` there (its energies ``energy.out`` and forces ``nnforces.out``, in the files'
-units), evaluates the same structures with miniff (files' units converted to eV and Å exactly with
-``miniff.units``), and writes the differences and wall times to ``benchmarks/n2p2_peer_results.json``.
+directory, runs ``nnp-predict 0`` there (0: without its slow per-atom ``structure.out`` report; energies in
+``energy.out``, forces in ``nnforces.out``, in the files' units), evaluates the same structures with miniff
+(files' units converted to eV and Å exactly with ``miniff.units``), and writes the differences and wall times
+to ``benchmarks/n2p2_peer_results.json``.
 Agreement targets: 1e-9 eV/atom for the energy, 1e-8 eV/Å for every force component.  The times are one
 process each: ``nnp-predict`` from start to exit (reading the files, the neighbour list, the symmetry
 functions, the networks and writing its outputs; n2p2's default build has no OpenMP), and that time minus the
@@ -107,7 +108,7 @@ def run_example(n2p2, name, repeats):
         work = Path(tmp) / name
         shutil.copytree(source, work)
         t0 = time.perf_counter()
-        proc = subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "1"], cwd=work, capture_output=True, text=True)
+        proc = subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True, text=True)
         t_n2p2 = time.perf_counter() - t0
         if proc.returncode:
             raise RuntimeError(f"nnp-predict failed in {work}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

@@ -214,14 +214,21 @@ class N2p2Potential(LocalPotential):
         e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
         return sel, e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
 
-    def _angular(self, f, geo, codes1, codes2):
-        """Per triplet of type 3/9 function ``f``: value and d/d(r_ij, r_ik, r_jk, cos)."""
+    def _groups(self, nw):
+        """Angular functions grouped by (type, neighbour codes, rc): ``{key: [function indices]}``."""
         t = self._spec["functions"]
-        kind, rc, eta, rs = t["type"][f], t["rc"][f], t["eta"][f], t["rs"][f]
-        lam, zeta = t["lambda"][f], t["zeta"][f]
+        c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
+        out = {}
+        for f, kind in enumerate(t["type"]):
+            if kind != 2:
+                out.setdefault((int(kind), int(c1[f]), int(c2[f]), float(t["rc"][f])), []).append(f)
+        return out
+
+    def _triplets(self, key, geo):
+        """Geometry of the triplets of one group: selection, distances, cosine, cutoff values and slopes."""
+        kind, c1, c2, rc = key
         a, b = geo["a"], geo["b"]
         sa, sb = geo["sj"][a], geo["sj"][b]
-        c1, c2 = codes1[f], codes2[f]
         ok = (((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))) & (geo["d"][a] < rc) & (geo["d"][b] < rc)
         sel = np.flatnonzero(ok)
         u, v = geo["D"][a[sel]], geo["D"][b[sel]]
@@ -230,28 +237,40 @@ class N2p2Potential(LocalPotential):
         if kind == 3:
             inside = rjk < rc
             sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
-        cos = np.einsum("tc,tc->t", u, v) / (rij * rik)
         ctype, alpha = self._spec["cutoff_type"], self._spec["cutoff_alpha"]
-        fij, dfij = cutoff_function(rij, rc, ctype, alpha)
-        fik, dfik = cutoff_function(rik, rc, ctype, alpha)
+        tri = {"sel": sel, "u": u, "v": v, "rij": rij, "rik": rik, "rjk": rjk,
+               "cos": np.einsum("tc,tc->t", u, v) / (rij * rik)}
+        tri["fij"], tri["dfij"] = cutoff_function(rij, rc, ctype, alpha)
+        tri["fik"], tri["dfik"] = cutoff_function(rik, rc, ctype, alpha)
         if kind == 3:
-            fjk, dfjk = cutoff_function(rjk, rc, ctype, alpha)
+            tri["fjk"], tri["dfjk"] = cutoff_function(rjk, rc, ctype, alpha)
         else:
-            fjk, dfjk = np.ones_like(rjk), np.zeros_like(rjk)
+            tri["fjk"], tri["dfjk"] = np.ones_like(rjk), np.zeros_like(rjk)
+        tri["fc"] = tri["fij"] * tri["fik"] * tri["fjk"]
+        return tri
+
+    def _angular(self, f, tri, grad):
+        """Per triplet of type 3/9 function ``f``: value and, with ``grad``, d/d(r_ij, r_ik, r_jk, cos)."""
+        t = self._spec["functions"]
+        kind, eta, rs = t["type"][f], t["eta"][f], t["rs"][f]
+        lam, zeta = t["lambda"][f], t["zeta"][f]
+        rij, rik, rjk, fc = tri["rij"], tri["rik"], tri["rjk"], tri["fc"]
         expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind == 3 else 0.0)
         x = np.exp(-eta * expo)
-        plam = 1.0 + lam * cos
+        plam = 1.0 + lam * tri["cos"]
         pos = plam > 0
         pz1 = np.where(pos, np.abs(plam) ** (zeta - 1.0), 0.0)
         norm = 2.0 ** (1.0 - zeta)
-        ang = norm * pz1 * np.where(pos, plam, 0.0)  # 2^(1-zeta) plam^zeta
-        fc = fij * fik * fjk
-        value = ang * x * fc
-        d_rij = ang * x * (fik * fjk * dfij - 2.0 * eta * (rij - rs) * fc)
-        d_rik = ang * x * (fij * fjk * dfik - 2.0 * eta * (rik - rs) * fc)
-        d_rjk = ang * x * (fij * fik * dfjk - (2.0 * eta * (rjk - rs) * fc if kind == 3 else 0.0))
+        ax = norm * pz1 * np.where(pos, plam, 0.0) * x  # 2^(1-zeta) plam^zeta exp(...)
+        if not grad:
+            return ax * fc, None
+        d_rij = ax * (tri["fik"] * tri["fjk"] * tri["dfij"] - 2.0 * eta * (rij - rs) * fc)
+        d_rik = ax * (tri["fij"] * tri["fjk"] * tri["dfik"] - 2.0 * eta * (rik - rs) * fc)
+        d_rjk = ax * tri["fij"] * tri["fik"] * tri["dfjk"]
+        if kind == 3:
+            d_rjk = d_rjk - ax * 2.0 * eta * (rjk - rs) * fc
         d_cos = norm * zeta * lam * pz1 * x * fc
-        return sel, value, (d_rij, d_rik, d_rjk, d_cos), (u, v, rij, rik, rjk, cos)
+        return ax * fc, (d_rij, d_rik, d_rjk, d_cos)
 
     def descriptors(self, nw, code, geo=None):
         """Raw symmetry functions ``[N, F]`` of the atoms of this element (0 for others)."""
@@ -259,14 +278,16 @@ class N2p2Potential(LocalPotential):
         t = self._spec["functions"]
         n = len(nw.spec_encoded_row)
         g_nf = np.zeros((n, len(t["rc"])))
-        c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
+        c1 = self._codes(nw, t["e1"])
         for f, kind in enumerate(t["type"]):
             if kind == 2:
                 sel, value, _ = self._radial(f, geo, c1)
                 g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
-            else:
-                sel, value, _, _ = self._angular(f, geo, c1, c2)
-                g_nf[:, f] = np.bincount(geo["i"][geo["a"][sel]], weights=value, minlength=n)
+        for key, functions in self._groups(nw).items():
+            tri = self._triplets(key, geo)
+            centre = geo["i"][geo["a"][tri["sel"]]]
+            for f in functions:
+                g_nf[:, f] = np.bincount(centre, weights=self._angular(f, tri, False)[0], minlength=n)
         return g_nf
 
     # -------------------------------------------------------------- Contract 3
@@ -293,28 +314,35 @@ class N2p2Potential(LocalPotential):
             return energy_n, None
         dedg = np.zeros((n, g.shape[1]))
         dedg[atoms] = d_out * factor / conv_energy
-        grad_file = np.zeros((len(geo["p"]), 3))  # d E_file / d D (file units)
+        n_p = len(geo["p"])
         t = p["functions"]
-        c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
-        radial = np.zeros(len(geo["p"]))
+        c1 = self._codes(nw, t["e1"])
+        radial = np.zeros(n_p)  # d E_file / d r_ij per kept pair
         for f, kind in enumerate(t["type"]):
             if kind == 2:
                 sel, _, dv = self._radial(f, geo, c1)
                 radial[sel] += dedg[geo["i"][sel], f] * dv
-                continue
-            sel, _, (d_rij, d_rik, d_rjk, d_cos), (u, v, rij, rik, rjk, cos) = self._angular(f, geo, c1, c2)
-            a, b = geo["a"][sel], geo["b"][sel]
-            w = dedg[geo["i"][a], f]
+        grad_file = radial[:, None] * geo["D"] / geo["d"][:, None]  # d E_file / d D (file units)
+        for key, functions in self._groups(nw).items():
+            tri = self._triplets(key, geo)
+            a, b = geo["a"][tri["sel"]], geo["b"][tri["sel"]]
+            centre = geo["i"][a]
+            s_rij, s_rik, s_rjk, s_cos = (np.zeros(len(a)) for _ in range(4))
+            for f in functions:
+                w = dedg[centre, f]
+                _, (d_rij, d_rik, d_rjk, d_cos) = self._angular(f, tri, True)
+                s_rij += w * d_rij
+                s_rik += w * d_rik
+                s_rjk += w * d_rjk
+                s_cos += w * d_cos
+            u, v, rij, rik, rjk, cos = (tri[k] for k in ("u", "v", "rij", "rik", "rjk", "cos"))
             uh, vh = u / rij[:, None], v / rik[:, None]
             wjk = (v - u) / np.where(rjk > 0, rjk, 1.0)[:, None]
-            gu = ((w * d_rij)[:, None] * uh - (w * d_rjk)[:, None] * wjk
-                  + (w * d_cos)[:, None] * (vh - cos[:, None] * uh) / rij[:, None])
-            gv = ((w * d_rik)[:, None] * vh + (w * d_rjk)[:, None] * wjk
-                  + (w * d_cos)[:, None] * (uh - cos[:, None] * vh) / rik[:, None])
+            gu = s_rij[:, None] * uh - s_rjk[:, None] * wjk + (s_cos / rij)[:, None] * (vh - cos[:, None] * uh)
+            gv = s_rik[:, None] * vh + s_rjk[:, None] * wjk + (s_cos / rik)[:, None] * (uh - cos[:, None] * vh)
             for c in range(3):
-                grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=len(geo["p"]))
-                grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=len(geo["p"]))
-        grad_file += radial[:, None] * geo["D"] / geo["d"][:, None]
+                grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=n_p)
+                grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=n_p)
         grad_pc[geo["p"]] = grad_file * (energy / length)
         return energy_n, grad_pc
 
