@@ -149,6 +149,9 @@ class N2p2Potential(LocalPotential):
         super().__init__({"model": parameters}, float(table["rc"].max()) * float(length_unit), tag=element.symbol)
         self.extrapolation = extrapolation
         self.last_extrapolations = 0
+        self._first_extrapolation = None
+        #: Work per chunk of centre atoms (pairs + pairs of pairs), bounding the memory of an evaluation.
+        self.max_triplets = 2_000_000
 
     @property
     def _spec(self):
@@ -181,18 +184,33 @@ class N2p2Potential(LocalPotential):
         return a[:, 0], g @ p["weights"][0]
 
     # -------------------------------------------------------------- geometry
-    def _geometry(self, nw, code):
-        """Pairs of the centre atoms of this element within the cutoff, in file units, and their triplets."""
+    def _chunks(self, nw, code):
+        """Ranges ``(n0, n1)`` of atom indices, each with at most ``max_triplets`` neighbour pairs of pairs."""
+        indptr = np.asarray(nw.pairs.indptr)
+        spec = np.asarray(nw.spec_encoded_row)
+        m = np.diff(indptr) * (spec == code)
+        work = np.cumsum(m * (m - 1) // 2 + m)
+        n, n0 = len(spec), 0
+        while n0 < n:
+            base = work[n0 - 1] if n0 else 0
+            n1 = max(int(np.searchsorted(work, base + self.max_triplets, side="right")), n0 + 1)
+            yield n0, min(n1, n)
+            n0 = n1
+
+    def _geometry(self, nw, code, n0, n1):
+        """Pairs of the centre atoms ``n0 <= i < n1`` of this element within the cutoff, in file units, and
+        their triplets (``a < b``: pairs of one centre)."""
         length, _ = self._spec["units"]
         pairs = nw.pairs
         spec = np.asarray(nw.spec_encoded_row)
-        i_all = np.asarray(pairs.i_p)
-        d_all = np.asarray(pairs.d_p)
+        p0, p1 = int(pairs.indptr[n0]), int(pairs.indptr[n1])
+        i_all = np.asarray(pairs.i_p[p0:p1])
+        d_all = np.asarray(pairs.d_p[p0:p1])
         keep = np.flatnonzero((spec[i_all] == code) & (d_all < self.cutoff))
-        geo = {"p": keep, "i": i_all[keep], "D": np.asarray(pairs.D_pc)[keep] / length,
-               "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p)[keep]]}
+        geo = {"p": keep + p0, "i": i_all[keep] - n0, "D": np.asarray(pairs.D_pc[p0:p1])[keep] / length,
+               "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p[p0:p1])[keep]]}
         if (self._spec["functions"]["type"] != 2).any():
-            counts = np.bincount(geo["i"], minlength=len(spec))[geo["i"]]
+            counts = np.bincount(geo["i"], minlength=n1 - n0)[geo["i"]]
             starts = np.flatnonzero(np.r_[True, geo["i"][1:] != geo["i"][:-1]]) if len(keep) else np.zeros(0, int)
             first = np.repeat(starts, np.diff(np.r_[starts, len(keep)]))
             local = np.arange(len(keep)) - first
@@ -272,11 +290,17 @@ class N2p2Potential(LocalPotential):
         d_cos = norm * zeta * lam * pz1 * x * fc
         return ax * fc, (d_rij, d_rik, d_rjk, d_cos)
 
-    def descriptors(self, nw, code, geo=None):
+    def descriptors(self, nw, code=None):
         """Raw symmetry functions ``[N, F]`` of the atoms of this element (0 for others)."""
-        geo = self._geometry(nw, code) if geo is None else geo
+        code = self.species_codes(nw)[0] if code is None else code
+        out = np.zeros((len(nw.spec_encoded_row), len(self._spec["functions"]["rc"])))
+        for n0, n1 in self._chunks(nw, code):
+            out[n0:n1] = self._descriptors(nw, self._geometry(nw, code, n0, n1), n1 - n0)
+        return out
+
+    def _descriptors(self, nw, geo, n):
+        """Raw symmetry functions ``[n, F]`` of the centres of ``geo`` (rows = ``geo["i"]``)."""
         t = self._spec["functions"]
-        n = len(nw.spec_encoded_row)
         g_nf = np.zeros((n, len(t["rc"])))
         c1 = self._codes(nw, t["e1"])
         for f, kind in enumerate(t["type"]):
@@ -298,21 +322,33 @@ class N2p2Potential(LocalPotential):
         n = len(spec)
         energy_n = np.zeros(n)
         grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
-        atoms = np.flatnonzero(spec == code)
-        if not len(atoms):
+        if not (spec == code).any():
+            self.last_extrapolations = 0
             return energy_n, grad_pc
+        count = 0
+        for n0, n1 in self._chunks(nw, code):
+            count += self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc)
+        self._report_extrapolation(count)
+        return energy_n, grad_pc
+
+    def _compute_chunk(self, nw, code, n0, n1, energy_n, grad_pc):
+        """Energies of the atoms ``n0 <= i < n1`` into ``energy_n`` and, if given, the gradients of their
+        pairs into ``grad_pc``; returns the number of extrapolating (atom, function) values."""
         p = self._spec
         length, energy = p["units"]
         conv_energy, shift = p["energy"]
-        geo = self._geometry(nw, code)
-        g = self.descriptors(nw, code, geo)[atoms]
-        self._check_range(g)
+        geo = self._geometry(nw, code, n0, n1)
+        atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row[n0:n1]) == code)
+        if not len(atoms):
+            return 0
+        g = self._descriptors(nw, geo, n1 - n0)[atoms]
+        count = self._check_range(g)
         ref, factor, offset = p["scaling"]
-        out, d_out = self._network(offset + factor * (g - ref), grad)
-        energy_n[atoms] = (out / conv_energy + shift) * energy
-        if not grad:
-            return energy_n, None
-        dedg = np.zeros((n, g.shape[1]))
+        out, d_out = self._network(offset + factor * (g - ref), grad_pc is not None)
+        energy_n[n0 + atoms] = (out / conv_energy + shift) * energy
+        if grad_pc is None:
+            return count
+        dedg = np.zeros((n1 - n0, g.shape[1]))
         dedg[atoms] = d_out * factor / conv_energy
         n_p = len(geo["p"])
         t = p["functions"]
@@ -344,7 +380,7 @@ class N2p2Potential(LocalPotential):
                 grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=n_p)
                 grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=n_p)
         grad_pc[geo["p"]] = grad_file * (energy / length)
-        return energy_n, grad_pc
+        return count
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
         """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
@@ -354,18 +390,26 @@ class N2p2Potential(LocalPotential):
             grad_pc += g
 
     def _check_range(self, g):
+        """Count the values of ``g [M, F]`` outside ``scaling.data``'s range; remember the first."""
         gmin, gmax = self._spec["range"]
         bad = (g < gmin) | (g > gmax)
-        self.last_extrapolations = int(bad.sum())
-        if not self.last_extrapolations or self.extrapolation == "ignore":
+        count = int(bad.sum())
+        if count and self._first_extrapolation is None:
+            atom, f = np.argwhere(bad)[0]
+            self._first_extrapolation = (f, g[atom, f], gmin[f], gmax[f])
+        return count
+
+    def _report_extrapolation(self, count):
+        self.last_extrapolations = count
+        first, self._first_extrapolation = self._first_extrapolation, None
+        if not count or self.extrapolation == "ignore":
             return
-        atom, f = np.argwhere(bad)[0]
-        message = (f"n2p2 potential {self.tag}: {self.last_extrapolations} symmetry-function value(s) outside the "
-                   f"range of scaling.data (first: function {f + 1}, value {g[atom, f]:.6g}, range "
-                   f"[{gmin[f]:.6g}, {gmax[f]:.6g}])")
+        f, value, lo, hi = first
+        message = (f"n2p2 potential {self.tag}: {count} symmetry-function value(s) outside the range of "
+                   f"scaling.data (first: function {f + 1}, value {value:.6g}, range [{lo:.6g}, {hi:.6g}])")
         if self.extrapolation == "raise":
             raise ValueError(message)
-        warnings.warn(message, N2p2ExtrapolationWarning, stacklevel=3)
+        warnings.warn(message, N2p2ExtrapolationWarning, stacklevel=4)
 
 
 def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="warn"):
