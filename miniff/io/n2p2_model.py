@@ -151,7 +151,7 @@ class N2p2Potential(LocalPotential):
         self.last_extrapolations = 0
         self._first_extrapolation = None
         #: Work per chunk of centre atoms (pairs + pairs of pairs), bounding the memory of an evaluation.
-        self.max_triplets = 2_000_000
+        self.max_triplets = 500_000
 
     @property
     def _spec(self):
