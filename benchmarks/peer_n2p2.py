@@ -35,7 +35,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "n2p2_peer_results.json"
 #: example folder -> (length unit, energy unit) of its files
-EXAMPLES = {"H2O_RPBE-D3": ("bohr", "hartree"), "Cu2S_PBE": ("angstrom", "eV")}
+EXAMPLES = {"H2O_RPBE-D3": ("bohr", "hartree"), "Cu2S_PBE": ("angstrom", "eV"),
+            # molecular models with the compact functions (types 20 and 22); units assumed Bohr/Hartree
+            "Ethylbenzene_SCAN": ("bohr", "hartree"), "Anisole_SCAN": ("bohr", "hartree"),
+            "DMABN_SCAN": ("bohr", "hartree")}
 TARGET_ENERGY = 1e-9  # eV/atom
 TARGET_FORCE = 1e-8  # eV/Å
 

@@ -6,10 +6,15 @@ error names the file and the line.  Facts of the format (n2p2's documentation an
 - ``input.nn``: one keyword per line, ``#`` starts a comment.  Elements are ordered by atomic number (this is
   the element index of ``scaling.data`` and of the symmetry-function sort).
 - ``symfunction_short <ec> 2 <e1> <eta> <rs> <rc>``;
-  ``symfunction_short <ec> 3|9 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]`` (lengths in the file's unit).
-- Per element the symmetry functions are sorted by (type, cutoff type, cutoff alpha, rc, eta, rs, zeta,
-  lambda, e1, e2), with ``e1 <= e2`` by element index; that order is the network input order and the row order
-  of ``scaling.data`` (``<element index> <function index> <Gmin> <Gmax> <Gmean> [<Gsigma>]``, both 1-based).
+  ``symfunction_short <ec> 3|9 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]``;
+  ``symfunction_short <ec> 20 <e1> <rl> <rc> <subtype>``;
+  ``symfunction_short <ec> 21|22 <e1> <e2> <rl> <rc> <angle_left> <angle_right> <subtype>`` (lengths in the file's
+  unit, angles in degrees).
+- Per element the symmetry functions are sorted by type, then types 2/3/9 by (cutoff type, cutoff alpha, rc,
+  eta, rs, zeta, lambda, e1, e2), type 20 by (subtype, e1, rc, rl), types 21/22 by (subtype, e1, e2, rc,
+  rl, angle_left, angle_right), with ``e1 <= e2`` by element index; that order is the network input order and
+  the row order of ``scaling.data`` (``<element index> <function index> <Gmin> <Gmax> <Gmean> [<Gsigma>]``,
+  both 1-based).
 - ``weights.<Z:03d>.data``: one value per line, ``<value> a <index> <l_s> <n_s> <l_e> <n_e>`` for the weight
   from neuron ``n_s`` of layer ``l_s`` to neuron ``n_e`` of layer ``l_e``, ``<value> b <index> <l_e> <n_e>``
   for a bias (neurons 1-based, layer 0 = the inputs).
@@ -18,10 +23,13 @@ error names the file and the line.  Facts of the format (n2p2's documentation an
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["N2p2Element", "N2p2Model", "parse_n2p2_folder", "IGNORED_KEYWORDS", "ACTIVATIONS"]
+__all__ = ["N2p2Element", "N2p2Model", "parse_n2p2_folder", "IGNORED_KEYWORDS", "ACTIVATIONS", "COMPACT_SUBTYPES"]
 
 #: n2p2 activation letters this reader evaluates.
 ACTIVATIONS = ("l", "t", "s", "p", "r", "g", "c", "S", "e", "h")
+
+#: Compact-function subtypes of types 20-22: polynomials 1-4, their asymmetric forms, the exponential.
+COMPACT_SUBTYPES = ("p1", "p2", "p3", "p4", "p1a", "p2a", "p3a", "p4a", "e")
 
 #: Keywords of ``input.nn`` that do not change predictions (training, output and data-set settings): ignored.
 IGNORED_KEYWORDS = frozenset("""
@@ -90,6 +98,10 @@ def _lines(path):
 
 
 def _sort_key(f, cutoff_type, alpha):
+    if f["type"] == 20:
+        return (20, f["subtype"], f["e1"], f["rc"], f["rl"])
+    if f["type"] in (21, 22):
+        return (f["type"], f["subtype"], f["e1"], f["e2"], f["rc"], f["rl"], f["al"], f["ar"])
     return (f["type"], cutoff_type, alpha, f["rc"], f["eta"], f["rs"], f["zeta"], f["lambda"], f["e1"], f["e2"])
 
 
@@ -97,7 +109,7 @@ def _symmetry_function(path, number, words, index):
     """``{type, ec, e1, e2, eta, rs, zeta, lambda, rc}`` from a ``symfunction_short`` line (element indices)."""
     if len(words) < 4:
         _fail(path, number, "symfunction_short needs '<element> <type> ...'")
-    for el in [words[1], words[3]] + ([words[4]] if words[2] in ("3", "9") else []):
+    for el in [words[1], words[3]] + ([words[4]] if words[2] in ("3", "9", "21", "22") and len(words) > 4 else []):
         if el not in index:
             _fail(path, number, f"element {el!r} is not in 'elements'")
     kind = words[2]
@@ -107,7 +119,7 @@ def _symmetry_function(path, number, words, index):
                                 f"(symfunction_short ec 2 e1 eta rs rc), got {len(words)}")
         eta, rs, rc = (_number(path, number, w) for w in words[4:7])
         return {"type": 2, "ec": index[words[1]], "e1": index[words[3]], "e2": -1, "eta": eta, "rs": rs,
-                "zeta": 0.0, "lambda": 0.0, "rc": rc}
+                "zeta": 0.0, "lambda": 0.0, "rc": rc, "rl": 0.0, "al": 0.0, "ar": 0.0, "subtype": ""}
     if kind in ("3", "9"):
         if len(words) not in (9, 10):
             _fail(path, number, f"a type {kind} symmetry function has 9 or 10 fields "
@@ -116,8 +128,33 @@ def _symmetry_function(path, number, words, index):
         eta, lam, zeta, rc = values[:4]
         e1, e2 = sorted((index[words[3]], index[words[4]]))
         return {"type": int(kind), "ec": index[words[1]], "e1": e1, "e2": e2, "eta": eta,
-                "rs": values[4] if len(values) == 5 else 0.0, "zeta": zeta, "lambda": lam, "rc": rc}
-    _fail(path, number, f"symmetry function type {kind} is not supported yet (supported: 2, 3, 9)")
+                "rs": values[4] if len(values) == 5 else 0.0, "zeta": zeta, "lambda": lam, "rc": rc, "rl": 0.0,
+                "al": 0.0, "ar": 0.0, "subtype": ""}
+    if kind in ("20", "21", "22"):
+        n_el = 1 if kind == "20" else 2
+        fields = "ec 20 e1 rl rc subtype" if kind == "20" else f"ec {kind} e1 e2 rl rc angle_left angle_right subtype"
+        if len(words) != (7 if kind == "20" else 10):
+            _fail(path, number, f"a type {kind} symmetry function has {7 if kind == '20' else 10} fields "
+                                f"(symfunction_short {fields}), got {len(words)}")
+        values = [_number(path, number, w) for w in words[3 + n_el:-1]]
+        subtype = words[-1]
+        if subtype not in COMPACT_SUBTYPES:
+            _fail(path, number, f"compact function subtype {subtype!r} is not one of {COMPACT_SUBTYPES}")
+        rl, rc = values[:2]
+        if not rl < rc:
+            _fail(path, number, f"rl ({rl}) must be below rc ({rc})")
+        e1, e2 = index[words[3]], -1
+        al = ar = 0.0
+        if kind in ("21", "22"):
+            e1, e2 = sorted((e1, index[words[4]]))
+            al, ar = values[2:]
+            centre = (al + ar) / 2
+            if not al < ar or ar - al > 360 or (al < 0 and centre != 0) or (ar > 180 and centre != 180):
+                _fail(path, number, f"angles [{al}, {ar}]: need left < right, a width of at most 360 degrees, and "
+                                    f"a centre of 0 (180) when the left (right) angle is beyond 0 (180)")
+        return {"type": int(kind), "ec": index[words[1]], "e1": e1, "e2": e2, "eta": 0.0, "rs": 0.0, "zeta": 0.0,
+                "lambda": 0.0, "rc": rc, "rl": rl, "al": al, "ar": ar, "subtype": subtype}
+    _fail(path, number, f"symmetry function type {kind} is not supported yet (supported: 2, 3, 9, 20, 21, 22)")
 
 
 def _read_input(path):

@@ -25,7 +25,7 @@ import numpy as np
 
 from miniff.potentials.base import LocalPotential
 
-__all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "read_n2p2"]
+__all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
 
 _EXP_LIMIT = 35.0
 _TANH3_1 = math.tanh(1.0) ** 3
@@ -49,27 +49,63 @@ def cutoff_function(r, rc, kind, alpha=0.0):
     x = np.clip((r - rci) * iw, 0.0, 1.0)
     if kind == 0:
         f, dfx = np.ones_like(x), np.zeros_like(x)
-    elif kind == 1:
-        f, dfx = 0.5 * (np.cos(np.pi * x) + 1.0), -0.5 * np.pi * np.sin(np.pi * x)
-    elif kind == 4:
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            q = 1.0 - x * x
-            f = np.where(q > 0, np.exp(1.0 - 1.0 / np.where(q > 0, q, 1.0)), 0.0)
-            dfx = np.where(q > 0, -2.0 * x * f / np.where(q > 0, q * q, 1.0), 0.0)
-    elif kind == 5:
-        f, dfx = (2.0 * x - 3.0) * x * x + 1.0, 6.0 * x * (x - 1.0)
-    elif kind == 6:
-        f, dfx = ((15.0 - 6.0 * x) * x - 10.0) * x**3 + 1.0, -30.0 * x * x * (x - 1.0) ** 2
-    elif kind == 7:
-        f, dfx = (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x**4 + 1.0, 140.0 * x**3 * (x - 1.0) ** 3
-    elif kind == 8:
-        f = (x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x**5 + 1.0
-        dfx = -630.0 * x**4 * (x - 1.0) ** 4
     else:
-        raise ValueError(f"cutoff type must be 0..8, got {kind}")
+        f, dfx = _core(x, kind)
     inner = r < rci
     return (np.where(inside, np.where(inner, 1.0, f), 0.0),
             np.where(inside & ~inner, dfx * iw, 0.0))
+
+
+_CORE_KIND = {"p1": 5, "p2": 6, "p3": 7, "p4": 8, "e": 4}
+
+
+def compact_function(a, left, right, subtype, asymmetric=None):
+    """``(C(a), dC/da)`` of n2p2's compact function on ``[left, right]`` (``a`` any shape; 0 outside).
+
+    ``x = (a - centre) / half-width``; ``C = f(|x|)`` with the core ``f`` of ``subtype`` (``p1``-``p4``: the
+    polynomials of cutoff types 5-8, ``e``: that of type 4); the asymmetric subtypes (``p1a``...) use
+    ``f((2 - |x|) |x|)``.
+    """
+    a = np.asarray(a, dtype=float)
+    asymmetric = subtype.endswith("a") if asymmetric is None else asymmetric
+    centre, scale = (right + left) / 2.0, 1.0 / ((right - left) / 2.0)
+    x = (a - centre) * scale
+    ax = np.minimum(np.abs(x), 1.0)
+    y = (2.0 - ax) * ax if asymmetric else ax
+    f, df = _core(y, _CORE_KIND[subtype.rstrip("a") if subtype != "e" else "e"])
+    if asymmetric:
+        df = df * (2.0 - 2.0 * ax)
+    inside = (a > left) & (a < right)
+    return np.where(inside, f, 0.0), np.where(inside, df * np.copysign(scale, x), 0.0)
+
+
+def _core(x, kind):
+    """``(f(x), f'(x))`` on ``[0, 1]`` of the cutoff-function cores (module docstring, types 1, 4-8)."""
+    if kind == 1:
+        return 0.5 * (np.cos(np.pi * x) + 1.0), -0.5 * np.pi * np.sin(np.pi * x)
+    if kind == 4:
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            q = 1.0 - x * x
+            f = np.where(q > 0, np.exp(1.0 - 1.0 / np.where(q > 0, q, 1.0)), 0.0)
+            return f, np.where(q > 0, -2.0 * x * f / np.where(q > 0, q * q, 1.0), 0.0)
+    if kind == 5:
+        return (2.0 * x - 3.0) * x * x + 1.0, 6.0 * x * (x - 1.0)
+    if kind == 6:
+        return ((15.0 - 6.0 * x) * x - 10.0) * x**3 + 1.0, -30.0 * x * x * (x - 1.0) ** 2
+    if kind == 7:
+        return (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x**4 + 1.0, 140.0 * x**3 * (x - 1.0) ** 3
+    if kind == 8:
+        return ((x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x**5 + 1.0,
+                -630.0 * x**4 * (x - 1.0) ** 4)
+    raise ValueError(f"cutoff type must be 0..8, got {kind}")
+
+
+def _compact_closed(theta, left, right, subtype):
+    """The symmetric angular compact function of type 22 on the closed interval ``[left, right]`` (radians)."""
+    centre, scale = (right + left) / 2.0, 1.0 / ((right - left) / 2.0)
+    x = (theta - centre) * scale
+    f, df = _core(np.minimum(np.abs(x), 1.0), _CORE_KIND[subtype])
+    return f, df * np.copysign(scale, x)
 
 
 def _activation(letter, z):
@@ -121,7 +157,9 @@ class N2p2Potential(LocalPotential):
             raise ValueError(f"extrapolation must be 'warn', 'ignore' or 'raise', got {extrapolation!r}")
         symbols = [e.symbol for e in model.elements]
         fs = element.functions
-        table = {k: np.array([f[k] for f in fs], dtype=float) for k in ("eta", "rs", "zeta", "lambda", "rc")}
+        table = {k: np.array([f[k] for f in fs], dtype=float)
+                 for k in ("eta", "rs", "zeta", "lambda", "rc", "rl", "al", "ar")}
+        table["subtype"] = [f["subtype"] for f in fs]
         table["type"] = np.array([f["type"] for f in fs])
         table["e1"] = [symbols[f["e1"]] for f in fs]
         table["e2"] = [symbols[f["e2"]] if f["e2"] >= 0 else None for f in fs]
@@ -209,7 +247,7 @@ class N2p2Potential(LocalPotential):
         keep = np.flatnonzero((spec[i_all] == code) & (d_all < self.cutoff))
         geo = {"p": keep + p0, "i": i_all[keep] - n0, "D": np.asarray(pairs.D_pc[p0:p1])[keep] / length,
                "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p[p0:p1])[keep]]}
-        if (self._spec["functions"]["type"] != 2).any():
+        if np.isin(self._spec["functions"]["type"], (3, 9, 21, 22)).any():
             counts = np.bincount(geo["i"], minlength=n1 - n0)[geo["i"]]
             starts = np.flatnonzero(np.r_[True, geo["i"][1:] != geo["i"][:-1]]) if len(keep) else np.zeros(0, int)
             first = np.repeat(starts, np.diff(np.r_[starts, len(keep)]))
@@ -225,7 +263,12 @@ class N2p2Potential(LocalPotential):
 
     # -------------------------------------------------------------- symmetry functions
     def _radial(self, f, geo, codes):
+        """Pairs of radial function ``f`` (type 2 or 20): selection, values and d/dr."""
         t = self._spec["functions"]
+        if t["type"][f] == 20:
+            sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]) & (geo["d"] > t["rl"][f]))
+            value, dv = compact_function(geo["d"][sel], t["rl"][f], t["rc"][f], t["subtype"][f])
+            return sel, value, dv
         sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]))
         r = geo["d"][sel]
         fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
@@ -238,26 +281,31 @@ class N2p2Potential(LocalPotential):
         c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
         out = {}
         for f, kind in enumerate(t["type"]):
-            if kind != 2:
-                out.setdefault((int(kind), int(c1[f]), int(c2[f]), float(t["rc"][f])), []).append(f)
+            if kind not in (2, 20):
+                key = (int(kind), int(c1[f]), int(c2[f]), float(t["rc"][f]), float(t["rl"][f]))
+                out.setdefault(key, []).append(f)
         return out
 
     def _triplets(self, key, geo):
         """Geometry of the triplets of one group: selection, distances, cosine, cutoff values and slopes."""
-        kind, c1, c2, rc = key
+        kind, c1, c2, rc, rl = key
         a, b = geo["a"], geo["b"]
         sa, sb = geo["sj"][a], geo["sj"][b]
         ok = (((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))) & (geo["d"][a] < rc) & (geo["d"][b] < rc)
+        if kind in (21, 22):
+            ok &= (geo["d"][a] > rl) & (geo["d"][b] > rl)
         sel = np.flatnonzero(ok)
         u, v = geo["D"][a[sel]], geo["D"][b[sel]]
         rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
         rjk = np.linalg.norm(v - u, axis=1)
-        if kind == 3:
-            inside = rjk < rc
+        if kind in (3, 21):
+            inside = (rjk < rc) & (rjk > rl) if kind == 21 else rjk < rc
             sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
         ctype, alpha = self._spec["cutoff_type"], self._spec["cutoff_alpha"]
         tri = {"sel": sel, "u": u, "v": v, "rij": rij, "rik": rik, "rjk": rjk,
                "cos": np.einsum("tc,tc->t", u, v) / (rij * rik)}
+        if kind in (21, 22):
+            return tri
         tri["fij"], tri["dfij"] = cutoff_function(rij, rc, ctype, alpha)
         tri["fik"], tri["dfik"] = cutoff_function(rik, rc, ctype, alpha)
         if kind == 3:
@@ -271,6 +319,8 @@ class N2p2Potential(LocalPotential):
         """Per triplet of type 3/9 function ``f``: value and, with ``grad``, d/d(r_ij, r_ik, r_jk, cos)."""
         t = self._spec["functions"]
         kind, eta, rs = t["type"][f], t["eta"][f], t["rs"][f]
+        if kind in (21, 22):
+            return self._compact_angular(f, tri, grad)
         lam, zeta = t["lambda"][f], t["zeta"][f]
         rij, rik, rjk, fc = tri["rij"], tri["rik"], tri["rjk"], tri["fc"]
         expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind == 3 else 0.0)
@@ -290,6 +340,30 @@ class N2p2Potential(LocalPotential):
         d_cos = norm * zeta * lam * pz1 * x * fc
         return ax * fc, (d_rij, d_rik, d_rjk, d_cos)
 
+    def _compact_angular(self, f, tri, grad):
+        """Types 21 (22): ``C_r(r_ij) C_r(r_ik) [C_r(r_jk)] C_a(theta_ijk)`` per triplet, and d/d(r_ij, r_ik, r_jk,
+        cos)."""
+        t = self._spec["functions"]
+        rl, rc, sub = t["rl"][f], t["rc"][f], t["subtype"][f]
+        cos = tri["cos"]
+        left, right = t["al"][f] * np.pi / 180.0, t["ar"][f] * np.pi / 180.0
+        open_ = (cos > -1.0) & (cos < 1.0)
+        theta = np.arccos(np.clip(cos, -1.0, 1.0))
+        use = open_ & (theta >= left) & (theta <= right)
+        ang, dang = _compact_closed(theta, left, right, sub.rstrip("a") if sub != "e" else "e")
+        ang, dang = np.where(use, ang, 0.0), np.where(use, dang, 0.0)
+        cij, dij = compact_function(tri["rij"], rl, rc, sub)
+        cik, dik = compact_function(tri["rik"], rl, rc, sub)
+        if t["type"][f] == 21:
+            cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
+        else:
+            cjk, djk = np.ones_like(cij), np.zeros_like(cij)
+        rad = cij * cik * cjk
+        if not grad:
+            return rad * ang, None
+        dtheta = -1.0 / np.sqrt(np.where(use, 1.0 - cos * cos, 1.0))
+        return rad * ang, (dij * cik * cjk * ang, cij * dik * cjk * ang, cij * cik * djk * ang, rad * dang * dtheta)
+
     def descriptors(self, nw, code=None):
         """Raw symmetry functions ``[N, F]`` of the atoms of this element (0 for others)."""
         code = self.species_codes(nw)[0] if code is None else code
@@ -304,7 +378,7 @@ class N2p2Potential(LocalPotential):
         g_nf = np.zeros((n, len(t["rc"])))
         c1 = self._codes(nw, t["e1"])
         for f, kind in enumerate(t["type"]):
-            if kind == 2:
+            if kind in (2, 20):
                 sel, value, _ = self._radial(f, geo, c1)
                 g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
         for key, functions in self._groups(nw).items():
@@ -355,7 +429,7 @@ class N2p2Potential(LocalPotential):
         c1 = self._codes(nw, t["e1"])
         radial = np.zeros(n_p)  # d E_file / d r_ij per kept pair
         for f, kind in enumerate(t["type"]):
-            if kind == 2:
+            if kind in (2, 20):
                 sel, _, dv = self._radial(f, geo, c1)
                 radial[sel] += dedg[geo["i"][sel], f] * dv
         grad_file = radial[:, None] * geo["D"] / geo["d"][:, None]  # d E_file / d D (file units)

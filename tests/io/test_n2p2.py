@@ -41,7 +41,7 @@ SCALING_KEYS = {"none": [], "scale": ["scale_symmetry_functions"], "center": ["c
 ACT = ["t", "p", "l"]
 
 
-def _make(folder, cutoff=(6, 0.1), scaling="scalecenter", seed=0, extra="", mean=-0.3, conv=(2.5, 1.3)):
+def _make(folder, cutoff=(6, 0.1), scaling="scalecenter", seed=0, extra="", mean=-0.3, conv=(2.5, 1.3), sym_lines=None):
     rng = np.random.default_rng(seed)
     folder.mkdir(exist_ok=True)
     text = [f"number_of_elements 2\nelements O H   # unsorted on purpose\ncutoff_type {cutoff[0]} {cutoff[1]}",
@@ -49,19 +49,20 @@ def _make(folder, cutoff=(6, 0.1), scaling="scalecenter", seed=0, extra="", mean
             "global_hidden_layers_short 2\nglobal_nodes_short 4 3\nglobal_activation_short " + " ".join(ACT),
             f"mean_energy {mean}\nconv_energy {conv[0]}\nconv_length {conv[1]}",
             "atom_energy H -0.5\natom_energy O -2.0", "epochs 10   # a training keyword, ignored", extra]
-    text += [_line(t) for t in LINES]
+    text += [_line(t) for t in LINES] if sym_lines is None else sym_lines
     (folder / "input.nn").write_text("\n".join(text) + "\n")
     model = {"scaling": {}, "nets": {}}
     rows = []
     for e_index, el in enumerate(["H", "O"], 1):
         stats = []
-        for f in range(5):
+        n_f = 5 if sym_lines is None else sum(line.split()[1] == el for line in sym_lines)
+        for f in range(n_f):
             gmin = rng.uniform(0.0, 0.2)
             gmax = gmin + rng.uniform(0.5, 2.0)
             stats.append((gmin, gmax, rng.uniform(gmin, gmax), rng.uniform(0.1, 0.5)))
             rows.append(f"{e_index} {f + 1} " + " ".join(repr(float(x)) for x in stats[-1]))
         model["scaling"][el] = np.array(stats)
-        widths = [5, 4, 3, 1]
+        widths = [n_f, 4, 3, 1]
         ws = [rng.normal(size=(widths[k + 1], widths[k])) * 0.7 for k in range(3)]
         bs = [rng.normal(size=widths[k + 1]) * 0.2 for k in range(3)]
         model["nets"][el] = (ws, bs)
@@ -327,3 +328,106 @@ def test_chunks_of_centre_atoms_give_the_same_result(tmp_path):
     np.testing.assert_allclose(chunked.grad_nc, whole.grad_nc, rtol=1e-13, atol=1e-14)
     assert sum(p.last_extrapolations for p in pots) == count > 0
     assert len(list(pots[0]._chunks(nw, nw.species_lookup["H"]))) == len(species)
+
+
+# ------------------------------------------------------------------ compact functions (types 20, 21, 22)
+COMPACT = [
+    "symfunction_short H 22 O H -4.0 4.0 90.0 270.0 p2",
+    "symfunction_short H 20 O -4.0 4.0 p2",
+    "symfunction_short H 21 H H 0.5 4.2 0.0 180.0 p3a",
+    "symfunction_short H 20 H 1.0 3.5 e",
+    "symfunction_short H 20 H -4.0 4.0 p2",
+    "symfunction_short H 22 H O -4.0 4.0 -90.0 90.0 p2",
+    "symfunction_short H 20 O 0.5 4.2 p1a",
+    "symfunction_short O 20 H -4.2 4.2 p2",
+    "symfunction_short O 22 H H -4.2 4.2 0.0 180.0 p4a",
+    "symfunction_short O 21 H O -4.2 4.2 0.0 120.0 p2",
+]
+# by type, then subtype ("e" < "p1a" < "p2"), neighbour elements (H < O), rc, rl, angles:
+COMPACT_ORDER = {"H": [3, 6, 4, 1, 2, 5, 0], "O": [7, 9, 8]}
+
+
+def _core(x, subtype):
+    """n2p2's core functions on [0, 1]: polynomials p1-p4 and the exponential e."""
+    return {"p1": (2 * x - 3) * x**2 + 1, "p2": ((15 - 6 * x) * x - 10) * x**3 + 1,
+            "p3": (x * (x * (20 * x - 70) + 84) - 35) * x**4 + 1,
+            "p4": (x * (x * ((315 - 70 * x) * x - 540) + 420) - 126) * x**5 + 1,
+            "e": math.exp(1 - 1 / (1 - x * x)) if x < 1 else 0.0}[subtype]
+
+
+def _compact(a, left, right, subtype, asymmetric):
+    x = abs(a - (left + right) / 2) / ((right - left) / 2)
+    return _core((2 - x) * x if asymmetric else x, subtype)
+
+
+def _g_compact(line, i, pos, species):
+    w = line.split()
+    kind, n_el = int(w[2]), 1 if w[2] == "20" else 2
+    rl, rc = float(w[3 + n_el]), float(w[4 + n_el])
+    sub = w[-1]
+    core, asym = sub.rstrip("a") if sub != "e" else "e", sub.endswith("a")
+    out, n = 0.0, len(pos)
+    for j in range(n):
+        rij = np.linalg.norm(pos[j] - pos[i])
+        if j == i or not rl < rij < rc:
+            continue
+        if kind == 20:
+            out += _compact(rij, rl, rc, core, asym) if species[j] == w[3] else 0.0
+            continue
+        for k in range(j + 1, n):
+            rik, rjk = np.linalg.norm(pos[k] - pos[i]), np.linalg.norm(pos[k] - pos[j])
+            if k == i or sorted((species[j], species[k])) != sorted(w[3:5]) or not rl < rik < rc:
+                continue
+            theta = math.acos((pos[j] - pos[i]) @ (pos[k] - pos[i]) / rij / rik)
+            left, right = math.radians(float(w[7])), math.radians(float(w[8]))
+            if not left <= theta <= right:
+                continue
+            term = _compact(rij, rl, rc, core, asym) * _compact(rik, rl, rc, core, asym)
+            term *= _compact(theta, left, right, core, False)
+            if kind == 21:
+                term = term * _compact(rjk, rl, rc, core, asym) if rl < rjk < rc else 0.0
+            out += term
+    return out
+
+
+def test_compact_functions_values_order_forces(tmp_path):
+    _make(tmp_path / "pot", sym_lines=COMPACT)
+    pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
+    pos, species = _cluster(7)
+    nw = _nw(pos, species, pots)
+    for p in pots:
+        g = p.descriptors(nw)
+        refs = []
+        for i, el in enumerate(species):
+            if el == p.tag:
+                refs.append([_g_compact(COMPACT[k], i, pos, species) for k in COMPACT_ORDER[el]])
+                np.testing.assert_allclose(g[i], refs[-1], rtol=1e-12, atol=1e-14)
+        assert (np.array(refs) > 0).any(axis=0).all()  # every function sees neighbours somewhere
+    grad = nw.grad(pots)
+    h = 1e-5
+    fd = np.zeros_like(pos)
+    for a in range(len(pos)):
+        for c in range(3):
+            e = []
+            for s in (1, -1):
+                q = pos.copy()
+                q[a, c] += s * h
+                e.append(_nw(q, species, pots).total(pots))
+            fd[a, c] = (e[0] - e[1]) / (2 * h)
+    np.testing.assert_allclose(grad, fd, atol=1e-8)
+    assert np.abs(grad).max() > 1e-2
+
+
+def test_compact_bad_lines(tmp_path):
+    folder = tmp_path / "pot"
+    _make(folder, sym_lines=COMPACT)
+    nn = folder / "input.nn"
+    good = nn.read_text()
+    n_lines = len(good.splitlines()) + 1
+    for line, match in [("symfunction_short H 20 H -4.0 4.0 p5", "compact function subtype 'p5' is not one of"),
+                        ("symfunction_short H 20 H 4.0 1.0 p2", r"rl \(4.0\) must be below rc"),
+                        ("symfunction_short H 22 H H -4.0 4.0 -10.0 90.0 p2", r"angles \[-10.0, 90.0\]"),
+                        ("symfunction_short H 21 H H -4.0 4.0 0.0 p2", "a type 21 symmetry function has 10 fields")]:
+        nn.write_text(good + line + "\n")
+        with pytest.raises(ValueError, match=rf"input.nn: line {n_lines}: {match}"):
+            read_n2p2(folder)
