@@ -84,7 +84,8 @@ def _number(path, number, word, kind=float):
     try:
         return kind(word)
     except ValueError:
-        _fail(path, number, f"{word!r} is not a{'n integer' if kind is int else ' number'}")
+        pass
+    _fail(path, number, f"{word!r} is not a{'n integer' if kind is int else ' number'}")
 
 
 def _lines(path):

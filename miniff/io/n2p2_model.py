@@ -28,6 +28,9 @@ from miniff.potentials.base import LocalPotential
 __all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
 
 _EXP_LIMIT = 35.0
+#: Relative margin of the extrapolation check: values that equal a bound of ``scaling.data`` up to rounding
+#: (the structures the ranges were taken from) do not count.
+EXTRAPOLATION_TOLERANCE = 1e-10
 _TANH3_1 = math.tanh(1.0) ** 3
 
 
@@ -466,7 +469,8 @@ class N2p2Potential(LocalPotential):
     def _check_range(self, g):
         """Count the values of ``g [M, F]`` outside ``scaling.data``'s range; remember the first."""
         gmin, gmax = self._spec["range"]
-        bad = (g < gmin) | (g > gmax)
+        tol = EXTRAPOLATION_TOLERANCE * (np.abs(gmax - gmin) + np.abs(gmax) + np.abs(gmin))
+        bad = (g < gmin - tol) | (g > gmax + tol)
         count = int(bad.sum())
         if count and self._first_extrapolation is None:
             atom, f = np.argwhere(bad)[0]

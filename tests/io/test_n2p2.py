@@ -253,6 +253,21 @@ def test_extrapolation_warn_raise_count(tmp_path):
         _nw(pos, species, pots).total(pots)
     with pytest.raises(ValueError, match="extrapolation must be"):
         read_n2p2(tmp_path / "pot", extrapolation="maybe")
+    # the ranges of the structure itself, up to rounding: no extrapolation
+    pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
+    nw = _nw(pos, species, pots)
+    rows = []
+    for e_index, p in enumerate(pots, 1):
+        g = p.descriptors(nw)[np.asarray(species) == p.tag]
+        for f in range(g.shape[1]):
+            lo, hi = float(g[:, f].min()), float(g[:, f].max())
+            hi = hi if hi - lo > 1e-6 else lo + 1.0
+            lo, hi = lo + 1e-13 * abs(lo), hi - 1e-13 * abs(hi)  # the extremes exceed by rounding only
+            rows.append(f"{e_index} {f + 1} {lo!r} {hi!r} {(lo + hi) / 2!r} 1.0")
+    (tmp_path / "pot" / "scaling.data").write_text("\n".join(rows) + "\n")
+    pots = read_n2p2(tmp_path / "pot", extrapolation="raise")
+    _nw(pos, species, pots).total(pots)
+    assert [p.last_extrapolations for p in pots] == [0, 0]
 
 
 def _replace(path, old, new):
