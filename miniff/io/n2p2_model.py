@@ -12,6 +12,9 @@ Formulas (n2p2's conventions; ``r`` in the files' length unit, sums over the nei
   f_c(r_ij) f_c(r_ik) f_c(r_jk)`` over unordered pairs of neighbours of elements {e1, e2}, ``r_jk < r_c``;
 - type 9: type 3 without ``r_jk`` in the exponential and without ``f_c(r_jk)``;
   in both, a non-positive ``1 + lambda cos`` contributes 0;
+- compact types (:func:`compact_function`): 20 ``G = sum_j C_r(r_ij)``; 21 ``G = sum_{j<k} C_r(r_ij) C_r(r_ik)
+  C_r(r_jk) C_a(theta_ijk)``; 22 the same without ``C_r(r_jk)``; ``C_r`` on ``(r_l, r_c)``, ``C_a`` on the
+  closed angle interval, collinear triplets excluded;
 - scaling of the network inputs: none ``G``; scale ``S_min + (S_max - S_min)(G - G_min)/(G_max - G_min)``;
   center ``G - G_mean``; scale+center ``S_min + (S_max - S_min)(G - G_mean)/(G_max - G_min)``; sigma
   ``S_min + (S_max - S_min)(G - G_mean)/G_sigma``;
