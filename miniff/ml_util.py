@@ -13,7 +13,8 @@ This is the public face of miniff's training code (the pieces live in private ``
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
   (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);
 - jobs: :func:`exec_workflows`, :func:`run_job_file` (``python -m miniff jobs.yml``);
-- parsers: :func:`parse_runner_input` (RuNNer ``symfunction_short`` lines);
+- parsers: :func:`parse_runner_input` (RuNNer ``symfunction_short`` lines), :func:`parse_lammps_input`
+  (LAMMPS ``pair_style nn`` potential files);
 - files: :func:`save_potentials` / :func:`load_potentials` (plain data), :func:`load_potentials_014`
   (explicit, unsafe opt-in for 0.1.4 pickles), :func:`read_fit_log`, :func:`example_data_path`.
 
@@ -48,7 +49,7 @@ from miniff.fit.closures import (
 from miniff.fit.jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
 from miniff.fit.lbfgs import CompactLBFGS
 from miniff.fit.log import FitLog, read_fit_log
-from miniff.fit.parsers import group_by_species, parse_runner_input
+from miniff.fit.parsers import group_by_species, parse_lammps_input, parse_runner_input
 from miniff.fit.recipes import (
     behler_nn,
     default_behler_descriptors,
@@ -90,6 +91,7 @@ __all__ = [
     "run_job_file",
     "validate_description",
     "JobFileError",
+    "parse_lammps_input",
     "parse_runner_input",
     "group_by_species",
     "save_potentials",

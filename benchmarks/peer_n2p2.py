@@ -1,0 +1,183 @@
+"""miniff's :func:`miniff.io.read_n2p2` against n2p2's own ``nnp-predict`` on n2p2's published example potentials.
+
+n2p2 (github.com/CompPhysVienna/n2p2, GPL-3) is run as an external program on a checkout of its repository;
+nothing of it is copied into miniff.  Build it first with ``benchmarks/setup_n2p2.sh``::
+
+    bash benchmarks/setup_n2p2.sh /path/to/n2p2
+    python -m benchmarks.peer_n2p2 --n2p2 /path/to/n2p2            # H2O_RPBE-D3 and Cu2S_PBE
+
+For every example folder (``examples/nnp-predict/<name>``) the script copies the folder to a scratch
+directory, runs ``nnp-predict 0`` there (0: without its slow per-atom ``structure.out`` report; energies in
+``energy.out``, forces in ``nnforces.out``, in the files' units), evaluates the same structures with miniff
+(files' units converted to eV and Å exactly with ``miniff.units``), and writes the differences and wall times
+to ``benchmarks/n2p2_peer_results.json``.
+Agreement targets: 1e-9 eV/atom for the energy, 1e-8 eV/Å for every force component.  The times are one
+process each: ``nnp-predict`` from start to exit (reading the files, the neighbour list, the symmetry
+functions, the networks and writing its outputs; n2p2's default build has no OpenMP), and that time minus the
+same program on one atom per element (``time_nnp_predict_marginal_s``: about the neighbour list, symmetry
+functions, networks and output of the example structure; ``nnp-predict`` predicts the first structure of
+``input.data`` only); miniff from positions to forces (neighbour list, symmetry functions, networks; reading
+the potential files not included; best of ``--repeats``).
+"""
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "n2p2_peer_results.json"
+#: example folder -> (length unit, energy unit) of its files
+EXAMPLES = {"H2O_RPBE-D3": ("bohr", "hartree"), "Cu2S_PBE": ("angstrom", "eV"),
+            # molecular models with the compact functions (types 20 and 22); units assumed Bohr/Hartree
+            "Ethylbenzene_SCAN": ("bohr", "hartree"), "Anisole_SCAN": ("bohr", "hartree"),
+            "DMABN_SCAN": ("bohr", "hartree")}
+TARGET_ENERGY = 1e-9  # eV/atom
+TARGET_FORCE = 1e-8  # eV/Å
+
+
+def read_structures(path):
+    """``[(lattice [3, 3] or None, positions [N, 3], elements)]`` of an n2p2 ``input.data`` (files' units)."""
+    out, lattice, pos, elements = [], [], [], []
+    for line in Path(path).read_text().splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "begin":
+            lattice, pos, elements = [], [], []
+        elif words[0] == "lattice":
+            lattice.append([float(x) for x in words[1:4]])
+        elif words[0] == "atom":
+            pos.append([float(x) for x in words[1:4]])
+            elements.append(words[4])
+        elif words[0] == "end":
+            out.append((np.array(lattice) if lattice else None, np.array(pos), elements))
+    return out
+
+
+def read_predictions(folder):
+    """Energies ``[S]`` and per-structure forces ``[N, 3]`` printed by ``nnp-predict`` (files' units)."""
+    rows = [line.split() for line in (folder / "energy.out").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    energies = [float(r[3]) for r in rows]
+    forces = {}
+    for line in (folder / "nnforces.out").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            w = line.split()
+            forces.setdefault(int(w[0]), []).append([float(x) for x in w[5:8]])
+    return energies, [np.array(forces[k]) for k in sorted(forces)]
+
+
+def miniff_side(folder, length_unit, energy_unit, structures, repeats):
+    from miniff import io, units
+    from miniff.kernel import Cell, NeighborWrapper
+
+    length = units.BOHR if length_unit == "bohr" else 1.0
+    energy = units.HARTREE if energy_unit == "hartree" else 1.0
+    pots = io.read_n2p2(folder, length_unit=length_unit, energy_unit=energy_unit)
+    cutoff = max(p.cutoff for p in pots)
+    results, times = [], []
+    for lattice, pos, elements in structures:
+        cart = pos * length
+        if lattice is None:
+            span = np.ptp(cart, axis=0) + 2 * cutoff + 1.0
+            vectors, pbc = np.diag(span), False
+            cart = cart - cart.min(0) + cutoff
+        else:
+            vectors, pbc = lattice * length, True
+        best = None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            nw = NeighborWrapper(Cell(vectors, cart @ np.linalg.inv(vectors), elements), pbc=pbc, cutoff=cutoff)
+            ev = nw.evaluate(pots, grad=True)
+            dt = time.perf_counter() - t0
+            best = dt if best is None else min(best, dt)
+        times.append(best)
+        results.append((ev.energy, -ev.grad_nc, sum(p.last_extrapolations for p in pots)))
+    return results, times, energy, energy / length
+
+
+def run_example(n2p2, name, repeats):
+    length_unit, energy_unit = EXAMPLES[name]
+    source = n2p2 / "examples" / "nnp-predict" / name
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / name
+        shutil.copytree(source, work)
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True, text=True)
+        t_n2p2 = time.perf_counter() - t0
+        if proc.returncode:
+            raise RuntimeError(f"nnp-predict failed in {work}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        ref_e, ref_f = read_predictions(work)
+        n2p2_extrapolations = proc.stdout.count("### NNP EXTRAPOLATION WARNING")
+        # the program's fixed cost: the same run on one atom per element, without periodic images
+        tiny, seen = ["begin"], set()
+        for line in (source / "input.data").read_text().splitlines():
+            w = line.split()
+            if w and w[0] == "atom" and w[4] not in seen:
+                seen.add(w[4])
+                tiny.append(" ".join(w[:5] + ["0.0", "0.0", "0.0", "0.0", "0.0"]))
+        (work / "input.data").write_text("\n".join(tiny + ["energy 0.0", "charge 0.0", "end"]) + "\n")
+        t0 = time.perf_counter()
+        subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True, check=True)
+        t_fixed = time.perf_counter() - t0
+        t_marginal = max(t_n2p2 - t_fixed, 0.0)
+    structures = read_structures(source / "input.data")
+    ours, times, e_unit, f_unit = miniff_side(source, length_unit, energy_unit, structures, repeats)
+    rows = []
+    for (e, f, extra), t, e_ref, f_ref, (_, pos, _) in zip(ours, times, ref_e, ref_f, structures, strict=True):
+        n = len(pos)
+        rows.append({
+            "atoms": n, "energy_ev": e, "energy_n2p2_ev": e_ref * e_unit,
+            "energy_diff_ev_per_atom": abs(e - e_ref * e_unit) / n,
+            "force_max_diff_ev_per_a": float(np.abs(f - f_ref * f_unit).max()),
+            "force_max_ev_per_a": float(np.abs(f).max()),
+            "miniff_extrapolations": extra, "n2p2_extrapolation_warnings": n2p2_extrapolations,
+            "time_miniff_s": t, "time_nnp_predict_s": t_n2p2, "time_nnp_predict_marginal_s": t_marginal,
+            "us_per_atom_miniff": 1e6 * t / n, "us_per_atom_nnp_predict_total": 1e6 * t_n2p2 / n,
+            "us_per_atom_nnp_predict_marginal": 1e6 * t_marginal / n,
+        })
+    return {"files": f"{length_unit}/{energy_unit}", "structures": rows,
+            "agrees": all(r["energy_diff_ev_per_atom"] <= TARGET_ENERGY and r["force_max_diff_ev_per_a"] <= TARGET_FORCE
+                          for r in rows)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n2p2", required=True, type=Path, help="n2p2 checkout with bin/nnp-predict built")
+    parser.add_argument("--examples", default=",".join(EXAMPLES), help="comma-separated example folders")
+    parser.add_argument("--repeats", type=int, default=3, help="miniff timing repeats (best kept)")
+    parser.add_argument("--output", type=Path, default=OUT)
+    parser.add_argument("--n2p2-commit", default=None, help="record this commit (for a checkout without .git)")
+    args = parser.parse_args(argv)
+    if not (args.n2p2 / "bin" / "nnp-predict").is_file():
+        parser.error(f"{args.n2p2}/bin/nnp-predict not found: run bash benchmarks/setup_n2p2.sh {args.n2p2}")
+    names = [x for x in args.examples.split(",") if x]
+    unknown = [x for x in names if x not in EXAMPLES]
+    if unknown:
+        parser.error(f"unknown example(s) {unknown}; supported: {sorted(EXAMPLES)}")
+    commit = subprocess.run(["git", "-C", str(args.n2p2), "rev-parse", "HEAD"], capture_output=True, text=True)
+    results = {"n2p2_commit": args.n2p2_commit or commit.stdout.strip() or "unknown (not a git checkout)",
+               "machine": platform.platform(), "python": sys.version.split()[0],
+               "targets": {"energy_ev_per_atom": TARGET_ENERGY, "force_ev_per_a": TARGET_FORCE}, "examples": {}}
+    for name in names:
+        results["examples"][name] = out = run_example(args.n2p2, name, args.repeats)
+        for r in out["structures"]:
+            print(f"{name:12s} {r['atoms']:5d} atoms  dE {r['energy_diff_ev_per_atom']:.2e} eV/atom  "
+                  f"max dF {r['force_max_diff_ev_per_a']:.2e} eV/Å  miniff {r['time_miniff_s']:.3f} s  "
+                  f"nnp-predict {r['time_nnp_predict_s']:.3f} s (whole program), "
+                  f"{r['time_nnp_predict_marginal_s']:.3f} s (minus fixed cost)  agrees={out['agrees']}")
+    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    print("wrote", args.output)
+    return 0 if all(o["agrees"] for o in results["examples"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

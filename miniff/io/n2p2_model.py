@@ -1,0 +1,539 @@
+"""n2p2 potentials evaluated in miniff: cutoff functions, symmetry functions, scaling and networks (numpy).
+
+Formulas (n2p2's conventions; ``r`` in the files' length unit, sums over the neighbours of atom ``i``):
+
+- cutoff ``f_c(r)``: 1 below the inner cutoff ``r_ci = alpha r_c``, ``f(x)`` with ``x = (r - r_ci)/(r_c - r_ci)``
+  up to ``r_c``, 0 beyond.  Types: 0 ``f = 1``; 1 ``(cos(pi x) + 1)/2``; 2 ``tanh^3(1 - r/r_c)``; 3 the same
+  divided by ``tanh^3(1)``; 4 ``exp(1 - 1/(1 - x^2))``; 5 ``(2x - 3)x^2 + 1``; 6 ``((15 - 6x)x - 10)x^3 + 1``;
+  7 ``(x(x(20x - 70) + 84) - 35)x^4 + 1``; 8 ``(x(x((315 - 70x)x - 540) + 420) - 126)x^5 + 1`` (types 2 and 3
+  ignore ``alpha``);
+- type 2: ``G = sum_j exp(-eta (r_ij - r_s)^2) f_c(r_ij)`` over neighbours of element ``e1``;
+- type 3: ``G = 2^(1-zeta) sum_{j<k} (1 + lambda cos theta_ijk)^zeta exp(-eta sum_{ij,ik,jk} (r - r_s)^2)
+  f_c(r_ij) f_c(r_ik) f_c(r_jk)`` over unordered pairs of neighbours of elements {e1, e2}, ``r_jk < r_c``;
+- type 9: type 3 without ``r_jk`` in the exponential and without ``f_c(r_jk)``;
+  in both, a non-positive ``1 + lambda cos`` contributes 0;
+- compact types (:func:`compact_function`): 20 ``G = sum_j C_r(r_ij)``; 21 ``G = sum_{j<k} C_r(r_ij) C_r(r_ik)
+  C_r(r_jk) C_a(theta_ijk)``; 22 the same without ``C_r(r_jk)``; ``C_r`` on ``(r_l, r_c)``, ``C_a`` on the
+  closed angle interval, collinear triplets excluded;
+- scaling of the network inputs: none ``G``; scale ``S_min + (S_max - S_min)(G - G_min)/(G_max - G_min)``;
+  center ``G - G_mean``; scale+center ``S_min + (S_max - S_min)(G - G_mean)/(G_max - G_min)``; sigma
+  ``S_min + (S_max - S_min)(G - G_mean)/G_sigma``;
+- atomic energy (files' energy unit) ``E_i = NN(G_i)/conv_energy + mean_energy + atom_energy``.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from miniff.potentials.base import LocalPotential
+
+__all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
+
+_EXP_LIMIT = 35.0
+#: Relative margin of the extrapolation check: values that equal a bound of ``scaling.data`` up to rounding
+#: (the structures the ranges were taken from) do not count.
+EXTRAPOLATION_TOLERANCE = 1e-10
+_TANH3_1 = math.tanh(1.0) ** 3
+
+
+class N2p2ExtrapolationWarning(UserWarning):
+    """A symmetry function is outside the range of ``scaling.data`` (n2p2's extrapolation warning)."""
+
+
+def cutoff_function(r, rc, kind, alpha=0.0):
+    """``(f_c(r), d f_c / d r)`` of n2p2's cutoff type ``kind`` (module docstring); ``r`` any shape."""
+    r = np.asarray(r, dtype=float)
+    inside = r < rc
+    if kind in (2, 3):
+        t = np.tanh(1.0 - r / rc)
+        c = 1.0 / _TANH3_1 if kind == 3 else 1.0
+        f, df = c * t**3, c * 3.0 * t**2 * (t**2 - 1.0) / rc
+        return np.where(inside, f, 0.0), np.where(inside, df, 0.0)
+    rci = alpha * rc
+    iw = 1.0 / (rc - rci)
+    x = np.clip((r - rci) * iw, 0.0, 1.0)
+    if kind == 0:
+        f, dfx = np.ones_like(x), np.zeros_like(x)
+    else:
+        f, dfx = _core(x, kind)
+    inner = r < rci
+    return (np.where(inside, np.where(inner, 1.0, f), 0.0),
+            np.where(inside & ~inner, dfx * iw, 0.0))
+
+
+_CORE_KIND = {"p1": 5, "p2": 6, "p3": 7, "p4": 8, "e": 4}
+
+
+def compact_function(a, left, right, subtype, asymmetric=None):
+    """``(C(a), dC/da)`` of n2p2's compact function on ``[left, right]`` (``a`` any shape; 0 outside).
+
+    ``x = (a - centre) / half-width``; ``C = f(|x|)`` with the core ``f`` of ``subtype`` (``p1``-``p4``: the
+    polynomials of cutoff types 5-8, ``e``: that of type 4); the asymmetric subtypes (``p1a``...) use
+    ``f((2 - |x|) |x|)``.
+    """
+    a = np.asarray(a, dtype=float)
+    asymmetric = subtype.endswith("a") if asymmetric is None else asymmetric
+    centre, scale = (right + left) / 2.0, 1.0 / ((right - left) / 2.0)
+    x = (a - centre) * scale
+    ax = np.minimum(np.abs(x), 1.0)
+    y = (2.0 - ax) * ax if asymmetric else ax
+    f, df = _core(y, _CORE_KIND[subtype.rstrip("a") if subtype != "e" else "e"])
+    if asymmetric:
+        df = df * (2.0 - 2.0 * ax)
+    inside = (a > left) & (a < right)
+    return np.where(inside, f, 0.0), np.where(inside, df * np.copysign(scale, x), 0.0)
+
+
+def _core(x, kind):
+    """``(f(x), f'(x))`` on ``[0, 1]`` of the cutoff-function cores (module docstring, types 1, 4-8)."""
+    if kind == 1:
+        return 0.5 * (np.cos(np.pi * x) + 1.0), -0.5 * np.pi * np.sin(np.pi * x)
+    if kind == 4:
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            q = 1.0 - x * x
+            f = np.where(q > 0, np.exp(1.0 - 1.0 / np.where(q > 0, q, 1.0)), 0.0)
+            return f, np.where(q > 0, -2.0 * x * f / np.where(q > 0, q * q, 1.0), 0.0)
+    if kind == 5:
+        return (2.0 * x - 3.0) * x * x + 1.0, 6.0 * x * (x - 1.0)
+    if kind == 6:
+        return ((15.0 - 6.0 * x) * x - 10.0) * x**3 + 1.0, -30.0 * x * x * (x - 1.0) ** 2
+    if kind == 7:
+        return (x * (x * (20.0 * x - 70.0) + 84.0) - 35.0) * x**4 + 1.0, 140.0 * x**3 * (x - 1.0) ** 3
+    if kind == 8:
+        return ((x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x**5 + 1.0,
+                -630.0 * x**4 * (x - 1.0) ** 4)
+    raise ValueError(f"cutoff type must be 0..8, got {kind}")
+
+
+def _compact_closed(theta, left, right, subtype):
+    """The symmetric angular compact function of type 22 on the closed interval ``[left, right]`` (radians)."""
+    centre, scale = (right + left) / 2.0, 1.0 / ((right - left) / 2.0)
+    x = (theta - centre) * scale
+    f, df = _core(np.minimum(np.abs(x), 1.0), _CORE_KIND[subtype])
+    return f, df * np.copysign(scale, x)
+
+
+def _activation(letter, z):
+    """``(value, derivative)`` of an n2p2 activation (``l t s p r g c S e h``)."""
+    if letter == "l":
+        return z, np.ones_like(z)
+    if letter == "t":
+        t = np.tanh(z)
+        return t, 1.0 - t * t
+    if letter in ("s", "S"):
+        with np.errstate(over="ignore"):
+            s = 1.0 / (1.0 + np.exp(-z))
+        if letter == "S":
+            return 1.0 - s, s * (s - 1.0)
+        s = np.where(z > _EXP_LIMIT, 1.0, np.where(z < -_EXP_LIMIT, 0.0, s))
+        return s, np.where(np.abs(z) > _EXP_LIMIT, 0.0, s * (1.0 - s))
+    if letter == "p":
+        zc = np.clip(z, -_EXP_LIMIT, _EXP_LIMIT)
+        e = np.exp(zc)
+        value = np.where(z > _EXP_LIMIT, z, np.where(z < -_EXP_LIMIT, 0.0, np.log(1.0 + e)))
+        return value, np.where(z > _EXP_LIMIT, 1.0, np.where(z < -_EXP_LIMIT, 0.0, 1.0 / (1.0 + 1.0 / e)))
+    if letter == "r":
+        return np.where(z > 0, z, 0.0), np.where(z > 0, 1.0, 0.0)
+    if letter == "g":
+        e = np.exp(-0.5 * z * z)
+        return e, -z * e
+    if letter == "c":
+        return np.cos(z), -np.sin(z)
+    if letter == "e":
+        e = np.exp(-z)
+        return e, -e
+    if letter == "h":
+        return z * z, 2.0 * z
+    raise ValueError(f"unknown n2p2 activation {letter!r}")
+
+
+class N2p2Potential(LocalPotential):
+    """The atomic network of one element of an n2p2 potential (made by :func:`miniff.io.read_n2p2`).
+
+    Energies in eV and gradients in eV/Å like every miniff potential; the symmetry functions are evaluated
+    with numpy over the pair list in the files' units.  ``extrapolation`` is ``"warn"`` (an
+    :class:`N2p2ExtrapolationWarning` per evaluation with extrapolating atoms), ``"ignore"`` or ``"raise"``
+    (``ValueError``); ``last_extrapolations`` holds the count of (atom, function) values outside
+    ``scaling.data``'s range at the last evaluation.
+    """
+
+    def __init__(self, model, element, length_unit, energy_unit, extrapolation="warn"):
+        if extrapolation not in ("warn", "ignore", "raise"):
+            raise ValueError(f"extrapolation must be 'warn', 'ignore' or 'raise', got {extrapolation!r}")
+        symbols = [e.symbol for e in model.elements]
+        fs = element.functions
+        table = {k: np.array([f[k] for f in fs], dtype=float)
+                 for k in ("eta", "rs", "zeta", "lambda", "rc", "rl", "al", "ar")}
+        table["subtype"] = [f["subtype"] for f in fs]
+        table["type"] = np.array([f["type"] for f in fs])
+        table["e1"] = [symbols[f["e1"]] for f in fs]
+        table["e2"] = [symbols[f["e2"]] if f["e2"] >= 0 else None for f in fs]
+        gmin, gmax, gmean, gsigma = (np.array([s[k] if s[k] is not None else np.nan for s in element.scaling])
+                                     for k in range(4))
+        smin, smax = model.scale_min, model.scale_max
+        ref, factor, offset = np.zeros_like(gmin), np.ones_like(gmin), 0.0
+        if model.scaling == "center":
+            ref = gmean
+        elif model.scaling == "scale":
+            ref, factor, offset = gmin, (smax - smin) / (gmax - gmin), smin
+        elif model.scaling == "scalecenter":
+            ref, factor, offset = gmean, (smax - smin) / (gmax - gmin), smin
+        elif model.scaling == "scalesigma":
+            ref, factor, offset = gmean, (smax - smin) / gsigma, smin
+        parameters = {
+            "functions": table, "cutoff_type": model.cutoff_type, "cutoff_alpha": model.cutoff_alpha,
+            "scaling": (ref, factor, offset), "range": (gmin, gmax),
+            "weights": [np.array(w, dtype=float) for w in element.weights],
+            "biases": [np.array(b, dtype=float) for b in element.biases],
+            "activations": list(model.activations),
+            "energy": (model.conv_energy, model.mean_energy + element.atom_energy),
+            "units": (float(length_unit), float(energy_unit)),
+        }
+        super().__init__({"model": parameters}, float(table["rc"].max()) * float(length_unit), tag=element.symbol)
+        self.extrapolation = extrapolation
+        self.last_extrapolations = 0
+        self._first_extrapolation = None
+        #: Work per chunk of centre atoms (pairs + pairs of pairs), bounding the memory of an evaluation.
+        self.max_triplets = 500_000
+
+    @property
+    def _spec(self):
+        """The model data: functions, scaling, network, units (see ``__init__``)."""
+        return self.parameters["model"]
+
+    @property
+    def coordination(self):
+        """1: the tag is the centre element."""
+        return 1
+
+    def __repr__(self):
+        n_f = len(self._spec["weights"][0][0])
+        return f"<N2p2Potential tag={self.tag!r} cutoff={self.cutoff:g} n_functions={n_f}>"
+
+    # -------------------------------------------------------------- network
+    def _network(self, x, grad):
+        """Atomic outputs ``[M]`` of inputs ``x [M, F]`` and, with ``grad``, ``d out / d x [M, F]``."""
+        p = self._spec
+        derivs = []
+        a = x
+        for w, b, act in zip(p["weights"], p["biases"], p["activations"], strict=True):
+            a, d = _activation(act, a @ w.T + b)
+            derivs.append(d)
+        if not grad:
+            return a[:, 0], None
+        g = derivs[-1]
+        for w, d in zip(p["weights"][:0:-1], derivs[-2::-1], strict=True):
+            g = (g @ w) * d
+        return a[:, 0], g @ p["weights"][0]
+
+    # -------------------------------------------------------------- geometry
+    def _chunks(self, nw, code):
+        """Ranges ``(n0, n1)`` of atom indices, each with at most ``max_triplets`` neighbour pairs of pairs."""
+        indptr = np.asarray(nw.pairs.indptr)
+        spec = np.asarray(nw.spec_encoded_row)
+        m = np.diff(indptr) * (spec == code)
+        work = np.cumsum(m * (m - 1) // 2 + m)
+        n, n0 = len(spec), 0
+        while n0 < n:
+            base = work[n0 - 1] if n0 else 0
+            n1 = max(int(np.searchsorted(work, base + self.max_triplets, side="right")), n0 + 1)
+            yield n0, min(n1, n)
+            n0 = n1
+
+    def _geometry(self, nw, code, n0, n1):
+        """Pairs of the centre atoms ``n0 <= i < n1`` of this element within the cutoff, in file units, and
+        their triplets (``a < b``: pairs of one centre)."""
+        length, _ = self._spec["units"]
+        pairs = nw.pairs
+        spec = np.asarray(nw.spec_encoded_row)
+        p0, p1 = int(pairs.indptr[n0]), int(pairs.indptr[n1])
+        i_all = np.asarray(pairs.i_p[p0:p1])
+        d_all = np.asarray(pairs.d_p[p0:p1])
+        keep = np.flatnonzero((spec[i_all] == code) & (d_all < self.cutoff))
+        geo = {"p": keep + p0, "i": i_all[keep] - n0, "D": np.asarray(pairs.D_pc[p0:p1])[keep] / length,
+               "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p[p0:p1])[keep]]}
+        if np.isin(self._spec["functions"]["type"], (3, 9, 21, 22)).any():
+            counts = np.bincount(geo["i"], minlength=n1 - n0)[geo["i"]]
+            starts = np.flatnonzero(np.r_[True, geo["i"][1:] != geo["i"][:-1]]) if len(keep) else np.zeros(0, int)
+            first = np.repeat(starts, np.diff(np.r_[starts, len(keep)]))
+            local = np.arange(len(keep)) - first
+            n_after = counts - local - 1
+            a = np.repeat(np.arange(len(keep)), n_after)
+            offsets = np.repeat(np.cumsum(n_after) - n_after, n_after)
+            geo["a"], geo["b"] = a, a + 1 + np.arange(len(a)) - offsets
+        return geo
+
+    def _codes(self, nw, names):
+        return np.array([-2 if s is None else nw.species_lookup.get(s, -3) for s in names])
+
+    # -------------------------------------------------------------- symmetry functions
+    def _radial(self, f, geo, codes):
+        """Pairs of radial function ``f`` (type 2 or 20): selection, values and d/dr."""
+        t = self._spec["functions"]
+        if t["type"][f] == 20:
+            sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]) & (geo["d"] > t["rl"][f]))
+            value, dv = compact_function(geo["d"][sel], t["rl"][f], t["rc"][f], t["subtype"][f])
+            return sel, value, dv
+        sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]))
+        r = geo["d"][sel]
+        fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
+        e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
+        return sel, e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
+
+    def _groups(self, nw):
+        """Angular functions grouped by (type, neighbour codes, rc): ``{key: [function indices]}``."""
+        t = self._spec["functions"]
+        c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
+        out = {}
+        for f, kind in enumerate(t["type"]):
+            if kind not in (2, 20):
+                key = (int(kind), int(c1[f]), int(c2[f]), float(t["rc"][f]), float(t["rl"][f]))
+                out.setdefault(key, []).append(f)
+        return out
+
+    def _triplets(self, key, geo):
+        """Geometry of the triplets of one group: selection, distances, cosine, cutoff values and slopes."""
+        kind, c1, c2, rc, rl = key
+        a, b = geo["a"], geo["b"]
+        sa, sb = geo["sj"][a], geo["sj"][b]
+        ok = (((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))) & (geo["d"][a] < rc) & (geo["d"][b] < rc)
+        if kind in (21, 22):
+            ok &= (geo["d"][a] > rl) & (geo["d"][b] > rl)
+        sel = np.flatnonzero(ok)
+        u, v = geo["D"][a[sel]], geo["D"][b[sel]]
+        rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
+        rjk = np.linalg.norm(v - u, axis=1)
+        if kind in (3, 21):
+            inside = (rjk < rc) & (rjk > rl) if kind == 21 else rjk < rc
+            sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
+        ctype, alpha = self._spec["cutoff_type"], self._spec["cutoff_alpha"]
+        tri = {"sel": sel, "u": u, "v": v, "rij": rij, "rik": rik, "rjk": rjk,
+               "cos": np.einsum("tc,tc->t", u, v) / (rij * rik)}
+        if kind in (21, 22):
+            return tri
+        tri["fij"], tri["dfij"] = cutoff_function(rij, rc, ctype, alpha)
+        tri["fik"], tri["dfik"] = cutoff_function(rik, rc, ctype, alpha)
+        if kind == 3:
+            tri["fjk"], tri["dfjk"] = cutoff_function(rjk, rc, ctype, alpha)
+        else:
+            tri["fjk"], tri["dfjk"] = np.ones_like(rjk), np.zeros_like(rjk)
+        tri["fc"] = tri["fij"] * tri["fik"] * tri["fjk"]
+        return tri
+
+    def _angular(self, f, tri, grad):
+        """Per triplet of type 3/9 function ``f``: value and, with ``grad``, d/d(r_ij, r_ik, r_jk, cos)."""
+        t = self._spec["functions"]
+        kind, eta, rs = t["type"][f], t["eta"][f], t["rs"][f]
+        if kind in (21, 22):
+            return self._compact_angular(f, tri, grad)
+        lam, zeta = t["lambda"][f], t["zeta"][f]
+        rij, rik, rjk, fc = tri["rij"], tri["rik"], tri["rjk"], tri["fc"]
+        expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind == 3 else 0.0)
+        x = np.exp(-eta * expo)
+        plam = 1.0 + lam * tri["cos"]
+        pos = plam > 0
+        pz1 = np.where(pos, np.abs(plam) ** (zeta - 1.0), 0.0)
+        norm = 2.0 ** (1.0 - zeta)
+        ax = norm * pz1 * np.where(pos, plam, 0.0) * x  # 2^(1-zeta) plam^zeta exp(...)
+        if not grad:
+            return ax * fc, None
+        d_rij = ax * (tri["fik"] * tri["fjk"] * tri["dfij"] - 2.0 * eta * (rij - rs) * fc)
+        d_rik = ax * (tri["fij"] * tri["fjk"] * tri["dfik"] - 2.0 * eta * (rik - rs) * fc)
+        d_rjk = ax * tri["fij"] * tri["fik"] * tri["dfjk"]
+        if kind == 3:
+            d_rjk = d_rjk - ax * 2.0 * eta * (rjk - rs) * fc
+        d_cos = norm * zeta * lam * pz1 * x * fc
+        return ax * fc, (d_rij, d_rik, d_rjk, d_cos)
+
+    def _compact_angular(self, f, tri, grad):
+        """Types 21 (22): ``C_r(r_ij) C_r(r_ik) [C_r(r_jk)] C_a(theta_ijk)`` per triplet, and d/d(r_ij, r_ik, r_jk,
+        cos)."""
+        t = self._spec["functions"]
+        rl, rc, sub = t["rl"][f], t["rc"][f], t["subtype"][f]
+        cos = tri["cos"]
+        left, right = t["al"][f] * np.pi / 180.0, t["ar"][f] * np.pi / 180.0
+        open_ = (cos > -1.0) & (cos < 1.0)
+        theta = np.arccos(np.clip(cos, -1.0, 1.0))
+        use = open_ & (theta >= left) & (theta <= right)
+        ang, dang = _compact_closed(theta, left, right, sub.rstrip("a") if sub != "e" else "e")
+        ang, dang = np.where(use, ang, 0.0), np.where(use, dang, 0.0)
+        cij, dij = compact_function(tri["rij"], rl, rc, sub)
+        cik, dik = compact_function(tri["rik"], rl, rc, sub)
+        if t["type"][f] == 21:
+            cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
+        else:
+            cjk, djk = np.ones_like(cij), np.zeros_like(cij)
+        rad = cij * cik * cjk
+        if not grad:
+            return rad * ang, None
+        dtheta = -1.0 / np.sqrt(np.where(use, 1.0 - cos * cos, 1.0))
+        return rad * ang, (dij * cik * cjk * ang, cij * dik * cjk * ang, cij * cik * djk * ang, rad * dang * dtheta)
+
+    def descriptors(self, nw, code=None):
+        """Raw symmetry functions ``[N, F]`` of the atoms of this element (0 for others)."""
+        code = self.species_codes(nw)[0] if code is None else code
+        out = np.zeros((len(nw.spec_encoded_row), len(self._spec["functions"]["rc"])))
+        for n0, n1 in self._chunks(nw, code):
+            out[n0:n1] = self._descriptors(nw, self._geometry(nw, code, n0, n1), n1 - n0)
+        return out
+
+    def _descriptors(self, nw, geo, n):
+        """Raw symmetry functions ``[n, F]`` of the centres of ``geo`` (rows = ``geo["i"]``)."""
+        t = self._spec["functions"]
+        g_nf = np.zeros((n, len(t["rc"])))
+        c1 = self._codes(nw, t["e1"])
+        for f, kind in enumerate(t["type"]):
+            if kind in (2, 20):
+                sel, value, _ = self._radial(f, geo, c1)
+                g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
+        for key, functions in self._groups(nw).items():
+            tri = self._triplets(key, geo)
+            centre = geo["i"][geo["a"][tri["sel"]]]
+            for f in functions:
+                g_nf[:, f] = np.bincount(centre, weights=self._angular(f, tri, False)[0], minlength=n)
+        return g_nf
+
+    # -------------------------------------------------------------- Contract 3
+    def compute(self, nw, grad=False, n_threads=None):
+        """Per-atom energies ``[N]`` (eV) and per-pair gradients ``[P, 3]`` (eV/Å) (DEVELOPING.md, Contract 3)."""
+        (code,) = self.species_codes(nw)
+        spec = np.asarray(nw.spec_encoded_row)
+        n = len(spec)
+        energy_n = np.zeros(n)
+        grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
+        if not (spec == code).any():
+            self.last_extrapolations = 0
+            return energy_n, grad_pc
+        count = 0
+        for n0, n1 in self._chunks(nw, code):
+            count += self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc)
+        self._report_extrapolation(count)
+        return energy_n, grad_pc
+
+    def _compute_chunk(self, nw, code, n0, n1, energy_n, grad_pc):
+        """Energies of the atoms ``n0 <= i < n1`` into ``energy_n`` and, if given, the gradients of their
+        pairs into ``grad_pc``; returns the number of extrapolating (atom, function) values."""
+        p = self._spec
+        length, energy = p["units"]
+        conv_energy, shift = p["energy"]
+        geo = self._geometry(nw, code, n0, n1)
+        atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row[n0:n1]) == code)
+        if not len(atoms):
+            return 0
+        g = self._descriptors(nw, geo, n1 - n0)[atoms]
+        count = self._check_range(g)
+        ref, factor, offset = p["scaling"]
+        out, d_out = self._network(offset + factor * (g - ref), grad_pc is not None)
+        energy_n[n0 + atoms] = (out / conv_energy + shift) * energy
+        if grad_pc is None:
+            return count
+        dedg = np.zeros((n1 - n0, g.shape[1]))
+        dedg[atoms] = d_out * factor / conv_energy
+        n_p = len(geo["p"])
+        t = p["functions"]
+        c1 = self._codes(nw, t["e1"])
+        radial = np.zeros(n_p)  # d E_file / d r_ij per kept pair
+        for f, kind in enumerate(t["type"]):
+            if kind in (2, 20):
+                sel, _, dv = self._radial(f, geo, c1)
+                radial[sel] += dedg[geo["i"][sel], f] * dv
+        grad_file = radial[:, None] * geo["D"] / geo["d"][:, None]  # d E_file / d D (file units)
+        for key, functions in self._groups(nw).items():
+            tri = self._triplets(key, geo)
+            a, b = geo["a"][tri["sel"]], geo["b"][tri["sel"]]
+            centre = geo["i"][a]
+            s_rij, s_rik, s_rjk, s_cos = (np.zeros(len(a)) for _ in range(4))
+            for f in functions:
+                w = dedg[centre, f]
+                _, (d_rij, d_rik, d_rjk, d_cos) = self._angular(f, tri, True)
+                s_rij += w * d_rij
+                s_rik += w * d_rik
+                s_rjk += w * d_rjk
+                s_cos += w * d_cos
+            u, v, rij, rik, rjk, cos = (tri[k] for k in ("u", "v", "rij", "rik", "rjk", "cos"))
+            uh, vh = u / rij[:, None], v / rik[:, None]
+            wjk = (v - u) / np.where(rjk > 0, rjk, 1.0)[:, None]
+            gu = s_rij[:, None] * uh - s_rjk[:, None] * wjk + (s_cos / rij)[:, None] * (vh - cos[:, None] * uh)
+            gv = s_rik[:, None] * vh + s_rjk[:, None] * wjk + (s_cos / rik)[:, None] * (uh - cos[:, None] * vh)
+            for c in range(3):
+                grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=n_p)
+                grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=n_p)
+        grad_pc[geo["p"]] = grad_file * (energy / length)
+        return count
+
+    def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
+        """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
+        e, g = self.compute(nw, grad=grad_pc is not None, n_threads=n_threads)
+        energy_n += e
+        if grad_pc is not None:
+            grad_pc += g
+
+    def _check_range(self, g):
+        """Count the values of ``g [M, F]`` outside ``scaling.data``'s range; remember the first."""
+        gmin, gmax = self._spec["range"]
+        tol = EXTRAPOLATION_TOLERANCE * (np.abs(gmax - gmin) + np.abs(gmax) + np.abs(gmin))
+        bad = (g < gmin - tol) | (g > gmax + tol)
+        count = int(bad.sum())
+        if count and self._first_extrapolation is None:
+            atom, f = np.argwhere(bad)[0]
+            self._first_extrapolation = (f, g[atom, f], gmin[f], gmax[f])
+        return count
+
+    def _report_extrapolation(self, count):
+        self.last_extrapolations = count
+        first, self._first_extrapolation = self._first_extrapolation, None
+        if not count or self.extrapolation == "ignore":
+            return
+        f, value, lo, hi = first
+        message = (f"n2p2 potential {self.tag}: {count} symmetry-function value(s) outside the range of "
+                   f"scaling.data (first: function {f + 1}, value {value:.6g}, range [{lo:.6g}, {hi:.6g}])")
+        if self.extrapolation == "raise":
+            raise ValueError(message)
+        warnings.warn(message, N2p2ExtrapolationWarning, stacklevel=4)
+
+
+def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="warn"):
+    """The potentials of an n2p2 potential folder, one per element, in eV and Å.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        Holds ``input.nn``, ``scaling.data`` and ``weights.<Z:03d>.data`` (one per element, ``Z`` its atomic
+        number).
+    length_unit : {"angstrom", "bohr"} or float
+        The length unit of the files (a float: its size in Å).
+    energy_unit : {"eV", "hartree"} or float
+        The energy unit of the files (a float: its size in eV).
+    extrapolation : {"warn", "ignore", "raise"}
+        What to do when a symmetry function leaves the range of ``scaling.data`` (see :class:`N2p2Potential`).
+
+    Returns
+    -------
+    list of N2p2Potential
+        By atomic number; pass them all to ``NeighborWrapper.total/grad/...`` or the ASE calculator.
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing folder or file (named).
+    ValueError
+        Unsupported or malformed content, naming the file and line.
+    """
+    from miniff import units
+    from miniff.io.n2p2_files import parse_n2p2_folder
+
+    length = _unit("length_unit", length_unit, {"angstrom": 1.0, "bohr": units.BOHR})
+    energy = _unit("energy_unit", energy_unit, {"ev": 1.0, "hartree": units.HARTREE})
+    model = parse_n2p2_folder(folder)
+    return [N2p2Potential(model, e, length, energy, extrapolation=extrapolation) for e in model.elements]
+
+
+def _unit(name, value, known):
+    if isinstance(value, str):
+        if value.lower() not in known:
+            raise ValueError(f"{name} must be one of {sorted(known)} or a positive number, got {value!r}")
+        return known[value.lower()]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be one of {sorted(known)} or a positive number, got {value!r}")
+    return float(value)
