@@ -142,22 +142,30 @@ def active_potentials(nw, potentials, ignore_missing_species):
     pairs = getattr(nw, "pairs", None)
     if pairs is None:
         raise ValueError("no neighbour list: call compute_distances(cutoff) before evaluating potentials")
-    active = []
     for k, p in enumerate(potentials):
         if p.cutoff > pairs.cutoff * (1 + 1e-12):
             raise ValueError(
                 f"potentials[{k}] has cutoff {p.cutoff} Å, larger than the neighbour list cutoff "
                 f"{pairs.cutoff} Å: call compute_distances({p.cutoff}) or larger first"
             )
+    active = _with_species(nw, potentials, ignore_missing_species)
+    check_coincident(nw, [potentials[k] for k in active])  # before any kernel runs
+    return potentials, single, active
+
+
+def _with_species(nw, potentials, ignore_missing_species):
+    """Indices of the potentials whose tag species are all in ``nw``; a missing one is a ``KeyError`` naming it
+    unless ``ignore_missing_species``."""
+    out = []
+    for k, p in enumerate(potentials):
         try:
             p.species_codes(nw)
         except KeyError:
             if not ignore_missing_species:
                 raise
             continue
-        active.append(k)
-    check_coincident(nw, [potentials[k] for k in active])  # before any kernel runs
-    return potentials, single, active
+        out.append(k)
+    return out
 
 
 def _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads):
@@ -209,17 +217,9 @@ def _fused(nw, potentials, ignore_missing_species, n_threads, grad, virial):
         return None
     potentials, _ = potential_list(potentials)
     list_cutoff = getattr(nw, "cutoff", None)
-    active = []
-    for p in potentials:
-        if list_cutoff is not None and p.cutoff > list_cutoff * (1 + 1e-12):
-            return None  # the list path names the problem
-        try:
-            p.species_codes(nw)
-        except KeyError:
-            if not ignore_missing_species:
-                raise
-            continue
-        active.append(p)
+    if list_cutoff is not None and any(p.cutoff > list_cutoff * (1 + 1e-12) for p in potentials):
+        return None  # the list path names the problem
+    active = [potentials[k] for k in _with_species(nw, potentials, ignore_missing_species)]
     if not active and potentials and pair_only(potentials):  # every species missing: nothing contributes
         n = nw.size
         return np.zeros(n), (np.zeros((n, 3)) if grad else None), (np.zeros((n, 3, 3)) if virial else None)
