@@ -128,19 +128,44 @@ class NNPotential(LocalPotential):
         grad_pc : ndarray of shape (P, 3), float64, eV/Å, or None
             ``d energy_n[i_p] / d D_pc[p]``.
         """
-        (code,) = self.species_codes(nw)
-        spec_n = np.asarray(nw.spec_encoded_row)
-        n = len(spec_n)
-        n_pairs = nw.pairs.n_pairs
-        energy_n = np.zeros(n)
-        grad_pc = np.zeros((n_pairs, 3)) if grad else None
-        sel = spec_n == code
-        all_atoms = bool(sel.all())
+        sel = self.selected_atoms(nw)
         if not sel.any():
-            return energy_n, grad_pc
+            return np.zeros(len(sel)), (np.zeros((nw.pairs.n_pairs, 3)) if grad else None)
         eval_descriptors = _ml_descriptors.eval_descriptors_hook()
         values_nf, jac_pfc = eval_descriptors(nw, list(self.descriptors), grad=grad, n_threads=n_threads,
                                               ignore_missing_species=True)
+        return self.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None)
+
+    def selected_atoms(self, nw):
+        """``[N]`` bool: the atoms of this potential's species (``KeyError`` if the cell lacks it)."""
+        (code,) = self.species_codes(nw)
+        return np.asarray(nw.spec_encoded_row) == code
+
+    def compute_from_descriptors(self, nw, sel, values_nf, jac_pfc=None):
+        """:meth:`compute` from descriptors already evaluated (a committee evaluates them once for all members).
+
+        Parameters
+        ----------
+        nw : NeighborWrapper
+        sel : ndarray of shape (N,), bool
+            :meth:`selected_atoms`.
+        values_nf : ndarray of shape (N, F)
+            ``eval_descriptors(nw, self.descriptors)`` values.
+        jac_pfc : ndarray of shape (P, F, 3) or None
+            Their per-pair Jacobian; None for energies only.
+
+        Returns
+        -------
+        energy_n : ndarray of shape (N,), eV
+        grad_pc : ndarray of shape (P, 3), eV/Å, or None (when ``jac_pfc`` is None)
+        """
+        grad = jac_pfc is not None
+        n = len(sel)
+        energy_n = np.zeros(n)
+        grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
+        all_atoms = bool(sel.all())
+        if not sel.any():
+            return energy_n, grad_pc
         x = torch.from_numpy(np.ascontiguousarray(values_nf if all_atoms else values_nf[sel], dtype=np.float64))
         if not grad:
             with torch.no_grad():
