@@ -98,6 +98,8 @@ class MiniffCalculator(Calculator):
     committee spread (``miniff.ml.committee_spread``) in ``results``: ``energy_std`` (eV), ``energies_std``
     (``[N]``, eV), with forces ``forces_std`` (``[N]``, eV/Å, RMS over Cartesian components) and with stress
     ``stress_std`` (``[6]``, eV/Å³). The descriptors are evaluated once for the mean and the spread.
+    NN potentials that know their training range (``descriptor_range``) add ``extrapolating_descriptors``
+    (``[N]`` int: descriptors outside the range per atom) and ``n_extrapolating_atoms`` (int).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -276,6 +278,11 @@ class MiniffCalculator(Calculator):
         if want_stress:
             self.results["stresses"] = result.stress_n.copy()
             self.results["stress"] = result.stress_n.sum(axis=0)
+        counts = [p.last_extrapolation(self._nw) for p in self._active if hasattr(p, "last_extrapolation")]
+        counts = [c for c in counts if c is not None]
+        if counts:  # NN potentials with a training range: descriptors outside it per atom
+            self.results["extrapolating_descriptors"] = np.sum(counts, axis=0)
+            self.results["n_extrapolating_atoms"] = int((self.results["extrapolating_descriptors"] > 0).sum())
         if self._has_committee and committees_of(self._active):
             spread = committee_spread(self._nw, self._active, forces=result.grad_nc is not None, stress=want_stress,
                                       n_threads=self.n_threads)

@@ -43,7 +43,15 @@ from miniff.ml.networks import (
     simplify_sequential,
 )
 from miniff.ml.normalization import Normalization
-from miniff.ml.potential import NNPotential, NNPotentialFamily, ml_potential_family, potentials_from_ml_data
+from miniff.ml.potential import (
+    ExtrapolationError,
+    ExtrapolationWarning,
+    NNPotential,
+    NNPotentialFamily,
+    descriptor_ranges,
+    ml_potential_family,
+    potentials_from_ml_data,
+)
 from miniff.ml.sensitivity import DescriptorSensitivity, descriptor_label, descriptor_sensitivity
 from miniff.ml.serialize import load_potentials, save_potentials
 
@@ -73,6 +81,9 @@ __all__ = [
     "energy_gradients",
     "NNPotential",
     "NNPotentialFamily",
+    "ExtrapolationError",
+    "ExtrapolationWarning",
+    "descriptor_ranges",
     "CommitteePotential",
     "CommitteeSpread",
     "committee_family",

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from miniff.ml import descriptor_data as _ml_descriptors
-from miniff.ml.potential import NNPotential
+from miniff.ml.potential import NNPotential, act_on_extrapolation, check_on_extrapolation
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
 from miniff.potentials.evaluate import _stress_from, pair_gradient_to_atoms, potential_list
 from miniff.potentials.registry import potential_from_state_dict
@@ -51,6 +51,9 @@ class CommitteePotential(LocalPotential):
     members : list of NNPotential
         At least two members, all with the same tag (centre species) and the same descriptors (equal state
         dicts). They are kept as given (not copied).
+    on_extrapolation : {"ignore", "warn", "raise"}, optional
+        What an evaluation does when an atom has descriptors outside :attr:`descriptor_range` (the union of
+        the members' training ranges); default: the first member's setting.
 
     Notes
     -----
@@ -60,7 +63,7 @@ class CommitteePotential(LocalPotential):
     :func:`committee_spread` of the same positions evaluates the descriptors once.
     """
 
-    def __init__(self, members):
+    def __init__(self, members, on_extrapolation=None):
         if isinstance(members, NNPotential) or not isinstance(members, (list, tuple)):
             raise TypeError(f"members must be a list of NNPotential, got {type(members).__name__}")
         members = tuple(members)
@@ -81,7 +84,29 @@ class CommitteePotential(LocalPotential):
         self.members = members
         self.descriptors = first.descriptors
         super().__init__({}, first.cutoff, family=committee_family, tag=first.tag)
+        self.on_extrapolation = first.on_extrapolation if on_extrapolation is None else on_extrapolation
         self._last = None  # (nw, pairs, D_pc copy, species copy, energy_kn, grad_kpc)
+        self._last_extrapolation = None
+
+    @property
+    def on_extrapolation(self):
+        """``"ignore"``, ``"warn"`` or ``"raise"`` (see :class:`~miniff.ml.NNPotential`)."""
+        return self._on_extrapolation
+
+    @on_extrapolation.setter
+    def on_extrapolation(self, value):
+        self._on_extrapolation = check_on_extrapolation(value)
+
+    @property
+    def descriptor_range(self):
+        """``[F, 2]``: the union of the members' training ranges, or None if a member has none."""
+        ranges = [m.descriptor_range for m in self.members]
+        if any(r is None for r in ranges):
+            return None
+        ranges = np.stack(ranges)
+        return np.stack([ranges[:, :, 0].min(axis=0), ranges[:, :, 1].max(axis=0)], axis=1)
+
+    last_extrapolation = NNPotential.last_extrapolation
 
     @property
     def coordination(self):
@@ -127,8 +152,10 @@ class CommitteePotential(LocalPotential):
             eval_descriptors = _ml_descriptors.eval_descriptors_hook()
             values_nf, jac_pfc = eval_descriptors(nw, list(self.descriptors), grad=grad, n_threads=n_threads,
                                                   ignore_missing_species=True)
+            act_on_extrapolation(self, nw, self.descriptor_range, self.on_extrapolation, values_nf, sel)
         else:
             values_nf = jac_pfc = None
+            self._last_extrapolation = None if self.descriptor_range is None else (nw, np.zeros(len(sel), np.int64))
         results = [m.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None) for m in self.members]
         energy_kn = np.stack([r[0] for r in results])
         grad_kpc = np.stack([r[1] for r in results]) if grad else None
@@ -149,7 +176,9 @@ class CommitteePotential(LocalPotential):
     # ------------------------------------------------------------------ state
     def state_dict(self):
         """Plain data: ``{"tag": "ml committee", "ptag", "parameters": {}, "members": [NNPotential state dicts]}``."""
-        return {"tag": FAMILY_TAG, "ptag": self.tag, "parameters": {},
+        parameters = {} if self.on_extrapolation == self.members[0].on_extrapolation else \
+            {"on_extrapolation": self.on_extrapolation}
+        return {"tag": FAMILY_TAG, "ptag": self.tag, "parameters": parameters,
                 "members": [m.state_dict() for m in self.members]}
 
     @classmethod
@@ -165,11 +194,11 @@ class CommitteeFamily(LocalPotentialFamily):
         super().__init__({"members": None}, 0.0, tag=FAMILY_TAG, proto=CommitteePotential, coordination=1,
                          doc="E_i = mean_k nn_k(descriptors_i)")
 
-    def instantiate(self, *, tag=None, empty=None, members=None):
+    def instantiate(self, *, tag=None, empty=None, members=None, on_extrapolation=None):
         """``committee_family(members=[...])``."""
         if members is None:
             raise ValueError("a committee needs members=[NNPotential, ...]")
-        pot = CommitteePotential(members)
+        pot = CommitteePotential(members, on_extrapolation=on_extrapolation)
         if tag is not None and tag != pot.tag:
             raise ValueError(f"tag {tag!r} differs from the members' tag {pot.tag!r}")
         return pot
@@ -185,8 +214,10 @@ class CommitteeFamily(LocalPotentialFamily):
             raise ValueError(f"unknown keys in the state dict of an ml committee: {sorted(extra)}")
         if data.get("tag") != FAMILY_TAG:
             raise ValueError(f"data['tag'] must be {FAMILY_TAG!r}, got {data.get('tag')!r}")
-        if data.get("parameters", {}) not in ({}, None):
-            raise ValueError(f"data['parameters'] of an ml committee must be empty, got {data['parameters']!r}")
+        params = data.get("parameters") or {}
+        if not isinstance(params, dict) or set(params) - {"on_extrapolation"}:
+            raise ValueError(f"data['parameters'] of an ml committee may only hold 'on_extrapolation', got "
+                             f"{params!r}")
         members = data.get("members")
         if not isinstance(members, list):
             raise ValueError(f"data['members'] must be a list of ml potential state dicts, got "
@@ -199,7 +230,7 @@ class CommitteeFamily(LocalPotentialFamily):
                 built.append(potential_from_state_dict(m))
             except (ValueError, TypeError, KeyError) as e:
                 raise ValueError(f"data['members'][{k}]: {e}") from None
-        return self.instantiate(tag=data.get("ptag"), members=built)
+        return self.instantiate(tag=data.get("ptag"), members=built, on_extrapolation=params.get("on_extrapolation"))
 
 
 #: The family of committees (listed in ``miniff.potentials.registry.BUILTIN_FAMILIES``).
