@@ -19,7 +19,7 @@ import numpy as np
 from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.potential import NNPotential, act_on_extrapolation, check_on_extrapolation
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
-from miniff.potentials.evaluate import _stress_from, pair_gradient_to_atoms, potential_list
+from miniff.potentials.evaluate import _stress_from, active_potentials, pair_gradient_to_atoms, potential_list
 from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = ["CommitteePotential", "CommitteeFamily", "CommitteeSpread", "committee_family", "committee_spread",
@@ -289,16 +289,14 @@ def committee_spread(nw, potentials, forces=True, stress=None, n_threads=None):
         raise ValueError(f"potentials: committees with different numbers of members {counts}; member k of the "
                          f"model must be member k of every committee")
     k_members = counts[0]
+    _, _, active = active_potentials(nw, committees, ignore_missing_species=True)  # list, cutoffs, coincident atoms
     if stress is None:
         stress = bool(np.all(np.asarray(nw.pbc)))
     need_grad = forces or stress
     n = len(np.asarray(nw.spec_encoded_row))
     energy_kn = np.zeros((k_members, n))
     grad_kpc = np.zeros((k_members, nw.pairs.n_pairs, 3)) if need_grad else None
-    species = set(nw.species_lookup)
-    for c in committees:
-        if c.tag not in species:
-            continue
+    for c in (committees[k] for k in active):
         e_kn, g_kpc = c.member_terms(nw, grad=need_grad, n_threads=n_threads)
         energy_kn += e_kn
         if need_grad:

@@ -232,3 +232,29 @@ def test_spread_needs_committees_of_equal_size(wrapper):
     mixed = [ml.CommitteePotential(_members("a", [1, 2])), ml.CommitteePotential(_members("b", [1, 2, 3]))]
     with pytest.raises(ValueError, match="different numbers of members"):
         ml.committee_spread(wrapper, mixed)
+
+
+def test_spread_checks_the_wrapper(triclinic_box, model):
+    vectors, frac, species, pbc = triclinic_box
+    nw = NeighborWrapper(Cell(vectors, frac, species), pbc=pbc)
+    with pytest.raises(ValueError, match="no neighbour list"):
+        ml.committee_spread(nw, model)
+    nw.compute_distances(2.0)
+    with pytest.raises(ValueError, match="larger than the neighbour list cutoff"):
+        ml.committee_spread(nw, model)
+    only_a = NeighborWrapper(Cell(vectors, frac, ["a"] * len(species)), cutoff=CUTOFF, pbc=pbc)
+    spread = ml.committee_spread(only_a, model[:1] + model[1:2])  # the "b" committee has no atoms: skipped
+    ref = [only_a.total(m, ignore_missing_species=True) for m in _member_models(model[:2])]
+    assert np.std(ref) > 1e-3 and spread.energy_std == pytest.approx(np.std(ref), rel=1e-11)
+
+
+def test_threads_do_not_change_committee(wrapper, model):
+    spreads, evals = [], []
+    for n_threads in (1, 2):
+        for c in model[:2]:
+            c._last = None  # no reuse between the two thread counts
+        evals.append(wrapper.evaluate(model, grad=True, stress=True, n_threads=n_threads))
+        spreads.append(ml.committee_spread(wrapper, model, n_threads=n_threads))
+    np.testing.assert_allclose(evals[0].grad_nc, evals[1].grad_nc, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(spreads[0].forces_std, spreads[1].forces_std, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(spreads[0].stress_std, spreads[1].stress_std, rtol=1e-12, atol=1e-14)
