@@ -26,6 +26,7 @@ from ase.calculators.calculator import (
 
 from miniff._ext.threads import effective_n_threads
 from miniff.io.atoms import complete_vectors
+from miniff.ml.committee import committee_spread, committees_of
 from miniff.ml.serialize import load_potentials
 from miniff.neighbors.cell import Cell
 from miniff.potentials.evaluate import evaluate
@@ -92,6 +93,13 @@ class MiniffCalculator(Calculator):
     summing to ``stress``). Stress needs a cell periodic along all three axes; otherwise it
     raises ``PropertyNotImplementedError``. Atoms may lie outside the box. Potentials needing charges
     (the Ewald families) take them from ``atoms.get_initial_charges()`` (e).
+
+    When the potentials include a ``miniff.ml.CommitteePotential``, every calculation also stores the
+    committee spread (``miniff.ml.committee_spread``) in ``results``: ``energy_std`` (eV), ``energies_std``
+    (``[N]``, eV), with forces ``forces_std`` (``[N]``, eV/Å, RMS over Cartesian components) and with stress
+    ``stress_std`` (``[6]``, eV/Å³). The descriptors are evaluated once for the mean and the spread.
+    NN potentials that know their training range (``descriptor_range``) add ``extrapolating_descriptors``
+    (``[N]`` int: descriptors outside the range per atom) and ``n_extrapolating_atoms`` (int).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -136,6 +144,7 @@ class MiniffCalculator(Calculator):
         self._untagged = any(t is None for t in tags)
         self._tags = tags
         self._needs_charges = any(getattr(p, "needs_charges", False) for p in potentials)
+        self._has_committee = bool(committees_of(potentials))
         self._reset_neighbors()
 
     # ------------------------------------------------------------------ neighbour state
@@ -269,3 +278,17 @@ class MiniffCalculator(Calculator):
         if want_stress:
             self.results["stresses"] = result.stress_n.copy()
             self.results["stress"] = result.stress_n.sum(axis=0)
+        counts = [p.last_extrapolation(self._nw) for p in self._active if hasattr(p, "last_extrapolation")]
+        counts = [c for c in counts if c is not None]
+        if counts:  # NN potentials with a training range: descriptors outside it per atom
+            self.results["extrapolating_descriptors"] = np.sum(counts, axis=0)
+            self.results["n_extrapolating_atoms"] = int((self.results["extrapolating_descriptors"] > 0).sum())
+        if self._has_committee and committees_of(self._active):
+            spread = committee_spread(self._nw, self._active, forces=result.grad_nc is not None, stress=want_stress,
+                                      n_threads=self.n_threads)
+            self.results["energy_std"] = spread.energy_std
+            self.results["energies_std"] = spread.energies_std
+            if spread.forces_std is not None:
+                self.results["forces_std"] = spread.forces_std
+            if spread.stress_std is not None:
+                self.results["stress_std"] = spread.stress_std

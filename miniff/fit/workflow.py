@@ -481,11 +481,15 @@ class FitWorkflow(FitPreparation):
 
     # ------------------------------------------------------------------ potentials
     def build_potentials(self):
-        """NN potentials (one per species, physical units: raw descriptors in, eV out) from the networks."""
+        """NN potentials (one per species, physical units: raw descriptors in, eV out) from the networks, with the
+        training range of every descriptor (from the ``"learn"`` dataset) for extrapolation checks."""
         from miniff import ml
 
         nets = [copy.deepcopy(n) for n in self.nn]
-        self.nn_potentials = ml.potentials_from_ml_data(nets, self.descriptors, normalization=self.normalization)
+        learn = getattr(self, "datasets", {}).get("learn")  # the training range of every descriptor
+        ranges = None if learn is None else ml.descriptor_ranges(learn, self.normalization)
+        self.nn_potentials = ml.potentials_from_ml_data(nets, self.descriptors, normalization=self.normalization,
+                                                        descriptor_range=ranges)
         return self.nn_potentials
 
     def save_potentials(self, fn):

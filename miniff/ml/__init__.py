@@ -11,7 +11,9 @@ The pieces, in the order of a fit:
 4. :func:`potentials_from_ml_data` turns fitted networks into :class:`NNPotential` objects that work with
    ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`
    store them as plain data.
-5. :func:`descriptor_sensitivity` measures how much each descriptor moves a fitted potential's energies.
+5. :class:`CommitteePotential` averages K networks of one species; :func:`committee_spread` gives their
+   disagreement (energy, per-atom energy, force and stress standard deviations) as an uncertainty.
+6. :func:`descriptor_sensitivity` measures how much each descriptor moves a fitted potential's energies.
 
 Memory of force training is linear in the number of pairs (never a dense ``[S, M, F, N, 3]`` tensor).
 """
@@ -27,6 +29,7 @@ from miniff.ml.cauldron import (
     prepare_descriptor_data,
     total_energy,
 )
+from miniff.ml.committee import CommitteePotential, CommitteeSpread, committee_family, committee_spread
 from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
 from miniff.ml.descriptor_data import collect_atoms, encode_species
 from miniff.ml.jacobian import SparseJacobian
@@ -40,7 +43,15 @@ from miniff.ml.networks import (
     simplify_sequential,
 )
 from miniff.ml.normalization import Normalization
-from miniff.ml.potential import NNPotential, NNPotentialFamily, ml_potential_family, potentials_from_ml_data
+from miniff.ml.potential import (
+    ExtrapolationError,
+    ExtrapolationWarning,
+    NNPotential,
+    NNPotentialFamily,
+    descriptor_ranges,
+    ml_potential_family,
+    potentials_from_ml_data,
+)
 from miniff.ml.sensitivity import DescriptorSensitivity, descriptor_label, descriptor_sensitivity
 from miniff.ml.serialize import load_potentials, save_potentials
 
@@ -70,6 +81,13 @@ __all__ = [
     "energy_gradients",
     "NNPotential",
     "NNPotentialFamily",
+    "ExtrapolationError",
+    "ExtrapolationWarning",
+    "descriptor_ranges",
+    "CommitteePotential",
+    "CommitteeSpread",
+    "committee_family",
+    "committee_spread",
     "ml_potential_family",
     "potentials_from_ml_data",
     "save_potentials",

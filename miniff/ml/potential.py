@@ -6,6 +6,7 @@ with the descriptors of ``eval_descriptors``.  Its per-pair gradient is
 """
 
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -15,10 +16,69 @@ from miniff.ml.networks import sequential_from_data, sequential_to_data, simplif
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
 from miniff.potentials.registry import potential_from_state_dict
 
-__all__ = ["NNPotential", "NNPotentialFamily", "ml_potential_family", "potentials_from_ml_data"]
+__all__ = ["NNPotential", "NNPotentialFamily", "ml_potential_family", "potentials_from_ml_data", "descriptor_ranges",
+           "ExtrapolationError",
+           "ExtrapolationWarning", "ON_EXTRAPOLATION"]
 
 FAMILY_TAG = "ml potential"
 _STATE_KEYS = {"tag", "ptag", "parameters", "descriptors"}
+_PARAMETERS = {"nn", "descriptor_fidelity_histograms", "descriptor_range", "on_extrapolation"}
+#: What an evaluation does when atoms have descriptors outside the training range.
+ON_EXTRAPOLATION = ("ignore", "warn", "raise")
+
+
+class ExtrapolationError(ValueError):
+    """Atoms have descriptors outside the training range of an NN potential (``on_extrapolation="raise"``)."""
+
+
+class ExtrapolationWarning(RuntimeWarning):
+    """Atoms have descriptors outside the training range of an NN potential (``on_extrapolation="warn"``)."""
+
+
+def check_descriptor_range(descriptor_range, n_descriptors, name="descriptor_range"):
+    """``[F, 2]`` float64 (min, max per descriptor) or None; ValueError naming ``name`` otherwise."""
+    if descriptor_range is None:
+        return None
+    r = np.array(descriptor_range, dtype=float)
+    if r.shape != (n_descriptors, 2):
+        raise ValueError(f"{name} must have shape ({n_descriptors}, 2) (min, max of every descriptor), got "
+                         f"{r.shape}")
+    if not np.isfinite(r).all() or (r[:, 0] > r[:, 1]).any():
+        raise ValueError(f"{name} must hold finite (min, max) pairs with min <= max")
+    return r
+
+
+def check_on_extrapolation(value):
+    """``value`` if it is one of :data:`ON_EXTRAPOLATION`, else ValueError naming ``on_extrapolation``."""
+    if value not in ON_EXTRAPOLATION:
+        raise ValueError(f"on_extrapolation must be one of {ON_EXTRAPOLATION}, got {value!r}")
+    return value
+
+
+def extrapolation_counts(descriptor_range, values_nf, sel):
+    """``[N]`` int: how many descriptors of every selected atom lie outside ``descriptor_range`` ``[F, 2]``."""
+    lo, hi = descriptor_range[:, 0], descriptor_range[:, 1]
+    count_n = ((values_nf < lo) | (values_nf > hi)).sum(axis=1)
+    return np.where(sel, count_n, 0).astype(np.int64)
+
+
+def act_on_extrapolation(owner, nw, descriptor_range, policy, values_nf, sel):
+    """Count the extrapolating descriptors, keep the counts on ``owner`` (``last_extrapolation``) and warn or
+    raise following ``policy``. Returns the counts ``[N]`` (None without a range)."""
+    if descriptor_range is None:
+        owner._last_extrapolation = None
+        return None
+    count_n = extrapolation_counts(descriptor_range, values_nf, sel)
+    owner._last_extrapolation = (nw, count_n)
+    n_bad = int((count_n > 0).sum())
+    if n_bad and policy != "ignore":
+        atoms = np.flatnonzero(count_n)[:5].tolist()
+        msg = (f"{owner!r}: {n_bad} atom(s) (first: {atoms}) have descriptors outside the training range; "
+               f"the energies there are extrapolated")
+        if policy == "raise":
+            raise ExtrapolationError(msg)
+        warnings.warn(msg, ExtrapolationWarning, stacklevel=4)
+    return count_n
 
 
 class NNPotential(LocalPotential):
@@ -40,10 +100,17 @@ class NNPotential(LocalPotential):
         Species index in ``normalization``.
     descriptor_fidelity_histograms : ndarray of shape (F, 2, bins + 1), optional
         Kept for 0.1.4 compatibility (stored, not used).
+    descriptor_range : array of shape (F, 2), optional
+        The training range (min, max) of every raw descriptor (``FitWorkflow`` records it). With it,
+        every evaluation counts the descriptors of each atom outside the range (:attr:`last_extrapolation`).
+    on_extrapolation : {"ignore", "warn", "raise"}
+        What an evaluation does when an atom has a descriptor outside ``descriptor_range``: nothing, an
+        ``ExtrapolationWarning``, or an ``ExtrapolationError`` (a ``ValueError``).
     """
 
     def __init__(self, nn, descriptors, tag=None, normalization=None, specimen=None,
-                 descriptor_fidelity_histograms=None, simplify=True):
+                 descriptor_fidelity_histograms=None, simplify=True, descriptor_range=None,
+                 on_extrapolation="ignore"):
         if not isinstance(nn, torch.nn.Module):
             raise TypeError(f"nn must be a torch.nn.Module, got {type(nn).__name__}")
         descriptors = tuple(descriptors)
@@ -70,8 +137,11 @@ class NNPotential(LocalPotential):
             p.requires_grad_(False)
         self.descriptors = descriptors
         family = ml_potential_family
-        super().__init__({"nn": nn, "descriptor_fidelity_histograms": descriptor_fidelity_histograms},
+        super().__init__({"nn": nn, "descriptor_fidelity_histograms": descriptor_fidelity_histograms,
+                          "descriptor_range": check_descriptor_range(descriptor_range, len(descriptors)),
+                          "on_extrapolation": check_on_extrapolation(on_extrapolation)},
                          max(float(d.cutoff) for d in descriptors), family=family, tag=tag)
+        self._last_extrapolation = None
         self._check_width()
 
     def _check_width(self):
@@ -106,6 +176,30 @@ class NNPotential(LocalPotential):
         """The float64 network (raw descriptors -> eV)."""
         return self.parameters["nn"]
 
+    @property
+    def descriptor_range(self):
+        """``[F, 2]`` training range (min, max) of the raw descriptors, or None (no extrapolation check)."""
+        return self.parameters["descriptor_range"]
+
+    @descriptor_range.setter
+    def descriptor_range(self, value):
+        self.parameters["descriptor_range"] = check_descriptor_range(value, len(self.descriptors))
+
+    @property
+    def on_extrapolation(self):
+        """``"ignore"``, ``"warn"`` or ``"raise"``: what an evaluation outside :attr:`descriptor_range` does."""
+        return self.parameters["on_extrapolation"]
+
+    @on_extrapolation.setter
+    def on_extrapolation(self, value):
+        self.parameters["on_extrapolation"] = check_on_extrapolation(value)
+
+    def last_extrapolation(self, nw):
+        """``[N]`` int: descriptors outside :attr:`descriptor_range` per atom at the last evaluation of ``nw``
+        (0 for other species), or None (no range, or ``nw`` was not the last wrapper evaluated)."""
+        last = self._last_extrapolation
+        return last[1] if last is not None and last[0] is nw else None
+
     def __repr__(self):
         return f"<NNPotential tag={self.tag!r} cutoff={self.cutoff:g} n_descriptors={len(self.descriptors)}>"
 
@@ -128,19 +222,46 @@ class NNPotential(LocalPotential):
         grad_pc : ndarray of shape (P, 3), float64, eV/Å, or None
             ``d energy_n[i_p] / d D_pc[p]``.
         """
-        (code,) = self.species_codes(nw)
-        spec_n = np.asarray(nw.spec_encoded_row)
-        n = len(spec_n)
-        n_pairs = nw.pairs.n_pairs
-        energy_n = np.zeros(n)
-        grad_pc = np.zeros((n_pairs, 3)) if grad else None
-        sel = spec_n == code
-        all_atoms = bool(sel.all())
+        sel = self.selected_atoms(nw)
         if not sel.any():
-            return energy_n, grad_pc
+            self._last_extrapolation = None if self.descriptor_range is None else (nw, np.zeros(len(sel), np.int64))
+            return np.zeros(len(sel)), (np.zeros((nw.pairs.n_pairs, 3)) if grad else None)
         eval_descriptors = _ml_descriptors.eval_descriptors_hook()
         values_nf, jac_pfc = eval_descriptors(nw, list(self.descriptors), grad=grad, n_threads=n_threads,
                                               ignore_missing_species=True)
+        act_on_extrapolation(self, nw, self.descriptor_range, self.on_extrapolation, values_nf, sel)
+        return self.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None)
+
+    def selected_atoms(self, nw):
+        """``[N]`` bool: the atoms of this potential's species (``KeyError`` if the cell lacks it)."""
+        (code,) = self.species_codes(nw)
+        return np.asarray(nw.spec_encoded_row) == code
+
+    def compute_from_descriptors(self, nw, sel, values_nf, jac_pfc=None):
+        """:meth:`compute` from descriptors already evaluated (a committee evaluates them once for all members).
+
+        Parameters
+        ----------
+        nw : NeighborWrapper
+        sel : ndarray of shape (N,), bool
+            :meth:`selected_atoms`.
+        values_nf : ndarray of shape (N, F)
+            ``eval_descriptors(nw, self.descriptors)`` values.
+        jac_pfc : ndarray of shape (P, F, 3) or None
+            Their per-pair Jacobian; None for energies only.
+
+        Returns
+        -------
+        energy_n : ndarray of shape (N,), eV
+        grad_pc : ndarray of shape (P, 3), eV/Å, or None (when ``jac_pfc`` is None)
+        """
+        grad = jac_pfc is not None
+        n = len(sel)
+        energy_n = np.zeros(n)
+        grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
+        all_atoms = bool(sel.all())
+        if not sel.any():
+            return energy_n, grad_pc
         x = torch.from_numpy(np.ascontiguousarray(values_nf if all_atoms else values_nf[sel], dtype=np.float64))
         if not grad:
             with torch.no_grad():
@@ -178,13 +299,18 @@ class NNPotential(LocalPotential):
         """Plain data: ``{"tag": "ml potential", "ptag", "parameters": {"nn": layers as data, ...},
         "descriptors": [descriptor state dicts]}`` (tensors, lists, numbers and strings only)."""
         hist = self.parameters.get("descriptor_fidelity_histograms")
+        parameters = {
+            "nn": sequential_to_data(self.nn),
+            "descriptor_fidelity_histograms": None if hist is None else torch.as_tensor(np.asarray(hist)),
+        }
+        if self.descriptor_range is not None:
+            parameters["descriptor_range"] = self.descriptor_range.copy()
+        if self.on_extrapolation != "ignore":
+            parameters["on_extrapolation"] = self.on_extrapolation
         return {
             "tag": FAMILY_TAG,
             "ptag": self.tag,
-            "parameters": {
-                "nn": sequential_to_data(self.nn),
-                "descriptor_fidelity_histograms": None if hist is None else torch.as_tensor(np.asarray(hist)),
-            },
+            "parameters": parameters,
             "descriptors": [d.state_dict() for d in self.descriptors],
         }
 
@@ -202,12 +328,13 @@ class NNPotentialFamily(LocalPotentialFamily):
                          proto=NNPotential, parameter_defaults={"descriptor_fidelity_histograms": None},
                          coordination=1, doc="E_i = nn(descriptors_i)")
 
-    def instantiate(self, *, tag=None, empty=None, descriptors=None, nn=None, descriptor_fidelity_histograms=None):
+    def instantiate(self, *, tag=None, empty=None, descriptors=None, nn=None, descriptor_fidelity_histograms=None,
+                    descriptor_range=None, on_extrapolation="ignore"):
         """``ml_potential_family(nn=..., descriptors=[...], tag="Si")``."""
         if descriptors is None or nn is None:
             raise ValueError("an ml potential needs nn=... and descriptors=[...]")
         return NNPotential(nn, descriptors, tag=tag, descriptor_fidelity_histograms=descriptor_fidelity_histograms,
-                           simplify=False)
+                           simplify=False, descriptor_range=descriptor_range, on_extrapolation=on_extrapolation)
 
     __call__ = instantiate
 
@@ -223,7 +350,7 @@ class NNPotentialFamily(LocalPotentialFamily):
         params = data.get("parameters")
         if not isinstance(params, dict) or "nn" not in params:
             raise ValueError("data['parameters'] must be a dict with an 'nn' entry")
-        unknown = set(params) - {"nn", "descriptor_fidelity_histograms"}
+        unknown = set(params) - _PARAMETERS
         if unknown:
             raise ValueError(f"unknown ml potential parameters: {sorted(unknown)}")
         nn = params["nn"]
@@ -233,16 +360,43 @@ class NNPotentialFamily(LocalPotentialFamily):
         nn = sequential_from_data(nn)
         descriptors = [potential_from_state_dict(d) for d in data.get("descriptors", [])]
         hist = params.get("descriptor_fidelity_histograms")
+        rng = params.get("descriptor_range")
         return NNPotential(nn, descriptors, tag=data.get("ptag"), simplify=False,
-                           descriptor_fidelity_histograms=None if hist is None else np.asarray(hist))
+                           descriptor_fidelity_histograms=None if hist is None else np.asarray(hist),
+                           descriptor_range=None if rng is None else np.asarray(rng),
+                           on_extrapolation=params.get("on_extrapolation", "ignore"))
 
 
 #: The family of NN potentials (listed in ``miniff.potentials.registry.BUILTIN_FAMILIES``).
 ml_potential_family = NNPotentialFamily()
 
 
+def descriptor_ranges(dataset, normalization=None):
+    """Per species the range (min, max) of the raw descriptors of a dataset's real atoms.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Features ``[S, M, F]`` with masks ``[S, M]`` per species; normalised when ``normalization`` is given.
+    normalization : Normalization, optional
+        Maps the features back to raw descriptors (``bw_features``).
+
+    Returns
+    -------
+    list of ndarray of shape (F, 2), or None for a species without atoms
+    """
+    out = []
+    for k, d in enumerate(dataset.per_point_datasets):
+        x = d.features
+        if normalization is not None:
+            x = normalization.bw_features(x, k)
+        x = x.detach().to(torch.float64)[d.mask.to(torch.bool)].numpy()
+        out.append(np.stack([x.min(axis=0), x.max(axis=0)], axis=1) if len(x) else None)
+    return out
+
+
 def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy", descriptor_fidelity_histograms=None,
-                            simplify=True):
+                            simplify=True, descriptor_range=None):
     """One :class:`NNPotential` per species from fitted networks.
 
     Parameters
@@ -259,6 +413,8 @@ def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy"
         Per species ``[D, 2, bins + 1]`` (stored only).
     simplify : bool
         Fuse consecutive linear layers.
+    descriptor_range : list of array of shape (F, 2), optional
+        Per species the training range (min, max) of the raw descriptors (see :class:`NNPotential`).
 
     Returns
     -------
@@ -280,10 +436,14 @@ def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy"
             if h.ndim != 3 or h.shape[0] != len(d) or h.shape[1] != 2:
                 raise ValueError(f"descriptor_fidelity_histograms[{k}] must have shape ({len(d)}, 2, bins + 1), "
                                  f"got {h.shape}")
+    if descriptor_range is not None and len(descriptor_range) != len(items):
+        raise ValueError(f"descriptor_range must have one entry per species ({len(items)}), got "
+                         f"{len(descriptor_range)}")
     out = []
     for k, (module, (species, descs)) in enumerate(zip(nn, items, strict=True)):
         hist = None if descriptor_fidelity_histograms is None else descriptor_fidelity_histograms[k]
         out.append(NNPotential(module, descs, tag=species, normalization=normalization,
                                specimen=k if normalization is not None else None,
-                               descriptor_fidelity_histograms=hist, simplify=simplify))
+                               descriptor_fidelity_histograms=hist, simplify=simplify,
+                               descriptor_range=None if descriptor_range is None else descriptor_range[k]))
     return out

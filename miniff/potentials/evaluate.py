@@ -37,6 +37,7 @@ __all__ = [
     "pair_gradient_to_atoms",
     "long_range_terms",
     "virial_n",
+    "stress_from",
     "numerical_energy_gradient",
 ]
 
@@ -416,16 +417,28 @@ def stress(nw, potentials, per_atom=False, ignore_missing_species=False, n_threa
     """
     direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)
     if direct is not None:
-        return _stress_from(nw, None, per_atom, n_threads, virial=direct[2])
+        return stress_from(nw, None, per_atom, n_threads, virial=direct[2])
     extra = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=False, virial=True)[1]
     with _gradient_buffer(nw, True, n_threads) as grad_pc:
         _, grad_pc = _accumulated(nw, potentials, ignore_missing_species, grad_pc, n_threads)
-        return _stress_from(nw, grad_pc, per_atom, n_threads, extra_virial=extra)
+        return stress_from(nw, grad_pc, per_atom, n_threads, extra_virial=extra)
 
 
-def _stress_from(nw, grad_pc, per_atom, n_threads, virial=None, extra_virial=None):
+def stress_from(nw, grad_pc, per_atom, n_threads, virial=None, extra_virial=None):
     """Voigt stress [6] (or per atom [N, 6]) eV/Å³ from per-pair gradients, or from per-atom ``virial``, plus
-    per-atom ``extra_virial`` [N, 3, 3] (eV) of long-range terms."""
+    per-atom ``extra_virial`` [N, 3, 3] (eV) of long-range terms: the one stress builder (ASE sign and order).
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        Its volume (Å³) and pair list (for ``grad_pc``).
+    grad_pc : ndarray [P, 3] (eV/Å) or None
+        Per-pair gradients, used when ``virial`` is None.
+    per_atom : bool
+        Per-atom stresses [N, 6] instead of the total [6].
+    n_threads : int or None
+    virial, extra_virial : ndarray [N, 3, 3] (eV) or None
+    """
     volume = float(nw.volume)
     if not volume > 0:
         raise ValueError(f"the cell volume is {volume}: stress needs a cell of positive volume")
@@ -464,7 +477,7 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
             energy_n, grad_nc, virial = direct
             stress_v = stress_n = None
             if virial is not None:
-                stress_n = _stress_from(nw, None, True, n_threads, virial=virial)
+                stress_n = stress_from(nw, None, True, n_threads, virial=virial)
                 stress_v = stress_n.sum(axis=0) if stress else None
                 stress_n = stress_n if per_atom_stress else None
             return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
@@ -478,7 +491,7 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
             grad_nc += extra_grad
         stress_v = stress_n = None
         if stress or per_atom_stress:
-            stress_n = _stress_from(nw, grad_pc, True, n_threads, extra_virial=extra_virial)
+            stress_n = stress_from(nw, grad_pc, True, n_threads, extra_virial=extra_virial)
             stress_v = stress_n.sum(axis=0) if stress else None
             stress_n = stress_n if per_atom_stress else None
     return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)

@@ -30,6 +30,7 @@ BUILTIN_FAMILIES = {
     "weighted radial": ("miniff.potentials.weighted", "weighted_radial_descriptor_family"),
     "weighted angular": ("miniff.potentials.weighted", "weighted_angular_descriptor_family"),
     "ml potential": ("miniff.ml.potential", "ml_potential_family"),
+    "ml committee": ("miniff.ml.committee", "committee_family"),
     "Ewald-real": ("miniff.potentials.ewald", "ewald_real_potential_family"),
     "Ewald-k": ("miniff.potentials.ewald", "ewald_k_potential_family"),
     "Ewald-self": ("miniff.potentials.ewald", "ewald_self_potential_family"),

@@ -1,0 +1,312 @@
+"""Committees of NN potentials: the mean as a potential, the members' spread as an uncertainty.
+
+A :class:`CommitteePotential` holds K :class:`~miniff.ml.NNPotential` members of one species with the same
+descriptors (networks trained from different seeds or data). As a ``LocalPotential`` (DEVELOPING.md,
+Contract 3) its per-atom energies and per-pair gradients are the members' mean, so energies, forces and
+stresses everywhere (``NeighborWrapper``, relaxations, the ASE calculator) are the committee mean.
+The descriptors and their per-pair Jacobian are evaluated once per evaluation for all members.
+
+:func:`committee_spread` gives the members' disagreement (population standard deviations, ``ddof=0``,
+over the K members) for a wrapper: the committee member ``k`` of a whole model is member ``k`` of every
+committee in it (all committees need the same K); other potentials add the same to every member and do not
+change the spread.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from miniff.ml import descriptor_data as _ml_descriptors
+from miniff.ml.potential import NNPotential, act_on_extrapolation, check_on_extrapolation
+from miniff.potentials.base import LocalPotential, LocalPotentialFamily
+from miniff.potentials.evaluate import active_potentials, pair_gradient_to_atoms, potential_list, stress_from
+from miniff.potentials.registry import potential_from_state_dict
+
+__all__ = ["CommitteePotential", "CommitteeFamily", "CommitteeSpread", "committee_family", "committee_spread",
+           "committees_of"]
+
+FAMILY_TAG = "ml committee"
+_STATE_KEYS = {"tag", "ptag", "parameters", "members"}
+
+
+def _same_data(a, b):
+    """True when two state dicts (nested dicts/lists of numbers, strings, arrays, tensors) are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_data(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_data(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (str, type(None))) or isinstance(b, (str, type(None))):
+        return a == b
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return a == b
+
+
+class CommitteePotential(LocalPotential):
+    """K NN potentials of one species whose mean is the potential.
+
+    Parameters
+    ----------
+    members : list of NNPotential
+        At least two members, all with the same tag (centre species) and the same descriptors (equal state
+        dicts). They are kept as given (not copied).
+    on_extrapolation : {"ignore", "warn", "raise"}, optional
+        What an evaluation does when an atom has descriptors outside :attr:`descriptor_range` (the union of
+        the members' training ranges); default: the first member's setting.
+
+    Notes
+    -----
+    ``compute`` returns the mean of the members' per-atom energies and per-pair gradients. The members' own
+    values come from :meth:`member_terms`, which keeps the last result for the wrapper (one entry, checked
+    against the wrapper's pair vectors and species), so an energy evaluation followed by
+    :func:`committee_spread` of the same positions evaluates the descriptors once.
+    """
+
+    def __init__(self, members, on_extrapolation=None):
+        if isinstance(members, NNPotential) or not isinstance(members, (list, tuple)):
+            raise TypeError(f"members must be a list of NNPotential, got {type(members).__name__}")
+        members = tuple(members)
+        if len(members) < 2:
+            raise ValueError(f"members: a committee needs at least 2 NNPotential members, got {len(members)}")
+        for k, m in enumerate(members):
+            if not isinstance(m, NNPotential):
+                raise TypeError(f"members[{k}] must be an NNPotential, got {type(m).__name__}")
+        first = members[0]
+        first_desc = [d.state_dict() for d in first.descriptors]
+        for k, m in enumerate(members[1:], start=1):
+            if m.tag != first.tag:
+                raise ValueError(f"members[{k}] has tag {m.tag!r} but members[0] has {first.tag!r}: all members "
+                                 f"must describe the same species")
+            if not _same_data([d.state_dict() for d in m.descriptors], first_desc):
+                raise ValueError(f"members[{k}] has other descriptors than members[0]: all members must share "
+                                 f"the same descriptors")
+        self.members = members
+        self.descriptors = first.descriptors
+        super().__init__({}, first.cutoff, family=committee_family, tag=first.tag)
+        self.on_extrapolation = first.on_extrapolation if on_extrapolation is None else on_extrapolation
+        self._last = None  # (nw, pairs, D_pc copy, species copy, energy_kn, grad_kpc)
+        self._last_extrapolation = None
+
+    @property
+    def on_extrapolation(self):
+        """``"ignore"``, ``"warn"`` or ``"raise"`` (see :class:`~miniff.ml.NNPotential`)."""
+        return self._on_extrapolation
+
+    @on_extrapolation.setter
+    def on_extrapolation(self, value):
+        self._on_extrapolation = check_on_extrapolation(value)
+
+    @property
+    def descriptor_range(self):
+        """``[F, 2]``: the union of the members' training ranges, or None if a member has none."""
+        ranges = [m.descriptor_range for m in self.members]
+        if any(r is None for r in ranges):
+            return None
+        ranges = np.stack(ranges)
+        return np.stack([ranges[:, :, 0].min(axis=0), ranges[:, :, 1].max(axis=0)], axis=1)
+
+    last_extrapolation = NNPotential.last_extrapolation
+
+    @property
+    def coordination(self):
+        """1: the tag is the centre species."""
+        return 1
+
+    @property
+    def n_members(self):
+        """K, the number of members."""
+        return len(self.members)
+
+    def __repr__(self):
+        return (f"<CommitteePotential tag={self.tag!r} members={self.n_members} cutoff={self.cutoff:g} "
+                f"n_descriptors={len(self.descriptors)}>")
+
+    # ------------------------------------------------------------------ evaluation
+    def member_terms(self, nw, grad=False, n_threads=None):
+        """Every member's per-atom energies and per-pair gradients, descriptors evaluated once.
+
+        Parameters
+        ----------
+        nw : NeighborWrapper
+            With distances computed up to at least ``self.cutoff``.
+        grad : bool
+        n_threads : int or None
+            OpenMP threads of the descriptor kernels.
+
+        Returns
+        -------
+        energy_kn : ndarray of shape (K, N), eV
+            0 for atoms of other species.
+        grad_kpc : ndarray of shape (K, P, 3), eV/Å, or None
+            ``d energy_kn[k, i_p] / d D_pc[p]``.
+        """
+        pairs = nw.pairs
+        spec_n = np.asarray(nw.spec_encoded_row)
+        last = self._last
+        if (last is not None and last[0] is nw and last[1] is pairs and (last[5] is not None or not grad)
+                and np.array_equal(last[2], pairs.D_pc) and np.array_equal(last[3], spec_n)):
+            return last[4], (last[5] if grad else None)
+        sel = self.members[0].selected_atoms(nw)
+        if sel.any():
+            eval_descriptors = _ml_descriptors.eval_descriptors_hook()
+            values_nf, jac_pfc = eval_descriptors(nw, list(self.descriptors), grad=grad, n_threads=n_threads,
+                                                  ignore_missing_species=True)
+            act_on_extrapolation(self, nw, self.descriptor_range, self.on_extrapolation, values_nf, sel)
+        else:
+            values_nf = jac_pfc = None
+            self._last_extrapolation = None if self.descriptor_range is None else (nw, np.zeros(len(sel), np.int64))
+        results = [m.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None) for m in self.members]
+        energy_kn = np.stack([r[0] for r in results])
+        grad_kpc = np.stack([r[1] for r in results]) if grad else None
+        self._last = (nw, pairs, np.array(pairs.D_pc), spec_n.copy(), energy_kn, grad_kpc)
+        return energy_kn, grad_kpc
+
+    def compute(self, nw, grad=False, n_threads=None):
+        """The members' mean (DEVELOPING.md, Contract 3).
+
+        Returns
+        -------
+        energy_n : ndarray of shape (N,), eV
+        grad_pc : ndarray of shape (P, 3), eV/Å, or None
+        """
+        energy_kn, grad_kpc = self.member_terms(nw, grad=grad, n_threads=n_threads)
+        return energy_kn.mean(axis=0), (grad_kpc.mean(axis=0) if grad else None)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """Plain data: ``{"tag": "ml committee", "ptag", "parameters": {}, "members": [NNPotential state dicts]}``."""
+        parameters = {} if self.on_extrapolation == self.members[0].on_extrapolation else \
+            {"on_extrapolation": self.on_extrapolation}
+        return {"tag": FAMILY_TAG, "ptag": self.tag, "parameters": parameters,
+                "members": [m.state_dict() for m in self.members]}
+
+    @classmethod
+    def from_state_dict(cls, data):
+        """Rebuild from :meth:`state_dict` output (never unpickles code)."""
+        return committee_family.instance_from_state_dict(data)
+
+
+class CommitteeFamily(LocalPotentialFamily):
+    """The family of :class:`CommitteePotential` (tag ``"ml committee"``), listed in the family registry."""
+
+    def __init__(self):
+        super().__init__({"members": None}, 0.0, tag=FAMILY_TAG, proto=CommitteePotential, coordination=1,
+                         doc="E_i = mean_k nn_k(descriptors_i)")
+
+    def instantiate(self, *, tag=None, empty=None, members=None, on_extrapolation=None):
+        """``committee_family(members=[...])``."""
+        if members is None:
+            raise ValueError("a committee needs members=[NNPotential, ...]")
+        pot = CommitteePotential(members, on_extrapolation=on_extrapolation)
+        if tag is not None and tag != pot.tag:
+            raise ValueError(f"tag {tag!r} differs from the members' tag {pot.tag!r}")
+        return pot
+
+    __call__ = instantiate
+
+    def instance_from_state_dict(self, data):
+        """Rebuild a :class:`CommitteePotential` from its state dict."""
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict, got {type(data).__name__}")
+        extra = set(data) - _STATE_KEYS
+        if extra:
+            raise ValueError(f"unknown keys in the state dict of an ml committee: {sorted(extra)}")
+        if data.get("tag") != FAMILY_TAG:
+            raise ValueError(f"data['tag'] must be {FAMILY_TAG!r}, got {data.get('tag')!r}")
+        params = data.get("parameters") or {}
+        if not isinstance(params, dict) or set(params) - {"on_extrapolation"}:
+            raise ValueError(f"data['parameters'] of an ml committee may only hold 'on_extrapolation', got "
+                             f"{params!r}")
+        members = data.get("members")
+        if not isinstance(members, list):
+            raise ValueError(f"data['members'] must be a list of ml potential state dicts, got "
+                             f"{type(members).__name__}")
+        built = []
+        for k, m in enumerate(members):
+            if not isinstance(m, dict) or m.get("tag") != "ml potential":
+                raise ValueError(f"data['members'][{k}] must be an ml potential state dict")
+            try:
+                built.append(potential_from_state_dict(m))
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"data['members'][{k}]: {e}") from None
+        return self.instantiate(tag=data.get("ptag"), members=built, on_extrapolation=params.get("on_extrapolation"))
+
+
+#: The family of committees (listed in ``miniff.potentials.registry.BUILTIN_FAMILIES``).
+committee_family = CommitteeFamily()
+
+
+# ------------------------------------------------------------------ spread
+
+
+class CommitteeSpread(NamedTuple):
+    """The members' spread (population standard deviation over the K members) of one structure."""
+
+    #: std of the total energy, eV
+    energy_std: float
+    #: std of every atom's energy, shape (N,), eV
+    energies_std: np.ndarray
+    #: per atom ``sqrt(mean_c std_k(F_knc)^2)``: the RMS over Cartesian components of the force spread, (N,), eV/Å
+    forces_std: np.ndarray
+    #: std of every Voigt stress component, shape (6,), eV/Å³, or None (not asked for / not periodic)
+    stress_std: object
+    #: K
+    n_members: int
+
+
+def committees_of(potentials):
+    """The :class:`CommitteePotential` entries of a potential or list of potentials (maybe empty)."""
+    potentials, _ = potential_list(potentials)
+    return [p for p in potentials if isinstance(p, CommitteePotential)]
+
+
+def committee_spread(nw, potentials, forces=True, stress=None, n_threads=None):
+    """The committee spread of a structure.
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        With distances computed up to at least the committees' cutoff.
+    potentials : LocalPotential or list of LocalPotential
+        The model; at least one :class:`CommitteePotential`, all committees with the same number of members.
+        Committees whose species the structure lacks are skipped; other potentials do not change the spread.
+    forces : bool
+        Compute ``forces_std`` (else it is None).
+    stress : bool or None
+        Compute ``stress_std``; None: when the wrapper is periodic along all three axes.
+    n_threads : int or None
+
+    Returns
+    -------
+    CommitteeSpread
+    """
+    committees = committees_of(potentials)
+    if not committees:
+        raise ValueError("potentials: no CommitteePotential in the list, so there is no committee spread")
+    counts = sorted({c.n_members for c in committees})
+    if len(counts) > 1:
+        raise ValueError(f"potentials: committees with different numbers of members {counts}; member k of the "
+                         f"model must be member k of every committee")
+    k_members = counts[0]
+    _, _, active = active_potentials(nw, committees, ignore_missing_species=True)  # list, cutoffs, coincident atoms
+    if stress is None:
+        stress = bool(np.all(np.asarray(nw.pbc)))
+    need_grad = forces or stress
+    n = len(np.asarray(nw.spec_encoded_row))
+    energy_kn = np.zeros((k_members, n))
+    grad_kpc = np.zeros((k_members, nw.pairs.n_pairs, 3)) if need_grad else None
+    for c in (committees[k] for k in active):
+        e_kn, g_kpc = c.member_terms(nw, grad=need_grad, n_threads=n_threads)
+        energy_kn += e_kn
+        if need_grad:
+            grad_kpc += g_kpc
+    forces_std = stress_std = None
+    if forces:
+        grad_knc = np.stack([pair_gradient_to_atoms(nw, g, n_threads) for g in grad_kpc])
+        forces_std = np.sqrt(grad_knc.var(axis=0).mean(axis=1))
+    if stress:
+        stress_k6 = np.stack([stress_from(nw, g, False, n_threads) for g in grad_kpc])
+        stress_std = stress_k6.std(axis=0)
+    return CommitteeSpread(float(energy_kn.sum(axis=1).std()), energy_kn.std(axis=0), forces_std, stress_std,
+                           k_members)
