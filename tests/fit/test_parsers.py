@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 import pytest
+from support import central_difference
 
 from miniff import ml_util
 
@@ -145,16 +146,7 @@ def test_lammps_input_energy_and_forces():
     nw = _wrapper(pos, species)
     assert nw.total(pots) == pytest.approx(_reference_energy(model, pos, species), rel=1e-12, abs=1e-12)
     grad = nw.grad(pots)
-    h = 1e-5
-    fd = np.zeros_like(pos)
-    for a in range(len(pos)):
-        for c in range(3):
-            e = []
-            for s in (1, -1):
-                p = pos.copy()
-                p[a, c] += s * h
-                e.append(_wrapper(p, species).total(pots))
-            fd[a, c] = (e[0] - e[1]) / (2 * h)
+    fd = central_difference(lambda p: _wrapper(p, species).total(pots), pos, eps=1e-5)
     np.testing.assert_allclose(grad, fd, atol=1e-8)
     assert np.abs(grad).max() > 1e-3  # the test is not vacuous
 

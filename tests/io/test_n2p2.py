@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from support import central_difference
 
 from miniff import units
 from miniff.io import read_n2p2
@@ -186,16 +187,7 @@ def test_scaling_modes_forces(tmp_path, scaling):
     assert _nw(pos, species, pots).total(pots) == pytest.approx(
         _reference(model, pos, species, (6, 0.0), scaling), rel=1e-12)
     grad = _nw(pos, species, pots).grad(pots)
-    fd = np.zeros_like(pos)
-    h = 1e-5
-    for a in range(len(pos)):
-        for c in range(3):
-            e = []
-            for s in (1, -1):
-                p = pos.copy()
-                p[a, c] += s * h
-                e.append(_nw(p, species, pots).total(pots))
-            fd[a, c] = (e[0] - e[1]) / (2 * h)
+    fd = central_difference(lambda p: _nw(p, species, pots).total(pots), pos, eps=1e-5)
     np.testing.assert_allclose(grad, fd, atol=1e-8)
     assert np.abs(grad).max() > 1e-2
     np.testing.assert_allclose(grad.sum(0), 0, atol=1e-12)
@@ -419,16 +411,7 @@ def test_compact_functions_values_order_forces(tmp_path):
                 np.testing.assert_allclose(g[i], refs[-1], rtol=1e-12, atol=1e-14)
         assert (np.array(refs) > 0).any(axis=0).all()  # every function sees neighbours somewhere
     grad = nw.grad(pots)
-    h = 1e-5
-    fd = np.zeros_like(pos)
-    for a in range(len(pos)):
-        for c in range(3):
-            e = []
-            for s in (1, -1):
-                q = pos.copy()
-                q[a, c] += s * h
-                e.append(_nw(q, species, pots).total(pots))
-            fd[a, c] = (e[0] - e[1]) / (2 * h)
+    fd = central_difference(lambda q: _nw(q, species, pots).total(pots), pos, eps=1e-5)
     np.testing.assert_allclose(grad, fd, atol=1e-8)
     assert np.abs(grad).max() > 1e-2
 
