@@ -8,12 +8,16 @@ distance test are those of the neighbour search (``neighbors.pxd``); the pair te
 ``common.pxd``, as in ``pair.pyx``'s per-atom gather.
 """
 
-# Work split: OpenMP over bins (dynamic schedule); every atom is the centre of its own row, owned by the
-# thread of its bin, which writes only that atom's outputs (the list is *full*: pair (i, j) is seen from i
-# and from j), so results do not depend on the number of threads. For each atom the hits of the distance
-# test (candidate order: the bin offsets in lexicographic order, atoms of a bin by index) are copied into a
-# per-thread scratch (vector, distance, species), then every term runs over that scratch exactly as
-# ``_pair_atom_direct`` runs over a row of the list.
+# Work split (Newton's third law, as LAMMPS' half lists): the caller passes the *half* stencil, the bin
+# offsets k >= (0, 0, 0) in lexicographic order; within the own bin (k = 0) atom i takes the atoms after it.
+# Every pair (i, j, image) is then met once, from one of its two atoms, and its terms are added to both:
+# half the distance tests and half the pair terms of a full walk. Bins are split among threads statically
+# (contiguous blocks, fixed for a given thread count) and every thread adds into its own buffers, indexed
+# in bin order; the buffers are then summed in thread order. Results are therefore reproducible for a
+# given thread count and differ between thread counts only by the order of floating-point sums. For each
+# atom the hits of the distance test (candidate order: the bin offsets in lexicographic order, atoms of a
+# bin by index) are copied into a per-thread scratch (vector, distance, species, bin-order position), then
+# every term runs over that scratch.
 
 from libc.math cimport sqrt
 from libc.stdint cimport int64_t, int32_t
@@ -32,7 +36,7 @@ from miniff._ext.neighbors cimport (
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, omp_get_thread_num
 
-__all__ = ["pair_search_reduce", "MAX_PAIR_TERMS"]
+__all__ = ["pair_search_reduce", "half_stencil", "MAX_PAIR_TERMS"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
@@ -58,6 +62,7 @@ cdef struct _Scratch:
     double* dz
     double* r2
     int32_t* sj
+    int64_t* tj      # neighbour's position in bin order
     int64_t cap
     # first coincident pair met by the thread: original indices (-1: none)
     int64_t coincident_i
@@ -72,26 +77,34 @@ cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
     free(sc.dz)
     free(sc.r2)
     free(sc.sj)
+    free(sc.tj)
     sc.cap = need if need > 2 * sc.cap else 2 * sc.cap
     sc.dx = <double*> malloc(sc.cap * sizeof(double))
     sc.dy = <double*> malloc(sc.cap * sizeof(double))
     sc.dz = <double*> malloc(sc.cap * sizeof(double))
     sc.r2 = <double*> malloc(sc.cap * sizeof(double))
     sc.sj = <int32_t*> malloc(sc.cap * sizeof(int32_t))
-    if sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r2 == NULL or sc.sj == NULL:
+    sc.tj = <int64_t*> malloc(sc.cap * sizeof(int64_t))
+    if sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r2 == NULL or sc.sj == NULL or sc.tj == NULL:
         sc.cap = 0
         return 1
     return 0
 
 
-cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch* sc, int64_t nh,
-                      double* energy_n, double* grad_nc, double* vir_n9) noexcept nogil:
-    """Every term at atom ``i`` (species ``si``) over its ``nh`` hits in ``sc``: as ``_pair_atom_direct``."""
+cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch* sc, int64_t nh,
+                      double* e_t, double* g_t, double* v_t) noexcept nogil:
+    """Every term of the pairs of the atom at bin-order position ``s`` (species ``si``) with its ``nh`` hits in
+    ``sc`` (each pair met once), added to both atoms in this thread's buffers: energies ``e_t`` [N], dE/dr
+    ``g_t`` [N, 3] and virials ``v_t`` [N, 6] (xx, yy, zz, xy, xz, yz; NULL: not wanted), in bin order.
+
+    From atom i's side, bit 1 of ``wt`` marks the pair as i's own term (i matches the first species of the
+    tag, j the second) and bit 2 as j's own term; the energy and virial of a pair go to the atoms owning it,
+    the gradient to both atoms once per owner."""
     cdef int kt, wt, sa, sb
-    cdef int64_t h
+    cdef int64_t h, t
     cdef int32_t sj
     cdef bint ia, ib
-    cdef double f, g, r, r2, ir2, s6, c0, c1, cut2
+    cdef double f, g, gj, r, r2, ir2, s6, c0, c1, cut2, dx, dy, dz
     cdef bint lj
     cdef PairSums a
     for kt in range(terms.n):
@@ -127,19 +140,46 @@ cdef void _atom_terms(const _Terms* terms, int64_t i, int32_t si, const _Scratch
             else:
                 r = sqrt(r2)
                 f = _pair_term(&terms.k[kt], r, 1.0 / r, &g)
-            _sums_add(&a, wt, f, g, sc.dx[h], sc.dy[h], sc.dz[h], vir_n9 != NULL)
-        _sums_store(&a, i, energy_n, grad_nc, vir_n9)
+            dx = sc.dx[h]
+            dy = sc.dy[h]
+            dz = sc.dz[h]
+            _sums_add(&a, wt, f, g, dx, dy, dz, v_t != NULL)
+            t = sc.tj[h]
+            gj = g + g if wt == 3 else g
+            g_t[3 * t] += gj * dx
+            g_t[3 * t + 1] += gj * dy
+            g_t[3 * t + 2] += gj * dz
+            if wt & 2:
+                e_t[t] += f
+                if v_t != NULL:
+                    v_t[6 * t] += g * dx * dx
+                    v_t[6 * t + 1] += g * dy * dy
+                    v_t[6 * t + 2] += g * dz * dz
+                    v_t[6 * t + 3] += g * dx * dy
+                    v_t[6 * t + 4] += g * dx * dz
+                    v_t[6 * t + 5] += g * dy * dz
+        e_t[s] += a.e
+        g_t[3 * s] -= a.gx
+        g_t[3 * s + 1] -= a.gy
+        g_t[3 * s + 2] -= a.gz
+        if v_t != NULL:
+            v_t[6 * s] += a.vxx
+            v_t[6 * s + 1] += a.vyy
+            v_t[6 * s + 2] += a.vzz
+            v_t[6 * s + 3] += a.vxy
+            v_t[6 * s + 4] += a.vxz
+            v_t[6 * s + 5] += a.vyz
 
 
 cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const int32_t* spec_n, bint one_species,
-                     double r2_coincident, int64_t flat, int tid, double* energy_n, double* grad_nc,
-                     double* vir_n9) noexcept nogil:
-    """The pair terms of every atom of bin ``flat`` (thread ``tid``); ``one_species``: every atom has the species
-    code of the first (neighbours' species are not looked up); pairs with ``r^2 <= r2_coincident`` are not
-    evaluated and the first is recorded (``r2_coincident`` < 0: none)."""
+                     double r2_coincident, int64_t flat, int tid, double* e_t, double* g_t,
+                     double* v_t) noexcept nogil:
+    """The pairs of every atom of bin ``flat`` over the half stencil (thread ``tid``, its buffers ``e_t``,
+    ``g_t``, ``v_t``); ``one_species``: every atom has the species code of the first; pairs with
+    ``r^2 <= r2_coincident`` are not evaluated and the first is recorded (``r2_coincident`` < 0: none)."""
     cdef _NLThr* th = &g.thr[tid]
     cdef _Scratch* sc = &scratch[tid]
-    cdef int64_t s, a, c, t, nh, k, n_cand = 0, self_c
+    cdef int64_t s, a, c, t, nh, k, n_cand = 0, self_c, self_lo
     cdef int n_pieces, p
     cdef double xi, yi, zi, dx, dy, dz, r2
     cdef int32_t* hits
@@ -151,27 +191,30 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
         th.failed = 1
         return
     _nl_gather(th, g, n_pieces, s_begin, s_end)
+    if not th.has_self:  # the stencil lacks offset (0, 0, 0): cannot happen with prepared offsets
+        th.failed = 2
+        return
     hits = th.hits
+    self_lo = s_begin + th.self_off
     for s in range(s_begin, s_end):
         xi = g.px[s]
         yi = g.py[s]
         zi = g.pz[s]
         nh = miniff_nl_select(th.cx, th.cy, th.cz, th.n_c, xi, yi, zi, g.rc2, hits)
-        self_c = s + th.self_off if th.has_self else -1
+        self_c = s + th.self_off
         k = 0
         p = 0
         for a in range(nh):
             c = hits[a]
-            if c == self_c:
+            if self_lo <= c <= self_c:  # own bin, same image: only the atoms after this one
                 continue
+            while c >= th.pc_c0[p + 1]:
+                p = p + 1
+            t = th.pc_t0[p] + c - th.pc_c0[p]
             dx = th.cx[c] - xi
             dy = th.cy[c] - yi
             dz = th.cz[c] - zi
             r2 = dx * dx + dy * dy + dz * dz
-            if r2 <= r2_coincident or not one_species:  # the neighbour's index is needed (p only advances)
-                while c >= th.pc_c0[p + 1]:
-                    p = p + 1
-                t = th.pc_t0[p] + c - th.pc_c0[p]
             if r2 <= r2_coincident:
                 if sc.coincident_i < 0:
                     sc.coincident_i = g.sorted_index[s]
@@ -182,8 +225,67 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
             sc.dz[k] = dz
             sc.r2[k] = r2
             sc.sj[k] = spec_n[0] if one_species else spec_n[g.sorted_index[t]]
+            sc.tj[k] = t
             k = k + 1
-        _atom_terms(terms, g.sorted_index[s], spec_n[g.sorted_index[s]], sc, k, energy_n, grad_nc, vir_n9)
+        _atom_terms(terms, s, spec_n[g.sorted_index[s]], sc, k, e_t, g_t, v_t)
+
+
+cdef void _reduce_threads(const _NLGrid* g, int64_t n, int n_threads, const double* e_b, const double* g_b,
+                          const double* v_b, double* energy_n, double* grad_nc, double* vir_n9) noexcept nogil:
+    """Sum the per-thread buffers (bin order; thread order) into the outputs (original order, ``+=``)."""
+    cdef int64_t s, i, o
+    cdef int tid
+    cdef double e, gx, gy, gz, vxx, vyy, vzz, vxy, vxz, vyz
+    for s in prange(n, num_threads=n_threads, schedule="static"):
+        i = g.sorted_index[s]
+        e = 0.0
+        gx = 0.0
+        gy = 0.0
+        gz = 0.0
+        vxx = 0.0
+        vyy = 0.0
+        vzz = 0.0
+        vxy = 0.0
+        vxz = 0.0
+        vyz = 0.0
+        for tid in range(n_threads):
+            o = tid * n + s
+            e = e + e_b[o]
+            gx = gx + g_b[3 * o]
+            gy = gy + g_b[3 * o + 1]
+            gz = gz + g_b[3 * o + 2]
+            if v_b != NULL:
+                vxx = vxx + v_b[6 * o]
+                vyy = vyy + v_b[6 * o + 1]
+                vzz = vzz + v_b[6 * o + 2]
+                vxy = vxy + v_b[6 * o + 3]
+                vxz = vxz + v_b[6 * o + 4]
+                vyz = vyz + v_b[6 * o + 5]
+        energy_n[i] += e
+        if grad_nc != NULL:
+            grad_nc[3 * i] += gx
+            grad_nc[3 * i + 1] += gy
+            grad_nc[3 * i + 2] += gz
+        if vir_n9 != NULL:
+            vir_n9[9 * i] += vxx
+            vir_n9[9 * i + 1] += vxy
+            vir_n9[9 * i + 2] += vxz
+            vir_n9[9 * i + 3] += vxy
+            vir_n9[9 * i + 4] += vyy
+            vir_n9[9 * i + 5] += vyz
+            vir_n9[9 * i + 6] += vxz
+            vir_n9[9 * i + 7] += vyz
+            vir_n9[9 * i + 8] += vzz
+
+
+def half_stencil(offsets):
+    """The stencil of ``pair_search_reduce``, which meets every pair once: the offsets ``k >= (0, 0, 0)``
+    (lexicographic order) of the stencil ``offsets`` [K, 3] made symmetric (``k`` kept when ``k`` or ``-k``
+    is in it), and ``(0, 0, 0)``; a new contiguous [K', 3] int32 array in lexicographic order."""
+    k = np.asarray(offsets, dtype=np.intc).reshape(-1, 3)
+    k = np.concatenate([k, -k, np.zeros((1, 3), dtype=np.intc)])
+    keep = (k[:, 0] > 0) | ((k[:, 0] == 0) & ((k[:, 1] > 0) | ((k[:, 1] == 0) & (k[:, 2] >= 0))))
+    return np.ascontiguousarray(np.unique(k[keep], axis=0), dtype=np.intc)
 
 
 def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, const int32_t[:, ::1] shift,
@@ -194,7 +296,9 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
                        const int32_t[::1] sa_k, const int32_t[::1] sb_k, double[::1] energy_n,
                        double[:, ::1] grad_nc=None, double[:, ::1] virial_n9=None, double coincident=0.0):
     """Pair terms summed during the cell-list walk, without a pair list (private; the search arguments are
-    those of ``neighbors.neighbor_search`` with no image limit, prepared by ``miniff.neighbors.search``).
+    those of ``neighbors.neighbor_search`` with no image limit, prepared by ``miniff.neighbors.search``,
+    except ``offsets``: the half stencil, the offsets ``k >= (0, 0, 0)`` in lexicographic order, see
+    ``half_stencil``).
 
     Term ``k`` is family ``fam_k[k]`` (a plain pair family code) with parameters ``par_k[k, :]`` (as
     ``pair_reduce_atoms``), cutoff ``cutoff_k[k] <= cutoff`` (Å) and species tag ``sa_k[k]-sb_k[k]`` (codes of
@@ -214,6 +318,10 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
     cdef _NLGrid g
     cdef _Terms terms
     cdef _Scratch* scratch = NULL
+    cdef double* pe_b
+    cdef double* pg_b
+    cdef double* pv_b
+    cdef double[::1] e_view, g_view, v_view
     image_limit = np.full(3, -1, dtype=np.intc)
     if n_terms > _MAX_TERMS:
         raise ValueError(f"at most {_MAX_TERMS} pair terms per call, got {n_terms}")
@@ -239,6 +347,14 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
         terms.sb[kt] = sb_k[kt]
     if n == 0 or offsets.shape[0] == 0 or n_terms == 0:
         return None
+    cdef bint has_zero = False
+    for fb in range(offsets.shape[0]):
+        if (offsets[fb, 0] < 0 or (offsets[fb, 0] == 0 and (offsets[fb, 1] < 0
+                or (offsets[fb, 1] == 0 and offsets[fb, 2] < 0)))):
+            raise ValueError("pair_search_reduce: offsets must be the half stencil (k >= (0, 0, 0))")
+        has_zero = has_zero or (offsets[fb, 0] == 0 and offsets[fb, 1] == 0 and offsets[fb, 2] == 0)
+    if not has_zero:
+        raise ValueError("pair_search_reduce: the half stencil must contain (0, 0, 0)")
     if n_threads < 1:
         n_threads = 1
     cdef const int32_t* pspec = &spec_n[0]
@@ -263,16 +379,34 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
         for tid in range(n_threads):
             scratch[tid].dx = scratch[tid].dy = scratch[tid].dz = scratch[tid].r2 = NULL
             scratch[tid].sj = NULL
+            scratch[tid].tj = NULL
             scratch[tid].cap = 0
             scratch[tid].coincident_i = -1
             scratch[tid].coincident_j = -1
+        # per-thread buffers in bin order (calloc'd pages: touched first by the thread that fills them)
+        e_buf = np.zeros(n_threads * n)
+        g_buf = np.zeros(n_threads * n * 3)
+        v_buf = np.zeros(n_threads * n * 6) if virial_n9 is not None else None
+        e_view = e_buf
+        g_view = g_buf
+        pe_b = &e_view[0]
+        pg_b = &g_view[0]
+        pv_b = NULL
+        if v_buf is not None:
+            v_view = v_buf
+            pv_b = &v_view[0]
         with nogil:
-            for fb in prange(nb_total, num_threads=n_threads, schedule="dynamic", chunksize=32):
-                _bin_terms(&g, scratch, &terms, pspec, one_species, r2_coincident, fb, omp_get_thread_num(), pe, pg,
-                           pv)
+            for fb in prange(nb_total, num_threads=n_threads, schedule="static"):
+                tid = omp_get_thread_num()
+                _bin_terms(&g, scratch, &terms, pspec, one_species, r2_coincident, fb, tid, pe_b + tid * n,
+                           pg_b + 3 * tid * n, (pv_b + 6 * tid * n) if pv_b != NULL else NULL)
         for tid in range(n_threads):
+            if g.thr[tid].failed == 2:
+                raise RuntimeError("pair search: the bin offsets lack (0, 0, 0) (internal error)")
             if g.thr[tid].failed:
                 raise MemoryError("pair search: out of memory")
+        with nogil:
+            _reduce_threads(&g, n, n_threads, pe_b, pg_b, pv_b, pe, pg, pv)
         for tid in range(n_threads):
             if scratch[tid].coincident_i >= 0:
                 return int(scratch[tid].coincident_i), int(scratch[tid].coincident_j)
@@ -285,5 +419,6 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
                 free(scratch[tid].dz)
                 free(scratch[tid].r2)
                 free(scratch[tid].sj)
+                free(scratch[tid].tj)
             free(scratch)
         _nl_free(&g, n_threads)

@@ -4,8 +4,9 @@ When every potential of an evaluation is a plain compiled pair family (harmonic,
 ``backends.pair_only``) and the wrapper holds no pair list for its current positions, ``evaluate`` sums the
 energies, the per-atom gradient and the per-atom virials while the cell list is walked
 (``pair_search_reduce`` of ``miniff/_ext/pairsearch.pyx``): memory O(N) instead of O(pairs), and no pair
-list written and read back. The result is the list path's up to the order of floating-point sums (the list
-sorts every row by neighbour; the walk visits neighbours bin by bin).
+list written and read back. The walk uses Newton's third law: the half stencil (bin offsets ``k >= 0``)
+meets every pair once and adds its terms to both atoms (per-thread buffers, summed in thread order). The
+result is the list path's up to the order of floating-point sums, reproducible for a given thread count.
 
 Units: eV, Å, eV/Å, eV (virials).
 """
@@ -84,7 +85,7 @@ def fused_pair_evaluation(nw, potentials, n_threads=None, grad=True, virial=Fals
         else:
             coincident = _k.pair_search_reduce(
                 inputs.frac, inputs.xyz, inputs.wrap, inputs.vectors, inputs.n_bins, inputs.periodic,
-                inputs.frac_min, inputs.width, inputs.offsets, inputs.cutoff, inputs.n_threads, inputs.work,
+                inputs.frac_min, inputs.width, _k.half_stencil(inputs.offsets), inputs.cutoff, inputs.n_threads, inputs.work,
                 spec_n, fam, par, cut, np.ascontiguousarray(codes[:, 0]), np.ascontiguousarray(codes[:, 1]),
                 energy_n, grad_nc, virial_n9, COINCIDENT_DISTANCE if checked else -1.0)
     if coincident is not None:
