@@ -34,8 +34,13 @@ def radial_only(net, radial_scale=1.0):
 
 
 def _miniff_energy_forces(cell, nw_cls, potentials):
+    """Energy (eV) and forces [N, 3] (eV/Å) from positions: list, descriptors and network once
+    (``NeighborWrapper.evaluate``, as the ASE calculator; ``total`` then ``grad`` would run everything twice)."""
     nw = nw_cls(cell, cutoff=DESCRIPTOR_SPEC["cutoff"])
-    return float(nw.total(potentials)), -np.asarray(nw.grad(potentials))
+    if hasattr(nw, "evaluate"):
+        result = nw.evaluate(potentials)
+        return float(result.energy), -np.asarray(result.grad_nc)
+    return float(nw.total(potentials)), -np.asarray(nw.grad(potentials))  # miniff 0.1.4
 
 
 def _miniff_tool(atoms, net):
@@ -134,6 +139,6 @@ def run(settings, sizes):
                      "torchani": _torchani(atoms, net, "float32"),
                      "torchani-f64": _torchani(atoms, net, "float64")}
         rows += run_comparison("nn-energy-forces", len(atoms), factories, _check, settings, threads=threads,
-                               notes={"miniff": "float64, NeighborWrapper + total + grad",
+                               notes={"miniff": "float64, NeighborWrapper + evaluate",
                                       "torchani": "float32", "torchani-f64": "float64"})
     return rows, {}
