@@ -63,6 +63,8 @@ cdef struct _Scratch:
     double* r2
     int32_t* sj
     int64_t* tj      # neighbour's position in bin order
+    double* f        # Lennard-Jones energy and g = f'(r) / r of every hit (one term at a time)
+    double* g
     int64_t cap
     # first coincident pair met by the thread: original indices (-1: none)
     int64_t coincident_i
@@ -78,6 +80,8 @@ cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
     free(sc.r2)
     free(sc.sj)
     free(sc.tj)
+    free(sc.f)
+    free(sc.g)
     sc.cap = need if need > 2 * sc.cap else 2 * sc.cap
     sc.dx = <double*> malloc(sc.cap * sizeof(double))
     sc.dy = <double*> malloc(sc.cap * sizeof(double))
@@ -85,10 +89,27 @@ cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
     sc.r2 = <double*> malloc(sc.cap * sizeof(double))
     sc.sj = <int32_t*> malloc(sc.cap * sizeof(int32_t))
     sc.tj = <int64_t*> malloc(sc.cap * sizeof(int64_t))
-    if sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r2 == NULL or sc.sj == NULL or sc.tj == NULL:
+    sc.f = <double*> malloc(sc.cap * sizeof(double))
+    sc.g = <double*> malloc(sc.cap * sizeof(double))
+    if (sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r2 == NULL or sc.sj == NULL or sc.tj == NULL
+            or sc.f == NULL or sc.g == NULL):
         sc.cap = 0
         return 1
     return 0
+
+
+cdef inline void _lj_hits(double c0, double c1, const double* r2_h, double* f_h, double* g_h,
+                          int64_t nh) noexcept nogil:
+    """Lennard-Jones f = c0 (s^12 - s^6) and g = f'(r) / r = c0 (6 s^6 - 12 s^12) / r^2 (s^2 = c1 / r^2) of
+    ``nh`` squared distances (a loop the compiler vectorises; same operations as ``_pair_term``)."""
+    cdef int64_t h
+    cdef double ir2, s6
+    for h in range(nh):
+        ir2 = 1.0 / r2_h[h]
+        s6 = c1 * ir2
+        s6 = s6 * s6 * s6
+        g_h[h] = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir2
+        f_h[h] = c0 * (s6 * s6 - s6)
 
 
 cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch* sc, int64_t nh,
@@ -119,6 +140,8 @@ cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch
         c0 = terms.k[kt].c0
         c1 = terms.k[kt].c1
         memset(&a, 0, sizeof(PairSums))
+        if lj:  # _pair_term's Lennard-Jones from r^2 (no square root), every hit at once: a loop without branches
+            _lj_hits(c0, c1, sc.r2, sc.f, sc.g, nh)
         for h in range(nh):
             r2 = sc.r2[h]
             if r2 >= cut2:
@@ -131,12 +154,9 @@ cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch
                 wt = wt + 2
             if wt == 0:
                 continue
-            if lj:  # _pair_term's Lennard-Jones from r^2 (no square root): the same formula
-                ir2 = 1.0 / r2
-                s6 = c1 * ir2
-                s6 = s6 * s6 * s6
-                g = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir2
-                f = c0 * (s6 * s6 - s6)
+            if lj:
+                f = sc.f[h]
+                g = sc.g[h]
             else:
                 r = sqrt(r2)
                 f = _pair_term(&terms.k[kt], r, 1.0 / r, &g)
@@ -380,6 +400,8 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
             scratch[tid].dx = scratch[tid].dy = scratch[tid].dz = scratch[tid].r2 = NULL
             scratch[tid].sj = NULL
             scratch[tid].tj = NULL
+            scratch[tid].f = NULL
+            scratch[tid].g = NULL
             scratch[tid].cap = 0
             scratch[tid].coincident_i = -1
             scratch[tid].coincident_j = -1
@@ -420,5 +442,7 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
                 free(scratch[tid].r2)
                 free(scratch[tid].sj)
                 free(scratch[tid].tj)
+                free(scratch[tid].f)
+                free(scratch[tid].g)
             free(scratch)
         _nl_free(&g, n_threads)
