@@ -86,7 +86,11 @@ def _check_postgres(url, label, need_table):
         raise ValueError(f"{label} is not a valid PostgreSQL URL ({_scrub(error, url)}); expected "
                          f"postgresql://user:password@host:port/dbname") from None
     except psycopg2.OperationalError as error:
-        raise ConnectionError(f"cannot connect to the PostgreSQL database {label}: {_scrub(error, url)}") from None
+        message = " ".join(_scrub(error, url).split())
+        if "connection option" in message or "invalid URI" in message:   # a malformed port, option...
+            raise ValueError(f"{label} is not a valid PostgreSQL URL ({message}); expected "
+                             f"postgresql://user:password@host:port/dbname") from None
+        raise ConnectionError(f"cannot connect to the PostgreSQL database {label}: {message}") from None
     try:
         if need_table:
             with con.cursor() as cur:
