@@ -12,6 +12,7 @@ URLs are printed through :func:`redact_url`.
 """
 
 import re
+from pathlib import Path
 
 __all__ = ["DB_URL_PREFIXES", "is_db_url", "is_db_path", "redact_url", "read_db", "write_db_rows"]
 
@@ -109,7 +110,7 @@ def _check_sqlite(path, label):
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)   # read-only, creates nothing
         try:
             found = con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'systems'").fetchone()
         finally:
