@@ -70,9 +70,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _run(cmd, as_user, env, timeout=120):
+def _run(cmd, as_user, env, cwd, timeout=120):
+    # cwd: the server's own folder; the unprivileged account may not be allowed into the caller's (e.g. /root/...)
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL,
-                            **as_user)
+                            cwd=cwd, **as_user)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -115,7 +116,9 @@ def postgres_server():
     if entry is not None:
         env["HOME"] = entry.pw_dir if os.path.isdir(entry.pw_dir) else "/"
         env["USER"] = entry.pw_name
-    root = tempfile.mkdtemp(prefix="miniff-pg-")
+    # under /tmp when dropping root: the account must be able to reach the folder (TMPDIR may be under /root)
+    base = "/tmp" if entry is not None and os.path.isdir("/tmp") else None
+    root = tempfile.mkdtemp(prefix="miniff-pg-", dir=base)
     data = os.path.join(root, "data")
     log = os.path.join(root, "server.log")
     started = False
@@ -127,14 +130,14 @@ def postgres_server():
             for path in (root, pwfile):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         _run([os.path.join(bindir, "initdb"), "-D", data, "-U", USER, f"--pwfile={pwfile}",
-              "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"], as_user, env)
+              "--auth=scram-sha-256", "-E", "UTF8", "--no-sync"], as_user, env, root)
         last_error = None
         for _ in range(3):   # the free port may be taken between the probe and the start
             port = _free_port()
             options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off"
             try:
                 _run([os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "60", "-o", options,
-                      "start"], as_user, env)
+                      "start"], as_user, env, root)
             except RuntimeError as error:
                 last_error = error
                 continue
@@ -150,7 +153,7 @@ def postgres_server():
     finally:
         if started:
             with contextlib.suppress(Exception):
-                _run([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"], as_user, env)
+                _run([os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"], as_user, env, root)
         shutil.rmtree(root, ignore_errors=True)
 
 
