@@ -132,3 +132,21 @@ def test_test_direct_stage_writes_predictions_to_postgres(cells, postgres_url, t
         assert row.meta["total-energy"] == ref.meta["total-energy"]
         nw = NeighborWrapper(ref, cutoff=LJ_RC, pbc=(True, True, True))
         np.testing.assert_allclose(row.meta["predicted-energy"], nw.total(pots), rtol=1e-13)
+
+
+def test_cli_reports_an_unreachable_database_without_traceback(tmp_path, capsys):
+    pytest.importorskip("psycopg2", reason="pip install 'miniff[postgresql]'")
+    pytest.importorskip("ase_db_backends", reason="pip install 'miniff[postgresql]'")
+    import socket
+
+    from miniff.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job = tmp_path / "job.yml"
+    job.write_text(f"fit:\n  prepare: {{fn_cells: 'postgresql://ann:hidden-pw@127.0.0.1:{port}/train'}}\n")
+    assert main([str(job), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("miniff: error: cannot connect to the PostgreSQL database postgresql://ann:***@127.0.0.1")
+    assert "hidden-pw" not in err and "Traceback" not in err

@@ -180,3 +180,14 @@ def test_postgres_without_client_packages(monkeypatch):
     monkeypatch.setitem(sys.modules, "ase_db_backends.postgresql", None)
     with pytest.raises(ImportError, match=r"pip install 'miniff\[postgresql\]'"):
         read_cells("postgresql://ann:pw@127.0.0.1:1/db")
+
+
+def test_postgres_tests_skip_with_how_to_enable(monkeypatch):
+    import pg_server
+
+    monkeypatch.setattr(pg_server, "find_binaries", lambda: None)
+    if pg_server.missing_requirement() is not None:   # without server binaries or client: the install hint
+        assert "apt-get install postgresql" in pg_server.missing_requirement()
+        assert "miniff[postgresql]" in pg_server.missing_requirement()
+    monkeypatch.setitem(sys.modules, "psycopg2", None)
+    assert "apt-get install postgresql" in pg_server.missing_requirement()
