@@ -141,11 +141,12 @@ def _connect(target, label, reading):
     if _is_postgres(target):
         _check_postgres(target, label, need_table=reading)
         return ase.db.connect(target, type="postgresql")
+    if is_db_url(target):   # MySQL / MariaDB: ASE's backends as they are (untested here)
+        return ase.db.connect(target, type="extract_from_name")
     if reading:
         _check_sqlite(target, label)
         return ase.db.connect(target, type="db", create_indices=False, use_lock_file=False)
-    kind = "extract_from_name" if is_db_url(target) else "db"
-    return ase.db.connect(target, type=kind, append=True)
+    return ase.db.connect(target, type="db", append=True)
 
 
 def read_db(target, label, idx, selection, group, group_key, energy_keys, forces_keys):
@@ -175,8 +176,12 @@ def read_db(target, label, idx, selection, group, group_key, energy_keys, forces
     from miniff.io.atoms import GROUP_KEY, atoms_to_cell
 
     db = _connect(target, label, reading=True)
+    window, idx = _window(idx)
+    window["sort"] = "id"   # a stable order (SQL promises none without ORDER BY) that offset/limit rely on
+    if window.get("limit") == 0:
+        return []
     try:
-        rows = list(db.select(selection) if selection is not None else db.select())
+        rows = list(db.select(selection, **window) if selection is not None else db.select(**window))
     except (ValueError, KeyError, *_backend_errors()) as error:
         raise ValueError(f"selection: {selection!r} is not valid for database {label!r}: "
                          f"{_scrub(error, target) if is_db_url(target) else error}") from None
@@ -196,6 +201,20 @@ def read_db(target, label, idx, selection, group, group_key, energy_keys, forces
             cell.meta.setdefault(GROUP_KEY, str(group))
         cells.append(cell)
     return cells
+
+
+def _window(idx):
+    """``(select kwargs, rest)``: a plain forward slice becomes the query's offset and limit (only those rows leave
+    the server); anything else (negative bounds, steps, one index) is applied to the rows afterwards."""
+    if not isinstance(idx, slice) or idx.step not in (None, 1):
+        return {}, idx
+    start = 0 if idx.start is None else idx.start
+    if start < 0 or (idx.stop is not None and idx.stop < 0):
+        return {}, idx
+    window = {"offset": start} if start else {}
+    if idx.stop is not None:
+        window["limit"] = max(idx.stop - start, 0)
+    return window, slice(None)
 
 
 def write_db_rows(target, images, key_value_pairs=None):

@@ -185,9 +185,26 @@ def test_postgres_without_client_packages(monkeypatch):
 def test_postgres_tests_skip_with_how_to_enable(monkeypatch):
     import pg_server
 
-    monkeypatch.setattr(pg_server, "find_binaries", lambda: None)
-    if pg_server.missing_requirement() is not None:   # without server binaries or client: the install hint
-        assert "apt-get install postgresql" in pg_server.missing_requirement()
-        assert "miniff[postgresql]" in pg_server.missing_requirement()
+    monkeypatch.setattr(pg_server, "find_binaries", lambda: None)   # no server binaries: the install hint
+    assert "apt-get install postgresql" in pg_server.missing_requirement()
+    assert "miniff[postgresql]" in pg_server.missing_requirement()
     monkeypatch.setitem(sys.modules, "psycopg2", None)
     assert "apt-get install postgresql" in pg_server.missing_requirement()
+
+
+def test_index_windows_equal_slicing_all_rows(db_target, rng):
+    frames = _frames(rng, n=6)
+    _write_raw(db_target, frames)
+    sizes = [c.size for c in read_cells(db_target)]
+    assert sizes == [2, 3, 4, 5, 6, 7]   # id order
+    cases = {":": slice(None), "2:": slice(2, None), "1:4": slice(1, 4), "0:0": slice(0, 0), "4:100": slice(4, 100),
+             "-2:": slice(-2, None), ":-1": slice(None, -1), "::2": slice(None, None, 2), "-1": -1, "3": 3, 1: 1}
+    for index, python_index in cases.items():
+        expect = sizes[python_index]
+        expect = [expect] if isinstance(expect, int) else expect
+        if not expect:
+            with pytest.raises(ValueError, match="no structures"):
+                read_cells(db_target, index=index)
+            continue
+        assert [c.size for c in read_cells(db_target, index=index)] == expect, index
+    assert [c.size for c in read_cells(db_target, selection="config_type=bulk", index="1:")] == [5, 7]
