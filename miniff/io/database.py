@@ -181,7 +181,8 @@ def read_db(target, label, idx, selection, group, group_key, energy_keys, forces
     if window.get("limit") == 0:
         return []
     try:
-        rows = list(db.select(selection, **window) if selection is not None else db.select(**window))
+        with db:   # one connection for the whole read (ASE's server backend otherwise connects again for every row)
+            rows = list(db.select(selection, **window) if selection is not None else db.select(**window))
     except (ValueError, KeyError, *_backend_errors()) as error:
         raise ValueError(f"selection: {selection!r} is not valid for database {label!r}: "
                          f"{_scrub(error, target) if is_db_url(target) else error}") from None
