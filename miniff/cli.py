@@ -86,7 +86,8 @@ def main(argv=None):
         # progress bars only with -v
         run_job_file(args.target, run_defaults={"summary": not args.quiet,
                                                 "progress": bool(args.verbose) and not args.quiet})
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ConnectionError, ImportError) as error:
+        # ConnectionError: a database server (postgresql://) unreachable; ImportError: its client not installed
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"miniff: error: {message}", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ This is the public face of miniff's training code (the pieces live in private ``
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
   (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);
+- predictions: :func:`predict_cells` (energies, forces, stresses of potentials on cells) and
+  :func:`write_predictions` (into an ``ase.db`` on SQLite or PostgreSQL, or a file);
 - jobs: :func:`exec_workflows`, :func:`run_job_file` (``python -m miniff jobs.yml``);
 - parsers: :func:`parse_runner_input` (RuNNer ``symfunction_short`` lines), :func:`parse_lammps_input`
   (LAMMPS ``pair_style nn`` potential files);
@@ -50,6 +52,7 @@ from miniff.fit.jobs import JobFileError, exec_workflows, run_job_file, run_work
 from miniff.fit.lbfgs import CompactLBFGS
 from miniff.fit.log import FitLog, read_fit_log
 from miniff.fit.parsers import group_by_species, parse_lammps_input, parse_runner_input
+from miniff.fit.predict import predict_cells, write_predictions
 from miniff.fit.recipes import (
     behler_nn,
     default_behler_descriptors,
@@ -83,6 +86,8 @@ __all__ = [
     "OneShotWorkflow",
     "SDWorkflow",
     "prediction_errors",
+    "predict_cells",
+    "write_predictions",
     "run_workflow",
     "fit",
     "test_direct",

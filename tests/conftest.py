@@ -68,3 +68,25 @@ def pyplot():
 
     yield plt
     plt.close("all")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL server for the session (``tests/pg_server.py``), stopped at the end whatever happens.
+
+    Skipped, with how to enable it, when the server binaries or the client packages are not installed.
+    """
+    from pg_server import missing_requirement
+    from pg_server import postgres_server as start
+
+    why = missing_requirement()
+    if why is not None:
+        pytest.skip(why)
+    with start() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL (``postgresql://miniff:...@127.0.0.1:PORT/NAME``) of a new, empty database on that server."""
+    return postgres_server.create_database()

@@ -7,6 +7,7 @@ import numpy as np
 
 from miniff.fit.base import Workflow
 from miniff.fit.compat import warn_ignored
+from miniff.fit.predict import as_potentials
 
 __all__ = ["SDWorkflow", "OneShotWorkflow", "prediction_errors"]
 
@@ -63,7 +64,8 @@ class SDWorkflow(Workflow):
     default_tag = "relax"
 
     def prepare(self, fn_cells, potentials="learn.pt", fn_cells_root=None, cells_order=None, cells_subset=None,
-                cells_index=":", cells_selection=None, nw_kwargs=None, allow_legacy_pickle=False):
+                cells_index=":", cells_selection=None, nw_kwargs=None, allow_legacy_pickle=False,
+                cells_group_key=None):
         """Load the cells and the potentials.
 
         Parameters
@@ -78,14 +80,15 @@ class SDWorkflow(Workflow):
             Reorder the cells (``seed`` of the workflow).
         cells_subset : int or None
             Keep only the first n cells.
-        cells_index, cells_selection
-            ``index`` and ``selection`` of :func:`miniff.io.read_cells`.
+        cells_index, cells_selection, cells_group_key
+            ``index``, ``selection`` and ``group_key`` of :func:`miniff.io.read_cells`.
         nw_kwargs : dict or None
             Extra arguments of ``NeighborWrapper``.
         allow_legacy_pickle : bool
             Read 0.1.4 pickled ``.pt`` files (unsafe: see :func:`miniff.ml_util.load_potentials_014`).
         """
-        self.load_cells(fn_cells, root=fn_cells_root, index=cells_index, selection=cells_selection)
+        self.load_cells(fn_cells, root=fn_cells_root, index=cells_index, selection=cells_selection,
+                        group_key=cells_group_key)
         if cells_order is not None:
             self.reorder_cells(cells_order, seed=self.seed)
         if cells_subset is not None:
@@ -96,27 +99,8 @@ class SDWorkflow(Workflow):
         return self
 
     def load_potentials(self, potentials, allow_legacy_pickle=False):
-        """Potential objects from files / objects (a list)."""
-        from miniff.ml.serialize import load_potentials, load_potentials_014
-
-        items = potentials if isinstance(potentials, (list, tuple)) else [potentials]
-        out = []
-        for p in items:
-            if isinstance(p, str) or hasattr(p, "__fspath__"):
-                try:
-                    out.extend(load_potentials(p))
-                except (ValueError, TypeError) as error:
-                    if not allow_legacy_pickle:
-                        raise ValueError(f"potentials: cannot read {str(p)!r} as plain data ({error}); for a "
-                                         f"0.1.4 pickle set allow_legacy_pickle: true (unsafe)") from error
-                    out.extend(load_potentials_014(p))
-            elif hasattr(p, "compute"):
-                out.append(p)
-            else:
-                raise TypeError(f"potentials entries must be file names or potentials, got {type(p).__name__}")
-        if not out:
-            raise ValueError("potentials: none loaded")
-        return out
+        """Potential objects from files / objects (a list; see :func:`miniff.fit.predict.as_potentials`)."""
+        return as_potentials(potentials, allow_legacy_pickle=allow_legacy_pickle)
 
     def _evaluate(self, nw):
         energy = float(nw.total(self.potentials, ignore_missing_species=True))

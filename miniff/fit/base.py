@@ -127,13 +127,14 @@ class Workflow:
 
     # ------------------------------------------------------------------ cells
     @staticmethod
-    def load_cells_individual(fn, index=":", selection=None, warn_missing_targets=True):
+    def load_cells_individual(fn, index=":", selection=None, warn_missing_targets=True, group_key=None):
         """Read the cells of one file (any ASE-readable file, an ase.db, or a 0.1.4 cells JSON)."""
         from miniff.io import read_cells
 
-        return list(read_cells(fn, index=index, selection=selection, warn_missing_targets=warn_missing_targets))
+        return list(read_cells(fn, index=index, selection=selection, group_key=group_key,
+                               warn_missing_targets=warn_missing_targets))
 
-    def _sources(self, item, root, index, selection):
+    def _sources(self, item, root, index, selection, group_key=None):
         """``[(label, cells)]`` of one ``fn_cells`` entry (see :meth:`load_cells`)."""
         from ase import Atoms
 
@@ -142,31 +143,32 @@ class Workflow:
         if isinstance(item, Cell):
             return [("cells", [item])]
         if isinstance(item, Atoms):
-            return [("Atoms", self.load_cells_individual([item], ":", None, False))]
+            return [("Atoms", self.load_cells_individual([item], ":", None, False, group_key))]
         if isinstance(item, (list, tuple)) and item and all(isinstance(c, Cell) for c in item):
             return [("cells", list(item))]
         if isinstance(item, (list, tuple)) and item and all(isinstance(a, Atoms) for a in item):
-            return [("Atoms", self.load_cells_individual(list(item), index, None, False))]
+            return [("Atoms", self.load_cells_individual(list(item), index, None, False, group_key))]
         if isinstance(item, Path):
             path = item if root is None or item.is_absolute() else Path(root) / item
             if not path.exists():
                 raise FileNotFoundError(f"fn_cells: no such file {str(path)!r}")
-            return [(str(path), self.load_cells_individual(path, index, selection, False))]
+            return [(str(path), self.load_cells_individual(path, index, selection, False, group_key))]
         if isinstance(item, str):
             if "://" in item:
                 from miniff.io import _redact_url
 
-                return [(_redact_url(item), self.load_cells_individual(item, index, selection, False))]
+                return [(_redact_url(item), self.load_cells_individual(item, index, selection, False, group_key))]
             pattern = item if root is None or os.path.isabs(item) else os.path.join(root, item)
             matches = sorted(glob.glob(pattern))
             if not matches:
                 where = os.path.abspath(root) if root is not None else os.getcwd()
                 raise FileNotFoundError(f"fn_cells: no file matches {item!r} (looked in {where!r})")
-            return [(m, self.load_cells_individual(m, index, selection, False)) for m in matches]
+            return [(m, self.load_cells_individual(m, index, selection, False, group_key)) for m in matches]
         raise TypeError(f"fn_cells entries must be paths, glob patterns, database URLs, Cells or ase.Atoms (or "
                         f"lists of them), got {type(item).__name__}")
 
-    def load_cells(self, filenames, root=None, append=False, index=":", selection=None, warn_missing_targets=True):
+    def load_cells(self, filenames, root=None, append=False, index=":", selection=None, warn_missing_targets=True,
+                   group_key=None):
         """Load cells into ``self.cells`` (and where each came from into ``self.cell_sources``).
 
         Parameters
@@ -181,8 +183,9 @@ class Workflow:
             Folder the patterns are relative to (default: the current directory).
         append : bool
             Add to the cells already loaded instead of replacing them.
-        index, selection
-            Passed to :func:`miniff.io.read_cells` for every file and list of atoms.
+        index, selection, group_key
+            Passed to :func:`miniff.io.read_cells` for every file and list of atoms (``group_key``: the
+            database key / ``info`` entry whose value is the structure's group label).
         warn_missing_targets : bool
             One :class:`~miniff.io.MissingForcesWarning` (and :class:`~miniff.io.MissingEnergyWarning`) for all
             sources together, counting the structures without forces (used as energy-only data) or energy.
@@ -206,7 +209,7 @@ class Workflow:
             sources = list(getattr(self, "cell_sources", [])) if append else []
             for label, group_sources in filenames.items():
                 got = self.load_cells(group_sources, root=root, index=index, selection=selection,
-                                      warn_missing_targets=warn_missing_targets)
+                                      warn_missing_targets=warn_missing_targets, group_key=group_key)
                 for c in got:
                     if "group" not in c.meta:
                         c = c.copy()   # never label the caller's own Cell objects
@@ -220,7 +223,7 @@ class Workflow:
             items = [list(items)]   # one source: structures numbered in the list
         cells, sources, read = [], [], []
         for i, item in enumerate(items):
-            for label, got in self._sources(item, root, index, selection):
+            for label, got in self._sources(item, root, index, selection, group_key):
                 label = f"fn_cells[{i}] ({label})" if label in ("cells", "Atoms") and len(items) > 1 else label
                 check_targets(got, label)
                 cells.extend(got)

@@ -74,7 +74,7 @@ class FitPreparation(Workflow):
         return learn_cauldron_kwargs, closure_kwargs
 
     def _load_cells(self, fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
-                    cells_selection, test_set, split_seed):
+                    cells_selection, test_set, split_seed, cells_group_key=None):
         """Load, order and cut the training cells, then append the validation cells of a ``test_set`` file.
 
         Reads ``forces`` (missing forces warn only when they are fitted).  Sets ``cells`` (training cells
@@ -84,7 +84,7 @@ class FitPreparation(Workflow):
         """
         # energy-only fits do not need forces: no warning for data sets that have none
         self.load_cells(fn_cells, root=fn_cells_root, append=cells_append, index=cells_index,
-                        selection=cells_selection, warn_missing_targets=self.forces)
+                        selection=cells_selection, group_key=cells_group_key, warn_missing_targets=self.forces)
         if cells_order is not None:
             self.order = self.reorder_cells(cells_order, seed=split_seed)
         else:
@@ -95,7 +95,7 @@ class FitPreparation(Workflow):
         if isinstance(test_set, (str, Path)):
             n_learn = len(self.cells)
             self.load_cells(str(test_set), root=fn_cells_root, append=True, index=cells_index,
-                            warn_missing_targets=self.forces)
+                            group_key=cells_group_key, warn_missing_targets=self.forces)
             n = len(self.cells)
             n_test = n - n_learn
         else:

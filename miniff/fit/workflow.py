@@ -63,7 +63,8 @@ class FitWorkflow(FitPreparation):
     default_tag = "fit"
 
     def prepare(self, fn_cells, fn_cells_root=None, cells_order="random", cells_subset=None, cells_append=False,
-                cells_index=":", cells_selection=None, descriptors=None, cutoff=None, default_descriptor_kwargs=None,
+                cells_index=":", cells_selection=None, cells_group_key=None, descriptors=None, cutoff=None,
+                default_descriptor_kwargs=None,
                 descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
                 test_set=0.1, split_seed=0,
                 nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
@@ -86,8 +87,9 @@ class FitWorkflow(FitPreparation):
             Keep only the first n cells (after ordering).
         cells_append : bool
             Append to cells already loaded.
-        cells_index, cells_selection
-            ``index`` and ``selection`` of :func:`miniff.io.read_cells`.
+        cells_index, cells_selection, cells_group_key
+            ``index``, ``selection`` and ``group_key`` of :func:`miniff.io.read_cells` (a database selection
+            such as ``"natoms<50,config_type=bulk"``; the key whose value labels each structure's group).
         descriptors : dict, str or None
             ``{species: [descriptor potentials]}``, or a RuNNer ``input.nn`` file (its ``symfunction_short``
             lines); default: the Behler recipes (radial + angular).
@@ -149,7 +151,7 @@ class FitWorkflow(FitPreparation):
         learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
-                                     cells_selection, test_set, split_seed)
+                                     cells_selection, test_set, split_seed, cells_group_key)
         self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
         self._make_networks(nn_kwargs)

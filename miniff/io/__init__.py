@@ -40,10 +40,6 @@ from pathlib import Path
 import numpy as np
 
 from miniff.io.atoms import (
-    ASE_GROUP,
-    ASE_PREDICTED_ENERGY,
-    ASE_PREDICTED_FORCES,
-    ASE_SPECIES,
     DEFAULT_ENERGY_KEYS,
     DEFAULT_FORCES_KEYS,
     ENERGY_KEY,
@@ -52,6 +48,7 @@ from miniff.io.atoms import (
     PBC_KEY,
     PREDICTED_ENERGY_KEY,
     PREDICTED_FORCES_KEY,
+    PREDICTED_STRESS_KEY,
     STRESS_KEY,
     MissingDataWarning,
     MissingEnergyWarning,
@@ -60,6 +57,11 @@ from miniff.io.atoms import (
     cell_to_atoms,
     warn_missing,
 )
+from miniff.io.database import is_db_path as _is_db_path
+from miniff.io.database import is_db_url as _is_db_url
+from miniff.io.database import read_db as _read_db
+from miniff.io.database import redact_url as _redact_url
+from miniff.io.database import write_db_rows as _write_db_rows
 from miniff.io.n2p2_model import N2p2ExtrapolationWarning, N2p2Potential, read_n2p2
 
 __all__ = [
@@ -82,19 +84,8 @@ __all__ = [
     "PBC_KEY",
     "PREDICTED_ENERGY_KEY",
     "PREDICTED_FORCES_KEY",
+    "PREDICTED_STRESS_KEY",
 ]
-
-_DB_URL_PREFIXES = ("postgresql://", "postgres://", "mysql://", "mariadb://")
-_DB_SUFFIXES = (".db",)
-
-
-def _is_db_url(source):
-    return isinstance(source, str) and source.lower().startswith(_DB_URL_PREFIXES)
-
-
-def _is_db_path(path):
-    return str(path).lower().endswith(_DB_SUFFIXES)
-
 
 def _parse_index(index):
     """An ase-style index (int, slice, or a string like ``":"``, ``"-1"``, ``"2:10:2"``) as int or slice."""
@@ -139,6 +130,7 @@ def read_cells(
     *,
     format=None,
     group=None,
+    group_key=None,
     energy_keys=DEFAULT_ENERGY_KEYS,
     forces_keys=DEFAULT_FORCES_KEYS,
     warn_missing_targets=True,
@@ -154,7 +146,9 @@ def read_cells(
     source : str, os.PathLike, ase.Atoms or list of ase.Atoms
         * a path of anything ``ase.io.read`` reads (extxyz, ASE ``.traj``, VASP ``OUTCAR``/
           ``vasprun.xml``, ...);
-        * an ``ase.db`` database: a path ending in ``.db`` (SQLite) or a ``postgresql://`` URL;
+        * an ``ase.db`` database: a path ending in ``.db`` (SQLite) or a URL
+          ``postgresql://user:password@host:port/dbname`` (needs ``pip install 'miniff[postgresql]'``;
+          see :mod:`miniff.io.database`);
         * a 0.1.4 cells JSON file (``*.json`` holding a list of cell objects), read by
           :meth:`miniff.kernel.Cell.load`;
         * ``ase.Atoms`` objects (one or a list).
@@ -166,8 +160,12 @@ def read_cells(
     format : str, optional
         Format passed to ``ase.io.read`` when it cannot be guessed from the file name.
     group : str, optional
-        Group label given to every structure read that has none of its own (``info["group"]`` or a
-        database key ``group``).
+        Group label given to every structure read that has none of its own (``group_key``,
+        ``info["group"]`` or a database key ``group``).
+    group_key : str, optional
+        Name of the database key-value pair (or ``atoms.info`` entry of files and ``Atoms``) whose value
+        becomes the structure's group label (e.g. ``"config_type"``); structures without that key keep
+        ``group`` / their ``group`` key.
     energy_keys, forces_keys : sequence of str, optional
         Names accepted for the energy (``atoms.info`` or database key-value pairs) and the forces
         (per-atom arrays or database data) when a structure carries no calculator results.
@@ -188,13 +186,20 @@ def read_cells(
     FileNotFoundError
         If the file does not exist (the message names the path).
     ValueError
-        If the file cannot be parsed, holds no structures, or ``selection`` is given for a source
-        that is not a database.
+        If the file cannot be parsed, holds no structures, is a database without ase.db's table,
+        or ``selection`` is given for a source that is not a database (or is invalid for it).
+    ConnectionError
+        If a database server cannot be reached or refuses the login (the message names the URL
+        without its password).
+    ImportError
+        For a ``postgresql://`` URL when ``ase-db-backends`` / ``psycopg2`` are not installed.
     TypeError
         If ``source`` has an unsupported type.
     """
     from ase import Atoms
 
+    if group_key is not None and not isinstance(group_key, str):
+        raise TypeError(f"group_key must be a string or None, got {type(group_key).__name__}")
     energy_keys = _as_keys(energy_keys, "energy_keys")
     forces_keys = _as_keys(forces_keys, "forces_keys")
     idx = _parse_index(index)
@@ -205,11 +210,12 @@ def read_cells(
             raise ValueError("selection applies to databases only, not to a list of Atoms")
         items = list(source)
         items = [items[idx]] if isinstance(idx, int) else items[idx]
-        cells = cells_from_atoms(items, group=group, energy_keys=energy_keys, forces_keys=forces_keys)
+        cells = cells_from_atoms(items, group=group, group_key=group_key, energy_keys=energy_keys,
+                                 forces_keys=forces_keys)
         label = "<Atoms>"
     elif _is_db_url(source):
-        cells = _read_db(source, source, idx, selection, group, energy_keys, forces_keys)
         label = _redact_url(source)
+        cells = _read_db(source, label, idx, selection, group, group_key, energy_keys, forces_keys)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -218,7 +224,7 @@ def read_cells(
             raise ValueError(f"source: {str(path)!r} is a directory, expected a file or a database URL")
         label = str(path)
         if _is_db_path(path):
-            cells = _read_db(str(path), label, idx, selection, group, energy_keys, forces_keys)
+            cells = _read_db(str(path), label, idx, selection, group, group_key, energy_keys, forces_keys)
         else:
             if selection is not None:
                 raise ValueError(f"selection applies to databases (*.db, postgresql://), not to {label!r}")
@@ -228,7 +234,7 @@ def read_cells(
                     for c in cells:
                         c.meta.setdefault(GROUP_KEY, str(group))
             else:
-                cells = _read_ase_file(path, idx, format, group, energy_keys, forces_keys, kwargs)
+                cells = _read_ase_file(path, idx, format, group, group_key, energy_keys, forces_keys, kwargs)
     else:
         raise TypeError(
             f"source must be a path, a database URL or ase.Atoms, got {type(source).__name__}"
@@ -253,16 +259,6 @@ def _as_keys(keys, name):
     return keys
 
 
-def _redact_url(url):
-    """The URL without a password (for messages)."""
-    head, sep, tail = url.partition("://")
-    if "@" in tail:
-        creds, _, host = tail.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{head}{sep}{user}:***@{host}"
-    return url
-
-
 def _read_cells_json(path, idx):
     from miniff.neighbors.cell import Cell
 
@@ -274,7 +270,7 @@ def _read_cells_json(path, idx):
     return [cells[idx]] if isinstance(idx, int) else cells[idx]
 
 
-def _read_ase_file(path, idx, format, group, energy_keys, forces_keys, kwargs):
+def _read_ase_file(path, idx, format, group, group_key, energy_keys, forces_keys, kwargs):
     import ase.io
 
     if path.stat().st_size == 0:
@@ -287,37 +283,13 @@ def _read_ase_file(path, idx, format, group, energy_keys, forces_keys, kwargs):
         raise ValueError(f"source: could not read structures from {str(path)!r}: {type(e).__name__}: {e}") from e
     if not isinstance(images, list):
         images = [images]
-    return cells_from_atoms(images, group=group, energy_keys=energy_keys, forces_keys=forces_keys, source=path)
-
-
-def _read_db(target, label, idx, selection, group, energy_keys, forces_keys):
-    import sqlite3
-
-    import ase.db
-
-    try:
-        kind = "extract_from_name" if _is_db_url(target) else "db"
-        db = ase.db.connect(target, type=kind, create_indices=False, use_lock_file=False)
-        rows = list(db.select(selection) if selection is not None else db.select())
-    except sqlite3.DatabaseError as e:
-        raise ValueError(f"source: {label!r} is not a valid ASE SQLite database: {e}") from e
-    except (ValueError, KeyError) as e:
-        raise ValueError(f"selection: {selection!r} is not valid for database {label!r}: {e}") from e
-    rows = [rows[idx]] if isinstance(idx, int) else rows[idx]
-    cells = []
-    for row in rows:
-        atoms = row.toatoms()
-        kvp = dict(row.key_value_pairs)
-        data = dict(row.data) if row.get("data") is not None else {}
-        cell = atoms_to_cell(atoms, extra=kvp, data=data, energy_keys=energy_keys, forces_keys=forces_keys)
-        if group is not None:
-            cell.meta.setdefault(GROUP_KEY, str(group))
-        cells.append(cell)
-    return cells
+    return cells_from_atoms(images, group=group, group_key=group_key, energy_keys=energy_keys,
+                            forces_keys=forces_keys, source=path)
 
 
 def cells_from_atoms(
-    images, *, group=None, energy_keys=DEFAULT_ENERGY_KEYS, forces_keys=DEFAULT_FORCES_KEYS, source=None
+    images, *, group=None, group_key=None, energy_keys=DEFAULT_ENERGY_KEYS, forces_keys=DEFAULT_FORCES_KEYS,
+    source=None
 ):
     """Convert ``ase.Atoms`` objects into cells with their targets (see :func:`read_cells`).
 
@@ -326,6 +298,8 @@ def cells_from_atoms(
     images : list of ase.Atoms
     group : str, optional
         Group label for structures without one.
+    group_key : str, optional
+        ``atoms.info`` entry whose value becomes the group label.
     energy_keys, forces_keys : sequence of str, optional
         Names accepted outside calculator results (see :func:`read_cells`).
     source : str or path, optional
@@ -342,6 +316,8 @@ def cells_from_atoms(
         except ValueError as e:
             where = f" in {str(source)!r}" if source is not None else ""
             raise ValueError(f"structure {k}{where}: {e}") from e
+        if group_key is not None and atoms.info.get(group_key) is not None:
+            cell.meta[GROUP_KEY] = str(atoms.info[group_key])
         if group is not None:
             cell.meta.setdefault(GROUP_KEY, str(group))
         if source is not None:
@@ -387,6 +363,8 @@ def _with_predictions(cell, pred, k):
         meta[PREDICTED_ENERGY_KEY] = float(pred.meta[ENERGY_KEY])
     if pred.meta.get(FORCES_KEY) is not None:
         meta[PREDICTED_FORCES_KEY] = np.asarray(pred.meta[FORCES_KEY], dtype=float)
+    if pred.meta.get(STRESS_KEY) is not None:
+        meta[PREDICTED_STRESS_KEY] = np.asarray(pred.meta[STRESS_KEY], dtype=float)
     copy = cell.copy()
     copy.meta = meta
     return copy
@@ -407,7 +385,7 @@ def _as_cell_list(cells, name):
     return cells
 
 
-def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwargs):
+def write_cells(cells, dest, *, predicted=None, format=None, append=False, key_value_pairs=None, **kwargs):
     """Write cells with their reference (and predicted) energies and forces.
 
     Parameters
@@ -419,8 +397,9 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
         Destination: a path ending in ``.json`` writes the 0.1.4 cells JSON (:meth:`Cell.save`,
         predictions as ``meta`` keys); a path ending in ``.db`` or a ``postgresql://`` URL writes an
         ase.db database
-        (references as the row's calculator results, ``group`` and ``predicted_energy`` as
-        key-value pairs, ``predicted_forces`` in the row data); any other path is written with
+        (references as the row's calculator results, a ``SinglePointCalculator``; ``group`` and
+        ``predicted_energy`` as key-value pairs; ``predicted_forces`` and ``predicted_stress`` in the
+        row data; a server database must exist, its tables are created); any other path is written with
         ``ase.io.write`` (extxyz by default for ``.xyz``/``.extxyz``; predictions as
         ``predicted_energy`` info and ``predicted_forces`` per-atom arrays).
     predicted : list of Cell, optional
@@ -429,7 +408,10 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
         ``ase.io.write`` format (default: guessed from the name, extxyz for ``.xyz``), or
         ``"cells-json"`` for the 0.1.4 cells JSON.
     append : bool, optional
-        Add to an existing file/database instead of replacing it.
+        Add to an existing file/database instead of replacing it (rows are always added to a
+        server database: it is never emptied).
+    key_value_pairs : dict, optional
+        Databases only: extra key-value pairs on every row (e.g. ``{"model": "nn-v2"}``).
     **kwargs
         Passed to ``ase.io.write``.
 
@@ -439,13 +421,16 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
     ``os.replace``, so a failure never leaves a half-written file (for SQLite with ``append=True``
     the existing database is copied first). PostgreSQL writes happen in one transaction.
     """
+    is_db = _is_db_url(dest) or (isinstance(dest, (str, os.PathLike)) and _is_db_path(dest))
+    if key_value_pairs is not None and not is_db:
+        raise ValueError(f"key_value_pairs: only databases (*.db, postgresql://) take key-value pairs, not {dest!r}")
     if isinstance(dest, (str, os.PathLike)) and not _is_db_url(dest):
         if format == "cells-json" or (format is None and str(dest).lower().endswith(".json")):
             _write_cells_json(cells, Path(dest), predicted, append)
             return
     images = cells_to_atoms(cells, predicted=predicted)
     if _is_db_url(dest):
-        _write_db_rows(dest, images, "extract_from_name")
+        _write_db_rows(dest, images, key_value_pairs)
         return
     if not isinstance(dest, (str, os.PathLike)):
         raise TypeError(f"dest must be a path or a database URL, got {type(dest).__name__}")
@@ -460,7 +445,7 @@ def write_cells(cells, dest, *, predicted=None, format=None, append=False, **kwa
             tmp = tmp[: -len(".tmp")] + ".db"
             if append and path.exists():
                 shutil.copyfile(path, tmp)
-            _write_db_rows(tmp, images, "db")
+            _write_db_rows(tmp, images, key_value_pairs)
         else:
             if append and path.exists():
                 shutil.copyfile(path, tmp)
@@ -498,23 +483,3 @@ def _write_cells_json(cells, path, predicted, append):
     if append and path.exists():
         cells = _read_cells_json(path, slice(None)) + list(cells)
     Cell.save(list(cells), str(path))
-
-
-def _write_db_rows(target, images, kind):
-    import ase.db
-
-    db = ase.db.connect(target, type=kind, append=True)
-    with db:  # one transaction
-        for atoms in images:
-            kvp = {}
-            data = {}
-            if ASE_GROUP in atoms.info:
-                kvp[ASE_GROUP] = atoms.info[ASE_GROUP]
-            if ASE_PREDICTED_ENERGY in atoms.info:
-                kvp[ASE_PREDICTED_ENERGY] = float(atoms.info[ASE_PREDICTED_ENERGY])
-            if ASE_PREDICTED_FORCES in atoms.arrays:
-                data[ASE_PREDICTED_FORCES] = np.array(atoms.arrays[ASE_PREDICTED_FORCES])
-            if ASE_SPECIES in atoms.arrays:
-                data[ASE_SPECIES] = np.array(atoms.arrays[ASE_SPECIES]).tolist()
-            db.write(atoms, key_value_pairs=kvp, data=data)
-

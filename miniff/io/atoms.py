@@ -18,6 +18,7 @@ __all__ = [
     "PBC_KEY",
     "PREDICTED_ENERGY_KEY",
     "PREDICTED_FORCES_KEY",
+    "PREDICTED_STRESS_KEY",
     "MissingDataWarning",
     "MissingEnergyWarning",
     "MissingForcesWarning",
@@ -42,10 +43,13 @@ PBC_KEY = "pbc"
 PREDICTED_ENERGY_KEY = "predicted-energy"
 #: meta key of predicted forces, ndarray [N, 3], eV/Å
 PREDICTED_FORCES_KEY = "predicted-forces"
+#: meta key of a predicted stress, ndarray [6] (Voigt xx yy zz yz xz xy, ASE sign), eV/Å³
+PREDICTED_STRESS_KEY = "predicted-stress"
 
 # Names used inside ASE containers (extxyz info/arrays, ase.db key-value pairs and data).
 ASE_PREDICTED_ENERGY = "predicted_energy"
 ASE_PREDICTED_FORCES = "predicted_forces"
+ASE_PREDICTED_STRESS = "predicted_stress"
 ASE_SPECIES = "miniff_species"
 ASE_GROUP = "group"
 
@@ -236,6 +240,9 @@ def atoms_to_cell(atoms, *, extra=None, energy_keys=DEFAULT_ENERGY_KEYS, forces_
     pred_f = data.get(ASE_PREDICTED_FORCES, atoms.arrays.get(ASE_PREDICTED_FORCES))
     if pred_f is not None:
         meta[PREDICTED_FORCES_KEY] = np.array(pred_f, dtype=float).reshape(n, 3)
+    pred_s = data.get(ASE_PREDICTED_STRESS, info.get(ASE_PREDICTED_STRESS))
+    if pred_s is not None:
+        meta[PREDICTED_STRESS_KEY] = _as_voigt(pred_s)
     return Cell(vectors, coordinates, labels, meta=meta)
 
 
@@ -245,7 +252,8 @@ def cell_to_atoms(cell, *, pbc=None):
     The reference energy, forces and stress (``meta`` keys ``"total-energy"``, ``"forces"``,
     ``"stress"``) are attached as a ``SinglePointCalculator``; ``"predicted-energy"`` goes to
     ``atoms.info["predicted_energy"]``, ``"predicted-forces"`` to
-    ``atoms.arrays["predicted_forces"]``, ``"group"`` to ``atoms.info["group"]``. Labels that are
+    ``atoms.arrays["predicted_forces"]``, ``"predicted-stress"`` to ``atoms.info["predicted_stress"]``,
+    ``"group"`` to ``atoms.info["group"]``. Labels that are
     not chemical symbols spelled the ASE way (e.g. ``"bi"``, ``"a"``) are kept in
     ``atoms.arrays["miniff_species"]`` so that :func:`atoms_to_cell` restores them.
 
@@ -293,6 +301,8 @@ def cell_to_atoms(cell, *, pbc=None):
         atoms.info[ASE_PREDICTED_ENERGY] = float(meta[PREDICTED_ENERGY_KEY])
     if meta.get(PREDICTED_FORCES_KEY) is not None:
         atoms.arrays[ASE_PREDICTED_FORCES] = np.array(meta[PREDICTED_FORCES_KEY], dtype=float).reshape(-1, 3)
+    if meta.get(PREDICTED_STRESS_KEY) is not None:
+        atoms.info[ASE_PREDICTED_STRESS] = _as_voigt(meta[PREDICTED_STRESS_KEY])
     return atoms
 
 

@@ -17,6 +17,7 @@ from miniff.io import read_cells
 PREPARE_SCHEMA = [
     ("fn_cells", inspect.Parameter.empty), ("fn_cells_root", None), ("cells_order", "random"),
     ("cells_subset", None), ("cells_append", False), ("cells_index", ":"), ("cells_selection", None),
+    ("cells_group_key", None),
     ("descriptors", None), ("cutoff", None), ("default_descriptor_kwargs", None), ("descriptor_recipe", "behler"),
     ("nw_kwargs", None), ("learn_cauldron_kwargs", None), ("normalization_kwargs", None), ("test_set", 0.1),
     ("split_seed", 0), ("nn_kwargs", None), ("closure_kwargs", None), ("forces", None), ("group_weights", None),
