@@ -285,8 +285,9 @@ def committee_summary(wf):
         errors = ", ".join(f"{what} {1000 * last[key]:.2f} {unit}"
                            for key, what, unit in (("energy_rmse_valid", "validation E", "meV/atom"),
                                                    ("force_rmse_valid", "F", "meV/Å")) if key in last)
+        why = STOP_REASONS.get(m.stop_reason, m.stop_reason)
         lines.append(f"  member {k} (seed {wf.committee['seeds'][k]}): {m.epoch} epochs, stopped: {m.stop_reason} "
-                     f"({STOP_REASONS.get(m.stop_reason, m.stop_reason)})" + (f"; last epoch {errors}" if errors else ""))
+                     f"({why})" + (f"; last epoch {errors}" if errors else ""))
     rows = []
     for name, label in (("learn", "training"), ("test", "validation")):
         if name in wf.datasets:
