@@ -15,8 +15,8 @@ A stage name is ``fit``, ``test-direct``, ``test-relax`` or ``active-learning``,
 to run a kind twice (``fit:second``).  ``active-learning`` runs an
 :class:`~miniff.fit.active.ActiveLearningWorkflow` (``prepare: {fn_cells: data.extxyz, reference: emt,
 temperatures: [600], threshold: 0.1}``, ``run: {n_rounds: 5, save_fn: active.pt}``).  The keys of every
-section are the parameters of the workflow's ``__init__`` / ``prepare`` / ``run``; anything else is an error that names the key and suggests the
-closest valid one.  A value of the wrong type (``cutoff: abc``, ``test_set: twenty``, a list where a mapping is
+section are the parameters of the workflow's ``__init__`` / ``prepare`` / ``run``; anything else is an error
+that names the key and suggests the closest valid one.  A value of the wrong type (``cutoff: abc``, ``test_set: twenty``, a list where a mapping is
 needed, a ``checkpoint`` that is a folder) is an error naming the key and the type expected (:data:`KEY_TYPES`),
 raised before any stage starts, as is a ``fn_cells`` (or ``test_set``) file that does not exist.
 
