@@ -265,6 +265,7 @@ class ActiveLearningWorkflow(Workflow):
                       len(frames), n_cand, self.threshold, len(selected))
         if not selected:
             rec.update(n_train=len(self.cells) + len(self.labelled), n_labelled=0)
+            self._held_out(rec)   # the same committee as the round before: recorded for a complete log
             self.stop_reason = "converged"
             self._end_round(r, rec, save_fn, log_file)
             return False
