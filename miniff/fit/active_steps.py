@@ -246,7 +246,8 @@ def held_out_errors(potentials, cells, n_threads=None):
         if c.meta.get("total-energy") is None:
             continue
         nw = NeighborWrapper(c, cutoff=cutoff, pbc=tuple(bool(x) for x in c.meta.get("pbc", (True,) * 3)))
-        de.append((nw.total(potentials, n_threads=n_threads) - float(c.meta["total-energy"])) / c.size)
+        energy = nw.total(potentials, n_threads=n_threads, ignore_missing_species=True)
+        de.append((energy - float(c.meta["total-energy"])) / c.size)
     cal = calibrate_committee(potentials, cells, apply=False, n_threads=n_threads)
     factor = min(c.calibration for c in potentials if hasattr(c, "calibration"))
     return {"energy_rmse": float(np.sqrt(np.mean(np.square(de)))) if de else float("nan"),

@@ -97,7 +97,7 @@ def committee_force_errors(potentials, structures, n_threads=None):
             raise ValueError(f"structures[{k}]: reference forces of shape {ref.shape}, expected ({cell.size}, 3)")
         pbc = tuple(bool(x) for x in cell.meta.get("pbc", (True, True, True)))
         nw = NeighborWrapper(cell, cutoff=cutoff, pbc=pbc)
-        forces = -nw.grad(pots, n_threads=n_threads)
+        forces = -nw.grad(pots, n_threads=n_threads, ignore_missing_species=True)
         spread = committee_spread(nw, pots, forces=True, stress=False, n_threads=n_threads, calibrated=False)
         stds.append(spread.forces_std)
         errors.append(np.sqrt(((forces - ref) ** 2).mean(axis=1)))

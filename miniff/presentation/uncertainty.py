@@ -88,8 +88,17 @@ def plot_spread_vs_error(calibration, force_error=None, factor=None, ax=None, n_
     centres, rms = _binned_rms(spread, error, n_bins) if spread.max() > spread.min() else ([], [])
     if len(centres):
         ax.plot(centres, rms, "o-", color="C3", label="RMS error per spread bin")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = np.log10(high / low) + 0.35
+    subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,) if decades <= 6 else None
+    for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+        scale("log")   # plain numbers at 1, 2, 5 x 10^n over up to two decades, at 10^n up to six
+        if subs is None:
+            continue
+        axis.set_major_locator(LogLocator(subs=subs))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlim(low / 1.5, high * 1.5)
     ax.set_ylim(low / 1.5, high * 1.5)
     ax.set_aspect("equal")
