@@ -362,7 +362,8 @@ class FitWorkflow(FitPreparation):
             The per-epoch records (also in ``self.history``).  Why the fit ended is in ``self.stop_reason``:
             ``"n_epochs"``, ``"converged"`` (the closure's criteria), ``"early stopping"``, ``"non-finite loss"``,
             ``"after_epoch"``, ``"stalled"``, ``"line search failed"`` (see :mod:`miniff.fit.monitor`) or
-            ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).
+            ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).  A committee fit returns the list of
+            the members' histories (``self.members[k].history``, ``stop_reason``...).
         """
         if not hasattr(self, "closure"):
             raise RuntimeError("run: call prepare() first")
@@ -532,6 +533,7 @@ class FitWorkflow(FitPreparation):
         dict
             ``energy_ref``, ``energy_pred``: ndarray (S,), eV/atom; with forces ``forces_ref``, ``forces_pred``:
             ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``).
+            For a committee: the members' mean, plus their standard deviations ``energy_std`` and ``forces_std``.
         """
         from miniff import ml
 

@@ -122,3 +122,20 @@ def test_plot_spread_vs_error(rng, pyplot):
         presentation.plot_spread_vs_error(std, err[:10])
     with pytest.raises(ValueError, match="factor"):
         presentation.plot_spread_vs_error(std, err, factor=0)
+
+
+def test_committees_of_species_absent_from_a_structure_are_skipped(rng):
+    # an "Ne" committee next to the "Ar" one: structures of Ar only calibrate the model without a KeyError
+    def ne_member(seed):
+        torch.manual_seed(seed)
+        descriptors = [behler2_descriptor_family(a=CUTOFF, eta=0.5, r_sphere=r, tag="Ne-Ne") for r in (1.0, 2.0, 3.0)]
+        return ml.NNPotential(ml.SequentialSoleEnergyNN(3, n_internal=4, activation="tanh"), descriptors, tag="Ne")
+
+    model = [ml.CommitteePotential([_member(1), _member(2)]), ml.CommitteePotential([ne_member(3), ne_member(4)])]
+    cells = _structures(rng, 2)
+    for c in cells:
+        c.meta["forces"] = np.zeros((8, 3))
+    cal = ml.calibrate_committee(model, cells)
+    alone = ml.calibrate_committee(model[:1], cells, apply=False)
+    np.testing.assert_allclose(cal.forces_std, alone.forces_std, rtol=1e-12)
+    assert model[0].calibration == model[1].calibration == pytest.approx(cal.factor)
