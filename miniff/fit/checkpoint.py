@@ -101,8 +101,9 @@ def load_checkpoint(path, expected_format=CHECKPOINT_FORMAT):
         kind, detail = _damaged(head)
         raise CheckpointError(path, kind, f"{detail} ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(data, dict) or data.get("format") != expected_format:
-        raise CheckpointError(path, "not a checkpoint", f"is not a miniff checkpoint of format {expected_format}: it "
-                              f"holds {type(data).__name__} data without that format tag")
+        kind = "fit checkpoint" if expected_format == CHECKPOINT_FORMAT else "checkpoint"
+        raise CheckpointError(path, "not a checkpoint", f"is not a miniff {kind} ({expected_format}): it holds "
+                              f"{type(data).__name__} data without that format tag")
     return data
 
 
