@@ -163,3 +163,8 @@ def test_relaxations_job_stage_and_errors(data, tmp_path):
             ml_util.ActiveLearningWorkflow().prepare(train_only, **dict({"reference": EMT()}, **kw))
     with pytest.raises(ValueError, match="n_rounds"):
         _workflow(data).run(n_rounds=-1)
+    import torch
+
+    torch.save({"format": "something else"}, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError, match="not a miniff checkpoint"):
+        ml_util.ActiveLearningWorkflow().prepare(train_only, reference=EMT(), checkpoint=tmp_path / "other.ckpt")
