@@ -9,6 +9,9 @@ evaluated one by one (relative 1e-10).
 ``FitWorkflow`` to EMT copper (32-atom cells from 300 K Langevin MD), then ``miniff.ml.calibrate_committee`` on
 held-out frames of 600 K and 900 K MD: the Spearman rank correlation of per-atom force spread and force error
 and the calibration factor.
+
+``learning_efficiency`` (derived, full profile only): held-out force RMSE against the number of labelled
+structures for committee-spread selection and for random selection from the same pool of MD frames.
 """
 
 import numpy as np
@@ -92,7 +95,59 @@ def calibration(n_train=24, n_held=8, n_epochs=30):
             "held_out_force_rmse": float(np.sqrt(np.mean(cal.force_error ** 2)))}
 
 
-def run(settings, sizes, calibrate=True, calibration_kwargs=None):
+def _fit_committee(frames, n_epochs, seed):
+    fit_cls = _miniff.require("ml_util", "FitWorkflow")
+    fit = fit_cls(seed=seed)
+    fit.prepare(frames, forces=True, cutoff=5.0, test_set=0, default_descriptor_kwargs={"n": 5},
+                nn_kwargs={"n_internal": 10, "n_layers": 2}, committee={"members": 3, "processes": 1})
+    fit.run(n_epochs=n_epochs, summary=False, progress=False)
+    return fit.build_potentials()
+
+
+def _force_rmse(potentials, held):
+    force_errors = _miniff.require("ml", "committee_force_errors")
+    return float(np.sqrt(np.mean(force_errors(potentials, held)[1] ** 2)))
+
+
+def learning_efficiency(seeds=(0, 1), n_initial=10, step=10, n_random=(10, 25, 50, 100), max_active=100,
+                        n_epochs=20):
+    """Held-out force RMSE against the number of labelled structures: committee-spread selection vs random.
+
+    The pool: frames of EMT Langevin MD of 32-atom Cu at 300, 600, 900 and 1200 K (every 10 steps); held-out
+    frames come from other trajectories at the same temperatures.  Both start from the same ``n_initial`` random
+    pool frames.  Random selection adds random pool frames; active learning refits a K = 3 committee and adds
+    the ``step`` pool frames with the largest maximum per-atom force spread (``committee_spread``), until its
+    held-out error reaches random selection's at ``n_random[-1]`` labelled structures (or ``max_active``).
+    """
+    spread = _miniff.require("ml", "committee_spread")
+    read_cells = _miniff.require("io", "read_cells")
+    nw_cls = _miniff.require("kernel", "NeighborWrapper")
+    temps = (300, 600, 900, 1200)
+    pool = [f for t, temp in enumerate(temps) for f in _cu_frames(30, temp, seed=10 + t)]
+    held = [f for t, temp in enumerate(temps) for f in _cu_frames(5, temp, seed=20 + t)]
+    pool_cells = read_cells(pool)
+    out = []
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(pool))
+        random_curve = {n: _force_rmse(_fit_committee([pool[i] for i in order[:n]], n_epochs, seed), held)
+                        for n in n_random}
+        target = random_curve[n_random[-1]]
+        chosen, active_curve = list(order[:n_initial]), {}
+        while True:
+            pots = _fit_committee([pool[i] for i in chosen], n_epochs, seed)
+            active_curve[len(chosen)] = _force_rmse(pots, held)
+            if active_curve[len(chosen)] <= target or len(chosen) >= max_active:
+                break
+            left = [i for i in range(len(pool)) if i not in set(chosen)]
+            scores = [spread(nw_cls(pool_cells[i], cutoff=5.0), pots, stress=False).forces_std.max() for i in left]
+            chosen += [left[j] for j in np.argsort(scores)[::-1][:step]]
+        reached = [n for n, e in active_curve.items() if e <= target]
+        out.append({"seed": seed, "random": random_curve, "active": active_curve,
+                    "active_labelled_to_match_random": min(reached) if reached else None})
+    return out
+
+
+def run(settings, sizes, calibrate=True, calibration_kwargs=None, learning=False, learning_kwargs=None):
     """Committee cost rows (ratio = committee time / one member's time) and the calibration numbers."""
     import torch
 
@@ -109,4 +164,6 @@ def run(settings, sizes, calibrate=True, calibration_kwargs=None):
                                notes={"miniff": f"K = {K_MEMBERS} committee, float64",
                                       "one member": "one NNPotential, float64"})
     derived = {"calibration": calibration(**(calibration_kwargs or {}))} if calibrate else {}
+    if learning:
+        derived["learning_efficiency"] = learning_efficiency(**(learning_kwargs or {}))
     return rows, derived
