@@ -65,6 +65,21 @@ def _lj_million(rows, derived):
     return f"{time_s:.2f} s, {mem if mem is not None else float('nan'):.0f} MB", "met" if ok else "not met"
 
 
+def _calibration(rows, derived):
+    value = ((derived.get("uncertainty") or {}).get("calibration") or {}).get("spearman")
+    return _value_target(value, 0.5, ".2f", smaller_is_better=False)
+
+
+def _learning(rows, derived):
+    runs = (derived.get("uncertainty") or {}).get("learning_efficiency")
+    if not runs:
+        return "not measured", "not measured"
+    needed = [r["active_labelled_to_match_random"] for r in runs]
+    n_random = max(int(n) for n in runs[0]["random"])
+    ok = all(n is not None and n <= n_random / 2 for n in needed)
+    return f"{needed} labelled (random: {n_random})", "met" if ok else "not met"
+
+
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
 TARGETS = [
     ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
@@ -95,6 +110,10 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
     ("19", "mesh method energy + forces <= 1.0 x LAMMPS pppm at 64k",
      lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
+    ("21", "K = 5 committee energy + forces <= 1.5 x one member at 1k",
+     lambda rows, d: _ratio_target(rows, "committee-cost", "one member", 1.5, 900, 1100)),
+    ("21", "Spearman correlation of per-atom force spread and error >= 0.5 on held-out MD frames", _calibration),
+    ("21", "active learning reaches random selection's error at 100 labelled structures with <= 50", _learning),
 ]
 
 

@@ -11,7 +11,9 @@ This is the public face of miniff's training code (the pieces live in private ``
   (element-weighted radial and angular functions);
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
-  (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);
+  (errors of saved potentials), :class:`SDWorkflow` (batch relaxation), :class:`ActiveLearningWorkflow`
+  (committee dynamics -> frames with a large spread -> reference labels -> refit, per round);
+  ``FitWorkflow.prepare(committee=...)`` fits a committee of networks in one run;
 - predictions: :func:`predict_cells` (energies, forces, stresses of potentials on cells) and
   :func:`write_predictions` (into an ``ase.db`` on SQLite or PostgreSQL, or a file);
 - jobs: :func:`exec_workflows`, :func:`run_job_file` (``python -m miniff jobs.yml``);
@@ -34,6 +36,7 @@ Example (the seed tutorial)::
 from functools import partial
 from pathlib import Path
 
+from miniff.fit.active import ActiveLearningWorkflow
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow, prediction_errors
 from miniff.fit.base import Workflow
 from miniff.fit.bfgs import DenseBFGS
@@ -83,6 +86,7 @@ __all__ = [
     "eta_for_turning_point",
     "Workflow",
     "FitWorkflow",
+    "ActiveLearningWorkflow",
     "OneShotWorkflow",
     "SDWorkflow",
     "prediction_errors",

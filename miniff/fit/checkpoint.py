@@ -51,13 +51,16 @@ def atomic_torch_save(obj, path):
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, expected_format=CHECKPOINT_FORMAT):
     """Read a fit checkpoint written by :func:`atomic_torch_save` (``weights_only``, no code executed).
 
     Parameters
     ----------
     path : str or Path
         The checkpoint file.
+    expected_format : str
+        The ``format`` tag the file must hold (default: a fit checkpoint; the active-learning workflow has its
+        own).
 
     Returns
     -------
@@ -97,9 +100,10 @@ def load_checkpoint(path):
             MemoryError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
         kind, detail = _damaged(head)
         raise CheckpointError(path, kind, f"{detail} ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(path, "not a checkpoint", f"is not a miniff fit checkpoint ({CHECKPOINT_FORMAT}): it "
-                              f"holds {type(data).__name__} data without that format tag")
+    if not isinstance(data, dict) or data.get("format") != expected_format:
+        kind = "fit checkpoint" if expected_format == CHECKPOINT_FORMAT else "checkpoint"
+        raise CheckpointError(path, "not a checkpoint", f"is not a miniff {kind} ({expected_format}): it holds "
+                              f"{type(data).__name__} data without that format tag")
     return data
 
 

@@ -11,12 +11,14 @@ A job file maps stage names to ``init`` / ``prepare`` / ``run`` sections, run in
     test-relax:               # SDWorkflow: relax structures with the saved potentials
       prepare: {fn_cells: start.extxyz, potentials: learn.pt}
 
-A stage name is ``fit``, ``test-direct`` or ``test-relax``, optionally followed by ``:label`` to run a
-kind twice (``fit:second``).  The keys of every section are the parameters of the workflow's
-``__init__`` / ``prepare`` / ``run``; anything else is an error that names the key and suggests the
-closest valid one.  A value of the wrong type (``cutoff: abc``, ``test_set: twenty``, a list where a mapping is
-needed, a ``checkpoint`` that is a folder) is an error naming the key and the type expected (:data:`KEY_TYPES`),
-raised before any stage starts, as is a ``fn_cells`` (or ``test_set``) file that does not exist.
+A stage name is ``fit``, ``test-direct``, ``test-relax`` or ``active-learning``, optionally followed by ``:label``
+to run a kind twice (``fit:second``). ``active-learning`` runs an :class:`~miniff.fit.active.ActiveLearningWorkflow`
+(``prepare: {fn_cells: data.extxyz, reference: emt, temperatures: [600], threshold: 0.1}``, ``run: {n_rounds: 5,
+save_fn: active.pt}``). The keys of every section are the parameters of the workflow's ``__init__`` / ``prepare`` /
+``run``; anything else is an error that names the key and suggests the closest valid one. A value of the wrong type
+(``cutoff: abc``, ``test_set: twenty``, a list where a mapping is needed, a ``checkpoint`` that is a folder) is an
+error naming the key and the type expected (:data:`KEY_TYPES`), raised before any stage starts, as is a ``fn_cells``
+(or ``test_set``) file that does not exist.
 
 The command line (:mod:`miniff.cli`) hands ``run_defaults={"summary": True, "progress": False}`` to
 :func:`run_job_file`: every stage prints its summary at its end (``-q``: none; ``-v``: progress bars too).
@@ -30,6 +32,7 @@ import os
 import warnings
 from pathlib import Path
 
+from miniff.fit.active import ActiveLearningWorkflow
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow
 from miniff.fit.compat import deprecations_once
 from miniff.fit.workflow import FitWorkflow
@@ -39,6 +42,7 @@ __all__ = ["JobFileError", "WORKFLOWS", "KEY_TYPES", "check_key_type", "validate
 
 #: Stage kind -> workflow class.
 WORKFLOWS = {"fit": FitWorkflow, "test-direct": OneShotWorkflow, "test-relax": SDWorkflow}
+WORKFLOWS["active-learning"] = ActiveLearningWorkflow
 
 _SECTIONS = {"init": "__init__", "prepare": "prepare", "run": "run"}
 

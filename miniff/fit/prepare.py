@@ -7,8 +7,8 @@ in this order, each reading the attributes set by the ones before::
     _load_cells        -> cells, order                   (training cells, then any validation file)
     _make_descriptors  -> descriptors, cells_nw, cutoff  (given, loaded, RuNNer file or a recipe)
     _make_datasets     -> timings, cell_groups, cell_indices, normalization, datasets
-    _make_networks     -> nn                             (draws torch's global generator)
-    _make_closure      -> closure
+    _make_networks     -> nn, nn_kwargs                  (draws torch's global generator)
+    _make_closure      -> closure, closure_kwargs
 
 The fit state (epoch counter, best state, fingerprints, resume from a checkpoint) is set by
 ``FitWorkflow._start_fit``, next to the checkpoint code.
@@ -221,6 +221,7 @@ class FitPreparation(Workflow):
         Reads ``descriptors``, ``dtype`` and, for bounded outputs, ``datasets["learn"]``.  Sets ``nn``.
         """
         nn_kwargs = dict(nn_kwargs or {})
+        self.nn_kwargs = nn_kwargs   # kept for the members of a committee (fit/committee_fit.py)
         self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
         if nn_kwargs.get("output_activation"):
             self._init_output_ranges()
@@ -266,5 +267,6 @@ class FitPreparation(Workflow):
             weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
         closure_kwargs.setdefault("weights", weights)
         closure_kwargs = self._default_optimizer(closure_kwargs)
+        self.closure_kwargs = closure_kwargs   # kept for the members of a committee (fit/committee_fit.py)
         self.closure = simple_energy_closure(self.nn, self.datasets["learn"], normalization=self.normalization,
                                              **closure_kwargs)

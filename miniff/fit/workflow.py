@@ -25,6 +25,13 @@ from miniff.fit.checkpoint import (
     remove_stale_temporaries,
 )
 from miniff.fit.closures import error_metrics
+from miniff.fit.committee_fit import (
+    committee_options,
+    committee_potentials,
+    committee_predict,
+    committee_summary,
+    run_committee,
+)
 from miniff.fit.compat import warn_ignored
 from miniff.fit.log import FitLog
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
@@ -68,7 +75,7 @@ class FitWorkflow(FitPreparation):
                 descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
                 test_set=0.1, split_seed=0,
                 nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
-                load=None, parallel=False, cuda=None, plot_kwargs=None):
+                load=None, parallel=False, cuda=None, plot_kwargs=None, committee=None):
         """Load cells, compute descriptors and datasets, split, normalise, build networks and the closure.
 
         Parameters
@@ -147,6 +154,11 @@ class FitWorkflow(FitPreparation):
         cuda : None, False or "auto"
             Accepted for 0.1.4 job files; training runs on the CPU (anything else is a ValueError;
             ``"auto"`` emits a DeprecationWarning).
+        committee : None, int or dict
+            Fit a committee of K members sharing descriptors, datasets and normalisation: K, or ``{members: K,
+            seeds: [...], bootstrap: false, processes: "auto", warm_start: null}`` (see
+            :mod:`miniff.fit.committee_fit`); ``run`` then fits every member and saves one file of
+            :class:`~miniff.ml.CommitteePotential` entries.
         """
         learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
@@ -156,7 +168,8 @@ class FitWorkflow(FitPreparation):
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
         self._make_networks(nn_kwargs)
         self._make_closure(closure_kwargs, group_weights)
-        self._start_fit(checkpoint, resume, raw)
+        self.committee, self.members, self.resume = committee_options(committee, self.seed), None, resume
+        self._start_fit(checkpoint, resume and self.committee is None, raw)
         return self
 
     # ------------------------------------------------------------------ checkpoints
@@ -351,10 +364,13 @@ class FitWorkflow(FitPreparation):
             The per-epoch records (also in ``self.history``).  Why the fit ended is in ``self.stop_reason``:
             ``"n_epochs"``, ``"converged"`` (the closure's criteria), ``"early stopping"``, ``"non-finite loss"``,
             ``"after_epoch"``, ``"stalled"``, ``"line search failed"`` (see :mod:`miniff.fit.monitor`) or
-            ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).
+            ``"optimizer: <reason>"`` (see :data:`OPTIMIZER_FINAL_STOPS`).  A committee fit returns the list of
+            the members' histories (``self.members[k].history``, ``stop_reason``...).
         """
         if not hasattr(self, "closure"):
             raise RuntimeError("run: call prepare() first")
+        if getattr(self, "committee", None) is not None:
+            return run_committee(self, {k: v for k, v in locals().items() if k != "self"})
         for name, v in (("n_epochs", n_epochs), ("epoch_size", epoch_size), ("checkpoint_every", checkpoint_every)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "n_epochs" else 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -487,6 +503,8 @@ class FitWorkflow(FitPreparation):
         training range of every descriptor (from the ``"learn"`` dataset) for extrapolation checks."""
         from miniff import ml
 
+        if getattr(self, "members", None):
+            return committee_potentials(self)
         nets = [copy.deepcopy(n) for n in self.nn]
         learn = getattr(self, "datasets", {}).get("learn")  # the training range of every descriptor
         ranges = None if learn is None else ml.descriptor_ranges(learn, self.normalization)
@@ -517,9 +535,12 @@ class FitWorkflow(FitPreparation):
         dict
             ``energy_ref``, ``energy_pred``: ndarray (S,), eV/atom; with forces ``forces_ref``, ``forces_pred``:
             ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``).
+            For a committee: the members' mean, plus their standard deviations ``energy_std`` and ``forces_std``.
         """
         from miniff import ml
 
+        if getattr(self, "members", None):
+            return committee_predict(self, name, per_structure)
         ds = self.datasets[name]
         with torch.no_grad():
             out = ml.forward_cauldron(self.nn, ds, grad=self.forces, normalization=self.normalization)
@@ -547,6 +568,8 @@ class FitWorkflow(FitPreparation):
         :func:`miniff.fit.summary.error_table`)."""
         from miniff.fit.summary import error_table, fit_summary
 
+        if getattr(self, "members", None):
+            return committee_summary(self)
         rows = []
         for name, label in (("learn", "training"), ("test", "validation")):
             if name in self.datasets:

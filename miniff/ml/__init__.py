@@ -12,12 +12,14 @@ The pieces, in the order of a fit:
    ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`
    store them as plain data.
 5. :class:`CommitteePotential` averages K networks of one species; :func:`committee_spread` gives their
-   disagreement (energy, per-atom energy, force and stress standard deviations) as an uncertainty.
+   disagreement (energy, per-atom energy, force and stress standard deviations) as an uncertainty;
+   :func:`calibrate_committee` measures on held-out data how well it predicts the error and rescales it.
 6. :func:`descriptor_sensitivity` measures how much each descriptor moves a fitted potential's energies.
 
 Memory of force training is linear in the number of pairs (never a dense ``[S, M, F, N, 3]`` tensor).
 """
 
+from miniff.ml.calibration import CommitteeCalibration, calibrate_committee, committee_force_errors
 from miniff.ml.cauldron import (
     cpu_copy,
     energy_gradients,
@@ -88,6 +90,9 @@ __all__ = [
     "CommitteeSpread",
     "committee_family",
     "committee_spread",
+    "CommitteeCalibration",
+    "calibrate_committee",
+    "committee_force_errors",
     "ml_potential_family",
     "potentials_from_ml_data",
     "save_potentials",

@@ -10,6 +10,10 @@ The descriptors and their per-pair Jacobian are evaluated once per evaluation fo
 over the K members) for a wrapper: the committee member ``k`` of a whole model is member ``k`` of every
 committee in it (all committees need the same K); other potentials add the same to every member and do not
 change the spread.
+
+A committee's ``calibration`` factor (1 by default; set by :func:`miniff.ml.calibrate_committee` from
+held-out errors and saved with the potential) multiplies its members' deviations from their mean, hence every
+spread that :func:`committee_spread` (and the ASE calculator) reports; ``calibrated=False`` gives the raw one.
 """
 
 from typing import NamedTuple
@@ -54,6 +58,8 @@ class CommitteePotential(LocalPotential):
     on_extrapolation : {"ignore", "warn", "raise"}, optional
         What an evaluation does when an atom has descriptors outside :attr:`descriptor_range` (the union of
         the members' training ranges); default: the first member's setting.
+    calibration : float, optional
+        Factor (> 0, default 1) applied to the spread of this committee (see :func:`committee_spread`).
 
     Notes
     -----
@@ -63,7 +69,7 @@ class CommitteePotential(LocalPotential):
     :func:`committee_spread` of the same positions evaluates the descriptors once.
     """
 
-    def __init__(self, members, on_extrapolation=None):
+    def __init__(self, members, on_extrapolation=None, calibration=1.0):
         if isinstance(members, NNPotential) or not isinstance(members, (list, tuple)):
             raise TypeError(f"members must be a list of NNPotential, got {type(members).__name__}")
         members = tuple(members)
@@ -85,6 +91,7 @@ class CommitteePotential(LocalPotential):
         self.descriptors = first.descriptors
         super().__init__({}, first.cutoff, family=committee_family, tag=first.tag)
         self.on_extrapolation = first.on_extrapolation if on_extrapolation is None else on_extrapolation
+        self.calibration = calibration
         self._last = None  # (nw, pairs, D_pc copy, species copy, energy_kn, grad_kpc)
         self._last_extrapolation = None
 
@@ -96,6 +103,18 @@ class CommitteePotential(LocalPotential):
     @on_extrapolation.setter
     def on_extrapolation(self, value):
         self._on_extrapolation = check_on_extrapolation(value)
+
+    @property
+    def calibration(self):
+        """The factor (> 0) that rescales this committee's spread to the observed errors (1: uncalibrated)."""
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value) or value <= 0:
+            raise ValueError(f"calibration must be a finite number > 0, got {value!r}")
+        self._calibration = float(value)
 
     @property
     def descriptor_range(self):
@@ -178,6 +197,8 @@ class CommitteePotential(LocalPotential):
         """Plain data: ``{"tag": "ml committee", "ptag", "parameters": {}, "members": [NNPotential state dicts]}``."""
         parameters = {} if self.on_extrapolation == self.members[0].on_extrapolation else \
             {"on_extrapolation": self.on_extrapolation}
+        if self.calibration != 1.0:
+            parameters["calibration"] = self.calibration
         return {"tag": FAMILY_TAG, "ptag": self.tag, "parameters": parameters,
                 "members": [m.state_dict() for m in self.members]}
 
@@ -194,11 +215,11 @@ class CommitteeFamily(LocalPotentialFamily):
         super().__init__({"members": None}, 0.0, tag=FAMILY_TAG, proto=CommitteePotential, coordination=1,
                          doc="E_i = mean_k nn_k(descriptors_i)")
 
-    def instantiate(self, *, tag=None, empty=None, members=None, on_extrapolation=None):
+    def instantiate(self, *, tag=None, empty=None, members=None, on_extrapolation=None, calibration=1.0):
         """``committee_family(members=[...])``."""
         if members is None:
             raise ValueError("a committee needs members=[NNPotential, ...]")
-        pot = CommitteePotential(members, on_extrapolation=on_extrapolation)
+        pot = CommitteePotential(members, on_extrapolation=on_extrapolation, calibration=calibration)
         if tag is not None and tag != pot.tag:
             raise ValueError(f"tag {tag!r} differs from the members' tag {pot.tag!r}")
         return pot
@@ -215,9 +236,9 @@ class CommitteeFamily(LocalPotentialFamily):
         if data.get("tag") != FAMILY_TAG:
             raise ValueError(f"data['tag'] must be {FAMILY_TAG!r}, got {data.get('tag')!r}")
         params = data.get("parameters") or {}
-        if not isinstance(params, dict) or set(params) - {"on_extrapolation"}:
-            raise ValueError(f"data['parameters'] of an ml committee may only hold 'on_extrapolation', got "
-                             f"{params!r}")
+        if not isinstance(params, dict) or set(params) - {"on_extrapolation", "calibration"}:
+            raise ValueError(f"data['parameters'] of an ml committee may only hold 'on_extrapolation' and "
+                             f"'calibration', got {params!r}")
         members = data.get("members")
         if not isinstance(members, list):
             raise ValueError(f"data['members'] must be a list of ml potential state dicts, got "
@@ -230,7 +251,8 @@ class CommitteeFamily(LocalPotentialFamily):
                 built.append(potential_from_state_dict(m))
             except (ValueError, TypeError, KeyError) as e:
                 raise ValueError(f"data['members'][{k}]: {e}") from None
-        return self.instantiate(tag=data.get("ptag"), members=built, on_extrapolation=params.get("on_extrapolation"))
+        return self.instantiate(tag=data.get("ptag"), members=built, on_extrapolation=params.get("on_extrapolation"),
+                                calibration=params.get("calibration", 1.0))
 
 
 #: The family of committees (listed in ``miniff.potentials.registry.BUILTIN_FAMILIES``).
@@ -261,7 +283,7 @@ def committees_of(potentials):
     return [p for p in potentials if isinstance(p, CommitteePotential)]
 
 
-def committee_spread(nw, potentials, forces=True, stress=None, n_threads=None):
+def committee_spread(nw, potentials, forces=True, stress=None, n_threads=None, calibrated=True):
     """The committee spread of a structure.
 
     Parameters
@@ -276,6 +298,9 @@ def committee_spread(nw, potentials, forces=True, stress=None, n_threads=None):
     stress : bool or None
         Compute ``stress_std``; None: when the wrapper is periodic along all three axes.
     n_threads : int or None
+    calibrated : bool
+        Scale every committee's member deviations by its ``calibration`` factor (the default); False: the raw
+        spread of the members.
 
     Returns
     -------
@@ -298,6 +323,10 @@ def committee_spread(nw, potentials, forces=True, stress=None, n_threads=None):
     grad_kpc = np.zeros((k_members, nw.pairs.n_pairs, 3)) if need_grad else None
     for c in (committees[k] for k in active):
         e_kn, g_kpc = c.member_terms(nw, grad=need_grad, n_threads=n_threads)
+        if calibrated and c.calibration != 1.0:   # the members' deviations from their mean, scaled
+            e_kn = e_kn.mean(axis=0) + c.calibration * (e_kn - e_kn.mean(axis=0))
+            if need_grad:
+                g_kpc = g_kpc.mean(axis=0) + c.calibration * (g_kpc - g_kpc.mean(axis=0))
         energy_kn += e_kn
         if need_grad:
             grad_kpc += g_kpc

@@ -20,6 +20,7 @@ from miniff.presentation.convergence import plot_convergence, read_fit_log
 from miniff.presentation.descriptors import plot_descriptor_range, plot_descriptor_sensitivity
 from miniff.presentation.parity import parity_statistics, plot_diagonal, plot_error_histogram, plot_parity
 from miniff.presentation.structure import plot_adf, plot_descriptors_2, plot_potential_2, plot_rdf, plot_strain_profile
+from miniff.presentation.uncertainty import plot_spread_vs_error
 
 __all__ = [
     "ENERGY_UNITS",
@@ -39,6 +40,7 @@ __all__ = [
     "plot_error_histogram",
     "plot_descriptor_range",
     "plot_descriptor_sensitivity",
+    "plot_spread_vs_error",
 ]
 
 #: Characters of increasing height used by :func:`text_bars` (a space stands for the lowest value).
@@ -47,7 +49,7 @@ unicode_block_elements = " ▁▂▃▄▅▆▇█"
 # Present the re-exported functions as members of this module (documentation, repr, pickling).
 for _f in (plot_rdf, plot_adf, plot_strain_profile, plot_potential_2, plot_descriptors_2, plot_convergence,
            read_fit_log, plot_diagonal, plot_parity, parity_statistics, plot_error_histogram, plot_descriptor_range,
-           plot_descriptor_sensitivity):
+           plot_descriptor_sensitivity, plot_spread_vs_error):
     _f.__module__ = __name__
 del _f
 

@@ -51,7 +51,7 @@ def test_smoke_run_writes_documented_json(smoke_results):
     assert env["machine"]["cores"] >= 1 and env["machine"]["cpu_model"]
     assert set(env["threads"]) >= {"OMP_NUM_THREADS", "torch_num_threads", "miniff"}
     assert env["versions"]["numpy"] == np.__version__
-    assert {t["issue"] for t in results["targets"]} == {"3", "4", "5", "7", "9", "19", "26"}
+    assert {t["issue"] for t in results["targets"]} == {"3", "4", "5", "7", "9", "19", "21", "26"}
     assert all(t["verdict"] in {"met", "not met", "not measured"} for t in results["targets"])
     rows = results["rows"]
     assert {r["case"] for r in rows} >= {"neighbors"}
@@ -81,6 +81,15 @@ def test_smoke_lammps_energies_agree(smoke_results):
     if not any(r["tool"] == "lammps" for r in rows):
         pytest.skip("LAMMPS is not installed (its rows say 'missing')")
     assert all(r["check"] is True for r in rows), [(r["tool"], r["check_detail"]) for r in rows]
+
+
+def test_committee_cost_case_checks_the_mean_of_the_members():
+    from benchmarks import bench_uncertainty
+
+    rows, derived = bench_uncertainty.run(_timing.TimingSettings(warmup=0, repeat=5), sizes=[64], calibrate=False)
+    assert [r.tool for r in rows] == ["miniff", "one member"] and derived == {}
+    assert all(r.status == "ok" and r.check is True for r in rows), [(r.tool, r.status, r.check_detail) for r in rows]
+    assert rows[1].ratio > 0
 
 
 def test_interleaving_rotates_order_and_records_errors():

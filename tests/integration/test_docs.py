@@ -104,7 +104,7 @@ def test_job_file_examples_in_the_docs_are_valid():
 # Figures the gallery draws, by the function named in the heading above each call.
 GALLERY_FUNCTIONS = ["plot_convergence", "plot_parity", "plot_diagonal", "plot_error_histogram", "plot_descriptors_2",
                      "plot_descriptor_range", "plot_descriptor_sensitivity", "plot_potential_2", "plot_strain_profile",
-                     "plot_rdf", "plot_adf"]
+                     "plot_rdf", "plot_adf", "plot_spread_vs_error"]
 
 
 def test_gallery_shows_every_figure_with_its_call(html):
