@@ -85,7 +85,8 @@ def fused_pair_evaluation(nw, potentials, n_threads=None, grad=True, virial=Fals
         else:
             coincident = _k.pair_search_reduce(
                 inputs.frac, inputs.xyz, inputs.wrap, inputs.vectors, inputs.n_bins, inputs.periodic,
-                inputs.frac_min, inputs.width, _k.half_stencil(inputs.offsets), inputs.cutoff, inputs.n_threads, inputs.work,
+                inputs.frac_min, inputs.width, _k.half_stencil(inputs.offsets), inputs.cutoff, inputs.n_threads,
+                inputs.work,
                 spec_n, fam, par, cut, np.ascontiguousarray(codes[:, 0]), np.ascontiguousarray(codes[:, 1]),
                 energy_n, grad_nc, virial_n9, COINCIDENT_DISTANCE if checked else -1.0)
     if coincident is not None:
