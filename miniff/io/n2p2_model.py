@@ -26,6 +26,7 @@ import warnings
 
 import numpy as np
 
+from miniff.io.n2p2_files import ANGULAR_TYPES, COMPACT_TYPES, WEIGHTED_TYPES, parse_n2p2_folder
 from miniff.potentials.base import LocalPotential
 
 __all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
@@ -253,7 +254,9 @@ class N2p2Potential(LocalPotential):
         keep = np.flatnonzero((spec[i_all] == code) & (d_all < self.cutoff))
         geo = {"p": keep + p0, "i": i_all[keep] - n0, "D": np.asarray(pairs.D_pc[p0:p1])[keep] / length,
                "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p[p0:p1])[keep]]}
-        if np.isin(self._spec["functions"]["type"], (3, 9, 21, 22)).any():
+        if self._weighted():
+            geo["z"] = self._atomic_numbers(nw)
+        if np.isin(self._spec["functions"]["type"], ANGULAR_TYPES).any():
             counts = np.bincount(geo["i"], minlength=n1 - n0)[geo["i"]]
             starts = np.flatnonzero(np.r_[True, geo["i"][1:] != geo["i"][:-1]]) if len(keep) else np.zeros(0, int)
             first = np.repeat(starts, np.diff(np.r_[starts, len(keep)]))
@@ -267,19 +270,40 @@ class N2p2Potential(LocalPotential):
     def _codes(self, nw, names):
         return np.array([-2 if s is None else nw.species_lookup.get(s, -3) for s in names])
 
+    @staticmethod
+    def _atomic_numbers(nw):
+        """``[n_species]`` float: the atomic number of every species code of ``nw`` (the weights of types 12,
+        13, 23-25); ValueError naming a species label that is not a chemical symbol."""
+        from ase.data import atomic_numbers
+
+        bad = [str(s) for s in nw.species if str(s) not in atomic_numbers]
+        if bad:
+            raise ValueError(f"n2p2 weighted symmetry functions (types 12, 13, 23-25) weight neighbours by their "
+                             f"atomic number, but the species {bad} are not chemical symbols")
+        return np.array([atomic_numbers[str(s)] for s in nw.species], dtype=float)
+
+    def _weighted(self):
+        return bool(np.isin(self._spec["functions"]["type"], WEIGHTED_TYPES).any())
+
     # -------------------------------------------------------------- symmetry functions
     def _radial(self, f, geo, codes):
         """Pairs of radial function ``f`` (type 2 or 20): selection, values and d/dr."""
         t = self._spec["functions"]
-        if t["type"][f] == 20:
-            sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]) & (geo["d"] > t["rl"][f]))
+        kind = t["type"][f]
+        species = (geo["sj"] == codes[f]) if kind in (2, 20) else np.ones(len(geo["sj"]), dtype=bool)
+        if kind in (20, 23):
+            sel = np.flatnonzero(species & (geo["d"] < t["rc"][f]) & (geo["d"] > t["rl"][f]))
             value, dv = compact_function(geo["d"][sel], t["rl"][f], t["rc"][f], t["subtype"][f])
-            return sel, value, dv
-        sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]))
-        r = geo["d"][sel]
-        fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
-        e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
-        return sel, e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
+        else:
+            sel = np.flatnonzero(species & (geo["d"] < t["rc"][f]))
+            r = geo["d"][sel]
+            fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
+            e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
+            value, dv = e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
+        if kind in WEIGHTED_TYPES:
+            z = geo["z"][geo["sj"][sel]]
+            value, dv = value * z, dv * z
+        return sel, value, dv
 
     def _groups(self, nw):
         """Angular functions grouped by (type, neighbour codes, rc): ``{key: [function indices]}``."""
@@ -287,7 +311,7 @@ class N2p2Potential(LocalPotential):
         c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
         out = {}
         for f, kind in enumerate(t["type"]):
-            if kind not in (2, 20):
+            if kind in ANGULAR_TYPES:
                 key = (int(kind), int(c1[f]), int(c2[f]), float(t["rc"][f]), float(t["rl"][f]))
                 out.setdefault(key, []).append(f)
         return out
@@ -297,24 +321,27 @@ class N2p2Potential(LocalPotential):
         kind, c1, c2, rc, rl = key
         a, b = geo["a"], geo["b"]
         sa, sb = geo["sj"][a], geo["sj"][b]
-        ok = (((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))) & (geo["d"][a] < rc) & (geo["d"][b] < rc)
-        if kind in (21, 22):
+        ok = (geo["d"][a] < rc) & (geo["d"][b] < rc)
+        if kind not in WEIGHTED_TYPES:
+            ok &= ((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))
+        if kind in COMPACT_TYPES:
             ok &= (geo["d"][a] > rl) & (geo["d"][b] > rl)
         sel = np.flatnonzero(ok)
         u, v = geo["D"][a[sel]], geo["D"][b[sel]]
         rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
         rjk = np.linalg.norm(v - u, axis=1)
-        if kind in (3, 21):
-            inside = (rjk < rc) & (rjk > rl) if kind == 21 else rjk < rc
+        if kind in (3, 13, 21, 24):
+            inside = (rjk < rc) & (rjk > rl) if kind in (21, 24) else rjk < rc
             sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
         ctype, alpha = self._spec["cutoff_type"], self._spec["cutoff_alpha"]
         tri = {"sel": sel, "u": u, "v": v, "rij": rij, "rik": rik, "rjk": rjk,
                "cos": np.einsum("tc,tc->t", u, v) / (rij * rik)}
-        if kind in (21, 22):
+        tri["w"] = (geo["z"][geo["sj"][a[sel]]] * geo["z"][geo["sj"][b[sel]]]) if kind in WEIGHTED_TYPES else 1.0
+        if kind in COMPACT_TYPES:
             return tri
         tri["fij"], tri["dfij"] = cutoff_function(rij, rc, ctype, alpha)
         tri["fik"], tri["dfik"] = cutoff_function(rik, rc, ctype, alpha)
-        if kind == 3:
+        if kind in (3, 13):
             tri["fjk"], tri["dfjk"] = cutoff_function(rjk, rc, ctype, alpha)
         else:
             tri["fjk"], tri["dfjk"] = np.ones_like(rjk), np.zeros_like(rjk)
@@ -325,25 +352,25 @@ class N2p2Potential(LocalPotential):
         """Per triplet of type 3/9 function ``f``: value and, with ``grad``, d/d(r_ij, r_ik, r_jk, cos)."""
         t = self._spec["functions"]
         kind, eta, rs = t["type"][f], t["eta"][f], t["rs"][f]
-        if kind in (21, 22):
+        if kind in COMPACT_TYPES:
             return self._compact_angular(f, tri, grad)
         lam, zeta = t["lambda"][f], t["zeta"][f]
         rij, rik, rjk, fc = tri["rij"], tri["rik"], tri["rjk"], tri["fc"]
-        expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind == 3 else 0.0)
+        expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind in (3, 13) else 0.0)
         x = np.exp(-eta * expo)
         plam = 1.0 + lam * tri["cos"]
         pos = plam > 0
         pz1 = np.where(pos, np.abs(plam) ** (zeta - 1.0), 0.0)
         norm = 2.0 ** (1.0 - zeta)
-        ax = norm * pz1 * np.where(pos, plam, 0.0) * x  # 2^(1-zeta) plam^zeta exp(...)
+        ax = norm * pz1 * np.where(pos, plam, 0.0) * x * tri["w"]  # [Z_j Z_k] 2^(1-zeta) plam^zeta exp(...)
         if not grad:
             return ax * fc, None
         d_rij = ax * (tri["fik"] * tri["fjk"] * tri["dfij"] - 2.0 * eta * (rij - rs) * fc)
         d_rik = ax * (tri["fij"] * tri["fjk"] * tri["dfik"] - 2.0 * eta * (rik - rs) * fc)
         d_rjk = ax * tri["fij"] * tri["fik"] * tri["dfjk"]
-        if kind == 3:
+        if kind in (3, 13):
             d_rjk = d_rjk - ax * 2.0 * eta * (rjk - rs) * fc
-        d_cos = norm * zeta * lam * pz1 * x * fc
+        d_cos = norm * zeta * lam * pz1 * x * fc * tri["w"]
         return ax * fc, (d_rij, d_rik, d_rjk, d_cos)
 
     def _compact_angular(self, f, tri, grad):
@@ -357,10 +384,10 @@ class N2p2Potential(LocalPotential):
         theta = np.arccos(np.clip(cos, -1.0, 1.0))
         use = open_ & (theta >= left) & (theta <= right)
         ang, dang = _compact_closed(theta, left, right, sub.rstrip("a") if sub != "e" else "e")
-        ang, dang = np.where(use, ang, 0.0), np.where(use, dang, 0.0)
+        ang, dang = np.where(use, ang, 0.0) * tri["w"], np.where(use, dang, 0.0) * tri["w"]
         cij, dij = compact_function(tri["rij"], rl, rc, sub)
         cik, dik = compact_function(tri["rik"], rl, rc, sub)
-        if t["type"][f] == 21:
+        if t["type"][f] in (21, 24):
             cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
         else:
             cjk, djk = np.ones_like(cij), np.zeros_like(cij)
@@ -384,7 +411,7 @@ class N2p2Potential(LocalPotential):
         g_nf = np.zeros((n, len(t["rc"])))
         c1 = self._codes(nw, t["e1"])
         for f, kind in enumerate(t["type"]):
-            if kind in (2, 20):
+            if kind not in ANGULAR_TYPES:
                 sel, value, _ = self._radial(f, geo, c1)
                 g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
         for key, functions in self._groups(nw).items():
@@ -435,7 +462,7 @@ class N2p2Potential(LocalPotential):
         c1 = self._codes(nw, t["e1"])
         radial = np.zeros(n_p)  # d E_file / d r_ij per kept pair
         for f, kind in enumerate(t["type"]):
-            if kind in (2, 20):
+            if kind not in ANGULAR_TYPES:
                 sel, _, dv = self._radial(f, geo, c1)
                 radial[sel] += dedg[geo["i"][sel], f] * dv
         grad_file = radial[:, None] * geo["D"] / geo["d"][:, None]  # d E_file / d D (file units)
@@ -521,7 +548,6 @@ def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="w
         Unsupported or malformed content, naming the file and line.
     """
     from miniff import units
-    from miniff.io.n2p2_files import parse_n2p2_folder
 
     length = _unit("length_unit", length_unit, {"angstrom": 1.0, "bohr": units.BOHR})
     energy = _unit("energy_unit", energy_unit, {"ev": 1.0, "hartree": units.HARTREE})
