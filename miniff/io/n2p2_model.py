@@ -22,24 +22,29 @@ Formulas (n2p2's conventions; ``r`` in the files' length unit, sums over the nei
 """
 
 import math
-import warnings
 
 import numpy as np
 
 from miniff.io.n2p2_files import ANGULAR_TYPES, COMPACT_TYPES, WEIGHTED_TYPES, parse_n2p2_folder
 from miniff.potentials.base import LocalPotential
+from miniff.potentials.extrapolation import (
+    ExtrapolationCounting,
+    ExtrapolationWarning,
+    check_on_extrapolation,
+    extrapolation_counts,
+    report_extrapolation,
+)
 
 __all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
+
+#: n2p2's extrapolation warnings are miniff's (one implementation, ``miniff.potentials.extrapolation``).
+N2p2ExtrapolationWarning = ExtrapolationWarning
 
 _EXP_LIMIT = 35.0
 #: Relative margin of the extrapolation check: values that equal a bound of ``scaling.data`` up to rounding
 #: (the structures the ranges were taken from) do not count.
 EXTRAPOLATION_TOLERANCE = 1e-10
 _TANH3_1 = math.tanh(1.0) ** 3
-
-
-class N2p2ExtrapolationWarning(UserWarning):
-    """A symmetry function is outside the range of ``scaling.data`` (n2p2's extrapolation warning)."""
 
 
 def cutoff_function(r, rc, kind, alpha=0.0):
@@ -149,19 +154,20 @@ def _activation(letter, z):
     raise ValueError(f"unknown n2p2 activation {letter!r}")
 
 
-class N2p2Potential(LocalPotential):
+class N2p2Potential(ExtrapolationCounting, LocalPotential):
     """The atomic network of one element of an n2p2 potential (made by :func:`miniff.io.read_n2p2`).
 
     Energies in eV and gradients in eV/Å like every miniff potential; the symmetry functions are evaluated
-    with numpy over the pair list in the files' units.  ``extrapolation`` is ``"warn"`` (an
-    :class:`N2p2ExtrapolationWarning` per evaluation with extrapolating atoms), ``"ignore"`` or ``"raise"``
-    (``ValueError``); ``last_extrapolations`` holds the count of (atom, function) values outside
-    ``scaling.data``'s range at the last evaluation.
+    with numpy over the pair list in the files' units.  Symmetry functions outside the range of
+    ``scaling.data`` are counted in every evaluation as for miniff's NN potentials
+    (``miniff.potentials.extrapolation``): ``last_extrapolation(nw)`` gives the count per atom (the ASE
+    calculator reports it), ``last_extrapolations`` their total; ``on_extrapolation`` (alias
+    ``extrapolation``) is ``"warn"`` (an ``ExtrapolationWarning``), ``"ignore"`` or ``"raise"``
+    (``ExtrapolationError``, a ``ValueError``).
     """
 
     def __init__(self, model, element, length_unit, energy_unit, extrapolation="warn"):
-        if extrapolation not in ("warn", "ignore", "raise"):
-            raise ValueError(f"extrapolation must be 'warn', 'ignore' or 'raise', got {extrapolation!r}")
+        check_on_extrapolation(extrapolation)
         symbols = [e.symbol for e in model.elements]
         fs = element.functions
         table = {k: np.array([f[k] for f in fs], dtype=float)
@@ -192,9 +198,10 @@ class N2p2Potential(LocalPotential):
             "units": (float(length_unit), float(energy_unit)),
         }
         super().__init__({"model": parameters}, float(table["rc"].max()) * float(length_unit), tag=element.symbol)
-        self.extrapolation = extrapolation
-        self.last_extrapolations = 0
-        self._first_extrapolation = None
+        self.on_extrapolation = extrapolation
+        tol = EXTRAPOLATION_TOLERANCE * (np.abs(gmax - gmin) + np.abs(gmax) + np.abs(gmin))
+        #: ``[F, 2]`` the range of ``scaling.data`` widened by the rounding tolerance (files' units).
+        self.descriptor_range = np.stack([gmin - tol, gmax + tol], axis=1)
         #: Work per chunk of centre atoms (pairs + pairs of pairs), bounding the memory of an evaluation.
         self.max_triplets = 500_000
 
@@ -429,32 +436,45 @@ class N2p2Potential(LocalPotential):
         n = len(spec)
         energy_n = np.zeros(n)
         grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
-        if not (spec == code).any():
-            self.last_extrapolations = 0
-            return energy_n, grad_pc
-        count = 0
-        for n0, n1 in self._chunks(nw, code):
-            count += self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc)
-        self._report_extrapolation(count)
+        count_n = np.zeros(n, dtype=np.int64)
+        if (spec == code).any():
+            for n0, n1 in self._chunks(nw, code):
+                self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc, count_n)
+        report_extrapolation(self, nw, count_n, self.on_extrapolation)
         return energy_n, grad_pc
 
-    def _compute_chunk(self, nw, code, n0, n1, energy_n, grad_pc):
-        """Energies of the atoms ``n0 <= i < n1`` into ``energy_n`` and, if given, the gradients of their
-        pairs into ``grad_pc``; returns the number of extrapolating (atom, function) values."""
+    @property
+    def extrapolation(self):
+        """Alias of ``on_extrapolation`` (the argument of :func:`read_n2p2`)."""
+        return self.on_extrapolation
+
+    @extrapolation.setter
+    def extrapolation(self, value):
+        self.on_extrapolation = check_on_extrapolation(value)
+
+    @property
+    def last_extrapolations(self):
+        """The number of (atom, function) values outside ``scaling.data``'s range at the last evaluation."""
+        last = self._last_extrapolation
+        return 0 if last is None else int(last[1].sum())
+
+    def _compute_chunk(self, nw, code, n0, n1, energy_n, grad_pc, count_n):
+        """Energies of the atoms ``n0 <= i < n1`` into ``energy_n``, the gradients of their pairs into
+        ``grad_pc`` (if given) and their numbers of extrapolating functions into ``count_n``."""
         p = self._spec
         length, energy = p["units"]
         conv_energy, shift = p["energy"]
         geo = self._geometry(nw, code, n0, n1)
         atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row[n0:n1]) == code)
         if not len(atoms):
-            return 0
+            return
         g = self._descriptors(nw, geo, n1 - n0)[atoms]
-        count = self._check_range(g)
+        count_n[n0 + atoms] = extrapolation_counts(self.descriptor_range, g, np.ones(len(atoms), dtype=bool))
         ref, factor, offset = p["scaling"]
         out, d_out = self._network(offset + factor * (g - ref), grad_pc is not None)
         energy_n[n0 + atoms] = (out / conv_energy + shift) * energy
         if grad_pc is None:
-            return count
+            return
         dedg = np.zeros((n1 - n0, g.shape[1]))
         dedg[atoms] = d_out * factor / conv_energy
         n_p = len(geo["p"])
@@ -487,7 +507,6 @@ class N2p2Potential(LocalPotential):
                 grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=n_p)
                 grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=n_p)
         grad_pc[geo["p"]] = grad_file * (energy / length)
-        return count
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
         """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
@@ -495,29 +514,6 @@ class N2p2Potential(LocalPotential):
         energy_n += e
         if grad_pc is not None:
             grad_pc += g
-
-    def _check_range(self, g):
-        """Count the values of ``g [M, F]`` outside ``scaling.data``'s range; remember the first."""
-        gmin, gmax = self._spec["range"]
-        tol = EXTRAPOLATION_TOLERANCE * (np.abs(gmax - gmin) + np.abs(gmax) + np.abs(gmin))
-        bad = (g < gmin - tol) | (g > gmax + tol)
-        count = int(bad.sum())
-        if count and self._first_extrapolation is None:
-            atom, f = np.argwhere(bad)[0]
-            self._first_extrapolation = (f, g[atom, f], gmin[f], gmax[f])
-        return count
-
-    def _report_extrapolation(self, count):
-        self.last_extrapolations = count
-        first, self._first_extrapolation = self._first_extrapolation, None
-        if not count or self.extrapolation == "ignore":
-            return
-        f, value, lo, hi = first
-        message = (f"n2p2 potential {self.tag}: {count} symmetry-function value(s) outside the range of "
-                   f"scaling.data (first: function {f + 1}, value {value:.6g}, range [{lo:.6g}, {hi:.6g}])")
-        if self.extrapolation == "raise":
-            raise ValueError(message)
-        warnings.warn(message, N2p2ExtrapolationWarning, stacklevel=4)
 
 
 def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="warn"):

@@ -11,6 +11,7 @@ from support import central_difference
 from miniff import units
 from miniff.io import read_n2p2
 from miniff.io.n2p2_model import N2p2ExtrapolationWarning
+from miniff.potentials.extrapolation import ExtrapolationError
 
 # Written in this (unsorted) order; elements "O H" in input.nn, H first by atomic number.
 LINES = [
@@ -236,14 +237,21 @@ def test_periodic_stress_and_forces(tmp_path):
 def test_extrapolation_warn_raise_count(tmp_path):
     _make(tmp_path / "pot")
     pos, species = _cluster()
-    with pytest.warns(N2p2ExtrapolationWarning, match="outside the range of scaling.data"):
+    with pytest.warns(N2p2ExtrapolationWarning, match="have descriptors outside the training range"):
         pots = read_n2p2(tmp_path / "pot")
-        _nw(pos, species, pots).total(pots)
+        nw = _nw(pos, species, pots)
+        nw.total(pots)
     assert sum(p.last_extrapolations for p in pots) > 0
+    for p in pots:  # per atom: the (atom, function) values outside [Gmin, Gmax], counted by numpy here
+        gmin, gmax = np.array(p._spec["range"])
+        g = p.descriptors(nw)
+        ref = np.where(np.asarray(species) == p.tag, ((g < gmin - 1e-9) | (g > gmax + 1e-9)).sum(1), 0)
+        np.testing.assert_array_equal(p.last_extrapolation(nw), ref)
+        assert p.last_extrapolations == ref.sum()
     pots = read_n2p2(tmp_path / "pot", extrapolation="raise")
-    with pytest.raises(ValueError, match="n2p2 potential [HO]: .* outside the range"):
+    with pytest.raises(ExtrapolationError, match="N2p2Potential tag='[HO]'.* outside the training range"):
         _nw(pos, species, pots).total(pots)
-    with pytest.raises(ValueError, match="extrapolation must be"):
+    with pytest.raises(ValueError, match="on_extrapolation must be one of"):
         read_n2p2(tmp_path / "pot", extrapolation="maybe")
     # the ranges of the structure itself, up to rounding: no extrapolation
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
@@ -529,3 +537,22 @@ def test_weighted_functions_need_chemical_symbols(tmp_path):
     nw = NeighborWrapper(Cell(np.eye(3) * 30, pos / 30, species), pbc=False, cutoff=4.5)
     with pytest.raises(ValueError, match=r"atomic number, but the species \['X1'\] are not chemical symbols"):
         nw.total(pots)
+
+
+def test_calculator_reports_extrapolation(tmp_path):
+    from ase import Atoms
+
+    from miniff.calculator import MiniffCalculator
+
+    _make(tmp_path / "pot")
+    pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
+    pos, species = _cluster()
+    atoms = Atoms(species, positions=pos, cell=np.eye(3) * 30.0, pbc=False)
+    atoms.calc = MiniffCalculator(pots)
+    energy = atoms.get_potential_energy()
+    nw = _nw(pos, species, pots)
+    assert energy == pytest.approx(nw.total(pots), rel=1e-12)
+    counts = sum(p.last_extrapolation(nw) for p in pots)
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(atoms.calc.results["extrapolating_descriptors"], counts)
+    assert atoms.calc.results["n_extrapolating_atoms"] == int((counts > 0).sum())
