@@ -327,16 +327,19 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         """Geometry of the triplets of one group: selection, distances, cosine, cutoff values and slopes."""
         kind, c1, c2, rc, rl = key
         a, b = geo["a"], geo["b"]
-        sa, sb = geo["sj"][a], geo["sj"][b]
-        ok = (geo["d"][a] < rc) & (geo["d"][b] < rc)
+        if "da" not in geo:  # per chunk: both neighbours' species and distances of every candidate triplet
+            geo["sa"], geo["sb"], geo["da"], geo["db"] = geo["sj"][a], geo["sj"][b], geo["d"][a], geo["d"][b]
+        sa, sb, da, db = geo["sa"], geo["sb"], geo["da"], geo["db"]
+        ok = np.maximum(da, db) < rc
         if kind not in WEIGHTED_TYPES:
-            ok &= ((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))
+            ok &= ((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1)) if c1 != c2 else (sa == c1) & (sb == c1)
         if kind in COMPACT_TYPES:
-            ok &= (geo["d"][a] > rl) & (geo["d"][b] > rl)
+            ok &= np.minimum(da, db) > rl
         sel = np.flatnonzero(ok)
         u, v = geo["D"][a[sel]], geo["D"][b[sel]]
         rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
-        rjk = np.linalg.norm(v - u, axis=1)
+        w = v - u
+        rjk = np.sqrt(np.einsum("tc,tc->t", w, w))
         if kind in (3, 13, 21, 24):
             inside = (rjk < rc) & (rjk > rl) if kind in (21, 24) else rjk < rc
             sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
@@ -412,8 +415,9 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
             out[n0:n1] = self._descriptors(nw, self._geometry(nw, code, n0, n1), n1 - n0)
         return out
 
-    def _descriptors(self, nw, geo, n):
-        """Raw symmetry functions ``[n, F]`` of the centres of ``geo`` (rows = ``geo["i"]``)."""
+    def _descriptors(self, nw, geo, n, triplets=None):
+        """Raw symmetry functions ``[n, F]`` of the centres of ``geo`` (rows = ``geo["i"]``); the triplet
+        geometry of every group is kept in the dict ``triplets`` if given (for the gradient pass)."""
         t = self._spec["functions"]
         g_nf = np.zeros((n, len(t["rc"])))
         c1 = self._codes(nw, t["e1"])
@@ -423,6 +427,8 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
                 g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
         for key, functions in self._groups(nw).items():
             tri = self._triplets(key, geo)
+            if triplets is not None:
+                triplets[key] = tri
             centre = geo["i"][geo["a"][tri["sel"]]]
             for f in functions:
                 g_nf[:, f] = np.bincount(centre, weights=self._angular(f, tri, False)[0], minlength=n)
@@ -468,7 +474,8 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row[n0:n1]) == code)
         if not len(atoms):
             return
-        g = self._descriptors(nw, geo, n1 - n0)[atoms]
+        triplets = {} if grad_pc is not None else None
+        g = self._descriptors(nw, geo, n1 - n0, triplets)[atoms]
         count_n[n0 + atoms] = extrapolation_counts(self.descriptor_range, g, np.ones(len(atoms), dtype=bool))
         ref, factor, offset = p["scaling"]
         out, d_out = self._network(offset + factor * (g - ref), grad_pc is not None)
@@ -487,7 +494,7 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
                 radial[sel] += dedg[geo["i"][sel], f] * dv
         grad_file = radial[:, None] * geo["D"] / geo["d"][:, None]  # d E_file / d D (file units)
         for key, functions in self._groups(nw).items():
-            tri = self._triplets(key, geo)
+            tri = triplets.pop(key)
             a, b = geo["a"][tri["sel"]], geo["b"][tri["sel"]]
             centre = geo["i"][a]
             s_rij, s_rik, s_rjk, s_cos = (np.zeros(len(a)) for _ in range(4))
