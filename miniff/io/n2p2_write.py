@@ -160,6 +160,8 @@ def _element(pot, k, index):
     if w0.shape[1] != len(pot.descriptors):
         raise ValueError(f"{name}: the network takes {w0.shape[1]} inputs for {len(pot.descriptors)} descriptors")
     layers[0] = ((w0 @ c_fm)[:, order], b0, act0)
+    if len(layers) == 1:  # n2p2 needs a hidden layer: the linear network's output becomes one, passed on as is
+        layers.append((np.ones((1, 1)), np.zeros(1), "l"))
     return [functions[m] for m in order], ranges[order], layers
 
 

@@ -103,10 +103,27 @@ def _run_nnp_predict(folder, structure, work):
     return float(rows[0][3]), np.array(forces), proc.stdout + proc.stderr
 
 
+def _linear_potentials():
+    """Networks without hidden layer (n2p2 needs one: written as a hidden layer of width 1, identity)."""
+    torch.manual_seed(5)
+    return [NNPotential(torch.nn.Linear(10, 1).double(), _descriptors(c, o)[:10], tag=c)
+            for c, o in [("O", "Si"), ("Si", "O")]]
+
+
+def test_linear_network_round_trip(tmp_path):
+    pots = _linear_potentials()
+    write_n2p2(pots, tmp_path / "nnp")
+    assert "global_hidden_layers_short 1\nglobal_nodes_short 1\nglobal_activation_short l l" in (
+        tmp_path / "nnp" / "input.nn").read_text()
+    ref, got = _evaluate(pots, _structure(2)), _evaluate(read_n2p2(tmp_path / "nnp"), _structure(2))
+    assert got.energy == pytest.approx(ref.energy, abs=1e-10)
+    np.testing.assert_allclose(got.grad_nc, ref.grad_nc, atol=1e-10)
+
+
 @SKIP_N2P2
-@pytest.mark.parametrize("activation", [torch.nn.Tanh, torch.nn.Softplus])
+@pytest.mark.parametrize("activation", [torch.nn.Tanh, torch.nn.Softplus, None])
 def test_nnp_predict_agrees(tmp_path, activation):
-    pots = _potentials(activation)
+    pots = _potentials(activation) if activation is not None else _linear_potentials()
     write_n2p2(pots, tmp_path / "nnp")
     structure = _structure(3)
     ref = _evaluate(pots, structure)
