@@ -255,6 +255,8 @@ def write_n2p2(potentials, folder, overwrite=False):
     tags = [p.tag for p in potentials]
     if len(set(tags)) != len(tags):
         raise ValueError(f"potentials: one potential per element, got the tags {tags}")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise FileExistsError(f"{os.fspath(folder)!r} is a file; write_n2p2 writes a folder (give a new name)")
     if os.path.exists(folder) and not overwrite:
         raise FileExistsError(f"{os.fspath(folder)!r} exists; pass overwrite=True to replace its potential files")
     symbols = sorted(tags, key=lambda s: atomic_numbers[s])

@@ -233,5 +233,9 @@ def test_writing_never_destroys_a_good_folder(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError, match=r"holds files that would be lost \(\['input.data'\]\)"):
         write_n2p2(pots, folder, overwrite=True)
     (folder / "input.data").unlink()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file; write_n2p2 writes a folder"):
+        write_n2p2(pots, tmp_path / "file", overwrite=True)
+    (tmp_path / "file").unlink()
     write_n2p2(_potentials(normalized=False, seed=7), folder, overwrite=True)
     assert (folder / "weights.008.data").read_text() != before["weights.008.data"]
