@@ -327,15 +327,26 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         """Geometry of the triplets of one group: selection, distances, cosine, cutoff values and slopes."""
         kind, c1, c2, rc, rl = key
         a, b = geo["a"], geo["b"]
-        if "da" not in geo:  # per chunk: both neighbours' species and distances of every candidate triplet
-            geo["sa"], geo["sb"], geo["da"], geo["db"] = geo["sj"][a], geo["sj"][b], geo["d"][a], geo["d"][b]
-        sa, sb, da, db = geo["sa"], geo["sb"], geo["da"], geo["db"]
-        ok = np.maximum(da, db) < rc
-        if kind not in WEIGHTED_TYPES:
-            ok &= ((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1)) if c1 != c2 else (sa == c1) & (sb == c1)
+        if "dmax" not in geo:  # per chunk: candidate triplets ordered by the species pair of their neighbours
+            sa, sb = geo["sj"][a].astype(np.int32), geo["sj"][b].astype(np.int32)
+            n_s = int(max(sa.max(initial=0), sb.max(initial=0))) + 1
+            code = (np.minimum(sa, sb) * n_s + np.maximum(sa, sb)).astype(np.int16 if n_s < 180 else np.int32)
+            geo["order"] = np.argsort(code, kind="stable")  # a radix sort; within a pair, in candidate order
+            geo["bounds"] = np.searchsorted(code[geo["order"]], np.arange(n_s * n_s + 1))
+            geo["n_s"] = n_s
+            da, db = geo["d"][a], geo["d"][b]
+            geo["dmax"], geo["dmin"] = np.maximum(da, db), np.minimum(da, db)
+        if kind in WEIGHTED_TYPES:
+            cand = np.arange(len(a))
+        elif min(c1, c2) < 0 or max(c1, c2) >= geo["n_s"]:
+            cand = np.zeros(0, dtype=np.int64)  # a neighbour element absent from the structure
+        else:
+            pair = min(c1, c2) * geo["n_s"] + max(c1, c2)
+            cand = geo["order"][geo["bounds"][pair]:geo["bounds"][pair + 1]]
+        ok = geo["dmax"][cand] < rc
         if kind in COMPACT_TYPES:
-            ok &= np.minimum(da, db) > rl
-        sel = np.flatnonzero(ok)
+            ok &= geo["dmin"][cand] > rl
+        sel = cand[ok]
         u, v = geo["D"][a[sel]], geo["D"][b[sel]]
         rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
         w = v - u
