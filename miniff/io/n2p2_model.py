@@ -167,7 +167,6 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
     """
 
     def __init__(self, model, element, length_unit, energy_unit, extrapolation="warn"):
-        check_on_extrapolation(extrapolation)
         symbols = [e.symbol for e in model.elements]
         fs = element.functions
         table = {k: np.array([f[k] for f in fs], dtype=float)
@@ -461,13 +460,16 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         return energy_n, grad_pc
 
     @property
-    def extrapolation(self):
-        """Alias of ``on_extrapolation`` (the argument of :func:`read_n2p2`)."""
-        return self.on_extrapolation
+    def on_extrapolation(self):
+        """``"ignore"``, ``"warn"`` or ``"raise"``: what an evaluation outside ``scaling.data``'s range does."""
+        return self._on_extrapolation
 
-    @extrapolation.setter
-    def extrapolation(self, value):
-        self.on_extrapolation = check_on_extrapolation(value)
+    @on_extrapolation.setter
+    def on_extrapolation(self, value):
+        self._on_extrapolation = check_on_extrapolation(value)
+
+    #: Alias of ``on_extrapolation`` (the argument of :func:`read_n2p2`).
+    extrapolation = on_extrapolation
 
     @property
     def last_extrapolations(self):

@@ -256,6 +256,10 @@ def test_extrapolation_warn_raise_count(tmp_path):
         _nw(pos, species, pots).total(pots)
     with pytest.raises(ValueError, match="on_extrapolation must be one of"):
         read_n2p2(tmp_path / "pot", extrapolation="maybe")
+    with pytest.raises(ValueError, match="on_extrapolation must be one of"):
+        pots[0].on_extrapolation = "sometimes"
+    pots[0].extrapolation = "ignore"
+    assert pots[0].on_extrapolation == "ignore"
     # the ranges of the structure itself, up to rounding: no extrapolation
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
     nw = _nw(pos, species, pots)
