@@ -400,18 +400,23 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         rl, rc, sub = t["rl"][f], t["rc"][f], t["subtype"][f]
         cos = tri["cos"]
         left, right = t["al"][f] * np.pi / 180.0, t["ar"][f] * np.pi / 180.0
-        open_ = (cos > -1.0) & (cos < 1.0)
-        theta = np.arccos(np.clip(cos, -1.0, 1.0))
-        use = open_ & (theta >= left) & (theta <= right)
+        if "theta" not in tri:  # shared by the functions of the group (rl and rc are the group's)
+            tri["open"] = (cos > -1.0) & (cos < 1.0)
+            tri["theta"] = np.arccos(np.clip(cos, -1.0, 1.0))
+        theta = tri["theta"]
+        use = tri["open"] & (theta >= left) & (theta <= right)
         ang, dang = _compact_closed(theta, left, right, sub.rstrip("a") if sub != "e" else "e")
         ang, dang = np.where(use, ang, 0.0) * tri["w"], np.where(use, dang, 0.0) * tri["w"]
-        cij, dij = compact_function(tri["rij"], rl, rc, sub)
-        cik, dik = compact_function(tri["rik"], rl, rc, sub)
-        if t["type"][f] in (21, 24):
-            cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
-        else:
-            cjk, djk = np.ones_like(cij), np.zeros_like(cij)
-        rad = cij * cik * cjk
+        radial = tri.setdefault("radial", {})
+        if sub not in radial:
+            cij, dij = compact_function(tri["rij"], rl, rc, sub)
+            cik, dik = compact_function(tri["rik"], rl, rc, sub)
+            if t["type"][f] in (21, 24):
+                cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
+            else:
+                cjk, djk = np.ones_like(cij), np.zeros_like(cij)
+            radial[sub] = (cij, dij, cik, dik, cjk, djk, cij * cik * cjk)
+        cij, dij, cik, dik, cjk, djk, rad = radial[sub]
         if not grad:
             return rad * ang, None
         dtheta = -1.0 / np.sqrt(np.where(use, 1.0 - cos * cos, 1.0))
