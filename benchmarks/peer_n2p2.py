@@ -22,6 +22,7 @@ the potential files not included; best of ``--repeats``).
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -149,6 +150,63 @@ def run_example(n2p2, name, repeats):
                           for r in rows)}
 
 
+def write_input_data(path, lattice, positions, elements):
+    """One structure as n2p2's ``input.data`` (``lattice`` None for a molecule), every digit kept."""
+    lines = ["begin"] + (["lattice " + " ".join(repr(float(x)) for x in v) for v in lattice] if lattice is not None
+                         else [])
+    lines += [f"atom {x!r} {y!r} {z!r} {el} 0.0 0.0 0.0 0.0 0.0" for (x, y, z), el in
+              zip(np.asarray(positions, dtype=float).tolist(), elements, strict=True)]
+    Path(path).write_text("\n".join(lines + ["energy 0.0", "charge 0.0", "end"]) + "\n")
+
+
+def run_exported(n2p2, n_frames=5):
+    """A potential fitted by miniff (the ``examples/amp_ptcu`` energy job, about 20 s), written with
+    ``write_n2p2`` and run by ``nnp-predict`` on its validation frames (Å, eV), as given and doubled along every
+    cell vector shorter than the cutoff (an atom neighbouring its own image)."""
+    from miniff.cli import main as miniff_main
+    from miniff.io import read_cells, write_n2p2
+    from miniff.kernel import Cell, NeighborWrapper
+    from miniff.ml import load_potentials
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        job = Path(tmp) / "amp_ptcu"
+        shutil.copytree(HERE.parent / "examples" / "amp_ptcu", job)
+        cwd = Path.cwd()
+        try:
+            os.chdir(job)
+            if miniff_main(["-q", "fit_energy.yml"]):
+                raise RuntimeError("the amp_ptcu fit failed")
+        finally:
+            os.chdir(cwd)
+        pots = load_potentials(job / "amp_energy.pt")
+        write_n2p2(pots, job / "nnp")
+        cutoff = max(p.cutoff for p in pots)
+        for k, cell in enumerate(read_cells(job / "valid.extxyz")[:n_frames]):
+            short = np.linalg.norm(cell.vectors, axis=1) < cutoff
+            for repeat in ([1, 1, 1], np.where(short, 2, 1)) if short.any() else ([1, 1, 1],):
+                big = cell.repeated(*[int(r) for r in repeat]) if max(repeat) > 1 else cell
+                nw = NeighborWrapper(Cell(big.vectors, big.coordinates, big.values), pbc=True, cutoff=cutoff)
+                ev = nw.evaluate(pots, grad=True)
+                work = Path(tmp) / f"run{k}_{''.join(str(int(r)) for r in repeat)}"
+                shutil.copytree(job / "nnp", work)
+                write_input_data(work / "input.data", big.vectors, nw.cartesian_row, list(big.values))
+                proc = subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True,
+                                      text=True)
+                if proc.returncode:
+                    raise RuntimeError(f"nnp-predict failed in {work}:\n{proc.stdout[-2000:]}")
+                (e_ref,), (f_ref,) = read_predictions(work)
+                n = len(f_ref)
+                rows.append({"frame": k, "repeat": [int(r) for r in repeat], "atoms": n,
+                             "cell_lengths_a": np.linalg.norm(big.vectors, axis=1).round(4).tolist(),
+                             "energy_diff_ev_per_atom": abs(ev.energy - e_ref) / n,
+                             "force_max_diff_ev_per_a": float(np.abs(-ev.grad_nc - f_ref).max()),
+                             "force_max_ev_per_a": float(np.abs(f_ref).max()),
+                             "n2p2_extrapolation_warnings": proc.stdout.count("### NNP EXTRAPOLATION WARNING")})
+    return {"job": "examples/amp_ptcu/fit_energy.yml (Pt/Cu EMT, Behler 2/4 descriptors, tanh network)",
+            "cutoff_a": cutoff, "structures": rows}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n2p2", required=True, type=Path, help="n2p2 checkout with bin/nnp-predict built")
@@ -156,6 +214,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="miniff timing repeats (best kept)")
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--n2p2-commit", default=None, help="record this commit (for a checkout without .git)")
+    parser.add_argument("--exported", action="store_true",
+                        help="also fit examples/amp_ptcu, write it with write_n2p2 and run nnp-predict on it")
     args = parser.parse_args(argv)
     if not (args.n2p2 / "bin" / "nnp-predict").is_file():
         parser.error(f"{args.n2p2}/bin/nnp-predict not found: run bash benchmarks/setup_n2p2.sh {args.n2p2}")
@@ -174,6 +234,11 @@ def main(argv=None):
                   f"max dF {r['force_max_diff_ev_per_a']:.2e} eV/Å  miniff {r['time_miniff_s']:.3f} s  "
                   f"nnp-predict {r['time_nnp_predict_s']:.3f} s (whole program), "
                   f"{r['time_nnp_predict_marginal_s']:.3f} s (minus fixed cost)  agrees={out['agrees']}")
+    if args.exported:
+        results["exported"] = out = run_exported(args.n2p2)
+        for r in out["structures"]:
+            print(f"exported frame {r['frame']} x{r['repeat']} {r['atoms']:4d} atoms  dE "
+                  f"{r['energy_diff_ev_per_atom']:.2e} eV/atom  max dF {r['force_max_diff_ev_per_a']:.2e} eV/Å")
     args.output.write_text(json.dumps(results, indent=1) + "\n")
     print("wrote", args.output)
     return 0 if all(o["agrees"] for o in results["examples"].values()) else 1

@@ -98,8 +98,9 @@ class MiniffCalculator(Calculator):
     committee spread (``miniff.ml.committee_spread``) in ``results``: ``energy_std`` (eV), ``energies_std``
     (``[N]``, eV), with forces ``forces_std`` (``[N]``, eV/Å, RMS over Cartesian components) and with stress
     ``stress_std`` (``[6]``, eV/Å³). The descriptors are evaluated once for the mean and the spread.
-    NN potentials that know their training range (``descriptor_range``) add ``extrapolating_descriptors``
-    (``[N]`` int: descriptors outside the range per atom) and ``n_extrapolating_atoms`` (int).
+    NN potentials that know their training range (``descriptor_range``; n2p2 potentials: ``scaling.data``) add
+    ``extrapolating_descriptors`` (``[N]`` int: descriptors outside the range per atom) and
+    ``n_extrapolating_atoms`` (int).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]

@@ -1,7 +1,8 @@
 """Training data in and out: structures with energies and forces from ASE files and databases; n2p2 potentials.
 
 :func:`read_n2p2` reads an n2p2 potential folder (``input.nn``, ``scaling.data``, ``weights.NNN.data``) into
-miniff potentials (eV, Å), see ``docs/n2p2.md``.
+miniff potentials (eV, Å); :func:`write_n2p2` writes miniff NN potentials as such a folder (for n2p2 and LAMMPS
+``pair_style hdnnp``), see ``docs/n2p2.md``.
 
 :func:`read_cells` turns anything ``ase.io.read`` understands (extxyz, ASE trajectories, VASP
 OUTCAR, ...), an ``ase.db`` database (SQLite ``*.db`` files or ``postgresql://`` URLs) or a 0.1.4
@@ -63,9 +64,11 @@ from miniff.io.database import read_db as _read_db
 from miniff.io.database import redact_url as _redact_url
 from miniff.io.database import write_db_rows as _write_db_rows
 from miniff.io.n2p2_model import N2p2ExtrapolationWarning, N2p2Potential, read_n2p2
+from miniff.io.n2p2_write import write_n2p2
 
 __all__ = [
     "read_n2p2",
+    "write_n2p2",
     "N2p2Potential",
     "N2p2ExtrapolationWarning",
     "read_cells",

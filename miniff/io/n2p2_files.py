@@ -23,7 +23,8 @@ error names the file and the line.  Facts of the format (n2p2's documentation an
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["N2p2Element", "N2p2Model", "parse_n2p2_folder", "IGNORED_KEYWORDS", "ACTIVATIONS", "COMPACT_SUBTYPES"]
+__all__ = ["N2p2Element", "N2p2Model", "parse_n2p2_folder", "IGNORED_KEYWORDS", "ACTIVATIONS", "COMPACT_SUBTYPES",
+           "LINE_FIELDS", "WEIGHTED_TYPES", "ANGULAR_TYPES", "COMPACT_TYPES", "function_sort_key", "function_line"]
 
 #: n2p2 activation letters this reader evaluates.
 ACTIVATIONS = ("l", "t", "s", "p", "r", "g", "c", "S", "e", "h")
@@ -98,64 +99,95 @@ def _lines(path):
                 yield number, words
 
 
-def _sort_key(f, cutoff_type, alpha):
-    if f["type"] == 20:
-        return (20, f["subtype"], f["e1"], f["rc"], f["rl"])
-    if f["type"] in (21, 22):
-        return (f["type"], f["subtype"], f["e1"], f["e2"], f["rc"], f["rl"], f["al"], f["ar"])
-    return (f["type"], cutoff_type, alpha, f["rc"], f["eta"], f["rs"], f["zeta"], f["lambda"], f["e1"], f["e2"])
+#: Fields of a ``symfunction_short`` line after ``<ec> <type>``, per type (``[rs]``: optional, default 0).
+LINE_FIELDS = {
+    2: ("e1", "eta", "rs", "rc"),
+    3: ("e1", "e2", "eta", "lambda", "zeta", "rc", "[rs]"),
+    9: ("e1", "e2", "eta", "lambda", "zeta", "rc", "[rs]"),
+    12: ("eta", "rs", "rc"),
+    13: ("eta", "rs", "lambda", "zeta", "rc"),
+    20: ("e1", "rl", "rc", "subtype"),
+    21: ("e1", "e2", "rl", "rc", "al", "ar", "subtype"),
+    22: ("e1", "e2", "rl", "rc", "al", "ar", "subtype"),
+    23: ("rl", "rc", "subtype"),
+    24: ("rl", "rc", "al", "ar", "subtype"),
+    25: ("rl", "rc", "al", "ar", "subtype"),
+}
+#: Types whose neighbours of every element count, weighted by their atomic numbers.
+WEIGHTED_TYPES = (12, 13, 23, 24, 25)
+#: Types summed over neighbour pairs (angular).
+ANGULAR_TYPES = (3, 9, 13, 21, 22, 24, 25)
+#: Compact-function types (radial and angular parts on intervals, no cutoff function).
+COMPACT_TYPES = (20, 21, 22, 23, 24, 25)
+_NAMES = {"e1": "e1", "e2": "e2", "eta": "eta", "rs": "rs", "[rs]": "rs", "lambda": "lambda", "zeta": "zeta",
+          "rc": "rc", "rl": "rl", "al": "angle_left", "ar": "angle_right", "subtype": "subtype"}
+
+
+def function_sort_key(f, cutoff_type, alpha):
+    """n2p2's order of the symmetry functions of one element (``f`` a function dict of the parser)."""
+    kind = f["type"]
+    if kind in COMPACT_TYPES:
+        angles = (f["al"], f["ar"]) if kind in ANGULAR_TYPES else ()
+        return (kind, f["subtype"]) + tuple(f[e] for e in ("e1", "e2") if f[e] >= 0) + (f["rc"], f["rl"]) + angles
+    angular = (f["zeta"], f["lambda"]) if kind in ANGULAR_TYPES else ()
+    return (kind, cutoff_type, alpha, f["rc"], f["eta"], f["rs"]) + angular + tuple(
+        f[e] for e in ("e1", "e2") if f[e] >= 0)
+
+
+def function_line(f, symbols):
+    """The ``symfunction_short`` line of function dict ``f`` (``symbols``: element symbols by index); numbers are
+    written with all their digits so that reading the line back gives the same floats."""
+    words = ["symfunction_short", symbols[f["ec"]], str(f["type"])]
+    for name in LINE_FIELDS[f["type"]]:
+        key = name.strip("[]")
+        value = f[key]
+        words.append(symbols[value] if key in ("e1", "e2") else value if key == "subtype" else repr(float(value)))
+    return " ".join(words)
 
 
 def _symmetry_function(path, number, words, index):
-    """``{type, ec, e1, e2, eta, rs, zeta, lambda, rc}`` from a ``symfunction_short`` line (element indices)."""
-    if len(words) < 4:
+    """The function dict of a ``symfunction_short`` line: ``type, ec, e1, e2`` (element indices, -1: none or
+    every element), ``eta, rs, zeta, lambda, rc, rl, al, ar`` (floats) and ``subtype``."""
+    if len(words) < 3:
         _fail(path, number, "symfunction_short needs '<element> <type> ...'")
-    for el in [words[1], words[3]] + ([words[4]] if words[2] in ("3", "9", "21", "22") and len(words) > 4 else []):
-        if el not in index:
-            _fail(path, number, f"element {el!r} is not in 'elements'")
-    kind = words[2]
-    if kind == "2":
-        if len(words) != 7:
-            _fail(path, number, f"a type 2 symmetry function has 7 fields "
-                                f"(symfunction_short ec 2 e1 eta rs rc), got {len(words)}")
-        eta, rs, rc = (_number(path, number, w) for w in words[4:7])
-        return {"type": 2, "ec": index[words[1]], "e1": index[words[3]], "e2": -1, "eta": eta, "rs": rs,
-                "zeta": 0.0, "lambda": 0.0, "rc": rc, "rl": 0.0, "al": 0.0, "ar": 0.0, "subtype": ""}
-    if kind in ("3", "9"):
-        if len(words) not in (9, 10):
-            _fail(path, number, f"a type {kind} symmetry function has 9 or 10 fields "
-                                f"(symfunction_short ec {kind} e1 e2 eta lambda zeta rc [rs]), got {len(words)}")
-        values = [_number(path, number, w) for w in words[5:]]
-        eta, lam, zeta, rc = values[:4]
-        e1, e2 = sorted((index[words[3]], index[words[4]]))
-        return {"type": int(kind), "ec": index[words[1]], "e1": e1, "e2": e2, "eta": eta,
-                "rs": values[4] if len(values) == 5 else 0.0, "zeta": zeta, "lambda": lam, "rc": rc, "rl": 0.0,
-                "al": 0.0, "ar": 0.0, "subtype": ""}
-    if kind in ("20", "21", "22"):
-        n_el = 1 if kind == "20" else 2
-        fields = "ec 20 e1 rl rc subtype" if kind == "20" else f"ec {kind} e1 e2 rl rc angle_left angle_right subtype"
-        if len(words) != (7 if kind == "20" else 10):
-            _fail(path, number, f"a type {kind} symmetry function has {7 if kind == '20' else 10} fields "
-                                f"(symfunction_short {fields}), got {len(words)}")
-        values = [_number(path, number, w) for w in words[3 + n_el:-1]]
-        subtype = words[-1]
-        if subtype not in COMPACT_SUBTYPES:
-            _fail(path, number, f"compact function subtype {subtype!r} is not one of {COMPACT_SUBTYPES}")
-        rl, rc = values[:2]
-        if not rl < rc:
-            _fail(path, number, f"rl ({rl}) must be below rc ({rc})")
-        e1, e2 = index[words[3]], -1
-        al = ar = 0.0
-        if kind in ("21", "22"):
-            e1, e2 = sorted((e1, index[words[4]]))
-            al, ar = values[2:]
+    kind = int(words[2]) if words[2].isdigit() else words[2]
+    if kind not in LINE_FIELDS:
+        _fail(path, number, f"symmetry function type {words[2]} is not supported (supported: "
+                            f"{', '.join(str(k) for k in LINE_FIELDS)})")
+    fields = LINE_FIELDS[kind]
+    n_required = sum(not name.startswith("[") for name in fields)
+    if not n_required <= len(words) - 3 <= len(fields):
+        shape = " ".join(_NAMES[name] for name in fields)
+        _fail(path, number, f"a type {kind} symmetry function has {n_required + 3}"
+                            f"{'' if n_required == len(fields) else f' or {len(fields) + 3}'} fields "
+                            f"(symfunction_short ec {kind} {shape}), got {len(words)}")
+    f = {"type": kind, "ec": words[1], "e1": -1, "e2": -1, "eta": 0.0, "rs": 0.0, "zeta": 0.0, "lambda": 0.0,
+         "rc": 0.0, "rl": 0.0, "al": 0.0, "ar": 0.0, "subtype": ""}
+    for name, word in zip(fields[:len(words) - 3], words[3:], strict=True):
+        key = name.strip("[]")
+        if key in ("e1", "e2", "subtype"):
+            f[key] = word
+        else:
+            f[key] = _number(path, number, word)
+    for key in ("ec", "e1", "e2"):
+        if f[key] != -1:
+            if f[key] not in index:
+                _fail(path, number, f"element {f[key]!r} is not in 'elements'")
+            f[key] = index[f[key]]
+    if f["e2"] >= 0:
+        f["e1"], f["e2"] = sorted((f["e1"], f["e2"]))
+    if kind in COMPACT_TYPES:
+        if f["subtype"] not in COMPACT_SUBTYPES:
+            _fail(path, number, f"compact function subtype {f['subtype']!r} is not one of {COMPACT_SUBTYPES}")
+        if not f["rl"] < f["rc"]:
+            _fail(path, number, f"rl ({f['rl']}) must be below rc ({f['rc']})")
+        if kind in ANGULAR_TYPES:
+            al, ar = f["al"], f["ar"]
             centre = (al + ar) / 2
             if not al < ar or ar - al > 360 or (al < 0 and centre != 0) or (ar > 180 and centre != 180):
                 _fail(path, number, f"angles [{al}, {ar}]: need left < right, a width of at most 360 degrees, and "
                                     f"a centre of 0 (180) when the left (right) angle is beyond 0 (180)")
-        return {"type": int(kind), "ec": index[words[1]], "e1": e1, "e2": e2, "eta": 0.0, "rs": 0.0, "zeta": 0.0,
-                "lambda": 0.0, "rc": rc, "rl": rl, "al": al, "ar": ar, "subtype": subtype}
-    _fail(path, number, f"symmetry function type {kind} is not supported yet (supported: 2, 3, 9, 20, 21, 22)")
+    return f
 
 
 def _read_input(path):
@@ -329,7 +361,7 @@ def parse_n2p2_folder(folder):
     for element in model.elements:
         if not element.functions:
             raise ValueError(f"{path}: element {element.symbol} has no symfunction_short line")
-        element.functions.sort(key=lambda f: _sort_key(f, model.cutoff_type, model.cutoff_alpha))
+        element.functions.sort(key=lambda f: function_sort_key(f, model.cutoff_type, model.cutoff_alpha))
         element.atom_energy = atom_energy.get(element.symbol, (0, 0.0))[1]
     _read_scaling(os.path.join(folder, "scaling.data"), model)
     for element in model.elements:

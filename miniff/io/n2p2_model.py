@@ -22,23 +22,29 @@ Formulas (n2p2's conventions; ``r`` in the files' length unit, sums over the nei
 """
 
 import math
-import warnings
 
 import numpy as np
 
+from miniff.io.n2p2_files import ANGULAR_TYPES, COMPACT_TYPES, WEIGHTED_TYPES, parse_n2p2_folder
 from miniff.potentials.base import LocalPotential
+from miniff.potentials.extrapolation import (
+    ExtrapolationCounting,
+    ExtrapolationWarning,
+    check_on_extrapolation,
+    extrapolation_counts,
+    report_extrapolation,
+)
 
 __all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
+
+#: n2p2's extrapolation warnings are miniff's (one implementation, ``miniff.potentials.extrapolation``).
+N2p2ExtrapolationWarning = ExtrapolationWarning
 
 _EXP_LIMIT = 35.0
 #: Relative margin of the extrapolation check: values that equal a bound of ``scaling.data`` up to rounding
 #: (the structures the ranges were taken from) do not count.
 EXTRAPOLATION_TOLERANCE = 1e-10
 _TANH3_1 = math.tanh(1.0) ** 3
-
-
-class N2p2ExtrapolationWarning(UserWarning):
-    """A symmetry function is outside the range of ``scaling.data`` (n2p2's extrapolation warning)."""
 
 
 def cutoff_function(r, rc, kind, alpha=0.0):
@@ -148,19 +154,19 @@ def _activation(letter, z):
     raise ValueError(f"unknown n2p2 activation {letter!r}")
 
 
-class N2p2Potential(LocalPotential):
+class N2p2Potential(ExtrapolationCounting, LocalPotential):
     """The atomic network of one element of an n2p2 potential (made by :func:`miniff.io.read_n2p2`).
 
     Energies in eV and gradients in eV/Å like every miniff potential; the symmetry functions are evaluated
-    with numpy over the pair list in the files' units.  ``extrapolation`` is ``"warn"`` (an
-    :class:`N2p2ExtrapolationWarning` per evaluation with extrapolating atoms), ``"ignore"`` or ``"raise"``
-    (``ValueError``); ``last_extrapolations`` holds the count of (atom, function) values outside
-    ``scaling.data``'s range at the last evaluation.
+    with numpy over the pair list in the files' units.  Symmetry functions outside the range of
+    ``scaling.data`` are counted in every evaluation as for miniff's NN potentials
+    (``miniff.potentials.extrapolation``): ``last_extrapolation(nw)`` gives the count per atom (the ASE
+    calculator reports it), ``last_extrapolations`` their total; ``on_extrapolation`` (alias
+    ``extrapolation``) is ``"warn"`` (an ``ExtrapolationWarning``), ``"ignore"`` or ``"raise"``
+    (``ExtrapolationError``, a ``ValueError``).
     """
 
     def __init__(self, model, element, length_unit, energy_unit, extrapolation="warn"):
-        if extrapolation not in ("warn", "ignore", "raise"):
-            raise ValueError(f"extrapolation must be 'warn', 'ignore' or 'raise', got {extrapolation!r}")
         symbols = [e.symbol for e in model.elements]
         fs = element.functions
         table = {k: np.array([f[k] for f in fs], dtype=float)
@@ -191,9 +197,10 @@ class N2p2Potential(LocalPotential):
             "units": (float(length_unit), float(energy_unit)),
         }
         super().__init__({"model": parameters}, float(table["rc"].max()) * float(length_unit), tag=element.symbol)
-        self.extrapolation = extrapolation
-        self.last_extrapolations = 0
-        self._first_extrapolation = None
+        self.on_extrapolation = extrapolation
+        tol = EXTRAPOLATION_TOLERANCE * (np.abs(gmax - gmin) + np.abs(gmax) + np.abs(gmin))
+        #: ``[F, 2]`` the range of ``scaling.data`` widened by the rounding tolerance (files' units).
+        self.descriptor_range = np.stack([gmin - tol, gmax + tol], axis=1)
         #: Work per chunk of centre atoms (pairs + pairs of pairs), bounding the memory of an evaluation.
         self.max_triplets = 500_000
 
@@ -253,7 +260,9 @@ class N2p2Potential(LocalPotential):
         keep = np.flatnonzero((spec[i_all] == code) & (d_all < self.cutoff))
         geo = {"p": keep + p0, "i": i_all[keep] - n0, "D": np.asarray(pairs.D_pc[p0:p1])[keep] / length,
                "d": d_all[keep] / length, "sj": spec[np.asarray(pairs.j_p[p0:p1])[keep]]}
-        if np.isin(self._spec["functions"]["type"], (3, 9, 21, 22)).any():
+        if self._weighted():
+            geo["z"] = self._atomic_numbers(nw)
+        if np.isin(self._spec["functions"]["type"], ANGULAR_TYPES).any():
             counts = np.bincount(geo["i"], minlength=n1 - n0)[geo["i"]]
             starts = np.flatnonzero(np.r_[True, geo["i"][1:] != geo["i"][:-1]]) if len(keep) else np.zeros(0, int)
             first = np.repeat(starts, np.diff(np.r_[starts, len(keep)]))
@@ -267,19 +276,40 @@ class N2p2Potential(LocalPotential):
     def _codes(self, nw, names):
         return np.array([-2 if s is None else nw.species_lookup.get(s, -3) for s in names])
 
+    @staticmethod
+    def _atomic_numbers(nw):
+        """``[n_species]`` float: the atomic number of every species code of ``nw`` (the weights of types 12,
+        13, 23-25); ValueError naming a species label that is not a chemical symbol."""
+        from ase.data import atomic_numbers
+
+        bad = [str(s) for s in nw.species if str(s) not in atomic_numbers]
+        if bad:
+            raise ValueError(f"n2p2 weighted symmetry functions (types 12, 13, 23-25) weight neighbours by their "
+                             f"atomic number, but the species {bad} are not chemical symbols")
+        return np.array([atomic_numbers[str(s)] for s in nw.species], dtype=float)
+
+    def _weighted(self):
+        return bool(np.isin(self._spec["functions"]["type"], WEIGHTED_TYPES).any())
+
     # -------------------------------------------------------------- symmetry functions
     def _radial(self, f, geo, codes):
         """Pairs of radial function ``f`` (type 2 or 20): selection, values and d/dr."""
         t = self._spec["functions"]
-        if t["type"][f] == 20:
-            sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]) & (geo["d"] > t["rl"][f]))
+        kind = t["type"][f]
+        species = (geo["sj"] == codes[f]) if kind in (2, 20) else np.ones(len(geo["sj"]), dtype=bool)
+        if kind in (20, 23):
+            sel = np.flatnonzero(species & (geo["d"] < t["rc"][f]) & (geo["d"] > t["rl"][f]))
             value, dv = compact_function(geo["d"][sel], t["rl"][f], t["rc"][f], t["subtype"][f])
-            return sel, value, dv
-        sel = np.flatnonzero((geo["sj"] == codes[f]) & (geo["d"] < t["rc"][f]))
-        r = geo["d"][sel]
-        fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
-        e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
-        return sel, e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
+        else:
+            sel = np.flatnonzero(species & (geo["d"] < t["rc"][f]))
+            r = geo["d"][sel]
+            fc, dfc = cutoff_function(r, t["rc"][f], self._spec["cutoff_type"], self._spec["cutoff_alpha"])
+            e = np.exp(-t["eta"][f] * (r - t["rs"][f]) ** 2)
+            value, dv = e * fc, e * (dfc - 2.0 * t["eta"][f] * (r - t["rs"][f]) * fc)
+        if kind in WEIGHTED_TYPES:
+            z = geo["z"][geo["sj"][sel]]
+            value, dv = value * z, dv * z
+        return sel, value, dv
 
     def _groups(self, nw):
         """Angular functions grouped by (type, neighbour codes, rc): ``{key: [function indices]}``."""
@@ -287,7 +317,7 @@ class N2p2Potential(LocalPotential):
         c1, c2 = self._codes(nw, t["e1"]), self._codes(nw, t["e2"])
         out = {}
         for f, kind in enumerate(t["type"]):
-            if kind not in (2, 20):
+            if kind in ANGULAR_TYPES:
                 key = (int(kind), int(c1[f]), int(c2[f]), float(t["rc"][f]), float(t["rl"][f]))
                 out.setdefault(key, []).append(f)
         return out
@@ -296,25 +326,42 @@ class N2p2Potential(LocalPotential):
         """Geometry of the triplets of one group: selection, distances, cosine, cutoff values and slopes."""
         kind, c1, c2, rc, rl = key
         a, b = geo["a"], geo["b"]
-        sa, sb = geo["sj"][a], geo["sj"][b]
-        ok = (((sa == c1) & (sb == c2)) | ((sa == c2) & (sb == c1))) & (geo["d"][a] < rc) & (geo["d"][b] < rc)
-        if kind in (21, 22):
-            ok &= (geo["d"][a] > rl) & (geo["d"][b] > rl)
-        sel = np.flatnonzero(ok)
+        if "dmax" not in geo:  # per chunk: candidate triplets ordered by the species pair of their neighbours
+            sa, sb = geo["sj"][a].astype(np.int32), geo["sj"][b].astype(np.int32)
+            n_s = int(max(sa.max(initial=0), sb.max(initial=0))) + 1
+            code = (np.minimum(sa, sb) * n_s + np.maximum(sa, sb)).astype(np.int16 if n_s < 180 else np.int32)
+            geo["order"] = np.argsort(code, kind="stable")  # a radix sort; within a pair, in candidate order
+            geo["bounds"] = np.searchsorted(code[geo["order"]], np.arange(n_s * n_s + 1))
+            geo["n_s"] = n_s
+            da, db = geo["d"][a], geo["d"][b]
+            geo["dmax"], geo["dmin"] = np.maximum(da, db), np.minimum(da, db)
+        if kind in WEIGHTED_TYPES:
+            cand = np.arange(len(a))
+        elif min(c1, c2) < 0 or max(c1, c2) >= geo["n_s"]:
+            cand = np.zeros(0, dtype=np.int64)  # a neighbour element absent from the structure
+        else:
+            pair = min(c1, c2) * geo["n_s"] + max(c1, c2)
+            cand = geo["order"][geo["bounds"][pair]:geo["bounds"][pair + 1]]
+        ok = geo["dmax"][cand] < rc
+        if kind in COMPACT_TYPES:
+            ok &= geo["dmin"][cand] > rl
+        sel = cand[ok]
         u, v = geo["D"][a[sel]], geo["D"][b[sel]]
         rij, rik = geo["d"][a[sel]], geo["d"][b[sel]]
-        rjk = np.linalg.norm(v - u, axis=1)
-        if kind in (3, 21):
-            inside = (rjk < rc) & (rjk > rl) if kind == 21 else rjk < rc
+        w = v - u
+        rjk = np.sqrt(np.einsum("tc,tc->t", w, w))
+        if kind in (3, 13, 21, 24):
+            inside = (rjk < rc) & (rjk > rl) if kind in (21, 24) else rjk < rc
             sel, u, v, rij, rik, rjk = sel[inside], u[inside], v[inside], rij[inside], rik[inside], rjk[inside]
         ctype, alpha = self._spec["cutoff_type"], self._spec["cutoff_alpha"]
         tri = {"sel": sel, "u": u, "v": v, "rij": rij, "rik": rik, "rjk": rjk,
                "cos": np.einsum("tc,tc->t", u, v) / (rij * rik)}
-        if kind in (21, 22):
+        tri["w"] = (geo["z"][geo["sj"][a[sel]]] * geo["z"][geo["sj"][b[sel]]]) if kind in WEIGHTED_TYPES else 1.0
+        if kind in COMPACT_TYPES:
             return tri
         tri["fij"], tri["dfij"] = cutoff_function(rij, rc, ctype, alpha)
         tri["fik"], tri["dfik"] = cutoff_function(rik, rc, ctype, alpha)
-        if kind == 3:
+        if kind in (3, 13):
             tri["fjk"], tri["dfjk"] = cutoff_function(rjk, rc, ctype, alpha)
         else:
             tri["fjk"], tri["dfjk"] = np.ones_like(rjk), np.zeros_like(rjk)
@@ -325,25 +372,25 @@ class N2p2Potential(LocalPotential):
         """Per triplet of type 3/9 function ``f``: value and, with ``grad``, d/d(r_ij, r_ik, r_jk, cos)."""
         t = self._spec["functions"]
         kind, eta, rs = t["type"][f], t["eta"][f], t["rs"][f]
-        if kind in (21, 22):
+        if kind in COMPACT_TYPES:
             return self._compact_angular(f, tri, grad)
         lam, zeta = t["lambda"][f], t["zeta"][f]
         rij, rik, rjk, fc = tri["rij"], tri["rik"], tri["rjk"], tri["fc"]
-        expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind == 3 else 0.0)
+        expo = (rij - rs) ** 2 + (rik - rs) ** 2 + ((rjk - rs) ** 2 if kind in (3, 13) else 0.0)
         x = np.exp(-eta * expo)
         plam = 1.0 + lam * tri["cos"]
         pos = plam > 0
         pz1 = np.where(pos, np.abs(plam) ** (zeta - 1.0), 0.0)
         norm = 2.0 ** (1.0 - zeta)
-        ax = norm * pz1 * np.where(pos, plam, 0.0) * x  # 2^(1-zeta) plam^zeta exp(...)
+        ax = norm * pz1 * np.where(pos, plam, 0.0) * x * tri["w"]  # [Z_j Z_k] 2^(1-zeta) plam^zeta exp(...)
         if not grad:
             return ax * fc, None
         d_rij = ax * (tri["fik"] * tri["fjk"] * tri["dfij"] - 2.0 * eta * (rij - rs) * fc)
         d_rik = ax * (tri["fij"] * tri["fjk"] * tri["dfik"] - 2.0 * eta * (rik - rs) * fc)
         d_rjk = ax * tri["fij"] * tri["fik"] * tri["dfjk"]
-        if kind == 3:
+        if kind in (3, 13):
             d_rjk = d_rjk - ax * 2.0 * eta * (rjk - rs) * fc
-        d_cos = norm * zeta * lam * pz1 * x * fc
+        d_cos = norm * zeta * lam * pz1 * x * fc * tri["w"]
         return ax * fc, (d_rij, d_rik, d_rjk, d_cos)
 
     def _compact_angular(self, f, tri, grad):
@@ -353,18 +400,23 @@ class N2p2Potential(LocalPotential):
         rl, rc, sub = t["rl"][f], t["rc"][f], t["subtype"][f]
         cos = tri["cos"]
         left, right = t["al"][f] * np.pi / 180.0, t["ar"][f] * np.pi / 180.0
-        open_ = (cos > -1.0) & (cos < 1.0)
-        theta = np.arccos(np.clip(cos, -1.0, 1.0))
-        use = open_ & (theta >= left) & (theta <= right)
+        if "theta" not in tri:  # shared by the functions of the group (rl and rc are the group's)
+            tri["open"] = (cos > -1.0) & (cos < 1.0)
+            tri["theta"] = np.arccos(np.clip(cos, -1.0, 1.0))
+        theta = tri["theta"]
+        use = tri["open"] & (theta >= left) & (theta <= right)
         ang, dang = _compact_closed(theta, left, right, sub.rstrip("a") if sub != "e" else "e")
-        ang, dang = np.where(use, ang, 0.0), np.where(use, dang, 0.0)
-        cij, dij = compact_function(tri["rij"], rl, rc, sub)
-        cik, dik = compact_function(tri["rik"], rl, rc, sub)
-        if t["type"][f] == 21:
-            cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
-        else:
-            cjk, djk = np.ones_like(cij), np.zeros_like(cij)
-        rad = cij * cik * cjk
+        ang, dang = np.where(use, ang, 0.0) * tri["w"], np.where(use, dang, 0.0) * tri["w"]
+        radial = tri.setdefault("radial", {})
+        if sub not in radial:
+            cij, dij = compact_function(tri["rij"], rl, rc, sub)
+            cik, dik = compact_function(tri["rik"], rl, rc, sub)
+            if t["type"][f] in (21, 24):
+                cjk, djk = compact_function(tri["rjk"], rl, rc, sub)
+            else:
+                cjk, djk = np.ones_like(cij), np.zeros_like(cij)
+            radial[sub] = (cij, dij, cik, dik, cjk, djk, cij * cik * cjk)
+        cij, dij, cik, dik, cjk, djk, rad = radial[sub]
         if not grad:
             return rad * ang, None
         dtheta = -1.0 / np.sqrt(np.where(use, 1.0 - cos * cos, 1.0))
@@ -378,17 +430,20 @@ class N2p2Potential(LocalPotential):
             out[n0:n1] = self._descriptors(nw, self._geometry(nw, code, n0, n1), n1 - n0)
         return out
 
-    def _descriptors(self, nw, geo, n):
-        """Raw symmetry functions ``[n, F]`` of the centres of ``geo`` (rows = ``geo["i"]``)."""
+    def _descriptors(self, nw, geo, n, triplets=None):
+        """Raw symmetry functions ``[n, F]`` of the centres of ``geo`` (rows = ``geo["i"]``); the triplet
+        geometry of every group is kept in the dict ``triplets`` if given (for the gradient pass)."""
         t = self._spec["functions"]
         g_nf = np.zeros((n, len(t["rc"])))
         c1 = self._codes(nw, t["e1"])
         for f, kind in enumerate(t["type"]):
-            if kind in (2, 20):
+            if kind not in ANGULAR_TYPES:
                 sel, value, _ = self._radial(f, geo, c1)
                 g_nf[:, f] = np.bincount(geo["i"][sel], weights=value, minlength=n)
         for key, functions in self._groups(nw).items():
             tri = self._triplets(key, geo)
+            if triplets is not None:
+                triplets[key] = tri
             centre = geo["i"][geo["a"][tri["sel"]]]
             for f in functions:
                 g_nf[:, f] = np.bincount(centre, weights=self._angular(f, tri, False)[0], minlength=n)
@@ -402,32 +457,49 @@ class N2p2Potential(LocalPotential):
         n = len(spec)
         energy_n = np.zeros(n)
         grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
-        if not (spec == code).any():
-            self.last_extrapolations = 0
-            return energy_n, grad_pc
-        count = 0
-        for n0, n1 in self._chunks(nw, code):
-            count += self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc)
-        self._report_extrapolation(count)
+        count_n = np.zeros(n, dtype=np.int64)
+        if (spec == code).any():
+            for n0, n1 in self._chunks(nw, code):
+                self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc, count_n)
+        report_extrapolation(self, nw, count_n, self.on_extrapolation)
         return energy_n, grad_pc
 
-    def _compute_chunk(self, nw, code, n0, n1, energy_n, grad_pc):
-        """Energies of the atoms ``n0 <= i < n1`` into ``energy_n`` and, if given, the gradients of their
-        pairs into ``grad_pc``; returns the number of extrapolating (atom, function) values."""
+    @property
+    def on_extrapolation(self):
+        """``"ignore"``, ``"warn"`` or ``"raise"``: what an evaluation outside ``scaling.data``'s range does."""
+        return self._on_extrapolation
+
+    @on_extrapolation.setter
+    def on_extrapolation(self, value):
+        self._on_extrapolation = check_on_extrapolation(value)
+
+    #: Alias of ``on_extrapolation`` (the argument of :func:`read_n2p2`).
+    extrapolation = on_extrapolation
+
+    @property
+    def last_extrapolations(self):
+        """The number of (atom, function) values outside ``scaling.data``'s range at the last evaluation."""
+        last = self._last_extrapolation
+        return 0 if last is None else int(last[1].sum())
+
+    def _compute_chunk(self, nw, code, n0, n1, energy_n, grad_pc, count_n):
+        """Energies of the atoms ``n0 <= i < n1`` into ``energy_n``, the gradients of their pairs into
+        ``grad_pc`` (if given) and their numbers of extrapolating functions into ``count_n``."""
         p = self._spec
         length, energy = p["units"]
         conv_energy, shift = p["energy"]
         geo = self._geometry(nw, code, n0, n1)
         atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row[n0:n1]) == code)
         if not len(atoms):
-            return 0
-        g = self._descriptors(nw, geo, n1 - n0)[atoms]
-        count = self._check_range(g)
+            return
+        triplets = {} if grad_pc is not None else None
+        g = self._descriptors(nw, geo, n1 - n0, triplets)[atoms]
+        count_n[n0 + atoms] = extrapolation_counts(self.descriptor_range, g, np.ones(len(atoms), dtype=bool))
         ref, factor, offset = p["scaling"]
         out, d_out = self._network(offset + factor * (g - ref), grad_pc is not None)
         energy_n[n0 + atoms] = (out / conv_energy + shift) * energy
         if grad_pc is None:
-            return count
+            return
         dedg = np.zeros((n1 - n0, g.shape[1]))
         dedg[atoms] = d_out * factor / conv_energy
         n_p = len(geo["p"])
@@ -435,12 +507,12 @@ class N2p2Potential(LocalPotential):
         c1 = self._codes(nw, t["e1"])
         radial = np.zeros(n_p)  # d E_file / d r_ij per kept pair
         for f, kind in enumerate(t["type"]):
-            if kind in (2, 20):
+            if kind not in ANGULAR_TYPES:
                 sel, _, dv = self._radial(f, geo, c1)
                 radial[sel] += dedg[geo["i"][sel], f] * dv
         grad_file = radial[:, None] * geo["D"] / geo["d"][:, None]  # d E_file / d D (file units)
         for key, functions in self._groups(nw).items():
-            tri = self._triplets(key, geo)
+            tri = triplets.pop(key)
             a, b = geo["a"][tri["sel"]], geo["b"][tri["sel"]]
             centre = geo["i"][a]
             s_rij, s_rik, s_rjk, s_cos = (np.zeros(len(a)) for _ in range(4))
@@ -460,7 +532,6 @@ class N2p2Potential(LocalPotential):
                 grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=n_p)
                 grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=n_p)
         grad_pc[geo["p"]] = grad_file * (energy / length)
-        return count
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
         """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
@@ -468,29 +539,6 @@ class N2p2Potential(LocalPotential):
         energy_n += e
         if grad_pc is not None:
             grad_pc += g
-
-    def _check_range(self, g):
-        """Count the values of ``g [M, F]`` outside ``scaling.data``'s range; remember the first."""
-        gmin, gmax = self._spec["range"]
-        tol = EXTRAPOLATION_TOLERANCE * (np.abs(gmax - gmin) + np.abs(gmax) + np.abs(gmin))
-        bad = (g < gmin - tol) | (g > gmax + tol)
-        count = int(bad.sum())
-        if count and self._first_extrapolation is None:
-            atom, f = np.argwhere(bad)[0]
-            self._first_extrapolation = (f, g[atom, f], gmin[f], gmax[f])
-        return count
-
-    def _report_extrapolation(self, count):
-        self.last_extrapolations = count
-        first, self._first_extrapolation = self._first_extrapolation, None
-        if not count or self.extrapolation == "ignore":
-            return
-        f, value, lo, hi = first
-        message = (f"n2p2 potential {self.tag}: {count} symmetry-function value(s) outside the range of "
-                   f"scaling.data (first: function {f + 1}, value {value:.6g}, range [{lo:.6g}, {hi:.6g}])")
-        if self.extrapolation == "raise":
-            raise ValueError(message)
-        warnings.warn(message, N2p2ExtrapolationWarning, stacklevel=4)
 
 
 def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="warn"):
@@ -521,7 +569,6 @@ def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="w
         Unsupported or malformed content, naming the file and line.
     """
     from miniff import units
-    from miniff.io.n2p2_files import parse_n2p2_folder
 
     length = _unit("length_unit", length_unit, {"angstrom": 1.0, "bohr": units.BOHR})
     energy = _unit("energy_unit", energy_unit, {"ev": 1.0, "hartree": units.HARTREE})

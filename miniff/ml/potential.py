@@ -6,7 +6,6 @@ with the descriptors of ``eval_descriptors``.  Its per-pair gradient is
 """
 
 import copy
-import warnings
 
 import numpy as np
 import torch
@@ -14,6 +13,15 @@ import torch
 from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.networks import sequential_from_data, sequential_to_data, simplify_sequential
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
+from miniff.potentials.extrapolation import (
+    ON_EXTRAPOLATION,
+    ExtrapolationCounting,
+    ExtrapolationError,
+    ExtrapolationWarning,
+    act_on_extrapolation,
+    check_descriptor_range,
+    check_on_extrapolation,
+)
 from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = ["NNPotential", "NNPotentialFamily", "ml_potential_family", "potentials_from_ml_data", "descriptor_ranges",
@@ -23,65 +31,9 @@ __all__ = ["NNPotential", "NNPotentialFamily", "ml_potential_family", "potential
 FAMILY_TAG = "ml potential"
 _STATE_KEYS = {"tag", "ptag", "parameters", "descriptors"}
 _PARAMETERS = {"nn", "descriptor_fidelity_histograms", "descriptor_range", "on_extrapolation"}
-#: What an evaluation does when atoms have descriptors outside the training range.
-ON_EXTRAPOLATION = ("ignore", "warn", "raise")
 
 
-class ExtrapolationError(ValueError):
-    """Atoms have descriptors outside the training range of an NN potential (``on_extrapolation="raise"``)."""
-
-
-class ExtrapolationWarning(RuntimeWarning):
-    """Atoms have descriptors outside the training range of an NN potential (``on_extrapolation="warn"``)."""
-
-
-def check_descriptor_range(descriptor_range, n_descriptors, name="descriptor_range"):
-    """``[F, 2]`` float64 (min, max per descriptor) or None; ValueError naming ``name`` otherwise."""
-    if descriptor_range is None:
-        return None
-    r = np.array(descriptor_range, dtype=float)
-    if r.shape != (n_descriptors, 2):
-        raise ValueError(f"{name} must have shape ({n_descriptors}, 2) (min, max of every descriptor), got "
-                         f"{r.shape}")
-    if not np.isfinite(r).all() or (r[:, 0] > r[:, 1]).any():
-        raise ValueError(f"{name} must hold finite (min, max) pairs with min <= max")
-    return r
-
-
-def check_on_extrapolation(value):
-    """``value`` if it is one of :data:`ON_EXTRAPOLATION`, else ValueError naming ``on_extrapolation``."""
-    if value not in ON_EXTRAPOLATION:
-        raise ValueError(f"on_extrapolation must be one of {ON_EXTRAPOLATION}, got {value!r}")
-    return value
-
-
-def extrapolation_counts(descriptor_range, values_nf, sel):
-    """``[N]`` int: how many descriptors of every selected atom lie outside ``descriptor_range`` ``[F, 2]``."""
-    lo, hi = descriptor_range[:, 0], descriptor_range[:, 1]
-    count_n = ((values_nf < lo) | (values_nf > hi)).sum(axis=1)
-    return np.where(sel, count_n, 0).astype(np.int64)
-
-
-def act_on_extrapolation(owner, nw, descriptor_range, policy, values_nf, sel):
-    """Count the extrapolating descriptors, keep the counts on ``owner`` (``last_extrapolation``) and warn or
-    raise following ``policy``. Returns the counts ``[N]`` (None without a range)."""
-    if descriptor_range is None:
-        owner._last_extrapolation = None
-        return None
-    count_n = extrapolation_counts(descriptor_range, values_nf, sel)
-    owner._last_extrapolation = (nw, count_n)
-    n_bad = int((count_n > 0).sum())
-    if n_bad and policy != "ignore":
-        atoms = np.flatnonzero(count_n)[:5].tolist()
-        msg = (f"{owner!r}: {n_bad} atom(s) (first: {atoms}) have descriptors outside the training range; "
-               f"the energies there are extrapolated")
-        if policy == "raise":
-            raise ExtrapolationError(msg)
-        warnings.warn(msg, ExtrapolationWarning, stacklevel=4)
-    return count_n
-
-
-class NNPotential(LocalPotential):
+class NNPotential(ExtrapolationCounting, LocalPotential):
     """A neural-network potential for one species.
 
     Parameters
@@ -193,12 +145,6 @@ class NNPotential(LocalPotential):
     @on_extrapolation.setter
     def on_extrapolation(self, value):
         self.parameters["on_extrapolation"] = check_on_extrapolation(value)
-
-    def last_extrapolation(self, nw):
-        """``[N]`` int: descriptors outside :attr:`descriptor_range` per atom at the last evaluation of ``nw``
-        (0 for other species), or None (no range, or ``nw`` was not the last wrapper evaluated)."""
-        last = self._last_extrapolation
-        return last[1] if last is not None and last[0] is nw else None
 
     def __repr__(self):
         return f"<NNPotential tag={self.tag!r} cutoff={self.cutoff:g} n_descriptors={len(self.descriptors)}>"

@@ -38,3 +38,24 @@ def test_a_folder_or_a_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="the folder .*absent.* does not exist"):
         atomic_write_text(tmp_path / "absent" / "x.txt", "x")
     assert not list(tmp_path.iterdir())
+
+
+def test_atomic_folder_replaces_only_when_complete(tmp_path):
+    from miniff._atomic import atomic_folder
+
+    folder = tmp_path / "out"
+    with atomic_folder(folder) as tmp:
+        (tmp_path / tmp / "a.txt").write_text("one")
+    assert (folder / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError, match="boom"), atomic_folder(folder, replaceable=lambda n: True) as tmp:
+        (tmp_path / tmp / "a.txt").write_text("two")
+        raise RuntimeError("boom")
+    assert (folder / "a.txt").read_text() == "one" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with pytest.raises(FileExistsError, match=r"holds files that would be lost \(\['a.txt'\]\)"):
+        with atomic_folder(folder, replaceable=lambda n: n.endswith(".data")):
+            pass
+    with atomic_folder(folder, replaceable=lambda n: True) as tmp:
+        (tmp_path / tmp / "b.txt").write_text("two")
+    assert sorted(p.name for p in folder.iterdir()) == ["b.txt"]
+    with pytest.raises(FileNotFoundError, match="does not exist"), atomic_folder(tmp_path / "no" / "out"):
+        pass

@@ -11,6 +11,7 @@ from support import central_difference
 from miniff import units
 from miniff.io import read_n2p2
 from miniff.io.n2p2_model import N2p2ExtrapolationWarning
+from miniff.potentials.extrapolation import ExtrapolationError
 
 # Written in this (unsorted) order; elements "O H" in input.nn, H first by atomic number.
 LINES = [
@@ -202,8 +203,10 @@ def test_units_bohr_hartree(tmp_path):
     assert pots[0].cutoff == pytest.approx(4.2 * units.BOHR)
 
 
-def test_periodic_stress_and_forces(tmp_path):
-    _make(tmp_path / "pot", cutoff=(2, 0.0))
+@pytest.mark.parametrize("functions", ["behler", "weighted", "compact"])
+def test_periodic_stress_and_forces(tmp_path, functions):
+    lines = {"behler": None, "weighted": WEIGHTED, "compact": COMPACT}[functions]
+    _make(tmp_path / "pot", cutoff=(2, 0.0), sym_lines=lines)
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
     rng = np.random.default_rng(5)
     vectors = np.array([[5.0, 0.2, 0.0], [0.0, 5.3, 0.3], [0.1, 0.0, 4.9]])
@@ -226,25 +229,37 @@ def test_periodic_stress_and_forces(tmp_path):
     grad = nw.grad(pots)
     a, c = 2, 1
     e = []
+    h = 3e-6  # the weighted functions (Z up to 8, Z_j Z_k up to 64) curve strongly: the O(h^2) error needs a small h
     for s in (1, -1):
         p = pos.copy()
-        p[a, c] += s * 1e-5
+        p[a, c] += s * h
         e.append(_nw(p, species, pots, vectors, pbc=True).total(pots))
-    assert grad[a, c] == pytest.approx((e[0] - e[1]) / 2e-5, abs=1e-8)
+    assert grad[a, c] == pytest.approx((e[0] - e[1]) / (2 * h), rel=1e-7, abs=1e-8)
 
 
 def test_extrapolation_warn_raise_count(tmp_path):
     _make(tmp_path / "pot")
     pos, species = _cluster()
-    with pytest.warns(N2p2ExtrapolationWarning, match="outside the range of scaling.data"):
+    with pytest.warns(N2p2ExtrapolationWarning, match="have descriptors outside the training range"):
         pots = read_n2p2(tmp_path / "pot")
-        _nw(pos, species, pots).total(pots)
+        nw = _nw(pos, species, pots)
+        nw.total(pots)
     assert sum(p.last_extrapolations for p in pots) > 0
+    for p in pots:  # per atom: the (atom, function) values outside [Gmin, Gmax], counted by numpy here
+        gmin, gmax = np.array(p._spec["range"])
+        g = p.descriptors(nw)
+        ref = np.where(np.asarray(species) == p.tag, ((g < gmin - 1e-9) | (g > gmax + 1e-9)).sum(1), 0)
+        np.testing.assert_array_equal(p.last_extrapolation(nw), ref)
+        assert p.last_extrapolations == ref.sum()
     pots = read_n2p2(tmp_path / "pot", extrapolation="raise")
-    with pytest.raises(ValueError, match="n2p2 potential [HO]: .* outside the range"):
+    with pytest.raises(ExtrapolationError, match="N2p2Potential tag='[HO]'.* outside the training range"):
         _nw(pos, species, pots).total(pots)
-    with pytest.raises(ValueError, match="extrapolation must be"):
+    with pytest.raises(ValueError, match="on_extrapolation must be one of"):
         read_n2p2(tmp_path / "pot", extrapolation="maybe")
+    with pytest.raises(ValueError, match="on_extrapolation must be one of"):
+        pots[0].on_extrapolation = "sometimes"
+    pots[0].extrapolation = "ignore"
+    assert pots[0].on_extrapolation == "ignore"
     # the ranges of the structure itself, up to rounding: no extrapolation
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
     nw = _nw(pos, species, pots)
@@ -281,8 +296,11 @@ def test_bad_input_names_file_and_line(tmp_path):
     n_lines = len(good.splitlines()) + 1
     with pytest.raises(ValueError, match=rf"input.nn: line {n_lines}: keyword 'short_force_cutoff' is not supported"):
         read_n2p2(folder)
+    nn.write_text(good + "symfunction_short H 7 H 0.1 0.0 4.0\n")
+    with pytest.raises(ValueError, match=rf"input.nn: line {n_lines}: symmetry function type 7 is not supported"):
+        read_n2p2(folder)
     nn.write_text(good + "symfunction_short H 12 H 0.1 0.0 4.0\n")
-    with pytest.raises(ValueError, match=rf"input.nn: line {n_lines}: symmetry function type 12 is not supported"):
+    with pytest.raises(ValueError, match=rf"input.nn: line {n_lines}: a type 12 symmetry function has 6 fields"):
         read_n2p2(folder)
     nn.write_text(good + "symfunction_short H 2 C 0.1 0.0 4.0\n")
     with pytest.raises(ValueError, match=rf"line {n_lines}: element 'C' is not in 'elements'"):
@@ -429,3 +447,119 @@ def test_compact_bad_lines(tmp_path):
         nn.write_text(good + line + "\n")
         with pytest.raises(ValueError, match=rf"input.nn: line {n_lines}: {match}"):
             read_n2p2(folder)
+
+
+# ------------------------------------------------------------------ weighted functions (types 12, 13, 23, 24, 25)
+WEIGHTED = [
+    "symfunction_short H 13 0.02 0.3 -1.0 2.0 4.0",
+    "symfunction_short H 12 0.1 0.5 4.2",
+    "symfunction_short H 23 -4.0 4.0 p2",
+    "symfunction_short H 25 0.5 4.2 0.0 180.0 p3a",
+    "symfunction_short H 12 0.1 0.0 4.2",
+    "symfunction_short H 24 -4.0 4.0 30.0 150.0 p1",
+    "symfunction_short H 2 O 0.1 0.0 4.2",
+    "symfunction_short O 13 0.01 0.0 1.0 1.5 4.2",
+    "symfunction_short O 23 1.0 3.5 e",
+    "symfunction_short O 12 0.4 0.8 3.9",
+]
+# by type; 12, 13 by rc, eta, rs (zeta, lambda); 23-25 by subtype, rc, rl, angles:
+WEIGHTED_ORDER = {"H": [6, 4, 1, 0, 2, 5, 3], "O": [9, 7, 8]}
+Z = {"H": 1, "O": 8}
+
+
+def _g_weighted(line, i, pos, species, cutoff):
+    """Types 12, 13, 23, 24, 25 by n2p2's formulas: every neighbour, weighted by its atomic number (pairs by
+    Z_j Z_k, each unordered pair once)."""
+    w = line.split()
+    kind = int(w[2])
+    if kind == 2:
+        return _g((w[1], 2, w[3], None, float(w[4]), float(w[5]), None, float(w[6]), None), i, pos, species, cutoff)
+    p = [float(x) for x in w[3:-1]] if kind >= 23 else [float(x) for x in w[3:]]
+    out, n = 0.0, len(pos)
+    for j in range(n):
+        rij = np.linalg.norm(pos[j] - pos[i])
+        if j == i:
+            continue
+        if kind == 12:
+            eta, rs, rc = p
+            out += Z[species[j]] * math.exp(-eta * (rij - rs) ** 2) * _fc(rij, rc, *cutoff)
+            continue
+        if kind == 23:
+            rl, rc = p
+            out += Z[species[j]] * _compact(rij, rl, rc, w[-1], False) if rl < rij < rc else 0.0
+            continue
+        for k in range(j + 1, n):
+            if k == i:
+                continue
+            rik, rjk = np.linalg.norm(pos[k] - pos[i]), np.linalg.norm(pos[k] - pos[j])
+            cos = (pos[j] - pos[i]) @ (pos[k] - pos[i]) / rij / rik
+            zz = Z[species[j]] * Z[species[k]]
+            if kind == 13:
+                eta, rs, lam, zeta, rc = p
+                out += zz * (2 ** (1 - zeta) * max(1 + lam * cos, 0.0) ** zeta
+                             * math.exp(-eta * ((rij - rs) ** 2 + (rik - rs) ** 2 + (rjk - rs) ** 2))
+                             * _fc(rij, rc, *cutoff) * _fc(rik, rc, *cutoff) * _fc(rjk, rc, *cutoff))
+                continue
+            rl, rc, left, right = p[0], p[1], math.radians(p[2]), math.radians(p[3])
+            sub = w[-1]
+            core, asym = sub.rstrip("a") if sub != "e" else "e", sub.endswith("a")
+            theta = math.acos(cos)
+            if not (rl < rij < rc and rl < rik < rc and left <= theta <= right):
+                continue
+            term = zz * _compact(rij, rl, rc, core, asym) * _compact(rik, rl, rc, core, asym)
+            term *= _compact(theta, left, right, core, False)
+            if kind == 24:
+                term = term * _compact(rjk, rl, rc, core, asym) if rl < rjk < rc else 0.0
+            out += term
+    return out
+
+
+@pytest.mark.parametrize("cutoff", [(1, 0.0), (6, 0.2)])
+def test_weighted_functions_values_order_forces(tmp_path, cutoff):
+    _make(tmp_path / "pot", sym_lines=WEIGHTED, cutoff=cutoff)
+    pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
+    pos, species = _cluster(8)
+    nw = _nw(pos, species, pots)
+    for p in pots:
+        g = p.descriptors(nw)
+        refs = []
+        for i, el in enumerate(species):
+            if el == p.tag:
+                refs.append([_g_weighted(WEIGHTED[k], i, pos, species, cutoff) for k in WEIGHTED_ORDER[el]])
+                np.testing.assert_allclose(g[i], refs[-1], rtol=1e-12, atol=1e-14)
+        assert (np.array(refs) > 0).any(axis=0).all()
+    grad = nw.grad(pots)
+    fd = central_difference(lambda q: _nw(q, species, pots).total(pots), pos, eps=1e-5)
+    np.testing.assert_allclose(grad, fd, atol=1e-8)
+    assert np.abs(grad).max() > 1e-2
+
+
+def test_weighted_functions_need_chemical_symbols(tmp_path):
+    from miniff.kernel import Cell, NeighborWrapper
+
+    _make(tmp_path / "pot", sym_lines=WEIGHTED)
+    pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
+    pos, species = _cluster(8)
+    species = ["O", "H", "H", "O", "H", "H", "X1"]
+    nw = NeighborWrapper(Cell(np.eye(3) * 30, pos / 30, species), pbc=False, cutoff=4.5)
+    with pytest.raises(ValueError, match=r"atomic number, but the species \['X1'\] are not chemical symbols"):
+        nw.total(pots)
+
+
+def test_calculator_reports_extrapolation(tmp_path):
+    from ase import Atoms
+
+    from miniff.calculator import MiniffCalculator
+
+    _make(tmp_path / "pot")
+    pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
+    pos, species = _cluster()
+    atoms = Atoms(species, positions=pos, cell=np.eye(3) * 30.0, pbc=False)
+    atoms.calc = MiniffCalculator(pots)
+    energy = atoms.get_potential_energy()
+    nw = _nw(pos, species, pots)
+    assert energy == pytest.approx(nw.total(pots), rel=1e-12)
+    counts = sum(p.last_extrapolation(nw) for p in pots)
+    assert counts.sum() > 0
+    np.testing.assert_array_equal(atoms.calc.results["extrapolating_descriptors"], counts)
+    assert atoms.calc.results["n_extrapolating_atoms"] == int((counts > 0).sum())
