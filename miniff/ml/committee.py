@@ -21,9 +21,10 @@ from typing import NamedTuple
 import numpy as np
 
 from miniff.ml import descriptor_data as _ml_descriptors
-from miniff.ml.potential import NNPotential, act_on_extrapolation, check_on_extrapolation
+from miniff.ml.potential import NNPotential
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
 from miniff.potentials.evaluate import active_potentials, pair_gradient_to_atoms, potential_list, stress_from
+from miniff.potentials.extrapolation import act_on_extrapolation, check_on_extrapolation
 from miniff.potentials.registry import potential_from_state_dict
 
 __all__ = ["CommitteePotential", "CommitteeFamily", "CommitteeSpread", "committee_family", "committee_spread",
