@@ -24,6 +24,7 @@ LAYERS = [
     ["miniff.potentials"],
     ["miniff.kernel", "miniff.numerical", "miniff.io"],
     ["miniff.ml"],
+    ["miniff.store"],
     ["miniff.fit", "miniff.calculator"],
     ["miniff.ml_util", "miniff.presentation"],
     ["miniff._show_versions", "miniff.quickstart"],
