@@ -51,13 +51,15 @@ def atomic_torch_save(obj, path):
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, checkpoint_format=CHECKPOINT_FORMAT):
     """Read a fit checkpoint written by :func:`atomic_torch_save` (``weights_only``, no code executed).
 
     Parameters
     ----------
     path : str or Path
         The checkpoint file.
+    checkpoint_format : str
+        The ``format`` tag the checkpoint must carry (mini-batch fits write their own).
 
     Returns
     -------
@@ -97,8 +99,8 @@ def load_checkpoint(path):
             MemoryError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as e:
         kind, detail = _damaged(head)
         raise CheckpointError(path, kind, f"{detail} ({type(e).__name__}: {str(e)[:200]})") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(path, "not a checkpoint", f"is not a miniff fit checkpoint ({CHECKPOINT_FORMAT}): it "
+    if not isinstance(data, dict) or data.get("format") != checkpoint_format:
+        raise CheckpointError(path, "not a checkpoint", f"is not a miniff fit checkpoint ({checkpoint_format}): it "
                               f"holds {type(data).__name__} data without that format tag")
     return data
 

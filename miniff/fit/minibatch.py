@@ -52,7 +52,8 @@ def resolve_lr_schedule(optimizer, lr_schedule):
                and n not in ("LRScheduler", "_LRScheduler")}
     cls = classes.get(name.lower())
     if cls is None:
-        raise ValueError(f"lr_schedule: unknown scheduler {name!r}; choose from {sorted(c.__name__ for c in classes.values())}")
+        known = sorted(c.__name__ for c in classes.values())
+        raise ValueError(f"lr_schedule: unknown scheduler {name!r}; choose from {known}")
     try:
         return cls(optimizer, **kwargs)
     except TypeError as err:
@@ -141,7 +142,7 @@ class MiniBatchTrainer:
         """``W`` and ``G`` of the module docstring, from the target records only."""
         w_sum = g_sum = 0.0
         for s in range(len(self.train)):
-            t, info = self.train.store.get(self.train._targets[int(self.train.indices[s])])
+            t, info = self.train.targets(s)
             w = self._weight(t["weight"][0], info.get("group"))
             w_sum += w
             if "energy_g" in t:
@@ -184,12 +185,13 @@ class MiniBatchTrainer:
         for batch in loader:
             self.optimizer.zero_grad()
             loss = self.batch_loss(batch)
-            if not math.isfinite(float(loss)):
-                raise RuntimeError(f"the loss is not finite ({float(loss)}) at epoch {self.epoch + 1}: lower the "
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise RuntimeError(f"the loss is not finite ({value}) at epoch {self.epoch + 1}: lower the "
                                    f"learning rate or check the data")
             loss.backward()
             self.optimizer.step()
-            total += float(loss.detach())
+            total += value
         return total
 
     def gradient(self, dataset=None):
@@ -299,9 +301,7 @@ class MiniBatchTrainer:
 
     def load_checkpoint(self, path):
         """Restore everything :meth:`checkpoint_state` saves (checks descriptors, data size and optimizer)."""
-        data = load_checkpoint(path)
-        if not isinstance(data, dict) or data.get("format") != MINIBATCH_CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint: {str(path)!r} is not a mini-batch checkpoint")
+        data = load_checkpoint(path, MINIBATCH_CHECKPOINT_FORMAT)
         if data["descriptor_key"] != self.train.descriptor_key or data["n_train"] != len(self.train):
             raise ValueError(f"checkpoint: {str(path)!r} was written for other descriptors or another training "
                              f"set; delete it to start afresh")

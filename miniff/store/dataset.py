@@ -74,6 +74,15 @@ class StoreDataset(torch.utils.data.Dataset):
         out.indices = self.indices[np.asarray(indices, dtype=np.int64).reshape(-1)]
         return out
 
+    def record_keys(self, i):
+        """Hex keys ``(descriptor record, target record)`` of structure ``i`` of this dataset."""
+        k = int(self.indices[int(i)])
+        return self._keys[k], self._targets[k]
+
+    def targets(self, i):
+        """The target record of structure ``i`` only: ``(arrays, info)`` (energy, weight, forces...; no descriptors)."""
+        return self.store.get(self.record_keys(i)[1])
+
     def __getitem__(self, i):
         if not -len(self) <= int(i) < len(self):
             raise IndexError(f"structure index {i} out of range for {len(self)} structures")

@@ -13,6 +13,7 @@ Databases inside the environment:
 """
 
 import json
+import os
 from pathlib import Path
 
 import lmdb
@@ -23,6 +24,10 @@ __all__ = ["DescriptorStore", "DEFAULT_MAP_SIZE", "StoreIndexError"]
 
 #: Largest size an LMDB store may grow to (bytes; a sparse file, only what is written takes disk space).
 DEFAULT_MAP_SIZE = 1 << 40
+
+
+#: Open environments: (folder, pid) -> [env, records db, meta db, writable, users].
+_OPEN = {}
 
 
 class StoreIndexError(KeyError):
@@ -49,11 +54,11 @@ class DescriptorStore:
         if readonly and not (self.path / "data.mdb").exists():
             raise FileNotFoundError(f"path: no descriptor store at {str(self.path)!r}")
         self.readonly = bool(readonly)
-        self.path.mkdir(parents=True, exist_ok=True) if not readonly else None
-        self.env = lmdb.open(str(self.path), map_size=0 if readonly else int(map_size), max_dbs=4,
-                             readonly=self.readonly, lock=not self.readonly, readahead=False, subdir=True)
-        self._records = self.env.open_db(b"records", create=not self.readonly)
-        self._meta = self.env.open_db(b"meta", create=not self.readonly)
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.map_size = int(map_size)
+        self._handle = None
+        self._open()
         fmt = self.get_meta(b"format")
         if fmt is None and not self.readonly:
             with self.env.begin(write=True) as txn:
@@ -61,6 +66,37 @@ class DescriptorStore:
         elif fmt is not None and int(fmt) != RECORD_FORMAT:
             raise ValueError(f"path: store {str(self.path)!r} has record format {int(fmt)}, this miniff writes "
                              f"{RECORD_FORMAT}; prepare a new store")
+
+    def _open(self):
+        """Share one LMDB environment per folder and process (LMDB allows only one): opened for writing when the
+        folder is writable, so that readers and a writer of one process can coexist."""
+        key = (str(self.path.resolve()), os.getpid())
+        handle = _OPEN.get(key)
+        if handle is None:
+            writable = os.access(self.path, os.W_OK)
+            env = lmdb.open(str(self.path), map_size=self.map_size if writable else 0, max_dbs=4,
+                            readonly=not writable, lock=writable, readahead=False, subdir=True)
+            handle = _OPEN[key] = [env, env.open_db(b"records", create=writable), env.open_db(b"meta", create=writable),
+                                   writable, 0]
+        if not handle[3] and not self.readonly:
+            raise ValueError(f"path: {str(self.path)!r} is not writable")
+        handle[4] += 1
+        self._handle, self._key = handle, key
+
+    @property
+    def env(self):
+        """The ``lmdb.Environment`` (reopened after a fork)."""
+        if self._key[1] != os.getpid():
+            self._open()
+        return self._handle[0]
+
+    @property
+    def _records(self):
+        return self._handle[1] if self._key[1] == os.getpid() else (self.env, self._handle[1])[1]
+
+    @property
+    def _meta(self):
+        return self._handle[2] if self._key[1] == os.getpid() else (self.env, self._handle[2])[1]
 
     def __repr__(self):
         return f"DescriptorStore({str(self.path)!r}, records={self.n_records})"
@@ -71,9 +107,19 @@ class DescriptorStore:
     def __setstate__(self, state):
         self.__init__(state["path"], readonly=True)
 
+    def __del__(self):
+        if getattr(self, "_handle", None) is not None:
+            self.close()
+
     def close(self):
-        """Close the LMDB environment."""
-        self.env.close()
+        """Release the LMDB environment (closed when no other DescriptorStore of this process uses it)."""
+        handle, self._handle = self._handle, None
+        if handle is None or self._key[1] != os.getpid():
+            return
+        handle[4] -= 1
+        if handle[4] == 0:
+            _OPEN.pop(self._key, None)
+            handle[0].close()
 
     def __enter__(self):
         return self

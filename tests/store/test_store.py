@@ -131,7 +131,7 @@ def test_killed_preparation_resumes_to_the_same_store(tmp_path, cells, descripto
     prepare_store(tmp_path / "ref", cells, descriptors)
     a, b = StoreDataset(tmp_path / "s"), StoreDataset(tmp_path / "ref")
     for i in range(len(cells)):
-        assert a.store.raw(a._keys[i]) == b.store.raw(b._keys[i])
+        assert a.store.raw(a.record_keys(i)[0]) == b.store.raw(b.record_keys(i)[0])
 
 
 def test_parallel_preparation_equals_serial(tmp_path, descriptors):
@@ -141,13 +141,13 @@ def test_parallel_preparation_equals_serial(tmp_path, descriptors):
     assert report.computed == 6 and report.n_workers == 2
     a, b = StoreDataset(tmp_path / "one"), StoreDataset(tmp_path / "two")
     for i in range(len(cells)):
-        assert a.store.raw(a._keys[i]) == b.store.raw(b._keys[i])
+        assert a.store.raw(a.record_keys(i)[0]) == b.store.raw(b.record_keys(i)[0])
 
 
 def test_corrupt_record_is_named(tmp_path, cells, descriptors):
     prepare_store(tmp_path / "s", cells, descriptors)
     ds = StoreDataset(tmp_path / "s")
-    key = ds._keys[1]
+    key = ds.record_keys(1)[0]
     data = bytearray(ds.store.raw(key))
     ds.store.close()
     data[100] ^= 0xFF
