@@ -99,3 +99,40 @@ def test_bad_input(store, tmp_path):
     t.save_checkpoint(tmp_path / "c.pt")
     with pytest.raises(ValueError, match="holds a Adam state"):
         MiniBatchTrainer(_nets(), ds, norm, optimizer="sgd", optimizer_kwargs={"lr": 1}, checkpoint=tmp_path / "c.pt")
+
+
+def test_job_file_stage_reuses_the_store(tmp_path, monkeypatch):
+    from support import lj_cells
+
+    from miniff.fit.jobs import run_job_file
+    from miniff.io import write_cells
+    from miniff.ml.serialize import load_potentials
+
+    write_cells(lj_cells(10, seed=1), tmp_path / "data.extxyz")
+    job = tmp_path / "job.yml"
+    job.write_text(
+        "fit-minibatch:\n"
+        "  init: {seed: 0}\n"
+        "  prepare:\n"
+        "    fn_cells: data.extxyz\n"
+        "    cutoff: 2.5\n"
+        "    default_descriptor_kwargs: {n: 3, three_point: false}\n"
+        "    nn_kwargs: {n_internal: 4, n_layers: 2}\n"
+        "    test_set: 2\n"
+        "    store: fit.store\n"
+        "    batch_size: 4\n"
+        "    shuffle_seed: 3\n"
+        "    optimizer: adam\n"
+        "    optimizer_kwargs: {lr: 0.01}\n"
+        "    lr_schedule: {name: ExponentialLR, gamma: 0.9}\n"
+        "    checkpoint: fit.ckpt\n"
+        "  run: {n_epochs: 3, save_fn: learn.pt, summary: false}\n")
+    monkeypatch.chdir(tmp_path)
+    wf = run_job_file(job)[0]
+    assert wf.store_report.computed == 10 and wf.epoch == 3 and len(wf.history) == 3
+    assert (tmp_path / "learn.pt").exists() and (tmp_path / "fit.ckpt").exists()
+    potentials = load_potentials(tmp_path / "learn.pt")
+    assert [p.tag for p in potentials] == ["Ar"]
+    again = run_job_file(job)[0]
+    assert again.store_report.computed == 0 and again.store_report.reused == 10
+    assert again.trainer.resumed_from == 3
