@@ -40,3 +40,18 @@ def store_cells(n=10, seed=0, charges=True):
             meta["charges"] = rng.normal(size=size)
         out.append(Cell(vectors, frac, species, meta=meta))
     return out
+
+
+def prepare_then_sigkill(path, n_cells, after):
+    """Prepare a store of ``store_cells(n_cells)`` and kill this process (SIGKILL) once ``after`` structures are
+    committed (run in a child process)."""
+    import os
+    import signal
+
+    from miniff.store import prepare_store
+
+    def kill(done, total):
+        if done >= after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    prepare_store(path, store_cells(n_cells), store_descriptors(), commit_every=2, on_commit=kill)

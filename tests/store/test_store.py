@@ -134,6 +134,21 @@ def test_killed_preparation_resumes_to_the_same_store(tmp_path, cells, descripto
         assert a.store.raw(a.record_keys(i)[0]) == b.store.raw(b.record_keys(i)[0])
 
 
+def test_sigkilled_preparation_resumes(tmp_path, cells, descriptors):
+    import multiprocessing
+
+    from support_store import prepare_then_sigkill
+
+    child = multiprocessing.get_context("spawn").Process(target=prepare_then_sigkill, args=(tmp_path / "s", 10, 6))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -9
+    report = prepare_store(tmp_path / "s", cells, descriptors)
+    assert report.reused == 6 and report.computed == 4
+    with DescriptorStore(tmp_path / "s") as store:
+        assert store.verify() == 2 * len(cells)
+
+
 def test_parallel_preparation_equals_serial(tmp_path, descriptors):
     cells = store_cells(6)
     prepare_store(tmp_path / "one", cells, descriptors)
