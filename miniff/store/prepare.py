@@ -39,8 +39,11 @@ from miniff.store.records import encode_record
 
 __all__ = ["prepare_store", "PreparationReport", "descriptor_record", "target_record"]
 
-#: Records written per LMDB transaction.
-COMMIT_EVERY = 16
+#: A transaction is committed after this many structures, this many bytes or this many seconds, whichever comes
+#: first (each commit flushes to disk; a killed preparation loses at most the work of one transaction).
+COMMIT_EVERY = 256
+COMMIT_BYTES = 64 << 20
+COMMIT_SECONDS = 1.0
 
 
 @dataclass
@@ -157,7 +160,8 @@ def prepare_store(path, cells, descriptors, name="default", grad=True, n_workers
     on_commit : callable or None
         ``on_commit(n_done, n_missing)`` after every committed transaction.
     commit_every : int
-        Structures per transaction.
+        Most structures per transaction (a transaction is also committed after :data:`COMMIT_BYTES` bytes or
+        :data:`COMMIT_SECONDS` seconds).
 
     Returns
     -------
@@ -204,13 +208,13 @@ def prepare_store(path, cells, descriptors, name="default", grad=True, n_workers
 def _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, on_commit, commit_every):
     if not todo:
         return
-    pending, done = [], 0
+    pending, done, size, last = [], 0, 0, time.perf_counter()
 
     def commit():
-        nonlocal pending, done
+        nonlocal pending, done, size, last
         store.put_many(pending)
         done += len(pending)
-        pending = []
+        pending, size, last = [], 0, time.perf_counter()
         if on_commit is not None:
             on_commit(done, len(todo))
 
@@ -225,7 +229,8 @@ def _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, o
     try:
         for s, data in zip(todo, progress_bar(results, len(todo), progress, "store"), strict=True):
             pending.append((keys[s], data))
-            if len(pending) >= commit_every:
+            size += len(data)
+            if len(pending) >= commit_every or size >= COMMIT_BYTES or time.perf_counter() - last >= COMMIT_SECONDS:
                 commit()
         if pending:
             commit()
