@@ -49,7 +49,8 @@ COMMIT_SECONDS = 1.0
 @dataclass
 class PreparationReport:
     """What :func:`prepare_store` did: structures in the data set, descriptor records computed and reused (cache
-    hits), target records written, seconds, workers."""
+    hits), target records written, seconds, workers, and the seconds until the first computed record arrived
+    (with worker processes: mostly their start, i.e. importing miniff and torch)."""
 
     n_structures: int
     computed: int
@@ -57,6 +58,7 @@ class PreparationReport:
     targets_written: int
     seconds: float
     n_workers: int
+    first_record_seconds: float = 0.0
 
     def __str__(self):
         rate = self.computed / self.seconds if self.seconds > 0 else float("inf")
@@ -193,7 +195,7 @@ def prepare_store(path, cells, descriptors, name="default", grad=True, n_workers
         if new_targets:
             for k in range(0, len(new_targets), 256):
                 store.put_many(new_targets[k:k + 256])
-        _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, on_commit, commit_every)
+        first = _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, on_commit, commit_every)
         species = sorted(descriptors)
         store.put_index(name, {"descriptor_key": dkey, "species": species, "grad": bool(grad),
                                "n_features": [len(descriptors[s]) for s in species],
@@ -202,12 +204,14 @@ def prepare_store(path, cells, descriptors, name="default", grad=True, n_workers
         if not isinstance(path, DescriptorStore):
             store.close()
     return PreparationReport(len(cells), len(todo), len(cells) - len(todo), len(new_targets),
-                             time.perf_counter() - t0, n_workers)
+                             time.perf_counter() - t0, n_workers, 0.0 if first is None else first - t0)
 
 
 def _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, on_commit, commit_every):
+    """Compute and commit the records ``todo``; return the ``perf_counter`` time of the first one (or None)."""
     if not todo:
-        return
+        return None
+    first = None
     pending, done, size, last = [], 0, 0, time.perf_counter()
 
     def commit():
@@ -228,6 +232,8 @@ def _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, o
             4 * n_workers))))
     try:
         for s, data in zip(todo, progress_bar(results, len(todo), progress, "store"), strict=True):
+            if first is None:
+                first = time.perf_counter()
             pending.append((keys[s], data))
             size += len(data)
             if len(pending) >= commit_every or size >= COMMIT_BYTES or time.perf_counter() - last >= COMMIT_SECONDS:
@@ -237,3 +243,4 @@ def _compute(store, cells, keys, todo, descriptors, grad, n_workers, progress, o
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+    return first
