@@ -65,6 +65,24 @@ def _lj_million(rows, derived):
     return f"{time_s:.2f} s, {mem if mem is not None else float('nan'):.0f} MB", "met" if ok else "not met"
 
 
+def _store_warm(rows, derived):
+    value = (derived.get("store") or {}).get("warm_percent_of_cold")
+    text, verdict = _value_target(value, 5.0, ".1f")
+    return (text + " %" if value is not None else text), verdict
+
+
+def _store_memory(rows, derived):
+    """Store-path peak memory under 2 GB at every N measured (1 000 structures and more) and flat: the largest N
+    within 1.25x of the smallest."""
+    got = sorted((r["n_atoms"] // 64, r["peak_mem_mb"]) for r in _rows(rows, "store-memory", "miniff store", 64_000)
+                 if r["status"] == "ok" and r["peak_mem_mb"] is not None)
+    if len(got) < 2:
+        return "not measured", "not measured"
+    text = ", ".join(f"{mb:.0f} MB at {n}" for n, mb in got)
+    ok = all(mb <= 2048 for _, mb in got) and got[-1][1] <= 1.25 * got[0][1]
+    return text, "met" if ok else "not met"
+
+
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
 TARGETS = [
     ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
@@ -95,6 +113,8 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
     ("19", "mesh method energy + forces <= 1.0 x LAMMPS pppm at 64k",
      lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
+    ("22", "second preparation with a warm cache <= 5 % of the cold time", _store_warm),
+    ("22", "mini-batch fit peak memory flat and < 2 GB for 1 000+ structures of 64 atoms", _store_memory),
 ]
 
 

@@ -12,6 +12,7 @@ import json
 import numpy as np
 
 from miniff.ml.descriptor_data import species_of
+from miniff.neighbors.cell import Cell
 from miniff.store.records import RECORD_FORMAT
 
 __all__ = ["structure_hash", "descriptor_set_key", "record_key", "cell_pbc"]
@@ -27,9 +28,12 @@ def _h(*chunks):
 
 def cell_pbc(cell):
     """Periodicity ``[3] bool`` of a ``Cell`` (``meta["pbc"]``, default periodic) or ``NeighborWrapper``."""
-    pbc = getattr(cell, "pbc", None)
-    if pbc is None and isinstance(getattr(cell, "meta", None), dict):
+    if isinstance(cell, Cell):   # (a Cell has no ``pbc`` attribute; asking for one is slow)
         pbc = cell.meta.get("pbc")
+    else:
+        pbc = getattr(cell, "pbc", None)
+        if pbc is None and isinstance(getattr(cell, "meta", None), dict):
+            pbc = cell.meta.get("pbc")
     return np.broadcast_to(np.asarray(True if pbc is None else pbc, dtype=bool), (3,)).copy()
 
 

@@ -118,13 +118,13 @@ def _target_arrays(cell, s):
     return arrays, {"n_atoms": n, "group": None if group is None else str(group)}
 
 
-def target_record(cell, descriptor_key, s=0):
-    """``(key, bytes)`` of the target record of ``cells[s]`` (see the module docstring)."""
+def target_record(cell, descriptor_key, s=0, key=None):
+    """``(key, bytes)`` of the target record of ``cells[s]`` (see the module docstring); ``key``: its descriptor
+    record key when known."""
     arrays, info = _target_arrays(cell, s)
     data = encode_record(arrays, info)
-    key = hashlib.blake2b(b"targets" + descriptor_key.encode() + record_key(cell, descriptor_key) + data[:-32],
-                          digest_size=32).digest()
-    return key, data
+    key = record_key(cell, descriptor_key) if key is None else key
+    return hashlib.blake2b(b"targets" + descriptor_key.encode() + key + data[:-32], digest_size=32).digest(), data
 
 
 _WORKER = {}
@@ -187,7 +187,7 @@ def prepare_store(path, cells, descriptors, name="default", grad=True, n_workers
     try:
         dkey = descriptor_set_key(descriptors)
         keys = [record_key(c, dkey) for c in cells]
-        targets = [target_record(c, dkey, s) for s, c in enumerate(cells)]
+        targets = [target_record(c, dkey, s, keys[s]) for s, c in enumerate(cells)]
         have_d = store.has(keys)
         have_t = store.has([k for k, _ in targets])
         todo = sorted({keys[s]: s for s in range(len(cells)) if not have_d[s]}.values())
