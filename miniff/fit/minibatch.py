@@ -175,7 +175,8 @@ class MiniBatchTrainer:
     def loader(self, dataset, batch_size=None, num_workers=0):
         """A DataLoader of ``dataset`` in order (validation, metrics)."""
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size or self.sampler.batch_size,
-                                           shuffle=False, collate_fn=self.collate, num_workers=num_workers)
+                                           shuffle=False, collate_fn=self.collate, num_workers=num_workers,
+                                           multiprocessing_context="spawn" if num_workers else None)
 
     def train_epoch(self):
         """One epoch over the training batches (resuming inside the epoch where the sampler stands); returns the

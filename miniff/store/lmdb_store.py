@@ -72,6 +72,10 @@ class DescriptorStore:
         folder is writable, so that readers and a writer of one process can coexist."""
         key = (str(self.path.resolve()), os.getpid())
         handle = _OPEN.get(key)
+        if handle is None and any(k[0] == key[0] and k[1] != key[1] for k in _OPEN):
+            raise RuntimeError(f"the store {str(self.path)!r} was opened before this process was forked and LMDB "
+                               f"cannot reopen it here: give DataLoaders multiprocessing_context='spawn' (or "
+                               f"'forkserver'), or open the store only in the workers")
         if handle is None:
             writable = os.access(self.path, os.W_OK)
             env = lmdb.open(str(self.path), map_size=self.map_size if writable else 0, max_dbs=4,

@@ -82,6 +82,16 @@ def test_training_lowers_the_loss_and_batches_differ_by_seed(store):
     assert sorted(t.sampler.order(3).tolist()) == list(range(8))
 
 
+def test_plateau_schedule_steps_on_the_validation_error(store):
+    path, _ = store
+    ds = StoreDataset(path)
+    t = MiniBatchTrainer(_nets(), ds.subset(range(8)), normalization_from_store(ds), validation=ds.subset([8, 9]),
+                         batch_size=4, optimizer="sgd", optimizer_kwargs={"lr": 1e-6},
+                         lr_schedule={"name": "ReduceLROnPlateau", "patience": 0, "factor": 0.5, "threshold": 0.5})
+    hist = t.run(3, summary=False)
+    assert hist[-1]["lr"] == 0.5e-6 and hist[0]["lr"] == 1e-6   # no 50 % better validation error: the rate is cut
+
+
 def test_bad_input(store, tmp_path):
     path, _ = store
     ds = StoreDataset(path)

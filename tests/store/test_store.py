@@ -196,3 +196,27 @@ def test_bad_input(tmp_path, cells, descriptors):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         DescriptorStore(tmp_path / "f")
+
+
+def test_dataset_pickles_by_path_and_subsets(tmp_path, cells, descriptors):
+    import pickle
+
+    prepare_store(tmp_path / "s", cells, descriptors)
+    ds = StoreDataset(tmp_path / "s").subset([3, 1])
+    copy = pickle.loads(pickle.dumps(ds))   # what a DataLoader worker receives: the path, reopened read-only
+    assert len(copy) == 2 and copy.store.readonly
+    for i in range(2):
+        a, b = ds[i], copy[i]
+        assert a.index == b.index == [3, 1][i]
+        for k in a.descriptors:
+            np.testing.assert_array_equal(a.descriptors[k], b.descriptors[k])
+    with pytest.raises(IndexError, match="out of range"):
+        ds[2]
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=StoreCollate(ds.species), num_workers=1,
+                                         multiprocessing_context="spawn")
+    (batch,) = list(loader)
+    assert batch.indices.tolist() == [3, 1]
+    forked = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=StoreCollate(ds.species), num_workers=1,
+                                         multiprocessing_context="fork")
+    with pytest.raises(RuntimeError, match="multiprocessing_context='spawn'"):
+        list(forked)
