@@ -114,12 +114,21 @@ def _folder_mb(path):
 def _train_rows(cells, batch_sizes, folder):
     import torch
 
+    n = len(cells)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)   # small networks: one torch thread is fastest (FitWorkflow.run does the same)
+    try:
+        return _train_rows_one_thread(cells, batch_sizes, folder, n)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train_rows_one_thread(cells, batch_sizes, folder, n):
     from miniff.fit.minibatch import MiniBatchTrainer
     from miniff.ml import learn_cauldron
     from miniff.ml_util import simple_energy_closure
     from miniff.store import StoreDataset, normalization_from_store
 
-    n = len(cells)
     ds = StoreDataset(folder / "prep1")
     norm = normalization_from_store(ds, offset_energy=True)
     full = norm.fw(learn_cauldron(cells, _descriptors(), grad=True, normalize=False))
@@ -143,7 +152,6 @@ def _train_rows(cells, batch_sizes, folder):
                          f"{n / t:.0f} structures/s", ratio=t / t_full, check=ok,
                          detail="epoch loss " + " -> ".join(f"{v:.4g}" for v in losses)))
         derived[f"store_train_structures_per_s_batch{b}"] = n / t
-    torch.set_num_threads(torch.get_num_threads())
     return rows, derived
 
 
@@ -171,6 +179,7 @@ t0 = time.perf_counter()
 result = {"status": "ok"}
 try:
     import torch
+    torch.set_num_threads(1)
     from benchmarks.bench_store import _descriptors, _network
     if mode == "store":
         from miniff.fit.minibatch import MiniBatchTrainer

@@ -229,14 +229,26 @@ class MiniBatchTrainer:
         return out
 
     # ------------------------------------------------------------------ run
-    def run(self, n_epochs, log_file=None, progress=None, summary=True, validate_every=1):
+    def run(self, n_epochs, log_file=None, progress=None, summary=True, validate_every=1, torch_threads=1):
         """Train until ``n_epochs`` epochs are done (counting those before a resume).
+
+        ``torch_threads``: torch intra-op threads during the run (restored afterwards; None keeps torch's setting):
+        atomic networks are small and one thread is fastest, by far on a busy machine.
 
         Returns the per-epoch records (``epoch``, ``time``, ``lr``, ``loss``, ``energy_rmse_valid``...; also in
         ``history`` and, with ``log_file``, in a JSON Lines log).
         """
         _check_int("n_epochs", n_epochs, 0)
         validate_every = _check_int("validate_every", validate_every, 1)
+        previous = torch.get_num_threads()
+        if torch_threads is not None:
+            torch.set_num_threads(_check_int("torch_threads", torch_threads, 1))
+        try:
+            return self._run(n_epochs, log_file, progress, summary, validate_every)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _run(self, n_epochs, log_file, progress, summary, validate_every):
         log = FitLog(log_file, resume_epoch=self.epoch if self.epoch > 0 else None)
         bar = None
         if progress:

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from miniff.fit.minibatch import MiniBatchTrainer
 from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
@@ -128,15 +127,9 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         """
         if not hasattr(self, "trainer"):
             raise RuntimeError("run: call prepare() first")
-        previous = torch.get_num_threads()
-        if torch_threads is not None:
-            torch.set_num_threads(int(torch_threads))
-        try:
-            history = self.trainer.run(n_epochs, log_file=log_file,
-                                       progress=sys.stderr.isatty() if progress is None else progress,
-                                       summary=summary, validate_every=validate_every)
-        finally:
-            torch.set_num_threads(previous)
+        history = self.trainer.run(n_epochs, log_file=log_file,
+                                   progress=sys.stderr.isatty() if progress is None else progress,
+                                   summary=summary, validate_every=validate_every, torch_threads=torch_threads)
         self.epoch, self.history = self.trainer.epoch, history
         if save is None:
             save = save_fn is not None
