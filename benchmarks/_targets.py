@@ -78,6 +78,22 @@ def _learning(rows, derived):
     n_random = max(int(n) for n in runs[0]["random"])
     ok = all(n is not None and n <= n_random / 2 for n in needed)
     return f"{needed} labelled (random: {n_random})", "met" if ok else "not met"
+def _store_warm(rows, derived):
+    value = (derived.get("store") or {}).get("warm_percent_of_cold")
+    text, verdict = _value_target(value, 5.0, ".1f")
+    return (text + " %" if value is not None else text), verdict
+
+
+def _store_memory(rows, derived):
+    """Store-path peak memory under 2 GB at every N measured (1 000 structures and more) and flat: the largest N
+    within 1.25x of the smallest."""
+    got = sorted((r["n_atoms"] // 64, r["peak_mem_mb"]) for r in _rows(rows, "store-memory", "miniff store", 64_000)
+                 if r["status"] == "ok" and r["peak_mem_mb"] is not None)
+    if len(got) < 2:
+        return "not measured", "not measured"
+    text = ", ".join(f"{mb:.0f} MB at {n}" for n, mb in got)
+    ok = all(mb <= 2048 for _, mb in got) and got[-1][1] <= 1.25 * got[0][1]
+    return text, "met" if ok else "not met"
 
 
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
@@ -114,6 +130,8 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "committee-cost", "one member", 1.5, 900, 1100)),
     ("21", "Spearman correlation of per-atom force spread and error >= 0.5 on held-out MD frames", _calibration),
     ("21", "active learning reaches random selection's error at 100 labelled structures with <= 50", _learning),
+    ("22", "second preparation with a warm cache <= 5 % of the cold time", _store_warm),
+    ("22", "mini-batch fit peak memory flat and < 2 GB for 1 000+ structures of 64 atoms", _store_memory),
 ]
 
 

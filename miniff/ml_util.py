@@ -54,6 +54,8 @@ from miniff.fit.closures import (
 from miniff.fit.jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
 from miniff.fit.lbfgs import CompactLBFGS
 from miniff.fit.log import FitLog, read_fit_log
+from miniff.fit.minibatch import MiniBatchTrainer, resolve_lr_schedule
+from miniff.fit.minibatch_workflow import MiniBatchFitWorkflow
 from miniff.fit.parsers import group_by_species, parse_lammps_input, parse_runner_input
 from miniff.fit.predict import predict_cells, write_predictions
 from miniff.fit.recipes import (
@@ -87,6 +89,9 @@ __all__ = [
     "Workflow",
     "FitWorkflow",
     "ActiveLearningWorkflow",
+    "MiniBatchFitWorkflow",
+    "MiniBatchTrainer",
+    "resolve_lr_schedule",
     "OneShotWorkflow",
     "SDWorkflow",
     "prediction_errors",

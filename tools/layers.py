@@ -24,7 +24,7 @@ LAYERS = [
     ["miniff.potentials"],
     ["miniff.kernel", "miniff.numerical", "miniff.io"],
     ["miniff.ml"],
-    ["miniff.calculator"],
+    ["miniff.store", "miniff.calculator"],
     ["miniff.fit"],
     ["miniff.ml_util", "miniff.presentation"],
     ["miniff._show_versions", "miniff.quickstart"],
@@ -151,7 +151,7 @@ def draw(edges, path):
             ax.annotate("", xy=(x1, y1 + 0.18), xytext=(x0, y0 - 0.18),
                         arrowprops={"arrowstyle": "->", "color": "0.55", "lw": 0.8, "shrinkA": 2, "shrinkB": 2})
     for unit, (x, y) in pos.items():
-        is_pkg = unit.split(".")[-1] in {"_ext", "neighbors", "potentials", "ml", "fit", "io", "presentation"}
+        is_pkg = unit.split(".")[-1] in {"_ext", "neighbors", "potentials", "ml", "fit", "io", "presentation", "store"}
         label = unit.replace("miniff.", "") + ("/" if is_pkg else ".py") if unit != "miniff" else "__init__.py"
         ax.text(x, y, label, ha="center", va="center", fontsize=10,
                 bbox={"boxstyle": "round,pad=0.4", "fc": "#dbe9f6" if is_pkg else "#f3f3f3", "ec": "0.3"})

@@ -10,15 +10,18 @@ A job file maps stage names to ``init`` / ``prepare`` / ``run`` sections, run in
       prepare: {fn_cells: test.extxyz, potentials: learn.pt}
     test-relax:               # SDWorkflow: relax structures with the saved potentials
       prepare: {fn_cells: start.extxyz, potentials: learn.pt}
+    fit-minibatch:            # MiniBatchFitWorkflow: descriptors in an on-disk store, mini-batch training
+      prepare: {fn_cells: data.extxyz, store: fit.store, batch_size: 32, optimizer: adam}
+      run: {n_epochs: 100, save_fn: learn.pt}
 
-A stage name is ``fit``, ``test-direct``, ``test-relax`` or ``active-learning``, optionally followed by ``:label``
-to run a kind twice (``fit:second``). ``active-learning`` runs an :class:`~miniff.fit.active.ActiveLearningWorkflow`
-(``prepare: {fn_cells: data.extxyz, reference: emt, temperatures: [600], threshold: 0.1}``, ``run: {n_rounds: 5,
-save_fn: active.pt}``). The keys of every section are the parameters of the workflow's ``__init__`` / ``prepare`` /
-``run``; anything else is an error that names the key and suggests the closest valid one. A value of the wrong type
-(``cutoff: abc``, ``test_set: twenty``, a list where a mapping is needed, a ``checkpoint`` that is a folder) is an
-error naming the key and the type expected (:data:`KEY_TYPES`), raised before any stage starts, as is a ``fn_cells``
-(or ``test_set``) file that does not exist.
+A stage name is ``fit``, ``test-direct``, ``test-relax``, ``fit-minibatch`` or ``active-learning``, optionally
+followed by ``:label`` to run a kind twice (``fit:second``). ``active-learning`` runs an
+:class:`~miniff.fit.active.ActiveLearningWorkflow` (``prepare: {fn_cells: data.extxyz, reference: emt, temperatures:
+[600], threshold: 0.1}``, ``run: {n_rounds: 5, save_fn: active.pt}``). The keys of every section are the parameters of
+the workflow's ``__init__`` / ``prepare`` / ``run``; anything else is an error that names the key and suggests the
+closest valid one. A value of the wrong type (``cutoff: abc``, ``test_set: twenty``, a list where a mapping is
+needed, a ``checkpoint`` that is a folder) is an error naming the key and the type expected (:data:`KEY_TYPES`),
+raised before any stage starts, as is a ``fn_cells`` (or ``test_set``) file that does not exist.
 
 The command line (:mod:`miniff.cli`) hands ``run_defaults={"summary": True, "progress": False}`` to
 :func:`run_job_file`: every stage prints its summary at its end (``-q``: none; ``-v``: progress bars too).
@@ -35,14 +38,15 @@ from pathlib import Path
 from miniff.fit.active import ActiveLearningWorkflow
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow
 from miniff.fit.compat import deprecations_once
+from miniff.fit.minibatch_workflow import MiniBatchFitWorkflow
 from miniff.fit.workflow import FitWorkflow
 
 __all__ = ["JobFileError", "WORKFLOWS", "KEY_TYPES", "check_key_type", "validate_description", "exec_workflows",
            "run_job_file", "run_workflow"]
 
 #: Stage kind -> workflow class.
-WORKFLOWS = {"fit": FitWorkflow, "test-direct": OneShotWorkflow, "test-relax": SDWorkflow}
-WORKFLOWS["active-learning"] = ActiveLearningWorkflow
+WORKFLOWS = {"fit": FitWorkflow, "test-direct": OneShotWorkflow, "test-relax": SDWorkflow,
+             "fit-minibatch": MiniBatchFitWorkflow, "active-learning": ActiveLearningWorkflow}
 
 _SECTIONS = {"init": "__init__", "prepare": "prepare", "run": "run"}
 
@@ -65,13 +69,15 @@ KEY_TYPES = {
     "cells_order": ((str, list, type(None)), "'random', null or a list of indices"),
     "potentials": ((str, list), "a potentials file or a list of them"),
     **{k: (_INT, "an integer") for k in ("n_epochs", "epoch_size", "checkpoint_every", "cells_subset", "split_seed",
-                                         "seed", "early_stopping", "stall_epochs", "torch_threads", "n_threads")},
-    **{k: (_BOOL, "true or false") for k in ("forces", "resume", "cells_append", "restore_best",
+                                         "seed", "early_stopping", "stall_epochs", "torch_threads", "n_threads",
+                                         "batch_size", "shuffle_seed", "store_workers", "validate_every")},
+    **{k: (_BOOL, "true or false") for k in ("forces", "resume", "cells_append", "restore_best", "shuffle",
                                              "cleanup_optimizer", "save", "summary", "progress", "relax_cell",
                                              "allow_legacy_pickle", "units_are_known")},
     **{k: (_STR, "a string") for k in ("descriptor_recipe", "select_best", "dtype", "tag", "save_fn", "log_file",
-                                       "checkpoint", "load", "fn_output", "method", "mpl_backend")},
-    **{k: (_MAP, "a mapping (key: value lines or {...})") for k in ("group_weights", "options", "descriptors")},
+                                       "checkpoint", "load", "fn_output", "method", "mpl_backend", "store")},
+    **{k: (_MAP, "a mapping (key: value lines or {...})") for k in ("group_weights", "options", "descriptors",
+                                                                           "lr_schedule")},
 }
 
 

@@ -15,7 +15,7 @@ from miniff.potentials.descriptors import eval_descriptors
 from miniff.potentials.wrapper import NeighborWrapper
 
 __all__ = ["species_of", "collect_atoms", "encode_species", "check_descriptors", "descriptors_cutoff",
-           "cell_descriptor_data", "prepare_descriptor_data", "PROGRESS_MIN_CELLS"]
+           "cell_descriptor_data", "prepare_descriptor_data", "PROGRESS_MIN_CELLS", "progress_bar", "wrap_cells"]
 
 #: Below this many cells no progress bar is shown by default.
 
@@ -147,13 +147,16 @@ def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
 PROGRESS_MIN_CELLS = 20
 
 
-def _progress(iterable, total, progress, desc):
+def progress_bar(iterable, total, progress, desc):
+    """``iterable`` wrapped in a tqdm bar of ``total`` steps labelled ``desc`` when ``progress`` is True, or when it
+    is None and there are at least :data:`PROGRESS_MIN_CELLS` steps on a terminal; else ``iterable`` itself."""
     show = progress if progress is not None else (total >= PROGRESS_MIN_CELLS and sys.stderr.isatty())
     if not show:
         return iterable
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False)
+
 
 
 def wrap_cells(cells, cutoff):
@@ -206,7 +209,7 @@ def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch
         Indices (in each cell) of the atoms of ``species``, in point order.
     """
     feats, jacs, atoms = [], [], []
-    for nw in _progress(cells, len(cells), progress, f"descriptors {species}"):
+    for nw in progress_bar(cells, len(cells), progress, f"descriptors {species}"):
         f, j, a = cell_descriptor_data(nw, descriptors, species, grad=grad, n_threads=n_threads)
         feats.append(f)
         jacs.append(j)

@@ -13,11 +13,71 @@ Forward maps (``fw``; ``bw`` are the exact inverses):
 - charges ``q' = (q - charges_offsets[k]) / charges_scale[k]``.
 """
 
+from typing import NamedTuple
+
 import torch
 
 from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
 
-__all__ = ["Normalization"]
+__all__ = ["Normalization", "NormalizationInputs"]
+
+
+class NormalizationInputs(NamedTuple):
+    """The summary of a raw data set that :meth:`Normalization.from_statistics` needs.
+
+    Fields: ``energy [S, 1]`` eV and ``counts [S, n_species]`` (atoms per species) of every structure;
+    ``has_energy_g`` and ``energy_g_range`` (``(min, max)`` of the reference energy gradients, eV/Å, over the
+    atoms whose forces count, or None when there are none); per species ``n_features``, ``tags``,
+    ``features_range`` (``(lo [F], hi [F])`` or None without atoms) and ``charges`` (None without charges, else
+    ``(min, max, mean, count)``, e); ``points`` (per species the real atoms' features ``[n, F]``, for PCA; None
+    when streamed); ``dtype``.
+    """
+
+    energy: torch.Tensor
+    counts: torch.Tensor
+    has_energy_g: bool
+    energy_g_range: tuple
+    n_features: list
+    tags: list
+    features_range: list
+    charges: list
+    points: list
+    dtype: torch.dtype
+
+    @classmethod
+    def of_dataset(cls, dataset):
+        """The summary of an in-memory :class:`Dataset`."""
+        if not isinstance(dataset, Dataset):
+            raise TypeError(f"dataset must be a Dataset, got {type(dataset).__name__}")
+        pc = dataset.per_cell_dataset
+        g_range = None
+        if pc.energy_g is not None:
+            g = pc.energy_g[pc.force_mask() != 0]
+            g_range = (g.min(), g.max()) if g.numel() else None
+        ranges, charges, points = [], [], []
+        for d in dataset.per_point_datasets:
+            x = d.features[d.mask != 0]
+            points.append(x)
+            ranges.append((x.min(0).values, x.max(0).values) if len(x) else None)
+            if d.charges is None:
+                charges.append(None)
+            else:
+                q = d.charges[d.mask != 0][:, 0]
+                charges.append((q.min(), q.max(), q.mean(), q.numel()) if q.numel() else (0.0, 0.0, 0.0, 0))
+        return cls(pc.energy, dataset.atom_counts(), pc.energy_g is not None, g_range,
+                   [d.n_features for d in dataset.per_point_datasets], [d.tag for d in dataset.per_point_datasets],
+                   ranges, charges, points, dataset.dtype)
+
+
+def _lsq_offsets(counts, energy, pad):
+    """Least-squares energies per atom ``[n_species, 1]`` (float64) of totals ``energy [S, 1]`` by ``counts``."""
+    counts = counts.to(torch.float64)
+    energy = energy.to(torch.float64)
+    rank = int(torch.linalg.matrix_rank(counts)) if counts.numel() else 0
+    if rank < counts.shape[1] and not pad:
+        raise ValueError(f"energy offsets are underdetermined: {rank} independent compositions for "
+                         f"{counts.shape[1]} species (use pad=True)")
+    return torch.linalg.lstsq(counts, energy, driver="gelsd").solution
 
 
 def _scalar(name, x, allow_none=False):
@@ -313,14 +373,7 @@ class Normalization:
         -------
         Tensor of shape (n_species, 1), eV per atom
         """
-        counts = dataset.atom_counts().to(torch.float64)
-        energy = dataset.per_cell_dataset.energy.to(torch.float64)
-        rank = int(torch.linalg.matrix_rank(counts)) if counts.numel() else 0
-        if rank < counts.shape[1] and not pad:
-            raise ValueError(f"energy offsets are underdetermined: {rank} independent compositions for "
-                             f"{counts.shape[1]} species (use pad=True)")
-        sol = torch.linalg.lstsq(counts, energy, driver="gelsd").solution
-        return sol.to(dataset.dtype)
+        return _lsq_offsets(dataset.atom_counts(), dataset.per_cell_dataset.energy, pad).to(dataset.dtype)
 
     @classmethod
     def from_dataset(cls, dataset, ignore_normalization_errors=False, pad=True, offset_energy=False,
@@ -360,19 +413,30 @@ class Normalization:
         -------
         Normalization
         """
-        if not isinstance(dataset, Dataset):
-            raise TypeError(f"dataset must be a Dataset, got {type(dataset).__name__}")
+        return cls.from_statistics(NormalizationInputs.of_dataset(dataset), ignore_normalization_errors, pad,
+                                   offset_energy, offset_features, offset_charges, scale_energy, scale_features,
+                                   scale_charges, scale_energy_gradients, pca_features, energy_spread)
+
+    @classmethod
+    def from_statistics(cls, stats, ignore_normalization_errors=False, pad=True, offset_energy=False,
+                        offset_features="mean", offset_charges=False, scale_energy=1, scale_features=2,
+                        scale_charges=1, scale_energy_gradients=1, pca_features=False, energy_spread="total"):
+        """Normalisation from the summary of a raw data set (:class:`NormalizationInputs`: made from a
+        :class:`Dataset` in memory, or streamed from a descriptor store); the keywords are those of
+        :meth:`from_dataset`, which calls this."""
+        if not isinstance(stats, NormalizationInputs):
+            raise TypeError(f"stats must be NormalizationInputs, got {type(stats).__name__}")
 
         def fail(msg):
             if not ignore_normalization_errors:
                 raise ValueError(msg + " (pass ignore_normalization_errors=True to use a unit scale)")
 
-        dtype = dataset.dtype
-        n_species = len(dataset.per_point_datasets)
-        counts = dataset.atom_counts()
-        energy = dataset.per_cell_dataset.energy
+        dtype = stats.dtype
+        n_species = len(stats.n_features)
+        counts = stats.counts
+        energy = stats.energy
         if offset_energy:
-            energy_offsets = cls.lsq_energy_offsets(dataset, pad=pad)
+            energy_offsets = _lsq_offsets(counts, energy, pad).to(dtype)
         else:
             energy_offsets = torch.zeros(n_species, 1, dtype=dtype)
         residual = energy - counts @ energy_offsets
@@ -387,33 +451,31 @@ class Normalization:
         energy_scale = torch.tensor(spread / scale_energy, dtype=dtype)
 
         length_scale = None
-        pc = dataset.per_cell_dataset
-        if pc.energy_g is not None:
-            g = pc.energy_g[pc.force_mask() != 0]
-            gs = float(g.max() - g.min()) if g.numel() else 0.0
+        if stats.has_energy_g:
+            gs = float(stats.energy_g_range[1] - stats.energy_g_range[0]) if stats.energy_g_range else 0.0
             if not gs > 0:
                 fail("energy_g is constant: cannot scale gradients")
                 gs = float(energy_scale)
             length_scale = energy_scale / gs * scale_energy_gradients
 
         features_scale, features_offsets = [], []
-        charges_scale = [] if any(d.charges is not None for d in dataset.per_point_datasets) else None
-        charges_offsets = [] if charges_scale is not None else None
-        for k, d in enumerate(dataset.per_point_datasets):
-            x = d.features[d.mask != 0]
-            if len(x) == 0:  # a species without atoms: nothing to scale (identity map)
-                lo, hi = -torch.ones(d.n_features, dtype=dtype), torch.ones(d.n_features, dtype=dtype)
+        has_charges = any(c is not None for c in stats.charges)
+        charges_scale = [] if has_charges else None
+        charges_offsets = [] if has_charges else None
+        for k, n_f in enumerate(stats.n_features):
+            if stats.features_range[k] is None:  # a species without atoms: nothing to scale (identity map)
+                lo, hi = -torch.ones(n_f, dtype=dtype), torch.ones(n_f, dtype=dtype)
             else:
-                lo, hi = x.min(0).values, x.max(0).values
+                lo, hi = stats.features_range[k]
             fs = hi - lo
             const = fs <= 0
             if scale_features is not None and bool(const.any()):
-                fail(f"per_point_datasets[{k}] (tag {d.tag!r}) has constant features "
+                fail(f"per_point_datasets[{k}] (tag {stats.tags[k]!r}) has constant features "
                      f"{const.nonzero()[:, 0].tolist()}")
                 fs = torch.where(const, torch.ones_like(fs), fs)
             if scale_features is None:  # features used as they are (e.g. asinh-scaled descriptors)
-                features_scale.append(torch.eye(d.n_features, dtype=dtype))
-                features_offsets.append(torch.zeros(d.n_features, dtype=dtype))
+                features_scale.append(torch.eye(n_f, dtype=dtype))
+                features_offsets.append(torch.zeros(n_f, dtype=dtype))
             elif offset_features == "mean":
                 off = lo + fs / 2
             elif offset_features is True:
@@ -424,22 +486,26 @@ class Normalization:
                 raise ValueError(f"offset_features must be 'mean', True or False, got {offset_features!r}")
             if scale_features is not None:
                 scale = torch.diag(fs / scale_features)
-                if pca_features is not False and pca_features is not None and len(x) > 0:
-                    scale = cls._pca_scale(x - off, pca_features, scale_features)
+                if pca_features is not False and pca_features is not None and stats.features_range[k] is not None:
+                    if stats.points is None:
+                        raise ValueError("pca_features needs the features in memory (Normalization.from_dataset); "
+                                         "streamed statistics do not support it")
+                    scale = cls._pca_scale(stats.points[k] - off, pca_features, scale_features)
                 features_scale.append(scale)
                 features_offsets.append(off)
             if charges_scale is not None:
-                if d.charges is None:
+                if stats.charges[k] is None:
                     charges_scale.append(torch.tensor(1, dtype=dtype))
                     charges_offsets.append(torch.tensor(0, dtype=dtype))
                     continue
-                q = d.charges[d.mask != 0][:, 0]
-                qs = float(q.max() - q.min()) if q.numel() else 0.0
+                q_min, q_max, q_mean, q_count = stats.charges[k]
+                qs = float(q_max - q_min) if q_count else 0.0
                 if not qs > 0:
                     fail(f"charges of per_point_datasets[{k}] are constant")
                     qs = float(scale_charges)
                 charges_scale.append(torch.tensor(qs / scale_charges, dtype=dtype))
-                charges_offsets.append(q.mean() if offset_charges and q.numel() else torch.tensor(0, dtype=dtype))
+                charges_offsets.append(torch.as_tensor(q_mean, dtype=dtype) if offset_charges and q_count
+                                       else torch.tensor(0, dtype=dtype))
         return cls(energy_scale, features_scale, energy_offsets, features_offsets, length_scale,
                    charges_scale, charges_offsets)
 

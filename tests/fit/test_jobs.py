@@ -130,5 +130,5 @@ def test_documented_job_example_is_valid():
 
     text = jobs.__doc__.split("::")[1].split("\n\n")[1]
     description = yaml.safe_load(text)
-    assert list(description) == ["fit", "test-direct", "test-relax"]
+    assert list(description) == ["fit", "test-direct", "test-relax", "fit-minibatch"]
     jobs.validate_description(description)  # raises on any unknown key
