@@ -11,7 +11,10 @@ A job file maps stage names to ``init`` / ``prepare`` / ``run`` sections, run in
     test-relax:               # SDWorkflow: relax structures with the saved potentials
       prepare: {fn_cells: start.extxyz, potentials: learn.pt}
 
-A stage name is ``fit``, ``test-direct`` or ``test-relax``, optionally followed by ``:label`` to run a
+A ``fit-charges`` stage (:class:`~miniff.fit.charge_workflow.ChargeFitWorkflow`) fits atomic charges to the
+``charges`` arrays of its cells and saves charge potentials (``run: {save_fn: charges.pt}``).
+
+A stage name is ``fit``, ``fit-charges``, ``test-direct`` or ``test-relax``, optionally followed by ``:label`` to run a
 kind twice (``fit:second``).  The keys of every section are the parameters of the workflow's
 ``__init__`` / ``prepare`` / ``run``; anything else is an error that names the key and suggests the
 closest valid one.  A value of the wrong type (``cutoff: abc``, ``test_set: twenty``, a list where a mapping is
@@ -31,6 +34,7 @@ import warnings
 from pathlib import Path
 
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow
+from miniff.fit.charge_workflow import ChargeFitWorkflow
 from miniff.fit.compat import deprecations_once
 from miniff.fit.workflow import FitWorkflow
 
@@ -38,7 +42,8 @@ __all__ = ["JobFileError", "WORKFLOWS", "KEY_TYPES", "check_key_type", "validate
            "run_job_file", "run_workflow"]
 
 #: Stage kind -> workflow class.
-WORKFLOWS = {"fit": FitWorkflow, "test-direct": OneShotWorkflow, "test-relax": SDWorkflow}
+WORKFLOWS = {"fit": FitWorkflow, "fit-charges": ChargeFitWorkflow, "test-direct": OneShotWorkflow,
+             "test-relax": SDWorkflow}
 
 _SECTIONS = {"init": "__init__", "prepare": "prepare", "run": "run"}
 
