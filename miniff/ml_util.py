@@ -37,7 +37,7 @@ from pathlib import Path
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow, prediction_errors
 from miniff.fit.base import Workflow
 from miniff.fit.bfgs import DenseBFGS
-from miniff.fit.charge_workflow import ChargeFitWorkflow
+from miniff.fit.charge_workflow import ChargeFitWorkflow, subtract_potentials
 from miniff.fit.charges import ChargeClosure, charge_metrics, charges_loss, simple_charges_closure
 from miniff.fit.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from miniff.fit.closures import (
@@ -80,6 +80,7 @@ __all__ = [
     "ChargeClosure",
     "ChargeFitWorkflow",
     "fit_charges",
+    "subtract_potentials",
     "resolve_optimizer",
     "CONVERGENCE_KEYS",
     "behler_nn",

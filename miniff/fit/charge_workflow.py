@@ -25,7 +25,7 @@ from miniff.fit.charges import charge_metrics, charges_loss, simple_charges_clos
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE
 from miniff.fit.workflow import FitWorkflow
 
-__all__ = ["ChargeFitWorkflow", "check_reference_charges"]
+__all__ = ["ChargeFitWorkflow", "check_reference_charges", "subtract_potentials"]
 
 
 def check_reference_charges(cells, sources=None):
@@ -50,6 +50,56 @@ def check_reference_charges(cells, sources=None):
         if not np.isfinite(q).all():
             raise ValueError(f"fn_cells: {where}: the reference charges contain NaN or inf "
                              f"(atom {int(np.nonzero(~np.isfinite(q))[0][0])})")
+
+
+def subtract_potentials(cells, potentials, n_threads=None):
+    """Copies of ``cells`` whose reference energy, forces and stress no longer contain the part of ``potentials``.
+
+    The second step of "short-range NN + fitted-charge electrostatics": with the electrostatics of a charge fit
+    (:meth:`ChargeFitWorkflow.electrostatics`) as ``potentials``, the returned cells hold the remainder that a
+    short-range :class:`~miniff.fit.workflow.FitWorkflow` then fits; the final model is the short-range
+    potentials plus the electrostatics.
+
+    Parameters
+    ----------
+    cells : list of Cell
+        Structures with any of ``meta["total-energy"]`` (eV), ``meta["forces"]`` ``[N, 3]`` (eV/Å) and
+        ``meta["stress"]`` ``[6]`` (Voigt, ASE sign, eV/Å³); ``meta["pbc"]`` is respected.
+    potentials : LocalPotential or list of LocalPotential
+        What to subtract (evaluated on a neighbour list reaching their largest cutoff; terms naming a species a
+        cell does not have contribute nothing to it).
+    n_threads : int or None
+        Threads of the evaluation.
+
+    Returns
+    -------
+    list of Cell
+        New cells (the inputs are not modified) with the same positions and the remainders in ``meta``.
+    """
+    from miniff.kernel import NeighborWrapper
+    from miniff.potentials.base import LocalPotential
+
+    potentials = [potentials] if isinstance(potentials, LocalPotential) else list(potentials)
+    if not potentials:
+        raise ValueError("potentials must not be empty")
+    cutoff = max(float(p.cutoff) for p in potentials)
+    out = []
+    for c in cells:
+        meta = dict(c.meta)
+        kw = {"pbc": tuple(bool(x) for x in meta["pbc"])} if "pbc" in meta else {}
+        nw = NeighborWrapper(c, cutoff=cutoff, **kw)
+        ev = nw.evaluate(potentials, grad="forces" in meta, stress="stress" in meta, ignore_missing_species=True,
+                         n_threads=n_threads)
+        if "total-energy" in meta:
+            meta["total-energy"] = float(meta["total-energy"]) - float(ev.energy)
+        if "forces" in meta:
+            meta["forces"] = np.asarray(meta["forces"], dtype=float) + ev.grad_nc   # F - F_part = F + dE_part/dr
+        if "stress" in meta:
+            meta["stress"] = np.asarray(meta["stress"], dtype=float) - ev.stress
+        new = c.copy()
+        new.meta = meta
+        out.append(new)
+    return out
 
 
 class ChargeFitWorkflow(FitWorkflow):

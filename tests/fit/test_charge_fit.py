@@ -88,11 +88,13 @@ def test_recovers_known_charge_parameters(fitted):
         assert fitted.metrics(name)["charge_rmse"] < TOLERANCE
 
 
-def test_fitted_charges_on_new_cells_and_their_electrostatics(fitted):
+def test_fitted_charges_on_new_cells_and_their_electrostatics(fitted, tmp_path):
     """On cells not seen in the fit: the charge potentials predict the known charges, and the wrapper's Ewald
-    energy equals the Ewald energy of the known charges."""
+    energy equals the Ewald energy of the known charges (also after saving and loading the wrapper)."""
     pots = fitted.build_potentials()
     wrapper = fitted.electrostatics(a=6.0, eta=0.55, accuracy=1e-8, charge_middleware=None)
+    ml_util.save_potentials([wrapper], tmp_path / "model.json")
+    (loaded,) = ml_util.load_potentials(tmp_path / "model.json")
     ewald = ewald_total_potential_family(a=6.0, eta=0.55, accuracy=1e-8)
     for cell in synthetic_cells(3, seed=7):
         nw = NeighborWrapper(cell, cutoff=6.0)
@@ -100,6 +102,7 @@ def test_fitted_charges_on_new_cells_and_their_electrostatics(fitted):
         np.testing.assert_allclose(predicted, cell.meta["charges"], atol=TOLERANCE)
         np.testing.assert_allclose(wrapper.charges(nw), cell.meta["charges"], atol=TOLERANCE)
         assert nw.total(wrapper) == pytest.approx(cell.meta["total-energy"], abs=1e-4)
+        assert nw.total(loaded) == nw.total(wrapper)
         assert nw.total(ewald) == pytest.approx(cell.meta["total-energy"], rel=1e-12)
 
 
@@ -224,3 +227,39 @@ def test_convergence_criterion_in_e_stops_the_fit():
     wf.run(n_epochs=50, progress=False, summary=False)
     assert wf.stop_reason == "converged"
     assert wf.history[-1]["charge_rmse"] <= 1e-3
+
+
+def model_energy(vectors, cart, species, short):
+    """Energy (eV) of the known model: Ewald of the known charges of these positions + the short-range terms."""
+    frac = cart @ np.linalg.inv(vectors)
+    cell = Cell(vectors, frac, species, meta={"charges": known_charges(vectors, frac, species)})
+    return NeighborWrapper(cell, cutoff=6.0).total([ewald_total_potential_family(a=6.0, eta=0.55, accuracy=1e-9)]
+                                                   + short)
+
+
+def test_subtract_potentials_leaves_the_short_range_remainder(fitted):
+    """Recipe step 2: energies and forces of Ewald(charges that depend on the positions through the known model)
+    + a known pair term; subtracting the fitted electrostatics leaves the pair term (within the fit's accuracy).
+    Reference forces are central differences of the model energy (they include the chain rule through the
+    charges)."""
+    from miniff.potentials import harmonic_repulsion_potential_family
+
+    short = [harmonic_repulsion_potential_family(a=2.5, epsilon=3.0, tag=t) for t in ("a-b", "b-a", "a-a", "b-b")]
+    cells = synthetic_cells(1, seed=8)
+    for c in cells:
+        cart = c.cartesian()
+        c.meta["total-energy"] = model_energy(c.vectors, cart, c.values, short)
+        c.meta["forces"] = -central_differences(lambda x, c=c: model_energy(c.vectors, x, c.values, short), cart,
+                                                1e-4)
+        c.meta["stress"] = np.zeros(6)
+    before = [dict(c.meta) for c in cells]
+    wrapper = fitted.electrostatics(a=6.0, eta=0.55, accuracy=1e-8, charge_middleware=None)
+    remainder = ml_util.subtract_potentials(cells, wrapper)
+    for c, r, meta in zip(cells, remainder, before, strict=True):
+        assert c.meta["total-energy"] == meta["total-energy"]   # inputs untouched
+        ev = NeighborWrapper(c, cutoff=6.0).evaluate(short)
+        assert r.meta["total-energy"] == pytest.approx(ev.energy, abs=1e-4)
+        np.testing.assert_allclose(r.meta["forces"], -ev.grad_nc, atol=1e-4)
+        np.testing.assert_allclose(r.meta["stress"], -NeighborWrapper(c, cutoff=6.0).stress(wrapper), atol=1e-12)
+    with pytest.raises(ValueError, match="potentials"):
+        ml_util.subtract_potentials(cells, [])
