@@ -10,8 +10,8 @@ and pick both cutoffs for a requested accuracy::
     r_cut, k_cut = ewald_cutoffs(eta=0.3, volume=volume, charge=charge, scale=COULOMB, eps=1e-6)
 
 The particle-mesh method (smooth PME) has its own estimate, :func:`pme_error`, and :func:`pme_mesh` chooses the
-mesh for a requested accuracy; :func:`ewald_method` is the rule of ``method="auto"`` (direct sum for small cells,
-the mesh from :data:`PME_MIN_ATOMS` atoms on).
+mesh for a requested accuracy; :func:`ewald_method` is the rule of ``method="auto"`` (the direct sum for small
+cells, the mesh from :data:`PME_MIN_ATOMS` atoms on when its estimated cost is lower).
 
 Units: lengths Å, wave vectors 1/Å, charges e, ``scale`` is the Coulomb constant e²/(4 pi eps0) in the
 energy unit wanted (``miniff.units.COULOMB`` = 14.399645 eV·Å; ``scale=1`` gives e²/Å). The estimates are
@@ -26,13 +26,16 @@ import numpy as np
 from miniff.util import positive_number
 
 __all__ = ["ewald_real_cutoff_error", "ewald_k_cutoff_error", "ewald_cutoffs", "ewald_eta", "stat_cell", "pme_error",
-           "pme_mesh", "fft_size", "PME_SAFETY", "PME_MIN_ATOMS", "ewald_method"]
+           "pme_mesh", "fft_size", "PME_SAFETY", "PME_MIN_ATOMS", "PME_COST_RATIO", "ewald_method", "k_vector_count"]
 
 #: Factor applied to the random-phase estimate of the particle-mesh error (:func:`pme_error`): measured errors
 #: of random ionic cells were 0.5 to 4 times the bare estimate (0.5 at spline order 4, where it underestimates).
 PME_SAFETY = 3.0
-#: ``method="auto"`` uses the particle-mesh method from this many atoms on (see :func:`ewald_method`).
-PME_MIN_ATOMS = 1500
+#: ``method="auto"`` considers the particle-mesh method from this many atoms on (see :func:`ewald_method`).
+PME_MIN_ATOMS = 1000
+#: Cost of one mesh point of the particle-mesh sum in units of one (atom, k-vector) term of the direct sum
+#: (energy and forces; measured 50-100 on the development machine, numpy FFTs against the compiled direct sum).
+PME_COST_RATIO = 75.0
 
 
 def _non_negative(name, value):
@@ -385,16 +388,40 @@ def pme_mesh(eta, vectors, charge, scale=1, eps=1e-7, order=6, max_points=64_000
     return mesh_of(fine)
 
 
-def ewald_method(n_atoms, k_cut=None, mesh=None):
+def ewald_method(n_atoms, k_cut=None, mesh=None, n_k=None, mesh_points=None):
     """The reciprocal-space method of ``method="auto"``: ``"ewald"`` (direct sum) or ``"pme"`` (particle mesh).
 
-    The rule: a given ``k_cut`` (or a wrapper's reciprocal grid) means the direct sum and a given ``mesh`` the
-    mesh; otherwise the mesh from :data:`PME_MIN_ATOMS` atoms on. The direct sum costs about ``N K`` with ``K``
-    proportional to the volume, so ``N^2`` at a fixed density; the mesh ``N p^3 + M log M``. The crossover was
-    measured on rattled rock salt at accuracies 1e-5 to 1e-7 eV (``docs/electrostatics.md``).
+    The rule, in this order: a given ``k_cut`` (or a wrapper's reciprocal grid) means the direct sum, a given
+    ``mesh`` the mesh; cells of fewer than :data:`PME_MIN_ATOMS` atoms use the direct sum; otherwise the mesh
+    when its estimated cost is lower, ``PME_COST_RATIO * mesh_points < n_atoms * n_k``, with ``n_k`` the
+    k-vectors (half grid) of the direct sum and ``mesh_points`` the points of the mesh, both for the requested
+    accuracy. The direct sum costs about ``N K`` (``N^2`` at a fixed density and accuracy), the mesh about
+    ``M log M`` plus ``N p^3``; :data:`PME_COST_RATIO` is the measured cost of one mesh point in units of one
+    atom-k term (``docs/electrostatics.md``).
+
+    Parameters
+    ----------
+    n_atoms : int
+    k_cut : float or None
+        A reciprocal cutoff given by the user (1/Å).
+    mesh : None or mesh given by the user
+    n_k, mesh_points : int or None
+        Sizes of the two methods at the requested accuracy (without them: the direct sum).
+
+    Returns
+    -------
+    str
     """
     if k_cut is not None:
         return "ewald"
     if mesh is not None:
         return "pme"
-    return "pme" if int(n_atoms) >= PME_MIN_ATOMS else "ewald"
+    if int(n_atoms) < PME_MIN_ATOMS or n_k is None or mesh_points is None:
+        return "ewald"
+    return "pme" if PME_COST_RATIO * float(mesh_points) < float(n_atoms) * float(n_k) else "ewald"
+
+
+def k_vector_count(k_cut, volume):
+    """About how many k-vectors (one of each pair ``k, -k``) are shorter than ``k_cut`` (1/Å) in a cell of
+    ``volume`` (Å³): ``V k_cut^3 / (12 pi^2)``."""
+    return float(volume) * float(k_cut) ** 3 / (12 * math.pi**2)

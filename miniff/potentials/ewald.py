@@ -25,6 +25,7 @@ calculator), and the gradient with respect to the charges (:func:`charge_gradien
 
 import numpy as np
 
+import miniff.ewald as E
 from miniff.ewald import ewald_k_cutoff_error, ewald_method, pme_error, pme_mesh
 from miniff.potentials import ewald_mesh as M
 from miniff.potentials import ewald_terms as T
@@ -132,7 +133,8 @@ class EwaldPotential(LocalPotential):
     def method(self, nw):
         """The reciprocal-space method used for wrapper ``nw``: ``"ewald"`` or ``"pme"`` (``method="auto"``
         decides by :func:`miniff.ewald.ewald_method`: a ``k_cut`` or a wrapper's reciprocal grid mean the direct
-        sum, a ``mesh`` the particle mesh, otherwise the size of the cell)."""
+        sum, a ``mesh`` the particle mesh, otherwise the size of the cell and the estimated costs of both at the
+        potential's ``accuracy``)."""
         p = self.parameters
         method = p.get("method", "ewald")
         if method != "auto":
@@ -140,7 +142,18 @@ class EwaldPotential(LocalPotential):
         k_cut = p.get("k_cut")
         if k_cut is None and getattr(nw, "reciprocal_grid", None) is not None:
             k_cut = nw.reciprocal_cutoff
-        return ewald_method(int(nw.size), k_cut=k_cut, mesh=p.get("mesh"))
+        n = int(nw.size)
+        if k_cut is not None or p.get("mesh") is not None or n < E.PME_MIN_ATOMS:
+            return ewald_method(n, k_cut=k_cut, mesh=p.get("mesh"))
+        q = self.charges(nw)
+        direct_cut = T.reciprocal_cutoff(nw, float(p["eta"]), q, self._scale(), None,
+                                         p.get("accuracy") or DEFAULT_ACCURACY)[0]
+        try:
+            points = int(np.prod(self.mesh(nw, q)))
+        except ValueError:   # the mesh cannot reach the accuracy: the direct sum
+            return "ewald"
+        volume = abs(float(np.linalg.det(np.asarray(nw.vectors, dtype=float))))
+        return ewald_method(n, n_k=E.k_vector_count(direct_cut, volume), mesh_points=points)
 
     def mesh(self, nw=None, q=None):
         """Mesh points per axis ``[3]`` of the particle-mesh method: the ``mesh`` parameter, or else the smallest

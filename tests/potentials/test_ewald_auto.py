@@ -81,6 +81,8 @@ def test_auto_switches_to_the_mesh_by_size(rng, monkeypatch):
     assert pot.reciprocal_plan(nw)["method"] == "ewald"       # 64 < PME_MIN_ATOMS
     direct = nw.evaluate(pot, stress=True)
     monkeypatch.setattr(E, "PME_MIN_ATOMS", 64)
+    assert pot.reciprocal_plan(nw)["method"] == "ewald"       # here the mesh would cost more
+    monkeypatch.setattr(E, "PME_COST_RATIO", 1e-3)            # (a machine where mesh points are cheap)
     plan = pot.reciprocal_plan(nw)
     assert plan["method"] == "pme" and plan["estimated_error"] <= accuracy
     mesh = nw.evaluate(pot, stress=True)
@@ -97,10 +99,21 @@ def test_auto_switches_to_the_mesh_by_size(rng, monkeypatch):
 
 
 def test_ewald_method_rule():
-    assert E.ewald_method(E.PME_MIN_ATOMS - 1) == "ewald"
-    assert E.ewald_method(E.PME_MIN_ATOMS) == "pme"
-    assert E.ewald_method(10**6, k_cut=2.0) == "ewald"
+    n = E.PME_MIN_ATOMS
+    assert E.ewald_method(n - 1, n_k=10**6, mesh_points=1) == "ewald"
+    assert E.ewald_method(n, n_k=10**6, mesh_points=1) == "pme"
+    assert E.ewald_method(n, n_k=100, mesh_points=100 * n / E.PME_COST_RATIO * 1.01) == "ewald"
+    assert E.ewald_method(n, n_k=100, mesh_points=100 * n / E.PME_COST_RATIO * 0.99) == "pme"
+    assert E.ewald_method(10**6) == "ewald"
+    assert E.ewald_method(10**6, k_cut=2.0, n_k=10**6, mesh_points=1) == "ewald"
     assert E.ewald_method(10, mesh=32) == "pme"
+
+
+def test_k_vector_count(rng):
+    from miniff.potentials.ewald_terms import half_grid
+
+    cell = rattled_rocksalt(rng, reps=3)
+    assert len(half_grid(cell.vectors, 3.0).k_kc) == pytest.approx(E.k_vector_count(3.0, cell.volume), rel=0.05)
 
 
 def test_fft_size():
