@@ -12,7 +12,9 @@ With charges ``q`` (e) from ``cell.meta["charges"]`` and ``scale`` = e²/(4 pi e
 
 ``ewald_total_potential_family`` is all three in one potential. ``eta`` (1/Å) is the splitting parameter of
 ``erfc(eta r)``; the total does not depend on it once both sums are converged. ``method="pme"`` computes the
-reciprocal sum by smooth particle-mesh Ewald (``ewald_mesh.py``) instead of directly. The k-vectors are those shorter
+reciprocal sum by smooth particle-mesh Ewald (``ewald_mesh.py``) instead of directly, on the given ``mesh`` or
+on the mesh whose estimated error is ``accuracy``; ``method="auto"`` (the default) takes the mesh for large
+cells when it is estimated to be cheaper (``miniff.ewald.ewald_method``). The k-vectors are those shorter
 than ``k_cut`` (1/Å) when given, else the wrapper's ``reciprocal_grid`` (``NeighborWrapper(...,
 reciprocal_cutoff=...)``), else chosen so that the estimated error of the reciprocal sum is ``accuracy`` (eV;
 ``miniff.ewald``). A charged cell (``Q != 0``) is computed in a uniform neutralising background.
@@ -335,8 +337,10 @@ ewald_real_potential_family = EwaldFamily(
 #: Reciprocal-space part (tag None): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
 #: Re(q_i exp(i k.r_i) S(k)*)``; k-vectors shorter than ``k_cut`` (1/Å), or the wrapper's ``reciprocal_grid``,
 #: or automatic for an estimated error ``accuracy`` (eV, default 1e-7). Needs a 3-D periodic cell.
-#: ``method="pme"``: smooth particle-mesh Ewald on a ``mesh`` (points per axis, required) with B-splines of
-#: ``order`` (even, default 6); ``k_cut``/``accuracy`` are then not used.
+#: ``method="pme"``: smooth particle-mesh Ewald on a ``mesh`` (points per axis; default: the mesh whose
+#: estimated error is ``accuracy``, ``miniff.ewald.pme_mesh``) with B-splines of ``order`` (even, default 6).
+#: ``method="auto"`` (default): the direct sum, or the mesh for large cells where it is cheaper
+#: (``miniff.ewald.ewald_method``).
 ewald_k_potential_family = EwaldFamily(
     ("k",),
     parameters={"eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None, "mesh": None,
