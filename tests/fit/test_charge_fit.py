@@ -263,3 +263,20 @@ def test_subtract_potentials_leaves_the_short_range_remainder(fitted):
         np.testing.assert_allclose(r.meta["stress"], -NeighborWrapper(c, cutoff=6.0).stress(wrapper), atol=1e-12)
     with pytest.raises(ValueError, match="potentials"):
         ml_util.subtract_potentials(cells, [])
+
+
+def test_checkpoint_resumes_a_charge_fit(tmp_path):
+    cells = synthetic_cells(6, seed=6)
+    kwargs = dict(descriptors=descriptor_set(), nn_kwargs={"n_layers": 2, "n_internal": 3}, test_set=2,
+                  checkpoint=str(tmp_path / "charges.ckpt"))
+    first = ml_util.ChargeFitWorkflow(seed=0).prepare(cells, **kwargs)
+    first.run(n_epochs=2, progress=False, summary=False, stall_epochs=None, restore_best=False)
+    second = ml_util.ChargeFitWorkflow(seed=0).prepare(cells, **kwargs)
+    assert second.resumed_from == first.epoch
+    for a, b in zip(first.nn, second.nn, strict=True):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+    changed = [c.copy() for c in cells]
+    changed[0].meta = dict(changed[0].meta, charges=changed[0].meta["charges"] + 0.1)
+    with pytest.raises(ValueError, match="different data split"):
+        ml_util.ChargeFitWorkflow(seed=0).prepare(changed, **kwargs)
