@@ -10,7 +10,9 @@ This is the public face of miniff's training code (the pieces live in private ``
   :func:`default_lsp_descriptors` (PyFit-FF's local structural parameters), :func:`default_wacsf_descriptors`
   (element-weighted radial and angular functions);
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
-  per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
+  per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`ChargeFitWorkflow`
+  (atomic charges for fitted-charge electrostatics, with :func:`charges_loss` and
+  :func:`simple_charges_closure`), :class:`OneShotWorkflow`
   (errors of saved potentials), :class:`SDWorkflow` (batch relaxation), :class:`ActiveLearningWorkflow`
   (committee dynamics -> frames with a large spread -> reference labels -> refit, per round);
   ``FitWorkflow.prepare(committee=...)`` fits a committee of networks in one run;
@@ -40,6 +42,8 @@ from miniff.fit.active import ActiveLearningWorkflow
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow, prediction_errors
 from miniff.fit.base import Workflow
 from miniff.fit.bfgs import DenseBFGS
+from miniff.fit.charge_workflow import ChargeFitWorkflow, subtract_potentials
+from miniff.fit.charges import ChargeClosure, charge_metrics, charges_loss, simple_charges_closure
 from miniff.fit.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from miniff.fit.closures import (
     CONVERGENCE_KEYS,
@@ -78,6 +82,13 @@ __all__ = [
     "SimpleClosure",
     "simple_energy_closure",
     "error_metrics",
+    "charges_loss",
+    "simple_charges_closure",
+    "charge_metrics",
+    "ChargeClosure",
+    "ChargeFitWorkflow",
+    "fit_charges",
+    "subtract_potentials",
     "resolve_optimizer",
     "CONVERGENCE_KEYS",
     "behler_nn",
@@ -124,6 +135,7 @@ __all__ = [
 
 #: 0.1.4 shortcuts: ``fit(init=..., prepare=..., run=...)`` etc.
 fit = partial(run_workflow, FitWorkflow)
+fit_charges = partial(run_workflow, ChargeFitWorkflow)
 test_direct = partial(run_workflow, OneShotWorkflow)
 test_relax = partial(run_workflow, SDWorkflow)
 

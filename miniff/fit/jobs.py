@@ -14,8 +14,11 @@ A job file maps stage names to ``init`` / ``prepare`` / ``run`` sections, run in
       prepare: {fn_cells: data.extxyz, store: fit.store, batch_size: 32, optimizer: adam}
       run: {n_epochs: 100, save_fn: learn.pt}
 
-A stage name is ``fit``, ``test-direct``, ``test-relax``, ``fit-minibatch`` or ``active-learning``, optionally
-followed by ``:label`` to run a kind twice (``fit:second``). ``active-learning`` runs an
+A ``fit-charges`` stage (:class:`~miniff.fit.charge_workflow.ChargeFitWorkflow`) fits atomic charges to the
+``charges`` arrays of its cells and saves charge potentials (``run: {save_fn: charges.pt}``).
+
+A stage name is ``fit``, ``fit-charges``, ``test-direct``, ``test-relax``, ``fit-minibatch`` or ``active-learning``,
+optionally followed by ``:label`` to run a kind twice (``fit:second``). ``active-learning`` runs an
 :class:`~miniff.fit.active.ActiveLearningWorkflow` (``prepare: {fn_cells: data.extxyz, reference: emt, temperatures:
 [600], threshold: 0.1}``, ``run: {n_rounds: 5, save_fn: active.pt}``). The keys of every section are the parameters of
 the workflow's ``__init__`` / ``prepare`` / ``run``; anything else is an error that names the key and suggests the
@@ -37,6 +40,7 @@ from pathlib import Path
 
 from miniff.fit.active import ActiveLearningWorkflow
 from miniff.fit.apply import OneShotWorkflow, SDWorkflow
+from miniff.fit.charge_workflow import ChargeFitWorkflow
 from miniff.fit.compat import deprecations_once
 from miniff.fit.minibatch_workflow import MiniBatchFitWorkflow
 from miniff.fit.workflow import FitWorkflow
@@ -45,8 +49,8 @@ __all__ = ["JobFileError", "WORKFLOWS", "KEY_TYPES", "check_key_type", "validate
            "run_job_file", "run_workflow"]
 
 #: Stage kind -> workflow class.
-WORKFLOWS = {"fit": FitWorkflow, "test-direct": OneShotWorkflow, "test-relax": SDWorkflow,
-             "fit-minibatch": MiniBatchFitWorkflow, "active-learning": ActiveLearningWorkflow}
+WORKFLOWS = {"fit": FitWorkflow, "fit-charges": ChargeFitWorkflow, "test-direct": OneShotWorkflow,
+             "test-relax": SDWorkflow, "fit-minibatch": MiniBatchFitWorkflow, "active-learning": ActiveLearningWorkflow}
 
 _SECTIONS = {"init": "__init__", "prepare": "prepare", "run": "run"}
 

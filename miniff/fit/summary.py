@@ -5,14 +5,16 @@
 (the "spread": an RMSE is only good or bad compared with it); :func:`format_table` turns it into lines in
 meV/atom and meV/Å.  :func:`fit_summary` and :func:`errors_summary` are the texts of
 :meth:`FitWorkflow.summary <miniff.fit.workflow.FitWorkflow.summary>` and
-:meth:`OneShotWorkflow.summary <miniff.fit.apply.OneShotWorkflow.summary>`.
+:meth:`OneShotWorkflow.summary <miniff.fit.apply.OneShotWorkflow.summary>`.  A charge fit reports charge errors
+(e) per data set and species instead (:func:`charge_table`, :func:`charge_fit_summary`).
 """
 
 import math
 
 import numpy as np
 
-__all__ = ["error_table", "format_table", "fit_summary", "errors_summary", "STOP_REASONS"]
+__all__ = ["error_table", "format_table", "fit_summary", "errors_summary", "STOP_REASONS", "charge_table",
+           "format_charge_table", "charge_fit_summary"]
 
 #: Explanations of ``FitWorkflow.stop_reason`` values in summaries.
 STOP_REASONS = {
@@ -93,6 +95,11 @@ def format_table(table):
 
 def fit_summary(fit, table):
     """The end-of-fit text of a :class:`~miniff.fit.workflow.FitWorkflow` (after ``run``)."""
+    return "\n".join(_fit_header(fit) + format_table(table))
+
+
+def _fit_header(fit):
+    """The first lines of an end-of-fit text: epochs, time, why it stopped, which epoch's networks are kept."""
     reason = fit.stop_reason
     n_run = fit.epoch - (fit.resumed_from or 0)
     lines = [f"fit {fit.tag}: {fit.epoch} epochs ({n_run} in this run) in {fit.wall_time:.1f} s; "
@@ -102,10 +109,60 @@ def fit_summary(fit, table):
     best = getattr(fit, "best_epoch_info", None)
     if best is not None:
         lines.append(f"networks of epoch {best[0]} ({best[1]})")
-    lines.extend(format_table(table))
-    return "\n".join(lines)
+    return lines
 
 
 def errors_summary(tag, n_cells, table):
     """The text of a test stage: the errors of saved potentials on ``n_cells`` structures."""
     return "\n".join([f"test {tag}: {n_cells} structures"] + format_table(table))
+
+
+def charge_table(rows):
+    """Charge errors and spreads of prediction sets.
+
+    Parameters
+    ----------
+    rows : list of (label, dict)
+        Per data set: ``charges_ref``, ``charges_pred``: ``{species: ndarray [n_atoms_of_species]}`` (e).
+
+    Returns
+    -------
+    list of (label, dict)
+        Per set (all species), then per species (label ``"  <set>, <species>"``): ``n`` (atoms), ``charge_rmse``,
+        ``charge_max`` and ``charge_spread`` (the standard deviation of the reference charges), e.
+    """
+    def stats(ref, pred):
+        if not len(ref):
+            return {"n": 0}
+        d = pred - ref
+        return {"n": len(ref), "charge_rmse": math.sqrt(float(np.mean(d**2))), "charge_max": float(np.abs(d).max()),
+                "charge_spread": float(np.std(ref))}
+
+    out = []
+    for label, p in rows:
+        species = sorted(p["charges_ref"])
+        ref = {s: np.asarray(p["charges_ref"][s], float).ravel() for s in species}
+        pred = {s: np.asarray(p["charges_pred"][s], float).ravel() for s in species}
+        out.append((label, stats(np.concatenate([ref[s] for s in species] or [np.zeros(0)]),
+                                 np.concatenate([pred[s] for s in species] or [np.zeros(0)]))))
+        if len(species) > 1:
+            out.extend((f"  {label}, {s}", stats(ref[s], pred[s])) for s in species)
+    return out
+
+
+def format_charge_table(table):
+    """Lines of a :func:`charge_table` in e (RMSE, largest error, and the spread of the references)."""
+    width = max([10] + [len(label) for label, _ in table]) + 2
+    lines = [f"{'':{width}s}{'atoms':>7s}   {'charge RMSE (spread)':>24s}   {'max error':>10s}"]
+    for label, s in table:
+        if "charge_rmse" not in s:
+            lines.append(f"{label:{width}s}{s['n']:7d}")
+            continue
+        lines.append(f"{label:{width}s}{s['n']:7d}   {s['charge_rmse']:10.4g} ({s['charge_spread']:8.4g}) e   "
+                     f"{s['charge_max']:8.4g} e")
+    return lines
+
+
+def charge_fit_summary(fit, table):
+    """The end-of-fit text of a :class:`~miniff.fit.charge_workflow.ChargeFitWorkflow` (after ``run``)."""
+    return "\n".join(_fit_header(fit) + format_charge_table(table))

@@ -188,15 +188,21 @@ class FitWorkflow(FitPreparation):
         self.stale_epochs = 0
         self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
         self._fingerprint = _descriptor_fingerprint(self.descriptors)
-        self._split_fingerprint = hashlib.sha256(json.dumps(
-            {k: np.round(raw[k].per_cell_dataset.energy.double().numpy().ravel(), 8).tolist() for k in raw}
-        ).encode()).hexdigest()
+        self._split_fingerprint = self._split_key(raw)
         self.resumed_from = None
         self.losses = None  # stale after a new prepare: recomputed on access
         if self.checkpoint_path is not None:
             remove_stale_temporaries(self.checkpoint_path)  # left by a run killed while writing
         if self.checkpoint_path is not None and resume and self.checkpoint_path.exists():
             self.load_checkpoint(self.checkpoint_path)
+
+    @staticmethod
+    def _split_key(raw):
+        """A hash of the reference values of the split ``{"learn": Dataset, "test": Dataset}`` (checkpoints are
+        checked against it)."""
+        return hashlib.sha256(json.dumps(
+            {k: np.round(raw[k].per_cell_dataset.energy.double().numpy().ravel(), 8).tolist() for k in raw}
+        ).encode()).hexdigest()
 
     def checkpoint_state(self):
         """The plain-data checkpoint of the fit (networks, optimizer, epoch, best state, RNG, metadata)."""
@@ -584,7 +590,10 @@ def _postfix(rec):
     out = {"loss": f"{rec['loss']:.3g}"}
     if "loss_valid" in rec:
         out["val"] = f"{rec['loss_valid']:.3g}"
-    out["E"] = f"{1000 * rec['energy_rmse']:.2f}meV/at"
+    if "energy_rmse" in rec:
+        out["E"] = f"{1000 * rec['energy_rmse']:.2f}meV/at"
+    if "charge_rmse" in rec:
+        out["q"] = f"{rec['charge_rmse']:.4f}e"
     if "force_rmse" in rec:
         out["F"] = f"{rec['force_rmse']:.3f}eV/Å"
     return out

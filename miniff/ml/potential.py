@@ -58,11 +58,14 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
     on_extrapolation : {"ignore", "warn", "raise"}
         What an evaluation does when an atom has a descriptor outside ``descriptor_range``: nothing, an
         ``ExtrapolationWarning``, or an ``ExtrapolationError`` (a ``ValueError``).
+    output : {"energy", "charge"}
+        Which output scale of ``normalization`` is folded in: energies (eV) or charges (e; the potential's
+        per-atom values are then charges, for ``ewald_charge_wrapper_potential_family``).
     """
 
     def __init__(self, nn, descriptors, tag=None, normalization=None, specimen=None,
                  descriptor_fidelity_histograms=None, simplify=True, descriptor_range=None,
-                 on_extrapolation="ignore"):
+                 on_extrapolation="ignore", output="energy"):
         if not isinstance(nn, torch.nn.Module):
             raise TypeError(f"nn must be a torch.nn.Module, got {type(nn).__name__}")
         descriptors = tuple(descriptors)
@@ -77,7 +80,7 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
             raise ValueError("specimen (the species index in normalization) is required with normalization")
         try:
             if normalization is not None:
-                nn = normalization.apply_to_module(nn, specimen, fw=False, output="energy", simplify=simplify)
+                nn = normalization.apply_to_module(nn, specimen, fw=False, output=output, simplify=simplify)
             elif simplify and isinstance(nn, torch.nn.Sequential):
                 nn = simplify_sequential(nn)
             else:
@@ -353,8 +356,10 @@ def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy"
         ``{species: [descriptor potentials]}``.
     normalization : Normalization, optional
         The normalisation the networks were trained with (folded into the potentials).
-    output : {"energy"}
-        Only energy potentials are supported.
+    output : {"energy", "charge"}
+        What the networks were trained on: the normalisation of energies (eV) or of charges (e,
+        :class:`~miniff.ml_util.ChargeFitWorkflow`) is folded into the potentials. A charge potential's per-atom
+        "energy" is the atom's charge (e): wrap such potentials in ``ewald_charge_wrapper_potential_family``.
     descriptor_fidelity_histograms : list of ndarray, optional
         Per species ``[D, 2, bins + 1]`` (stored only).
     simplify : bool
@@ -366,8 +371,8 @@ def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy"
     -------
     list of NNPotential
     """
-    if output != "energy":
-        raise ValueError(f"output must be 'energy' (charge potentials are not supported), got {output!r}")
+    if output not in ("energy", "charge"):
+        raise ValueError(f"output must be 'energy' or 'charge', got {output!r}")
     if isinstance(nn, torch.nn.Module):
         nn = [nn]
     nn = list(nn)
@@ -391,5 +396,6 @@ def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy"
         out.append(NNPotential(module, descs, tag=species, normalization=normalization,
                                specimen=k if normalization is not None else None,
                                descriptor_fidelity_histograms=hist, simplify=simplify,
-                               descriptor_range=None if descriptor_range is None else descriptor_range[k]))
+                               descriptor_range=None if descriptor_range is None else descriptor_range[k],
+                               output=output))
     return out

@@ -12,7 +12,9 @@ With charges ``q`` (e) from ``cell.meta["charges"]`` and ``scale`` = e²/(4 pi e
 
 ``ewald_total_potential_family`` is all three in one potential. ``eta`` (1/Å) is the splitting parameter of
 ``erfc(eta r)``; the total does not depend on it once both sums are converged. ``method="pme"`` computes the
-reciprocal sum by smooth particle-mesh Ewald (``ewald_mesh.py``) instead of directly. The k-vectors are those shorter
+reciprocal sum by smooth particle-mesh Ewald (``ewald_mesh.py``) instead of directly, on the given ``mesh`` or
+on the mesh whose estimated error is ``accuracy``; ``method="auto"`` (the default) takes the mesh for large
+cells when it is estimated to be cheaper (``miniff.ewald.ewald_method``). The k-vectors are those shorter
 than ``k_cut`` (1/Å) when given, else the wrapper's ``reciprocal_grid`` (``NeighborWrapper(...,
 reciprocal_cutoff=...)``), else chosen so that the estimated error of the reciprocal sum is ``accuracy`` (eV;
 ``miniff.ewald``). A charged cell (``Q != 0``) is computed in a uniform neutralising background.
@@ -25,6 +27,8 @@ calculator), and the gradient with respect to the charges (:func:`charge_gradien
 
 import numpy as np
 
+import miniff.ewald as E
+from miniff.ewald import ewald_k_cutoff_error, ewald_method, pme_error, pme_mesh
 from miniff.potentials import ewald_mesh as M
 from miniff.potentials import ewald_terms as T
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily, pair_arrays, resolve_n_threads
@@ -49,16 +53,15 @@ _POSITIVE = (0, None, True, False)
 _ANY = (None, None)
 
 
-#: Methods of the reciprocal sum: the direct sum over k-vectors, or smooth particle-mesh Ewald.
-METHODS = ("ewald", "pme")
+#: Methods of the reciprocal sum: chosen by size (:func:`miniff.ewald.ewald_method`), the direct sum over
+#: k-vectors, or smooth particle-mesh Ewald.
+METHODS = ("auto", "ewald", "pme")
 
 
 def _check_mesh_parameters(parameters):
     """Validate ``method``, ``mesh`` and ``order`` in place (those present)."""
     if "method" in parameters and parameters["method"] not in METHODS:
         raise ValueError(f"Parameter 'method' must be one of {METHODS}, got {parameters['method']!r}")
-    if parameters.get("method") == "pme" and parameters.get("mesh") is None:
-        raise ValueError("method='pme' needs the parameter 'mesh' (points per axis, e.g. mesh=32 or (32, 32, 48))")
     if "order" in parameters:
         order = parameters["order"]
         if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or int(order) not in M.ORDERS:
@@ -129,14 +132,81 @@ class EwaldPotential(LocalPotential):
         accuracy = p.get("accuracy") or DEFAULT_ACCURACY
         return T.k_vectors(nw, float(p["eta"]), q, self._scale(), k_cut=p.get("k_cut"), accuracy=accuracy)[0]
 
-    def mesh(self):
-        """Mesh points per axis ``[3]`` of the particle-mesh method (the ``mesh`` parameter, required then)."""
+    def method(self, nw):
+        """The reciprocal-space method used for wrapper ``nw``: ``"ewald"`` or ``"pme"`` (``method="auto"``
+        decides by :func:`miniff.ewald.ewald_method`: a ``k_cut`` or a wrapper's reciprocal grid mean the direct
+        sum, a ``mesh`` the particle mesh, otherwise the size of the cell and the estimated costs of both at the
+        potential's ``accuracy``)."""
+        p = self.parameters
+        method = p.get("method", "ewald")
+        if method != "auto":
+            return method
+        k_cut = p.get("k_cut")
+        if k_cut is None and getattr(nw, "reciprocal_grid", None) is not None:
+            k_cut = nw.reciprocal_cutoff
+        n = int(nw.size)
+        if k_cut is not None or p.get("mesh") is not None or n < E.PME_MIN_ATOMS:
+            return ewald_method(n, k_cut=k_cut, mesh=p.get("mesh"))
+        q = self.charges(nw)
+        direct_cut = T.reciprocal_cutoff(nw, float(p["eta"]), q, self._scale(), None,
+                                         p.get("accuracy") or DEFAULT_ACCURACY)[0]
+        try:
+            points = int(np.prod(self.mesh(nw, q)))
+        except ValueError:   # the mesh cannot reach the accuracy: the direct sum
+            return "ewald"
+        volume = abs(float(np.linalg.det(np.asarray(nw.vectors, dtype=float))))
+        return ewald_method(n, n_k=E.k_vector_count(direct_cut, volume), mesh_points=points)
+
+    def mesh(self, nw=None, q=None):
+        """Mesh points per axis ``[3]`` of the particle-mesh method: the ``mesh`` parameter, or else the smallest
+        mesh whose estimated error (:func:`miniff.ewald.pme_error`) is the potential's ``accuracy`` (eV, default
+        :data:`DEFAULT_ACCURACY`) for wrapper ``nw`` and charges ``q`` (e; default the wrapper's)."""
         mesh = self.parameters.get("mesh")
-        if mesh is None:
-            raise ValueError("method='pme' needs the mesh parameter (points per axis, e.g. mesh=32 or (32, 32, 48)): "
-                             "its error falls as the mesh spacing times eta to the power of the spline order; "
-                             "check it against method='ewald' on a small cell")
-        return np.asarray(mesh, dtype=np.int64)
+        if mesh is not None:
+            return np.asarray(mesh, dtype=np.int64)
+        if nw is None:
+            raise ValueError("nw: the mesh follows from the accuracy, the cell and the charges: pass the wrapper")
+        q = self.charges(nw) if q is None else q
+        p = self.parameters
+        vectors = np.asarray(nw.vectors, dtype=float)
+        key = (vectors.tobytes(), float(q @ q), float(p["eta"]), p.get("accuracy"), p["order"], self._scale())
+        cached = getattr(nw, "_ewald_mesh", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        mesh = pme_mesh(float(p["eta"]), vectors, float(q @ q), abs(self._scale()),
+                        eps=p.get("accuracy") or DEFAULT_ACCURACY, order=p["order"], max_points=M.MAX_MESH_POINTS)
+        try:
+            nw._ewald_mesh = (key, mesh)
+        except AttributeError:
+            pass
+        return mesh
+
+    def reciprocal_plan(self, nw):
+        """How the reciprocal sum is computed for wrapper ``nw``, and its estimated error.
+
+        Returns
+        -------
+        dict
+            ``method`` (``"ewald"`` or ``"pme"``); for ``"ewald"``: ``k_cut`` (1/Å) and ``n_k`` (k-vectors,
+            half grid); for ``"pme"``: ``mesh`` (points per axis) and ``order``; ``estimated_error`` (eV, the
+            estimate of :mod:`miniff.ewald` for the reciprocal part).
+        """
+        if "k" not in self.parts:
+            raise ValueError(f"the Ewald term {self.family.tag!r} has no reciprocal-space part")
+        q = self._check(nw)
+        p = self.parameters
+        eta, scale = float(p["eta"]), abs(self._scale())
+        vectors = np.asarray(nw.vectors, dtype=float)
+        volume = abs(float(np.linalg.det(vectors)))
+        method = self.method(nw)
+        if method == "pme":
+            mesh = self.mesh(nw, q)
+            return {"method": "pme", "mesh": mesh.tolist(), "order": p["order"],
+                    "estimated_error": pme_error(mesh, p["order"], eta, vectors, float(q @ q), scale)}
+        grid, k_cut = T.k_vectors(nw, eta, q, self._scale(), k_cut=p.get("k_cut"),
+                                  accuracy=p.get("accuracy") or DEFAULT_ACCURACY)
+        error = ewald_k_cutoff_error(k_cut, eta, volume, float(q @ q), scale) if k_cut > 0 else 0.0
+        return {"method": "ewald", "k_cut": float(k_cut), "n_k": int(len(grid.k_kc)), "estimated_error": error}
 
     def _long_range(self, nw, q, grad, cgrad, virial, n_threads):
         """The k-space and self parts (``LongRange``), cached on the wrapper (per potential) for one pair list,
@@ -162,9 +232,10 @@ class EwaldPotential(LocalPotential):
         virial_n = np.zeros((n, 3, 3)) if virial else None
         terms = []
         s_k = None
-        if "k" in self.parts and self.parameters.get("method", "ewald") == "pme":
+        if "k" in self.parts and self.method(nw) == "pme":
             terms.append(M.reciprocal_mesh(q, np.asarray(nw.cartesian_row, dtype=float), nw.vectors, eta, scale,
-                                           self.mesh(), self.parameters["order"], grad, cgrad, virial, n_threads))
+                                           self.mesh(nw, q), self.parameters["order"], grad, cgrad, virial,
+                                           n_threads))
         elif "k" in self.parts:
             k_part = T.reciprocal_space(q, np.asarray(nw.cartesian_row, dtype=float), volume, self._grid(nw, q),
                                         eta, scale, grad, cgrad, virial, n_threads,
@@ -266,13 +337,15 @@ ewald_real_potential_family = EwaldFamily(
 #: Reciprocal-space part (tag None): ``E_i = (2 pi scale / V) sum_{k != 0} exp(-k^2/(4 eta^2)) / k^2
 #: Re(q_i exp(i k.r_i) S(k)*)``; k-vectors shorter than ``k_cut`` (1/Å), or the wrapper's ``reciprocal_grid``,
 #: or automatic for an estimated error ``accuracy`` (eV, default 1e-7). Needs a 3-D periodic cell.
-#: ``method="pme"``: smooth particle-mesh Ewald on a ``mesh`` (points per axis, required) with B-splines of
-#: ``order`` (even, default 6); ``k_cut``/``accuracy`` are then not used.
+#: ``method="pme"``: smooth particle-mesh Ewald on a ``mesh`` (points per axis; default: the mesh whose
+#: estimated error is ``accuracy``, ``miniff.ewald.pme_mesh``) with B-splines of ``order`` (even, default 6).
+#: ``method="auto"`` (default): the direct sum, or the mesh for large cells where it is cheaper
+#: (``miniff.ewald.ewald_method``).
 ewald_k_potential_family = EwaldFamily(
     ("k",),
     parameters={"eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None, "mesh": None,
                 "order": None},
-    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "ewald", "mesh": None,
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "auto", "mesh": None,
                         "order": 6},
     cutoff=0,
     tag="Ewald-k",
@@ -295,7 +368,7 @@ ewald_total_potential_family = EwaldFamily(
     ("real", "k", "self"),
     parameters={"a": _POSITIVE, "eta": _POSITIVE, "scale": _ANY, "k_cut": None, "accuracy": None, "method": None,
                 "mesh": None, "order": None},
-    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "ewald", "mesh": None,
+    parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "method": "auto", "mesh": None,
                         "order": 6},
     cutoff="a",
     tag="Ewald-total",

@@ -142,7 +142,7 @@ ewald_charge_wrapper_potential_family = EwaldChargeWrapperFamily(
     parameters={"a": (0, None, True, False), "eta": (0, None, True, False), "scale": (None, None), "k_cut": None,
                 "accuracy": None, "charge_middleware": None, "method": None, "mesh": None, "order": None},
     parameter_defaults={"scale": COULOMB, "k_cut": None, "accuracy": None, "charge_middleware": "subtract_mean",
-                        "method": "ewald", "mesh": None, "order": 6},
+                        "method": "auto", "mesh": None, "order": 6},
     cutoff="a",
     tag="Ewald charge wrapper potential",
     doc="Ewald total of charges q_i = sum of the descriptors' per-atom values (optionally minus their mean)",
