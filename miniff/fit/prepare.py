@@ -32,6 +32,7 @@ from miniff.fit.recipes import (
 )
 from miniff.fit.recipes_weighted import default_wacsf_descriptors
 from miniff.ml.networks import init_output_range
+from miniff.ml.single import single_nn_networks
 
 __all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
 
@@ -216,12 +217,19 @@ class FitPreparation(Workflow):
         return raw
 
     def _make_networks(self, nn_kwargs):
-        """Build one network per species (sorted species order), initialised from torch's global generator.
+        """Build one network per species (sorted species order), initialised from torch's global generator; with
+        ``nn_kwargs["single"]``, one SingleNN (``embedding``: ``"one-hot"`` or a learned size) seen through one
+        view per species.
 
         Reads ``descriptors``, ``dtype`` and, for bounded outputs, ``datasets["learn"]``.  Sets ``nn``.
         """
         nn_kwargs = dict(nn_kwargs or {})
-        self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        if nn_kwargs.pop("single", False):  # SingleNN: one network, one view per species sharing its tensors
+            self.nn = [v.to(self.dtype) for v in single_nn_networks(self.descriptors, **nn_kwargs)]
+        else:
+            if "embedding" in nn_kwargs:
+                raise ValueError("nn_kwargs: embedding is an option of SingleNN; add single: true")
+            self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
         if nn_kwargs.get("output_activation"):
             self._init_output_ranges()
 
@@ -234,7 +242,7 @@ class FitPreparation(Workflow):
         if not high > low:
             low, high = low - 0.5, high + 0.5
         for net in self.nn:
-            init_output_range(net, low, high)
+            init_output_range(getattr(net, "body", net), low, high)  # SingleNN views: the shared body
 
     def _default_optimizer(self, closure_kwargs):
         """Resolve ``optimizer: "auto"`` (the default): ``compact_lbfgs`` with the :data:`DEFAULT_OPTIMIZER_KWARGS`

@@ -54,6 +54,7 @@ from miniff.ml.potential import (
 )
 from miniff.ml.sensitivity import DescriptorSensitivity, descriptor_label, descriptor_sensitivity
 from miniff.ml.serialize import load_potentials, save_potentials
+from miniff.ml.single import SingleNN, SpeciesNetwork, single_nn_networks, unique_parameters
 
 __all__ = [
     "PerCellDataset",
@@ -95,4 +96,8 @@ __all__ = [
     "descriptor_sensitivity",
     "DescriptorSensitivity",
     "descriptor_label",
+    "SingleNN",
+    "SpeciesNetwork",
+    "single_nn_networks",
+    "unique_parameters",
 ]
