@@ -51,6 +51,23 @@ cdef inline int32_t _nb_spec(const int32_t* spec_n, int32_t j, Py_ssize_t n) noe
     return spec_n[j]
 
 
+cdef inline bint _pair_weights(const double[:, ::1] weight_cs, const int32_t[::1] spec_n, int32_t j,
+                               Py_ssize_t n, double* w) noexcept nogil:
+    """Weights ``w[c] = weight_cs[c, spec_n[j]]`` of neighbour ``j`` in every weight table ("channel") c (0 for an
+    index or code out of range); False when they are all 0. Used by the element-weighted and Chebyshev kernels."""
+    cdef Py_ssize_t c
+    cdef bint any = False
+    cdef int32_t s = _nb_spec(&spec_n[0], j, n)
+    for c in range(weight_cs.shape[0]):
+        if s < 0 or s >= weight_cs.shape[1]:
+            w[c] = 0.0
+        else:
+            w[c] = weight_cs[c, s]
+        if w[c] != 0.0:
+            any = True
+    return any
+
+
 cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noexcept nogil:
     """f_c(r) = (1 + cos(pi r / a)) / 2 and its derivative (r < a assumed)."""
     cdef double x = M_PI / a

@@ -14,30 +14,13 @@ from libc.math cimport exp, sqrt
 from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
-from miniff._ext.common cimport RED_EXP_FLOOR, RED_MAX_GROUP, _angular, _cosine_cutoff, _match, _nb_spec
+from miniff._ext.common cimport RED_EXP_FLOOR, RED_MAX_GROUP, _angular, _cosine_cutoff, _match, _pair_weights
 from miniff._ext.pair cimport _check_indptr
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
 __all__ = ["batch_weighted_radial_reduce", "batch_weighted_angular_reduce"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
-
-
-cdef inline bint _pair_weights(const double[:, ::1] weight_cs, const int32_t[::1] spec_n, int32_t j,
-                               Py_ssize_t n, double* w) noexcept nogil:
-    """Weights ``w[c] = weight_cs[c, spec_n[j]]`` of neighbour ``j`` in every channel (0 for an index or code out
-    of range); False when they are all 0."""
-    cdef Py_ssize_t c
-    cdef bint any = False
-    cdef int32_t s = _nb_spec(&spec_n[0], j, n)
-    for c in range(weight_cs.shape[0]):
-        if s < 0 or s >= weight_cs.shape[1]:
-            w[c] = 0.0
-        else:
-            w[c] = weight_cs[c, s]
-        if w[c] != 0.0:
-            any = True
-    return any
 
 
 cdef inline void _gauss_cutoff(double r, double eta, double rs, double fc, double dfc, double* g,
