@@ -28,6 +28,7 @@ CASES = {
     "lammps": "benchmarks.bench_lammps",
     "workflow": "benchmarks.bench_workflow",
     "ewald": "benchmarks.bench_ewald",
+    "elements": "benchmarks.bench_elements",
 }
 
 #: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
@@ -42,6 +43,7 @@ PROFILES = {
         "lammps": {"sw_sizes": [64], "lj_sizes": [256], "steps": 2, "lj_solo_sizes": [500]},
         "workflow": {"quick_job": True, "epochs": 6},
         "ewald": {"sizes": [64], "steps": 1, "mesh_sizes": [64]},
+        "elements": {"n_structures": 10, "epochs": 1},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -53,6 +55,7 @@ PROFILES = {
         "lammps": {"sw_sizes": [8000], "lj_sizes": [32000], "steps": 5},
         "workflow": {"quick_job": True, "epochs": 6},
         "ewald": {"sizes": [1000], "mesh_sizes": [8000]},
+        "elements": {"n_structures": 60, "epochs": 5},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -65,6 +68,7 @@ PROFILES = {
                    "lj_solo_sizes": [1_000_000]},
         "workflow": {"quick_job": False},
         "ewald": {"sizes": [1000, 8000], "mesh_sizes": [8000, 64000]},
+        "elements": {"n_structures": 300, "epochs": 30},
     },
 }
 

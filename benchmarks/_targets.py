@@ -65,6 +65,34 @@ def _lj_million(rows, derived):
     return f"{time_s:.2f} s, {mem if mem is not None else float('nan'):.0f} MB", "met" if ok else "not met"
 
 
+def _few_descriptors(rows, derived):
+    """(ii) or (iii) validation energy and force RMSE <= (i)'s with <= 1/4 of (i)'s descriptors."""
+    setups = (derived.get("elements") or {}).get("setups") or {}
+    ref = setups.get("behler")
+    if not ref:
+        return "not measured", "not measured"
+    parts, ok = [], False
+    for name in ("wacsf", "chebyshev+singlenn"):
+        s = setups.get(name)
+        if not s:
+            continue
+        parts.append(f"{name}: {s['descriptors']} vs {ref['descriptors']} descriptors, "
+                     f"{s['energy_rmse_mev']:.1f} vs {ref['energy_rmse_mev']:.1f} meV/atom, "
+                     f"{s['force_rmse_mev']:.0f} vs {ref['force_rmse_mev']:.0f} meV/Å")
+        ok = ok or (4 * s["descriptors"] <= ref["descriptors"] and s["energy_rmse_mev"] <= ref["energy_rmse_mev"]
+                    and s["force_rmse_mev"] <= ref["force_rmse_mev"])
+    if not parts:
+        return "not measured", "not measured"
+    return "; ".join(parts), "met" if ok else "not met"
+
+
+def _count_2_to_7(rows, derived):
+    counts = ((derived.get("elements") or {}).get("setups") or {}).get("chebyshev_count_2_to_7")
+    if not counts:
+        return "not measured", "not measured"
+    return f"{counts[0]} (2 elements), {counts[1]} (7)", "met" if counts[0] == counts[1] else "not met"
+
+
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
 TARGETS = [
     ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
@@ -95,6 +123,9 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
     ("19", "mesh method energy + forces <= 1.0 x LAMMPS pppm at 64k",
      lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
+    ("24", "5-element EMT set: (ii) wACSF or (iii) Chebyshev + SingleNN validation errors <= (i) Behler's with "
+     "<= 1/4 of its descriptors", _few_descriptors),
+    ("24", "(iii)'s descriptor count the same for 2 and 7 elements", _count_2_to_7),
 ]
 
 

@@ -57,7 +57,7 @@ from miniff.fit.recipes import (
     default_lsp_descriptors,
     eta_for_turning_point,
 )
-from miniff.fit.recipes_weighted import default_wacsf_descriptors
+from miniff.fit.recipes_weighted import default_chebyshev_descriptors, default_wacsf_descriptors
 from miniff.fit.workflow import DEFAULT_CUTOFF, FitWorkflow
 from miniff.ml.serialize import load_potentials, load_potentials_014, save_potentials, torch_load
 
@@ -77,6 +77,7 @@ __all__ = [
     "default_behler_descriptors_3",
     "default_lsp_descriptors",
     "default_wacsf_descriptors",
+    "default_chebyshev_descriptors",
     "eta_for_turning_point",
     "Workflow",
     "FitWorkflow",

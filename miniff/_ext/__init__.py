@@ -23,8 +23,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
                particle-mesh spline weights, spreading and gathers.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
-``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd``, ``weighted.pxd`` and ``neighbors.pxd`` (C functions
-and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
+``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd``, ``weighted.pxd`` and
+``neighbors.pxd`` (C functions and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
 
 Python code reaches the compiled functions through :data:`kernel_module`, one namespace holding the public
 names (``__all__``) of every extension module: ``from miniff._ext import kernel_module as _k``, then

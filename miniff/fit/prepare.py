@@ -30,7 +30,7 @@ from miniff.fit.recipes import (
     default_behler_descriptors_3,
     default_lsp_descriptors,
 )
-from miniff.fit.recipes_weighted import default_wacsf_descriptors
+from miniff.fit.recipes_weighted import default_chebyshev_descriptors, default_wacsf_descriptors
 from miniff.ml.networks import init_output_range
 from miniff.ml.single import single_nn_networks
 
@@ -137,12 +137,17 @@ class FitPreparation(Workflow):
             if bad:
                 raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
             descriptors = {p.tag: list(p.descriptors) for p in loaded}
-        if descriptor_recipe not in ("behler", "lsp", "wacsf"):
-            raise ValueError(f"descriptor_recipe must be 'behler', 'lsp' or 'wacsf', got {descriptor_recipe!r}")
+        if descriptor_recipe not in ("behler", "lsp", "wacsf", "chebyshev"):
+            raise ValueError(f"descriptor_recipe must be 'behler', 'lsp', 'wacsf' or 'chebyshev', got "
+                             f"{descriptor_recipe!r}")
         if descriptors is None and descriptor_recipe == "wacsf":
             cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
             descriptors = default_wacsf_descriptors(self.compute_neighbors(cutoff, nw_kwargs), a=cutoff,
                                                     **(default_descriptor_kwargs or {}))
+        elif descriptors is None and descriptor_recipe == "chebyshev":
+            cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
+            species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+            descriptors = default_chebyshev_descriptors(species, a=cutoff, **(default_descriptor_kwargs or {}))
         elif descriptors is None and descriptor_recipe == "lsp":
             cutoff = LSP_DEFAULTS["a"] if cutoff is None else float(cutoff)
             species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})

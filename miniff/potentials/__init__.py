@@ -36,6 +36,11 @@ from miniff.potentials.base import (
     ScaledLocalPotential,
     ScaledLocalPotentialFamily,
 )
+from miniff.potentials.chebyshev import (
+    chebyshev_angular_descriptor_family,
+    chebyshev_radial_descriptor_family,
+    type_spins,
+)
 from miniff.potentials.descriptors import eval_descriptors
 from miniff.potentials.ewald import (
     charge_gradient,
@@ -66,11 +71,6 @@ from miniff.potentials.families import (
     stillinger_weber_si,
     sw2_potential_family,
     sw3_potential_family,
-)
-from miniff.potentials.chebyshev import (
-    chebyshev_angular_descriptor_family,
-    chebyshev_radial_descriptor_family,
-    type_spins,
 )
 from miniff.potentials.guards import COINCIDENT_DISTANCE, CoincidentAtomsError
 from miniff.potentials.lsp import lsp_descriptor_family
