@@ -8,7 +8,8 @@ This is the public face of miniff's training code (the pieces live in private ``
   weights, Amp-style convergence criteria on energy/force RMSE and maximum residual;
 - recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`,
   :func:`default_lsp_descriptors` (PyFit-FF's local structural parameters), :func:`default_wacsf_descriptors`
-  (element-weighted radial and angular functions);
+  (element-weighted radial and angular functions), :func:`default_chebyshev_descriptors` (aenet's Chebyshev
+  set with type spins);
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`OneShotWorkflow`
   (errors of saved potentials), :class:`SDWorkflow` (batch relaxation);

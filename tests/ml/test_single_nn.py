@@ -159,7 +159,8 @@ def test_fit_with_single_network_shares_parameters_and_predicts_what_it_saves(tm
                                             nn_kwargs={"embedding": 2})
 
 
-def test_a_job_file_fits_a_single_network_with_a_learned_embedding(tmp_path, monkeypatch):
+def test_a_job_file_fits_chebyshev_descriptors_and_a_single_network_with_a_learned_embedding(tmp_path,
+                                                                                             monkeypatch):
     import shutil
 
     import yaml
@@ -168,11 +169,14 @@ def test_a_job_file_fits_a_single_network_with_a_learned_embedding(tmp_path, mon
     shutil.copy(ml_util.example_data_path(), tmp_path / "cupt.extxyz")
     job = {"fit": {"init": {"seed": 0},
                    "prepare": {"fn_cells": "cupt.extxyz", "cells_index": ":12", "cutoff": 5.5, "test_set": 2,
-                               "descriptor_recipe": "wacsf",
-                               "default_descriptor_kwargs": {"n": 2, "zeta": [1]},
+                               "descriptor_recipe": "chebyshev",
+                               "default_descriptor_kwargs": {"radial_order": 3, "angular_order": 2},
                                "nn_kwargs": {"single": True, "embedding": 2, "n_internal": 3, "n_layers": 2}},
                    "run": {"n_epochs": 1, "save_fn": "s.pt", "progress": False}}}
     (tmp_path / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
     (fit,) = ml_util.run_job_file(tmp_path / "job.yml")
     assert fit.nn[0].single.embedding.shape == (2, 2) and fit.nn[0].single.embedding.requires_grad
+    assert {s: [d.family.tag for d in v] for s, v in fit.descriptors.items()} == \
+        {s: (["Chebyshev radial"] * 4 + ["Chebyshev angular"] * 3) * 2 for s in ("Cu", "Pt")}
+    assert fit.descriptors["Cu"][-1].parameters["weights"] == {"Cu": -1.0, "Pt": 1.0}
     assert sorted(p.tag for p in ml_util.load_potentials(tmp_path / "s.pt")) == ["Cu", "Pt"]
