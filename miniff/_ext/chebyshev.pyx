@@ -20,7 +20,7 @@ The formulas are in miniff/potentials/chebyshev.py and docs/formulas.md.
 from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
-from miniff._ext.common cimport RED_MAX_GROUP, _cosine_cutoff, _match, _pair_weights
+from miniff._ext.common cimport RED_MAX_GROUP, _cosine_cutoff, _match, _pair_weights, _weighted_pair_setup
 from miniff._ext.weighted cimport _check_common
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
@@ -126,32 +126,22 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const int32_t[::1]
                         const double[:, ::1] D_pc, const int32_t[::1] spec_n, double[:, ::1] f_p2,
                         double[:, ::1] u_pc, double[:, ::1] w_pc, int64_t[::1] sel_p, double[:, ::1] values_nf,
                         double[:, ::1] jac_pf3, bint grad) noexcept nogil:
-    cdef Py_ssize_t p, p1, p2, x1, x2, f, m, col, ch
+    cdef Py_ssize_t p, p1, p2, x1, x2, f, m, col
     cdef Py_ssize_t p0 = indptr[i]
     cdef Py_ssize_t pe = indptr[i + 1]
     cdef Py_ssize_t n_f = cols.shape[0]
-    cdef Py_ssize_t n_c = weight_cs.shape[0]
     cdef Py_ssize_t nsel = 0
-    cdef double r, fc, dfc, c, ir1, ir2, f1, f2, df1, df2, ff, wf, t, dt, g1, g2, h1, h2
+    cdef double fc, dfc, c, ir1, ir2, f1, f2, df1, df2, ff, wf, t, dt, g1, g2, h1, h2
     cdef double u1[3]
     cdef double u2[3]
-    cdef double wc[RED_MAX_GROUP]
     cdef double tn[RED_MAX_GROUP]
     cdef double dtn[RED_MAX_GROUP]
     cdef double vacc[RED_MAX_GROUP]
 
     # usable pairs of atom i (inside the cutoff, a non-zero weight): unit vectors, weights, cutoff and derivative
     for p in range(p0, pe):
-        r = d_p[p]
-        if r >= a:
+        if not _weighted_pair_setup(p, a, weight_cs, spec_n, j_p, d_p, D_pc, n, u_pc, w_pc, &fc, &dfc):
             continue
-        if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
-            continue
-        for ch in range(n_c):
-            w_pc[p, ch] = wc[ch]
-        for m in range(3):
-            u_pc[p, m] = D_pc[p, m] / r
-        _cosine_cutoff(r, a, &fc, &dfc)
         f_p2[p, 0] = fc
         f_p2[p, 1] = dfc
         sel_p[p0 + nsel] = p

@@ -11,8 +11,9 @@ neighbours and the sums weighted by the atomic number), the recipe makes
 - weighted angular descriptors for every ``eta3`` x ``zeta`` x ``lambda = +-1`` (``r_sphere = 0``).
 
 With the defaults that is ``2 x (6 + 8) = 28`` descriptors per species for any number of elements (the Behler
-recipe gives ``6 E + 8 E (E + 1) / 2`` for E elements: 150 for five). With one species in the data the
-channels are proportional to each other, so only the first is kept.
+recipe gives ``6 E + 8 W E (E + 1) / 2`` for E elements and W angular widths: 270 for five with the workflow's
+default two widths). With one species in the data the channels are proportional to each other, so only the
+first is kept.
 """
 
 import numpy as np
