@@ -51,7 +51,8 @@ def test_every_tutorial_is_rendered(html):
         assert (html / "tutorials" / f"{nb.stem}.html").is_file(), nb.name
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "threading.md", "electrostatics.md", "uncertainty.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "threading.md", "electrostatics.md", "uncertainty.md",
+                                  "many-elements.md"])
 def test_python_examples_of_a_page_run(page, tmp_path):
     # the code blocks of a page, run in order as one script outside the source tree, as a reader would
     text = (DOCS / page).read_text(encoding="utf-8")
