@@ -23,7 +23,7 @@ def html(docs_build):
 
 def test_docs_build_without_warnings(html):
     for page in ["index", "install", "quickstart", "concepts", "tutorials", "gallery", "formats", "units",
-                 "threading", "benchmarks", "api/index", "electrostatics"]:
+                 "threading", "benchmarks", "api/index", "electrostatics", "many-elements"]:
         assert (html / f"{page}.html").is_file(), page
 
 
