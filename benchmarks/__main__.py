@@ -68,7 +68,7 @@ PROFILES = {
                    "lj_solo_sizes": [1_000_000]},
         "workflow": {"quick_job": False},
         "ewald": {"sizes": [1000, 8000], "mesh_sizes": [8000, 64000]},
-        "elements": {"n_structures": 300, "epochs": 30},
+        "elements": {"n_structures": 300, "epochs": 10},
     },
 }
 
