@@ -77,8 +77,8 @@ class SingleNN(torch.nn.Module):
     ----------
     body : SequentialSoleEnergyNN
         The shared network ``[n_inputs + d] -> [1]``.
-    embedding : Tensor of shape (n_species, d)
-        A buffer (one-hot) or a parameter (learned).
+    embedding : torch.Tensor
+        ``[len(species), d]``: a buffer (one-hot) or a parameter (learned).
     """
 
     def __init__(self, n_inputs, species, embedding="one-hot", **network_kwargs):
