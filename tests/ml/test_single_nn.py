@@ -180,3 +180,17 @@ def test_a_job_file_fits_chebyshev_descriptors_and_a_single_network_with_a_learn
         {s: (["Chebyshev radial"] * 4 + ["Chebyshev angular"] * 3) * 2 for s in ("Cu", "Pt")}
     assert fit.descriptors["Cu"][-1].parameters["weights"] == {"Cu": -1.0, "Pt": 1.0}
     assert sorted(p.tag for p in ml_util.load_potentials(tmp_path / "s.pt")) == ["Cu", "Pt"]
+
+
+def test_a_checkpoint_resumes_the_shared_network(tmp_path):
+    cells = read_cells(ml_util.example_data_path(), index=":10")
+    kwargs = dict(cells_order=None, descriptor_recipe="chebyshev", cutoff=5.0, test_set=2,
+                  default_descriptor_kwargs={"radial_order": 2, "angular_order": 1},
+                  nn_kwargs={"single": True, "embedding": 2, "n_internal": 3, "n_layers": 2},
+                  checkpoint=str(tmp_path / "fit.ckpt"))
+    wf = ml_util.FitWorkflow(seed=0).prepare(cells, **kwargs)
+    wf.run(n_epochs=1, progress=False, summary=False, checkpoint_every=1)
+    again = ml_util.FitWorkflow(seed=1).prepare(cells, **kwargs)
+    assert again.epoch == wf.epoch == 1 and again.nn[0].single is again.nn[1].single
+    for a, b in zip(wf.nn[0].single.parameters(), again.nn[0].single.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
