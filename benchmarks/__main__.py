@@ -30,6 +30,7 @@ CASES = {
     "ewald": "benchmarks.bench_ewald",
     "uncertainty": "benchmarks.bench_uncertainty",
     "store": "benchmarks.bench_store",
+    "elements": "benchmarks.bench_elements",
 }
 
 #: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
@@ -46,6 +47,7 @@ PROFILES = {
         "ewald": {"sizes": [64], "steps": 1, "mesh_sizes": [64]},
         "uncertainty": {"sizes": [64], "calibrate": False},
         "store": {"n_structures": 8, "batch_sizes": [4], "memory_counts": [], "workers": (1,)},
+        "elements": {"n_structures": 10, "epochs": 1},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -59,6 +61,7 @@ PROFILES = {
         "ewald": {"sizes": [1000], "mesh_sizes": [8000]},
         "uncertainty": {"sizes": [1000], "calibration_kwargs": {"n_train": 12, "n_held": 6, "n_epochs": 10}},
         "store": {"n_structures": 64, "batch_sizes": [8, 64], "memory_counts": [100, 400]},
+        "elements": {"n_structures": 60, "epochs": 5},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -73,6 +76,7 @@ PROFILES = {
         "ewald": {"sizes": [1000, 8000], "mesh_sizes": [8000, 64000]},
         "uncertainty": {"sizes": [1000], "learning": True},
         "store": {"n_structures": 256, "batch_sizes": [8, 16, 32, 64], "memory_counts": [1000, 10000]},
+        "elements": {"n_structures": 300, "epochs": 10},
     },
 }
 

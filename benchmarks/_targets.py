@@ -94,6 +94,32 @@ def _store_memory(rows, derived):
     text = ", ".join(f"{mb:.0f} MB at {n}" for n, mb in got)
     ok = all(mb <= 2048 for _, mb in got) and got[-1][1] <= 1.25 * got[0][1]
     return text, "met" if ok else "not met"
+def _few_descriptors(rows, derived):
+    """(ii) or (iii) validation energy and force RMSE <= (i)'s with <= 1/4 of (i)'s descriptors."""
+    setups = (derived.get("elements") or {}).get("setups") or {}
+    ref = setups.get("behler")
+    if not ref:
+        return "not measured", "not measured"
+    parts, ok = [], False
+    for name in ("wacsf", "chebyshev+singlenn"):
+        s = setups.get(name)
+        if not s:
+            continue
+        parts.append(f"{name}: {s['descriptors']} vs {ref['descriptors']} descriptors, "
+                     f"{s['energy_rmse_mev']:.1f} vs {ref['energy_rmse_mev']:.1f} meV/atom, "
+                     f"{s['force_rmse_mev']:.0f} vs {ref['force_rmse_mev']:.0f} meV/Å")
+        ok = ok or (4 * s["descriptors"] <= ref["descriptors"] and s["energy_rmse_mev"] <= ref["energy_rmse_mev"]
+                    and s["force_rmse_mev"] <= ref["force_rmse_mev"])
+    if not parts:
+        return "not measured", "not measured"
+    return "; ".join(parts), "met" if ok else "not met"
+
+
+def _count_2_to_7(rows, derived):
+    counts = ((derived.get("elements") or {}).get("setups") or {}).get("chebyshev_count_2_to_7")
+    if not counts:
+        return "not measured", "not measured"
+    return f"{counts[0]} (2 elements), {counts[1]} (7)", "met" if counts[0] == counts[1] else "not met"
 
 
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
@@ -132,6 +158,9 @@ TARGETS = [
     ("21", "active learning reaches random selection's error at 100 labelled structures with <= 50", _learning),
     ("22", "second preparation with a warm cache <= 5 % of the cold time", _store_warm),
     ("22", "mini-batch fit peak memory flat and < 2 GB for 1 000+ structures of 64 atoms", _store_memory),
+    ("24", "5-element EMT set: (ii) wACSF or (iii) Chebyshev + SingleNN validation errors <= (i) Behler's with "
+     "<= 1/4 of its descriptors", _few_descriptors),
+    ("24", "(iii)'s descriptor count the same for 2 and 7 elements", _count_2_to_7),
 ]
 
 

@@ -8,7 +8,8 @@ This is the public face of miniff's training code (the pieces live in private ``
   weights, Amp-style convergence criteria on energy/force RMSE and maximum residual;
 - recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`,
   :func:`default_lsp_descriptors` (PyFit-FF's local structural parameters), :func:`default_wacsf_descriptors`
-  (element-weighted radial and angular functions);
+  (element-weighted radial and angular functions), :func:`default_chebyshev_descriptors` (aenet's Chebyshev
+  set with type spins);
 - workflows (``init`` -> ``prepare`` -> ``run``): :class:`FitWorkflow` (train/validation split, early stopping,
   per-group errors, progress bar, JSON Lines log, atomic checkpoints that resume), :class:`ChargeFitWorkflow`
   (atomic charges for fitted-charge electrostatics, with :func:`charges_loss` and
@@ -69,7 +70,7 @@ from miniff.fit.recipes import (
     default_lsp_descriptors,
     eta_for_turning_point,
 )
-from miniff.fit.recipes_weighted import default_wacsf_descriptors
+from miniff.fit.recipes_weighted import default_chebyshev_descriptors, default_wacsf_descriptors
 from miniff.fit.workflow import DEFAULT_CUTOFF, FitWorkflow
 from miniff.ml.serialize import load_potentials, load_potentials_014, save_potentials, torch_load
 
@@ -96,6 +97,7 @@ __all__ = [
     "default_behler_descriptors_3",
     "default_lsp_descriptors",
     "default_wacsf_descriptors",
+    "default_chebyshev_descriptors",
     "eta_for_turning_point",
     "Workflow",
     "FitWorkflow",

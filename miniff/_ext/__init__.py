@@ -18,12 +18,13 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``lsp``        local structural parameters (PyFit-FF descriptors) through angular moments.
 ``weighted``   element-weighted radial and angular descriptors (wACSF, n2p2's types 12 and 13): every neighbour
                species contributes, multiplied by its species weight.
+``chebyshev``  aenet's radial and angular Chebyshev descriptors with per-species weight tables (type spins).
 ``ewald``      Ewald sums of point charges: the real-space pair loop, structure factors, reciprocal-space terms,
                particle-mesh spline weights, spreading and gathers.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
-``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd`` and ``neighbors.pxd`` (C functions
-and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
+``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd``, ``weighted.pxd`` and
+``neighbors.pxd`` (C functions and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
 
 Python code reaches the compiled functions through :data:`kernel_module`, one namespace holding the public
 names (``__all__``) of every extension module: ``from miniff._ext import kernel_module as _k``, then
@@ -38,7 +39,7 @@ import types
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
 EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp",
-                     "weighted", "ewald")
+                     "weighted", "chebyshev", "ewald")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

@@ -51,11 +51,50 @@ cdef inline int32_t _nb_spec(const int32_t* spec_n, int32_t j, Py_ssize_t n) noe
     return spec_n[j]
 
 
+cdef inline bint _pair_weights(const double[:, ::1] weight_cs, const int32_t[::1] spec_n, int32_t j,
+                               Py_ssize_t n, double* w) noexcept nogil:
+    """Weights ``w[c] = weight_cs[c, spec_n[j]]`` of neighbour ``j`` in every weight table ("channel") c (0 for an
+    index or code out of range); False when they are all 0. Used by the element-weighted and Chebyshev kernels."""
+    cdef Py_ssize_t c
+    cdef bint any = False
+    cdef int32_t s = _nb_spec(&spec_n[0], j, n)
+    for c in range(weight_cs.shape[0]):
+        if s < 0 or s >= weight_cs.shape[1]:
+            w[c] = 0.0
+        else:
+            w[c] = weight_cs[c, s]
+        if w[c] != 0.0:
+            any = True
+    return any
+
+
 cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noexcept nogil:
     """f_c(r) = (1 + cos(pi r / a)) / 2 and its derivative (r < a assumed)."""
     cdef double x = M_PI / a
     fc[0] = 0.5 * (1.0 + cos(x * r))
     dfc[0] = -0.5 * x * sin(x * r)
+
+
+cdef inline bint _weighted_pair_setup(Py_ssize_t p, double a, const double[:, ::1] weight_cs,
+                                     const int32_t[::1] spec_n, const int32_t[::1] j_p, const double[::1] d_p,
+                                     const double[:, ::1] D_pc, Py_ssize_t n, double[:, ::1] u_pc,
+                                     double[:, ::1] w_pc, double* fc, double* dfc) noexcept nogil:
+    """The set-up of pair ``p`` shared by the weighted triplet loops (``weighted`` and ``chebyshev`` angular
+    kernels): False when it is unusable (``d_p >= a`` or every weight 0); else its weights into ``w_pc[p]``, its
+    unit vector into ``u_pc[p]`` and the cosine cutoff and its derivative into ``fc``, ``dfc``."""
+    cdef Py_ssize_t ch, m
+    cdef double r = d_p[p]
+    cdef double wc[RED_MAX_GROUP]
+    if r >= a:
+        return False
+    if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
+        return False
+    for ch in range(weight_cs.shape[0]):
+        w_pc[p, ch] = wc[ch]
+    for m in range(3):
+        u_pc[p, m] = D_pc[p, m] / r
+    _cosine_cutoff(r, a, fc, dfc)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

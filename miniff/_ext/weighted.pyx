@@ -14,30 +14,15 @@ from libc.math cimport exp, sqrt
 from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
-from miniff._ext.common cimport RED_EXP_FLOOR, RED_MAX_GROUP, _angular, _cosine_cutoff, _match, _nb_spec
+from miniff._ext.common cimport (
+    RED_EXP_FLOOR, RED_MAX_GROUP, _angular, _cosine_cutoff, _match, _pair_weights, _weighted_pair_setup,
+)
 from miniff._ext.pair cimport _check_indptr
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
 __all__ = ["batch_weighted_radial_reduce", "batch_weighted_angular_reduce"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
-
-
-cdef inline bint _pair_weights(const double[:, ::1] weight_cs, const int32_t[::1] spec_n, int32_t j,
-                               Py_ssize_t n, double* w) noexcept nogil:
-    """Weights ``w[c] = weight_cs[c, spec_n[j]]`` of neighbour ``j`` in every channel (0 for an index or code out
-    of range); False when they are all 0."""
-    cdef Py_ssize_t c
-    cdef bint any = False
-    cdef int32_t s = _nb_spec(&spec_n[0], j, n)
-    for c in range(weight_cs.shape[0]):
-        if s < 0 or s >= weight_cs.shape[1]:
-            w[c] = 0.0
-        else:
-            w[c] = weight_cs[c, s]
-        if w[c] != 0.0:
-            any = True
-    return any
 
 
 cdef inline void _gauss_cutoff(double r, double eta, double rs, double fc, double dfc, double* g,
@@ -185,21 +170,13 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
     cdef double vacc[RED_MAX_GROUP]
     cdef double sa1[RED_MAX_GROUP]
     cdef double sb1[3 * RED_MAX_GROUP]
-    cdef double wc[RED_MAX_GROUP]
     cdef double ww[RED_MAX_GROUP]
 
     # usable pairs of atom i (inside the cutoff, non-zero weight): unit vectors, weights, radial factors
     for p in range(p0, pe):
+        if not _weighted_pair_setup(p, a, weight_cs, spec_n, j_p, d_p, D_pc, n, u_pc, w_pc, &fc, &dfc):
+            continue
         r = d_p[p]
-        if r >= a:
-            continue
-        if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
-            continue
-        for ch in range(n_c):
-            w_pc[p, ch] = wc[ch]
-        for m in range(3):
-            u_pc[p, m] = D_pc[p, m] / r
-        _cosine_cutoff(r, a, &fc, &dfc)
         for e in range(n_e):
             _gauss_cutoff(r, eta_e[e], rs_e[e], fc, dfc, &g_pe[p, e], &dg_pe[p, e])
         sel_p[p0 + nsel] = p

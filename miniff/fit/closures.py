@@ -20,6 +20,8 @@ from functools import partial
 
 import torch
 
+from miniff.ml.single import unique_parameters
+
 __all__ = [
     "loss_result",
     "LBFGS",
@@ -200,7 +202,7 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
 def _weights_squared(networks):
     """``sum(w ** 2)`` over the weight matrices (parameters with 2+ dimensions) of the networks: one flat dot
     product (a few autograd nodes instead of two per matrix)."""
-    flat = torch.cat([p.reshape(-1) for net in networks for p in net.parameters() if p.ndim >= 2])
+    flat = torch.cat([p.reshape(-1) for p in unique_parameters(networks) if p.ndim >= 2])
     return torch.dot(flat, flat)
 
 
@@ -284,8 +286,8 @@ class SimpleClosure:
         self.optimizer_init()
 
     def learning_parameters(self):
-        """All parameters of all networks (a list of tensors)."""
-        return [p for n in self.networks for p in n.parameters()]
+        """All parameters of all networks (a list of tensors, each once: SingleNN views share theirs)."""
+        return unique_parameters(self.networks)
 
     def optimizer_init(self, optimizer=None, **kwargs):
         """(Re)create the optimizer over :meth:`learning_parameters` (fresh state); return it.

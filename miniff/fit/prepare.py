@@ -30,8 +30,9 @@ from miniff.fit.recipes import (
     default_behler_descriptors_3,
     default_lsp_descriptors,
 )
-from miniff.fit.recipes_weighted import default_wacsf_descriptors
+from miniff.fit.recipes_weighted import default_chebyshev_descriptors, default_wacsf_descriptors
 from miniff.ml.networks import init_output_range
+from miniff.ml.single import single_nn_networks
 
 __all__ = ["FitPreparation", "DEFAULT_CUTOFF"]
 
@@ -136,12 +137,17 @@ class FitPreparation(Workflow):
             if bad:
                 raise ValueError(f"load: entries {bad} of {str(load)!r} are not NN potentials")
             descriptors = {p.tag: list(p.descriptors) for p in loaded}
-        if descriptor_recipe not in ("behler", "lsp", "wacsf"):
-            raise ValueError(f"descriptor_recipe must be 'behler', 'lsp' or 'wacsf', got {descriptor_recipe!r}")
+        if descriptor_recipe not in ("behler", "lsp", "wacsf", "chebyshev"):
+            raise ValueError(f"descriptor_recipe must be 'behler', 'lsp', 'wacsf' or 'chebyshev', got "
+                             f"{descriptor_recipe!r}")
         if descriptors is None and descriptor_recipe == "wacsf":
             cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
             descriptors = default_wacsf_descriptors(self.compute_neighbors(cutoff, nw_kwargs), a=cutoff,
                                                     **(default_descriptor_kwargs or {}))
+        elif descriptors is None and descriptor_recipe == "chebyshev":
+            cutoff = DEFAULT_CUTOFF if cutoff is None else float(cutoff)
+            species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
+            descriptors = default_chebyshev_descriptors(species, a=cutoff, **(default_descriptor_kwargs or {}))
         elif descriptors is None and descriptor_recipe == "lsp":
             cutoff = LSP_DEFAULTS["a"] if cutoff is None else float(cutoff)
             species = sorted({str(s) for c in self.cells for s in np.asarray(c.values)})
@@ -216,13 +222,20 @@ class FitPreparation(Workflow):
         return raw
 
     def _make_networks(self, nn_kwargs):
-        """Build one network per species (sorted species order), initialised from torch's global generator.
+        """Build one network per species (sorted species order), initialised from torch's global generator; with
+        ``nn_kwargs["single"]``, one SingleNN (``embedding``: ``"one-hot"`` or a learned size) seen through one
+        view per species.
 
         Reads ``descriptors``, ``dtype`` and, for bounded outputs, ``datasets["learn"]``.  Sets ``nn``.
         """
         nn_kwargs = dict(nn_kwargs or {})
-        self.nn_kwargs = nn_kwargs   # kept for the members of a committee (fit/committee_fit.py)
-        self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        self.nn_kwargs = dict(nn_kwargs)  # kept for the members of a committee (fit/committee_fit.py)
+        if nn_kwargs.pop("single", False):  # SingleNN: one network, one view per species sharing its tensors
+            self.nn = [v.to(self.dtype) for v in single_nn_networks(self.descriptors, **nn_kwargs)]
+        else:
+            if "embedding" in nn_kwargs:
+                raise ValueError("nn_kwargs: embedding is an option of SingleNN; add single: true")
+            self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
         if nn_kwargs.get("output_activation"):
             self._init_output_ranges()
 
@@ -235,7 +248,7 @@ class FitPreparation(Workflow):
         if not high > low:
             low, high = low - 0.5, high + 0.5
         for net in self.nn:
-            init_output_range(net, low, high)
+            init_output_range(getattr(net, "body", net), low, high)  # SingleNN views: the shared body
 
     def _default_optimizer(self, closure_kwargs):
         """Resolve ``optimizer: "auto"`` (the default): ``compact_lbfgs`` with the :data:`DEFAULT_OPTIMIZER_KWARGS`

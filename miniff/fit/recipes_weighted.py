@@ -1,5 +1,6 @@
-"""Default element-weighted descriptor sets (wACSF): a count per species that does not depend on how many
-elements the data hold.
+"""Default element-agnostic descriptor sets, a count per species that does not depend on how many elements the
+data hold: element-weighted symmetry functions (wACSF) and aenet's Chebyshev "type spin" set
+(:func:`default_chebyshev_descriptors`).
 
 For every centre species and every weight table ("channel", default ``("unit", "Z")``: the plain sums over all
 neighbours and the sums weighted by the atomic number), the recipe makes
@@ -10,20 +11,27 @@ neighbours and the sums weighted by the atomic number), the recipe makes
 - weighted angular descriptors for every ``eta3`` x ``zeta`` x ``lambda = +-1`` (``r_sphere = 0``).
 
 With the defaults that is ``2 x (6 + 8) = 28`` descriptors per species for any number of elements (the Behler
-recipe gives ``6 E + 8 E (E + 1) / 2`` for E elements: 150 for five). With one species in the data the
-channels are proportional to each other, so only the first is kept.
+recipe gives ``6 E + 8 W E (E + 1) / 2`` for E elements and W angular widths: 270 for five with the workflow's
+default two widths). With one species in the data the channels are proportional to each other, so only the
+first is kept.
 """
 
 import numpy as np
 
 from miniff.fit.recipes import _items, _min_pair_distances, _numbers, _species_of, eta_for_turning_point
+from miniff.potentials.chebyshev import (
+    MAX_CHEBYSHEV_ORDER,
+    chebyshev_angular_descriptor_family,
+    chebyshev_radial_descriptor_family,
+    type_spins,
+)
 from miniff.potentials.weighted import (
     check_weights,
     weighted_angular_descriptor_family,
     weighted_radial_descriptor_family,
 )
 
-__all__ = ["default_wacsf_descriptors", "WACSF_DEFAULTS"]
+__all__ = ["default_wacsf_descriptors", "WACSF_DEFAULTS", "default_chebyshev_descriptors", "CHEBYSHEV_DEFAULTS"]
 
 #: Defaults of :func:`default_wacsf_descriptors`: radial count, first turning point (times the shortest
 #: distance), angular widths (1/Å²), angular exponents, weight tables.
@@ -114,4 +122,65 @@ def default_wacsf_descriptors(arg, a, n=WACSF_DEFAULTS["n"], left=WACSF_DEFAULTS
             if angular:
                 items.extend(weighted_angular_descriptor_family(tag=centre, a=a, eta=e, l=lam, zeta=z, weights=w)
                              for e in etas3 for z in zetas for lam in (1.0, -1.0))
+    return out
+
+
+#: Defaults of :func:`default_chebyshev_descriptors`: the largest radial and angular Chebyshev orders.
+CHEBYSHEV_DEFAULTS = {"radial_order": 10, "angular_order": 4}
+
+
+def _order_arg(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_CHEBYSHEV_ORDER:
+        raise ValueError(f"{name} must be an integer in [0, {MAX_CHEBYSHEV_ORDER}], got {value!r}")
+    return int(value)
+
+
+def default_chebyshev_descriptors(arg, a, radial_order=CHEBYSHEV_DEFAULTS["radial_order"],
+                                  angular_order=CHEBYSHEV_DEFAULTS["angular_order"], angular_cutoff=None,
+                                  spins=None):
+    """aenet's Chebyshev "type spin" set for every centre species: ``2 [(radial_order + 1) + (angular_order + 1)]``
+    descriptors for any number of elements (half of that with one element).
+
+    Per centre species: the radial Chebyshev descriptors of orders 0 to ``radial_order`` and the angular ones of
+    orders 0 to ``angular_order``, first with unit weights, then weighted by the type spins of the elements
+    (:func:`miniff.potentials.chebyshev.type_spins` of the sorted species: integers centred on 0).
+
+    Parameters
+    ----------
+    arg : list or str
+        ``NeighborWrapper``/``Cell`` objects or species names: the species of the data set (the spins depend on
+        all of them, so give every species the potential will meet).
+    a : float
+        Radial cutoff, Å.
+    radial_order, angular_order : int
+        The largest orders (0 to 63).
+    angular_cutoff : float or None
+        Cutoff of the angular descriptors, Å (default ``a``).
+    spins : dict or None
+        ``{species: weight}`` instead of the type spins.
+
+    Returns
+    -------
+    dict
+        ``{species: [descriptor, ...]}`` (radial unit, angular unit, radial spin, angular spin).
+    """
+    for name, value in (("a", a), ("angular_cutoff", a if angular_cutoff is None else angular_cutoff)):
+        if not (isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive cutoff (Å), got {value!r}")
+    a = float(a)
+    a3 = a if angular_cutoff is None else float(angular_cutoff)
+    radial_order = _order_arg("radial_order", radial_order)
+    angular_order = _order_arg("angular_order", angular_order)
+    species = _species_of(arg)
+    channels = ["unit"]
+    if len(species) > 1:
+        channels.append(check_weights(type_spins(sorted(species)) if spins is None else spins))
+    out = {}
+    for centre in species:
+        items = out.setdefault(centre, [])
+        for w in channels:
+            items.extend(chebyshev_radial_descriptor_family(tag=centre, a=a, order=k, weights=w)
+                         for k in range(radial_order + 1))
+            items.extend(chebyshev_angular_descriptor_family(tag=centre, a=a3, order=k, weights=w)
+                         for k in range(angular_order + 1))
     return out

@@ -101,8 +101,8 @@ class FitWorkflow(FitPreparation):
             ``{species: [descriptor potentials]}``, or a RuNNer ``input.nn`` file (its ``symfunction_short``
             lines); default: the Behler recipes (radial + angular).
         cutoff : float or None
-            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"`` and
-            ``"wacsf"``, 4.5 Å for ``"lsp"``).
+            Descriptor cutoff for the default recipes, Å (default 12 Bohr = 6.35 Å for ``"behler"``,
+            ``"wacsf"`` and ``"chebyshev"``, 4.5 Å for ``"lsp"``).
         default_descriptor_kwargs : dict or None
             Arguments of the recipe. ``"behler"``: ``n`` (radial per pair, 6), ``left`` (1), ``eta`` (explicit
             radial widths, 1/Å², instead of ``n`` and ``left``), ``three_point`` (True), ``three_point_family`` (4),
@@ -110,11 +110,14 @@ class FitWorkflow(FitPreparation):
             ``"lsp"``: ``h``, ``r0``, ``sigma``, ``orders``, ``asinh`` of
             :func:`~miniff.ml_util.default_lsp_descriptors`. ``"wacsf"``: the arguments of
             :func:`~miniff.ml_util.default_wacsf_descriptors` (``n``, ``left``, ``eta``, ``eta3``, ``zeta``,
-            ``weights``, ``angular``).
-        descriptor_recipe : {"behler", "lsp", "wacsf"}
+            ``weights``, ``angular``). ``"chebyshev"``: those of
+            :func:`~miniff.ml_util.default_chebyshev_descriptors` (``radial_order``, ``angular_order``,
+            ``angular_cutoff``, ``spins``).
+        descriptor_recipe : {"behler", "lsp", "wacsf", "chebyshev"}
             The default descriptors when ``descriptors`` is None: Behler radial + angular functions,
             PyFit-FF's local structural parameters (asinh-scaled Gaussian x Legendre), or element-weighted
-            radial + angular functions (wACSF: a count per species independent of the number of elements).
+            radial + angular functions (wACSF: a count per species independent of the number of elements), or
+            aenet's Chebyshev set with type spins (also independent of the number of elements).
         nw_kwargs : dict or None
             Extra arguments of ``NeighborWrapper``.
         learn_cauldron_kwargs : dict or None

@@ -6,7 +6,9 @@ The pieces, in the order of a fit:
    assembles a :class:`Dataset` = one :class:`PerCellDataset` (total energies ``[S, 1]`` eV, energy
    gradients ``[S, N, 3]`` eV/Å) + one :class:`PerPointDataset` per species (features ``[S, M, F]``, mask
    ``[S, M]``, Jacobian as a :class:`SparseJacobian`), normalised by a :class:`Normalization`.
-2. :class:`SequentialSoleEnergyNN` makes one atomic network per species.
+2. :class:`SequentialSoleEnergyNN` makes one atomic network per species; or :class:`SingleNN` one network for
+   every species, the species entering as a one-hot or learned embedding (:func:`single_nn_networks` gives
+   the fit one :class:`SpeciesNetwork` view per species).
 3. :func:`forward_cauldron` predicts total energies (and gradients, for force training) of a dataset.
 4. :func:`potentials_from_ml_data` turns fitted networks into :class:`NNPotential` objects that work with
    ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`
@@ -56,6 +58,7 @@ from miniff.ml.potential import (
 )
 from miniff.ml.sensitivity import DescriptorSensitivity, descriptor_label, descriptor_sensitivity
 from miniff.ml.serialize import load_potentials, save_potentials
+from miniff.ml.single import SingleNN, SpeciesNetwork, single_nn_networks, unique_parameters
 
 __all__ = [
     "PerCellDataset",
@@ -100,4 +103,8 @@ __all__ = [
     "descriptor_sensitivity",
     "DescriptorSensitivity",
     "descriptor_label",
+    "SingleNN",
+    "SpeciesNetwork",
+    "single_nn_networks",
+    "unique_parameters",
 ]

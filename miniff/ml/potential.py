@@ -12,6 +12,7 @@ import torch
 
 from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.networks import sequential_from_data, sequential_to_data, simplify_sequential
+from miniff.ml.single import SpeciesNetwork
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
 from miniff.potentials.extrapolation import (
     ON_EXTRAPOLATION,
@@ -68,6 +69,8 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
                  on_extrapolation="ignore", output="energy"):
         if not isinstance(nn, torch.nn.Module):
             raise TypeError(f"nn must be a torch.nn.Module, got {type(nn).__name__}")
+        if isinstance(nn, SpeciesNetwork):  # a SingleNN species: its plain, folded network (exact)
+            nn = nn.to_sequential()
         descriptors = tuple(descriptors)
         if not descriptors:
             raise ValueError("descriptors must not be empty")

@@ -19,6 +19,8 @@ Built-in families: ``on_site_potential_family``, ``harmonic_repulsion_potential_
 ``general_triple_potential_family``, ``lsp_descriptor_family`` (PyFit-FF's local structural parameters),
 ``weighted_radial_descriptor_family``, ``weighted_angular_descriptor_family`` (element-weighted wACSF, n2p2's
 types 12 and 13: tag ``"a"``, every neighbour species contributes with its weight),
+``chebyshev_radial_descriptor_family``, ``chebyshev_angular_descriptor_family`` (aenet's Chebyshev expansions,
+weighted the same way; ``type_spins`` gives aenet's per-element weights),
 ``ewald_real_potential_family``, ``ewald_k_potential_family``, ``ewald_self_potential_family``,
 ``ewald_total_potential_family`` (point charges from ``cell.meta["charges"]``; ``charge_gradient``),
 ``ewald_charge_wrapper_potential_family`` (Ewald energy of charges predicted per atom);
@@ -33,6 +35,11 @@ from miniff.potentials.base import (
     PotentialRuntimeWarning,
     ScaledLocalPotential,
     ScaledLocalPotentialFamily,
+)
+from miniff.potentials.chebyshev import (
+    chebyshev_angular_descriptor_family,
+    chebyshev_radial_descriptor_family,
+    type_spins,
 )
 from miniff.potentials.descriptors import eval_descriptors
 from miniff.potentials.ewald import (
@@ -108,6 +115,9 @@ __all__ = [
     "weighted_radial_descriptor_family",
     "weighted_angular_descriptor_family",
     "species_weights",
+    "chebyshev_radial_descriptor_family",
+    "chebyshev_angular_descriptor_family",
+    "type_spins",
     "ewald_real_potential_family",
     "ewald_k_potential_family",
     "ewald_self_potential_family",

@@ -29,6 +29,8 @@ BUILTIN_FAMILIES = {
     "local structural parameter": ("miniff.potentials.lsp", "lsp_descriptor_family"),
     "weighted radial": ("miniff.potentials.weighted", "weighted_radial_descriptor_family"),
     "weighted angular": ("miniff.potentials.weighted", "weighted_angular_descriptor_family"),
+    "Chebyshev radial": ("miniff.potentials.chebyshev", "chebyshev_radial_descriptor_family"),
+    "Chebyshev angular": ("miniff.potentials.chebyshev", "chebyshev_angular_descriptor_family"),
     "ml potential": ("miniff.ml.potential", "ml_potential_family"),
     "ml committee": ("miniff.ml.committee", "committee_family"),
     "Ewald-real": ("miniff.potentials.ewald", "ewald_real_potential_family"),

@@ -98,5 +98,5 @@ def test_a_job_file_chooses_the_wacsf_recipe(tmp_path, monkeypatch):
     assert pot_cu.tag == "Cu" and pot_cu.descriptors[0].parameters["weights"] == "Z"
     job["fit"]["prepare"]["descriptor_recipe"] = "wacs"
     (tmp_path / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
-    with pytest.raises(ValueError, match="descriptor_recipe must be 'behler', 'lsp' or 'wacsf'"):
+    with pytest.raises(ValueError, match="descriptor_recipe must be 'behler', 'lsp', 'wacsf' or 'chebyshev'"):
         ml_util.run_job_file(tmp_path / "job.yml")

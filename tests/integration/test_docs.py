@@ -23,7 +23,7 @@ def html(docs_build):
 
 def test_docs_build_without_warnings(html):
     for page in ["index", "install", "quickstart", "concepts", "tutorials", "gallery", "formats", "units",
-                 "threading", "benchmarks", "api/index", "electrostatics"]:
+                 "threading", "benchmarks", "api/index", "electrostatics", "many-elements"]:
         assert (html / f"{page}.html").is_file(), page
 
 
@@ -52,7 +52,7 @@ def test_every_tutorial_is_rendered(html):
 
 
 @pytest.mark.parametrize("page", ["quickstart.md", "threading.md", "electrostatics.md", "uncertainty.md",
-                                  "store.md"])
+                                  "store.md", "many-elements.md"])
 def test_python_examples_of_a_page_run(page, tmp_path):
     # the code blocks of a page, run in order as one script outside the source tree, as a reader would
     text = (DOCS / page).read_text(encoding="utf-8")

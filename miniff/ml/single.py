@@ -1,0 +1,194 @@
+"""SingleNN: one atomic network shared by every species, the species entering as inputs.
+
+Per-species Behler networks need one network per element; SingleNN (as AmpTorch trains on many elements) uses
+one network ``body`` whose inputs are the descriptors of the atom ``x`` ``[F]`` followed by an embedding
+``e_s`` ``[d]`` of its species ``s``::
+
+    E_i = body([x_i, e_{s_i}])
+
+The embedding is a fixed one-hot block (``embedding="one-hot"``: ``d`` = number of species, ``e_s`` the unit
+vector of species ``s``) or learned vectors (``embedding=d``, an int: ``[n_species, d]`` trainable). Every
+species must have the same number of descriptors, in the same order (the element-agnostic recipes such as
+``"wacsf"`` give that).
+
+Because the embedding enters only the first ``Linear`` layer ``W [x, e] + b = W_x x + (b + W_e e_s)``, the
+network of species ``s`` is exactly a plain per-species network with first-layer weight ``W_x`` and bias
+``b + W_e e_s`` (:meth:`SpeciesNetwork.to_sequential`). So:
+
+- the fit trains the shared parameters through one :class:`SpeciesNetwork` view per species (the fit's
+  ``nn`` list; the views share every tensor, :func:`unique_parameters` lists each once);
+- potentials made from the views (:class:`~miniff.ml.potential.NNPotential`) hold the folded plain networks,
+  so they evaluate, save and load like any per-species potential, with no loss of precision.
+"""
+
+import copy
+import numbers
+
+import torch
+
+from miniff.ml.networks import SequentialSoleEnergyNN
+
+__all__ = ["SingleNN", "SpeciesNetwork", "single_nn_networks", "unique_parameters", "EMBEDDINGS"]
+
+#: Names of the fixed embeddings (an int ``d`` gives a learned embedding of ``d`` numbers per species).
+EMBEDDINGS = ("one-hot",)
+
+
+def unique_parameters(networks):
+    """The parameters of ``networks`` (a list of modules), each tensor once, in order of first appearance.
+
+    SingleNN views share their tensors; optimizers and regularisation terms must see every one once.
+    """
+    seen, out = set(), []
+    for net in networks:
+        for p in net.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+class SingleNN(torch.nn.Module):
+    """One atomic network for every species: ``body([descriptors, embedding of the species])`` -> eV.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Number of descriptors per atom (the same for every species).
+    species : sequence of str
+        The species labels, in the order of the fit's networks (sorted); index = species index.
+    embedding : "one-hot" or int
+        ``"one-hot"``: a fixed unit vector per species (``d = len(species)``); an int ``d >= 1``: learned
+        vectors ``[len(species), d]``, initialised from a unit normal distribution (torch's global generator).
+    **network_kwargs
+        Arguments of :class:`~miniff.ml.networks.SequentialSoleEnergyNN` for ``body`` (``n_internal``,
+        ``n_layers``, ``activation``, ``bias``, ``dtype``, ``output_activation``, ``init``); its input width is
+        ``n_inputs + d``.
+
+    Attributes
+    ----------
+    body : SequentialSoleEnergyNN
+        The shared network ``[n_inputs + d] -> [1]``.
+    embedding : torch.Tensor
+        ``[len(species), d]``: a buffer (one-hot) or a parameter (learned).
+    """
+
+    def __init__(self, n_inputs, species, embedding="one-hot", **network_kwargs):
+        super().__init__()
+        n_inputs = _check_int("n_inputs", n_inputs, 1)
+        species = tuple(species)
+        if not species or not all(isinstance(s, str) and s for s in species):
+            raise ValueError(f"species must be a non-empty sequence of labels, got {species!r}")
+        if len(set(species)) != len(species):
+            raise ValueError(f"species must not repeat labels, got {species!r}")
+        self.species = species
+        self.n_inputs = n_inputs
+        dtype = network_kwargs.get("dtype")
+        if isinstance(embedding, str):
+            if embedding not in EMBEDDINGS:
+                raise ValueError(f"embedding must be one of {list(EMBEDDINGS)} or an int (learned size), "
+                                 f"got {embedding!r}")
+            self.register_buffer("embedding", torch.eye(len(species), dtype=dtype))
+        else:
+            d = _check_int("embedding", embedding, 1)
+            self.embedding = torch.nn.Parameter(torch.randn(len(species), d, dtype=dtype))
+        self.embedding_kind = embedding
+        self.body = SequentialSoleEnergyNN(n_inputs + self.embedding.shape[1], **network_kwargs)
+
+    def forward(self, features, species_index):
+        """Atomic energies ``[n, 1]`` of atoms with descriptors ``features`` ``[n, F]`` and species indices
+        ``species_index`` ``[n]`` (int, into :attr:`species`): the concatenated inputs through :attr:`body`."""
+        species_index = torch.as_tensor(species_index, dtype=torch.long)
+        e = self.embedding[species_index].to(features.dtype)
+        return self.body(torch.cat([features, e], dim=-1))
+
+    def species_network(self, k):
+        """The :class:`SpeciesNetwork` of species index ``k`` (shares every tensor with this network)."""
+        k = _check_int("k", k, 0)
+        if k >= len(self.species):
+            raise ValueError(f"k must be a species index below {len(self.species)}, got {k}")
+        return SpeciesNetwork(self, k)
+
+    def species_networks(self):
+        """One :class:`SpeciesNetwork` per species, in the order of :attr:`species` (the fit's ``nn`` list)."""
+        return [SpeciesNetwork(self, k) for k in range(len(self.species))]
+
+
+class SpeciesNetwork(torch.nn.Module):
+    """The network of one species of a :class:`SingleNN`: descriptors ``[..., F]`` -> energy ``[..., 1]``.
+
+    It evaluates ``body`` with the species' embedding folded into the first layer's bias and shares its tensors
+    with the :class:`SingleNN` (``single``); :meth:`to_sequential` gives an independent plain network.
+    """
+
+    def __init__(self, single, k):
+        super().__init__()
+        self.single = single
+        self.k = int(k)
+
+    @property
+    def body(self):
+        """The shared network of the :class:`SingleNN`."""
+        return self.single.body
+
+    def _first_layer(self):
+        """``(W_x [H, F], bias [H])`` of the folded first layer (differentiable)."""
+        first = self.single.body[0]
+        n_f = self.single.n_inputs
+        w = first.weight
+        bias = w[:, n_f:] @ self.single.embedding[self.k].to(w.dtype)
+        if first.bias is not None:
+            bias = bias + first.bias
+        return w[:, :n_f], bias
+
+    def forward(self, x):
+        """Energies ``[..., 1]`` of descriptors ``x`` ``[..., F]``."""
+        w, b = self._first_layer()
+        h = torch.nn.functional.linear(x, w, b)
+        for module in list(self.single.body)[1:]:
+            h = module(h)
+        return h
+
+    def to_sequential(self):
+        """A plain ``torch.nn.Sequential`` equal to this network (first layer folded; a detached copy)."""
+        w, b = self._first_layer()
+        first = torch.nn.Linear(w.shape[1], w.shape[0], dtype=w.dtype)
+        with torch.no_grad():
+            first.weight.copy_(w)
+            first.bias.copy_(b)
+        rest = [copy.deepcopy(m) for m in list(self.single.body)[1:]]
+        return torch.nn.Sequential(first, *rest)
+
+    def extra_repr(self):
+        return f"species={self.single.species[self.k]!r}"
+
+
+def single_nn_networks(descriptors, embedding="one-hot", **network_kwargs):
+    """The fit's networks for SingleNN: one :class:`SpeciesNetwork` view per species of one new :class:`SingleNN`.
+
+    Parameters
+    ----------
+    descriptors : dict
+        ``{species: [descriptor potentials]}``; every species must have the same number of descriptors.
+    embedding, **network_kwargs
+        As :class:`SingleNN`.
+
+    Returns
+    -------
+    list of SpeciesNetwork
+        In ``sorted(descriptors)`` order.
+    """
+    counts = {s: len(d) for s, d in descriptors.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"SingleNN needs the same number of descriptors for every species (one network reads "
+                         f"them all), got {counts}; use an element-agnostic recipe such as 'wacsf'")
+    species = sorted(descriptors)
+    return SingleNN(counts[species[0]], species, embedding=embedding, **network_kwargs).species_networks()
