@@ -62,7 +62,7 @@ KEY_TYPES = {
     "potentials": ((str, list), "a potentials file or a list of them"),
     **{k: (_INT, "an integer") for k in ("n_epochs", "epoch_size", "checkpoint_every", "cells_subset", "split_seed",
                                          "seed", "early_stopping", "stall_epochs", "torch_threads", "n_threads")},
-    **{k: (_BOOL, "true or false") for k in ("forces", "resume", "cells_append", "restore_best",
+    **{k: (_BOOL, "true or false") for k in ("forces", "stress", "resume", "cells_append", "restore_best",
                                              "cleanup_optimizer", "save", "summary", "progress", "relax_cell",
                                              "allow_legacy_pickle", "units_are_known")},
     **{k: (_STR, "a string") for k in ("descriptor_recipe", "select_best", "dtype", "tag", "save_fn", "log_file",

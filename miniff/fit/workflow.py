@@ -67,7 +67,7 @@ class FitWorkflow(FitPreparation):
                 descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
                 test_set=0.1, split_seed=0,
                 nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
-                load=None, parallel=False, cuda=None, plot_kwargs=None):
+                load=None, parallel=False, cuda=None, plot_kwargs=None, stress=None):
         """Load cells, compute descriptors and datasets, split, normalise, build networks and the closure.
 
         Parameters
@@ -130,6 +130,10 @@ class FitWorkflow(FitPreparation):
             Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients`` of
             :data:`~miniff.fit.prepare.DEFAULT_FORCE_WEIGHT` = 30); None: decided by
             ``learn_cauldron_kwargs``/``closure_kwargs``.
+        stress : bool or None
+            Fit stresses (``meta["stress"]``, eV/Å³; structures without one do not contribute) with a default
+            ``w_stress`` of :data:`~miniff.fit.prepare.DEFAULT_STRESS_WEIGHT` = 1; None: when
+            ``closure_kwargs`` has a non-zero ``w_stress``.  The summary then reports stress RMSEs.
         group_weights : dict or None
             ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
         checkpoint : str or None
@@ -146,7 +150,8 @@ class FitWorkflow(FitPreparation):
             Accepted for 0.1.4 job files; training runs on the CPU (anything else is a ValueError;
             ``"auto"`` emits a DeprecationWarning).
         """
-        learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs)
+        learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs,
+                                                                  stress)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
                                      cells_selection, test_set, split_seed)
@@ -243,7 +248,8 @@ class FitWorkflow(FitPreparation):
     def metrics(self, name="learn"):
         """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
         groups = None if self.cell_groups is None else self.cell_groups[name]
-        return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups)
+        return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups,
+                             stress=getattr(self, "stress", False))
 
     @property
     def losses(self):
@@ -501,7 +507,7 @@ class FitWorkflow(FitPreparation):
         return fn
 
     def predict(self, name="learn", per_structure=False):
-        """Reference and predicted energies (eV/atom) and forces (eV/Å) on dataset ``name``.
+        """Reference and predicted energies (eV/atom), forces (eV/Å) and stresses (eV/Å³) on dataset ``name``.
 
         Parameters
         ----------
@@ -514,15 +520,18 @@ class FitWorkflow(FitPreparation):
         -------
         dict
             ``energy_ref``, ``energy_pred``: ndarray (S,), eV/atom; with forces ``forces_ref``, ``forces_pred``:
-            ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``).
+            ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``); with
+            stresses ``stress_ref``, ``stress_pred``: ndarray (n_structures_with_stress * 6,), eV/Å³ (lists of S
+            arrays [6], empty without a reference stress, with ``per_structure``).
         """
         from miniff import ml
 
         ds = self.datasets[name]
+        stress = getattr(self, "stress", False)
         with torch.no_grad():
-            out = ml.forward_cauldron(self.nn, ds, grad=self.forces, normalization=self.normalization)
+            out = ml.forward_cauldron(self.nn, ds, grad=self.forces, normalization=self.normalization, stress=stress)
             ref_e = self.normalization.bw_energy(ds.per_cell_dataset.energy, ds.atom_counts())
-        e_pred = out[0] if self.forces else out
+        e_pred = out[0] if self.forces or stress else out
         n_s = ds.atoms_per_sample().to(ref_e.dtype)
         result = {"energy_ref": (ref_e[:, 0] / n_s).numpy(), "energy_pred": (e_pred.detach()[:, 0] / n_s).numpy()}
         if self.forces:
@@ -535,13 +544,24 @@ class FitWorkflow(FitPreparation):
                 f_ref = np.concatenate([f.reshape(-1) for f in f_ref])
                 f_pred = np.concatenate([f.reshape(-1) for f in f_pred])
             result["forces_ref"], result["forces_pred"] = f_ref, f_pred
+        if stress:
+            pcd = ds.per_cell_dataset
+            has = pcd.stress_mask()
+            s_ref = self.normalization.bw_stress(pcd.stress)
+            pairs = [(s_ref[s].numpy() if has[s] else np.zeros(0), out[-1][s].numpy() if has[s] else np.zeros(0))
+                     for s in range(len(n_s))]
+            s_ref, s_pred = [p[0] for p in pairs], [p[1] for p in pairs]
+            if not per_structure:
+                s_ref, s_pred = np.concatenate(s_ref), np.concatenate(s_pred)
+            result["stress_ref"], result["stress_pred"] = s_ref, s_pred
         return result
 
     def summary(self):
         """The end-of-fit report (also printed by :meth:`run`): epochs, wall time, why the fit stopped, which
         epoch's networks were kept and why, and per data set (and structure group) the RMSE of per-atom
-        energies (meV/atom) and force components (meV/Å) next to the standard deviation of the reference
-        values.  The numbers are kept in ``summary_table`` (eV/atom, eV/Å; see
+        energies (meV/atom), force components (meV/Å) and, when fitted, stress components (meV/Å³) next to the
+        standard deviation of the reference values.  The numbers are kept in ``summary_table`` (eV/atom, eV/Å,
+        eV/Å³; see
         :func:`miniff.fit.summary.error_table`)."""
         from miniff.fit.summary import error_table, fit_summary
 

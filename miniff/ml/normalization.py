@@ -10,7 +10,10 @@ Forward maps (``fw``; ``bw`` are the exact inverses):
   ``[F', F]`` matrix with ``F = F' @ features_scale[k] + features_offsets[k]`` (diagonal by default; with
   PCA its rows are orthogonal and ``D' <= D``);
 - feature Jacobians ``dF'/dr' = dF/dr @ pinv(features_scale[k]) * length_scale``;
-- charges ``q' = (q - charges_offsets[k]) / charges_scale[k]``.
+- charges ``q' = (q - charges_offsets[k]) / charges_scale[k]``;
+- stresses ``sigma' = sigma / energy_scale`` (volumes stay in Å³, so that ``sigma' V`` is the virial in
+  normalised energy units);
+- strain derivatives of the features ``dF'/d eps = dF/d eps @ pinv(features_scale[k])`` (a strain has no unit).
 """
 
 import torch
@@ -183,7 +186,25 @@ class Normalization:
         out = energy_g / self._g_factor(energy_g.dtype)
         return energy_g.copy_(out) if inplace else out
 
+    def fw_stress(self, stress, inplace=False):
+        """Stresses ``[S, 6]`` eV/Å³ -> normalised (divided by ``energy_scale``)."""
+        out = stress / self.energy_scale.to(stress.dtype)
+        return stress.copy_(out) if inplace else out
+
+    def bw_stress(self, stress, inplace=False):
+        """Normalised stresses ``[S, 6]`` -> eV/Å³."""
+        out = stress * self.energy_scale.to(stress.dtype)
+        return stress.copy_(out) if inplace else out
+
     # ------------------------------------------------------------------ features
+    def fw_features_strain(self, x, k):
+        """Strain derivatives ``[S, M, F, 6]`` of the features of species ``k`` -> normalised ``[S, M, F', 6]``."""
+        return torch.matmul(x.transpose(-1, -2), self._pinv[k].to(x.dtype)).transpose(-1, -2)
+
+    def bw_features_strain(self, x, k):
+        """Normalised strain derivatives ``[S, M, F', 6]`` of species ``k`` -> raw ``[S, M, F, 6]``."""
+        return torch.matmul(x.transpose(-1, -2), self.features_scale[k].to(x.dtype)).transpose(-1, -2)
+
     def fw_features(self, x, k, inplace=False):
         """Features ``[..., F]`` of species ``k`` -> normalised ``[..., F']``."""
         out = (x - self.features_offsets[k].to(x.dtype)) @ self._pinv[k].to(x.dtype)
@@ -264,9 +285,11 @@ class Normalization:
         counts = dataset.atom_counts()
         pc = dataset.per_cell_dataset
         energy = (self.fw_energy if fw else self.bw_energy)(pc.energy, counts)
-        energy_g = None
+        energy_g = stress = None
         if pc.energy_g is not None:
             energy_g = (self.fw_energy_g if fw else self.bw_energy_g)(pc.energy_g)
+        if pc.stress is not None:
+            stress = (self.fw_stress if fw else self.bw_stress)(pc.stress)
         per_point = []
         for k, d in enumerate(dataset.per_point_datasets):
             maskf = (d.mask != 0).to(d.dtype)[..., None]
@@ -279,14 +302,17 @@ class Normalization:
                 charges = (self.fw_charges if fw else self.bw_charges)(d.charges, k) * maskf
             if d.energies_p is not None:
                 energies_p = (self.fw_energy_components if fw else self.bw_energy_components)(d.energies_p, k) * maskf
-            per_point.append((feat, jac, charges, energies_p))
+            strain = None
+            if d.features_strain is not None:
+                strain = (self.fw_features_strain if fw else self.bw_features_strain)(d.features_strain, k)
+            per_point.append((feat, jac, charges, energies_p, strain))
         if not inplace:
-            return Dataset(PerCellDataset(energy, pc.mask, energy_g, pc.has_forces),
-                           *(PerPointDataset(f, d.mask, j, c, e, tag=d.tag)
-                             for (f, j, c, e), d in zip(per_point, dataset.per_point_datasets, strict=True)))
-        pc.energy, pc.energy_g = energy, energy_g
-        for (f, j, c, e), d in zip(per_point, dataset.per_point_datasets, strict=True):
-            d.features, d.features_g, d.charges, d.energies_p = f, j, c, e
+            return Dataset(PerCellDataset(energy, pc.mask, energy_g, pc.has_forces, stress, pc.volume, pc.has_stress),
+                           *(PerPointDataset(f, d.mask, j, c, e, tag=d.tag, features_strain=w)
+                             for (f, j, c, e, w), d in zip(per_point, dataset.per_point_datasets, strict=True)))
+        pc.energy, pc.energy_g, pc.stress = energy, energy_g, stress
+        for (f, j, c, e, w), d in zip(per_point, dataset.per_point_datasets, strict=True):
+            d.features, d.features_g, d.charges, d.energies_p, d.features_strain = f, j, c, e, w
         return dataset
 
     def fw(self, dataset, inplace=False):
