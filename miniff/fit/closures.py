@@ -6,10 +6,10 @@ The loss of :func:`simple_energy_closure` is ``w_energy * L_E + w_gradients * L_
   ``per_atom=True`` each residual is divided by the structure's atom count first);
 - ``L_G = sum_s w_s sum_{a, c} (G_pred_sac - G_ref_sac)^2 / (3 sum_s w_s n_s)`` (the mean squared
   error of the energy gradients, i.e. of the forces, over the real atoms; padding is masked out);
-- ``L_S = sum_s w_s h_s sum_v ((sigma_pred_sv - sigma_ref_sv) V_s / n_s)^2 / (6 sum_s w_s h_s)`` (the mean
-  squared error of the 6 Voigt stress components, eV/Å³, each times the structure's volume per atom
-  ``V_s / n_s``: a virial per atom, in the energy units of the dataset like ``L_E``; ``h_s`` = 1 for the
-  structures with a reference stress, 0 for the others),
+- ``L_S = sum_s w_s h_s sum_v ((sigma_pred_sv - sigma_ref_sv) V_s / m_s)^2 / (6 sum_s w_s h_s)`` (the mean
+  squared error of the 6 Voigt stress components, eV/Å³, each times the structure's volume ``V_s``: a virial,
+  compared like the energies of ``L_E`` -- ``m_s`` = the atom count with ``per_atom=True``, else 1 -- and in
+  the same energy units; ``h_s`` = 1 for the structures with a reference stress, 0 for the others),
 
 in the units of the dataset (normalised units when the dataset was normalised), ``w_s`` being optional
 per-structure weights.  Unlike miniff 0.1.4, ``w_energy`` multiplies the energy term also when forces are
@@ -178,7 +178,7 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
     if grad:
         components["gradients"] = _gradient_loss(out[1], pcd, criterion, weights, w_gradients)
     if stress:
-        components["stress"] = _stress_loss(out[-1], data, criterion, weights, w_stress)
+        components["stress"] = _stress_loss(out[-1], data, criterion, weights, w_stress, per_atom)
     if w_l2:
         components["l2"] = loss_result("l2", w_l2 * _weights_squared(networks), None, None, None)
     if len(components) == 1:
@@ -217,19 +217,20 @@ def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
     return loss_result("gradients", w_gradients * dg, g_ref, g_pred, None)
 
 
-def _stress_loss(s_pred, data, criterion, weights, w_stress):
-    """The stress term ``L_S``: ``s_pred`` and the reference ``[S, 6]`` compared as virials per atom (times
-    ``V_s / n_s``) on the structures that have a reference stress."""
+def _stress_loss(s_pred, data, criterion, weights, w_stress, per_atom):
+    """The stress term ``L_S``: ``s_pred`` and the reference ``[S, 6]`` compared as virials (times ``V_s``; per
+    atom with ``per_atom``) on the structures that have a reference stress."""
     from miniff.ml.cauldron import _cached
 
     pcd = data.per_cell_dataset
 
-    def factors():  # [S] volume per atom (0 without a reference stress), cached on the dataset
-        return pcd.volume / _atom_counts(data).to(pcd.dtype).clamp(min=1) * pcd.stress_mask().to(pcd.dtype)
+    def factors():  # [S] volume (per atom) of the structures with a reference stress, else 0; cached
+        f = pcd.volume * pcd.stress_mask().to(pcd.dtype)
+        return f / _atom_counts(data).to(pcd.dtype).clamp(min=1) if per_atom else f
 
     key = (pcd.volume, *(d.mask for d in data.per_point_datasets)) + (() if pcd.has_stress is None
                                                                         else (pcd.has_stress,))
-    f_s = _cached(pcd, "_stress_loss_cache", key, factors, extra=pcd.dtype)
+    f_s = _cached(pcd, "_stress_loss_cache", key, factors, extra=(pcd.dtype, bool(per_atom)))
     diff = (s_pred - pcd.stress) * f_s[:, None]
     if criterion is None:
         w_s = _structure_weights(weights, pcd.n_samples, pcd.dtype)

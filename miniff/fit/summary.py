@@ -3,7 +3,8 @@
 :func:`error_table` computes, per data set and per structure group, the RMSE of the per-atom energies
 (eV/atom), of the force components (eV/Å) and of the stress components (eV/Å³, when stresses are fitted)
 together with the standard deviation of the reference values (the "spread": an RMSE is only good or bad
-compared with it); :func:`format_table` turns it into lines in meV/atom, meV/Å and meV/Å³.  :func:`fit_summary` and :func:`errors_summary` are the texts of
+compared with it); :func:`format_table` turns it into lines in meV/atom, meV/Å and meV/Å³.
+:func:`fit_summary` and :func:`errors_summary` are the texts of
 :meth:`FitWorkflow.summary <miniff.fit.workflow.FitWorkflow.summary>` and
 :meth:`OneShotWorkflow.summary <miniff.fit.apply.OneShotWorkflow.summary>`.
 """

@@ -115,12 +115,19 @@ def strain_derivatives(point_p, jac_pfc, D_pc, n_points):
     Tensor of shape (n_points, F, 6), float64
         ``sum_p jac_pfc[p, f, a] D_pc[p, b]`` symmetrised in ``(a, b)``, Voigt order ``xx yy zz yz xz xy``.
     """
-    jac = torch.from_numpy(np.ascontiguousarray(jac_pfc, dtype=np.float64))
-    d = torch.from_numpy(np.ascontiguousarray(D_pc, dtype=np.float64))
-    a, b = (0, 1, 2, 1, 0, 0), (0, 1, 2, 2, 2, 1)
+    jac = np.asarray(jac_pfc, dtype=np.float64)
+    d = np.asarray(D_pc, dtype=np.float64)
+    point_p = np.asarray(point_p, dtype=np.int64)
+    a, b = [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]
     w_pfv = 0.5 * (jac[:, :, a] * d[:, None, b] + jac[:, :, b] * d[:, None, a])
-    out = torch.zeros(n_points, jac.shape[1], 6, dtype=torch.float64)
-    return out.index_add_(0, torch.from_numpy(np.asarray(point_p, dtype=np.int64)), w_pfv)
+    out = np.zeros((n_points, jac.shape[1], 6))
+    if len(point_p) and bool(np.all(point_p[1:] >= point_p[:-1])):  # pairs grouped by centre: segment sums
+        counts = np.bincount(point_p, minlength=n_points)
+        rows = np.flatnonzero(counts)
+        out[rows] = np.add.reduceat(w_pfv, (np.cumsum(counts) - counts)[rows], axis=0)
+    elif len(point_p):
+        np.add.at(out, point_p, w_pfv)
+    return torch.from_numpy(out)
 
 
 def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None, strain=False):
