@@ -70,6 +70,12 @@ def test_stress_fit_summary_equals_saved_potential(tmp_path, capsys):
         assert table[label]["stress_spread"] == pytest.approx(np.std(ref), rel=1e-12)
     line = next(x for x in format_table(fit.summary_table) if x.startswith("validation"))
     assert f"{1000 * table['validation']['stress_rmse']:8.3f}" in line
+    # the test stage reports the same stress errors
+    check = ml_util.OneShotWorkflow()
+    check.prepare(frames[7:], potentials=str(tmp_path / "p.json"))
+    check.run(summary=True)
+    assert check.errors["stress_rmse"] == pytest.approx(table["validation"]["stress_rmse"], rel=1e-8)
+    assert "meV/Å³" in capsys.readouterr().out
 
 
 def test_stress_options():
