@@ -235,7 +235,11 @@ def _stress_loss(s_pred, data, criterion, weights, w_stress, per_atom):
     if criterion is None:
         w_s = _structure_weights(weights, pcd.n_samples, pcd.dtype)
         h_s = (f_s != 0).to(pcd.dtype)
-        ds = _weighted_mean((diff**2).sum(dim=1), h_s if w_s is None else w_s * h_s, 6 * torch.ones_like(h_s))
+        wh_s = h_s if w_s is None else w_s * h_s
+        if float(wh_s.sum()) == 0:   # no structure with a stress here (a validation set, a mini-batch): no term
+            ds = (diff * 0).sum()
+        else:
+            ds = _weighted_mean((diff**2).sum(dim=1), wh_s, 6 * torch.ones_like(h_s))
     else:
         ds = criterion(diff, torch.zeros_like(diff))
     return loss_result("stress", w_stress * ds, pcd.stress, s_pred, None)

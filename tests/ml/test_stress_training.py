@@ -182,6 +182,10 @@ def test_stress_term_equals_brute_force_sum(data, per_atom):
     with torch.no_grad():
         again = energy_loss(nets, ds, w_energy=0, w_stress=3.0, weights=weights, per_atom=per_atom)
     assert float(again.components["stress"].loss_value) == float(loss.components["stress"].loss_value)
+    # a subset without any stress (a validation set): the term is 0, not NaN
+    none = ds.subset([2, 4])
+    with torch.no_grad():
+        assert float(energy_loss(nets, none, w_stress=3.0).components["stress"].loss_value) == 0.0
 
 
 def test_stress_metrics_in_physical_units(cells, data):
