@@ -91,6 +91,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=100, help="epoch limit of each fit (default 100)")
     p.add_argument("--w-stress", default="default", help="stress weights of the fits with stresses, "
                    "comma-separated (default: the default of stress=True)")
+    p.add_argument("--stress-only", action="store_true", help="only the fits with stresses")
     p.add_argument("--out", default="elastic.json", help="results file (default elastic.json)")
     args = p.parse_args(argv)
     from miniff.potentials import stillinger_weber_si
@@ -100,7 +101,7 @@ def main(argv=None):
     print("Stillinger-Weber", json.dumps({k: round(v, 4) for k, v in reference.items()}), flush=True)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for w_stress in [None] + args.w_stress.split(","):
+        for w_stress in ([] if args.stress_only else [None]) + args.w_stress.split(","):
             potentials, rec = fit(frames, seed, w_stress, args.epochs)
             rec.update({k: round(v, 4) for k, v in elastic_constants(potentials).items()})
             rec["max_rel_error"] = round(max(abs(rec[k] / reference[k] - 1) for k in ("C11", "C12", "C44", "B")), 4)

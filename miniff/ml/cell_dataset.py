@@ -198,8 +198,8 @@ class PerCellDataset(torch.utils.data.Dataset):
         cells : list of Cell or NeighborWrapper
             Structures with ``meta["total-energy"]`` (eV) and, for ``grad``, ``meta["forces"]`` ``[N, 3]`` eV/Å
             (cells without forces become energy-only samples, see ``has_forces``), for ``stress``,
-            ``meta["stress"]`` ``[6]`` eV/Å³ (cells without one, or without a positive volume, do not
-            contribute to the stress, see ``has_stress``).
+            ``meta["stress"]`` ``[6]`` eV/Å³ (cells without one, not periodic along all axes or without a
+            positive volume do not contribute to the stress, see ``has_stress``).
         values : ignored
             Kept for 0.1.4 signature compatibility (species codes are not needed here).
         grad : bool
@@ -257,7 +257,8 @@ def _stresses(cells):
         if not (np.isfinite(v) and v > 0):
             continue
         volume[s] = v
-        if "stress" not in c.meta:
+        pbc = getattr(c, "pbc", None)
+        if "stress" not in c.meta or (pbc is not None and not bool(np.all(pbc))):   # a stress needs 3D periodicity
             continue
         x = np.asarray(c.meta["stress"], dtype=float)
         if x.shape == (3, 3):
