@@ -132,7 +132,7 @@ class FitWorkflow(FitPreparation):
             ``learn_cauldron_kwargs``/``closure_kwargs``.
         stress : bool or None
             Fit stresses (``meta["stress"]``, eV/Å³; structures without one do not contribute) with a default
-            ``w_stress`` of :data:`~miniff.fit.prepare.DEFAULT_STRESS_WEIGHT` = 1; None: when
+            ``w_stress`` of :data:`~miniff.fit.prepare.DEFAULT_STRESS_WEIGHT` = 0.01; None: when
             ``closure_kwargs`` has a non-zero ``w_stress``.  The summary then reports stress RMSEs.
         group_weights : dict or None
             ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
