@@ -4,7 +4,7 @@ This is the public face of miniff's training code (the pieces live in private ``
 
 - losses and closures: :func:`simple_energy_closure` (LBFGS with strong-Wolfe line search by default,
   :class:`CompactLBFGS` for small networks, Adam or any ``torch.optim`` optimizer by name),
-  :func:`energy_loss`, :class:`SimpleClosure`, :func:`error_metrics`; energy and force weights, per-structure
+  :func:`energy_loss`, :class:`SimpleClosure`, :func:`error_metrics`; energy, force and stress weights, per-structure
   weights, Amp-style convergence criteria on energy/force RMSE and maximum residual;
 - recipes: :func:`behler_nn`, :func:`default_behler_descriptors`, :func:`default_behler_descriptors_3`,
   :func:`default_lsp_descriptors` (PyFit-FF's local structural parameters), :func:`default_wacsf_descriptors`

@@ -13,13 +13,14 @@ __all__ = ["SDWorkflow", "OneShotWorkflow", "prediction_errors"]
 
 
 def prediction_errors(cells, groups=None):
-    """Energy and force errors of cells carrying predictions and references.
+    """Energy, force and stress errors of cells carrying predictions and references.
 
     Parameters
     ----------
     cells : list of Cell
         With ``meta["total-energy"]`` (prediction, eV), ``meta["reference-energy"]`` (eV) and, where
-        available, ``meta["forces"]`` / ``meta["reference-forces"]`` ``[N, 3]`` eV/Å.
+        available, ``meta["forces"]`` / ``meta["reference-forces"]`` ``[N, 3]`` eV/Å and ``meta["stress"]`` /
+        ``meta["reference-stress"]`` ``[6]`` eV/Å³.
     groups : list of str or None
         Group label of every cell (adds ``group_<label>_...`` entries).
 
@@ -27,7 +28,8 @@ def prediction_errors(cells, groups=None):
     -------
     dict
         ``n_cells``, ``energy_rmse``, ``energy_mae``, ``energy_max`` (eV/atom) and, with forces,
-        ``force_rmse``, ``force_mae``, ``force_max`` (eV/Å, per component).
+        ``force_rmse``, ``force_mae``, ``force_max`` (eV/Å, per component), with stresses ``stress_rmse``,
+        ``stress_mae``, ``stress_max`` (eV/Å³, per Voigt component).
     """
 
     def _stats(sel):
@@ -38,12 +40,13 @@ def prediction_errors(cells, groups=None):
             de = np.asarray(de)
             out.update(energy_rmse=math.sqrt(float(np.mean(de**2))), energy_mae=float(np.mean(np.abs(de))),
                        energy_max=float(np.max(np.abs(de))))
-        df = [np.asarray(c.meta["forces"]) - np.asarray(c.meta["reference-forces"]) for c in sel
-              if "reference-forces" in c.meta]
-        if df:
-            df = np.concatenate([d.reshape(-1) for d in df])
-            out.update(force_rmse=math.sqrt(float(np.mean(df**2))), force_mae=float(np.mean(np.abs(df))),
-                       force_max=float(np.max(np.abs(df))))
+        for name, key in (("force", "forces"), ("stress", "stress")):
+            d = [np.asarray(c.meta[key]) - np.asarray(c.meta[f"reference-{key}"]) for c in sel
+                 if f"reference-{key}" in c.meta]
+            if d:
+                d = np.concatenate([x.reshape(-1) for x in d])
+                out.update({f"{name}_rmse": math.sqrt(float(np.mean(d**2))), f"{name}_mae": float(np.mean(np.abs(d))),
+                            f"{name}_max": float(np.max(np.abs(d)))})
         return out
 
     result = _stats(list(cells))
@@ -149,11 +152,14 @@ class SDWorkflow(Workflow):
 
 
 class OneShotWorkflow(SDWorkflow):
-    """Energies and forces of saved potentials on a set of cells, and their errors against the references.
+    """Energies, forces (and stresses) of saved potentials on a set of cells, and their errors against the
+    references.
 
     :meth:`run` returns copies of the cells with the predictions in ``meta["total-energy"]`` (eV) and
     ``meta["forces"]`` (eV/Å), as 0.1.4 did, the references moved to ``meta["reference-energy"]`` /
-    ``meta["reference-forces"]``; ``errors`` holds :func:`prediction_errors` (with per-group entries).
+    ``meta["reference-forces"]``; cells with a reference ``meta["stress"]`` (periodic along all axes) get the
+    predicted stress (eV/Å³) there and the reference in ``meta["reference-stress"]``; ``errors`` holds
+    :func:`prediction_errors` (with per-group entries).
     """
 
     default_tag = "test"
@@ -183,12 +189,14 @@ class OneShotWorkflow(SDWorkflow):
                 c.meta["reference-forces"] = np.asarray(cell.meta["forces"], dtype=float)
             c.meta["total-energy"] = energy
             c.meta["forces"] = forces
+            if "stress" in cell.meta and bool(np.all(nw.pbc)):
+                c.meta["reference-stress"] = np.asarray(cell.meta["stress"], dtype=float)
+                c.meta["stress"] = np.asarray(nw.stress(self.potentials, ignore_missing_species=True))
             out.append(c)
         self.cells_result = out
         self.errors = prediction_errors(out, self.groups())
-        for k in ("energy_rmse", "force_rmse"):
+        for k, unit in (("energy_rmse", "meV/atom"), ("force_rmse", "meV/Å"), ("stress_rmse", "meV/Å³")):
             if k in self.errors:
-                unit = "meV/atom" if k.startswith("energy") else "meV/Å"
                 self.log.info("%s: %s = %.3f %s", self.tag, k, 1000 * self.errors[k], unit)
         if fn_output is not None:
             self._write(out, fn_output)
@@ -198,9 +206,10 @@ class OneShotWorkflow(SDWorkflow):
         return out
 
     def summary(self):
-        """The errors of the potentials on the cells (after :meth:`run`): RMSE of per-atom energies (meV/atom)
-        and force components (meV/Å) with the standard deviation of the reference values, per group too.
-        The numbers are kept in ``summary_table`` (eV/atom, eV/Å)."""
+        """The errors of the potentials on the cells (after :meth:`run`): RMSE of per-atom energies (meV/atom),
+        force components (meV/Å) and stress components (meV/Å³, cells with a reference stress) with the standard
+        deviation of the reference values, per group too.  The numbers are kept in ``summary_table`` (eV/atom,
+        eV/Å, eV/Å³)."""
         from miniff.fit.summary import error_table, errors_summary
 
         cells = [c for c in self.cells_result if "reference-energy" in c.meta]
@@ -213,6 +222,9 @@ class OneShotWorkflow(SDWorkflow):
             p["forces_ref"] = [c.meta.get("reference-forces", np.zeros((0, 3))) for c in cells]
             p["forces_pred"] = [c.meta["forces"] if "reference-forces" in c.meta else np.zeros((0, 3))
                                 for c in cells]
+        if any("reference-stress" in c.meta for c in cells):
+            p["stress_ref"] = [c.meta.get("reference-stress", np.zeros(0)) for c in cells]
+            p["stress_pred"] = [c.meta["stress"] if "reference-stress" in c.meta else np.zeros(0) for c in cells]
         self.summary_table = error_table([("test", p)])
         return errors_summary(self.tag, len(self.cells_result), self.summary_table)
 
@@ -228,7 +240,9 @@ class OneShotWorkflow(SDWorkflow):
                 r.meta["total-energy"] = c.meta["reference-energy"]
             if "reference-forces" in c.meta:
                 r.meta["forces"] = c.meta["reference-forces"]
-            for k in ("reference-energy", "reference-forces"):
+            if "reference-stress" in c.meta:
+                r.meta["stress"] = c.meta["reference-stress"]
+            for k in ("reference-energy", "reference-forces", "reference-stress"):
                 r.meta.pop(k, None)
             refs.append(r)
         write_cells(refs, fn_output, predicted=list(cells))

@@ -1,11 +1,15 @@
 """Loss functions, closures and error metrics for fitting NN potentials.
 
-The loss of :func:`simple_energy_closure` is ``w_energy * L_E + w_gradients * L_G`` with
+The loss of :func:`simple_energy_closure` is ``w_energy * L_E + w_gradients * L_G + w_stress * L_S`` with
 
 - ``L_E = sum_s w_s (E_pred_s - E_ref_s)^2 / sum_s w_s`` (the mean squared energy error; with
   ``per_atom=True`` each residual is divided by the structure's atom count first);
 - ``L_G = sum_s w_s sum_{a, c} (G_pred_sac - G_ref_sac)^2 / (3 sum_s w_s n_s)`` (the mean squared
-  error of the energy gradients, i.e. of the forces, over the real atoms; padding is masked out),
+  error of the energy gradients, i.e. of the forces, over the real atoms; padding is masked out);
+- ``L_S = sum_s w_s h_s sum_v ((sigma_pred_sv - sigma_ref_sv) V_s / m_s)^2 / (6 sum_s w_s h_s)`` (the mean
+  squared error of the 6 Voigt stress components, eV/Å³, each times the structure's volume ``V_s``: a virial,
+  compared like the energies of ``L_E`` -- ``m_s`` = the atom count with ``per_atom=True``, else 1 -- and in
+  the same energy units; ``h_s`` = 1 for the structures with a reference stress, 0 for the others),
 
 in the units of the dataset (normalised units when the dataset was normalised), ``w_s`` being optional
 per-structure weights.  Unlike miniff 0.1.4, ``w_energy`` multiplies the energy term also when forces are
@@ -20,6 +24,7 @@ from functools import partial
 
 import torch
 
+from miniff.fit.metrics import _atom_counts, _forward, error_metrics
 from miniff.ml.single import unique_parameters
 
 __all__ = [
@@ -82,29 +87,6 @@ def resolve_optimizer(optimizer):
     return optimizer
 
 
-def _forward(networks, dataset, grad):
-    from miniff import ml
-
-    return ml.forward_cauldron(networks, dataset, grad=grad)
-
-
-def _atom_counts(dataset):
-    """Number of real atoms per structure, ``[S]`` (sums of the per-point masks; cached on the dataset until a
-    mask changes: do not modify the result in place)."""
-    from miniff.ml.cauldron import _cached
-
-    masks = [ppd.mask for ppd in dataset.per_point_datasets]
-
-    def compute():
-        counts = None
-        for m in masks:
-            c = m.reshape(m.shape[0], -1).sum(dim=1)
-            counts = c if counts is None else counts + c
-        return counts
-
-    return _cached(dataset, "_atom_counts_cache", masks, compute)
-
-
 def _structure_weights(weights, n, dtype):
     if weights is None:
         return None
@@ -128,7 +110,7 @@ def _weighted_mean(sq_s, w_s, denom_s=None):
 
 
 def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energies_p=False, weights=None,
-                per_atom=False, w_l2=0):
+                per_atom=False, w_l2=0, w_stress=0):
     """Loss of energies (and energy gradients) predicted by ``networks`` on ``data``.
 
     Parameters
@@ -149,29 +131,36 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
         Divide each energy residual by the structure's atom count (per-atom energies).
     w_l2 : float
         Weight of an L2 penalty ``w_l2 * sum(w ** 2)`` over the weight matrices (not the biases) of the networks.
+    w_stress : float
+        Weight of the stress term ``L_S`` (module docstring; needs a dataset built with ``stress=True``).
 
     Returns
     -------
     loss_result
-        ``loss_id`` is ``"total"`` (components ``"energy"`` and, when used, ``"gradients"`` and ``"l2"``) when
-        gradients are fitted or ``w_l2 != 0``, else ``"energy"``.
+        ``loss_id`` is ``"total"`` (components ``"energy"`` and, when used, ``"gradients"``, ``"stress"`` and
+        ``"l2"``) when gradients or stresses are fitted or ``w_l2 != 0``, else ``"energy"``.
     """
     if w_l2 < 0:
         raise ValueError(f"w_l2 must be >= 0, got {w_l2}")
     if criterion is not None and weights is not None:
         raise ValueError("weights: per-structure weights need the default criterion (criterion=None)")
-    grad = w_gradients != 0
+    grad, stress = w_gradients != 0, w_stress != 0
     pcd = data.per_cell_dataset
     if grad and (pcd.energy_g is None or not data.is_gradient_available()):
         raise ValueError("w_gradients: the dataset has no energy gradients and feature Jacobians "
                          "(build it with grad=True)")
-    out = _forward_any(networks, data, grad=grad, energies_p=energies_p)
+    if stress and (pcd.stress is None or not all(d.features_strain is not None for d in data.per_point_datasets)):
+        raise ValueError("w_stress: the dataset has no reference stresses and strain derivatives of the features "
+                         "(build it with stress=True)")
+    if stress and energies_p:
+        raise ValueError("w_stress: stresses cannot be fitted with energies_p=True")
+    out = _forward_any(networks, data, grad=grad, energies_p=energies_p, stress=stress)
     if energies_p:
         refs = [ppd.energies_p for ppd in data.per_point_datasets]
         de = sum(_mse(p, r, criterion) for p, r in zip(out, refs, strict=True))
         e_pred, e_ref = out, refs
     else:
-        e_pred = out[0] if grad else out
+        e_pred = out[0] if grad or stress else out
         e_ref = pcd.energy
         w_s = _structure_weights(weights, e_ref.shape[0], e_ref.dtype)
         if criterion is None:
@@ -189,6 +178,8 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
     components = {"energy": energy}
     if grad:
         components["gradients"] = _gradient_loss(out[1], pcd, criterion, weights, w_gradients)
+    if stress:
+        components["stress"] = _stress_loss(out[-1], data, criterion, weights, w_stress, per_atom)
     if w_l2:
         components["l2"] = loss_result("l2", w_l2 * _weights_squared(networks), None, None, None)
     if len(components) == 1:
@@ -227,16 +218,44 @@ def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
     return loss_result("gradients", w_gradients * dg, g_ref, g_pred, None)
 
 
+def _stress_loss(s_pred, data, criterion, weights, w_stress, per_atom):
+    """The stress term ``L_S``: ``s_pred`` and the reference ``[S, 6]`` compared as virials (times ``V_s``; per
+    atom with ``per_atom``) on the structures that have a reference stress."""
+    from miniff.ml.cauldron import _cached
+
+    pcd = data.per_cell_dataset
+
+    def factors():  # [S] volume (per atom) of the structures with a reference stress, else 0; cached
+        f = pcd.volume * pcd.stress_mask().to(pcd.dtype)
+        return f / _atom_counts(data).to(pcd.dtype).clamp(min=1) if per_atom else f
+
+    key = (pcd.volume, *(d.mask for d in data.per_point_datasets)) + (() if pcd.has_stress is None
+                                                                        else (pcd.has_stress,))
+    f_s = _cached(pcd, "_stress_loss_cache", key, factors, extra=(pcd.dtype, bool(per_atom)))
+    diff = (s_pred - pcd.stress) * f_s[:, None]
+    if criterion is None:
+        w_s = _structure_weights(weights, pcd.n_samples, pcd.dtype)
+        h_s = (f_s != 0).to(pcd.dtype)
+        wh_s = h_s if w_s is None else w_s * h_s
+        if float(wh_s.sum()) == 0:   # no structure with a stress here (a validation set, a mini-batch): no term
+            ds = (diff * 0).sum()
+        else:
+            ds = _weighted_mean((diff**2).sum(dim=1), wh_s, 6 * torch.ones_like(h_s))
+    else:
+        ds = criterion(diff, torch.zeros_like(diff))
+    return loss_result("stress", w_stress * ds, pcd.stress, s_pred, None)
+
+
 def _mse(pred, ref, criterion):
     return torch.mean((pred - ref) ** 2) if criterion is None else criterion(pred, ref)
 
 
-def _forward_any(networks, data, grad, energies_p):
+def _forward_any(networks, data, grad, energies_p, stress=False):
     if energies_p:
         from miniff import ml
 
         return ml.forward_cauldron(networks, data, energies_p=True)
-    return _forward(networks, data, grad)
+    return _forward(networks, data, grad, stress)
 
 
 class SimpleClosure:
@@ -343,7 +362,8 @@ class SimpleClosure:
         """Error metrics of the networks on ``dataset`` (see :func:`error_metrics`)."""
         dataset = self.dataset if dataset is None else dataset
         grad = self.loss_function_kwargs.get("w_gradients", 0) != 0
-        return error_metrics(self.networks, dataset, self.normalization, forces=grad)
+        stress = self.loss_function_kwargs.get("w_stress", 0) != 0
+        return error_metrics(self.networks, dataset, self.normalization, forces=grad, stress=stress)
 
     def converged(self, metrics=None):
         """True when every convergence criterion that is set is met (False if none is set).
@@ -421,71 +441,9 @@ def _check_convergence(convergence):
     return out
 
 
-def error_metrics(networks, dataset, normalization=None, forces=None, groups=None):
-    """Energy and force errors of ``networks`` on ``dataset``.
-
-    Parameters
-    ----------
-    networks : list of torch.nn.Module
-        One network per species.
-    dataset : miniff.ml.Dataset
-        Reference data (normalised or not).
-    normalization : miniff.ml.Normalization or None
-        The dataset's normalisation; residuals are converted back to eV and eV/Å with its
-        ``energy_scale`` and ``length_scale``.  None: residuals in dataset units.
-    forces : bool or None
-        Compute force errors; None = when the dataset carries gradients.
-    groups : sequence of str or None
-        A group label per structure; adds ``group_<label>_energy_rmse`` (and ``_force_rmse``) entries.
-
-    Returns
-    -------
-    dict
-        ``energy_rmse``, ``energy_max`` (eV/atom), ``energy_mae`` (eV/atom), and with forces
-        ``force_rmse``, ``force_max``, ``force_mae`` (eV/Å, over force components of real atoms).
-    """
-    pcd = dataset.per_cell_dataset
-    if forces is None:
-        forces = pcd.energy_g is not None
-    e_scale, g_scale = 1.0, 1.0
-    if normalization is not None:
-        e_scale = float(normalization.energy_scale)
-        ls = getattr(normalization, "length_scale", None)
-        g_scale = e_scale / float(ls) if ls is not None else e_scale
-    with torch.no_grad():  # forward_cauldron still differentiates for the forces, without a graph to keep
-        out = _forward(networks, dataset, grad=forces)
-    e_pred = (out[0] if forces else out).detach()
-    n_s = _atom_counts(dataset).to(e_pred.dtype).clamp(min=1)
-    de_s = (e_pred - pcd.energy).reshape(-1) / n_s * e_scale
-    result = {
-        "energy_rmse": float(torch.sqrt(torch.mean(de_s**2))),
-        "energy_max": float(de_s.abs().max()),
-        "energy_mae": float(de_s.abs().mean()),
-    }
-    sq_s = cnt_s = None
-    if forces:
-        mask = pcd.force_mask().to(e_pred.dtype)
-        dg = (out[1].detach() - pcd.energy_g) * mask[..., None] * g_scale
-        n_comp = 3 * float(mask.sum())
-        result["force_rmse"] = math.sqrt(float((dg**2).sum()) / n_comp)
-        result["force_max"] = float(dg.abs().max())
-        result["force_mae"] = float(dg.abs().sum()) / n_comp
-        sq_s, cnt_s = (dg**2).sum(dim=(1, 2)), 3 * mask.sum(dim=1)
-    if groups is not None:
-        groups = list(groups)
-        if len(groups) != len(de_s):
-            raise ValueError(f"groups must have one label per structure ({len(de_s)}), got {len(groups)}")
-        for g in sorted(set(groups)):
-            idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
-            result[f"group_{g}_energy_rmse"] = float(torch.sqrt(torch.mean(de_s[idx] ** 2)))
-            if sq_s is not None and float(cnt_s[idx].sum()) > 0:
-                result[f"group_{g}_force_rmse"] = math.sqrt(float(sq_s[idx].sum()) / float(cnt_s[idx].sum()))
-    return result
-
-
 def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None, optimizer_kwargs=None,
                           w_energy=1, w_gradients=0, energies_p=False, weights=None, per_atom=False,
-                          convergence=None, normalization=None, w_l2=0):
+                          convergence=None, normalization=None, w_l2=0, w_stress=0):
     """A :class:`SimpleClosure` fitting energies (and forces) with :func:`energy_loss`.
 
     Parameters
@@ -510,6 +468,8 @@ def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None
         Use per-atom energy residuals in the energy term.
     w_l2 : float
         L2 penalty on the networks' weight matrices (see :func:`energy_loss`; in normalised units).
+    w_stress : float
+        Weight of the stress term (``w_stress != 0`` fits stresses; see :func:`energy_loss`).
     convergence : dict or None
         Amp-like criteria ``{"energy_rmse", "energy_maxresid", "force_rmse", "force_maxresid"}``
         (eV/atom, eV/Å); see :meth:`SimpleClosure.converged`.
@@ -524,6 +484,8 @@ def simple_energy_closure(networks, dataset=None, criterion=None, optimizer=None
                   per_atom=per_atom)
     if w_l2:
         kwargs["w_l2"] = w_l2
+    if w_stress:
+        kwargs["w_stress"] = w_stress
     return SimpleClosure(networks, energy_loss, dataset=dataset, criterion=criterion, optimizer=optimizer,
                          optimizer_kwargs=optimizer_kwargs, loss_function_kwargs=kwargs, convergence=convergence,
                          normalization=normalization)

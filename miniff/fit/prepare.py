@@ -3,7 +3,7 @@
 :class:`FitPreparation` is the base of :class:`~miniff.fit.workflow.FitWorkflow`; ``prepare`` calls its steps
 in this order, each reading the attributes set by the ones before::
 
-    _fit_options       -> forces                         (checks cuda / forces / w_gradients)
+    _fit_options       -> forces, stress                 (checks cuda / forces / w_gradients / stress / w_stress)
     _load_cells        -> cells, order                   (training cells, then any validation file)
     _make_descriptors  -> descriptors, cells_nw, cutoff  (given, loaded, RuNNer file or a recipe)
     _make_datasets     -> timings, cell_groups, cell_indices, normalization, datasets
@@ -45,18 +45,24 @@ DEFAULT_FORCE_WEIGHT = 30.0
 #: :class:`~miniff.fit.lbfgs.CompactLBFGS`, 100 curvature pairs): iterations per epoch (at most 125 loss
 #: evaluations) and tolerances; measured in ``docs/fit-your-data.md``.
 DEFAULT_OPTIMIZER_KWARGS = {"max_iter": 100, "tolerance_grad": 1e-12, "tolerance_change": 1e-14}
+#: Stress weight ``w_stress`` of ``prepare(stress=True)`` when none is given (the stress term compares virials with
+#: the energies, in normalised energy units, see :mod:`miniff.fit.closures`); measured in ``docs/fit-your-data.md``
+#: (``examples/si_sw/elastic.py``: 0.01 improved the elastic constants and the held-out energies; 0.1 and 1 fitted
+#: the stresses better at the cost of the forces).
+DEFAULT_STRESS_WEIGHT = 0.01
 
 
 class FitPreparation(Workflow):
     """The steps of :meth:`FitWorkflow.prepare <miniff.fit.workflow.FitWorkflow.prepare>` (see the module
     docstring); parameters are those of :class:`~miniff.fit.base.Workflow`."""
 
-    def _fit_options(self, cuda, forces, learn_cauldron_kwargs, closure_kwargs):
-        """Check ``cuda`` and the force options; set ``forces`` (are forces fitted).
+    def _fit_options(self, cuda, forces, learn_cauldron_kwargs, closure_kwargs, stress=None):
+        """Check ``cuda``, the force and the stress options; set ``forces`` and ``stress`` (what is fitted).
 
         Reads the ``prepare`` arguments only.  Returns copies of ``learn_cauldron_kwargs`` and
         ``closure_kwargs`` completed by ``forces`` (``grad``, a default ``w_gradients`` of
-        :data:`DEFAULT_FORCE_WEIGHT`).
+        :data:`DEFAULT_FORCE_WEIGHT`) and ``stress`` (``stress``, a default ``w_stress`` of
+        :data:`DEFAULT_STRESS_WEIGHT`; a non-zero ``w_stress`` alone also computes what stresses need).
         """
         if cuda not in (None, False, "auto"):
             raise ValueError(f"cuda: FitWorkflow trains on the CPU; use cuda=None/'auto'/False, got {cuda!r}")
@@ -72,6 +78,15 @@ class FitPreparation(Workflow):
         if closure_kwargs.get("w_gradients", 0) != 0 and not grad:
             raise ValueError("closure_kwargs: w_gradients != 0 needs forces (learn_cauldron_kwargs grad=True)")
         self.forces = grad and closure_kwargs.get("w_gradients", 0) != 0
+        if stress is not None and not isinstance(stress, bool):
+            raise TypeError(f"stress must be true, false or None, got {type(stress).__name__}")
+        if stress:
+            closure_kwargs.setdefault("w_stress", DEFAULT_STRESS_WEIGHT)
+        elif stress is False and closure_kwargs.get("w_stress", 0) != 0:
+            raise ValueError("closure_kwargs: w_stress != 0 but stress=False")
+        self.stress = closure_kwargs.get("w_stress", 0) != 0
+        if self.stress:
+            learn_cauldron_kwargs["stress"] = True
         return learn_cauldron_kwargs, closure_kwargs
 
     def _load_cells(self, fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,

@@ -1,9 +1,10 @@
 """The short reports printed at the end of a fit or a test: errors with units, next to the spread of the data.
 
 :func:`error_table` computes, per data set and per structure group, the RMSE of the per-atom energies
-(eV/atom) and of the force components (eV/Å) together with the standard deviation of the reference values
-(the "spread": an RMSE is only good or bad compared with it); :func:`format_table` turns it into lines in
-meV/atom and meV/Å.  :func:`fit_summary` and :func:`errors_summary` are the texts of
+(eV/atom), of the force components (eV/Å) and of the stress components (eV/Å³, when stresses are fitted)
+together with the standard deviation of the reference values (the "spread": an RMSE is only good or bad
+compared with it); :func:`format_table` turns it into lines in meV/atom, meV/Å and meV/Å³.
+:func:`fit_summary` and :func:`errors_summary` are the texts of
 :meth:`FitWorkflow.summary <miniff.fit.workflow.FitWorkflow.summary>` and
 :meth:`OneShotWorkflow.summary <miniff.fit.apply.OneShotWorkflow.summary>`.  A charge fit reports charge errors
 (e) per data set and species instead (:func:`charge_table`, :func:`charge_fit_summary`).
@@ -30,15 +31,17 @@ STOP_REASONS = {
 }
 
 
-def _stats(e_ref, e_pred, f_ref, f_pred):
-    """RMSE and reference spread of per-atom energies (arrays [S], eV/atom) and force components (eV/Å)."""
+def _stats(e_ref, e_pred, f_ref, f_pred, s_ref=None, s_pred=None):
+    """RMSE and reference spread of per-atom energies (arrays [S], eV/atom), force components (eV/Å) and stress
+    components (eV/Å³)."""
     out = {"n": len(e_ref)}
     if len(e_ref):
         out["energy_rmse"] = math.sqrt(float(np.mean((e_pred - e_ref) ** 2)))
         out["energy_spread"] = float(np.std(e_ref))
-    if f_ref is not None and len(f_ref):
-        out["force_rmse"] = math.sqrt(float(np.mean((f_pred - f_ref) ** 2)))
-        out["force_spread"] = float(np.std(f_ref))
+    for name, ref, pred in (("force", f_ref, f_pred), ("stress", s_ref, s_pred)):
+        if ref is not None and len(ref):
+            out[f"{name}_rmse"] = math.sqrt(float(np.mean((pred - ref) ** 2)))
+            out[f"{name}_spread"] = float(np.std(ref))
     return out
 
 
@@ -50,46 +53,56 @@ def error_table(rows):
     rows : list of (label, dict)
         Per data set: ``energy_ref``, ``energy_pred`` (ndarray [S], eV/atom); optionally ``forces_ref``,
         ``forces_pred`` (lists of S arrays of force components, eV/Å; an empty array for a structure without
-        reference forces) and ``groups`` (a label per structure, or None).
+        reference forces), ``stress_ref``, ``stress_pred`` (lists of S arrays of stress components, eV/Å³; empty
+        without a reference stress) and ``groups`` (a label per structure, or None).
 
     Returns
     -------
     list of (label, dict)
         Per set, then per group of that set (label ``"  <set>, group <g>"``): ``n`` (structures),
-        ``energy_rmse``, ``energy_spread`` (eV/atom), ``force_rmse``, ``force_spread`` (eV/Å) when forces exist.
+        ``energy_rmse``, ``energy_spread`` (eV/atom), ``force_rmse``, ``force_spread`` (eV/Å) when forces exist,
+        ``stress_rmse``, ``stress_spread`` (eV/Å³) when stresses exist.
     """
     out = []
     for label, p in rows:
         e_ref, e_pred = np.asarray(p["energy_ref"], float), np.asarray(p["energy_pred"], float)
         f_ref, f_pred = p.get("forces_ref"), p.get("forces_pred")
+        s_ref, s_pred = p.get("stress_ref"), p.get("stress_pred")
 
         def cat(items, sel):
             return None if items is None else np.concatenate([np.asarray(items[i], float).ravel() for i in sel] or
                                                              [np.zeros(0)])
 
         everything = range(len(e_ref))
-        out.append((label, _stats(e_ref, e_pred, cat(f_ref, everything), cat(f_pred, everything))))
+        out.append((label, _stats(e_ref, e_pred, cat(f_ref, everything), cat(f_pred, everything),
+                                  cat(s_ref, everything), cat(s_pred, everything))))
         groups = p.get("groups")
         if groups is not None and len(set(groups)) > 1:
             for g in sorted(set(groups)):
                 sel = [i for i, x in enumerate(groups) if x == g]
                 out.append((f"  {label}, group {g}", _stats(e_ref[sel], e_pred[sel], cat(f_ref, sel),
-                                                              cat(f_pred, sel))))
+                                                              cat(f_pred, sel), cat(s_ref, sel), cat(s_pred, sel))))
     return out
 
 
 def format_table(table):
-    """Lines of an :func:`error_table` in meV/atom and meV/Å (RMSE, and the spread of the references)."""
+    """Lines of an :func:`error_table` in meV/atom, meV/Å and meV/Å³ (RMSE, and the spread of the references)."""
     width = max([10] + [len(label) for label, _ in table]) + 2
-    lines = [f"{'':{width}s}{'cells':>6s}   {'energy RMSE (spread)':>28s}   {'force RMSE (spread)':>26s}"]
+    stress = any("stress_rmse" in s for _, s in table)
+    lines = [f"{'':{width}s}{'cells':>6s}   {'energy RMSE (spread)':>28s}   {'force RMSE (spread)':>26s}"
+             + (f"   {'stress RMSE (spread)':>28s}" if stress else "")]
     for label, s in table:
         energy = (f"{1000 * s['energy_rmse']:8.2f} ({1000 * s['energy_spread']:8.2f}) meV/atom"
                   if "energy_rmse" in s else "")
         force = (f"{1000 * s['force_rmse']:8.1f} ({1000 * s['force_spread']:7.1f}) meV/Å"
                  if "force_rmse" in s else "")
-        lines.append(f"{label:{width}s}{s['n']:6d}   {energy:>28s}   {force:>26s}".rstrip())
+        line = f"{label:{width}s}{s['n']:6d}   {energy:>28s}   {force:>26s}"
+        if stress:
+            line += (f"   {1000 * s['stress_rmse']:8.3f} ({1000 * s['stress_spread']:7.3f}) meV/Å³"
+                     if "stress_rmse" in s else "")
+        lines.append(line.rstrip())
     if not any("force_rmse" in s for _, s in table):
-        lines[0] = lines[0].replace("force RMSE (spread)", "").rstrip()
+        lines[0] = lines[0].replace("force RMSE (spread)", " " * 19 if stress else "").rstrip()
     return lines
 
 

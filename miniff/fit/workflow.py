@@ -34,6 +34,7 @@ from miniff.fit.committee_fit import (
 )
 from miniff.fit.compat import warn_ignored
 from miniff.fit.log import FitLog
+from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
 from miniff.fit.prepare import DEFAULT_CUTOFF, FitPreparation
 
@@ -75,7 +76,7 @@ class FitWorkflow(FitPreparation):
                 descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
                 test_set=0.1, split_seed=0,
                 nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
-                load=None, parallel=False, cuda=None, plot_kwargs=None, committee=None):
+                load=None, parallel=False, cuda=None, plot_kwargs=None, committee=None, stress=None):
         """Load cells, compute descriptors and datasets, split, normalise, build networks and the closure.
 
         Parameters
@@ -142,6 +143,10 @@ class FitWorkflow(FitPreparation):
             Fit forces (sets ``learn_cauldron_kwargs["grad"]`` and a default ``w_gradients`` of
             :data:`~miniff.fit.prepare.DEFAULT_FORCE_WEIGHT` = 30); None: decided by
             ``learn_cauldron_kwargs``/``closure_kwargs``.
+        stress : bool or None
+            Fit stresses (``meta["stress"]``, eV/Å³; structures without one do not contribute) with a default
+            ``w_stress`` of :data:`~miniff.fit.prepare.DEFAULT_STRESS_WEIGHT` = 0.01; None: when
+            ``closure_kwargs`` has a non-zero ``w_stress``.  The summary then reports stress RMSEs.
         group_weights : dict or None
             ``{group label: weight}`` per-structure weights by ``meta["group"]`` (others 1).
         checkpoint : str or None
@@ -163,7 +168,8 @@ class FitWorkflow(FitPreparation):
             :mod:`miniff.fit.committee_fit`); ``run`` then fits every member and saves one file of
             :class:`~miniff.ml.CommitteePotential` entries.
         """
-        learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs)
+        learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs,
+                                                                  stress)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
                                      cells_selection, test_set, split_seed, cells_group_key)
@@ -267,7 +273,8 @@ class FitWorkflow(FitPreparation):
     def metrics(self, name="learn"):
         """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
         groups = None if self.cell_groups is None else self.cell_groups[name]
-        return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups)
+        return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups,
+                             stress=getattr(self, "stress", False))
 
     @property
     def losses(self):
@@ -530,7 +537,7 @@ class FitWorkflow(FitPreparation):
         return fn
 
     def predict(self, name="learn", per_structure=False):
-        """Reference and predicted energies (eV/atom) and forces (eV/Å) on dataset ``name``.
+        """Reference and predicted energies (eV/atom), forces (eV/Å) and stresses (eV/Å³) on dataset ``name``.
 
         Parameters
         ----------
@@ -543,37 +550,22 @@ class FitWorkflow(FitPreparation):
         -------
         dict
             ``energy_ref``, ``energy_pred``: ndarray (S,), eV/atom; with forces ``forces_ref``, ``forces_pred``:
-            ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``).
+            ndarray (n_atoms_with_forces * 3,), eV/Å (lists of S arrays [n_s, 3] with ``per_structure``); with
+            stresses ``stress_ref``, ``stress_pred``: ndarray (n_structures_with_stress * 6,), eV/Å³ (lists of S
+            arrays [6], empty without a reference stress, with ``per_structure``).
             For a committee: the members' mean, plus their standard deviations ``energy_std`` and ``forces_std``.
         """
-        from miniff import ml
-
         if getattr(self, "members", None):
             return committee_predict(self, name, per_structure)
-        ds = self.datasets[name]
-        with torch.no_grad():
-            out = ml.forward_cauldron(self.nn, ds, grad=self.forces, normalization=self.normalization)
-            ref_e = self.normalization.bw_energy(ds.per_cell_dataset.energy, ds.atom_counts())
-        e_pred = out[0] if self.forces else out
-        n_s = ds.atoms_per_sample().to(ref_e.dtype)
-        result = {"energy_ref": (ref_e[:, 0] / n_s).numpy(), "energy_pred": (e_pred.detach()[:, 0] / n_s).numpy()}
-        if self.forces:
-            pcd = ds.per_cell_dataset
-            mask = pcd.force_mask() != 0
-            g_ref = self.normalization.bw_energy_g(pcd.energy_g)
-            f_ref = [(-g_ref[s][mask[s]]).numpy() for s in range(len(n_s))]
-            f_pred = [(-out[1].detach()[s][mask[s]]).numpy() for s in range(len(n_s))]
-            if not per_structure:
-                f_ref = np.concatenate([f.reshape(-1) for f in f_ref])
-                f_pred = np.concatenate([f.reshape(-1) for f in f_pred])
-            result["forces_ref"], result["forces_pred"] = f_ref, f_pred
-        return result
+        return network_predictions(self.nn, self.datasets[name], self.normalization, self.forces,
+                                   getattr(self, "stress", False), per_structure)
 
     def summary(self):
         """The end-of-fit report (also printed by :meth:`run`): epochs, wall time, why the fit stopped, which
         epoch's networks were kept and why, and per data set (and structure group) the RMSE of per-atom
-        energies (meV/atom) and force components (meV/Å) next to the standard deviation of the reference
-        values.  The numbers are kept in ``summary_table`` (eV/atom, eV/Å; see
+        energies (meV/atom), force components (meV/Å) and, when fitted, stress components (meV/Å³) next to the
+        standard deviation of the reference values.  The numbers are kept in ``summary_table`` (eV/atom, eV/Å,
+        eV/Å³; see
         :func:`miniff.fit.summary.error_table`)."""
         from miniff.fit.summary import error_table, fit_summary
 

@@ -1,7 +1,9 @@
 """Building datasets from cells (``learn_cauldron``) and running networks on them (``forward_cauldron``).
 
 Forces use the sparse Jacobian: ``dE/dr[s, a] = sum_e [s_e = s, a_e = a] dE/dF[s, p_e] . values_edc[e]``,
-a gather, a batched dot product and an ``index_add`` -- memory linear in pairs x descriptors.
+a gather, a batched dot product and an ``index_add`` -- memory linear in pairs x descriptors.  Stresses use the
+strain derivatives of the features (per atom, built from the per-pair Jacobian):
+``sigma[s, v] = sum_{k, p, f} dE/dF_k[s, p, f] features_strain_k[s, p, f, v] / volume[s]``.
 """
 
 import contextlib
@@ -26,7 +28,7 @@ __all__ = ["learn_cauldron", "forward_cauldron", "fw_cauldron", "fw_cauldron_cha
            "prepare_descriptor_data"]
 def learn_cauldron(cells, descriptors, grad=False, normalize=True, extract_forces=None, extract_charges=False,
                    energies_p=False, norm_kwargs=None, n_threads=None, progress=None, dtype=torch.float64,
-                   prefer_parallel=None):
+                   prefer_parallel=None, stress=False):
     """Compute descriptors (and their sparse Jacobians) of cells and assemble a training dataset.
 
     Parameters
@@ -59,6 +61,9 @@ def learn_cauldron(cells, descriptors, grad=False, normalize=True, extract_force
     prefer_parallel : bool or None
         0.1.4 compatibility: False means ``n_threads=1`` (when ``n_threads`` is None; otherwise it is ignored,
         as is True).  Deprecated: any value but None emits a DeprecationWarning.
+    stress : bool
+        Collect ``meta["stress"]`` (eV/Å³) and the cell volumes, and compute the strain derivatives of the
+        features (``features_strain``) for stress training; cells without a stress are kept (``has_stress``).
 
     Returns
     -------
@@ -86,10 +91,11 @@ def learn_cauldron(cells, descriptors, grad=False, normalize=True, extract_force
                        f"(keys: {sorted(descriptors)})")
     if extract_forces is None:
         extract_forces = grad
-    per_cell = PerCellDataset.from_cells(wrappers, grad=extract_forces, dtype=dtype)
+    per_cell = PerCellDataset.from_cells(wrappers, grad=extract_forces, dtype=dtype, stress=stress)
     per_point = [
         PerPointDataset.from_cells(wrappers, descriptors[species], species, grad=grad, charge=extract_charges,
-                                   energies_p=energies_p, dtype=dtype, n_threads=n_threads, progress=progress)
+                                   energies_p=energies_p, dtype=dtype, n_threads=n_threads, progress=progress,
+                                   strain=stress)
         for species in sorted(descriptors)
     ]
     dataset = Dataset(per_cell, *per_point)
@@ -298,15 +304,43 @@ def _total_energy(runs, s, dtype):
     return energy
 
 
-def _position_gradients(runs, per_point, n_atoms, create_graph):
-    """``[S, A, 3]`` dE/dr (A = ``n_atoms``): the input gradients of the networks (one autograd call for all the
-    networks not differentiated yet) contracted with the feature Jacobians."""
+def _input_gradients(runs, per_point, create_graph):
+    """Set ``dE_dx`` of every run with points: one autograd call for all the networks not differentiated yet."""
     pending = [r for r, d in zip(runs, per_point, strict=True) if r.dE_dx is None and d.n_points]
     if pending:
         dx = torch.autograd.grad([r.atomic.sum() for r in pending], [r.x for r in pending],
                                  create_graph=create_graph)
         for r, g in zip(pending, dx, strict=True):
             r.dE_dx = g
+
+
+def _strain_gradients(runs, per_point, volume):
+    """``[S, 6]`` stresses ``(1/V) dE/d eps`` (Voigt; dataset energy units per Å³): the input gradients of the
+    networks contracted with the strain derivatives of the features (``features_strain``), divided by
+    ``volume [S]``."""
+    virial = None
+    for r, d in zip(runs, per_point, strict=True):
+        if r.dE_dx is None:  # no points
+            continue
+        strain = d.features_strain
+        if r.compact is None:
+            w = torch.einsum("spf,spfv->sv", r.dE_dx, strain)
+        else:  # the real points only: gather their strain derivatives (cached on the dataset)
+            flat = r.compact[2]
+            rows = _cached(d, "_compact_strain_cache", (strain, flat),
+                           lambda s=strain, i=flat: s.reshape(-1, s.shape[2], 6)[i])
+            w = torch.zeros(d.n_samples, 6, dtype=r.dE_dx.dtype).index_add(
+                0, r.compact[1], torch.einsum("nf,nfv->nv", r.dE_dx, rows))
+        virial = w if virial is None else virial + w
+    if virial is None:
+        virial = torch.zeros(per_point[0].n_samples, 6, dtype=per_point[0].dtype)
+    return virial / volume[:, None]
+
+
+def _position_gradients(runs, per_point, n_atoms, create_graph):
+    """``[S, A, 3]`` dE/dr (A = ``n_atoms``): the input gradients of the networks (``_input_gradients``)
+    contracted with the feature Jacobians."""
+    _input_gradients(runs, per_point, create_graph)
     gradients = None
     for k, (r, d) in enumerate(zip(runs, per_point, strict=True)):
         if r.dE_dx is None:  # no points
@@ -324,7 +358,7 @@ def _position_gradients(runs, per_point, n_atoms, create_graph):
     return gradients
 
 
-def _checked_modules(modules, dataset, grad):
+def _checked_modules(modules, dataset, grad, stress=False):
     """``modules`` as a list matching ``dataset`` (one network per species, same dtype)."""
     if isinstance(modules, torch.nn.Module):
         modules = [modules]
@@ -345,10 +379,18 @@ def _checked_modules(modules, dataset, grad):
             if d.features_g is None:
                 raise ValueError(f"grad=True needs feature Jacobians: per_point_datasets[{k}] has no features_g "
                                  f"(build the dataset with grad=True)")
+    if stress:
+        if dataset.per_cell_dataset.volume is None:
+            raise ValueError("stress=True needs cell volumes: the per-cell dataset has none (build the dataset "
+                             "with stress=True)")
+        for k, d in enumerate(per_point):
+            if d.features_strain is None:
+                raise ValueError(f"stress=True needs the strain derivatives of the features: per_point_datasets[{k}] "
+                                 f"has no features_strain (build the dataset with stress=True)")
     return modules
 
 
-def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalization=None):
+def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalization=None, stress=False):
     """Run per-species networks on a dataset: total energies and (optionally) their position gradients.
 
     Parameters
@@ -364,28 +406,39 @@ def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalizati
     energies_p : bool
         Return the per-species per-atom energies (list of ``[S, P_k, 1]``, 0 on padding) instead of totals.
     normalization : Normalization or None
-        If given, predictions are converted back to physical units (eV, eV/Å).
+        If given, predictions are converted back to physical units (eV, eV/Å, eV/Å³).
+    stress : bool
+        Also return the stresses ``(1/V) dE/d eps`` (Voigt ``xx yy zz yz xz xy``, ASE sign) of every sample, from
+        the strain derivatives of the features and the cell volumes (build the dataset with ``stress=True``);
+        differentiable like the gradients.  Not with ``energies_p``.
 
     Returns
     -------
     energy : Tensor of shape (S, 1) (or the list of per-atom energies with ``energies_p``)
     gradients : Tensor of shape (S, A, 3), only with ``grad``
-        ``(energy, gradients)`` is returned as a tuple.
+    stress : Tensor of shape (S, 6), only with ``stress``
+        With ``grad`` or ``stress`` a tuple ``(energy, [gradients,] [stress])`` is returned.
     """
-    modules = _checked_modules(modules, dataset, grad)
+    if stress and energies_p:
+        raise ValueError("stress=True cannot be combined with energies_p=True")
+    modules = _checked_modules(modules, dataset, grad, stress)
     per_point, dtype = dataset.per_point_datasets, dataset.dtype
     create_graph = torch.is_grad_enabled()
-    gradients = None
-    with torch.enable_grad() if grad else contextlib.nullcontext():
-        runs = [_run_species(m, d, k, grad, energies_p, create_graph)
+    gradients = stresses = None
+    with torch.enable_grad() if grad or stress else contextlib.nullcontext():
+        runs = [_run_species(m, d, k, grad or stress, energies_p, create_graph)
                 for k, (m, d) in enumerate(zip(modules, per_point, strict=True))]
         energy = _total_energy(runs, dataset.n_samples, dtype)
         if grad:
             gradients = _position_gradients(runs, per_point, dataset.n_atoms, create_graph)
+        if stress:
+            _input_gradients(runs, per_point, create_graph)
+            stresses = _strain_gradients(runs, per_point, dataset.per_cell_dataset.volume)
     parts = [r.atomic for r in runs] if energies_p else []
     if not create_graph:  # called under no_grad: return plain tensors
         energy, parts = energy.detach(), [p.detach() for p in parts]
         gradients = None if gradients is None else gradients.detach()
+        stresses = None if stresses is None else stresses.detach()
     if normalization is not None:
         if energies_p:
             parts = [normalization.bw_energy_components(p, k) * (d.mask != 0).to(dtype)[..., None]
@@ -394,8 +447,12 @@ def forward_cauldron(modules, dataset, grad=False, energies_p=False, normalizati
             energy = normalization.bw_energy(energy, dataset.atom_counts())
         if grad:
             gradients = normalization.bw_energy_g(gradients)
+        if stress:
+            stresses = normalization.bw_stress(stresses)
     result = parts if energies_p else energy
-    return (result, gradients) if grad else result
+    if not (grad or stress):
+        return result
+    return (result,) + ((gradients,) if grad else ()) + ((stresses,) if stress else ())
 
 
 fw_cauldron = forward_cauldron

@@ -2,10 +2,12 @@
 
 Shapes (``S`` samples, ``N`` max atoms per cell, ``M`` max atoms of one species per cell, ``F`` features):
 
-- :class:`PerCellDataset`: ``energy [S, 1]`` eV, ``mask [S, N]``, ``energy_g [S, N, 3]`` eV/Å (= -forces).
+- :class:`PerCellDataset` (:mod:`miniff.ml.cell_dataset`): ``energy [S, 1]`` eV, ``mask [S, N]``, ``energy_g
+  [S, N, 3]`` eV/Å (= -forces), ``stress [S, 6]`` eV/Å³, ``volume [S]`` Å³.
 - :class:`PerPointDataset` (one per species): ``features [S, M, F]``, ``mask [S, M]``, ``features_g``
   (a :class:`~miniff.ml.jacobian.SparseJacobian`, or the dense legacy ``[S, M, F, N, 3]`` which is
-  converted), ``charges [S, M, 1]``, ``energies_p [S, M, 1]`` eV.
+  converted), ``charges [S, M, 1]``, ``energies_p [S, M, 1]`` eV, ``features_strain [S, M, F, 6]`` (the
+  derivatives of the features by a homogeneous strain, Voigt, for stress training).
 - :class:`Dataset`: one per-cell dataset plus the per-point datasets of all species.
 
 Every container validates its fields (``ValueError`` naming the field for wrong shapes, mixed dtypes or
@@ -16,6 +18,7 @@ returns a new dataset of the selected samples; ``cat`` concatenates along sample
 import numpy as np
 import torch
 
+from miniff.ml.cell_dataset import PerCellDataset
 from miniff.ml.dataset_fields import (
     FieldTypeError,
     Sample,
@@ -31,177 +34,6 @@ from miniff.ml.descriptor_data import encode_species, prepare_descriptor_data
 from miniff.ml.jacobian import SparseJacobian
 
 __all__ = ["PerCellDataset", "PerPointDataset", "Dataset", "Sample", "FieldTypeError"]
-
-
-class PerCellDataset(torch.utils.data.Dataset):
-    """Per-structure targets: total energies and (optionally) their gradients.
-
-    Parameters
-    ----------
-    energy : Tensor of shape (S, 1), floating point, eV
-        Total energy of every sample (a column).
-    mask : Tensor of shape (S, N), optional
-        1 (or True) for real atoms, 0 for padding.  Required with ``energy_g``.
-    energy_g : Tensor of shape (S, N, 3), optional, eV/Å
-        Gradients of the total energy with respect to atomic positions (minus forces); 0 on padding.
-    has_forces : Tensor of shape (S,), bool, optional
-        Which samples have reference gradients (with ``energy_g``); the others (zeros in ``energy_g``) are
-        energy-only data: force losses and errors skip them.  None: every sample has them.
-    """
-
-    def __init__(self, energy, mask=None, energy_g=None, has_forces=None):
-        energy = _check_field("energy", energy, 2)
-        dtype = energy.dtype
-        if energy.shape[1] != 1:
-            raise ValueError(f"energy must be a column of shape (S, 1), got {tuple(energy.shape)}")
-        n = energy.shape[0]
-        if mask is not None:
-            mask = _check_field("mask", mask, 2, dtype, allow_bool=True)
-            _check_count("mask", mask, 0, n, "samples")
-        if energy_g is not None:
-            if mask is None:
-                raise ValueError("energy_g requires mask (which atoms are real)")
-            energy_g = _check_field("energy_g", energy_g, 3, dtype)
-            _check_count("energy_g", energy_g, 0, n, "samples")
-            _check_count("energy_g", energy_g, 1, mask.shape[1], "atoms")
-            if energy_g.shape[2] != 3:
-                raise ValueError(f"energy_g must have shape (S, N, 3), got {tuple(energy_g.shape)}")
-        if has_forces is not None:
-            if energy_g is None:
-                raise ValueError("has_forces requires energy_g")
-            has_forces = torch.as_tensor(has_forces).to(torch.bool).reshape(-1)
-            _check_count("has_forces", has_forces, 0, n, "samples")
-            if bool(has_forces.all()):
-                has_forces = None
-        self.energy = energy
-        self.mask = mask
-        self.energy_g = energy_g
-        self.has_forces = has_forces
-
-    dtype = property(lambda self: self.energy.dtype, doc="Floating-point dtype of the data.")
-    n_samples = property(lambda self: self.energy.shape[0], doc="Number of samples S.")
-    n_atoms = property(lambda self: None if self.mask is None else self.mask.shape[1],
-                       doc="Max atoms per sample N (None without mask).")
-    n_coords = property(lambda self: None if self.energy_g is None else 3, doc="3 with gradients, else None.")
-
-    def __len__(self):
-        return self.n_samples
-
-    def __getitem__(self, index):
-        """``ds[i]``: the tuple of tensors of sample ``i``: ``(energy [1], mask [N], energy_g [N, 3])`` (fields
-        that are None left out); a slice, index sequence or mask gives a sub-dataset."""
-        i = _sample_index(index, self.n_samples)
-        if i is None:
-            return self.subset(_as_index_tensor(index, self.n_samples))
-        return Sample((x[i] for x in (self.energy, self.mask, self.energy_g) if x is not None),
-                      self.subset(torch.tensor([i])))
-
-    def __repr__(self):
-        return f"PerCellDataset(n_samples={self.n_samples}, n_atoms={self.n_atoms}, dtype={self.dtype})"
-
-    def is_gradient_available(self):
-        """True if energy gradients (forces) are stored."""
-        return self.energy_g is not None
-
-    def atoms_per_sample(self):
-        """Number of real atoms per sample, Tensor of shape (S,), int64 (None without mask)."""
-        return None if self.mask is None else (self.mask != 0).sum(1)
-
-    def force_mask(self):
-        """The atoms whose reference gradients count, Tensor of shape (S, N) (``mask`` without the samples of
-        ``has_forces == False``; None without mask)."""
-        if self.mask is None or self.has_forces is None:
-            return self.mask
-        return self.mask * self.has_forces.to(self.mask.dtype)[:, None]
-
-    def to(self, dtype):
-        """A copy with every floating-point field cast to ``dtype``."""
-        cast = lambda x: None if x is None else (x if x.dtype == torch.bool else x.to(dtype))  # noqa: E731
-        return PerCellDataset(self.energy.to(dtype), cast(self.mask), cast(self.energy_g), self.has_forces)
-
-    def subset(self, indices):
-        """A dataset of the selected samples (Tensor/sequence of indices, slice or boolean mask)."""
-        idx = _as_index_tensor(indices, self.n_samples)
-        take = lambda x: None if x is None else x[idx]  # noqa: E731
-        return PerCellDataset(self.energy[idx], take(self.mask), take(self.energy_g), take(self.has_forces))
-
-    @staticmethod
-    def assert_compatible(items):
-        """Raise ValueError unless the datasets can be concatenated (same dtype and fields)."""
-        _check_same_kind(items, PerCellDataset, ("mask", "energy_g"))
-
-    @staticmethod
-    def cat(items):
-        """Concatenate along samples, zero-padding the atom axis to the largest."""
-        items = _datasets(items)
-        PerCellDataset.assert_compatible(items)
-        energy = torch.cat([d.energy for d in items])
-        if items[0].mask is None:
-            return PerCellDataset(energy)
-        a = max(d.n_atoms for d in items)
-        mask = torch.cat([_pad(d.mask, 1, a) for d in items])
-        energy_g = has_forces = None
-        if items[0].energy_g is not None:
-            energy_g = torch.cat([_pad(d.energy_g, 1, a) for d in items])
-            if any(d.has_forces is not None for d in items):
-                has_forces = torch.cat([torch.ones(d.n_samples, dtype=torch.bool) if d.has_forces is None
-                                        else d.has_forces for d in items])
-        return PerCellDataset(energy, mask, energy_g, has_forces)
-
-    @classmethod
-    def from_cells(cls, cells, values=None, grad=False, dtype=torch.float64):
-        """Collect ``meta["total-energy"]`` (and ``-meta["forces"]`` if ``grad``) of cells.
-
-        Parameters
-        ----------
-        cells : list of Cell or NeighborWrapper
-            Structures with ``meta["total-energy"]`` (eV) and, for ``grad``, ``meta["forces"]`` ``[N, 3]`` eV/Å
-            (cells without forces become energy-only samples, see ``has_forces``).
-        values : ignored
-            Kept for 0.1.4 signature compatibility (species codes are not needed here).
-        grad : bool
-            Also collect energy gradients (minus forces).
-        dtype : torch.dtype
-
-        Returns
-        -------
-        PerCellDataset
-        """
-        del values
-        cells = list(cells)
-        sizes = [len(_cell_coordinates(c)) for c in cells]
-        n, a = len(cells), max(sizes, default=0)
-        energy = torch.zeros(n, 1, dtype=torch.float64)
-        mask = torch.zeros(n, a, dtype=torch.float64)
-        energy_g = torch.zeros(n, a, 3, dtype=torch.float64) if grad else None
-        has_forces = torch.ones(n, dtype=torch.bool)
-        for s, (c, size) in enumerate(zip(cells, sizes, strict=True)):
-            meta = c.meta
-            if "total-energy" not in meta:
-                raise KeyError(f"cells[{s}].meta has no 'total-energy'")
-            energy[s, 0] = float(np.asarray(meta["total-energy"], dtype=float))
-            mask[s, :size] = 1
-            if grad:
-                if "forces" not in meta:
-                    has_forces[s] = False
-                    continue
-                f = np.asarray(meta["forces"], dtype=float)
-                if f.shape != (size, 3):
-                    raise ValueError(f"cells[{s}].meta['forces'] must have shape ({size}, 3), got {f.shape}")
-                energy_g[s, :size] = -torch.from_numpy(f)
-        if not bool(torch.isfinite(energy).all()):
-            raise ValueError("energy (meta['total-energy']) contains NaN or inf")
-        if energy_g is not None and not bool(has_forces.any()):
-            raise ValueError("cells: no cell has meta['forces'] (needed for force training)")
-        if energy_g is not None and not bool(torch.isfinite(energy_g).all()):
-            bad = int(torch.nonzero(~torch.isfinite(energy_g).reshape(n, -1).all(dim=1))[0, 0])
-            raise ValueError(f"forces (meta['forces']) of cells[{bad}] contain NaN or inf")
-        out = cls(energy, mask, energy_g, has_forces if grad else None)
-        return out.to(dtype)
-
-
-def _cell_coordinates(c):
-    return c.cell.coordinates if hasattr(c, "cell") and hasattr(c.cell, "coordinates") else c.coordinates
 
 
 class PerPointDataset(torch.utils.data.Dataset):
@@ -222,9 +54,14 @@ class PerPointDataset(torch.utils.data.Dataset):
         Partial (per-atom) energies.
     tag : str, optional
         Species name.
+    features_strain : Tensor of shape (S, M, F, 6), optional
+        Derivatives of the features by a homogeneous strain of the cell (Voigt ``xx yy zz yz xz xy``; see
+        :func:`~miniff.ml.descriptor_data.strain_derivatives`), 0 on padding: stress predictions contract
+        them with ``dE/dfeatures``.
     """
 
-    def __init__(self, features, mask, features_g=None, charges=None, energies_p=None, tag=None):
+    def __init__(self, features, mask, features_g=None, charges=None, energies_p=None, tag=None,
+                 features_strain=None):
         features = _check_field("features", features, 3)
         dtype = features.dtype
         s, p, d = features.shape
@@ -253,6 +90,12 @@ class PerPointDataset(torch.utils.data.Dataset):
                 _check_count(name, x, 1, p, "points")
                 if x.shape[2] != 1:
                     raise ValueError(f"{name} must have shape (S, M, 1), got {tuple(x.shape)}")
+        if features_strain is not None:
+            _check_field("features_strain", features_strain, 4, dtype)
+            if tuple(features_strain.shape) != (s, p, d, 6):
+                raise ValueError(f"features_strain must have shape ({s}, {p}, {d}, 6), "
+                                 f"got {tuple(features_strain.shape)}")
+        self.features_strain = features_strain
         self.features = features
         self.mask = mask
         self.features_g = features_g
@@ -293,9 +136,13 @@ class PerPointDataset(torch.utils.data.Dataset):
         """True if the feature Jacobian is stored."""
         return self.features_g is not None
 
+    def is_strain_available(self):
+        """True if the strain derivatives of the features (for stresses) are stored."""
+        return self.features_strain is not None
+
     def _replace(self, **kw):
         fields = dict(features=self.features, mask=self.mask, features_g=self.features_g, charges=self.charges,
-                      energies_p=self.energies_p, tag=self.tag)
+                      energies_p=self.energies_p, tag=self.tag, features_strain=self.features_strain)
         fields.update(kw)
         return PerPointDataset(**fields)
 
@@ -304,7 +151,7 @@ class PerPointDataset(torch.utils.data.Dataset):
         cast = lambda x: None if x is None else (x if x.dtype == torch.bool else x.to(dtype))  # noqa: E731
         return PerPointDataset(self.features.to(dtype), cast(self.mask),
                                None if self.features_g is None else self.features_g.to(dtype),
-                               cast(self.charges), cast(self.energies_p), self.tag)
+                               cast(self.charges), cast(self.energies_p), self.tag, cast(self.features_strain))
 
     def subset(self, indices):
         """A dataset of the selected samples (Tensor/sequence of indices, slice or boolean mask)."""
@@ -312,12 +159,12 @@ class PerPointDataset(torch.utils.data.Dataset):
         take = lambda x: None if x is None else x[idx]  # noqa: E731
         return PerPointDataset(self.features[idx], self.mask[idx],
                                None if self.features_g is None else self.features_g.subset(idx),
-                               take(self.charges), take(self.energies_p), self.tag)
+                               take(self.charges), take(self.energies_p), self.tag, take(self.features_strain))
 
     @staticmethod
     def assert_compatible(items):
         """Raise ValueError unless the datasets can be concatenated (dtype, F, fields present)."""
-        items = _check_same_kind(items, PerPointDataset, ("features_g", "charges", "energies_p"))
+        items = _check_same_kind(items, PerPointDataset, ("features_g", "charges", "energies_p", "features_strain"))
         for i, d in enumerate(items):
             if d.n_features != items[0].n_features:
                 raise ValueError(f"items[{i}] has {d.n_features} features, items[0] has {items[0].n_features}")
@@ -331,7 +178,7 @@ class PerPointDataset(torch.utils.data.Dataset):
         features = torch.cat([_pad(d.features, 1, p) for d in items])
         mask = torch.cat([_pad(d.mask, 1, p) for d in items])
         opt = {}
-        for f in ("charges", "energies_p"):
+        for f in ("charges", "energies_p", "features_strain"):
             if getattr(items[0], f) is not None:
                 opt[f] = torch.cat([_pad(getattr(d, f), 1, p) for d in items])
         jac = None
@@ -341,7 +188,7 @@ class PerPointDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_cells(cls, cells, descriptors, specimen, values=None, grad=False, charge=False, energies_p=False,
-                   tag=None, dtype=torch.float64, n_threads=None, progress=None):
+                   tag=None, dtype=torch.float64, n_threads=None, progress=None, strain=False):
         """Descriptors of the atoms of one species in a list of wrappers (0.1.4 signature).
 
         Parameters
@@ -364,6 +211,8 @@ class PerPointDataset(torch.utils.data.Dataset):
         n_threads : int or None
         progress : bool or None
             Show a progress bar (None: only for many cells on a terminal).
+        strain : bool
+            Compute the strain derivatives of the features (``features_strain``, for stress training).
         """
         del values
         cells = list(cells)
@@ -371,9 +220,10 @@ class PerPointDataset(torch.utils.data.Dataset):
             key = encode_species(cells)[1]
             specimen = str(key[int(specimen)])
         n_atoms = max((c.size for c in cells), default=0)
-        features, mask, jac, atoms = prepare_descriptor_data(cells, descriptors, specimen, grad=grad, dtype=dtype,
-                                                             n_threads=n_threads, progress=progress, n_atoms=n_atoms)
-        extra = {}
+        features, mask, jac, atoms, *strain_derivs = prepare_descriptor_data(
+            cells, descriptors, specimen, grad=grad, dtype=dtype, n_threads=n_threads, progress=progress,
+            n_atoms=n_atoms, strain=strain)
+        extra = {"features_strain": strain_derivs[0]} if strain else {}
         for name, flag, key in (("charges", charge, "charges"), ("energies_p", energies_p, "partial-energy")):
             if flag:
                 t = torch.zeros(features.shape[0], features.shape[1], 1, dtype=dtype)

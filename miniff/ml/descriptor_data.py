@@ -3,6 +3,11 @@
 Uses ``miniff.potentials.eval_descriptors`` (DEVELOPING.md, Contract 3): values ``[N, F]`` and the per-pair
 Jacobian ``jac_pfc[p] = d values[i_p] / d D_pc[p]`` with ``D_pc = r[j_p] + S @ cell - r[i_p]``, hence
 ``d values[i_p] / d r[j_p] = +jac_pfc[p]`` and ``d values[i_p] / d r[i_p] = -jac_pfc[p]`` (summed over pairs).
+
+For stress training the same per-pair Jacobian gives the derivative of every atom's features by a homogeneous
+strain ``eps`` of the cell (``D_pc -> (1 + eps) D_pc``): ``d values[i, f] / d eps_ab = sum_{p: i_p = i}
+jac_pfc[p, f, a] D_pc[p, b]``, kept symmetrised in Voigt order ``xx yy zz yz xz xy`` (:func:`strain_derivatives`,
+``[N, F, 6]``, unit-less for unit-less descriptors): per atom, never per pair of atoms.
 """
 
 import sys
@@ -15,7 +20,8 @@ from miniff.potentials.descriptors import eval_descriptors
 from miniff.potentials.wrapper import NeighborWrapper
 
 __all__ = ["species_of", "collect_atoms", "encode_species", "check_descriptors", "descriptors_cutoff",
-           "cell_descriptor_data", "prepare_descriptor_data", "PROGRESS_MIN_CELLS", "progress_bar", "wrap_cells"]
+           "cell_descriptor_data", "prepare_descriptor_data", "strain_derivatives", "PROGRESS_MIN_CELLS",
+           "progress_bar", "wrap_cells"]
 
 #: Below this many cells no progress bar is shown by default.
 
@@ -92,7 +98,40 @@ def descriptors_cutoff(descriptors):
     return max(float(d.cutoff) for items in descriptors.values() for d in items)
 
 
-def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
+def strain_derivatives(point_p, jac_pfc, D_pc, n_points):
+    """Derivatives of per-atom features by a homogeneous strain, from the per-pair Jacobian.
+
+    Parameters
+    ----------
+    point_p : ndarray of shape (P,), int64
+        The point (row of the result) of the centre atom of every pair.
+    jac_pfc : ndarray of shape (P, F, 3), 1/Å
+        ``d features[point_p[p]] / d D_pc[p]``.
+    D_pc : ndarray of shape (P, 3), Å
+        The pair vectors.
+    n_points : int
+
+    Returns
+    -------
+    Tensor of shape (n_points, F, 6), float64
+        ``sum_p jac_pfc[p, f, a] D_pc[p, b]`` symmetrised in ``(a, b)``, Voigt order ``xx yy zz yz xz xy``.
+    """
+    jac = np.asarray(jac_pfc, dtype=np.float64)
+    d = np.asarray(D_pc, dtype=np.float64)
+    point_p = np.asarray(point_p, dtype=np.int64)
+    a, b = [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]
+    w_pfv = 0.5 * (jac[:, :, a] * d[:, None, b] + jac[:, :, b] * d[:, None, a])
+    out = np.zeros((n_points, jac.shape[1], 6))
+    if len(point_p) and bool(np.all(point_p[1:] >= point_p[:-1])):  # pairs grouped by centre: segment sums
+        counts = np.bincount(point_p, minlength=n_points)
+        rows = np.flatnonzero(counts)
+        out[rows] = np.add.reduceat(w_pfv, (np.cumsum(counts) - counts)[rows], axis=0)
+    elif len(point_p):
+        np.add.at(out, point_p, w_pfv)
+    return torch.from_numpy(out)
+
+
+def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None, strain=False):
     """Descriptors of the atoms of one species in one cell, with their sparse Jacobian.
 
     Parameters
@@ -105,6 +144,8 @@ def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
     grad : bool
         Also return the Jacobian.
     n_threads : int or None
+    strain : bool
+        Also return the strain derivatives of the features (:func:`strain_derivatives`).
 
     Returns
     -------
@@ -112,26 +153,33 @@ def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
         Descriptors of the ``n_k`` atoms of ``species`` in order of appearance.
     jac : tuple or None
         ``(point_e [E] int64, atom_e [E] int64, values_edc [E, F, 3] float64)``: one entry per pair with a
-        nonzero derivative (neighbour atom) and one self entry per atom.
+        nonzero derivative (neighbour atom) and one self entry per atom (None unless ``grad``).
     atoms_n : ndarray of shape (n_k,), int64
         Indices of those atoms in the cell.
+    strain_nfv : ndarray of shape (n_k, F, 6), float64
+        Only with ``strain``: ``d features_nf / d eps`` (Voigt).
     """
     labels = species_of(nw)
     atoms_n = np.flatnonzero(labels == species).astype(np.int64)
     n_k, d = len(atoms_n), len(descriptors)
     if n_k == 0:
         empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, d, 3))) if grad else None
-        return np.zeros((0, d)), empty, atoms_n
-    values_nf, jac_pfc = eval_descriptors_hook()(nw, list(descriptors), grad=grad, n_threads=n_threads,
-                                          ignore_missing_species=True)
+        return (np.zeros((0, d)), empty, atoms_n) + ((np.zeros((0, d, 6)),) if strain else ())
+    values_nf, jac_pfc = eval_descriptors_hook()(nw, list(descriptors), grad=grad or strain, n_threads=n_threads,
+                                                 ignore_missing_species=True)
     features_nf = np.ascontiguousarray(values_nf[atoms_n], dtype=np.float64)
-    if not grad:
+    if not (grad or strain):
         return features_nf, None, atoms_n
     pairs = nw.pairs
     pos_n = np.full(len(labels), -1, dtype=np.int64)
     pos_n[atoms_n] = np.arange(n_k)
     i_p = pairs.i_p
     keep = pos_n[i_p] >= 0
+    strain_nfv = ()
+    if strain:
+        strain_nfv = (strain_derivatives(pos_n[i_p[keep]], jac_pfc[keep], pairs.D_pc[keep], n_k).numpy(),)
+    if not grad:
+        return (features_nf, None, atoms_n) + strain_nfv
     if jac_pfc.size:
         keep &= np.any(jac_pfc.reshape(len(jac_pfc), -1) != 0, axis=1)
     point_pair = pos_n[i_p[keep]]
@@ -141,7 +189,7 @@ def cell_descriptor_data(nw, descriptors, species, grad=False, n_threads=None):
     point_e = np.concatenate([point_pair, np.arange(n_k)])
     atom_e = np.concatenate([np.asarray(pairs.j_p, dtype=np.int64)[keep], atoms_n])
     values = torch.cat([jac, self_values]).numpy()
-    return features_nf, (point_e, atom_e, values), atoms_n
+    return (features_nf, (point_e, atom_e, values), atoms_n) + strain_nfv
 
 
 PROGRESS_MIN_CELLS = 20
@@ -182,7 +230,7 @@ def wrap_cells(cells, cutoff):
 
 
 def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch.float64, n_threads=None,
-                            progress=None, n_atoms=None):
+                            progress=None, n_atoms=None, strain=False):
     """Per-point data of one species for a list of wrappers.
 
     Parameters
@@ -199,6 +247,8 @@ def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch
     progress : bool or None
     n_atoms : int or None
         ``N`` of the Jacobian (default: the largest cell).
+    strain : bool
+        Also return the strain derivatives of the features (for stress training).
 
     Returns
     -------
@@ -207,13 +257,16 @@ def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch
     features_g : SparseJacobian or None
     atoms : list of ndarray
         Indices (in each cell) of the atoms of ``species``, in point order.
+    features_strain : Tensor of shape (S, M, F, 6)
+        Only with ``strain``: the strain derivatives of the features (0 on padding).
     """
-    feats, jacs, atoms = [], [], []
+    feats, jacs, atoms, strains = [], [], [], []
     for nw in progress_bar(cells, len(cells), progress, f"descriptors {species}"):
-        f, j, a = cell_descriptor_data(nw, descriptors, species, grad=grad, n_threads=n_threads)
+        f, j, a, *w = cell_descriptor_data(nw, descriptors, species, grad=grad, n_threads=n_threads, strain=strain)
         feats.append(f)
         jacs.append(j)
         atoms.append(a)
+        strains.extend(w)
     s, d = len(cells), len(descriptors)
     p = max((len(a) for a in atoms), default=0)
     a_max = max((c.size for c in cells), default=0) if n_atoms is None else n_atoms
@@ -230,4 +283,9 @@ def prepare_descriptor_data(cells, descriptors, species, grad=False, dtype=torch
                              torch.from_numpy(np.concatenate([j[1] for j in jacs])),
                              torch.from_numpy(np.concatenate([j[2] for j in jacs])).to(dtype),
                              s, p, a_max)
-    return features, mask, jac, atoms
+    if not strain:
+        return features, mask, jac, atoms
+    features_strain = torch.zeros(s, p, d, 6, dtype=dtype)
+    for k, w in enumerate(strains):
+        features_strain[k, :len(w)] = torch.from_numpy(w)
+    return features, mask, jac, atoms, features_strain

@@ -10,74 +10,18 @@ Forward maps (``fw``; ``bw`` are the exact inverses):
   ``[F', F]`` matrix with ``F = F' @ features_scale[k] + features_offsets[k]`` (diagonal by default; with
   PCA its rows are orthogonal and ``D' <= D``);
 - feature Jacobians ``dF'/dr' = dF/dr @ pinv(features_scale[k]) * length_scale``;
-- charges ``q' = (q - charges_offsets[k]) / charges_scale[k]``.
+- charges ``q' = (q - charges_offsets[k]) / charges_scale[k]``;
+- stresses ``sigma' = sigma / energy_scale`` (volumes stay in Å³, so that ``sigma' V`` is the virial in
+  normalised energy units);
+- strain derivatives of the features ``dF'/d eps = dF/d eps @ pinv(features_scale[k])`` (a strain has no unit).
 """
-
-from typing import NamedTuple
 
 import torch
 
 from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
+from miniff.ml.normalization_inputs import NormalizationInputs, _lsq_offsets
 
 __all__ = ["Normalization", "NormalizationInputs"]
-
-
-class NormalizationInputs(NamedTuple):
-    """The summary of a raw data set that :meth:`Normalization.from_statistics` needs.
-
-    Fields: ``energy [S, 1]`` eV and ``counts [S, n_species]`` (atoms per species) of every structure;
-    ``has_energy_g`` and ``energy_g_range`` (``(min, max)`` of the reference energy gradients, eV/Å, over the
-    atoms whose forces count, or None when there are none); per species ``n_features``, ``tags``,
-    ``features_range`` (``(lo [F], hi [F])`` or None without atoms) and ``charges`` (None without charges, else
-    ``(min, max, mean, count)``, e); ``points`` (per species the real atoms' features ``[n, F]``, for PCA; None
-    when streamed); ``dtype``.
-    """
-
-    energy: torch.Tensor
-    counts: torch.Tensor
-    has_energy_g: bool
-    energy_g_range: tuple
-    n_features: list
-    tags: list
-    features_range: list
-    charges: list
-    points: list
-    dtype: torch.dtype
-
-    @classmethod
-    def of_dataset(cls, dataset):
-        """The summary of an in-memory :class:`Dataset`."""
-        if not isinstance(dataset, Dataset):
-            raise TypeError(f"dataset must be a Dataset, got {type(dataset).__name__}")
-        pc = dataset.per_cell_dataset
-        g_range = None
-        if pc.energy_g is not None:
-            g = pc.energy_g[pc.force_mask() != 0]
-            g_range = (g.min(), g.max()) if g.numel() else None
-        ranges, charges, points = [], [], []
-        for d in dataset.per_point_datasets:
-            x = d.features[d.mask != 0]
-            points.append(x)
-            ranges.append((x.min(0).values, x.max(0).values) if len(x) else None)
-            if d.charges is None:
-                charges.append(None)
-            else:
-                q = d.charges[d.mask != 0][:, 0]
-                charges.append((q.min(), q.max(), q.mean(), q.numel()) if q.numel() else (0.0, 0.0, 0.0, 0))
-        return cls(pc.energy, dataset.atom_counts(), pc.energy_g is not None, g_range,
-                   [d.n_features for d in dataset.per_point_datasets], [d.tag for d in dataset.per_point_datasets],
-                   ranges, charges, points, dataset.dtype)
-
-
-def _lsq_offsets(counts, energy, pad):
-    """Least-squares energies per atom ``[n_species, 1]`` (float64) of totals ``energy [S, 1]`` by ``counts``."""
-    counts = counts.to(torch.float64)
-    energy = energy.to(torch.float64)
-    rank = int(torch.linalg.matrix_rank(counts)) if counts.numel() else 0
-    if rank < counts.shape[1] and not pad:
-        raise ValueError(f"energy offsets are underdetermined: {rank} independent compositions for "
-                         f"{counts.shape[1]} species (use pad=True)")
-    return torch.linalg.lstsq(counts, energy, driver="gelsd").solution
 
 
 def _scalar(name, x, allow_none=False):
@@ -243,7 +187,25 @@ class Normalization:
         out = energy_g / self._g_factor(energy_g.dtype)
         return energy_g.copy_(out) if inplace else out
 
+    def fw_stress(self, stress, inplace=False):
+        """Stresses ``[S, 6]`` eV/Å³ -> normalised (divided by ``energy_scale``)."""
+        out = stress / self.energy_scale.to(stress.dtype)
+        return stress.copy_(out) if inplace else out
+
+    def bw_stress(self, stress, inplace=False):
+        """Normalised stresses ``[S, 6]`` -> eV/Å³."""
+        out = stress * self.energy_scale.to(stress.dtype)
+        return stress.copy_(out) if inplace else out
+
     # ------------------------------------------------------------------ features
+    def fw_features_strain(self, x, k):
+        """Strain derivatives ``[S, M, F, 6]`` of the features of species ``k`` -> normalised ``[S, M, F', 6]``."""
+        return torch.matmul(x.transpose(-1, -2), self._pinv[k].to(x.dtype)).transpose(-1, -2)
+
+    def bw_features_strain(self, x, k):
+        """Normalised strain derivatives ``[S, M, F', 6]`` of species ``k`` -> raw ``[S, M, F, 6]``."""
+        return torch.matmul(x.transpose(-1, -2), self.features_scale[k].to(x.dtype)).transpose(-1, -2)
+
     def fw_features(self, x, k, inplace=False):
         """Features ``[..., F]`` of species ``k`` -> normalised ``[..., F']``."""
         out = (x - self.features_offsets[k].to(x.dtype)) @ self._pinv[k].to(x.dtype)
@@ -324,9 +286,11 @@ class Normalization:
         counts = dataset.atom_counts()
         pc = dataset.per_cell_dataset
         energy = (self.fw_energy if fw else self.bw_energy)(pc.energy, counts)
-        energy_g = None
+        energy_g = stress = None
         if pc.energy_g is not None:
             energy_g = (self.fw_energy_g if fw else self.bw_energy_g)(pc.energy_g)
+        if pc.stress is not None:
+            stress = (self.fw_stress if fw else self.bw_stress)(pc.stress)
         per_point = []
         for k, d in enumerate(dataset.per_point_datasets):
             maskf = (d.mask != 0).to(d.dtype)[..., None]
@@ -339,14 +303,17 @@ class Normalization:
                 charges = (self.fw_charges if fw else self.bw_charges)(d.charges, k) * maskf
             if d.energies_p is not None:
                 energies_p = (self.fw_energy_components if fw else self.bw_energy_components)(d.energies_p, k) * maskf
-            per_point.append((feat, jac, charges, energies_p))
+            strain = None
+            if d.features_strain is not None:
+                strain = (self.fw_features_strain if fw else self.bw_features_strain)(d.features_strain, k)
+            per_point.append((feat, jac, charges, energies_p, strain))
         if not inplace:
-            return Dataset(PerCellDataset(energy, pc.mask, energy_g, pc.has_forces),
-                           *(PerPointDataset(f, d.mask, j, c, e, tag=d.tag)
-                             for (f, j, c, e), d in zip(per_point, dataset.per_point_datasets, strict=True)))
-        pc.energy, pc.energy_g = energy, energy_g
-        for (f, j, c, e), d in zip(per_point, dataset.per_point_datasets, strict=True):
-            d.features, d.features_g, d.charges, d.energies_p = f, j, c, e
+            return Dataset(PerCellDataset(energy, pc.mask, energy_g, pc.has_forces, stress, pc.volume, pc.has_stress),
+                           *(PerPointDataset(f, d.mask, j, c, e, tag=d.tag, features_strain=w)
+                             for (f, j, c, e, w), d in zip(per_point, dataset.per_point_datasets, strict=True)))
+        pc.energy, pc.energy_g, pc.stress = energy, energy_g, stress
+        for (f, j, c, e, w), d in zip(per_point, dataset.per_point_datasets, strict=True):
+            d.features, d.features_g, d.charges, d.energies_p, d.features_strain = f, j, c, e, w
         return dataset
 
     def fw(self, dataset, inplace=False):
