@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miniff.fit.distributed import join_ranks
 from miniff.fit.minibatch import MiniBatchTrainer
 from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
 from miniff.store.dataset import StoreDataset
@@ -33,7 +34,8 @@ class MiniBatchFitWorkflow(FitPreparation):
                 descriptor_recipe="behler", normalization_kwargs=None, test_set=0.1, split_seed=0, nn_kwargs=None,
                 forces=True, w_energy=1.0, w_gradients=None, per_atom=True, w_l2=0.0, group_weights=None,
                 store="descriptors.store", store_workers=1, batch_size=32, shuffle=True, shuffle_seed=0,
-                optimizer="adam", optimizer_kwargs=None, lr_schedule=None, checkpoint=None, resume=True):
+                optimizer="adam", optimizer_kwargs=None, lr_schedule=None, checkpoint=None, resume=True,
+                device="cpu"):
         """Load cells, fill the store, normalise from streamed statistics, build networks and the trainer.
 
         Parameters
@@ -67,6 +69,13 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         checkpoint : str or None
             Checkpoint file (written every epoch; a run resumes from it when ``resume``).
         resume : bool
+        device : str
+            ``"cpu"`` (default), ``"cuda"`` (this rank's GPU), ``"cuda:N"`` or ``"auto"`` (a GPU when torch sees
+            one): where the networks, the loss and the Jacobian contraction run (descriptors come from the store).
+            The dtype is the workflow's ``dtype`` (``init: {dtype: float32}`` for speed on GPUs).
+
+        Under ``torchrun`` (see :mod:`miniff.fit.distributed`) rank 0 fills the store while the others wait, then
+        every rank trains on its part of every batch.
         """
         if w_gradients is None:
             w_gradients = DEFAULT_FORCE_WEIGHT if forces else 0.0
@@ -77,9 +86,13 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
                                      cells_selection, test_set, split_seed)
         self._make_descriptors(descriptors, None, descriptor_recipe, cutoff, default_descriptor_kwargs, None)
         self.store_path = str(store)
-        self.store_report = prepare_store(store, self.cells, self.descriptors, name=self.tag, grad=self.forces,
-                                          n_workers=store_workers, progress=None)
-        self.log.info("%s", self.store_report)
+        context = join_ranks(self, device)
+        self.store_report = None
+        if context.is_main:
+            self.store_report = prepare_store(store, self.cells, self.descriptors, name=self.tag, grad=self.forces,
+                                              n_workers=store_workers, progress=None)
+            self.log.info("%s", self.store_report)
+        context.barrier()   # the other ranks read the store once rank 0 has written it
         self.cells_nw = None   # the store holds what the fit needs; drop the neighbour lists
         full = StoreDataset(store, name=self.tag)
         self.datasets = {"learn": full.subset(np.arange(n - n_test))}
@@ -98,7 +111,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
             batch_size=batch_size, shuffle=shuffle, seed=shuffle_seed, optimizer=optimizer,
             optimizer_kwargs=optimizer_kwargs, lr_schedule=lr_schedule, w_energy=w_energy, w_gradients=w_gradients,
             per_atom=per_atom, w_l2=w_l2, group_weights=group_weights,
-            checkpoint=checkpoint if resume else None, dtype=self.dtype)
+            checkpoint=checkpoint if resume else None, dtype=self.dtype, context=context)
         if checkpoint is not None and not resume:
             self.trainer.checkpoint_path = Path(checkpoint)   # written, not read
         return self
@@ -133,7 +146,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         self.epoch, self.history = self.trainer.epoch, history
         if save is None:
             save = save_fn is not None
-        if save:
+        if save and self.context.is_main:
             self.save_potentials(("{tag}.pt" if save_fn is None else str(save_fn)).format(tag="learn"))
         return history
 
@@ -143,7 +156,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
 
         ranges = [None if r is None else np.stack([r[0].numpy(), r[1].numpy()], axis=1)
                   for r in self.statistics.inputs.features_range]
-        self.nn_potentials = ml.potentials_from_ml_data([copy.deepcopy(n) for n in self.nn], self.descriptors,
+        self.nn_potentials = ml.potentials_from_ml_data([copy.deepcopy(n).cpu() for n in self.nn], self.descriptors,
                                                         normalization=self.normalization, descriptor_range=ranges)
         return self.nn_potentials
 

@@ -102,6 +102,8 @@ def fit_summary(fit, table):
     best = getattr(fit, "best_epoch_info", None)
     if best is not None:
         lines.append(f"networks of epoch {best[0]} ({best[1]})")
+    if getattr(fit, "ran_on", None):
+        lines.append(f"ran on {fit.ran_on}")
     lines.extend(format_table(table))
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ from miniff.fit.checkpoint import (
 )
 from miniff.fit.closures import error_metrics
 from miniff.fit.compat import warn_ignored
+from miniff.fit.distributed import join_ranks, shard_closure
 from miniff.fit.log import FitLog
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
 from miniff.fit.prepare import DEFAULT_CUTOFF, FitPreparation
@@ -148,12 +149,15 @@ class FitWorkflow(FitPreparation):
         """
         learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
+        join_ranks(self)   # under torchrun: each rank fits on its shard of the learning set (miniff.fit.distributed)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
                                      cells_selection, test_set, split_seed)
         self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
         self._make_networks(nn_kwargs)
         self._make_closure(closure_kwargs, group_weights)
+        if self.context.distributed:
+            self.closure = shard_closure(self.closure, self.context)
         self._start_fit(checkpoint, resume, raw)
         return self
 
@@ -207,6 +211,8 @@ class FitWorkflow(FitPreparation):
         path = self.checkpoint_path if path is None else Path(path)
         if path is None:
             raise ValueError("path: no checkpoint file given (prepare(checkpoint=...))")
+        if not _is_main(self):
+            return path   # only rank 0 writes
         atomic_torch_save(self.checkpoint_state(), path)
         return path
 
@@ -362,19 +368,23 @@ class FitWorkflow(FitPreparation):
                                           or torch_threads < 1):
             raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
         warn_ignored("FitWorkflow.run", save_policy=save_policy, plot_kwargs=plot_kwargs)
+        if not _is_main(self):   # only rank 0 writes and prints
+            log_file, save, summary, progress = None, False, False, False
         monitor = FitMonitor(select_best, self.forces, stall_epochs, stall_tolerance)
         if self.best is not None and self.best.get("criterion", "loss") != select_best:
             self.best = None   # a resumed fit chose its best state by another criterion: start afresh
         previous_threads = torch.get_num_threads()
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
+        if getattr(self, "context", None) is not None:
+            self.ran_on = self.context.describe(torch.get_num_threads(), self.n_threads)
         try:
             self._monitor = monitor
             history = self._run(n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
                                 early_stopping, restore_best, progress, after_epoch)
         finally:
             torch.set_num_threads(previous_threads)
-            if getattr(self, "checkpoint_path", None) is not None:
+            if getattr(self, "checkpoint_path", None) is not None and _is_main(self):
                 remove_stale_temporaries(self.checkpoint_path)
         self.log.info("fit %s: stopped after epoch %d: %s", self.tag, self.epoch, self.stop_reason)
         text = self.summary()   # also sets summary_table
@@ -553,6 +563,11 @@ class FitWorkflow(FitPreparation):
                 rows.append((label, p))
         self.summary_table = error_table(rows)
         return fit_summary(self, self.summary_table)
+
+
+def _is_main(workflow):
+    context = getattr(workflow, "context", None)
+    return context is None or context.is_main
 
 
 def _postfix(rec):

@@ -1,0 +1,204 @@
+"""Training across processes: 2 gloo ranks (spawned on 127.0.0.1 by ``distributed_worker.py``) give the loss history
+of 1 rank for the same global batches (mini-batch Adam, full-batch compact L-BFGS), a run stopped on 2 ranks
+resumes on 1, only rank 0 writes, and the device and sampler rules."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from support_store import store_cells, store_descriptors
+
+from miniff.fit.distributed import (
+    DistContext,
+    batch_to_device,
+    current_context,
+    init_distributed,
+    resolve_device,
+    state_to_cpu,
+    threads_per_rank,
+)
+from miniff.store import EpochSampler, prepare_store
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(tmp, world, mode="minibatch", store=None, epochs=3, checkpoint=None, batch_size=3):
+    out = tmp / f"{mode}-{world}-{epochs}"
+    args = [sys.executable, str(WORKER), "--world", str(world), "--port", str(_free_port()), "--mode", mode,
+            "--out", str(out), "--epochs", str(epochs), "--batch-size", str(batch_size)]
+    if store is not None:
+        args += ["--store", str(store)]
+    if checkpoint is not None:
+        args += ["--checkpoint", str(checkpoint)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), OMP_NUM_THREADS="1")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    proc = subprocess.run(args, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "result.json").read_text()), out, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dstore") / "s"
+    prepare_store(path, store_cells(11), store_descriptors())
+    return path
+
+
+def test_minibatch_two_ranks_equal_one_and_only_rank0_writes(store, tmp_path):
+    one, out1, _ = _run(tmp_path, 1, store=store)
+    two, out2, stdout = _run(tmp_path, 2, store=store)
+    assert len(one["loss"]) == 3 and one["loss"][-1] < one["loss"][0]
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(two["valid"], one["valid"], rtol=1e-10, atol=0)
+    a = torch.load(out1 / "rank0" / "nets.pt", weights_only=True)
+    b = torch.load(out2 / "rank0" / "nets.pt", weights_only=True)
+    for sa, sb in zip(a, b, strict=True):
+        for k in sa:
+            np.testing.assert_allclose(sb[k].numpy(), sa[k].numpy(), rtol=1e-10, atol=1e-12)
+    assert sorted(p.name for p in (out2 / "rank0").iterdir()) == ["log.jsonl", "nets.pt"]
+    assert list((out2 / "rank1").iterdir()) == []          # rank 1 wrote nothing
+    assert stdout.count("mini-batch fit:") == 1            # one summary, printed by rank 0
+    assert "ran on 2 ranks x 1 torch thread, cpu" in two["summary"]
+    assert len((out2 / "rank0" / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_minibatch_batches_smaller_than_the_ranks(store, tmp_path):
+    """Batches of 1 structure: rank 1 has an empty part of every batch and still takes every step."""
+    one, _, _ = _run(tmp_path, 1, store=store, epochs=2, batch_size=1)
+    two, _, _ = _run(tmp_path, 2, store=store, epochs=2, batch_size=1)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-10, atol=0)
+
+
+def test_minibatch_stopped_on_two_ranks_resumes_on_one(store, tmp_path):
+    full, _, _ = _run(tmp_path, 1, store=store, epochs=4)
+    ckpt = tmp_path / "run.ckpt"
+    _run(tmp_path, 2, store=store, epochs=2, checkpoint=ckpt)
+    resumed, _, _ = _run(tmp_path, 1, store=store, epochs=4, checkpoint=ckpt)
+    assert resumed["resumed_from"] == 2
+    np.testing.assert_allclose(resumed["loss"], full["loss"], rtol=1e-10, atol=0)
+
+
+def test_fullbatch_lbfgs_two_ranks_equal_one_and_resume(tmp_path):
+    one, _, _ = _run(tmp_path, 1, mode="fullbatch", epochs=3)
+    two, out2, _ = _run(tmp_path, 2, mode="fullbatch", epochs=3)
+    assert len(one["loss"]) == 4 and one["loss"][-1] < one["loss"][0]     # epoch 0 and three epochs
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(two["valid"], one["valid"], rtol=1e-10, atol=0)
+    assert "ran on 2 ranks" in two["summary"]
+    assert sorted(p.name for p in (out2 / "rank0").iterdir()) == ["learn.pt", "log.jsonl"]
+    assert list((out2 / "rank1").iterdir()) == []
+    ckpt = tmp_path / "fb.ckpt"
+    _run(tmp_path, 2, mode="fullbatch", epochs=2, checkpoint=ckpt)
+    resumed, _, _ = _run(tmp_path, 1, mode="fullbatch", epochs=3, checkpoint=ckpt)
+    assert resumed["resumed_from"] == 2
+    np.testing.assert_allclose(resumed["loss"], one["loss"], rtol=1e-10, atol=0)
+
+
+def test_sampler_global_batches_split_across_ranks():
+    ref = list(EpochSampler(10, 4, seed=7))
+    for world in (2, 3):
+        parts = [list(EpochSampler(10, 4, seed=7, rank=r, world_size=world)) for r in range(world)]
+        for k, batch in enumerate(ref):
+            assert sum((p[k] for p in parts), []) == batch
+    with pytest.raises(ValueError, match="rank"):
+        EpochSampler(10, 4, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="world_size"):
+        EpochSampler(10, 4, world_size=0)
+
+
+def test_context_of_one_process_and_shards():
+    ctx = current_context("cpu")
+    assert ctx.world_size == 1 and ctx.is_main and not ctx.distributed
+    assert init_distributed("cpu") == ctx
+    np.testing.assert_array_equal(ctx.all_sum([1.0, 2.0]), [1.0, 2.0])
+    two = DistContext(rank=1, world_size=2)
+    assert two.shard(5).tolist() == [3, 4] and two.main_only("log") is None
+    assert DistContext(world_size=2).shard(5).tolist() == [0, 1, 2]
+    assert two.describe(1) == "2 ranks x 1 torch thread, cpu"
+    assert threads_per_rank(ctx, 1) == 1
+
+
+def test_env_errors(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    with pytest.raises(ValueError, match="MASTER_ADDR"):
+        init_distributed("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE"):
+        init_distributed("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match="RANK"):
+        init_distributed("cpu")
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "gpu", 3):
+        with pytest.raises(ValueError, match="device"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    state = state_to_cpu({"a": [torch.ones(2)], "b": 3})
+    assert state["b"] == 3 and state["a"][0].device.type == "cpu"
+
+
+def test_cpu_device_goes_through_the_device_path(store):
+    """``device="cpu"`` trains through batch_to_device and the same loss as the default."""
+    from miniff.fit.minibatch import MiniBatchTrainer
+    from miniff.store import StoreDataset, normalization_from_store
+
+    ds = StoreDataset(store)
+    norm = normalization_from_store(ds, offset_energy=True)
+    grads = []
+    for device in (None, "cpu"):
+        torch.manual_seed(1)
+        nets = [torch.nn.Sequential(torch.nn.Linear(len(d), 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+                for _, d in sorted(store_descriptors().items())]
+        t = MiniBatchTrainer(nets, ds, norm, batch_size=4, w_gradients=1.0, device=device)
+        assert t.device == torch.device("cpu")
+        grads.append(t.gradient())
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
+    batch = t.collate([ds[0], ds[1]])
+    assert batch_to_device(batch.dataset, "cpu") is batch.dataset
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_equals_cpu_in_float64(store):
+    from miniff.fit.minibatch import MiniBatchTrainer
+    from miniff.store import StoreDataset, normalization_from_store
+
+    ds = StoreDataset(store)
+    norm = normalization_from_store(ds, offset_energy=True)
+    out = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(1)
+        nets = [torch.nn.Sequential(torch.nn.Linear(len(d), 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).double()
+                for _, d in sorted(store_descriptors().items())]
+        t = MiniBatchTrainer(nets, ds, norm, batch_size=4, w_gradients=1.0, device=device,
+                             optimizer_kwargs={"lr": 1e-2})
+        hist = t.run(2, summary=False)
+        out[device] = ([r["loss"] for r in hist], [p.detach().cpu() for p in t.parameters()])
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-10)
+    for a, b in zip(out["cuda"][1], out["cpu"][1], strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
