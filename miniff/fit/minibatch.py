@@ -231,17 +231,16 @@ class MiniBatchTrainer:
         shard = self.context.shard(len(dataset))
         for batch in (self.loader(dataset.subset(shard)) if len(shard) else ()):
             data = batch_to_device(batch.dataset, self.device)
-            m = error_metrics(self.networks, data, self.normalization, forces=self.forces)
+            c = int(3 * batch.dataset.per_cell_dataset.force_mask().sum()) if self.forces else 0
+            m = error_metrics(self.networks, data, self.normalization, forces=c > 0)   # a batch may have none
             b = batch.dataset.n_samples
             e_sq += m["energy_rmse"] ** 2 * b
             n_e += b
             e_max = max(e_max, m["energy_max"])
-            if self.forces:
-                c = int(3 * batch.dataset.per_cell_dataset.force_mask().sum())
-                if c:
-                    f_sq += m["force_rmse"] ** 2 * c
-                    n_f += c
-                    f_max = max(f_max, m["force_max"])
+            if c:
+                f_sq += m["force_rmse"] ** 2 * c
+                n_f += c
+                f_max = max(f_max, m["force_max"])
         e_sq, n_e, f_sq, n_f = self.context.all_sum([e_sq, n_e, f_sq, n_f])
         e_max, f_max = self.context.all_max([e_max, f_max])
         out = {"energy_rmse": math.sqrt(e_sq / n_e), "energy_max": e_max}

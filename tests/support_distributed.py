@@ -1,6 +1,7 @@
 """Runs a small fit on ``--world`` gloo ranks started with ``torch.multiprocessing.spawn`` (127.0.0.1, a port given
-by the test), for ``tests/fit/test_distributed.py``.  Every rank works in ``<out>/rank<r>`` (the relative log and
-potentials paths land there); rank 0 writes ``<out>/result.json`` with the loss history.
+by the test), for ``tests/fit/test_distributed.py``.  Every rank is given the files ``<out>/rank<r>/...`` (log,
+potentials); rank 0 writes ``<out>/result.json`` with the loss history.  ``--world 1`` runs in this process
+(:func:`run_rank`; the tests call it directly).
 
 ``--mode minibatch``: a MiniBatchTrainer (Adam) on the store ``--store``; ``--mode fullbatch``: a FitWorkflow
 (compact L-BFGS) on ``store_cells(11)``.
@@ -13,10 +14,10 @@ import sys
 from pathlib import Path
 
 
-def _args(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--world", type=int, default=2)
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, default=0)
     p.add_argument("--mode", choices=("minibatch", "fullbatch"), default="minibatch")
     p.add_argument("--store", default=None)
     p.add_argument("--out", required=True)
@@ -26,7 +27,7 @@ def _args(argv=None):
     return p.parse_args(argv)
 
 
-def _minibatch(args, ctx):
+def _minibatch(args, ctx, here):
     import torch
     from support_store import store_descriptors
 
@@ -45,14 +46,14 @@ def _minibatch(args, ctx):
     trainer = MiniBatchTrainer(nets, train, norm, validation=valid, batch_size=args.batch_size, seed=5,
                                optimizer="adam", optimizer_kwargs={"lr": 1e-2}, w_gradients=1.0, w_l2=1e-3,
                                group_weights={"g1": 2.0}, checkpoint=args.checkpoint, device="cpu")
-    hist = trainer.run(args.epochs, log_file="log.jsonl", summary=True)
+    hist = trainer.run(args.epochs, log_file=here / "log.jsonl", summary=ctx.distributed)
     if ctx.is_main:
-        torch.save([n.state_dict() for n in nets], "nets.pt")
+        torch.save([n.state_dict() for n in nets], here / "nets.pt")
     return {"loss": [r["loss"] for r in hist], "valid": [r["energy_rmse_valid"] for r in hist],
             "resumed_from": trainer.resumed_from, "summary": trainer.summary()}
 
 
-def _fullbatch(args, ctx):
+def _fullbatch(args, ctx, here):
     from support_store import store_cells, store_descriptors
 
     from miniff.fit.workflow import FitWorkflow
@@ -63,35 +64,42 @@ def _fullbatch(args, ctx):
                closure_kwargs={"optimizer": "compact_lbfgs", "optimizer_kwargs": {"max_iter": 5}, "w_l2": 1e-4,
                                "per_atom": True},
                group_weights={"g1": 2.0}, checkpoint=args.checkpoint)
-    hist = wf.run(args.epochs, log_file="log.jsonl", save_fn="learn.pt", summary=False, stall_epochs=None)
+    hist = wf.run(args.epochs, log_file=here / "log.jsonl", save_fn=here / "learn.pt", summary=False,
+                  stall_epochs=None)
     return {"loss": [r["loss"] for r in hist], "valid": [r["loss_valid"] for r in hist],
             "resumed_from": wf.resumed_from, "summary": wf.summary()}
 
 
-def worker(rank, args):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(args.world), LOCAL_RANK=str(rank),
-                      LOCAL_WORLD_SIZE=str(args.world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(args.port))
+def run_rank(args, rank=0):
+    """Join the group of ``args.world`` ranks as ``rank`` (none with one rank), fit, return rank 0's result."""
+    if args.world > 1:
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(args.world), LOCAL_RANK=str(rank),
+                          LOCAL_WORLD_SIZE=str(args.world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(args.port))
     from miniff.fit.distributed import init_distributed
 
     ctx = init_distributed("cpu")
     assert ctx.rank == rank and ctx.world_size == args.world
     here = Path(args.out) / f"rank{rank}"
     here.mkdir(parents=True, exist_ok=True)
-    os.chdir(here)
-    result = (_minibatch if args.mode == "minibatch" else _fullbatch)(args, ctx)
+    result = (_minibatch if args.mode == "minibatch" else _fullbatch)(args, ctx, here)
     if ctx.is_main:
         (Path(args.out) / "result.json").write_text(json.dumps(result))
     if ctx.distributed:
         import torch
 
         torch.distributed.destroy_process_group()
+    return result
+
+
+def worker(rank, args):
+    run_rank(args, rank)
 
 
 def main(argv=None):
-    args = _args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/ for support_store
+    args = parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/ for support_store
     if args.world == 1:
-        worker(0, args)
+        run_rank(args)
         return
     import torch.multiprocessing as mp
 
