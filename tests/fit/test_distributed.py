@@ -1,5 +1,5 @@
-"""Training across processes: 2 gloo ranks (spawned on 127.0.0.1 by ``tests/support_distributed.py``) give the loss history
-of 1 rank for the same global batches (mini-batch Adam, full-batch compact L-BFGS), a run stopped on 2 ranks
+"""Training across processes: 2 gloo ranks (spawned on 127.0.0.1 by ``tests/support_distributed.py``) give the
+loss history of 1 rank for the same global batches (mini-batch Adam, full-batch compact L-BFGS), a run stopped on 2 ranks
 resumes on 1, only rank 0 writes, and the device and sampler rules."""
 
 import json
@@ -209,3 +209,33 @@ def test_gpu_equals_cpu_in_float64(store):
     np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=1e-10)
     for a, b in zip(out["cuda"][1], out["cpu"][1], strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_job_file_under_torchrun(tmp_path):
+    """``torchrun --nproc-per-node 2 -m miniff job.yml`` runs a fit-minibatch stage: one summary (rank 0), the
+    files written once."""
+    from support import lj_cells
+
+    from miniff.io import write_cells
+    from miniff.ml.serialize import load_potentials
+
+    write_cells(lj_cells(8, seed=1), tmp_path / "data.extxyz")
+    (tmp_path / "job.yml").write_text(
+        "fit-minibatch:\n"
+        "  init: {seed: 0}\n"
+        "  prepare: {fn_cells: data.extxyz, cutoff: 2.5, default_descriptor_kwargs: {n: 3, three_point: false},\n"
+        "            nn_kwargs: {n_internal: 4, n_layers: 2}, test_set: 2, store: fit.store, batch_size: 3,\n"
+        "            checkpoint: fit.ckpt}\n"
+        "  run: {n_epochs: 2, save_fn: learn.pt, log_file: fit.jsonl}\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "miniff",
+                           "job.yml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("mini-batch fit: 2 epochs") == 1
+    assert "ran on 2 ranks x 1 torch thread, cpu" in proc.stdout
+    assert len((tmp_path / "fit.jsonl").read_text().splitlines()) == 2
+    assert [p.tag for p in load_potentials(tmp_path / "learn.pt")] == ["Ar"]
+    assert (tmp_path / "fit.ckpt").exists()
