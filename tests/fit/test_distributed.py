@@ -1,6 +1,6 @@
 """Training across processes: 2 gloo ranks (spawned on 127.0.0.1 by ``tests/support_distributed.py``) give the
-loss history of 1 rank for the same global batches (mini-batch Adam, full-batch compact L-BFGS), a run stopped on 2 ranks
-resumes on 1, only rank 0 writes, and the device and sampler rules."""
+loss history of 1 rank for the same global batches (mini-batch Adam, full-batch compact L-BFGS), a run stopped on
+2 ranks resumes on 1, only rank 0 writes, and the device and sampler rules."""
 
 import json
 import os
