@@ -29,6 +29,7 @@ CASES = {
     "workflow": "benchmarks.bench_workflow",
     "ewald": "benchmarks.bench_ewald",
     "store": "benchmarks.bench_store",
+    "distributed": "benchmarks.bench_distributed",
 }
 
 #: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
@@ -44,6 +45,7 @@ PROFILES = {
         "workflow": {"quick_job": True, "epochs": 6},
         "ewald": {"sizes": [64], "steps": 1, "mesh_sizes": [64]},
         "store": {"n_structures": 8, "batch_sizes": [4], "memory_counts": [], "workers": (1,)},
+        "distributed": {"n_structures": 8, "batch_size": 4, "epochs": 1},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -56,6 +58,7 @@ PROFILES = {
         "workflow": {"quick_job": True, "epochs": 6},
         "ewald": {"sizes": [1000], "mesh_sizes": [8000]},
         "store": {"n_structures": 64, "batch_sizes": [8, 64], "memory_counts": [100, 400]},
+        "distributed": {"n_structures": 256, "batch_size": 32, "epochs": 2},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -69,6 +72,7 @@ PROFILES = {
         "workflow": {"quick_job": False},
         "ewald": {"sizes": [1000, 8000], "mesh_sizes": [8000, 64000]},
         "store": {"n_structures": 256, "batch_sizes": [8, 16, 32, 64], "memory_counts": [1000, 10000]},
+        "distributed": {"n_structures": 2000, "batch_size": 32, "epochs": 3},
     },
 }
 

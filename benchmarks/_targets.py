@@ -83,6 +83,17 @@ def _store_memory(rows, derived):
     return text, "met" if ok else "not met"
 
 
+def _distributed_speedup(rows, derived):
+    """Throughput of 2 ranks over 1 (1 thread each) on >= 2 000 structures."""
+    d = derived.get("distributed") or {}
+    if "speedup_2_ranks" not in d:
+        return "not measured", "not measured"
+    text = f"{d['speedup_2_ranks']:.2f}x on {d['n_structures']} structures"
+    if d["n_structures"] < 2000:
+        return text, "not measured"
+    return text, "met" if d["speedup_2_ranks"] >= 1.7 else "not met"
+
+
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
 TARGETS = [
     ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
@@ -115,6 +126,7 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
     ("22", "second preparation with a warm cache <= 5 % of the cold time", _store_warm),
     ("22", "mini-batch fit peak memory flat and < 2 GB for 1 000+ structures of 64 atoms", _store_memory),
+    ("23", ">= 1.7x training throughput from 1 to 2 ranks of 1 thread (>= 2 000 structures)", _distributed_speedup),
 ]
 
 
