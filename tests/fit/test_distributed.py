@@ -239,3 +239,33 @@ def test_job_file_under_torchrun(tmp_path):
     assert len((tmp_path / "fit.jsonl").read_text().splitlines()) == 2
     assert [p.tag for p in load_potentials(tmp_path / "learn.pt")] == ["Ar"]
     assert (tmp_path / "fit.ckpt").exists()
+
+
+def test_share_loss_parts_add_up_to_energy_loss():
+    """The shares of two disjoint parts (global denominators) add up to energy_loss on the whole set, value and
+    gradient; the L2 term is carried once."""
+    from miniff import ml
+    from miniff.fit.closures import energy_loss, share_loss
+
+    cells = store_cells(7)
+    data = ml.learn_cauldron(cells, store_descriptors(), grad=True, normalize=False)
+    torch.manual_seed(0)
+    nets = [ml.SequentialSoleEnergyNN(len(d), n_internal=3, n_layers=2).double()
+            for _, d in sorted(store_descriptors().items())]
+    params = [p for n in nets for p in n.parameters()]
+    w = torch.tensor([c.meta["weight"] for c in cells], dtype=torch.float64)
+    kw = dict(w_energy=1.5, w_gradients=2.0, per_atom=True)
+    ref = energy_loss(nets, data, weights=w, w_l2=1e-2, **kw).loss_value
+    g_ref = torch.autograd.grad(ref, params)
+    has = torch.tensor([c.meta.get("forces") is not None for c in cells])
+    counts = torch.tensor([len(c.values) for c in cells], dtype=torch.float64)
+    w_total, g_total = float(w.sum()), float((3 * w * counts * has).sum())
+    total, grads = 0.0, [torch.zeros_like(p) for p in params]
+    for part, l2 in ((torch.arange(0, 3), 1e-2), (torch.arange(3, 7), 0.0)):
+        loss = share_loss(nets, data.subset(part), w[part], w_total, g_total, l2=l2, **kw)
+        total += float(loss.detach())
+        for acc, g in zip(grads, torch.autograd.grad(loss, params), strict=True):
+            acc += g
+    np.testing.assert_allclose(total, float(ref), rtol=1e-12)
+    for a, b in zip(grads, g_ref, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
