@@ -266,6 +266,6 @@ def test_share_loss_parts_add_up_to_energy_loss():
         total += float(loss.detach())
         for acc, g in zip(grads, torch.autograd.grad(loss, params), strict=True):
             acc += g
-    np.testing.assert_allclose(total, float(ref), rtol=1e-12)
+    np.testing.assert_allclose(total, float(ref.detach()), rtol=1e-12)
     for a, b in zip(grads, g_ref, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
