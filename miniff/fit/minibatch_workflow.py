@@ -93,7 +93,6 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
                                               n_workers=store_workers, progress=None)
             self.log.info("%s", self.store_report)
         context.barrier()   # the other ranks read the store once rank 0 has written it
-        self.cells_nw = None   # the store holds what the fit needs; drop the neighbour lists
         full = StoreDataset(store, name=self.tag)
         self.datasets = {"learn": full.subset(np.arange(n - n_test))}
         if n_test:
@@ -115,6 +114,14 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         if checkpoint is not None and not resume:
             self.trainer.checkpoint_path = Path(checkpoint)   # written, not read
         return self
+
+    def compute_neighbors(self, cutoff, nw_kwargs=None):
+        """The cells themselves, with no neighbour lists kept in memory (the store preparation builds one list at a
+        time; the descriptor recipes measure distances cell by cell); sets the cutoff (Å)."""
+        del nw_kwargs
+        self._cutoff = float(cutoff)
+        self.cells_nw = None
+        return list(self.cells)
 
     def run(self, n_epochs=100, log_file=None, save=None, save_fn=None, progress=None, summary=True,
             torch_threads=1, validate_every=1):

@@ -89,18 +89,22 @@ class DescriptorStore:
 
     @property
     def env(self):
-        """The ``lmdb.Environment`` (reopened after a fork)."""
+        """The ``lmdb.Environment`` of this process."""
+        return self._handle_here()[0]
+
+    def _handle_here(self):
+        """``[env, records db, meta db, writable, users]`` of this process (reopened after a fork)."""
         if self._key[1] != os.getpid():
             self._open()
-        return self._handle[0]
+        return self._handle
 
     @property
     def _records(self):
-        return self._handle[1] if self._key[1] == os.getpid() else (self.env, self._handle[1])[1]
+        return self._handle_here()[1]
 
     @property
     def _meta(self):
-        return self._handle[2] if self._key[1] == os.getpid() else (self.env, self._handle[2])[1]
+        return self._handle_here()[2]
 
     def __repr__(self):
         return f"DescriptorStore({str(self.path)!r}, records={self.n_records})"
