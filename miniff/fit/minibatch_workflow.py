@@ -7,7 +7,9 @@ structures, streams the normalisation statistics of the training part and builds
 """
 
 import copy
+import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from miniff.fit.distributed import join_ranks
 from miniff.fit.minibatch import MiniBatchTrainer
 from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
 from miniff.store.dataset import StoreDataset
+from miniff.store.lmdb_store import DescriptorStore
 from miniff.store.prepare import prepare_store
 from miniff.store.statistics import stream_statistics
 
@@ -74,8 +77,8 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
             one): where the networks, the loss and the Jacobian contraction run (descriptors come from the store).
             The dtype is the workflow's ``dtype`` (``init: {dtype: float32}`` for speed on GPUs).
 
-        Under ``torchrun`` (see :mod:`miniff.fit.distributed`) rank 0 fills the store while the others wait, then
-        every rank trains on its part of every batch.
+        Under ``torchrun`` (see :mod:`miniff.fit.distributed`) every rank computes the records of its share of the
+        cells, then trains on its part of every batch.
         """
         if w_gradients is None:
             w_gradients = DEFAULT_FORCE_WEIGHT if forces else 0.0
@@ -87,12 +90,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         self._make_descriptors(descriptors, None, descriptor_recipe, cutoff, default_descriptor_kwargs, None)
         self.store_path = str(store)
         context = join_ranks(self, device)
-        self.store_report = None
-        if context.is_main:
-            self.store_report = prepare_store(store, self.cells, self.descriptors, name=self.tag, grad=self.forces,
-                                              n_workers=store_workers, progress=None)
-            self.log.info("%s", self.store_report)
-        context.barrier()   # the other ranks read the store once rank 0 has written it
+        self.store_report = self._prepare_store(context, store, store_workers)
         full = StoreDataset(store, name=self.tag)
         self.datasets = {"learn": full.subset(np.arange(n - n_test))}
         if n_test:
@@ -114,6 +112,32 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         if checkpoint is not None and not resume:
             self.trainer.checkpoint_path = Path(checkpoint)   # written, not read
         return self
+
+    def _prepare_store(self, context, store, store_workers):
+        """Fill the store; across ranks each rank computes the records of its contiguous share of the cells (LMDB
+        serialises the writes; data sets ``<tag>.rank<r>`` list each share), then rank 0 writes the data set of all
+        cells (every record then a cache hit).  Returns the report (rank 0; None on the other ranks)."""
+        kwargs = dict(grad=self.forces, n_workers=store_workers, progress=None)
+        counts = None
+        if context.distributed:
+            if context.is_main:
+                DescriptorStore(store).close()   # one rank creates the folder
+            context.barrier()
+            t0 = time.perf_counter()
+            part = prepare_store(store, context.split(self.cells), self.descriptors,
+                                 name=f"{self.tag}.rank{context.rank}", **kwargs)
+            counts = context.all_sum([part.computed, part.reused, part.targets_written, time.perf_counter() - t0])
+        report = None
+        if context.is_main:
+            report = prepare_store(store, self.cells, self.descriptors, name=self.tag, **kwargs)
+            if counts is not None:
+                report = dataclasses.replace(report, computed=int(counts[0]), reused=int(counts[1]),
+                                             targets_written=int(counts[2]), seconds=report.seconds + float(
+                                                 counts[3]) / context.world_size,
+                                             n_workers=report.n_workers * context.world_size)
+            self.log.info("%s", report)
+        context.barrier()   # the other ranks read the data set once rank 0 has written it
+        return report
 
     def compute_neighbors(self, cutoff, nw_kwargs=None):
         """The cells themselves, with no neighbour lists kept in memory (the store preparation builds one list at a

@@ -212,8 +212,8 @@ def test_gpu_equals_cpu_in_float64(store):
 
 
 def test_job_file_under_torchrun(tmp_path):
-    """``torchrun --nproc-per-node 2 -m miniff job.yml`` runs a fit-minibatch stage: one summary (rank 0), the
-    files written once."""
+    """``torchrun --nproc-per-node 2 -m miniff job.yml`` runs a fit-minibatch stage: each rank prepares half of the
+    store, one summary (rank 0), the files written once."""
     from support import lj_cells
 
     from miniff.io import write_cells
@@ -239,6 +239,13 @@ def test_job_file_under_torchrun(tmp_path):
     assert len((tmp_path / "fit.jsonl").read_text().splitlines()) == 2
     assert [p.tag for p in load_potentials(tmp_path / "learn.pt")] == ["Ar"]
     assert (tmp_path / "fit.ckpt").exists()
+    from miniff.store import DescriptorStore
+
+    with DescriptorStore(tmp_path / "fit.store", readonly=True) as st:   # each rank prepared its 4 cells
+        assert sorted(st.index_names()) == ["fit-minibatch", "fit-minibatch.rank0", "fit-minibatch.rank1"]
+        ranks = st.index("fit-minibatch.rank0")["keys"] + st.index("fit-minibatch.rank1")["keys"]
+        assert ranks == st.index("fit-minibatch")["keys"] and len(ranks) == 8
+        assert st.n_records == 16                                         # 8 descriptor + 8 target records
 
 
 def test_share_loss_parts_add_up_to_energy_loss():
