@@ -31,6 +31,7 @@ CASES = {
     "uncertainty": "benchmarks.bench_uncertainty",
     "store": "benchmarks.bench_store",
     "elements": "benchmarks.bench_elements",
+    "distributed": "benchmarks.bench_distributed",
 }
 
 #: Sizes per profile and case (keyword arguments of the case's ``run``), and the timing settings.
@@ -48,6 +49,7 @@ PROFILES = {
         "uncertainty": {"sizes": [64], "calibrate": False},
         "store": {"n_structures": 8, "batch_sizes": [4], "memory_counts": [], "workers": (1,)},
         "elements": {"n_structures": 10, "epochs": 1},
+        "distributed": {"n_structures": 8, "batch_size": 4, "epochs": 1},
     },
     "quick": {
         "settings": TimingSettings(warmup=1, repeat=5),
@@ -62,6 +64,7 @@ PROFILES = {
         "uncertainty": {"sizes": [1000], "calibration_kwargs": {"n_train": 12, "n_held": 6, "n_epochs": 10}},
         "store": {"n_structures": 64, "batch_sizes": [8, 64], "memory_counts": [100, 400]},
         "elements": {"n_structures": 60, "epochs": 5},
+        "distributed": {"n_structures": 256, "batch_size": 32, "epochs": 2},
     },
     "full": {
         "settings": TimingSettings(warmup=1, repeat=7),
@@ -77,6 +80,7 @@ PROFILES = {
         "uncertainty": {"sizes": [1000], "learning": True},
         "store": {"n_structures": 256, "batch_sizes": [8, 16, 32, 64], "memory_counts": [1000, 10000]},
         "elements": {"n_structures": 300, "epochs": 10},
+        "distributed": {"n_structures": 2000, "batch_size": 32, "epochs": 3},
     },
 }
 

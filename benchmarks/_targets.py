@@ -122,6 +122,17 @@ def _count_2_to_7(rows, derived):
     return f"{counts[0]} (2 elements), {counts[1]} (7)", "met" if counts[0] == counts[1] else "not met"
 
 
+def _distributed_speedup(rows, derived):
+    """Throughput of 2 ranks over 1 (1 thread each) on >= 2 000 structures."""
+    d = derived.get("distributed") or {}
+    if "speedup_2_ranks" not in d:
+        return "not measured", "not measured"
+    text = f"{d['speedup_2_ranks']:.2f}x on {d['n_structures']} structures"
+    if d["n_structures"] < 2000:
+        return text, "not measured"
+    return text, "met" if d["speedup_2_ranks"] >= 1.7 else "not met"
+
+
 #: (issue, target text, judge(rows, derived) -> (measured text, verdict)).
 TARGETS = [
     ("3", "neighbour list time(miniff)/time(vesin) <= 1.0 at 8k-216k",
@@ -161,6 +172,7 @@ TARGETS = [
     ("24", "5-element EMT set: (ii) wACSF or (iii) Chebyshev + SingleNN validation errors <= (i) Behler's with "
      "<= 1/4 of its descriptors", _few_descriptors),
     ("24", "(iii)'s descriptor count the same for 2 and 7 elements", _count_2_to_7),
+    ("23", ">= 1.7x training throughput from 1 to 2 ranks of 1 thread (>= 2 000 structures)", _distributed_speedup),
 ]
 
 

@@ -19,6 +19,8 @@ This is the public face of miniff's training code (the pieces live in private ``
   ``FitWorkflow.prepare(committee=...)`` fits a committee of networks in one run;
 - predictions: :func:`predict_cells` (energies, forces, stresses of potentials on cells) and
   :func:`write_predictions` (into an ``ase.db`` on SQLite or PostgreSQL, or a file);
+- several processes, machines, GPUs (``torchrun``; ``docs/distributed.md``): :func:`init_distributed`,
+  :class:`DistContext`, :func:`resolve_device`, :func:`share_loss` (a part's share of the full-batch loss);
 - jobs: :func:`exec_workflows`, :func:`run_job_file` (``python -m miniff jobs.yml``);
 - parsers: :func:`parse_runner_input` (RuNNer ``symfunction_short`` lines), :func:`parse_lammps_input`
   (LAMMPS ``pair_style nn`` potential files);
@@ -54,8 +56,10 @@ from miniff.fit.closures import (
     error_metrics,
     loss_result,
     resolve_optimizer,
+    share_loss,
     simple_energy_closure,
 )
+from miniff.fit.distributed import DistContext, init_distributed, resolve_device
 from miniff.fit.jobs import JobFileError, exec_workflows, run_job_file, run_workflow, validate_description
 from miniff.fit.lbfgs import CompactLBFGS
 from miniff.fit.log import FitLog, read_fit_log
@@ -80,6 +84,7 @@ __all__ = [
     "CompactLBFGS",
     "DenseBFGS",
     "energy_loss",
+    "share_loss",
     "SimpleClosure",
     "simple_energy_closure",
     "error_metrics",
@@ -105,6 +110,9 @@ __all__ = [
     "MiniBatchFitWorkflow",
     "MiniBatchTrainer",
     "resolve_lr_schedule",
+    "DistContext",
+    "init_distributed",
+    "resolve_device",
     "OneShotWorkflow",
     "SDWorkflow",
     "prediction_errors",

@@ -7,6 +7,8 @@ leaves either the previous checkpoint or the new one, never a truncated file.  C
 ``torch.load(weights_only=True)``: no code is ever unpickled.
 """
 
+import hashlib
+import json
 import os
 import pickle
 import pickletools
@@ -15,11 +17,13 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from miniff._atomic import atomic_write
 
-__all__ = ["atomic_torch_save", "load_checkpoint", "CHECKPOINT_FORMAT", "CheckpointError", "check_fit_checkpoint",
+__all__ = ["atomic_torch_save", "load_checkpoint", "descriptor_fingerprint",
+           "CHECKPOINT_FORMAT", "CheckpointError", "check_fit_checkpoint",
            "remove_stale_temporaries"]
 
 
@@ -171,3 +175,15 @@ def remove_stale_temporaries(path):
         except OSError:  # pragma: no cover - vanished or not ours
             pass
     return removed
+
+
+def descriptor_fingerprint(descriptors):
+    """A hash of the descriptor set (species, tags, families and parameters)."""
+    items = []
+    for species in sorted(descriptors):
+        for d in descriptors[species]:
+            params = {k: np.asarray(v).tolist() for k, v in d.get_all_parameters().items()} \
+                if hasattr(d, "get_all_parameters") else {}
+            family = getattr(getattr(d, "family", None), "tag", None)
+            items.append([species, d.tag, family, params])
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()

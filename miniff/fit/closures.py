@@ -31,6 +31,7 @@ __all__ = [
     "loss_result",
     "LBFGS",
     "energy_loss",
+    "share_loss",
     "SimpleClosure",
     "simple_energy_closure",
     "error_metrics",
@@ -188,6 +189,50 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
     for name in list(components)[1:]:  # not sum(): it would add a 0 tensor op
         total = total + components[name].loss_value
     return loss_result("total", total, None, None, components)
+
+
+def share_loss(networks, data, weights, weight_total, force_total=0.0, w_energy=1, w_gradients=0, per_atom=False,
+               l2=0.0):
+    """The share of the full-batch :func:`energy_loss` that the structures of ``data`` carry (global denominators).
+
+    With the structures' weights ``w_s`` and the totals over the whole training set ``W = sum_s w_s`` and
+    ``G = sum_s 3 w_s n_s`` (atoms with reference forces), the share of a part ``b`` of the set is
+    ``w_energy * sum_{s in b} w_s r_s^2 / W + w_gradients * sum_{s in b} w_s |G_s - G_ref_s|^2 / G + l2 * |weights|^2``:
+    the shares of disjoint parts (mini-batches, the shards of several ranks) add up to the full-batch loss, and
+    so do their gradients.
+
+    Parameters
+    ----------
+    networks : list of torch.nn.Module
+    data : miniff.ml.Dataset
+        The structures of the part (with energy gradients and Jacobians when ``w_gradients != 0``).
+    weights : torch.Tensor
+        ``[S]`` per-structure weights of the part.
+    weight_total, force_total : float
+        ``W`` and ``G`` of the whole training set.
+    w_energy, w_gradients, per_atom
+        As in :func:`energy_loss` (default criterion).
+    l2 : float
+        Weight of ``sum(w ** 2)`` over the networks' weight matrices carried by this part (e.g. ``w_l2`` divided by
+        the number of batches; 0 on all ranks but one).
+
+    Returns
+    -------
+    torch.Tensor
+        A 0-d tensor.
+    """
+    res = energy_loss(networks, data, None, weights=weights, w_energy=w_energy, w_gradients=w_gradients,
+                      per_atom=per_atom)
+    parts = res.components or {"energy": res}
+    total = parts["energy"].loss_value * (weights.sum() / weight_total)
+    if w_gradients:
+        n_force = 3 * data.per_cell_dataset.force_mask().sum(dim=1)
+        share = float((weights * n_force).sum())
+        if share > 0:
+            total = total + parts["gradients"].loss_value * (share / force_total)
+    if l2:
+        total = total + l2 * _weights_squared(networks)
+    return total
 
 
 def _weights_squared(networks):

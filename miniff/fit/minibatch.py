@@ -9,7 +9,13 @@ structures carry: with per-structure weights ``w_s`` (``meta["weight"]`` times a
 
 with ``W = sum_s w_s`` and ``G = sum_s 3 w_s n_s`` (atoms with reference forces) over the whole training set,
 ``r_s`` the (per-atom when ``per_atom``) energy residual.  The batch losses of one epoch sum to the full-batch
-loss, and so do their gradients: one epoch of SGD with one batch is one full-batch gradient step.
+loss, and so do their gradients: one epoch of SGD with one batch is one full-batch gradient step
+(:func:`~miniff.fit.closures.share_loss`).
+
+Across several ranks (:mod:`miniff.fit.distributed`, started by ``torchrun``) the batches are the same global
+batches, each split across the ranks; the ranks' gradients and losses are summed by one all-reduce per batch,
+so every rank takes the step one process would take.  Validation errors are reduced across ranks; only rank 0
+writes the log and the checkpoint, whose state does not depend on the number of ranks.
 """
 
 import math
@@ -20,7 +26,8 @@ import numpy as np
 import torch
 
 from miniff.fit.checkpoint import atomic_torch_save, load_checkpoint, remove_stale_temporaries
-from miniff.fit.closures import _weights_squared, energy_loss, error_metrics, resolve_optimizer
+from miniff.fit.closures import error_metrics, resolve_optimizer, share_loss
+from miniff.fit.distributed import batch_to_device, current_context, resolve_device, state_to_cpu
 from miniff.fit.log import FitLog
 from miniff.store.dataset import EpochSampler, StoreCollate
 
@@ -96,11 +103,19 @@ class MiniBatchTrainer:
     checkpoint : str or None
         Checkpoint file: written after every epoch (atomically), resumed from when it exists.
     dtype : torch.dtype
+        float64 by default; float32 halves memory and, on GPUs, runs much faster.
+    context : miniff.fit.distributed.DistContext or None
+        The ranks taking part (None: :func:`~miniff.fit.distributed.current_context`, i.e. the process group
+        joined by :func:`~miniff.fit.distributed.init_distributed`, else one process).
+    device : str, torch.device or None
+        Where the networks, the loss and the Jacobian contraction run (``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+        ``"auto"``; None: the context's device).  Batches are collated on the CPU and moved once each.
     """
 
     def __init__(self, networks, train, normalization, validation=None, batch_size=32, shuffle=True, seed=0,
                  optimizer="adam", optimizer_kwargs=None, lr_schedule=None, w_energy=1.0, w_gradients=0.0,
-                 per_atom=True, w_l2=0.0, group_weights=None, checkpoint=None, dtype=torch.float64):
+                 per_atom=True, w_l2=0.0, group_weights=None, checkpoint=None, dtype=torch.float64, context=None,
+                 device=None):
         self.networks = [networks] if isinstance(networks, torch.nn.Module) else list(networks)
         if len(self.networks) != len(train.species):
             raise ValueError(f"networks: {len(self.networks)} networks for the {len(train.species)} species "
@@ -114,22 +129,31 @@ class MiniBatchTrainer:
         if self.forces and not train.grad:
             raise ValueError("w_gradients: the store holds no Jacobians (prepare it with grad=True)")
         self.train, self.validation, self.normalization, self.dtype = train, validation, normalization, dtype
+        self.context = current_context() if context is None else context
+        self.device = self.context.device if device is None else resolve_device(device, self.context.local_rank)
+        for net in self.networks:
+            net.to(device=self.device, dtype=dtype)
         self.loss_kwargs = dict(w_energy=w_energy, w_gradients=w_gradients, per_atom=per_atom)
         self.w_l2 = float(w_l2)
         self.group_weights = dict(group_weights or {})
         self.collate = StoreCollate(train.species, grad=self.forces, forces=self.forces,
                                     normalization=normalization, dtype=dtype)
-        self.sampler = EpochSampler(len(train), _check_int("batch_size", batch_size, 1), shuffle, seed)
+        self.sampler = EpochSampler(len(train), _check_int("batch_size", batch_size, 1), shuffle, seed,
+                                    self.context.rank, self.context.world_size)
         self.optimizer = resolve_optimizer(optimizer)(self.parameters(), **dict(optimizer_kwargs or {}))
         self.scheduler = resolve_lr_schedule(self.optimizer, lr_schedule)
         self._totals()
         self.epoch, self.history, self.wall_time = 0, [], 0.0
         self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
         self.resumed_from = None
+        self.torch_threads = torch.get_num_threads()
         if self.checkpoint_path is not None:
-            remove_stale_temporaries(self.checkpoint_path)
+            if self.context.is_main:
+                remove_stale_temporaries(self.checkpoint_path)
+            self.context.barrier()
             if self.checkpoint_path.exists():
                 self.load_checkpoint(self.checkpoint_path)
+        self.context.broadcast_parameters(self.parameters())   # every rank starts from rank 0's networks
 
     def parameters(self):
         """All parameters of all networks."""
@@ -155,22 +179,13 @@ class MiniBatchTrainer:
 
     # ------------------------------------------------------------------ loss
     def batch_loss(self, batch):
-        """The loss ``L_b`` of a :class:`~miniff.store.dataset.Batch` (a 0-d tensor, see the module docstring)."""
-        data = batch.dataset
+        """The loss ``L_b`` of a :class:`~miniff.store.dataset.Batch` (a 0-d tensor, see the module docstring);
+        across ranks, this rank's share of it (the L2 term on rank 0 only)."""
+        data = batch_to_device(batch.dataset, self.device)
         w = torch.tensor([self._weight(x, g) for x, g in zip(batch.weights.tolist(), batch.groups, strict=True)],
-                         dtype=data.dtype)
-        res = energy_loss(self.networks, data, None, weights=w, **self.loss_kwargs)
-        parts = res.components or {"energy": res}
-        total = parts["energy"].loss_value * (w.sum() / self.weight_total)
-        if self.forces:
-            pcd = data.per_cell_dataset
-            n_force = 3 * pcd.force_mask().sum(dim=1)
-            share = float((w * n_force).sum())
-            if share > 0:
-                total = total + parts["gradients"].loss_value * (share / self.force_total)
-        if self.w_l2:
-            total = total + self.w_l2 * _weights_squared(self.networks) / len(self.sampler)
-        return total
+                         dtype=self.dtype, device=self.device)
+        l2 = self.w_l2 / len(self.sampler) if self.context.is_main else 0.0
+        return share_loss(self.networks, data, w, self.weight_total, self.force_total, l2=l2, **self.loss_kwargs)
 
     def loader(self, dataset, batch_size=None, num_workers=0):
         """A DataLoader of ``dataset`` in order (validation, metrics)."""
@@ -181,16 +196,17 @@ class MiniBatchTrainer:
     def train_epoch(self):
         """One epoch over the training batches (resuming inside the epoch where the sampler stands); returns the
         epoch's training loss (the sum of the batch losses, before each step)."""
-        loader = torch.utils.data.DataLoader(self.train, batch_sampler=self.sampler, collate_fn=self.collate)
+        params = self.parameters()
         total = 0.0
-        for batch in loader:
+        for part in self.sampler:   # this rank's part of the next global batch (maybe empty)
             self.optimizer.zero_grad()
-            loss = self.batch_loss(batch)
-            value = float(loss.detach())
+            loss = self.batch_loss(self.collate([self.train[i] for i in part])) if part else None
+            if loss is not None:
+                loss.backward()
+            value = self.context.sum_gradients(params, loss)   # the same on every rank
             if not math.isfinite(value):
                 raise RuntimeError(f"the loss is not finite ({value}) at epoch {self.epoch + 1}: lower the "
                                    f"learning rate or check the data")
-            loss.backward()
             self.optimizer.step()
             total += value
         return total
@@ -208,21 +224,25 @@ class MiniBatchTrainer:
         return grads
 
     def metrics(self, dataset):
-        """Energy and force errors (eV/atom, eV/Å) of the networks on a StoreDataset, batch by batch."""
+        """Energy and force errors (eV/atom, eV/Å) of the networks on a StoreDataset, batch by batch (each rank
+        its shard, reduced across ranks)."""
         e_sq = e_max = f_sq = f_max = 0.0
         n_e = n_f = 0
-        for batch in self.loader(dataset):
-            m = error_metrics(self.networks, batch.dataset, self.normalization, forces=self.forces)
+        shard = self.context.shard(len(dataset))
+        for batch in (self.loader(dataset.subset(shard)) if len(shard) else ()):
+            data = batch_to_device(batch.dataset, self.device)
+            c = int(3 * batch.dataset.per_cell_dataset.force_mask().sum()) if self.forces else 0
+            m = error_metrics(self.networks, data, self.normalization, forces=c > 0)   # a batch may have none
             b = batch.dataset.n_samples
             e_sq += m["energy_rmse"] ** 2 * b
             n_e += b
             e_max = max(e_max, m["energy_max"])
-            if self.forces:
-                c = int(3 * batch.dataset.per_cell_dataset.force_mask().sum())
-                if c:
-                    f_sq += m["force_rmse"] ** 2 * c
-                    n_f += c
-                    f_max = max(f_max, m["force_max"])
+            if c:
+                f_sq += m["force_rmse"] ** 2 * c
+                n_f += c
+                f_max = max(f_max, m["force_max"])
+        e_sq, n_e, f_sq, n_f = self.context.all_sum([e_sq, n_e, f_sq, n_f])
+        e_max, f_max = self.context.all_max([e_max, f_max])
         out = {"energy_rmse": math.sqrt(e_sq / n_e), "energy_max": e_max}
         if self.forces and n_f:
             out.update(force_rmse=math.sqrt(f_sq / n_f), force_max=f_max)
@@ -243,15 +263,17 @@ class MiniBatchTrainer:
         previous = torch.get_num_threads()
         if torch_threads is not None:
             torch.set_num_threads(_check_int("torch_threads", torch_threads, 1))
+        self.torch_threads = torch.get_num_threads()
         try:
             return self._run(n_epochs, log_file, progress, summary, validate_every)
         finally:
             torch.set_num_threads(previous)
 
     def _run(self, n_epochs, log_file, progress, summary, validate_every):
-        log = FitLog(log_file, resume_epoch=self.epoch if self.epoch > 0 else None)
+        main = self.context.is_main   # only rank 0 writes, prints and shows progress
+        log = FitLog(log_file if main else None, resume_epoch=self.epoch if self.epoch > 0 else None)
         bar = None
-        if progress:
+        if progress and main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=n_epochs, initial=min(self.epoch, n_epochs), desc="mini-batch fit", unit="epoch")
@@ -274,19 +296,20 @@ class MiniBatchTrainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3g}")
-                if self.checkpoint_path is not None:
+                if self.checkpoint_path is not None and main:
                     self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
-        if summary:
+        if summary and main:
             print(self.summary(), flush=True)
         return self.history
 
     def summary(self):
         """A few lines: epochs, time, the last losses and validation errors."""
         lines = [f"mini-batch fit: {self.epoch} epochs of {len(self.sampler)} batches (batch size "
-                 f"{self.sampler.batch_size}, {len(self.train)} structures) in {self.wall_time:.1f} s"]
+                 f"{self.sampler.batch_size}, {len(self.train)} structures) in {self.wall_time:.1f} s",
+                 f"ran on {self.context.describe(self.torch_threads)}"]
         if self.history:
             last = self.history[-1]
             lines.append("last epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
@@ -297,8 +320,9 @@ class MiniBatchTrainer:
     def checkpoint_state(self):
         """Plain data: networks, optimizer, scheduler, sampler, epoch, history, normalisation, RNG."""
         return {"format": MINIBATCH_CHECKPOINT_FORMAT, "epoch": self.epoch, "wall_time": self.wall_time,
-                "networks": [n.state_dict() for n in self.networks],
-                "optimizer": self.optimizer.state_dict(), "optimizer_class": type(self.optimizer).__name__,
+                "networks": [state_to_cpu(n.state_dict()) for n in self.networks],
+                "optimizer": state_to_cpu(self.optimizer.state_dict()),
+                "optimizer_class": type(self.optimizer).__name__,
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                 "sampler": self.sampler.state_dict(), "normalization": self.normalization.state_dict(),
                 "descriptor_key": self.train.descriptor_key, "n_train": len(self.train),

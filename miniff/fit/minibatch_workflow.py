@@ -7,14 +7,18 @@ structures, streams the normalisation statistics of the training part and builds
 """
 
 import copy
+import dataclasses
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
+from miniff.fit.distributed import join_ranks
 from miniff.fit.minibatch import MiniBatchTrainer
 from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
 from miniff.store.dataset import StoreDataset
+from miniff.store.lmdb_store import DescriptorStore
 from miniff.store.prepare import prepare_store
 from miniff.store.statistics import stream_statistics
 
@@ -33,7 +37,8 @@ class MiniBatchFitWorkflow(FitPreparation):
                 descriptor_recipe="behler", normalization_kwargs=None, test_set=0.1, split_seed=0, nn_kwargs=None,
                 forces=True, w_energy=1.0, w_gradients=None, per_atom=True, w_l2=0.0, group_weights=None,
                 store="descriptors.store", store_workers=1, batch_size=32, shuffle=True, shuffle_seed=0,
-                optimizer="adam", optimizer_kwargs=None, lr_schedule=None, checkpoint=None, resume=True):
+                optimizer="adam", optimizer_kwargs=None, lr_schedule=None, checkpoint=None, resume=True,
+                device="cpu"):
         """Load cells, fill the store, normalise from streamed statistics, build networks and the trainer.
 
         Parameters
@@ -67,6 +72,13 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         checkpoint : str or None
             Checkpoint file (written every epoch; a run resumes from it when ``resume``).
         resume : bool
+        device : str
+            ``"cpu"`` (default), ``"cuda"`` (this rank's GPU), ``"cuda:N"`` or ``"auto"`` (a GPU when torch sees
+            one): where the networks, the loss and the Jacobian contraction run (descriptors come from the store).
+            The dtype is the workflow's ``dtype`` (``init: {dtype: float32}`` for speed on GPUs).
+
+        Under ``torchrun`` (see :mod:`miniff.fit.distributed`) every rank computes the records of its share of the
+        cells, then trains on its part of every batch.
         """
         if w_gradients is None:
             w_gradients = DEFAULT_FORCE_WEIGHT if forces else 0.0
@@ -77,9 +89,8 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
                                      cells_selection, test_set, split_seed)
         self._make_descriptors(descriptors, None, descriptor_recipe, cutoff, default_descriptor_kwargs, None)
         self.store_path = str(store)
-        self.store_report = prepare_store(store, self.cells, self.descriptors, name=self.tag, grad=self.forces,
-                                          n_workers=store_workers, progress=None)
-        self.log.info("%s", self.store_report)
+        context = join_ranks(self, device)
+        self.store_report = self._prepare_store(context, store, store_workers)
         full = StoreDataset(store, name=self.tag)
         self.datasets = {"learn": full.subset(np.arange(n - n_test))}
         if n_test:
@@ -97,10 +108,36 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
             batch_size=batch_size, shuffle=shuffle, seed=shuffle_seed, optimizer=optimizer,
             optimizer_kwargs=optimizer_kwargs, lr_schedule=lr_schedule, w_energy=w_energy, w_gradients=w_gradients,
             per_atom=per_atom, w_l2=w_l2, group_weights=group_weights,
-            checkpoint=checkpoint if resume else None, dtype=self.dtype)
+            checkpoint=checkpoint if resume else None, dtype=self.dtype, context=context)
         if checkpoint is not None and not resume:
             self.trainer.checkpoint_path = Path(checkpoint)   # written, not read
         return self
+
+    def _prepare_store(self, context, store, store_workers):
+        """Fill the store; across ranks each rank computes the records of its contiguous share of the cells (LMDB
+        serialises the writes; data sets ``<tag>.rank<r>`` list each share), then rank 0 writes the data set of all
+        cells (every record then a cache hit).  Returns the report (rank 0; None on the other ranks)."""
+        kwargs = dict(grad=self.forces, n_workers=store_workers, progress=None)
+        counts = None
+        if context.distributed:
+            if context.is_main:
+                DescriptorStore(store).close()   # one rank creates the folder
+            context.barrier()
+            t0 = time.perf_counter()
+            part = prepare_store(store, context.split(self.cells), self.descriptors,
+                                 name=f"{self.tag}.rank{context.rank}", **kwargs)
+            counts = context.all_sum([part.computed, part.reused, part.targets_written, time.perf_counter() - t0])
+        report = None
+        if context.is_main:
+            report = prepare_store(store, self.cells, self.descriptors, name=self.tag, **kwargs)
+            if counts is not None:
+                report = dataclasses.replace(report, computed=int(counts[0]), reused=int(counts[1]),
+                                             targets_written=int(counts[2]), seconds=report.seconds + float(
+                                                 counts[3]) / context.world_size,
+                                             n_workers=report.n_workers * context.world_size)
+            self.log.info("%s", report)
+        context.barrier()   # the other ranks read the data set once rank 0 has written it
+        return report
 
     def compute_neighbors(self, cutoff, nw_kwargs=None):
         """The cells themselves, with no neighbour lists kept in memory (the store preparation builds one list at a
@@ -140,7 +177,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         self.epoch, self.history = self.trainer.epoch, history
         if save is None:
             save = save_fn is not None
-        if save:
+        if save and self.context.is_main:
             self.save_potentials(("{tag}.pt" if save_fn is None else str(save_fn)).format(tag="learn"))
         return history
 
@@ -150,7 +187,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
 
         ranges = [None if r is None else np.stack([r[0].numpy(), r[1].numpy()], axis=1)
                   for r in self.statistics.inputs.features_range]
-        self.nn_potentials = ml.potentials_from_ml_data([copy.deepcopy(n) for n in self.nn], self.descriptors,
+        self.nn_potentials = ml.potentials_from_ml_data([copy.deepcopy(n).cpu() for n in self.nn], self.descriptors,
                                                         normalization=self.normalization, descriptor_range=ranges)
         return self.nn_potentials
 

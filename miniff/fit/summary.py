@@ -14,7 +14,8 @@ import math
 
 import numpy as np
 
-__all__ = ["error_table", "format_table", "fit_summary", "errors_summary", "STOP_REASONS", "charge_table",
+__all__ = ["error_table", "format_table", "fit_summary", "progress_postfix", "errors_summary",
+           "STOP_REASONS", "charge_table",
            "format_charge_table", "charge_fit_summary"]
 
 #: Explanations of ``FitWorkflow.stop_reason`` values in summaries.
@@ -122,6 +123,8 @@ def _fit_header(fit):
     best = getattr(fit, "best_epoch_info", None)
     if best is not None:
         lines.append(f"networks of epoch {best[0]} ({best[1]})")
+    if getattr(fit, "ran_on", None):
+        lines.append(f"ran on {fit.ran_on}")
     return lines
 
 
@@ -179,3 +182,17 @@ def format_charge_table(table):
 def charge_fit_summary(fit, table):
     """The end-of-fit text of a :class:`~miniff.fit.charge_workflow.ChargeFitWorkflow` (after ``run``)."""
     return "\n".join(_fit_header(fit) + format_charge_table(table))
+
+
+def progress_postfix(rec):
+    """The progress bar's short text of an epoch record: losses and RMSEs (meV/atom, e, eV/Å)."""
+    out = {"loss": f"{rec['loss']:.3g}"}
+    if "loss_valid" in rec:
+        out["val"] = f"{rec['loss_valid']:.3g}"
+    if "energy_rmse" in rec:
+        out["E"] = f"{1000 * rec['energy_rmse']:.2f}meV/at"
+    if "charge_rmse" in rec:
+        out["q"] = f"{rec['charge_rmse']:.4f}e"
+    if "force_rmse" in rec:
+        out["F"] = f"{rec['force_rmse']:.3f}eV/Å"
+    return out

@@ -21,6 +21,7 @@ from miniff.fit.checkpoint import (
     CHECKPOINT_FORMAT,
     atomic_torch_save,
     check_fit_checkpoint,
+    descriptor_fingerprint,
     load_checkpoint,
     remove_stale_temporaries,
 )
@@ -33,10 +34,12 @@ from miniff.fit.committee_fit import (
     run_committee,
 )
 from miniff.fit.compat import warn_ignored
+from miniff.fit.distributed import join_ranks, shard_closure
 from miniff.fit.log import FitLog
 from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
 from miniff.fit.prepare import DEFAULT_CUTOFF, FitPreparation
+from miniff.fit.summary import progress_postfix
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
 
@@ -44,18 +47,6 @@ __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
 #: cannot make progress: the fit stops with ``stop_reason = "optimizer: <reason>"``.  A failed line search is
 #: not final: :class:`~miniff.fit.monitor.FitMonitor` drops the optimizer's history and goes on.
 OPTIMIZER_FINAL_STOPS = ("tolerance_grad", "tolerance_change")
-
-
-def _descriptor_fingerprint(descriptors):
-    """A hash of the descriptor set (species, tags, families and parameters)."""
-    items = []
-    for species in sorted(descriptors):
-        for d in descriptors[species]:
-            params = {k: np.asarray(v).tolist() for k, v in d.get_all_parameters().items()} \
-                if hasattr(d, "get_all_parameters") else {}
-            family = getattr(getattr(d, "family", None), "tag", None)
-            items.append([species, d.tag, family, params])
-    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class FitWorkflow(FitPreparation):
@@ -171,12 +162,15 @@ class FitWorkflow(FitPreparation):
         learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs,
                                                                   stress)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
+        join_ranks(self)   # under torchrun: each rank fits on its shard of the learning set (miniff.fit.distributed)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
                                      cells_selection, test_set, split_seed, cells_group_key)
         self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
         self._make_networks(nn_kwargs)
         self._make_closure(closure_kwargs, group_weights)
+        if self.context.distributed:
+            self.closure = shard_closure(self.closure, self.context)
         self.committee, self.members, self.resume = committee_options(committee, self.seed), None, resume
         self._start_fit(checkpoint, resume and self.committee is None, raw)
         return self
@@ -196,7 +190,7 @@ class FitWorkflow(FitPreparation):
         self.best = None
         self.stale_epochs = 0
         self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
-        self._fingerprint = _descriptor_fingerprint(self.descriptors)
+        self._fingerprint = descriptor_fingerprint(self.descriptors)
         self._split_fingerprint = self._split_key(raw)
         self.resumed_from = None
         self.losses = None  # stale after a new prepare: recomputed on access
@@ -237,6 +231,8 @@ class FitWorkflow(FitPreparation):
         path = self.checkpoint_path if path is None else Path(path)
         if path is None:
             raise ValueError("path: no checkpoint file given (prepare(checkpoint=...))")
+        if not _is_main(self):
+            return path   # only rank 0 writes
         atomic_torch_save(self.checkpoint_state(), path)
         return path
 
@@ -396,19 +392,23 @@ class FitWorkflow(FitPreparation):
                                           or torch_threads < 1):
             raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
         warn_ignored("FitWorkflow.run", save_policy=save_policy, plot_kwargs=plot_kwargs)
+        if not _is_main(self):   # only rank 0 writes and prints
+            log_file, save, summary, progress = None, False, False, False
         monitor = FitMonitor(select_best, self.forces, stall_epochs, stall_tolerance)
         if self.best is not None and self.best.get("criterion", "loss") != select_best:
             self.best = None   # a resumed fit chose its best state by another criterion: start afresh
         previous_threads = torch.get_num_threads()
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
+        if getattr(self, "context", None) is not None:
+            self.ran_on = self.context.describe(torch.get_num_threads(), self.n_threads)
         try:
             self._monitor = monitor
             history = self._run(n_epochs, epoch_size, cleanup_optimizer, save, save_fn, checkpoint_every, log_file,
                                 early_stopping, restore_best, progress, after_epoch)
         finally:
             torch.set_num_threads(previous_threads)
-            if getattr(self, "checkpoint_path", None) is not None:
+            if getattr(self, "checkpoint_path", None) is not None and _is_main(self):
                 remove_stale_temporaries(self.checkpoint_path)
         self.log.info("fit %s: stopped after epoch %d: %s", self.tag, self.epoch, self.stop_reason)
         text = self.summary()   # also sets summary_table
@@ -449,7 +449,7 @@ class FitWorkflow(FitPreparation):
                 stop = self._after_epoch_checks(rec, early_stopping)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(_postfix(rec))
+                    bar.set_postfix(progress_postfix(rec))
                 if self.checkpoint_path is not None and (self.epoch % checkpoint_every == 0 or stop
                                                          or self.epoch >= n_epochs):
                     self.save_checkpoint()
@@ -581,14 +581,6 @@ class FitWorkflow(FitPreparation):
         return fit_summary(self, self.summary_table)
 
 
-def _postfix(rec):
-    out = {"loss": f"{rec['loss']:.3g}"}
-    if "loss_valid" in rec:
-        out["val"] = f"{rec['loss_valid']:.3g}"
-    if "energy_rmse" in rec:
-        out["E"] = f"{1000 * rec['energy_rmse']:.2f}meV/at"
-    if "charge_rmse" in rec:
-        out["q"] = f"{rec['charge_rmse']:.4f}e"
-    if "force_rmse" in rec:
-        out["F"] = f"{rec['force_rmse']:.3f}eV/Å"
-    return out
+def _is_main(workflow):
+    context = getattr(workflow, "context", None)
+    return context is None or context.is_main

@@ -4,7 +4,8 @@
 :class:`StoreCollate` turns a list of them into a ``miniff.ml.Dataset`` batch (padded features ``[B, M, F]``,
 masks, the sparse Jacobian of every species, energies ``[B, 1]``, energy gradients ``[B, N, 3]``), normalised
 when given a :class:`~miniff.ml.Normalization`; :class:`EpochSampler` gives the batches of every epoch from a
-seed, with a state that checkpoints can save (so that a resumed run sees the same batches).
+seed, with a state that checkpoints can save (so that a resumed run sees the same batches); with several ranks
+each rank gets its part of every batch.
 """
 
 from typing import NamedTuple
@@ -183,14 +184,25 @@ class EpochSampler(torch.utils.data.Sampler):
     ``(seed, epoch)`` (or the natural order without ``shuffle``), cut into batches of ``batch_size`` (the last one
     smaller).  The state (``epoch``, ``batch``: the next batch to yield) is saved by checkpoints; iterating
     resumes from it, and the epoch ends by advancing to the next one.
+
+    With ``world_size > 1`` (distributed training) the batches stay the *global* ones, the same for any number of
+    ranks, and rank ``rank`` gets its contiguous part of each (``np.array_split`` order; a list that may be empty
+    when a batch has fewer structures than there are ranks).  The state does not depend on the rank or the
+    number of ranks, so a run resumes on any number of ranks.
     """
 
-    def __init__(self, n, batch_size, shuffle=True, seed=0):
+    def __init__(self, n, batch_size, shuffle=True, seed=0, rank=0, world_size=1):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        for name, v, low in (("world_size", world_size, 1), ("rank", rank, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if rank >= world_size:
+            raise ValueError(f"rank must be < world_size ({world_size}), got {rank}")
         self.n, self.batch_size, self.shuffle, self.seed = int(n), batch_size, bool(shuffle), seed
+        self.rank, self.world_size = int(rank), int(world_size)
         self.epoch, self.batch = 0, 0
 
     def __len__(self):
@@ -207,7 +219,10 @@ class EpochSampler(torch.utils.data.Sampler):
         while self.batch < len(self):
             k = self.batch
             self.batch += 1
-            yield order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
+            batch = order[k * self.batch_size:(k + 1) * self.batch_size]
+            if self.world_size > 1:
+                batch = np.array_split(batch, self.world_size)[self.rank]
+            yield batch.tolist()
         self.epoch, self.batch = self.epoch + 1, 0
 
     def state_dict(self):

@@ -1,0 +1,378 @@
+"""Training across processes: the distributed context of a run started by ``torchrun`` (or by a test), devices,
+threads per rank, and the reductions the fits need.
+
+A run is *distributed* when ``WORLD_SIZE > 1`` (``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``LOCAL_WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``): :func:`init_distributed` then joins the process
+group (``gloo`` on the CPU, ``nccl`` on CUDA devices) and every rank trains on its shard of the data.  Losses use
+the denominators of the whole training set, so the sum over ranks of the shard gradients is the gradient of one
+process: :meth:`DistContext.sum_gradients` adds the gradients (and the loss) of all ranks with one all-reduce
+per step, every rank then takes the same optimizer step.  Only rank 0 writes files (:attr:`DistContext.is_main`).
+"""
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from miniff._ext.threads import available_cores, check_n_threads, effective_n_threads
+
+__all__ = ["DistContext", "init_distributed", "current_context", "resolve_device", "threads_per_rank",
+           "batch_to_device", "state_to_cpu", "ENV_VARIABLES"]
+
+#: The environment variables of ``torchrun`` read by :func:`init_distributed`.
+ENV_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def resolve_device(device="cpu", local_rank=0):
+    """A ``torch.device`` from ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``.
+
+    ``"cuda"`` means the GPU of this rank (``cuda:local_rank``, cycling over the visible GPUs); ``"auto"`` is that
+    GPU when torch sees one, else the CPU.
+
+    Raises
+    ------
+    ValueError
+        An unknown device, or CUDA requested when torch sees no GPU (or not that many).
+    """
+    if device is None:
+        device = "cpu"
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}, "
+                         f"built with CUDA {torch.version.cuda}); use device: cpu (or auto)")
+    count = torch.cuda.device_count()
+    index = dev.index if dev.index is not None else int(local_rank) % count
+    if index >= count:
+        raise ValueError(f"device={device!r}: this machine has {count} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+def _env_int(name, default, low):
+    text = os.environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r} is not an integer") from None
+    if value < low:
+        raise ValueError(f"environment variable {name}={value} must be >= {low}")
+    return value
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a run: ``rank`` of ``world_size`` processes, ``local_rank`` of
+    ``local_world_size`` on this machine, the ``backend`` of the process group (None: one process) and the
+    ``device`` the networks run on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    backend: object = None
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self):
+        """True on rank 0, the rank that writes logs, checkpoints and potentials."""
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        """True when several ranks take part."""
+        return self.world_size > 1
+
+    def main_only(self, value):
+        """``value`` on rank 0, None elsewhere (file names that only rank 0 writes)."""
+        return value if self.is_main else None
+
+    def shard(self, n):
+        """This rank's positions among ``n`` items: contiguous, sizes differing by at most one; ``[k]`` int64."""
+        return np.array_split(np.arange(int(n)), self.world_size)[self.rank]
+
+    def split(self, items):
+        """This rank's contiguous part of a sequence (``np.array_split`` order: rank 0 gets the first)."""
+        return [items[i] for i in self.shard(len(items))]
+
+    def _reduce(self, values, op):
+        t = torch.as_tensor(values, dtype=torch.float64).reshape(-1).to(self._comm_device(), copy=True)
+        if self.distributed:
+            torch.distributed.all_reduce(t, op=op)
+        return t.cpu().numpy()
+
+    def _comm_device(self):
+        return self.device if self.backend == "nccl" else torch.device("cpu")
+
+    def all_sum(self, values):
+        """The elementwise sum over ranks of a float sequence (an ndarray; the values as given on one rank)."""
+        return self._reduce(values, torch.distributed.ReduceOp.SUM if self.distributed else None)
+
+    def all_max(self, values):
+        """The elementwise maximum over ranks of a float sequence (an ndarray)."""
+        return self._reduce(values, torch.distributed.ReduceOp.MAX if self.distributed else None)
+
+    def sum_gradients(self, parameters, loss=None):
+        """Add the gradients (``.grad``) of ``parameters`` and the value of ``loss`` over all ranks, in place.
+
+        A rank without a loss (an empty shard of a batch) passes ``loss=None`` and contributes zeros; every
+        rank must call this the same number of times.  Returns the summed loss (a float).  With one rank
+        nothing is communicated and the gradients stay as they are.
+        """
+        value = 0.0 if loss is None else float(loss.detach())
+        if not self.distributed:
+            return value
+        parameters = list(parameters)
+        comm = self._comm_device()
+        parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(comm, torch.float64)
+                 for p in parameters]
+        flat = torch.cat(parts + [torch.tensor([value], dtype=torch.float64, device=comm)])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for p in parameters:
+            n = p.numel()
+            g = flat[offset:offset + n].reshape(p.shape).to(p.device, p.dtype)
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.copy_(g)
+            offset += n
+        return float(flat[-1])
+
+    def broadcast_parameters(self, parameters):
+        """Give every rank rank 0's values of ``parameters`` (in place; nothing with one rank)."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            for p in parameters:
+                t = p.data.to(self._comm_device())
+                torch.distributed.broadcast(t, 0)
+                p.data.copy_(t)
+
+    def barrier(self):
+        """Wait for every rank (nothing with one rank)."""
+        if self.distributed:
+            torch.distributed.barrier()
+
+    def describe(self, torch_threads=None, omp_threads=None):
+        """``"2 ranks x 1 torch thread (OpenMP 1), cpu"``: for summaries."""
+        text = f"{self.world_size} rank{'s' if self.world_size > 1 else ''}"
+        if torch_threads is not None:
+            text += f" x {torch_threads} torch thread{'s' if torch_threads != 1 else ''}"
+        if omp_threads is not None:
+            text += f" (OpenMP {omp_threads})"
+        return f"{text}, {self.device}"
+
+
+def current_context(device="cpu"):
+    """The context of this process: from the joined process group when there is one, else a single process.
+
+    ``device`` as in :func:`resolve_device` (``"cuda"`` = the GPU of ``LOCAL_RANK``).
+    """
+    local_rank = _env_int("LOCAL_RANK", 0, 0)
+    local_world = _env_int("LOCAL_WORLD_SIZE", 1, 1)
+    dev = resolve_device(device, local_rank)
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        world = dist.get_world_size()
+        return DistContext(dist.get_rank(), world, local_rank, min(local_world, world), dist.get_backend(), dev)
+    return DistContext(device=dev)
+
+
+def init_distributed(device="cpu", backend=None, timeout_s=1800):
+    """Join the process group of a ``torchrun`` launch (``WORLD_SIZE > 1``) and return the :class:`DistContext`.
+
+    Without ``WORLD_SIZE`` (or with 1) nothing is joined: a single-process context.  An already joined group (a
+    test's ``init_process_group``) is used as it is.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        See :func:`resolve_device`; ``"cuda"`` on rank ``LOCAL_RANK`` is ``cuda:LOCAL_RANK``.
+    backend : str or None
+        ``"gloo"`` (default on the CPU) or ``"nccl"`` (default on CUDA).
+    timeout_s : float
+        Seconds a collective waits for the other ranks before failing.
+
+    Raises
+    ------
+    ValueError
+        Malformed ``torchrun`` variables, ``RANK >= WORLD_SIZE``, or no ``MASTER_ADDR``/``MASTER_PORT``.
+    """
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return current_context(device)
+    world = _env_int("WORLD_SIZE", 1, 1)
+    if world == 1:
+        return current_context(device)
+    rank = _env_int("RANK", None, 0)
+    if rank is None or rank >= world:
+        raise ValueError(f"environment: WORLD_SIZE={world} needs RANK in [0, {world}) (start with torchrun)")
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    if missing:
+        raise ValueError(f"environment: WORLD_SIZE={world} but {', '.join(missing)} not set (start with torchrun, "
+                         f"or set them to the address and a free port of rank 0)")
+    dev = resolve_device(device, _env_int("LOCAL_RANK", 0, 0))
+    if backend is None:
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    import datetime
+
+    dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=float(timeout_s)))
+    return current_context(device)
+
+
+def threads_per_rank(context, n_threads=None):
+    """OpenMP threads of one rank: ``n_threads`` when given (``miniff.kernel`` rules), else the count set by
+    ``OMP_NUM_THREADS`` when it is set (torchrun sets it to 1 for several ranks per machine), else the cores of
+    this process divided by the ranks on this machine (at least 1)."""
+    n_threads = check_n_threads(n_threads)
+    if n_threads is not None or os.environ.get("OMP_NUM_THREADS"):
+        return effective_n_threads(n_threads)
+    return max(1, available_cores() // max(1, context.local_world_size))
+
+
+def _move(x, device):
+    return x.to(device) if isinstance(x, torch.Tensor) else x
+
+
+def batch_to_device(data, device):
+    """A ``miniff.ml.Dataset`` with every tensor (values, masks, Jacobian indices) on ``device``; the same object
+    when it is the CPU (descriptors are computed on the CPU and moved once per batch)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return data
+    from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
+    from miniff.ml.jacobian import SparseJacobian
+
+    pcd = data.per_cell_dataset
+    cell = PerCellDataset(pcd.energy.to(device), _move(pcd.mask, device), _move(pcd.energy_g, device),
+                          _move(pcd.has_forces, device))
+    points = []
+    for ppd in data.per_point_datasets:
+        jac = ppd.features_g
+        if isinstance(jac, SparseJacobian):
+            moved = object.__new__(SparseJacobian)
+            moved.__dict__.update({k: _move(v, device) for k, v in jac.__dict__.items() if k != "_dense_cache"})
+            jac = moved
+        else:
+            jac = _move(jac, device)
+        points.append(PerPointDataset(ppd.features.to(device), _move(ppd.mask, device), jac,
+                                      _move(ppd.charges, device), _move(ppd.energies_p, device), ppd.tag))
+    return Dataset(cell, *points)
+
+
+def state_to_cpu(state):
+    """A copy of a (nested) state dict with every tensor on the CPU: what checkpoints and saved files hold,
+    whatever device trained."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: state_to_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(state_to_cpu(v) for v in state)
+    return state
+
+
+def _sharded_closure_class():
+    from miniff.fit.closures import SimpleClosure, energy_loss, loss_result, share_loss
+
+    class ShardedClosure(SimpleClosure):
+        """A :class:`~miniff.fit.closures.SimpleClosure` of :func:`~miniff.fit.closures.energy_loss` whose
+        learning-set loss is computed by every rank on its shard, with the denominators of the whole set
+        (:func:`~miniff.fit.closures.share_loss`), and whose loss and gradients are summed over the ranks: every
+        rank sees the full-batch loss and gradient and takes the same optimizer steps as one process."""
+
+        def _share(self):
+            if self.shard_weights.numel() == 0:
+                return None
+            l2 = self.loss_function_kwargs.get("w_l2", 0) if self.context.is_main else 0.0
+            kw = {k: self.loss_function_kwargs.get(k, d) for k, d in
+                  (("w_energy", 1), ("w_gradients", 0), ("per_atom", False))}
+            return share_loss(self.networks, self.shard_dataset, self.shard_weights, self.weight_total,
+                              self.force_total, l2=l2, **kw)
+
+        def loss(self, dataset=None, save=True):
+            """The full-batch loss of the learning set, summed over the ranks (a ``loss_result`` without
+            components); any other dataset: :func:`~miniff.fit.closures.energy_loss` on this rank."""
+            if dataset is not None and dataset is not self.dataset:
+                return super().loss(dataset, save)
+            local = self._share()
+            value = self.context.all_sum([0.0 if local is None else float(local.detach())])[0]
+            result = loss_result("total", torch.tensor(value, dtype=torch.float64), None, None, None)
+            if save:
+                self.last_loss = result
+            return result
+
+        def propagate(self, dataset=None):
+            """Zero the gradients, back-propagate this rank's share and sum loss and gradients over the ranks."""
+            self.optimizer.zero_grad()
+            local = self._share()
+            if local is not None:
+                local.backward()
+            value = self.context.sum_gradients(self.learning_parameters(), local)
+            if not np.isfinite(value):
+                raise RuntimeError(f"the loss is not finite ({value}): lower the learning rate or check the data")
+            self.last_loss = loss_result("total", torch.tensor(value, dtype=torch.float64), None, None, None)
+            return self.last_loss.loss_value
+
+        __call__ = propagate
+
+        def last_rmse(self):
+            """None: the summed loss has no per-term parts (convergence is checked on the epoch's metrics)."""
+            return None
+
+    ShardedClosure.plain_loss = staticmethod(energy_loss)
+    return ShardedClosure
+
+
+def shard_closure(closure, context):
+    """A copy of ``closure`` (an :func:`~miniff.fit.closures.energy_loss` closure with the default criterion)
+    whose loss and gradients are summed over the ranks of ``context``, each rank computing its contiguous shard
+    of the learning set (same optimizer object, same networks).
+
+    Raises
+    ------
+    ValueError
+        A closure whose loss cannot be split (another loss function, a criterion, per-atom energies).
+    """
+    cls = _sharded_closure_class()
+    kw = closure.loss_function_kwargs
+    if closure.loss_function is not cls.plain_loss or closure.criterion is not None or kw.get("energies_p"):
+        raise ValueError("closure: training across ranks needs the default loss (energy_loss, no criterion, no "
+                         "per-atom energies)")
+    data = closure.dataset
+    n = data.n_samples
+    dtype = data.per_cell_dataset.energy.dtype
+    w = torch.ones(n, dtype=dtype) if kw.get("weights") is None else \
+        torch.as_tensor(kw["weights"], dtype=dtype).reshape(-1)
+    force_total = 0.0
+    if kw.get("w_gradients", 0):
+        force_total = float((w * 3 * data.per_cell_dataset.force_mask().sum(dim=1)).sum())
+    out = cls.__new__(cls)
+    out.__dict__.update(closure.__dict__)
+    shard = torch.as_tensor(context.shard(n))
+    out.context, out.weight_total, out.force_total = context, float(w.sum()), force_total
+    out.shard_dataset, out.shard_weights = data.subset(shard), w[shard]
+    return out
+
+
+def join_ranks(workflow, device="cpu"):
+    """Give a fit workflow its :class:`DistContext` (``workflow.context``, joining the ``torchrun`` process
+    group) and, when it set none, the OpenMP threads of one rank (``workflow.n_threads``)."""
+    workflow.context = init_distributed(device)
+    if workflow.context.distributed and getattr(workflow, "n_threads", None) is None:
+        workflow.n_threads = threads_per_rank(workflow.context)
+    return workflow.context
