@@ -171,15 +171,7 @@ class ChargeFitWorkflow(FitWorkflow):
         per_point = [PerPointDataset.from_cells(self.cells_nw, self.descriptors[s], s, charge=True, dtype=self.dtype,
                                                 n_threads=self.n_threads) for s in self.descriptors]
         full = Dataset(PerCellDataset(energy, mask), *per_point)
-        self.timings = {"descriptors": time.perf_counter() - t0}
-        self.log.info("descriptors of %d cells in %.2f s", n, self.timings["descriptors"])
-        idx = torch.arange(n)
-        raw = {"learn": full.subset(idx[:n - n_test])}
-        if n_test:
-            raw["test"] = full.subset(idx[n - n_test:])
-        labels = self.groups()
-        self.cell_groups = None if labels is None else {"learn": labels[:n - n_test], "test": labels[n - n_test:]}
-        self.cell_indices = {"learn": list(range(n - n_test)), "test": list(range(n - n_test, n))}
+        raw = self._split_dataset(full, n, n_test, time.perf_counter() - t0)
 
         from miniff import ml
 

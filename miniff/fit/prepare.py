@@ -220,8 +220,19 @@ class FitPreparation(Workflow):
         learn_cauldron_kwargs.update(normalize=False, dtype=self.dtype)
         learn_cauldron_kwargs.setdefault("n_threads", self.n_threads)
         full = ml.learn_cauldron(self.cells_nw, self.descriptors, **learn_cauldron_kwargs)
-        self.timings = {"descriptors": time.perf_counter() - t0}
-        self.log.info("descriptors of %d cells in %.2f s", n, self.timings["descriptors"])
+        raw = self._split_dataset(full, n, n_test, time.perf_counter() - t0)
+
+        norm_kwargs = {"offset_energy": True}
+        norm_kwargs.update(normalization_kwargs or {})
+        self.normalization = ml.Normalization.from_dataset(raw["learn"], **norm_kwargs)
+        self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
+        return raw
+
+    def _split_dataset(self, full, n, n_test, seconds):
+        """Record the descriptor time (``seconds``) and split ``full`` (``n`` structures, the last ``n_test`` held
+        out) into ``{"learn": ..., "test": ...}``, with the group labels and cell indices of both parts."""
+        self.timings = {"descriptors": seconds}
+        self.log.info("descriptors of %d cells in %.2f s", n, seconds)
         idx = torch.arange(n)
         raw = {"learn": full.subset(idx[:n - n_test])}
         if n_test:
@@ -229,11 +240,6 @@ class FitPreparation(Workflow):
         labels = self.groups()
         self.cell_groups = None if labels is None else {"learn": labels[:n - n_test], "test": labels[n - n_test:]}
         self.cell_indices = {"learn": list(range(n - n_test)), "test": list(range(n - n_test, n))}
-
-        norm_kwargs = {"offset_energy": True}
-        norm_kwargs.update(normalization_kwargs or {})
-        self.normalization = ml.Normalization.from_dataset(raw["learn"], **norm_kwargs)
-        self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
         return raw
 
     def _make_networks(self, nn_kwargs):
