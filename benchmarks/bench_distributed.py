@@ -98,10 +98,15 @@ def measure(store, world, batch_size, epochs, device="cpu"):
     code = [sys.executable, "-m", "benchmarks.bench_distributed", "--worker", "--world", str(world), "--port",
             str(_free_port()), "--store", str(store), "--batch-size", str(batch_size), "--epochs", str(epochs),
             "--device", device, "--out", str(out)]
+    import miniff
+
     env = dict(os.environ, OMP_NUM_THREADS="1")
     root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.run(code, env=env, capture_output=True, text=True, timeout=3600, cwd=root)
+    # the miniff under test first (an installed package, or the source tree built in place), then the benchmarks;
+    # run from a scratch folder so that the current folder puts no unbuilt source tree first on the path
+    package_parent = Path(miniff.__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(package_parent), str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run(code, env=env, capture_output=True, text=True, timeout=3600, cwd=out.parent)
     if proc.returncode != 0:
         raise RuntimeError(f"{world} rank(s) failed: {proc.stderr[-2000:]}")
     result = json.loads(out.read_text())

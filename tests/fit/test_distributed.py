@@ -14,6 +14,7 @@ import pytest
 import torch
 from support_store import store_cells, store_descriptors
 
+import miniff
 from miniff.fit.distributed import (
     DistContext,
     batch_to_device,
@@ -27,6 +28,9 @@ from miniff.store import EpochSampler, prepare_store
 
 WORKER = Path(__file__).resolve().parents[1] / "support_distributed.py"
 ROOT = Path(__file__).resolve().parents[2]
+#: Where the tested miniff was imported from (the source tree built in place, or an installed package): the
+#: subprocesses import the same one.
+PACKAGE_PARENT = Path(miniff.__file__).resolve().parent.parent
 
 
 def _free_port():
@@ -53,7 +57,7 @@ def _run(tmp, world, **kwargs):
         from support_distributed import parse_args, run_rank
 
         return run_rank(parse_args(args)), out, ""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), str(ROOT / "tests")]), OMP_NUM_THREADS="1")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     proc = subprocess.run([sys.executable, str(WORKER)] + args, cwd=tmp, env=env, capture_output=True, text=True,
@@ -227,7 +231,7 @@ def test_job_file_under_torchrun(tmp_path):
         "            nn_kwargs: {n_internal: 4, n_layers: 2}, test_set: 2, store: fit.store, batch_size: 3,\n"
         "            checkpoint: fit.ckpt}\n"
         "  run: {n_epochs: 2, save_fn: learn.pt, log_file: fit.jsonl}\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT), OMP_NUM_THREADS="1")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
