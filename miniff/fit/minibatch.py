@@ -39,6 +39,14 @@ MINIBATCH_CHECKPOINT_FORMAT = "miniff-minibatch-checkpoint-1"
 FULL_BATCH_OPTIMIZERS = ("lbfgs", "compact_lbfgs", "compact-lbfgs", "bfgs", "dense_bfgs", "auto")
 
 
+#: Units of the logged errors by the first word of their key (losses and learning rates have none).
+_UNITS = {"energy": " eV/atom", "force": " eV/Å", "stress": " eV/Å³", "charge": " e"}
+
+
+def _unit(key):
+    return _UNITS.get(key.split("_")[0], "")
+
+
 def resolve_lr_schedule(optimizer, lr_schedule):
     """A ``torch.optim.lr_scheduler`` for ``optimizer`` from ``{"name": class name, **kwargs}`` (None: none).
 
@@ -312,7 +320,7 @@ class MiniBatchTrainer:
                  f"ran on {self.context.describe(self.torch_threads)}"]
         if self.history:
             last = self.history[-1]
-            lines.append("last epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items()
+            lines.append("last epoch: " + ", ".join(f"{k} {v:.4g}{_unit(k)}" for k, v in last.items()
                                                     if k not in ("epoch", "time")))
         return "\n".join(lines)
 

@@ -240,6 +240,7 @@ def test_job_file_under_torchrun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("mini-batch fit: 2 epochs") == 1
     assert "ran on 2 ranks x 1 torch thread, cpu" in proc.stdout
+    assert " eV/atom" in proc.stdout.split("last epoch:")[1]  # the errors carry their units
     assert len((tmp_path / "fit.jsonl").read_text().splitlines()) == 2
     assert [p.tag for p in load_potentials(tmp_path / "learn.pt")] == ["Ar"]
     assert (tmp_path / "fit.ckpt").exists()
