@@ -207,6 +207,94 @@ def run_exported(n2p2, n_frames=5):
             "cutoff_a": cutoff, "structures": rows}
 
 
+#: 4G-HDNNP example folders -> (length unit, energy unit) of their files (all three in atomic units)
+EXAMPLES_4G = {"Carbon_chain_4G": ("bohr", "hartree"), "H2O_RPBE-D3_4G": ("bohr", "hartree"),
+               "AlAuMgO_4G": ("bohr", "hartree")}
+TARGET_4G = 1e-8  # energies (per atom), forces and charges as nnp-predict prints them, files' units
+
+
+def read_output_data(path):
+    """``(energy, charges [N], forces [N, 3])`` of the first structure of ``nnp-predict``'s ``output.data``."""
+    charges, forces, energy = [], [], None
+    for line in Path(path).read_text().splitlines():
+        w = line.split()
+        if w and w[0] == "atom":
+            charges.append(float(w[5]))
+            forces.append([float(x) for x in w[7:10]])
+        elif w and w[0] == "energy":
+            energy = float(w[1])
+        elif w and w[0] == "end":
+            break
+    return energy, np.array(charges), np.array(forces)
+
+
+def run_example_4g(n2p2, name, repeats):
+    """One 4G example: ``nnp-predict`` (energy, charges and forces of its ``output.data``) against
+    ``read_n2p2``'s 4G potential on the first structure of ``input.data``; differences in the files' units."""
+    from miniff import io, units
+    from miniff.kernel import Cell, NeighborWrapper
+
+    length_unit, energy_unit = EXAMPLES_4G[name]
+    source = n2p2 / "examples" / "nnp-predict" / name
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / name
+        shutil.copytree(source, work)
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True, text=True)
+        t_n2p2 = time.perf_counter() - t0
+        if proc.returncode:
+            raise RuntimeError(f"nnp-predict failed in {work}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        e_ref, q_ref, f_ref = read_output_data(work / "output.data")
+    total_charge = 0.0
+    for line in (source / "input.data").read_text().splitlines():
+        if line.split()[:1] == ["charge"]:
+            total_charge = float(line.split()[1])
+            break
+    lattice, pos, elements = read_structures(source / "input.data")[0]
+    length = units.BOHR if length_unit == "bohr" else 1.0
+    energy = units.HARTREE if energy_unit == "hartree" else 1.0
+    (pot,) = io.read_n2p2(source, length_unit=length_unit, energy_unit=energy_unit, extrapolation="ignore")
+    cart = pos * length
+    if lattice is None:
+        span = np.ptp(cart, axis=0) + 2 * pot.cutoff + 1.0
+        vectors, pbc = np.diag(span), False
+        cart = cart - cart.min(0) + pot.cutoff
+    else:
+        vectors, pbc = lattice * length, True
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        cell = Cell(vectors, cart @ np.linalg.inv(vectors), elements)
+        cell.meta["total_charge"] = total_charge
+        nw = NeighborWrapper(cell, pbc=pbc, cutoff=pot.cutoff)
+        ev = nw.evaluate([pot], grad=True)
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    n = len(pos)
+    e_ours = ev.energy / energy
+    f_ours = -ev.grad_nc / (energy / length)
+    q_ours = pot.charges(nw)
+    row = {"atoms": n, "periodic": bool(pbc), "files": f"{length_unit}/{energy_unit}",
+           "energy": e_ours, "energy_n2p2": e_ref,
+           "energy_diff_per_atom": abs(e_ours - e_ref) / n,
+           "force_max_diff": float(np.abs(f_ours - f_ref).max()), "force_max": float(np.abs(f_ref).max()),
+           "charge_max_diff": float(np.abs(q_ours - q_ref).max()), "charge_max": float(np.abs(q_ref).max()),
+           "time_miniff_s": best, "time_nnp_predict_s": t_n2p2}
+    row["agrees"] = all(row[k] <= TARGET_4G for k in ("energy_diff_per_atom", "force_max_diff", "charge_max_diff"))
+    return row
+
+
+def run_4g(n2p2, repeats):
+    """Every 4G example (:func:`run_example_4g`), printed as it goes."""
+    out = {"target_files_units": TARGET_4G, "examples": {}}
+    for name in EXAMPLES_4G:
+        out["examples"][name] = r = run_example_4g(n2p2, name, repeats)
+        print(f"4G {name:16s} {r['atoms']:4d} atoms  dE {r['energy_diff_per_atom']:.1e}/atom  "
+              f"max dF {r['force_max_diff']:.1e}  max dQ {r['charge_max_diff']:.1e} (files' units)  "
+              f"miniff {r['time_miniff_s']:.3f} s  nnp-predict {r['time_nnp_predict_s']:.3f} s  agrees={r['agrees']}")
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n2p2", required=True, type=Path, help="n2p2 checkout with bin/nnp-predict built")
@@ -214,6 +302,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="miniff timing repeats (best kept)")
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--n2p2-commit", default=None, help="record this commit (for a checkout without .git)")
+    parser.add_argument("--4g", dest="four_g", action="store_true",
+                        help="also compare the 4G-HDNNP examples (energies, charges, forces)")
     parser.add_argument("--exported", action="store_true",
                         help="also fit examples/amp_ptcu, write it with write_n2p2 and run nnp-predict on it")
     args = parser.parse_args(argv)
@@ -234,6 +324,8 @@ def main(argv=None):
                   f"max dF {r['force_max_diff_ev_per_a']:.2e} eV/Å  miniff {r['time_miniff_s']:.3f} s  "
                   f"nnp-predict {r['time_nnp_predict_s']:.3f} s (whole program), "
                   f"{r['time_nnp_predict_marginal_s']:.3f} s (minus fixed cost)  agrees={out['agrees']}")
+    if args.four_g:
+        results["4g"] = run_4g(args.n2p2, args.repeats)
     if args.exported:
         results["exported"] = out = run_exported(args.n2p2)
         for r in out["structures"]:

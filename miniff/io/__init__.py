@@ -63,7 +63,9 @@ from miniff.io.database import is_db_url as _is_db_url
 from miniff.io.database import read_db as _read_db
 from miniff.io.database import redact_url as _redact_url
 from miniff.io.database import write_db_rows as _write_db_rows
-from miniff.io.n2p2_model import N2p2ExtrapolationWarning, N2p2Potential, read_n2p2
+from miniff.io.n2p2_4g import N2p2Potential4G
+from miniff.io.n2p2_model import N2p2ExtrapolationWarning, N2p2Potential
+from miniff.io.n2p2_read import read_n2p2
 from miniff.io.n2p2_write import write_n2p2
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "write_n2p2",
     "N2p2Potential",
     "N2p2ExtrapolationWarning",
+    "N2p2Potential4G",
     "read_cells",
     "write_cells",
     "cells_from_atoms",

@@ -23,7 +23,8 @@ error names the file and the line.  Facts of the format (n2p2's documentation an
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["N2p2Element", "N2p2Model", "parse_n2p2_folder", "IGNORED_KEYWORDS", "ACTIVATIONS", "COMPACT_SUBTYPES",
+__all__ = ["N2p2Element", "N2p2Model", "parse_n2p2_folder", "n2p2_generation", "IGNORED_KEYWORDS",
+           "GENERATION4_KEYWORDS", "ACTIVATIONS", "COMPACT_SUBTYPES",
            "LINE_FIELDS", "WEIGHTED_TYPES", "ANGULAR_TYPES", "COMPACT_TYPES", "function_sort_key", "function_line"]
 
 #: n2p2 activation letters this reader evaluates.
@@ -44,6 +45,15 @@ kalman_nue_short gradient_type gradient_eta gradient_adam_eta gradient_adam_beta
 gradient_adam_epsilon repeated_energy_update precondition_weights nguyen_widrow_weights_short
 number_of_elements write_weights_epoch_stride
 """.split())
+
+#: Keywords of 4G-HDNNP settings files (read by ``miniff.io.n2p2_4g``; refused in a 2G file).
+GENERATION4_KEYWORDS = frozenset("""
+global_hidden_layers_electrostatic global_nodes_electrostatic global_activation_electrostatic fixed_gausswidth
+ewald_truncation_error_method ewald_prec screen_electrostatics four_pi_epsilon initial_hardness
+""".split())
+#: n2p2's names of the keyword selecting the kind of potential, and the values of the two kinds read here.
+_GENERATION_KEYS = ("nnp_generation", "nnp_type", "nnp_type_gen", "nnp_gen")
+_GENERATIONS = {"2": 2, "2G-HDNNP": 2, "4": 4, "4G-HDNNP": 4}
 
 _SCALING_KEYS = ("scale_symmetry_functions", "center_symmetry_functions", "scale_symmetry_functions_sigma")
 
@@ -75,6 +85,9 @@ class N2p2Model:
     mean_energy: float = 0.0
     conv_energy: float = 1.0
     conv_length: float = 1.0
+    nodes: list = field(default_factory=list)  # hidden widths of the (short-range) networks
+    generation: int = 2  # 2: short-range HDNNP; 4: 4G-HDNNP (charge equilibration, miniff.io.n2p2_4g)
+    extras: dict = field(default_factory=dict)  # 4G keywords: {keyword: [(line number, words after it)]}
 
 
 def _fail(path, number, message):
@@ -194,18 +207,23 @@ def _read_input(path):
     settings = {}
     sym = []
     atom_energy = {}
+    extras = {}
+    generation = (0, 2)
     for number, words in _lines(path):
         key = words[0]
-        if key == "symfunction_short":
+        if key in ("symfunction_short", "symfunction"):
             sym.append((number, words))
         elif key == "atom_energy":
             if len(words) != 3:
                 _fail(path, number, "atom_energy needs '<element> <energy>'")
             atom_energy[words[1]] = (number, _number(path, number, words[2]))
-        elif key in ("nnp_generation", "nnp_type"):
-            if words[1:] != ["2"]:
-                _fail(path, number, f"{key} {' '.join(words[1:])}: only 2nd-generation (short-range) potentials "
-                                    f"are supported yet")
+        elif key in _GENERATION_KEYS:
+            if len(words) != 2 or words[1] not in _GENERATIONS:
+                _fail(path, number, f"{key} {' '.join(words[1:])}: only 2G-HDNNP (2) and 4G-HDNNP (4) potentials "
+                                    f"are supported")
+            generation = (number, _GENERATIONS[words[1]])
+        elif key in GENERATION4_KEYWORDS:
+            extras.setdefault(key, []).append((number, words[1:]))
         elif key in IGNORED_KEYWORDS:
             continue
         elif key in ("elements", "cutoff_type", "mean_energy", "conv_energy", "conv_length", "scale_min_short",
@@ -222,6 +240,12 @@ def _read_input(path):
                 "global_activation_short"):
         if key not in settings:
             raise ValueError(f"{path}: keyword {key!r} is missing")
+    if generation[1] != 4 and extras:
+        key, ((number, _), *_) = next(iter(extras.items()))
+        _fail(path, number, f"keyword {key!r} belongs to 4G-HDNNP potentials, but the file does not say "
+                            f"'nnp_generation 4'")
+    settings["generation"] = generation
+    settings["extras"] = extras
     return settings, sym, atom_energy
 
 
@@ -278,13 +302,16 @@ def _model_settings(path, settings):
                       cutoff_alpha=alpha, scaling=scaling, scale_min=scalars["scale_min_short"],
                       scale_max=scalars["scale_max_short"], activations=activations,
                       mean_energy=scalars["mean_energy"], conv_energy=scalars["conv_energy"],
-                      conv_length=scalars["conv_length"])
+                      conv_length=scalars["conv_length"], generation=settings["generation"][1],
+                      extras=settings["extras"])
     return model, nodes
 
 
 def _read_scaling(path, model):
     rows = {}
     for number, words in _lines(path):
+        if len(words) == 2 and model.generation == 4:
+            continue  # RuNNer's line of the range of the training charges; n2p2 does not read it
         if len(words) not in (5, 6):
             _fail(path, number, f"expected '<element> <function> <Gmin> <Gmax> <Gmean> [<Gsigma>]', got "
                                 f"{len(words)} fields")
@@ -339,8 +366,29 @@ def _read_weights(path, widths):
     return weights, biases
 
 
-def parse_n2p2_folder(folder):
-    """An :class:`N2p2Model` from the files of ``folder`` (see the module docstring)."""
+def n2p2_generation(folder):
+    """2 or 4: the generation an n2p2 folder's ``input.nn`` declares (``nnp_generation``; 2 when absent).
+    Raises like :func:`parse_n2p2_folder` for a missing folder or file."""
+    if not isinstance(folder, (str, os.PathLike)):
+        raise TypeError(f"folder must be a path (str or PathLike), got {type(folder).__name__}")
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"n2p2 potential folder {folder} does not exist")
+    path = os.path.join(folder, "input.nn")
+    for number, words in _lines(path):
+        if words[0] in _GENERATION_KEYS:
+            if len(words) != 2 or words[1] not in _GENERATIONS:
+                _fail(path, number, f"{words[0]} {' '.join(words[1:])}: only 2G-HDNNP (2) and 4G-HDNNP (4) "
+                                    f"potentials are supported")
+            return _GENERATIONS[words[1]]
+    return 2
+
+
+def parse_n2p2_folder(folder, generation=2):
+    """An :class:`N2p2Model` from the files of ``folder`` (see the module docstring).
+
+    ``generation`` is the kind of potential expected (ValueError when ``input.nn`` declares another); for 4
+    the weights files are left to ``miniff.io.n2p2_4g`` (the model holds no weights)."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path (str or PathLike), got {type(folder).__name__}")
     folder = os.fspath(folder)
@@ -348,7 +396,12 @@ def parse_n2p2_folder(folder):
         raise FileNotFoundError(f"n2p2 potential folder {folder} does not exist")
     path = os.path.join(folder, "input.nn")
     settings, sym, atom_energy = _read_input(path)
+    number, declared = settings["generation"]
+    if declared != generation:
+        _fail(path, number, f"this folder holds a {declared}G-HDNNP potential, not a {generation}G one (read it with "
+                            f"miniff.io.read_n2p2)")
     model, nodes = _model_settings(path, settings)
+    model.nodes = list(nodes)
     index = {e.symbol: k for k, e in enumerate(model.elements)}
     for symbol, (number, _) in atom_energy.items():
         if symbol not in index:
@@ -364,6 +417,8 @@ def parse_n2p2_folder(folder):
         element.functions.sort(key=lambda f: function_sort_key(f, model.cutoff_type, model.cutoff_alpha))
         element.atom_energy = atom_energy.get(element.symbol, (0, 0.0))[1]
     _read_scaling(os.path.join(folder, "scaling.data"), model)
+    if generation == 4:
+        return model
     for element in model.elements:
         widths = [len(element.functions)] + nodes + [1]
         wpath = os.path.join(folder, f"weights.{element.number:03d}.data")

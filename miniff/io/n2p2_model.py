@@ -35,7 +35,8 @@ from miniff.potentials.extrapolation import (
     report_extrapolation,
 )
 
-__all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2"]
+__all__ = ["N2p2Potential", "N2p2ExtrapolationWarning", "cutoff_function", "compact_function", "read_n2p2",
+           "network_outputs"]
 
 #: n2p2's extrapolation warnings are miniff's (one implementation, ``miniff.potentials.extrapolation``).
 N2p2ExtrapolationWarning = ExtrapolationWarning
@@ -154,6 +155,23 @@ def _activation(letter, z):
     raise ValueError(f"unknown n2p2 activation {letter!r}")
 
 
+def network_outputs(weights, biases, activations, x, grad):
+    """Outputs ``[M]`` of an n2p2 atomic network on inputs ``x [M, F]`` and, with ``grad``, ``d out / d x [M, F]``
+    (``weights``: per layer ``[n_out, n_in]``, ``biases``: per layer ``[n_out]``, ``activations``: one letter per
+    layer)."""
+    derivs = []
+    a = x
+    for w, b, act in zip(weights, biases, activations, strict=True):
+        a, d = _activation(act, a @ w.T + b)
+        derivs.append(d)
+    if not grad:
+        return a[:, 0], None
+    g = derivs[-1]
+    for w, d in zip(weights[:0:-1], derivs[-2::-1], strict=True):
+        g = (g @ w) * d
+    return a[:, 0], g @ weights[0]
+
+
 class N2p2Potential(ExtrapolationCounting, LocalPotential):
     """The atomic network of one element of an n2p2 potential (made by :func:`miniff.io.read_n2p2`).
 
@@ -222,17 +240,7 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
     def _network(self, x, grad):
         """Atomic outputs ``[M]`` of inputs ``x [M, F]`` and, with ``grad``, ``d out / d x [M, F]``."""
         p = self._spec
-        derivs = []
-        a = x
-        for w, b, act in zip(p["weights"], p["biases"], p["activations"], strict=True):
-            a, d = _activation(act, a @ w.T + b)
-            derivs.append(d)
-        if not grad:
-            return a[:, 0], None
-        g = derivs[-1]
-        for w, d in zip(p["weights"][:0:-1], derivs[-2::-1], strict=True):
-            g = (g @ w) * d
-        return a[:, 0], g @ p["weights"][0]
+        return network_outputs(p["weights"], p["biases"], p["activations"], x, grad)
 
     # -------------------------------------------------------------- geometry
     def _chunks(self, nw, code):
@@ -502,6 +510,12 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
             return
         dedg = np.zeros((n1 - n0, g.shape[1]))
         dedg[atoms] = d_out * factor / conv_energy
+        grad_pc[geo["p"]] = self._pair_gradients(nw, geo, triplets, dedg) * (energy / length)
+
+    def _pair_gradients(self, nw, geo, triplets, dedg):
+        """``[P_kept, 3]`` d E / d D (files' units) of the pairs kept in ``geo`` (one chunk) for per-atom weights
+        ``dedg [n, F]`` = d E / d G of the chunk's centre atoms; ``triplets`` from ``_descriptors`` (emptied)."""
+        p = self._spec
         n_p = len(geo["p"])
         t = p["functions"]
         c1 = self._codes(nw, t["e1"])
@@ -531,7 +545,7 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
             for c in range(3):
                 grad_file[:, c] += np.bincount(a, weights=gu[:, c], minlength=n_p)
                 grad_file[:, c] += np.bincount(b, weights=gv[:, c], minlength=n_p)
-        grad_pc[geo["p"]] = grad_file * (energy / length)
+        return grad_file
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
         """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""

@@ -335,7 +335,10 @@ def test_bad_input_names_file_and_line(tmp_path):
     with pytest.raises(ValueError, match="length_unit must be one of"):
         read_n2p2(folder, length_unit="nm")
     nn.write_text(good + "nnp_generation 4\n")
-    with pytest.raises(ValueError, match=rf"line {n_lines}: nnp_generation 4: only 2nd-generation"):
+    with pytest.raises(ValueError, match="4G-HDNNP"):
+        read_n2p2(folder)  # read as a 4G-HDNNP (tests/io/test_n2p2_4g.py), which needs its keywords
+    nn.write_text(good + "nnp_generation 3\n")
+    with pytest.raises(ValueError, match=rf"line {n_lines}: nnp_generation 3: only 2G-HDNNP"):
         read_n2p2(folder)
 
 
