@@ -92,7 +92,9 @@ class MiniffCalculator(Calculator):
     ``xx yy zz yz xz xy``, eV/Å³, ASE sign) and ``stresses`` (per atom, ``[N, 6]``, eV/Å³,
     summing to ``stress``). Stress needs a cell periodic along all three axes; otherwise it
     raises ``PropertyNotImplementedError``. Atoms may lie outside the box. Potentials needing charges
-    (the Ewald families) take them from ``atoms.get_initial_charges()`` (e).
+    (the Ewald families) take them from ``atoms.get_initial_charges()`` (e). Potentials that equilibrate
+    charges (the 4G-HDNNPs of ``miniff.io.read_n2p2``) report them as ``charges`` (``[N]``, e;
+    ``atoms.get_charges()``), at the total charge of ``atoms.get_initial_charges()``.
 
     When the potentials include a ``miniff.ml.CommitteePotential``, every calculation also stores the
     committee spread (``miniff.ml.committee_spread``) in ``results``: ``energy_std`` (eV), ``energies_std``
@@ -103,7 +105,7 @@ class MiniffCalculator(Calculator):
     ``n_extrapolating_atoms`` (int).
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses", "charges"]
     default_parameters = {}
     nolabel = True
 
@@ -145,6 +147,7 @@ class MiniffCalculator(Calculator):
         self._untagged = any(t is None for t in tags)
         self._tags = tags
         self._needs_charges = any(getattr(p, "needs_charges", False) for p in potentials)
+        self._equilibrates = any(getattr(p, "equilibrates_charges", False) for p in potentials)
         self._has_committee = bool(committees_of(potentials))
         self._reset_neighbors()
 
@@ -255,6 +258,8 @@ class MiniffCalculator(Calculator):
         self._update_neighbors(atoms)
         if self._needs_charges:  # Ewald terms: the charges are atoms.get_initial_charges() (e)
             self._nw.meta["charges"] = np.array(atoms.get_initial_charges(), dtype=float)
+        if self._equilibrates:  # 4G-HDNNPs: the total charge is that of atoms.get_initial_charges() (e)
+            self._nw.meta["total_charge"] = float(np.sum(atoms.get_initial_charges()))
         result = evaluate(self._nw, self._active, grad=grad, per_atom_stress=stress, n_threads=self.n_threads)
         self._cache = (positions.copy(), result, grad, stress)
         return result
@@ -279,6 +284,9 @@ class MiniffCalculator(Calculator):
         if want_stress:
             self.results["stresses"] = result.stress_n.copy()
             self.results["stress"] = result.stress_n.sum(axis=0)
+        for p in self._active:
+            if getattr(p, "equilibrates_charges", False):  # 4G-HDNNPs: the equilibrated charges (e)
+                self.results["charges"] = p.charges(self._nw, n_threads=self.n_threads)
         counts = [p.last_extrapolation(self._nw) for p in self._active if hasattr(p, "last_extrapolation")]
         counts = [c for c in counts if c is not None]
         if counts:  # NN potentials with a training range: descriptors outside it per atom

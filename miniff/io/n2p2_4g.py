@@ -25,7 +25,7 @@ import numpy as np
 from miniff.io.n2p2_4g_files import SCREENING_CORES, ewald_split, generation4_settings, read_connections, read_hardness
 from miniff.io.n2p2_files import parse_n2p2_folder
 from miniff.io.n2p2_model import N2p2Potential, cutoff_function, network_outputs
-from miniff.potentials.base import LocalPotential
+from miniff.potentials.base import LocalPotential, resolve_n_threads
 from miniff.potentials.extrapolation import (
     ExtrapolationCounting,
     check_on_extrapolation,
@@ -47,6 +47,9 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
     """
 
     needs_charges = False
+    #: the charges are computed (``charges(nw)``; the ASE calculator reports them as ``results["charges"]`` and
+    #: takes the total charge from ``atoms.get_initial_charges()``)
+    equilibrates_charges = True
 
     def __init__(self, model, settings, networks, length_unit, energy_unit, extrapolation="warn"):
         self.model, self.settings = model, settings
@@ -132,7 +135,7 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
         return GaussianQeq(positions, vectors, sigma[element_n], hardness[element_n], 1.0 / s.four_pi_epsilon,
                            ewald=ewald, screening=screening, screen_radius=radius)
 
-    def _state(self, nw, grad, virial):
+    def _state(self, nw, grad, virial, n_threads=None):
         """Everything of one evaluation, cached for the wrapper's positions, cell and total charge."""
         total_charge = float((getattr(nw, "meta", None) or {}).get("total_charge", 0.0) or 0.0)
         key = (id(nw), nw.pairs, np.asarray(nw.cartesian_row, dtype=float).tobytes(),
@@ -142,11 +145,11 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
             state = self._cache[1]
             if (not grad or state["grad_pc"] is not None) and (not virial or state["virial_n"] is not None):
                 return state
-        state = self._evaluate(nw, total_charge, grad, virial)
+        state = self._evaluate(nw, total_charge, grad, virial, resolve_n_threads(nw, n_threads))
         self._cache = (key, state)
         return state
 
-    def _evaluate(self, nw, total_charge, grad, virial):
+    def _evaluate(self, nw, total_charge, grad, virial, n_threads):
         length, energy = self.units
         element_n = self._element_of_atoms(nw)
         n = len(element_n)
@@ -206,7 +209,7 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
                 triplets = {}
                 pot._descriptors(nw, geo, n1 - n0, triplets)
                 grad_pc[geo["p"]] += pot._pair_gradients(nw, geo, triplets, dedg[n0:n1]) * (energy / length)
-        grad_nc, virial_n = qeq.pair_gradient(q_n, lam_n, virial=True)
+        grad_nc, virial_n = qeq.pair_gradient(q_n, lam_n, virial=True, n_threads=n_threads)
         state.update(grad_pc=grad_pc, grad_nc=grad_nc * (energy / length), virial_n=virial_n * energy)
         return state
 
@@ -214,7 +217,7 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
     def compute(self, nw, grad=False, n_threads=None):
         """Per-atom energies ``[N]`` (eV) and the per-pair gradients ``[P, 3]`` (eV/Å) of the symmetry functions;
         the electrostatic pair and reciprocal terms come from :meth:`long_range_terms`."""
-        state = self._state(nw, grad, False)
+        state = self._state(nw, grad, False, n_threads)
         return state["energy_n"].copy(), (state["grad_pc"].copy() if grad else None)
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
@@ -229,12 +232,12 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
         (pairs of Gaussian charges, reciprocal sum), including the response of the charges."""
         if not grad and not virial:
             return None, None
-        state = self._state(nw, True, True)
+        state = self._state(nw, True, True, n_threads)
         return (state["grad_nc"].copy() if grad else None), (state["virial_n"].copy() if virial else None)
 
     def charges(self, nw, n_threads=None):
         """The equilibrated charges ``[N]`` (e) of the structure of ``nw``."""
-        return self._state(nw, False, False)["charges"].copy()
+        return self._state(nw, False, False, n_threads)["charges"].copy()
 
     def electrostatic_energy(self, nw):
         """The electrostatic part of the total energy (eV)."""

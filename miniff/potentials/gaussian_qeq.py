@@ -110,11 +110,11 @@ class GaussianQeq:
         self._lu = scipy.linalg.lu_factor(bordered, check_finite=True)
 
     # ------------------------------------------------------------------ pair functions
-    def _pair_functions(self, grad):
-        """Per directed pair: ``phi_A``, ``phi_B`` (values; and their derivatives in ``d`` with ``grad``)."""
+    def _pair_functions(self):
+        """Per directed pair: ``phi_A``, ``phi_B`` and their derivatives in ``d`` (times ``k``)."""
         d, k = self.d_p, self.k
         f, df = _erf_over_r(d, self._gamma_p)
-        phi_a, dphi_a = f.copy(), df.copy()
+        phi_a, dphi_a = f, df
         if self.ewald is not None:
             inside = d < self.ewald.r_cut
             g, dg = _erf_over_r(d, math.sqrt(2.0) * self.ewald.eta)
@@ -122,12 +122,10 @@ class GaussianQeq:
             dphi_a = np.where(inside, df - dg, 0.0)
         phi_b, dphi_b = phi_a.copy(), dphi_a.copy()
         if self.screening is not None:
-            near = d < self.screen_radius
-            s, ds = self.screening(np.where(near, d, self.screen_radius))
-            phi_b += np.where(near, f * (s - 1.0), 0.0)
-            dphi_b += np.where(near, df * (s - 1.0) + f * ds, 0.0)
-        if not grad:
-            return k * phi_a, k * phi_b, None, None
+            near = np.flatnonzero(d < self.screen_radius)
+            s, ds = self.screening(d[near])
+            phi_b[near] += f[near] * (s - 1.0)
+            dphi_b[near] += df[near] * (s - 1.0) + f[near] * ds
         return k * phi_a, k * phi_b, k * dphi_a, k * dphi_b
 
     def _phases(self):
@@ -142,7 +140,7 @@ class GaussianQeq:
 
     def _matrices(self):
         n = len(self.positions)
-        phi_a, phi_b, _, _ = self._pair_functions(False)
+        phi_a, phi_b, self._dphi_a, self._dphi_b = self._pair_functions()
         flat = self.i_p * n + self.j_p
         a = np.bincount(flat, weights=phi_a, minlength=n * n).reshape(n, n)
         b = np.bincount(flat, weights=phi_b, minlength=n * n).reshape(n, n)
@@ -175,11 +173,12 @@ class GaussianQeq:
         bq = self.matrix_b @ q_n
         return 0.5 * q_n * bq, bq
 
-    def pair_gradient(self, q_n, lam_n, virial=False):
+    def pair_gradient(self, q_n, lam_n, virial=False, n_threads=1):
         """Gradient at fixed ``Q``, ``lambda`` of ``Q^T B Q / 2 + lambda^T A Q``: ``(grad_nc [N, 3], virial_n
-        [N, 3, 3] or None)`` (energy / length and energy; the virials sum to d/d strain)."""
+        [N, 3, 3] or None)`` (energy / length and energy; the virials sum to d/d strain); ``n_threads``: of the
+        compiled reciprocal sum."""
         n = len(q_n)
-        _, _, dphi_a, dphi_b = self._pair_functions(True)
+        dphi_a, dphi_b = self._dphi_a, self._dphi_b
         qi, qj, li = q_n[self.i_p], q_n[self.j_p], lam_n[self.i_p]
         scalar = (0.5 * qi * qj * dphi_b + li * qj * dphi_a) / self.d_p
         g_pc = scalar[:, None] * self.D_pc
@@ -189,14 +188,15 @@ class GaussianQeq:
                              - np.bincount(self.i_p, weights=g_pc[:, c], minlength=n))
         virial_n = None
         if virial:
-            outer = g_pc[:, :, None] * self.D_pc[:, None, :]
             virial_n = np.zeros((n, 3, 3))
-            np.add.at(virial_n, self.i_p, outer)
+            for a in range(3):
+                for b in range(3):
+                    virial_n[:, a, b] = np.bincount(self.i_p, weights=g_pc[:, a] * self.D_pc[:, b], minlength=n)
         if self.ewald is not None:
-            self._add_reciprocal(q_n, lam_n, grad_nc, virial_n)
+            self._add_reciprocal(q_n, lam_n, grad_nc, virial_n, n_threads)
         return grad_nc, virial_n
 
-    def _add_reciprocal(self, q_n, lam_n, grad_nc, virial_n):
+    def _add_reciprocal(self, q_n, lam_n, grad_nc, virial_n, n_threads):
         """Reciprocal part of :meth:`pair_gradient`: ``Q^T R Q / 2 + lambda^T R Q = E_R(Q + lambda) - E_R(lambda)``
         with ``E_R(q) = q^T R q / 2`` the reciprocal Ewald energy (``ewald_terms.reciprocal_space``)."""
         eta_m = 1.0 / (math.sqrt(2.0) * self.ewald.eta)
@@ -205,7 +205,7 @@ class GaussianQeq:
         virial = virial_n is not None
         for q, sign in ((q_n + lam_n, 1.0), (lam_n, -1.0)):
             part = reciprocal_space(np.ascontiguousarray(q), self.positions, volume, grid, eta_m, self.k, True,
-                                    False, virial, 1)
+                                    False, virial, n_threads)
             grad_nc += sign * part.grad_nc
             if virial:
                 virial_n += sign * part.virial_n

@@ -292,3 +292,33 @@ def test_bad_input_names_the_problem(tmp_path):
         _nw(pos, ["C"] + species[1:], pots).total(pots)
     with pytest.raises(ValueError, match="periodic along all three axes or along none"):
         _nw(pos, species, pots, vectors=vectors, pbc=(True, True, False)).total(pots)
+
+
+def test_threads_calculator_and_extrapolation(tmp_path):
+    from ase import Atoms
+
+    from miniff.calculator import MiniffCalculator
+
+    _make(tmp_path / "pot")
+    pots = read_n2p2(tmp_path / "pot")
+    pos, species, vectors = _crystal(np.random.default_rng(6))
+    serial = _nw(pos, species, pots, vectors=vectors, pbc=True).evaluate(pots, grad=True, stress=True, n_threads=1)
+    threaded = _nw(pos, species, pots, vectors=vectors, pbc=True).evaluate(pots, grad=True, stress=True, n_threads=2)
+    np.testing.assert_allclose(threaded.grad_nc, serial.grad_nc, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(threaded.stress, serial.stress, rtol=0, atol=1e-13)
+    atoms = Atoms("".join(species), positions=pos, cell=vectors, pbc=True)
+    atoms.set_initial_charges([0.5] + [0.0] * 5)
+    atoms.calc = MiniffCalculator(pots)
+    nw = _nw(pos, species, pots, vectors=vectors, pbc=True, total_charge=0.5)
+    assert atoms.get_potential_energy() == pytest.approx(nw.total(pots), abs=1e-12)
+    np.testing.assert_allclose(atoms.get_charges(), pots[0].charges(nw), atol=1e-13)
+    assert atoms.get_charges().sum() == pytest.approx(0.5, abs=1e-12)
+    assert atoms.calc.results["n_extrapolating_atoms"] == 0
+    # a range of scaling.data shrunk below the structure's values: extrapolation
+    text = (tmp_path / "pot" / "scaling.data").read_text().replace(" 6.0 ", " 0.01 ")
+    (tmp_path / "pot" / "scaling.data").write_text(text)
+    pots = read_n2p2(tmp_path / "pot", extrapolation="raise")
+    from miniff.potentials.extrapolation import ExtrapolationError
+
+    with pytest.raises(ExtrapolationError, match="outside the training range"):
+        _nw(pos, species, pots, vectors=vectors, pbc=True).total(pots)
