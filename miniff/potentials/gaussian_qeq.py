@@ -97,10 +97,15 @@ class GaussianQeq:
         else:
             reach = max(ewald.r_cut, self.screen_radius)
             pairs = build_pair_list(self.positions, self.vectors, True, reach, sort=True)
-        self.i_p = np.repeat(np.arange(n), np.diff(pairs.indptr))
-        self.j_p = np.asarray(pairs.j_p, dtype=np.int64)
-        self.D_pc = np.array(pairs.D_pc)
-        self.d_p = np.array(pairs.d_p)
+        # one of each pair (i, j, S) and (j, i, -S): i < j, or i == j with the first non-zero S positive
+        i_p = np.repeat(np.arange(n), np.diff(pairs.indptr))
+        j_p = np.asarray(pairs.j_p, dtype=np.int64)
+        s_pc = np.asarray(pairs.S_pc)
+        first = np.where(s_pc[:, 0] != 0, s_pc[:, 0], np.where(s_pc[:, 1] != 0, s_pc[:, 1], s_pc[:, 2]))
+        keep = np.flatnonzero((i_p < j_p) | ((i_p == j_p) & (first > 0)))
+        self.i_p, self.j_p = i_p[keep], j_p[keep]
+        self.D_pc = np.asarray(pairs.D_pc)[keep]
+        self.d_p = np.asarray(pairs.d_p)[keep]
         gamma = np.sqrt(self.sigma_n[self.i_p] ** 2 + self.sigma_n[self.j_p] ** 2) * math.sqrt(2.0)
         self._gamma_p = gamma
         self.matrix_a, self.matrix_b = self._matrices()
@@ -111,7 +116,7 @@ class GaussianQeq:
 
     # ------------------------------------------------------------------ pair functions
     def _pair_functions(self):
-        """Per directed pair: ``phi_A``, ``phi_B`` and their derivatives in ``d`` (times ``k``)."""
+        """Per pair (one direction): ``phi_A``, ``phi_B`` and their derivatives in ``d`` (times ``k``)."""
         d, k = self.d_p, self.k
         f, df = _erf_over_r(d, self._gamma_p)
         phi_a, dphi_a = f, df
@@ -144,6 +149,7 @@ class GaussianQeq:
         flat = self.i_p * n + self.j_p
         a = np.bincount(flat, weights=phi_a, minlength=n * n).reshape(n, n)
         b = np.bincount(flat, weights=phi_b, minlength=n * n).reshape(n, n)
+        a, b = a + a.T, b + b.T  # every pair was kept once
         self_gauss = self.k / (self.sigma_n * _SQRT_PI)
         diag = self.hardness_n + self_gauss
         if self.ewald is not None:
@@ -179,8 +185,8 @@ class GaussianQeq:
         compiled reciprocal sum."""
         n = len(q_n)
         dphi_a, dphi_b = self._dphi_a, self._dphi_b
-        qi, qj, li = q_n[self.i_p], q_n[self.j_p], lam_n[self.i_p]
-        scalar = (0.5 * qi * qj * dphi_b + li * qj * dphi_a) / self.d_p
+        qi, qj = q_n[self.i_p], q_n[self.j_p]
+        scalar = (qi * qj * dphi_b + (lam_n[self.i_p] * qj + lam_n[self.j_p] * qi) * dphi_a) / self.d_p
         g_pc = scalar[:, None] * self.D_pc
         grad_nc = np.zeros((n, 3))
         for c in range(3):
