@@ -398,8 +398,9 @@ def parse_n2p2_folder(folder, generation=2):
     settings, sym, atom_energy = _read_input(path)
     number, declared = settings["generation"]
     if declared != generation:
-        _fail(path, number, f"this folder holds a {declared}G-HDNNP potential, not a {generation}G one (read it with "
-                            f"miniff.io.read_n2p2)")
+        where = f"{path}: line {number}" if number else f"{path} (no nnp_generation: 2)"
+        raise ValueError(f"{where}: this folder holds a {declared}G-HDNNP potential, not a {generation}G one (read "
+                         f"it with miniff.io.read_n2p2)")
     model, nodes = _model_settings(path, settings)
     model.nodes = list(nodes)
     index = {e.symbol: k for k, e in enumerate(model.elements)}

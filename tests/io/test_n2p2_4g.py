@@ -322,3 +322,19 @@ def test_threads_calculator_and_extrapolation(tmp_path):
 
     with pytest.raises(ExtrapolationError, match="outside the training range"):
         _nw(pos, species, pots, vectors=vectors, pbc=True).total(pots)
+
+
+def test_parser_asked_for_the_wrong_generation(tmp_path):
+    from miniff.io.n2p2_files import parse_n2p2_folder
+
+    _make(tmp_path / "pot")
+    with pytest.raises(ValueError, match=r"input.nn: line 1: this folder holds a 4G-HDNNP potential, not a 2G"):
+        parse_n2p2_folder(tmp_path / "pot")
+    nn = tmp_path / "pot" / "input.nn"
+    from miniff.io.n2p2_files import GENERATION4_KEYWORDS
+
+    lines = [line for line in nn.read_text().splitlines()
+             if line.split()[0] not in GENERATION4_KEYWORDS | {"nnp_generation"}]
+    nn.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"\(no nnp_generation: 2\): this folder holds a 2G-HDNNP"):
+        parse_n2p2_folder(tmp_path / "pot", generation=4)
