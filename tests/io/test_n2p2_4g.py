@@ -46,14 +46,14 @@ def _connections(net):
 
 
 def _make(folder, periodic_settings="ewald_truncation_error_method 1\newald_prec 1e-11 0.5\n", seed=0,
-          annotate=False):
+          annotate=False, core=""):
     rng = np.random.default_rng(seed)
     folder.mkdir(exist_ok=True)
     lines = ["nnp_generation 4", "elements O H", "cutoff_type 1", "scale_symmetry_functions",
              "center_symmetry_functions", "scale_min_short -1.0", "scale_max_short 1.0",
              "global_hidden_layers_short 1", f"global_nodes_short {NODES}", "global_activation_short t l",
              "global_hidden_layers_electrostatic 1", f"global_nodes_electrostatic {NODES}",
-             "global_activation_electrostatic t l", f"screen_electrostatics {SCREEN[0]} {SCREEN[1]}",
+             "global_activation_electrostatic t l", f"screen_electrostatics {SCREEN[0]} {SCREEN[1]} {core}",
              f"four_pi_epsilon {FOUR_PI_EPS}", "initial_hardness H 10.0   # a training setting", "kalman_q0 0.01"]
     lines += [f"fixed_gausswidth {e} {SIGMA[e]}" for e in ELEMENTS]
     lines += [f"atom_energy {e} {OFFSET[e]}" for e in ELEMENTS]
@@ -95,12 +95,14 @@ def _mlp(net, x):
     return (np.tanh(x @ w1.T + b1) @ w2.T + b2)[:, 0]
 
 
-def _screen(r):
+def _screen(r, core):
     x = np.clip((r - SCREEN[0]) / (SCREEN[1] - SCREEN[0]), 0.0, 1.0)
+    if core == "p1":
+        return 1.0 - ((2 * x - 3) * x * x + 1)
     return 1.0 - 0.5 * (np.cos(np.pi * x) + 1.0)
 
 
-def _reference(model, pos, species, vectors=None, total_charge=0.0):
+def _reference(model, pos, species, vectors=None, total_charge=0.0, core="c"):
     """``(energy, charges)`` of the hand-made model, by direct sums (files' units = eV, Å here)."""
     n = len(pos)
     k = 1.0 / FOUR_PI_EPS
@@ -136,7 +138,7 @@ def _reference(model, pos, species, vectors=None, total_charge=0.0):
                     term -= erf(r / (math.sqrt(2) * eta)) / r if r < 14.0 else term
                 coul[i, j] += k * term
                 if r < SCREEN[1]:
-                    screen[i, j] += k * erf(r / (math.sqrt(2) * gam[i, j])) / r * (_screen(r) - 1.0)
+                    screen[i, j] += k * erf(r / (math.sqrt(2) * gam[i, j])) / r * (_screen(r, core) - 1.0)
     if vectors is not None:
         recip = 2 * np.pi * np.linalg.inv(vectors).T
         volume = abs(np.linalg.det(vectors))
@@ -338,3 +340,14 @@ def test_parser_asked_for_the_wrong_generation(tmp_path):
     nn.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"\(no nnp_generation: 2\): this folder holds a 2G-HDNNP"):
         parse_n2p2_folder(tmp_path / "pot", generation=4)
+
+
+def test_screening_core_p1(tmp_path):
+    model = _make(tmp_path / "pot", core="p1")
+    pots = read_n2p2(tmp_path / "pot")
+    pos, species = _molecule(np.random.default_rng(7))
+    nw = _nw(pos, species, pots)
+    energy, _ = _reference(model, pos, species, core="p1")
+    assert nw.total(pots) == pytest.approx(energy, abs=1e-11)
+    assert abs(energy - _reference(model, pos, species, core="c")[0]) > 1e-4  # the core matters here
+    np.testing.assert_allclose(-nw.grad(pots), numerical_forces(nw, pots, eps=1e-5), rtol=0, atol=2e-8)
