@@ -19,6 +19,7 @@ fixed Ewald parameters (n2p2 chooses them from the volume).
 
 import dataclasses
 import os
+import weakref
 
 import numpy as np
 
@@ -138,9 +139,10 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
     def _state(self, nw, grad, virial, n_threads=None):
         """Everything of one evaluation, cached for the wrapper's positions, cell and total charge."""
         total_charge = float((getattr(nw, "meta", None) or {}).get("total_charge", 0.0) or 0.0)
-        key = (id(nw), nw.pairs, np.asarray(nw.cartesian_row, dtype=float).tobytes(),
+        # the pair list by weak reference: a cached result does not keep a dead list's memory block alive
+        key = (id(nw), weakref.ref(nw.pairs), np.asarray(nw.cartesian_row, dtype=float).tobytes(),
                np.asarray(nw.vectors, dtype=float).tobytes(), total_charge)
-        if self._cache is not None and self._cache[0][0] == key[0] and self._cache[0][1] is key[1] \
+        if self._cache is not None and self._cache[0][0] == key[0] and self._cache[0][1]() is nw.pairs \
                 and self._cache[0][2:] == key[2:]:
             state = self._cache[1]
             if (not grad or state["grad_pc"] is not None) and (not virial or state["virial_n"] is not None):
