@@ -74,6 +74,7 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
             cutoff = max(cutoff, settings.screening[1] * self.units[0])
         super().__init__({"model": {"elements": [e.symbol for e in model.elements]}}, cutoff, tag=None)
         self.on_extrapolation = extrapolation
+        self.self_image_screening = "once"
         self._cache = None
 
     def __repr__(self):
@@ -97,6 +98,20 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
         self._on_extrapolation = check_on_extrapolation(value)
 
     extrapolation = on_extrapolation
+
+    @property
+    def self_image_screening(self):
+        """How the screening terms of an atom with its own periodic images (cells with a lattice vector shorter
+        than the screening radius) count: ``"once"`` (default: every image pair once, as in the unscreened sum)
+        or ``"n2p2"`` (twice, as n2p2 does; to reproduce its numbers)."""
+        return self._self_image_screening
+
+    @self_image_screening.setter
+    def self_image_screening(self, value):
+        if value not in ("once", "n2p2"):
+            raise ValueError(f"self_image_screening must be 'once' or 'n2p2', got {value!r}")
+        self._self_image_screening = value
+        self._cache = None
 
     # ------------------------------------------------------------------ one evaluation
     def _element_of_atoms(self, nw):
@@ -134,7 +149,8 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
                 return 1.0 - f, -df
 
         return GaussianQeq(positions, vectors, sigma[element_n], hardness[element_n], 1.0 / s.four_pi_epsilon,
-                           ewald=ewald, screening=screening, screen_radius=radius)
+                           ewald=ewald, screening=screening, screen_radius=radius,
+                           self_image_screening=2.0 if self.self_image_screening == "n2p2" else 1.0)
 
     def _state(self, nw, grad, virial, n_threads=None):
         """Everything of one evaluation, cached for the wrapper's positions, cell and total charge."""

@@ -76,10 +76,13 @@ class GaussianQeq:
         ``screening(r) -> (s, ds/dr)`` for arrays of distances below ``screen_radius``; None: no screening.
     screen_radius : float
         Distance from which ``s = 1``.
+    self_image_screening : float
+        Factor of the screening terms of an atom with its own periodic images: 1 counts every image pair once
+        (as the unscreened sum), 2 is n2p2's convention (it counts them twice).
     """
 
     def __init__(self, positions, vectors, sigma_n, hardness_n, coulomb, ewald=None, screening=None,
-                 screen_radius=0.0):
+                 screen_radius=0.0, self_image_screening=1.0):
         self.positions = np.ascontiguousarray(positions, dtype=float)
         self.vectors = np.asarray(vectors, dtype=float)
         self.sigma_n = np.asarray(sigma_n, dtype=float)
@@ -88,6 +91,7 @@ class GaussianQeq:
         self.ewald = ewald
         self.screening = screening
         self.screen_radius = float(screen_radius) if screening is not None else 0.0
+        self.self_image_screening = float(self_image_screening)
         n = len(self.positions)
         if ewald is None:
             extent = np.ptp(self.positions, axis=0) if n else np.zeros(3)
@@ -129,8 +133,9 @@ class GaussianQeq:
         if self.screening is not None:
             near = np.flatnonzero(d < self.screen_radius)
             s, ds = self.screening(d[near])
-            phi_b[near] += f[near] * (s - 1.0)
-            dphi_b[near] += df[near] * (s - 1.0) + f[near] * ds
+            factor = np.where(self.i_p[near] == self.j_p[near], self.self_image_screening, 1.0)
+            phi_b[near] += factor * f[near] * (s - 1.0)
+            dphi_b[near] += factor * (df[near] * (s - 1.0) + f[near] * ds)
         return k * phi_a, k * phi_b, k * dphi_a, k * dphi_b
 
     def _phases(self):

@@ -102,7 +102,7 @@ def _screen(r, core):
     return 1.0 - 0.5 * (np.cos(np.pi * x) + 1.0)
 
 
-def _reference(model, pos, species, vectors=None, total_charge=0.0, core="c"):
+def _reference(model, pos, species, vectors=None, total_charge=0.0, core="c", self_factor=1.0):
     """``(energy, charges)`` of the hand-made model, by direct sums (files' units = eV, Å here)."""
     n = len(pos)
     k = 1.0 / FOUR_PI_EPS
@@ -138,7 +138,8 @@ def _reference(model, pos, species, vectors=None, total_charge=0.0, core="c"):
                     term -= erf(r / (math.sqrt(2) * eta)) / r if r < 14.0 else term
                 coul[i, j] += k * term
                 if r < SCREEN[1]:
-                    screen[i, j] += k * erf(r / (math.sqrt(2) * gam[i, j])) / r * (_screen(r, core) - 1.0)
+                    screen[i, j] += (k * erf(r / (math.sqrt(2) * gam[i, j])) / r * (_screen(r, core) - 1.0)
+                                     * (self_factor if i == j else 1.0))
     if vectors is not None:
         recip = 2 * np.pi * np.linalg.inv(vectors).T
         volume = abs(np.linalg.det(vectors))
@@ -351,3 +352,27 @@ def test_screening_core_p1(tmp_path):
     assert nw.total(pots) == pytest.approx(energy, abs=1e-11)
     assert abs(energy - _reference(model, pos, species, core="c")[0]) > 1e-4  # the core matters here
     np.testing.assert_allclose(-nw.grad(pots), numerical_forces(nw, pots, eps=1e-5), rtol=0, atol=2e-8)
+
+
+def test_small_cell_self_image_screening(tmp_path):
+    # a cell vector (2.3 Å) shorter than the screening radius (2.5 Å): atoms screen their own images (a real-space
+    # cutoff of 14 Å, where the Gaussian charges' interaction has decayed)
+    model = _make(tmp_path / "pot", periodic_settings="ewald_truncation_error_method 1\newald_prec 1e-12 0.5 14.0\n")
+    pots = read_n2p2(tmp_path / "pot")
+    vectors = np.array([[2.3, 0.0, 0.0], [0.2, 3.1, 0.0], [0.1, -0.3, 3.4]])
+    species = ["O", "H", "H"]
+    pos = np.array([[0.1, 0.2, 0.3], [0.9, 0.3, 0.35], [0.2, 1.1, 0.5]])
+    nw = _nw(pos, species, pots, vectors=vectors, pbc=True)
+    assert pots[0].self_image_screening == "once"
+    energy, _ = _reference(model, pos, species, vectors=vectors)
+    assert nw.total(pots) == pytest.approx(energy, abs=1e-9)
+    pots[0].self_image_screening = "n2p2"
+    doubled, q = _reference(model, pos, species, vectors=vectors, self_factor=2.0)
+    assert abs(doubled - energy) > 1e-4
+    ev = nw.evaluate(pots, grad=True, stress=True)
+    assert ev.energy == pytest.approx(doubled, abs=1e-9)
+    np.testing.assert_allclose(pots[0].charges(nw), q, atol=1e-9)
+    np.testing.assert_allclose(-ev.grad_nc, numerical_forces(nw, pots, eps=1e-5), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(ev.stress, numerical_stress(nw, pots, eps=1e-6), rtol=0, atol=1e-7)
+    with pytest.raises(ValueError, match="self_image_screening must be"):
+        pots[0].self_image_screening = "twice"
