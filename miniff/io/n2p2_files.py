@@ -5,7 +5,7 @@ error names the file and the line.  Facts of the format (n2p2's documentation an
 
 - ``input.nn``: one keyword per line, ``#`` starts a comment.  Elements are ordered by atomic number (this is
   the element index of ``scaling.data`` and of the symmetry-function sort).
-- ``symfunction_short <ec> 2 <e1> <eta> <rs> <rc>``;
+- ``symfunction_short`` (or ``symfunction``) ``<ec> 2 <e1> <eta> <rs> <rc>``;
   ``symfunction_short <ec> 3|9 <e1> <e2> <eta> <lambda> <zeta> <rc> [<rs>]``;
   ``symfunction_short <ec> 20 <e1> <rl> <rc> <subtype>``;
   ``symfunction_short <ec> 21|22 <e1> <e2> <rl> <rc> <angle_left> <angle_right> <subtype>`` (lengths in the file's
@@ -218,10 +218,7 @@ def _read_input(path):
                 _fail(path, number, "atom_energy needs '<element> <energy>'")
             atom_energy[words[1]] = (number, _number(path, number, words[2]))
         elif key in _GENERATION_KEYS:
-            if len(words) != 2 or words[1] not in _GENERATIONS:
-                _fail(path, number, f"{key} {' '.join(words[1:])}: only 2G-HDNNP (2) and 4G-HDNNP (4) potentials "
-                                    f"are supported")
-            generation = (number, _GENERATIONS[words[1]])
+            generation = (number, _generation_of(path, number, words))
         elif key in GENERATION4_KEYWORDS:
             extras.setdefault(key, []).append((number, words[1:]))
         elif key in IGNORED_KEYWORDS:
@@ -311,7 +308,7 @@ def _read_scaling(path, model):
     rows = {}
     for number, words in _lines(path):
         if len(words) == 2 and model.generation == 4:
-            continue  # RuNNer's line of the range of the training charges; n2p2 does not read it
+            continue  # the trailing line of two numbers of 4G files (n2p2 does not read it)
         if len(words) not in (5, 6):
             _fail(path, number, f"expected '<element> <function> <Gmin> <Gmax> <Gmean> [<Gsigma>]', got "
                                 f"{len(words)} fields")
@@ -377,11 +374,16 @@ def n2p2_generation(folder):
     path = os.path.join(folder, "input.nn")
     for number, words in _lines(path):
         if words[0] in _GENERATION_KEYS:
-            if len(words) != 2 or words[1] not in _GENERATIONS:
-                _fail(path, number, f"{words[0]} {' '.join(words[1:])}: only 2G-HDNNP (2) and 4G-HDNNP (4) "
-                                    f"potentials are supported")
-            return _GENERATIONS[words[1]]
+            return _generation_of(path, number, words)
     return 2
+
+
+def _generation_of(path, number, words):
+    """2 or 4 from an ``nnp_generation`` line (ValueError naming the file and line otherwise)."""
+    if len(words) != 2 or words[1] not in _GENERATIONS:
+        _fail(path, number, f"{words[0]} {' '.join(words[1:])}: only 2G-HDNNP (2) and 4G-HDNNP (4) potentials are "
+                            f"supported")
+    return _GENERATIONS[words[1]]
 
 
 def parse_n2p2_folder(folder, generation=2):
