@@ -154,7 +154,13 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
 
     def _state(self, nw, grad, virial, n_threads=None):
         """Everything of one evaluation, cached for the wrapper's positions, cell and total charge."""
-        total_charge = float((getattr(nw, "meta", None) or {}).get("total_charge", 0.0) or 0.0)
+        total_charge = (getattr(nw, "meta", None) or {}).get("total_charge", 0.0)
+        try:
+            total_charge = float(0.0 if total_charge is None else total_charge)
+        except (TypeError, ValueError):
+            raise ValueError(f"meta['total_charge'] must be a number (e), got {total_charge!r}") from None
+        if not np.isfinite(total_charge):
+            raise ValueError(f"meta['total_charge'] must be finite, got {total_charge}")
         # the pair list by weak reference: a cached result does not keep a dead list's memory block alive
         key = (id(nw), weakref.ref(nw.pairs), np.asarray(nw.cartesian_row, dtype=float).tobytes(),
                np.asarray(nw.vectors, dtype=float).tobytes(), total_charge)

@@ -291,6 +291,10 @@ def test_bad_input_names_the_problem(tmp_path):
     pos, species, vectors = _crystal(np.random.default_rng(5))
     with pytest.raises(ValueError, match="'ewald_prec' is missing"):
         _nw(pos, species, pots, vectors=vectors, pbc=True).total(pots)
+    with pytest.raises(ValueError, match=r"meta\['total_charge'\] must be a number"):
+        _nw(pos, species, pots, total_charge="one").total(pots)
+    with pytest.raises(ValueError, match=r"meta\['total_charge'\] must be finite"):
+        _nw(pos, species, pots, total_charge=float("nan")).total(pots)
     with pytest.raises(ValueError, match="the structure also has"):
         _nw(pos, ["C"] + species[1:], pots).total(pots)
     with pytest.raises(ValueError, match="periodic along all three axes or along none"):
