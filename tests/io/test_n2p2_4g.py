@@ -380,3 +380,17 @@ def test_small_cell_self_image_screening(tmp_path):
     np.testing.assert_allclose(ev.stress, numerical_stress(nw, pots, eps=1e-6), rtol=0, atol=1e-7)
     with pytest.raises(ValueError, match="self_image_screening must be"):
         pots[0].self_image_screening = "twice"
+
+
+def test_chunks_of_centre_atoms_give_the_same_result(tmp_path):
+    _make(tmp_path / "pot")
+    pos, species, vectors = _crystal(np.random.default_rng(8))
+    whole = read_n2p2(tmp_path / "pot")
+    chunked = read_n2p2(tmp_path / "pot")
+    for element in chunked[0].elements:
+        element["descriptors"].max_triplets = 3  # one or two atoms per chunk
+    a = _nw(pos, species, whole, vectors=vectors, pbc=True).evaluate(whole, grad=True, stress=True)
+    b = _nw(pos, species, chunked, vectors=vectors, pbc=True).evaluate(chunked, grad=True, stress=True)
+    assert b.energy == pytest.approx(a.energy, abs=1e-12)
+    np.testing.assert_allclose(b.grad_nc, a.grad_nc, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(b.stress, a.stress, rtol=0, atol=1e-13)
