@@ -180,6 +180,7 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
         count_n = np.zeros(n, dtype=np.int64)
         chi_n = np.zeros(n)
         per_element = []
+        kept = {}
         for k, e in enumerate(self.elements):
             atoms = np.flatnonzero(element_n == k)
             if not len(atoms):
@@ -187,7 +188,16 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
                 continue
             pot = e["descriptors"]
             code = nw.species_lookup[e["symbol"]]
-            g = pot.descriptors(nw, code)[atoms]
+            chunks = list(pot._chunks(nw, code))
+            keep = grad and len(chunks) == 1  # one chunk: keep its geometry for the gradient pass
+            g = np.zeros((n, len(pot._spec["functions"]["rc"])))
+            for n0, n1 in chunks:
+                geo = pot._geometry(nw, code, n0, n1)
+                triplets = {} if keep else None
+                g[n0:n1] = pot._descriptors(nw, geo, n1 - n0, triplets)
+                if keep:
+                    kept[k] = (n0, n1, geo, triplets)
+            g = g[atoms]
             count_n[atoms] = extrapolation_counts(pot.descriptor_range, g, np.ones(len(atoms), dtype=bool))
             ref, factor, offset = pot._spec["scaling"]
             x = offset + factor * (g - ref)
@@ -229,9 +239,12 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
             dedg[atoms] = (de_dx[k] + lam_n[atoms, None] * dchi) * factor
             code = nw.species_lookup[self.elements[k]["symbol"]]
             for n0, n1 in pot._chunks(nw, code):
-                geo = pot._geometry(nw, code, n0, n1)
-                triplets = {}
-                pot._descriptors(nw, geo, n1 - n0, triplets)
+                if k in kept:
+                    _, _, geo, triplets = kept.pop(k)
+                else:
+                    geo = pot._geometry(nw, code, n0, n1)
+                    triplets = {}
+                    pot._descriptors(nw, geo, n1 - n0, triplets)
                 grad_pc[geo["p"]] += pot._pair_gradients(nw, geo, triplets, dedg[n0:n1]) * (energy / length)
         grad_nc, virial_n = qeq.pair_gradient(q_n, lam_n, virial=True, n_threads=n_threads)
         state.update(grad_pc=grad_pc, grad_nc=grad_nc * (energy / length), virial_n=virial_n * energy)
