@@ -16,7 +16,8 @@ and reciprocal vectors (LAMMPS's ``kxmax``, ``kymax``, ``kzmax`` and its spheric
 same truncated sum: the check is that their energies agree to 3e-6 relative and their forces to 1e-5 eV/Å
 (LAMMPS evaluates erfc by a polynomial approximation with an error of about 1e-7, which moves its
 real-space energy by about 1e-6 relative; it also prints the splitting parameter to 8 digits).
-One miniff step = ``NeighborWrapper`` from the positions + ``evaluate`` (energy and gradient).
+One miniff step = ``NeighborWrapper`` from the positions + ``evaluate`` (energy and gradient; the wrapper holds
+no pair list, so the real-space sum runs during the cell-list walk over the half stencil, as LAMMPS's half list).
 
 Accuracy actually reached: the forces of both tools against a tight miniff reference (estimated errors 1e-10
 eV per sum); reported as the RMS force error divided by 14.4 eV/Å, the force between two unit charges 1 Å
@@ -121,9 +122,10 @@ def _cell(atoms):
 
 
 def _evaluate(cell, potential, cutoff):
-    """One step: the neighbour list from the positions, then energy and forces in one pass."""
+    """One step from the positions: a wrapper without a pair list, then energy and forces in one pass (the
+    real-space sum during the cell-list walk to the potential's cutoff ``a``, as for LJ in ``bench_lammps``)."""
     nw_cls = _miniff.require("kernel", "NeighborWrapper")
-    return nw_cls(cell, cutoff=cutoff).evaluate(potential)
+    return nw_cls(cell).evaluate(potential)
 
 
 def _compare(case, n, settings, steps, kspace):
