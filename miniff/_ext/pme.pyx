@@ -7,8 +7,9 @@ The FFTs and the influence function are in ``miniff/potentials/ewald_mesh.py``; 
 ("Ewald summation").
 """
 
-# Threads: weights and gathers run over atoms (each atom by one thread); the spreading is serial (many atoms
-# write to one mesh point). Results therefore do not depend on the number of threads.
+# Threads: weights and gathers run over atoms (each atom by one thread); the spreading over slabs of mesh planes
+# (each thread adds every atom, in index order, to its own planes). Results do not depend on the number of
+# threads.
 
 from libc.math cimport floor
 from libc.stdint cimport int64_t
@@ -89,34 +90,54 @@ cdef int _check_mesh(const int64_t[:, ::1] first_nc, const double[:, :, ::1] w_n
     return 0
 
 
-def pme_spread(const double[::1] q_n, const int64_t[:, ::1] first_nc, const double[:, :, ::1] w_ncp,
-               const int64_t[::1] mesh, double[::1] grid):
-    """Spread the charges on the mesh (``grid`` [K1 K2 K3] flattened, accumulated), serially (so the sums do not
-    depend on threads): ``grid[k] += q_i prod_c w_ncp[i, c, j_c]`` at ``k_c = (first_nc[i, c] + j_c) mod K_c``."""
-    cdef Py_ssize_t i, n = q_n.shape[0]
-    cdef int p = w_ncp.shape[2]
+cdef inline int64_t _wrap(int64_t k, int64_t size) noexcept nogil:
+    k = k % size
+    return k + size if k < 0 else k
+
+
+cdef void _spread_slab(Py_ssize_t n, int p, int64_t x0, int64_t x1, int64_t k0, int64_t k1, int64_t k2,
+                       const double* q_n, const int64_t* first, const double* w, double* grid) noexcept nogil:
+    """Spread every atom (in index order) on the mesh planes x0 <= ix < x1."""
+    cdef Py_ssize_t i
     cdef int jx, jy, jz
-    cdef int64_t k0, k1, k2, ix, iy, iz
+    cdef int64_t ix, iy, base
+    cdef int64_t iz[PME_MAX_ORDER]
     cdef double wx, wxy
+    cdef const double* wi
+    for i in range(n):
+        wi = w + 3 * p * i
+        for jz in range(p):
+            iz[jz] = _wrap(first[3 * i + 2] + jz, k2)
+        for jx in range(p):
+            ix = _wrap(first[3 * i] + jx, k0)
+            if ix < x0 or ix >= x1:
+                continue
+            wx = q_n[i] * wi[jx]
+            for jy in range(p):
+                iy = _wrap(first[3 * i + 1] + jy, k1)
+                wxy = wx * wi[p + jy]
+                base = (ix * k1 + iy) * k2
+                for jz in range(p):
+                    grid[base + iz[jz]] += wxy * wi[2 * p + jz]
+
+
+def pme_spread(const double[::1] q_n, const int64_t[:, ::1] first_nc, const double[:, :, ::1] w_ncp,
+               const int64_t[::1] mesh, double[::1] grid, int n_threads=1):
+    """Spread the charges on the mesh (``grid`` [K1 K2 K3] flattened, accumulated):
+    ``grid[k] += q_i prod_c w_ncp[i, c, j_c]`` at ``k_c = (first_nc[i, c] + j_c) mod K_c``. Threads own slabs of
+    planes of the first axis and add the atoms in index order, so every mesh point sums the same terms in the
+    same order for any number of threads."""
+    cdef Py_ssize_t n = q_n.shape[0]
+    cdef int p = w_ncp.shape[2], t, n_slabs
+    cdef int64_t k0, k1, k2
     _check_mesh(first_nc, w_ncp, w_ncp, mesh, n, grid.shape[0])
     k0, k1, k2 = mesh[0], mesh[1], mesh[2]
-    with nogil:
-        for i in range(n):
-            for jx in range(p):
-                ix = (first_nc[i, 0] + jx) % k0
-                if ix < 0:
-                    ix = ix + k0
-                wx = q_n[i] * w_ncp[i, 0, jx]
-                for jy in range(p):
-                    iy = (first_nc[i, 1] + jy) % k1
-                    if iy < 0:
-                        iy = iy + k1
-                    wxy = wx * w_ncp[i, 1, jy]
-                    for jz in range(p):
-                        iz = (first_nc[i, 2] + jz) % k2
-                        if iz < 0:
-                            iz = iz + k2
-                        grid[(ix * k1 + iy) * k2 + iz] += wxy * w_ncp[i, 2, jz]
+    if n == 0:
+        return
+    n_slabs = max(1, min(n_threads, <int> k0))
+    for t in prange(n_slabs, nogil=True, num_threads=n_slabs, schedule="static"):
+        _spread_slab(n, p, k0 * t // n_slabs, k0 * (t + 1) // n_slabs, k0, k1, k2, &q_n[0], &first_nc[0, 0],
+                     &w_ncp[0, 0, 0], &grid[0])
 
 
 def pme_gather(const int64_t[:, ::1] first_nc, const double[:, :, ::1] w_ncp, const double[:, :, ::1] dw_ncp,
@@ -142,40 +163,42 @@ def pme_gather(const int64_t[:, ::1] first_nc, const double[:, :, ::1] w_ncp, co
 
 cdef void _gather_atom(Py_ssize_t i, int p, int nf, int64_t k0, int64_t k1, int64_t k2, const int64_t* first,
                        const double* w, const double* dw, const double* fields, double* out, double* du) noexcept nogil:
+    """Separable sums: per (x, y) line the sums over z of w_z f and dw_z f, then the x and y weights."""
     cdef double acc[8]
     cdef int f, jx, jy, jz
-    cdef int64_t ix, iy, iz, idx, m = k0 * k1 * k2
-    cdef double wx, wy, wz, dwx, dwy, dwz, val, gx = 0.0, gy = 0.0, gz = 0.0
+    cdef int64_t ix, iy, base, m = k0 * k1 * k2
+    cdef int64_t iz[PME_MAX_ORDER]
+    cdef double wx, wy, dwx, dwy, a, b, wxy, gx = 0.0, gy = 0.0, gz = 0.0
     cdef const double* wi = w + 3 * p * i
     cdef const double* dwi = dw + 3 * p * i
+    cdef const double* line
     for f in range(nf):
         acc[f] = 0.0
+    for jz in range(p):
+        iz[jz] = _wrap(first[3 * i + 2] + jz, k2)
     for jx in range(p):
-        ix = (first[3 * i] + jx) % k0
-        if ix < 0:
-            ix = ix + k0
+        ix = _wrap(first[3 * i] + jx, k0)
         wx = wi[jx]
         dwx = dwi[jx]
         for jy in range(p):
-            iy = (first[3 * i + 1] + jy) % k1
-            if iy < 0:
-                iy = iy + k1
+            iy = _wrap(first[3 * i + 1] + jy, k1)
             wy = wi[p + jy]
             dwy = dwi[p + jy]
-            for jz in range(p):
-                iz = (first[3 * i + 2] + jz) % k2
-                if iz < 0:
-                    iz = iz + k2
-                wz = wi[2 * p + jz]
-                dwz = dwi[2 * p + jz]
-                idx = (ix * k1 + iy) * k2 + iz
-                for f in range(nf):
-                    acc[f] += wx * wy * wz * fields[f * m + idx]
-                if du != NULL:
-                    val = fields[idx]
-                    gx = gx + dwx * wy * wz * val
-                    gy = gy + wx * dwy * wz * val
-                    gz = gz + wx * wy * dwz * val
+            wxy = wx * wy
+            base = (ix * k1 + iy) * k2
+            for f in range(nf):
+                line = fields + f * m + base
+                a = 0.0
+                for jz in range(p):
+                    a = a + wi[2 * p + jz] * line[iz[jz]]
+                acc[f] += wxy * a
+                if f == 0 and du != NULL:
+                    b = 0.0
+                    for jz in range(p):
+                        b = b + dwi[2 * p + jz] * line[iz[jz]]
+                    gx = gx + dwx * wy * a
+                    gy = gy + wx * dwy * a
+                    gz = gz + wxy * b
     for f in range(nf):
         out[nf * i + f] = acc[f]
     if du != NULL:

@@ -10,8 +10,8 @@ order ``p``: ``Q(k) = sum_i q_i prod_d M_p(u_id - k_d)`` (periodically). With ``
 the same as the direct reciprocal sum ``(2 pi scale / V) sum_k exp(-k^2/4 eta^2)/k^2 |S(k)|^2`` with ``S(k)``
 interpolated. The potential on the mesh ``phi = dE/dQ`` is one more FFT; per-atom energies
 ``1/2 q_i sum_k W_i(k) phi(k)``, forces from the spline derivatives, per-atom virials from six more FFTs
-(``C(m) M(m)`` with ``M = 2 m m (1/m^2 + pi^2/eta^2) - 1``). Spline weights, spreading (serial) and gathers
-(OpenMP) are compiled (``miniff/_ext/ewald.pyx``), the FFTs are real-to-complex ``scipy.fft`` transforms (half
+(``C(m) M(m)`` with ``M = 2 m m (1/m^2 + pi^2/eta^2) - 1``). Spline weights, spreading (over slabs of mesh
+planes) and gathers (OpenMP) are compiled (``miniff/_ext/pme.pyx``), the FFTs are real-to-complex ``scipy.fft`` transforms (half
 the spectrum; ``workers`` = threads); the influence function ``C(m)`` of the latest few (cell, mesh, eta,
 scale, order) sets is kept, so repeated steps of one cell compute only the spreading, two FFTs and the
 gathers; memory O(N p + mesh).
@@ -131,8 +131,8 @@ def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, vi
         B-spline order (even, >= 4).
     grad, cgrad, virial : bool
     n_threads : int
-        Threads of the weights, the gathers and the FFTs (``scipy.fft`` workers); the spreading is serial, so
-        results do not depend on threads.
+        Threads of the weights, the spreading (slabs of mesh planes), the gathers and the FFTs (``scipy.fft``
+        workers); results do not depend on threads.
 
     Returns
     -------
@@ -155,7 +155,7 @@ def reciprocal_mesh(q_n, r_nc, vectors, eta, scale, mesh, order, grad, cgrad, vi
     shape = tuple(int(v) for v in mesh)
     points = int(np.prod(mesh))
     charge_mesh = np.zeros(points)
-    _k.pme_spread(np.ascontiguousarray(q_n, dtype=float), first_nc, w_ncp, mesh, charge_mesh)
+    _k.pme_spread(np.ascontiguousarray(q_n, dtype=float), first_nc, w_ncp, mesh, charge_mesh, n_threads)
     fq = scipy.fft.rfftn(charge_mesh.reshape(shape), workers=workers)
     influence = _influence(vectors, mesh, eta, scale, order)
     # phi = dE/dQ; C is even in m, so C FFT(Q) is the spectrum of a real field
