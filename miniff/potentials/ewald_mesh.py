@@ -11,9 +11,9 @@ the same as the direct reciprocal sum ``(2 pi scale / V) sum_k exp(-k^2/4 eta^2)
 interpolated. The potential on the mesh ``phi = dE/dQ`` is one more FFT; per-atom energies
 ``1/2 q_i sum_k W_i(k) phi(k)``, forces from the spline derivatives, per-atom virials from six more FFTs
 (``C(m) M(m)`` with ``M = 2 m m (1/m^2 + pi^2/eta^2) - 1``). Spline weights, spreading (over slabs of mesh
-planes) and gathers (OpenMP) are compiled (``miniff/_ext/pme.pyx``), the FFTs are real-to-complex ``scipy.fft`` transforms (half
-the spectrum; ``workers`` = threads); the influence function ``C(m)`` of the latest few (cell, mesh, eta,
-scale, order) sets is kept, so repeated steps of one cell compute only the spreading, two FFTs and the
+planes) and gathers (OpenMP) are compiled (``miniff/_ext/pme.pyx``), the FFTs are real-to-complex ``scipy.fft``
+transforms (half the spectrum; ``workers`` = threads); the influence function ``C(m)`` of the latest few (cell,
+mesh, eta, scale, order) sets is kept, so repeated steps of one cell compute only the spreading, two FFTs and the
 gathers; memory O(N p + mesh).
 """
 
