@@ -128,3 +128,19 @@ def test_pme_influence_cache_keeps_cells_apart(rng):
         np.testing.assert_array_equal(a.grad_nc, b.grad_nc)
         np.testing.assert_array_equal(a.stress, b.stress)
     assert first[0].energy != first[1].energy
+
+
+def test_predicted_charges_keep_the_list_path(rng):
+    """The charge wrapper needs the pair list (descriptors, chain rule): a wrapper without one is not summed
+    list-free (it builds its list on demand when it has a cutoff)."""
+    from miniff.potentials import ewald_charge_wrapper_potential_family, on_site_potential_family
+    from miniff.potentials.evaluate import _list_free
+
+    cell = random_ionic(rng, n=8)
+    pot = ewald_charge_wrapper_potential_family(
+        descriptors=[on_site_potential_family(v0=0.9, tag="a"), on_site_potential_family(v0=-0.9, tag="b")],
+        charge_middleware=None, a=5.0, eta=0.6, k_cut=3.0)
+    nw = NeighborWrapper(cell)
+    assert _list_free(nw, pot, False, None, True, False) is None
+    mixed = [ewald_total_potential_family(a=5.0, eta=0.6, k_cut=3.0), pot]
+    assert _list_free(nw, mixed, False, None, True, False) is None
