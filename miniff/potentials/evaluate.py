@@ -494,6 +494,9 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
     An SW2 and an SW3 potential of the same centre species are evaluated together in one pass; when all
     potentials are compiled pair families, atom gradients and virials are gathered directly from the
     (full) pair list without per-pair gradients.
+    A wrapper without a pair list for its positions builds none when every potential can do without it:
+    plain pair families (summed during the neighbour search) and the Ewald families (``list_free_terms``:
+    real space during the cell-list walk, the rest per atom).
 
     Returns
     -------
