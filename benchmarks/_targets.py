@@ -30,6 +30,17 @@ def _value_target(value, limit, fmt, smaller_is_better=True):
     return format(value, fmt), "met" if ok else "not met"
 
 
+def _mesh_scaling(rows, derived):
+    """Issue 19: the slope of log t against log(N log N) of miniff's particle-mesh step, 8k to 1M ions."""
+    scaling = derived.get("ewald") or {}
+    scaling = scaling.get("ewald-mesh scaling") or {}
+    value, sizes = scaling.get("exponent_n_log_n"), scaling.get("n") or []
+    if value is None or not sizes or min(sizes) > 8000 or max(sizes) < 1_000_000:
+        return "not measured", "not measured"
+    times = "; ".join(f"{t:.3g} s at N={n}" for n, t in zip(sizes, scaling["seconds"], strict=True))
+    return f"{value:.2f} ({times})", "met" if value <= 1.1 else "not met"
+
+
 def _neighbors_exponent(rows, derived):
     sizes = {r["n_atoms"] for r in _rows(rows, "neighbors", "miniff", 8000, 216000) if r["status"] == "ok"}
     if len(sizes) < 2:
@@ -163,6 +174,7 @@ TARGETS = [
      lambda rows, d: _ratio_target(rows, "ewald", "lammps", 1.0)),
     ("19", "mesh method energy + forces <= 1.0 x LAMMPS pppm at 64k",
      lambda rows, d: _ratio_target(rows, "ewald-mesh", "lammps", 1.0, 60000, 70000)),
+    ("19", "mesh method linear-log scaling: exponent of t vs N log N <= 1.1 from 8k to 1M ions", _mesh_scaling),
     ("21", "K = 5 committee energy + forces <= 1.5 x one member at 1k",
      lambda rows, d: _ratio_target(rows, "committee-cost", "one member", 1.5, 900, 1100)),
     ("21", "Spearman correlation of per-atom force spread and error >= 0.5 on held-out MD frames", _calibration),

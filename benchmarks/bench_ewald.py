@@ -5,6 +5,8 @@ Case ``ewald-mesh``: LAMMPS ``kspace_style pppm 1e-5`` with ``kspace_modify orde
 interpolate differently, so the check is that both are within the requested accuracy of each other: energies
 to 1e-5 relative, RMS force difference below 3 x 1e-5 x 14.4 eV/Å); the reference of the accuracy reached is
 miniff's PME on twice the grid with order 10 and a real-space cutoff for an estimated error of 1e-6 eV.
+Scaling (``derived["ewald-mesh scaling"]``, no peer): miniff's particle-mesh step from 8 000 to 10^6 ions at
+LAMMPS's splitting parameter and mesh spacing, and the slope of log t against log(N log N).
 The rest of this docstring is about the direct case.
 
 Inputs: rock salt (a = 5.64 Å, charges +1 / -1), cubic supercells of 8 k³ ions, every ion displaced by
@@ -16,7 +18,8 @@ and reciprocal vectors (LAMMPS's ``kxmax``, ``kymax``, ``kzmax`` and its spheric
 same truncated sum: the check is that their energies agree to 3e-6 relative and their forces to 1e-5 eV/Å
 (LAMMPS evaluates erfc by a polynomial approximation with an error of about 1e-7, which moves its
 real-space energy by about 1e-6 relative; it also prints the splitting parameter to 8 digits).
-One miniff step = ``NeighborWrapper`` from the positions + ``evaluate`` (energy and gradient).
+One miniff step = ``NeighborWrapper`` from the positions + ``evaluate`` (energy and gradient; the wrapper holds
+no pair list, so the real-space sum runs during the cell-list walk over the half stencil, as LAMMPS's half list).
 
 Accuracy actually reached: the forces of both tools against a tight miniff reference (estimated errors 1e-10
 eV per sum); reported as the RMS force error divided by 14.4 eV/Å, the force between two unit charges 1 Å
@@ -28,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 
 import numpy as np
 
@@ -121,9 +125,10 @@ def _cell(atoms):
 
 
 def _evaluate(cell, potential, cutoff):
-    """One step: the neighbour list from the positions, then energy and forces in one pass."""
+    """One step from the positions: a wrapper without a pair list, then energy and forces in one pass (the
+    real-space sum during the cell-list walk to the potential's cutoff ``a``, as for LJ in ``bench_lammps``)."""
     nw_cls = _miniff.require("kernel", "NeighborWrapper")
-    return nw_cls(cell, cutoff=cutoff).evaluate(potential)
+    return nw_cls(cell).evaluate(potential)
 
 
 def _compare(case, n, settings, steps, kspace):
@@ -190,9 +195,44 @@ def _compare(case, n, settings, steps, kspace):
     return mini_rows + [lammps_row], derived
 
 
-def run(settings, sizes, steps=3, mesh_sizes=()):
+#: splitting parameter and mesh spacing (Å) of the scaling series: LAMMPS's choice for these cells at 1e-5
+SCALING_ETA = 0.3132567
+SCALING_SPACING = 20 * A_NACL / 90
+
+
+def mesh_scaling(sizes, repeat=2):
+    """miniff's particle-mesh step (``method="pme"``, order 6, 10 Å real space, LAMMPS's eta and mesh spacing)
+    at growing sizes: ``{"n": [...], "seconds": [...] (best of ``repeat`` after one warm-up), "mesh": [...],
+    "exponent_n_log_n": slope of log t against log(N log N)}`` (1.0: linear-log scaling)."""
+    from miniff.ewald import fft_size
+
+    family = _miniff.require("potentials", "ewald_total_potential_family")
+    nw_cls = _miniff.require("kernel", "NeighborWrapper")
+    out = {"n": [], "seconds": [], "mesh": []}
+    for n in sizes:
+        atoms = nacl_n(n)
+        k = fft_size(math.ceil(float(atoms.cell[0, 0]) / SCALING_SPACING))
+        potential = family(a=R_CUT, eta=SCALING_ETA, scale=QQR2E, method="pme", mesh=[k] * 3, order=6)
+        cell = _cell(atoms)
+        nw_cls(cell).evaluate(potential)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            nw_cls(cell).evaluate(potential)
+            times.append(time.perf_counter() - t0)
+        out["n"].append(n)
+        out["seconds"].append(min(times))
+        out["mesh"].append(k)
+    if len(out["n"]) > 1:
+        x = np.log([n * math.log(n) for n in out["n"]])
+        out["exponent_n_log_n"] = float(np.polyfit(x, np.log(out["seconds"]), 1)[0])
+    return out
+
+
+def run(settings, sizes, steps=3, mesh_sizes=(), scaling_sizes=()):
     """Rows ``ewald`` (direct sum, miniff vs LAMMPS ``ewald``) per size of ``sizes`` and ``ewald-mesh``
-    (``method="pme"`` vs LAMMPS ``pppm``) per size of ``mesh_sizes``; ``derived`` holds the accuracy reached."""
+    (``method="pme"`` vs LAMMPS ``pppm``) per size of ``mesh_sizes``; ``derived`` holds the accuracy reached
+    and, for ``scaling_sizes``, miniff's particle-mesh times (:func:`mesh_scaling`) under ``ewald-mesh scaling``."""
     rows, derived = [], {}
     for case, kspace, case_sizes in (("ewald", "ewald", sizes), ("ewald-mesh", "pppm", mesh_sizes)):
         for n in case_sizes:
@@ -200,4 +240,6 @@ def run(settings, sizes, steps=3, mesh_sizes=()):
             rows += case_rows
             if case_derived is not None:
                 derived[f"{case} {n}"] = case_derived
+    if scaling_sizes:
+        derived["ewald-mesh scaling"] = mesh_scaling(scaling_sizes)
     return rows, derived

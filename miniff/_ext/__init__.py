@@ -19,8 +19,9 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``weighted``   element-weighted radial and angular descriptors (wACSF, n2p2's types 12 and 13): every neighbour
                species contributes, multiplied by its species weight.
 ``chebyshev``  aenet's radial and angular Chebyshev descriptors with per-species weight tables (type spins).
-``ewald``      Ewald sums of point charges: the real-space pair loop, structure factors, reciprocal-space terms,
-               particle-mesh spline weights, spreading and gathers.
+``ewald``      Ewald sums of point charges: the real-space sum over a pair list or during the cell-list walk
+               (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.
+``pme``        smooth particle-mesh Ewald: spline weights, charge spreading and gathers.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
 ``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd``, ``weighted.pxd`` and
@@ -39,7 +40,7 @@ import types
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
 EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp",
-                     "weighted", "chebyshev", "ewald")
+                     "weighted", "chebyshev", "ewald", "pme")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

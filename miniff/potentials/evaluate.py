@@ -229,6 +229,32 @@ def _fused(nw, potentials, ignore_missing_species, n_threads, grad, virial):
     return fused_pair_evaluation(nw, active, n_threads=n_threads, grad=grad, virial=virial)
 
 
+def _list_free(nw, potentials, ignore_missing_species, n_threads, grad, virial):
+    """``_accumulated_atoms``'s result from the potentials' own ``list_free_terms`` (the Ewald families: real
+    space summed during the cell-list walk) when the wrapper has no pair list for its positions, no image limit,
+    and every potential has that method; else None."""
+    if getattr(nw, "has_pairs", True) or getattr(nw, "image_limit", True) is not None:
+        return None
+    potentials, _ = potential_list(potentials)
+    if not potentials or not all(callable(getattr(p, "list_free_terms", None)) for p in potentials):
+        return None
+    list_cutoff = getattr(nw, "cutoff", None)
+    if list_cutoff is not None and any(p.cutoff > list_cutoff * (1 + 1e-12) for p in potentials):
+        return None  # the list path names the problem
+    n = nw.size
+    energy_n = np.zeros(n)
+    grad_nc = np.zeros((n, 3)) if grad else None
+    virial_n = np.zeros((n, 3, 3)) if virial else None
+    for k in _with_species(nw, potentials, ignore_missing_species):
+        e, g, v = potentials[k].list_free_terms(nw, grad=grad, virial=virial, n_threads=n_threads)
+        energy_n += e
+        if grad:
+            grad_nc += g
+        if virial:
+            virial_n += v
+    return energy_n, grad_nc, virial_n
+
+
 def long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=True, virial=False):
     """Atom gradients ``[N, 3]`` (eV/Å) and virials ``[N, 3, 3]`` (eV) summed over the parts of potentials that
     are not sums over pairs (their ``long_range_terms`` method: Ewald's reciprocal sum and background), each
@@ -451,6 +477,16 @@ def stress_from(nw, grad_pc, per_atom, n_threads, virial=None, extra_virial=None
     return _voigt(virial.sum(axis=0)) / volume
 
 
+def _atoms_evaluation(nw, energy_n, grad_nc, virial, stress, per_atom_stress, n_threads):
+    """The ``Evaluation`` of per-atom energies, gradients and virials ``[N, 3, 3]`` (or None)."""
+    stress_v = stress_n = None
+    if virial is not None:
+        stress_n = stress_from(nw, None, True, n_threads, virial=virial)
+        stress_v = stress_n.sum(axis=0) if stress else None
+        stress_n = stress_n if per_atom_stress else None
+    return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+
+
 def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ignore_missing_species=False,
              n_threads=None):
     """Energy, per-atom energies, gradient and stress in one pass over the pairs.
@@ -458,6 +494,9 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
     An SW2 and an SW3 potential of the same centre species are evaluated together in one pass; when all
     potentials are compiled pair families, atom gradients and virials are gathered directly from the
     (full) pair list without per-pair gradients.
+    A wrapper without a pair list for its positions builds none when every potential can do without it:
+    plain pair families (summed during the neighbour search) and the Ewald families (``list_free_terms``:
+    real space during the cell-list walk, the rest per atom).
 
     Returns
     -------
@@ -466,6 +505,9 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
         stress_n [N, 6] eV/Å³ or None)``.
     """
     need_grad = grad or stress or per_atom_stress
+    free = _list_free(nw, potentials, ignore_missing_species, n_threads, grad, stress or per_atom_stress)
+    if free is not None:  # potentials that need no pair list (Ewald): none is built
+        return _atoms_evaluation(nw, *free, stress, per_atom_stress, n_threads)
     if not need_grad:
         fused = _fused(nw, potentials, ignore_missing_species, n_threads, False, False)
         if fused is not None:
@@ -474,13 +516,7 @@ def evaluate(nw, potentials, grad=True, stress=False, per_atom_stress=False, ign
         direct = _accumulated_atoms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
                                          virial=stress or per_atom_stress)
         if direct is not None:  # pair potentials only: no per-pair buffer
-            energy_n, grad_nc, virial = direct
-            stress_v = stress_n = None
-            if virial is not None:
-                stress_n = stress_from(nw, None, True, n_threads, virial=virial)
-                stress_v = stress_n.sum(axis=0) if stress else None
-                stress_n = stress_n if per_atom_stress else None
-            return Evaluation(float(energy_n.sum()), energy_n, grad_nc, stress_v, stress_n)
+            return _atoms_evaluation(nw, *direct, stress, per_atom_stress, n_threads)
     # long-range terms first: their energies, gradients and virials come from one pass, which accumulate reuses
     extra_grad, extra_virial = long_range_terms(nw, potentials, ignore_missing_species, n_threads, grad=grad,
                                                 virial=stress or per_atom_stress)

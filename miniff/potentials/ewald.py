@@ -28,6 +28,7 @@ calculator), and the gradient with respect to the charges (:func:`charge_gradien
 import numpy as np
 
 import miniff.ewald as E
+from miniff._ext.threads import effective_n_threads
 from miniff.ewald import ewald_k_cutoff_error, ewald_method, pme_error, pme_mesh
 from miniff.potentials import ewald_mesh as M
 from miniff.potentials import ewald_terms as T
@@ -209,14 +210,15 @@ class EwaldPotential(LocalPotential):
         return {"method": "ewald", "k_cut": float(k_cut), "n_k": int(len(grid.k_kc)), "estimated_error": error}
 
     def _long_range(self, nw, q, grad, cgrad, virial, n_threads):
-        """The k-space and self parts (``LongRange``), cached on the wrapper (per potential) for one pair list,
-        charges, cell and parameter set."""
-        key = (id(self), nw.pairs, q.tobytes(), np.asarray(nw.vectors, dtype=float).tobytes(),
+        """The k-space and self parts (``LongRange``), cached on the wrapper (per potential) for one set of
+        positions, charges, cell and parameters."""
+        key = (id(self), np.asarray(nw.cartesian_row, dtype=float).tobytes(), q.tobytes(),
+               np.asarray(nw.vectors, dtype=float).tobytes(),
                tuple(sorted((k, repr(v)) for k, v in self.parameters.items())))
         caches = getattr(nw, "_ewald_long_range", None)
         cache = caches.get(id(self)) if isinstance(caches, dict) else None
         have = None
-        if cache is not None and cache[0][1] is key[1] and cache[0][2:] == key[2:]:
+        if cache is not None and cache[0] == key:
             have = cache[1]
             missing = {"grad": grad and have.grad_nc is None, "cgrad": cgrad and have.cgrad_n is None,
                        "virial": virial and have.virial_n is None}
@@ -295,6 +297,37 @@ class EwaldPotential(LocalPotential):
         q = self._check(nw, n_threads)
         lr = self._long_range(nw, q, grad, False, virial, n_threads)
         return (lr.grad_nc if grad else None), (lr.virial_n if virial else None)
+
+    def list_free_terms(self, nw, grad=True, virial=False, n_threads=None):
+        """Energies, gradient and virials of every part without a pair list (the real-space part summed during
+        the cell-list walk over the half stencil, ``ewald_terms.real_space_search``), for an evaluation of a
+        wrapper that holds no list for its positions (``miniff.potentials.evaluate``).
+
+        Returns
+        -------
+        (energy_n [N] eV, grad_nc [N, 3] eV/Å or None, virial_n [N, 3, 3] eV or None)
+        """
+        if n_threads is None:
+            n_threads = getattr(nw, "n_threads", None)
+        q = self._check(nw, n_threads)
+        n = len(q)
+        energy_n = np.zeros(n)
+        grad_nc = np.zeros((n, 3)) if grad else None
+        virial_n = np.zeros((n, 3, 3)) if virial else None
+        parts = []
+        if "real" in self.parts:
+            p = self.parameters
+            parts.append(T.real_space_search(nw, q, float(p["eta"]), float(p["a"]), self._scale(), grad, virial,
+                                             False, n_threads))
+        if "k" in self.parts or "self" in self.parts:
+            parts.append(self._long_range(nw, q, grad, False, virial, effective_n_threads(n_threads)))
+        for part in parts:
+            energy_n += part.energy_n
+            if grad:
+                grad_nc += part.grad_nc if part.grad_nc is not None else 0.0
+            if virial:
+                virial_n += part.virial_n if part.virial_n is not None else 0.0
+        return energy_n, grad_nc, virial_n
 
     def charge_gradient(self, nw, n_threads=None):
         """dE_total/dq_i of this potential, ``[N]`` eV/e."""

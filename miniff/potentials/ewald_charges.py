@@ -28,6 +28,8 @@ class EwaldChargeWrapperPotential(EwaldPotential):
 
     needs_charges = False
     chain_rule = True
+    #: predicted charges need the pair list (descriptors and the chain rule): no list-free evaluation
+    list_free_terms = None
 
     def __init__(self, parameters, cutoff, kernels=None, family=None, tag=None, additional_inputs=None,
                  descriptors=()):

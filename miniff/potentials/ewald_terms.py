@@ -3,9 +3,10 @@
 Used by the Ewald families (``miniff/potentials/ewald.py``). Every function takes the charges ``q_n [N]`` (e)
 and returns per-atom quantities in eV, eV/Å (dE/dr), eV/e (dE/dq) and eV (virials ``[N, 3, 3]``); formulas in
 ``docs/formulas.md`` ("Ewald summation"). The real-space sum runs over the full pair list in the compiled
-core (``ewald_real_reduce``); the reciprocal sum over half of the k-vectors (``k`` and ``-k`` give equal
-terms) in the compiled core (``ewald_phase_tables``, ``ewald_structure_factor``, ``ewald_k_atoms``); the
-self and background terms are O(N) numpy.
+core (``ewald_real_reduce``), or, without a pair list, during the cell-list walk over the half stencil
+(``ewald_real_search``, :func:`real_space_search`); the reciprocal sum over half of the k-vectors (``k`` and
+``-k`` give equal terms) in the compiled core (``ewald_reciprocal``); the self and background terms are O(N)
+numpy.
 """
 
 import math
@@ -15,10 +16,12 @@ import numpy as np
 
 from miniff._ext import kernel_module as _k
 from miniff.ewald import ewald_cutoffs
+from miniff.neighbors.search import DEFAULT_MAX_PAIRS, prepared_search
+from miniff.potentials.guards import COINCIDENT_DISTANCE, CoincidentAtomsError
 
 __all__ = ["MAX_K_VECTORS", "KGrid", "charges_of", "check_periodic", "check_images", "half_grid", "k_vectors",
            "reciprocal_cutoff",
-           "real_space", "reciprocal_space", "self_terms", "LongRange"]
+           "real_space", "real_space_search", "reciprocal_space", "self_terms", "LongRange"]
 
 #: Largest number of (half-space) k-vectors a reciprocal sum may use (about 100 bytes each).
 MAX_K_VECTORS = 4_000_000
@@ -251,6 +254,55 @@ def real_space(q_n, eta, a, scale, arrays, grad_pc, cgrad, n_threads, energy_n=N
     return energy_n, (cgrad_n if cgrad else None)
 
 
+def real_space_search(nw, q_n, eta, a, scale, grad, virial, cgrad, n_threads):
+    """The real-space sum of :func:`real_space` without a pair list: summed during the cell-list walk over the
+    half stencil (every pair met once, Newton's third law), per atom.
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        Positions, cell and periodicity (no image limit); its pair list is neither used nor built.
+    q_n : ndarray [N]
+        e.
+    eta, a, scale : float
+        1/Å, Å (cutoff), eV Å.
+    grad, virial, cgrad : bool
+        Also dE/dr [N, 3] (eV/Å), per-atom virials [N, 3, 3] (eV, half of every pair's to each atom, as the
+        list path) and dE/dq [N] (eV/e).
+
+    Returns
+    -------
+    LongRange
+        Reproducible for a thread count; different thread counts differ by the order of floating-point sums.
+
+    Raises
+    ------
+    CoincidentAtomsError
+        (a ``ValueError``) two atoms closer than ``guards.COINCIDENT_DISTANCE``, naming them.
+    """
+    n = int(nw.size)
+    energy_n = np.zeros(n)
+    grad_nc = np.zeros((n, 3)) if grad else None
+    virial_n9 = np.zeros((n, 9)) if virial else None
+    cgrad_n = np.zeros(n) if cgrad else None
+    coincident = None
+    with prepared_search(nw.cartesian_row, nw.vectors, nw.pbc, float(a), None, n_threads,
+                         getattr(nw, "max_pairs", DEFAULT_MAX_PAIRS), getattr(nw, "max_memory", None),
+                         store_pairs=False) as inputs:
+        if inputs is not None:
+            coincident = _k.ewald_real_search(
+                inputs.frac, inputs.xyz, inputs.wrap, inputs.vectors, inputs.n_bins, inputs.periodic,
+                inputs.frac_min, inputs.width, _k.half_stencil(inputs.offsets), inputs.cutoff, inputs.n_threads,
+                inputs.work, np.ascontiguousarray(q_n, dtype=np.float64), float(eta), float(scale), energy_n,
+                grad_nc, virial_n9, cgrad_n, COINCIDENT_DISTANCE)
+    if coincident is not None:
+        i, j = coincident
+        raise CoincidentAtomsError(
+            f"coincident atoms: atoms {i} and {j} (or one of its periodic images) are less than "
+            f"{COINCIDENT_DISTANCE:g} Å apart: the Coulomb energy is infinite. Remove the duplicate atoms")
+    return LongRange(energy_n, grad_nc, cgrad_n, None if virial_n9 is None else virial_n9.reshape(n, 3, 3))
+
+
 def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n_threads, s_k=None):
     """Reciprocal sum ``(2 pi scale / V) sum_{k != 0} exp(-k^2 / (4 eta^2)) / k^2 |S(k)|^2`` per atom.
 
@@ -278,24 +330,18 @@ def reciprocal_space(q_n, r_nc, volume, grid, eta, scale, grad, cgrad, virial, n
     k2 = np.einsum("kc,kc->k", k_kc, k_kc)
     # weight of one half-space vector (k and -k): 2 x 2 pi scale / V x exp(-k^2 / 4 eta^2) / k^2
     w_k = np.ascontiguousarray(4 * np.pi * scale / volume * np.exp(-k2 / (4 * eta * eta)) / k2)
-    # d |k|-dependence / d strain: M = -1 + 2 k k (1/k^2 + 1/(4 eta^2))  (Voigt xx yy zz yz xz xy)
-    c = 2 * (1 / k2 + 1 / (4 * eta * eta))
-    m_k6 = np.empty((len(k_kc), 6))
-    for col, (a, b) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
-        m_k6[:, col] = c * k_kc[:, a] * k_kc[:, b] - (1.0 if a == b else 0.0)
+    # d |k|-dependence / d strain: M = -1 + c_k k k, c_k = 2 (1/k^2 + 1/(4 eta^2))
+    c_k = np.ascontiguousarray(2 * (1 / k2 + 1 / (4 * eta * eta)))
+    have_sf = s_k is not None
     re_k, im_k = (np.empty(len(k_kc)), np.empty(len(k_kc))) if s_k is None else s_k
     r_nc = np.ascontiguousarray(r_nc, dtype=np.float64)
     energy_n = np.zeros(n)
     grad_nc = np.zeros((n, 3)) if grad else np.zeros((0, 3))
     cgrad_n = np.zeros(n) if cgrad else np.zeros(0)
     virial_n9 = np.zeros((n, 9)) if virial else np.zeros((0, 9))
-    if len(k_kc) and n:
-        table = np.empty((n, int((2 * grid.mmax + 1).sum()), 2))
-        _k.ewald_phase_tables(r_nc, grid.recip, grid.mmax, table, n_threads)
-        if s_k is None:
-            _k.ewald_structure_factor(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, re_k, im_k, n_threads)
-        _k.ewald_k_atoms(q_n, table, grid.m_k3, grid.row_ptr, grid.mmax, k_kc, w_k, re_k, im_k, m_k6, energy_n,
-                         grad_nc, grad, cgrad_n, cgrad, virial_n9, virial, n_threads)
+    _k.ewald_reciprocal(np.ascontiguousarray(q_n, dtype=np.float64), r_nc, grid.recip, grid.m_k3, grid.row_ptr,
+                        grid.mmax, w_k, c_k, re_k, im_k, have_sf, energy_n, grad_nc, grad, cgrad_n, cgrad, virial_n9,
+                        virial, n_threads)
     return LongRange(energy_n, grad_nc if grad else None, cgrad_n if cgrad else None,
                      virial_n9.reshape(n, 3, 3) if virial else None, (re_k, im_k))
 
