@@ -3,7 +3,8 @@
 One extension ``miniff._ext.<name>`` per ``miniff/_ext/<name>.pyx`` (what each does: the docstring of
 ``miniff/_ext/__init__.py``, which imports them all), all compiled with the same flags. They share
 declarations through ``.pxd`` files, never through textual includes: ``common.pxd`` (inline helpers, family
-codes, limits), ``_openmp.pxd`` (the only access to OpenMP), and ``pair.pxd`` / ``pairpool.pxd`` /
+codes, limits), ``triplets.pxd`` (the inline steps of the batched triplet loops), ``_openmp.pxd`` (the only
+access to OpenMP), and ``pair.pxd`` / ``pairpool.pxd`` /
 ``weighted.pxd`` (C functions that ``triple``, ``weighted``, ``chebyshev`` and ``neighbors`` call across modules).
 
 OpenMP is used when the C compiler can build and run a tiny OpenMP program;
@@ -12,6 +13,13 @@ Environment variables:
 
 ``MINIFF_NO_OPENMP=1``  build without OpenMP even when it is available.
 ``MINIFF_DEBUG=1``      keep Cython's bounds and wrap-around checks (slow).
+``MINIFF_PORTABLE=1``   compile for the architecture's baseline instruction set instead of this machine's.
+
+By default the extensions are compiled with ``-march=native`` when the C compiler accepts it: the vector
+instructions of the machine that builds (AVX2/AVX-512, FMA) make the descriptor kernels 1.5-2x faster. The
+build is then only guaranteed to run on CPUs with the same instruction sets: set ``MINIFF_PORTABLE=1`` when the
+build is copied to other machines (a wheel, a cluster whose login and compute nodes differ, a container image).
+Results agree between the two builds to rounding (fused multiply-adds), not bit for bit.
 """
 
 import glob
@@ -80,6 +88,26 @@ def openmp_flags():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def native_flags():
+    """``["-march=native"]`` when the C compiler accepts it and ``MINIFF_PORTABLE`` is not set, else ``[]``."""
+    if _truthy("MINIFF_PORTABLE"):
+        print("miniff: MINIFF_PORTABLE is set; building for the baseline instruction set.")
+        return []
+    tmp = tempfile.mkdtemp(prefix="miniff-march-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        cmd = _compiler_command() + ["-march=native", "-Werror", src, "-o", os.path.join(tmp, "probe")]
+        try:
+            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return ["-march=native"]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def warn_no_openmp():
     bar = "*" * 78
     sys.stderr.write(
@@ -94,7 +122,9 @@ def warn_no_openmp():
 
 def extensions():
     flags = openmp_flags()
-    compile_args = ["-O3"]
+    compile_args = ["-O3"] + native_flags()
+    if len(compile_args) > 1:
+        print("miniff: compiling for this machine's CPU (-march=native; MINIFF_PORTABLE=1 to disable)")
     link_args = []
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     if flags is None:

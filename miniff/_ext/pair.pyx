@@ -31,8 +31,8 @@ from cython.parallel cimport prange
 
 from miniff._ext.common cimport (
     RED_PAIR_HARMONIC, RED_PAIR_LJ, RED_PAIR_SW2, RED_FC_BEHLER2, RED_FC_SIGMOID, RED_TRIPLE_SW3,
-    RED_TRIPLE_BEHLER5X, PairConst, PairSums, SW2Const, _match, _nb_spec, _cosine_cutoff, _pair_const, _pair_term,
-    _sums_add, _sums_store, _sw2_const, _sw2_term,
+    RED_TRIPLE_BEHLER5X, RED_MAX_GROUP, PairConst, PairSums, SW2Const, _match, _nb_spec, _cosine_cutoff,
+    _pair_const, _pair_term, _sums_add, _sums_store, _sw2_const, _sw2_term, _vexp,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
@@ -289,7 +289,39 @@ cdef void _batch_pair_atom(Py_ssize_t i, int fam, const double[:, ::1] par, cons
                            double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad) noexcept nogil:
     cdef Py_ssize_t p, f, c
     cdef Py_ssize_t nf = cols.shape[0]
-    cdef double r, fc, dfc, h, dh, ux, uy, uz, dv
+    cdef double r, fc, dfc, h, dh, ux, uy, uz, dv, t
+    cdef double eta[RED_MAX_GROUP]
+    cdef double rs[RED_MAX_GROUP]
+    cdef double ex[RED_MAX_GROUP]
+    cdef double acc[RED_MAX_GROUP]
+    if fam == RED_FC_BEHLER2:
+        # the descriptors of a pair in contiguous loops over f with an inline exp: these loops vectorise
+        for f in range(nf):
+            eta[f] = par[f, 0]
+            rs[f] = par[f, 1]
+            acc[f] = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            r = d_p[p]
+            if r >= a or not _match(spec_n[j_p[p]], sb):
+                continue
+            _cosine_cutoff(r, a, &fc, &dfc)
+            for f in range(nf):
+                t = r - rs[f]
+                ex[f] = _vexp(-eta[f] * t * t)
+                acc[f] += ex[f] * fc
+            if grad:
+                ux = D_pc[p, 0] / r
+                uy = D_pc[p, 1] / r
+                uz = D_pc[p, 2] / r
+                for f in range(nf):
+                    dv = -2.0 * eta[f] * (r - rs[f]) * ex[f] * fc + ex[f] * dfc
+                    c = 3 * cols[f]
+                    jac_pf3[p, c] += dv * ux
+                    jac_pf3[p, c + 1] += dv * uy
+                    jac_pf3[p, c + 2] += dv * uz
+        for f in range(nf):
+            values_nf[i, cols[f]] += acc[f]
+        return
     for p in range(indptr[i], indptr[i + 1]):
         r = d_p[p]
         if r >= a or not _match(spec_n[j_p[p]], sb):
@@ -313,8 +345,10 @@ def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols
                       const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                       const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
                       double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads):
-    """Accumulate F cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot]."""
+    """Accumulate F <= 64 cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot]."""
     cdef Py_ssize_t i, n = indptr.shape[0] - 1
+    if cols.shape[0] > RED_MAX_GROUP or par.shape[0] != cols.shape[0] or par.shape[1] < 2:
+        raise ValueError(f"par [F, >= 2] and cols [F] with F <= {RED_MAX_GROUP} descriptors per call")
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
         if _match(spec_n[i], sa):
             _batch_pair_atom(i, fam, par, cols, a, indptr, j_p, d_p, D_pc, spec_n, sb, values_nf, jac_pf3, grad)

@@ -15,9 +15,13 @@ from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
 from miniff._ext.common cimport (
-    RED_EXP_FLOOR, RED_MAX_GROUP, _angular, _cosine_cutoff, _match, _pair_weights, _weighted_pair_setup,
+    RED_EXP_FLOOR, RED_MAX_GROUP, _cosine_cutoff, _match, _pair_weights, _weighted_pair_setup,
 )
 from miniff._ext.pair cimport _check_indptr
+from miniff._ext.triplets cimport (
+    _triplet_angles, _triplet_first, _triplet_flush, _triplet_r3, _triplet_radial, _triplet_terms,
+    _triplet_values,
+)
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
 __all__ = ["batch_weighted_radial_reduce", "batch_weighted_angular_reduce"]
@@ -144,7 +148,7 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
                         const int32_t[::1] spec_n, double[:, ::1] g_pe, double[:, ::1] dg_pe,
                         double[:, ::1] u_pc, double[:, ::1] w_pc, int64_t[::1] sel_p, double[:, ::1] values_nf,
                         double[:, ::1] jac_pf3, bint grad) noexcept nogil:
-    cdef Py_ssize_t p, p1, p2, x1, x2, e, k, f, col, m
+    cdef Py_ssize_t p, p1, p2, x1, x2, e, f, m
     cdef Py_ssize_t p0 = indptr[i]
     cdef Py_ssize_t pe = indptr[i + 1]
     cdef Py_ssize_t n_e = eta_e.shape[0]
@@ -152,8 +156,8 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
     cdef Py_ssize_t n_f = cols.shape[0]
     cdef Py_ssize_t n_c = weight_cs.shape[0]
     cdef Py_ssize_t nsel = 0, ch
-    cdef double r, fc, dfc, r1, ir1, ir2, r3, c, t, pa, dvdc, a1, b1, a2, b2, dv3, wf
-    cdef double fc3, dfc3, ang_v, ang_d, g2
+    cdef double r, fc, dfc, r1, ir1, r3, c
+    cdef double fc3, dfc3
     cdef double u1[3]
     cdef double u2[3]
     cdef double w3[3]
@@ -171,6 +175,7 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
     cdef double sa1[RED_MAX_GROUP]
     cdef double sb1[3 * RED_MAX_GROUP]
     cdef double ww[RED_MAX_GROUP]
+    cdef double wf[RED_MAX_GROUP]
 
     # usable pairs of atom i (inside the cutoff, non-zero weight): unit vectors, weights, radial factors
     for p in range(p0, pe):
@@ -186,75 +191,31 @@ cdef void _angular_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] 
         vacc[f] = 0.0
     for x1 in range(nsel):
         p1 = sel_p[p0 + x1]
-        r1 = d_p[p1]
-        ir1 = 1.0 / r1
-        for m in range(3):
-            u1[m] = u_pc[p1, m]
-        for e in range(n_e):
-            lg1[e] = g_pe[p1, e]
-            ldg1[e] = dg_pe[p1, e]
-        if grad:
-            for f in range(n_f):
-                sa1[f] = 0.0
-                sb1[3 * f] = 0.0
-                sb1[3 * f + 1] = 0.0
-                sb1[3 * f + 2] = 0.0
+        ir1 = _triplet_first(p1, n_e, n_f, d_p, u_pc, g_pe, dg_pe, u1, lg1, ldg1, sa1, sb1, grad)
         for x2 in range(x1 + 1, nsel):
             p2 = sel_p[p0 + x2]
-            for m in range(3):
-                w3[m] = D_pc[p2, m] - D_pc[p1, m]
-            r3 = sqrt(w3[0] * w3[0] + w3[1] * w3[1] + w3[2] * w3[2])
+            r3 = _triplet_r3(D_pc, p1, p2, a, w3)
             if r3 >= a:
                 continue
-            for m in range(3):
-                w3[m] = w3[m] / r3
             for ch in range(n_c):
                 ww[ch] = w_pc[p1, ch] * w_pc[p2, ch]
+            for f in range(n_f):
+                wf[f] = pref_f[f] * ww[c_f[f]]
             _cosine_cutoff(r3, a, &fc3, &dfc3)
             for e in range(n_e):
                 _gauss_cutoff(r3, eta_e[e], rs_e[e], fc3, dfc3, &h3[e], &dh3[e])
             for m in range(3):
                 u2[m] = u_pc[p2, m]
             c = u1[0] * u2[0] + u1[1] * u2[1] + u1[2] * u2[2]
-            for e in range(n_e):
-                g2 = g_pe[p2, e]
-                gg[e] = lg1[e] * g2 * h3[e]
-                if grad:
-                    rr1[e] = ldg1[e] * g2 * h3[e]
-                    rr2[e] = lg1[e] * dg_pe[p2, e] * h3[e]
-                    rr3[e] = lg1[e] * g2 * dh3[e]
-            for k in range(n_k):
-                _angular(1.0 + l_k[k] * c, l_k[k], zeta_k[k], izeta_k[k], &ang_v, &ang_d)
-                ang[k] = ang_v
-                dang[k] = ang_d
-            if not grad:
-                for f in range(n_f):
-                    vacc[f] += (pref_f[f] * ww[c_f[f]] * gg[e_f[f]]) * ang[k_f[f]]
-                continue
-            ir2 = 1.0 / d_p[p2]
-            for f in range(n_f):
-                e = e_f[f]
-                k = k_f[f]
-                col = 3 * cols[f]
-                wf = pref_f[f] * ww[c_f[f]]
-                t = wf * gg[e]
-                pa = wf * ang[k]
-                vacc[f] += t * ang[k]
-                dvdc = t * dang[k]
-                a1 = pa * rr1[e] - dvdc * c * ir1
-                b1 = dvdc * ir1
-                a2 = pa * rr2[e] - dvdc * c * ir2
-                b2 = dvdc * ir2
-                dv3 = pa * rr3[e]
-                sa1[f] += a1
-                for m in range(3):
-                    sb1[3 * f + m] += b1 * u2[m] - dv3 * w3[m]
-                    jac_pf3[p2, col + m] += a2 * u2[m] + b2 * u1[m] + dv3 * w3[m]
+            _triplet_radial(n_e, lg1, ldg1, &g_pe[p2, 0], &dg_pe[p2, 0], h3, dh3, True, grad, gg, rr1, rr2, rr3)
+            _triplet_angles(n_k, l_k, zeta_k, izeta_k, c, ang, dang)
+            if grad:
+                _triplet_terms(n_f, e_f, k_f, wf, cols, gg, rr1, rr2, rr3, ang, dang, c, ir1, 1.0 / d_p[p2],
+                               u1, u2, w3, True, vacc, sa1, sb1, &jac_pf3[p2, 0])
+            else:
+                _triplet_values(n_f, e_f, k_f, wf, gg, ang, vacc)
         if grad:
-            for f in range(n_f):
-                col = 3 * cols[f]
-                for m in range(3):
-                    jac_pf3[p1, col + m] += sa1[f] * u1[m] + sb1[3 * f + m]
+            _triplet_flush(n_f, cols, sa1, sb1, u1, &jac_pf3[p1, 0])
     for f in range(n_f):
         values_nf[i, cols[f]] += vacc[f]
 

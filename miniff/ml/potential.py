@@ -225,18 +225,19 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
             e = self.nn(x)[:, 0]
             (g_nf,) = torch.autograd.grad(e.sum(), x)
         energy_n[sel] = e.detach().numpy()
-        jac = torch.from_numpy(np.ascontiguousarray(jac_pfc, dtype=np.float64))
-        i_p = torch.from_numpy(np.asarray(nw.pairs.i_p, dtype=np.int64))
+        # grad_pc[p] = g_nf[i_p] . jac_pfc[p]: numpy's stacked matmul (a batch of P tiny products; ~10x faster
+        # than torch.bmm for these shapes)
+        jac = np.ascontiguousarray(jac_pfc, dtype=np.float64)
+        i_p = np.asarray(nw.pairs.i_p, dtype=np.int64)
+        g_nf = g_nf.detach().numpy()
         if all_atoms:
-            g_pf = g_nf.index_select(0, i_p)
-            torch.bmm(g_pf.unsqueeze(1), jac, out=torch.from_numpy(grad_pc).unsqueeze(1))
+            np.matmul(g_nf[i_p][:, None, :], jac, out=grad_pc[:, None, :])
         else:
             pos_n = np.full(n, -1, dtype=np.int64)
             pos_n[sel] = np.arange(int(sel.sum()))
-            pos_p = pos_n[i_p.numpy()]
+            pos_p = pos_n[i_p]
             keep = np.flatnonzero(pos_p >= 0)
-            g_pf = g_nf[torch.from_numpy(pos_p[keep])]
-            grad_pc[keep] = torch.bmm(g_pf.unsqueeze(1), jac[torch.from_numpy(keep)]).squeeze(1).numpy()
+            grad_pc[keep] = np.matmul(g_nf[pos_p[keep]][:, None, :], jac[keep])[:, 0, :]
         return energy_n, grad_pc
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):

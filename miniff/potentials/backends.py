@@ -249,10 +249,12 @@ class CutoffPairBackend(_BatchedBackend):
         """Evaluate ``items`` = [(column, potential)] sharing the cutoff and tag into the output columns."""
         cutoff = items[0][1].cutoff
         indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, cutoff)
-        par = np.ascontiguousarray([_vector(p, self.names) for _, p in items], dtype=np.float64)
-        cols = np.array([c for c, _ in items], dtype=np.int32)
-        _k.batch_pair_reduce(self.code, par, cols, cutoff, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1],
-                             values_nf, jac_pf3, grad, n_threads)
+        for start in range(0, len(items), MAX_GROUP):  # the kernel takes at most MAX_GROUP per call
+            chunk = items[start:start + MAX_GROUP]
+            par = np.ascontiguousarray([_vector(p, self.names) for _, p in chunk], dtype=np.float64)
+            cols = np.array([c for c, _ in chunk], dtype=np.int32)
+            _k.batch_pair_reduce(self.code, par, cols, cutoff, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1],
+                                 values_nf, jac_pf3, grad, n_threads)
 
 
 def _integer_zeta(zeta):

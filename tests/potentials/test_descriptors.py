@@ -142,6 +142,65 @@ def test_moment_and_triplet_kernels_agree(box, tag):
     np.testing.assert_allclose(jac / jscale[:, None], jac_t / jscale[:, None], rtol=0, atol=1e-11)
 
 
+def test_moment_kernel_with_many_neighbours_per_atom(rng):
+    """About 75 neighbours per atom: the moment kernel's first pass works through several chunks of pairs (32
+    per chunk) and must agree with the triplet loop; three species so that some neighbours are in neither
+    neighbour species of a tag. The threads give identical results."""
+    vectors = np.eye(3) * 9.0
+    system = vectors, rng.random((80, 3)), np.array(["a", "b", "c", "a"] * 20), (True, True, True)
+    cut = 5.5
+    nw = make_nw(system, cut)
+    assert np.diff(nw.pairs.indptr).min() > 64
+    from miniff.potentials.base import pair_arrays
+
+    for tag in ("a-a-a", "a-b-c", "b-a-a"):
+        descriptors = [P.behler5_descriptor_family(a=cut, eta=eta, l=l, zeta=z, tag=tag)
+                       for eta in (0.01, 0.2) for l in (-1.0, 1.0) for z in (1, 4)]
+        values, jac = P.eval_descriptors(nw, descriptors, grad=True, n_threads=1)
+        v2, j2 = P.eval_descriptors(nw, descriptors, grad=True, n_threads=2)
+        np.testing.assert_array_equal(v2, values)
+        np.testing.assert_array_equal(j2, jac)
+        values_t = np.zeros_like(values)
+        jac_t = np.zeros_like(jac)
+        backend = descriptors[0].family.backend
+        backend._batch_triplets(list(enumerate(descriptors)), descriptors[0].species_codes(nw), cut,
+                                pair_arrays(nw, cut), values_t, jac_t.reshape(len(jac), -1), True, 1)
+        assert np.abs(values_t).max() > 0
+        scale = np.abs(values_t).max(axis=0) + 1e-300
+        np.testing.assert_allclose(values / scale, values_t / scale, rtol=0, atol=1e-12)
+        jscale = np.abs(jac_t).max(axis=(0, 2)) + 1e-300
+        np.testing.assert_allclose(jac / jscale[:, None], jac_t / jscale[:, None], rtol=0, atol=1e-11)
+
+
+def test_behler2_values_equal_numpy_over_the_whole_cutoff_range(rng):
+    """The compiled exp and cosine cutoff (written without library calls so that the loops vectorise) against
+    numpy's exp and cos, for distances from 0.4 Å to the cutoff and exponents down to the kernels' floor."""
+    vectors = np.eye(3) * 8.0
+    system = vectors, rng.random((40, 3)), np.array(["a"] * 40), (False, False, False)
+    cut = 6.0
+    nw = make_nw(system, cut)
+    pairs = nw.pairs
+    params = [(0.0, 0.0), (0.5, 1.0), (2.0, 3.3), (30.0, 0.0)]
+    descriptors = [P.behler2_descriptor_family(a=cut, eta=eta, r_sphere=rs, tag="a-a") for eta, rs in params]
+    values, jac = P.eval_descriptors(nw, descriptors, grad=True)
+    r = np.asarray(pairs.d_p)
+    D = np.asarray(pairs.D_pc).reshape(-1, 3)
+    i_p = np.asarray(pairs.i_p)
+    inside = r < cut
+    assert inside.sum() > 100 and r[inside].max() > 0.99 * cut
+    fc = np.where(inside, 0.5 * (1.0 + np.cos(np.pi * r / cut)), 0.0)
+    dfc = np.where(inside, -0.5 * np.pi / cut * np.sin(np.pi * r / cut), 0.0)
+    for f, (eta, rs) in enumerate(params):
+        x = -eta * (r - rs) ** 2
+        ex = np.where(x < -700.0, 0.0, np.exp(x))
+        expected = np.bincount(i_p, ex * fc, minlength=len(values))
+        np.testing.assert_allclose(values[:, f], expected, rtol=1e-13, atol=1e-300)
+        dv = ex * (dfc - 2.0 * eta * (r - rs) * fc)
+        g_pc = (dv / r)[:, None] * D
+        # fc is 1 + cos(...) near the cutoff: numpy's value there has an absolute error of ~1e-16
+        np.testing.assert_allclose(jac[:, f, :], g_pc, rtol=1e-12, atol=1e-15 * max(1.0, np.abs(g_pc).max()))
+
+
 def test_no_neighbour_list_is_a_clear_error():
     from miniff.kernel import Cell, NeighborWrapper
 
