@@ -104,9 +104,6 @@ cdef extern from *:
                             double yi, double zi, double rc2) noexcept nogil
     int64_t miniff_nl_select(const double* cx, const double* cy, const double* cz, int64_t nc, double xi,
                              double yi, double zi, double rc2, int32_t* hits) noexcept nogil
-    int64_t miniff_nl_select_tail(const double* cx, const double* cy, const double* cz, int64_t c, int64_t nc,
-                                  double xi, double yi, double zi, double rc2, int32_t* hits,
-                                  int64_t nh) noexcept nogil
     void miniff_nl_gather(const double* px, const double* py, const double* pz, int64_t n, double vx, double vy,
                           double vz, double* cx, double* cy, double* cz) noexcept nogil
 

@@ -9,15 +9,20 @@ distance test are those of the neighbour search (``neighbors.pxd``); the pair te
 """
 
 # Work split (Newton's third law, as LAMMPS' half lists): the caller passes the *half* stencil, the bin
-# offsets k >= (0, 0, 0) in lexicographic order; within the own bin (k = 0) atom i takes the atoms after it.
-# Every pair (i, j, image) is then met once, from one of its two atoms, and its terms are added to both:
-# half the distance tests and half the pair terms of a full walk. Bins are split among threads statically
-# (contiguous blocks, fixed for a given thread count) and every thread adds into its own buffers, indexed
-# in bin order; the buffers are then summed in thread order. Results are therefore reproducible for a
-# given thread count and differ between thread counts only by the order of floating-point sums. For each
-# atom the hits of the distance test (candidate order: the bin offsets in lexicographic order, atoms of a
-# bin by index) are copied into a per-thread scratch (vector, distance, species, bin-order position), then
-# every term runs over that scratch.
+# offsets k >= (0, 0, 0) in lexicographic order; within the own bin (k = 0) atom i takes the atoms after it
+# (the own bin comes first among a bin's candidates, so its distance tests start after atom i). Every pair
+# (i, j, image) is then met once, from one of its two atoms, and its terms are added to both: half the
+# distance tests and half the pair terms of a full walk. A call is ONE parallel region (``miniff_two_phases``
+# of ``_openmp.pxd``): every thread zeroes its buffer and walks a contiguous block of bins (fixed for a given
+# thread count), adding into its own buffer (per atom in bin order: energy, dE/dr and, with virials, the
+# virial); after a barrier every thread sums all buffers, in thread order, for a block of atoms. Results are
+# therefore reproducible for a given thread count and differ between thread counts only by the order of
+# floating-point sums. The buffers are kept between calls (no page faults in steady state).
+#
+# One species and one Lennard-Jones term (the common case): every pair evaluated as it is met, two at a time
+# (``_pairsearch_c.pxd``). Otherwise the hits of an atom (candidate order: the bin offsets in lexicographic
+# order, atoms of a bin by index) are copied into a per-thread scratch (vector, distance, species, bin-order
+# position), then every term runs over that scratch.
 
 from libc.math cimport sqrt
 from libc.stdint cimport int64_t, int32_t
@@ -31,10 +36,10 @@ from miniff._ext.common cimport (
     _sums_store,
 )
 from miniff._ext.neighbors cimport (
-    _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup, miniff_nl_select,
-    miniff_nl_select_tail,
+    _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup,
 )
-from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, miniff_two_phases
+from miniff._ext._pairsearch_c cimport miniff_ps_lj_atom, miniff_ps_select
 
 __all__ = ["pair_search_reduce", "half_stencil", "MAX_PAIR_TERMS"]
 
@@ -53,36 +58,6 @@ cdef struct _Terms:
     double cut[_MAX_TERMS]
     int sa[_MAX_TERMS]
     int sb[_MAX_TERMS]
-
-
-cdef extern from *:
-    """
-    #ifdef _OPENMP
-    #include <omp.h>
-    #endif
-    typedef void (*miniff_ps_phase)(void* ctx, int tid, int n_threads);
-    /* Phase a on every thread, then (once every thread has finished it) phase b, in ONE parallel region of
-       n_threads threads: sleeping threads are woken once per call. Each phase gets the thread's number and
-       the team's size. Without OpenMP, or with one thread: a then b on the calling thread. */
-    static void miniff_ps_two_phases(miniff_ps_phase a, miniff_ps_phase b, void* ctx, int n_threads) {
-    #ifdef _OPENMP
-        if (n_threads > 1) {
-            #pragma omp parallel num_threads(n_threads)
-            {
-                int nt = omp_get_num_threads(), tid = omp_get_thread_num();
-                a(ctx, tid, nt);
-                #pragma omp barrier
-                b(ctx, tid, nt);
-            }
-            return;
-        }
-    #endif
-        a(ctx, 0, 1);
-        b(ctx, 0, 1);
-    }
-    """
-    ctypedef void (*miniff_ps_phase)(void* ctx, int tid, int n_threads) noexcept nogil
-    void miniff_ps_two_phases(miniff_ps_phase a, miniff_ps_phase b, void* ctx, int n_threads) noexcept nogil
 
 
 cdef struct _Scratch:
@@ -254,82 +229,34 @@ cdef inline void _atom_lj(const _Walk* w, _NLThr* th, _Scratch* sc, int64_t s, i
     atoms from candidate ``self_lo`` up to it excluded), its only term evaluated as each pair is met and added to
     both atoms in ``b`` as ``_atom_terms`` does, with the weight bits ``w.lj_wt`` (the same for every pair)."""
     cdef _NLGrid* g = w.g
-    cdef const double* cx = th.cx
-    cdef const double* cy = th.cy
-    cdef const double* cz = th.cz
-    cdef const int32_t* ct = sc.ct
     cdef int32_t* hits = th.hits
-    cdef int stride = w.stride
-    cdef int64_t a, c, nh, self_c = s + th.self_off
-    cdef double xi = g.px[s], yi = g.py[s], zi = g.pz[s]
-    cdef double dx, dy, dz, r2, ir2, s6, f, gg, gw
-    cdef double c0 = w.lj_c0, c1 = w.lj_c1, cut2 = w.lj_cut2, r2c = w.r2_coincident
-    cdef double gmul = 2.0 if w.lj_wt == 3 else 1.0
-    cdef bint own = (w.lj_wt & 1) != 0, other = (w.lj_wt & 2) != 0
-    cdef double ae = 0.0, agx = 0.0, agy = 0.0, agz = 0.0
-    cdef double vxx = 0.0, vyy = 0.0, vzz = 0.0, vxy = 0.0, vxz = 0.0, vyz = 0.0
-    cdef double* bt
-    cdef double* bs = b + stride * s
+    cdef int64_t a, k, nh, self_c = s + th.self_off, coincident = -1
+    cdef double acc[10]
+    cdef double* bs = b + w.stride * s
+    memset(acc, 0, sizeof(acc))
     # own bin first among the candidates (always so for the half stencil): test only the atoms after this one
-    nh = miniff_nl_select_tail(cx, cy, cz, self_c + 1 if self_lo == 0 else 0, th.n_c, xi, yi, zi, g.rc2, hits, 0)
-    for a in range(nh):
-        c = hits[a]
-        if self_lo <= c <= self_c:  # own bin, same image: only the atoms after this one
-            continue
-        dx = cx[c] - xi
-        dy = cy[c] - yi
-        dz = cz[c] - zi
-        r2 = dx * dx + dy * dy + dz * dz
-        if r2 <= r2c:
-            if sc.coincident_i < 0:
-                sc.coincident_i = g.sorted_index[s]
-                sc.coincident_j = g.sorted_index[ct[c]]
-            continue
-        if r2 >= cut2:
-            continue
-        ir2 = 1.0 / r2  # _lj_hits' operations
-        s6 = c1 * ir2
-        s6 = s6 * s6 * s6
-        gg = c0 * (6.0 * s6 - 12.0 * s6 * s6) * ir2
-        f = c0 * (s6 * s6 - s6)
-        gw = gg * gmul
-        agx = agx + gw * dx
-        agy = agy + gw * dy
-        agz = agz + gw * dz
-        bt = b + stride * ct[c]
-        bt[1] += gw * dx
-        bt[2] += gw * dy
-        bt[3] += gw * dz
-        if own:
-            ae = ae + f
-        if other:
-            bt[0] += f
-        if virial:
-            if own:
-                vxx = vxx + gg * dx * dx
-                vyy = vyy + gg * dy * dy
-                vzz = vzz + gg * dz * dz
-                vxy = vxy + gg * dx * dy
-                vxz = vxz + gg * dx * dz
-                vyz = vyz + gg * dy * dz
-            if other:
-                bt[4] += gg * dx * dx
-                bt[5] += gg * dy * dy
-                bt[6] += gg * dz * dz
-                bt[7] += gg * dx * dy
-                bt[8] += gg * dx * dz
-                bt[9] += gg * dy * dz
-    bs[0] += ae
-    bs[1] -= agx
-    bs[2] -= agy
-    bs[3] -= agz
+    nh = miniff_ps_select(th.cx, th.cy, th.cz, self_c + 1 if self_lo == 0 else 0, th.n_c, g.px[s], g.py[s],
+                          g.pz[s], g.rc2, hits)
+    if self_lo != 0:  # drop the own bin's atoms up to this one
+        k = 0
+        for a in range(nh):
+            if not (self_lo <= hits[a] <= self_c):
+                hits[k] = hits[a]
+                k = k + 1
+        nh = k
+    miniff_ps_lj_atom(th.cx, th.cy, th.cz, hits, nh, sc.ct, g.px[s], g.py[s], g.pz[s], w.lj_c0, w.lj_c1,
+                      w.lj_cut2, w.r2_coincident, 2.0 if w.lj_wt == 3 else 1.0, (w.lj_wt & 1) != 0,
+                      (w.lj_wt & 2) != 0, virial, b, w.stride, acc, &coincident)
+    if coincident >= 0 and sc.coincident_i < 0:
+        sc.coincident_i = g.sorted_index[s]
+        sc.coincident_j = g.sorted_index[sc.ct[coincident]]
+    bs[0] += acc[0]
+    bs[1] -= acc[1]
+    bs[2] -= acc[2]
+    bs[3] -= acc[3]
     if virial:
-        bs[4] += vxx
-        bs[5] += vyy
-        bs[6] += vzz
-        bs[7] += vxy
-        bs[8] += vxz
-        bs[9] += vyz
+        for k in range(4, 10):
+            bs[k] += acc[k]
 
 
 cdef void _bin(const _Walk* w, int64_t flat, int tid, double* b) noexcept nogil:
@@ -373,8 +300,8 @@ cdef void _bin(const _Walk* w, int64_t flat, int tid, double* b) noexcept nogil:
         xi = g.px[s]
         yi = g.py[s]
         zi = g.pz[s]
-        nh = miniff_nl_select(th.cx, th.cy, th.cz, th.n_c, xi, yi, zi, g.rc2, hits)
         self_c = s + th.self_off
+        nh = miniff_ps_select(th.cx, th.cy, th.cz, self_c + 1 if self_lo == 0 else 0, th.n_c, xi, yi, zi, g.rc2, hits)
         k = 0
         for a in range(nh):
             c = hits[a]
@@ -579,7 +506,7 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
             scratch[tid].coincident_j = -1
         w.scratch = scratch
         with nogil:  # one parallel region: walk, barrier, reduction
-            miniff_ps_two_phases(_walk_phase, _reduce_phase, &w, n_threads)
+            miniff_two_phases(_walk_phase, _reduce_phase, &w, n_threads)
         for tid in range(n_threads):
             if g.thr[tid].failed == 2:
                 raise RuntimeError("pair search: the bin offsets lack (0, 0, 0) (internal error)")
