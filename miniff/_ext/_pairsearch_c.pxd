@@ -1,6 +1,7 @@
 # C helpers of the fused search + pair-potential pass (pairsearch.pyx): the distance test selecting the hits
-# of a centre among a bin's candidates, and the Lennard-Jones pairs of a centre, two at a time with SSE2 (every
-# x86-64 CPU; scalar elsewhere). Inline C only: cimporting this file creates no runtime dependency.
+# of a centre among a bin's candidates (four at a time: SSE2 on every x86-64 CPU, AVX2 where the CPU has it,
+# chosen at run time; scalar elsewhere), and the Lennard-Jones pairs of a centre, two at a time with SSE2.
+# Inline C only: cimporting this file creates no runtime dependency.
 
 from libc.stdint cimport int64_t, int32_t
 
@@ -16,15 +17,67 @@ cdef extern from *:
        The distance test is miniff_nl_select's (same IEEE operations); four candidates at a time, every index
        written at its place among the hits so far (a rejected one is overwritten by the next or lies past the end),
        so that the count advances once per four candidates. hits holds nc + 1 entries. */
+    static const unsigned char miniff_ps_before[16][4] = {
+        {0, 0, 0, 0}, {0, 1, 1, 1}, {0, 0, 1, 1}, {0, 1, 2, 2}, {0, 0, 0, 1}, {0, 1, 1, 2}, {0, 0, 1, 2},
+        {0, 1, 2, 3}, {0, 0, 0, 0}, {0, 1, 1, 1}, {0, 0, 1, 1}, {0, 1, 2, 2}, {0, 0, 0, 1}, {0, 1, 1, 2},
+        {0, 0, 1, 2}, {0, 1, 2, 3}};
+    static const unsigned char miniff_ps_count[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+
+    /* the scalar test of the candidates c0 <= c < nc, appended to hits[nh..]; returns the new count */
+    static inline int64_t miniff_ps_select_tail(const double* cx, const double* cy, const double* cz, int64_t c,
+                                                int64_t nc, double xi, double yi, double zi, double rc2, int32_t* hits,
+                                                int64_t nh) {
+        for (; c < nc; c++) {
+            double dx = cx[c] - xi, dy = cy[c] - yi, dz = cz[c] - zi;
+            double r2 = dx * dx + dy * dy;
+            r2 = r2 + dz * dz;
+            hits[nh] = (int32_t) c;
+            nh += r2 < rc2;
+        }
+        return nh;
+    }
+
+    #if defined(MINIFF_PS_SSE2) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define MINIFF_PS_AVX2 1
+    /* AVX2 build of the test (four candidates in one register; no FMA: the same IEEE operations), chosen at run time
+       on CPUs that have it */
+    __attribute__((target("avx2")))
+    static int64_t miniff_ps_select_avx2(const double* cx, const double* cy, const double* cz, int64_t c, int64_t nc,
+                                         double xi, double yi, double zi, double rc2, int32_t* hits) {
+        int64_t nh = 0;
+        __m256d X = _mm256_set1_pd(xi), Y = _mm256_set1_pd(yi), Z = _mm256_set1_pd(zi), R = _mm256_set1_pd(rc2);
+        for (; c + 4 <= nc; c += 4) {
+            __m256d dx = _mm256_sub_pd(_mm256_loadu_pd(cx + c), X);
+            __m256d dy = _mm256_sub_pd(_mm256_loadu_pd(cy + c), Y);
+            __m256d dz = _mm256_sub_pd(_mm256_loadu_pd(cz + c), Z);
+            __m256d r2 = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)),
+                                       _mm256_mul_pd(dz, dz));
+            int m = _mm256_movemask_pd(_mm256_cmp_pd(r2, R, _CMP_LT_OQ));
+            const unsigned char* pos = miniff_ps_before[m];
+            hits[nh] = (int32_t) c;
+            hits[nh + pos[1]] = (int32_t) (c + 1);
+            hits[nh + pos[2]] = (int32_t) (c + 2);
+            hits[nh + pos[3]] = (int32_t) (c + 3);
+            nh += miniff_ps_count[m];
+        }
+        return miniff_ps_select_tail(cx, cy, cz, c, nc, xi, yi, zi, rc2, hits, nh);
+    }
+    static int miniff_ps_has_avx2 = -1;
+    #endif
+
+    /* Indices (ascending) of the candidates c0 <= c < nc closer than the cutoff -> hits; returns their number.
+       The distance test is miniff_nl_select's (same IEEE operations); four candidates at a time, every index
+       written at its place among the hits so far (a rejected one is overwritten by the next or lies past the end),
+       so that the count advances once per four candidates. hits holds nc + 1 entries. */
     static inline int64_t miniff_ps_select(const double* cx, const double* cy, const double* cz, int64_t c,
                                            int64_t nc, double xi, double yi, double zi, double rc2, int32_t* hits) {
         int64_t nh = 0;
+    #ifdef MINIFF_PS_AVX2
+        if (miniff_ps_has_avx2 < 0) miniff_ps_has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;  /* idempotent */
+        if (miniff_ps_has_avx2) return miniff_ps_select_avx2(cx, cy, cz, c, nc, xi, yi, zi, rc2, hits);
+    #endif
     #ifdef MINIFF_PS_SSE2
-        static const unsigned char before[16][4] = {
-            {0, 0, 0, 0}, {0, 1, 1, 1}, {0, 0, 1, 1}, {0, 1, 2, 2}, {0, 0, 0, 1}, {0, 1, 1, 2}, {0, 0, 1, 2},
-            {0, 1, 2, 3}, {0, 0, 0, 0}, {0, 1, 1, 1}, {0, 0, 1, 1}, {0, 1, 2, 2}, {0, 0, 0, 1}, {0, 1, 1, 2},
-            {0, 0, 1, 2}, {0, 1, 2, 3}};
-        static const unsigned char count[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
         __m128d X = _mm_set1_pd(xi), Y = _mm_set1_pd(yi), Z = _mm_set1_pd(zi), R = _mm_set1_pd(rc2);
         for (; c + 4 <= nc; c += 4) {
             __m128d dx = _mm_sub_pd(_mm_loadu_pd(cx + c), X);
@@ -36,22 +89,15 @@ cdef extern from *:
             __m128d ez = _mm_sub_pd(_mm_loadu_pd(cz + c + 2), Z);
             __m128d s2 = _mm_add_pd(_mm_add_pd(_mm_mul_pd(ex, ex), _mm_mul_pd(ey, ey)), _mm_mul_pd(ez, ez));
             int m = _mm_movemask_pd(_mm_cmplt_pd(r2, R)) | (_mm_movemask_pd(_mm_cmplt_pd(s2, R)) << 2);
-            const unsigned char* pos = before[m];
+            const unsigned char* pos = miniff_ps_before[m];
             hits[nh] = (int32_t) c;
             hits[nh + pos[1]] = (int32_t) (c + 1);
             hits[nh + pos[2]] = (int32_t) (c + 2);
             hits[nh + pos[3]] = (int32_t) (c + 3);
-            nh += count[m];
+            nh += miniff_ps_count[m];
         }
     #endif
-        for (; c < nc; c++) {
-            double dx = cx[c] - xi, dy = cy[c] - yi, dz = cz[c] - zi;
-            double r2 = dx * dx + dy * dy;
-            r2 = r2 + dz * dz;
-            hits[nh] = (int32_t) c;
-            nh += r2 < rc2;
-        }
-        return nh;
+        return miniff_ps_select_tail(cx, cy, cz, c, nc, xi, yi, zi, rc2, hits, nh);
     }
 
     /* One Lennard-Jones pair met from the centre i (see miniff_ps_lj_atom): D = (dx, dy, dz), f and g = f'(r) / r
