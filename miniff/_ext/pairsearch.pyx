@@ -90,6 +90,7 @@ cdef struct _Walk:
     int stride          # doubles per atom in a thread buffer: e, dE/dr (3) and, with virials, 6 more
     bint virial
     double* buf         # [n_threads, n, stride] per-thread sums in bin order
+    bint buf_zeroed     # buf is fresh zeroed memory (not zeroed again: untouched pages stay unallocated)
     int lj_wt           # Lennard-Jones path: weight bits of its only term (0: general path)
     double lj_c0
     double lj_c1
@@ -332,7 +333,8 @@ cdef void _walk_phase(void* ctx, int tid, int n_threads) noexcept nogil:
     cdef _Walk* w = <_Walk*> ctx
     cdef int64_t fb, stride = w.stride
     cdef double* b = w.buf + tid * w.n * stride
-    memset(b, 0, w.n * stride * sizeof(double))
+    if not w.buf_zeroed:
+        memset(b, 0, w.n * stride * sizeof(double))
     for fb in range(w.nb_total * tid // n_threads, w.nb_total * (tid + 1) // n_threads):
         _bin(w, fb, tid, b)
 
@@ -375,7 +377,8 @@ cdef void _reduce_phase(void* ctx, int tid, int n_threads) noexcept nogil:
 #: Per-thread buffers of the last call, reused by the next (fresh memory costs a page fault per 4 kB); a list
 #: used as a stack: pop and append are atomic, so concurrent calls never share a buffer.
 _KEPT = []
-#: Buffers larger than this (bytes) are not kept between calls.
+#: Buffers larger than this (bytes) are not kept between calls (a fresh one is zeroed by the system; a thread
+#: touches little more than the atoms of its bins and their neighbours, so about 1 / n_threads of it is resident).
 _KEEP_BYTES = 64 * 2**20
 
 
@@ -490,7 +493,8 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
     except IndexError:
         buf = None
     if buf is None or buf.shape[0] * sizeof(double) < nbytes:
-        buf = np.empty(n_threads * n * w.stride)
+        buf = np.zeros(n_threads * n * w.stride)  # calloc: pages appear as a thread first writes them
+        w.buf_zeroed = True
     buf_view = buf
     w.buf = &buf_view[0]
     g.thr = NULL
