@@ -1,6 +1,7 @@
 # C helpers of the fused search + pair-potential pass (pairsearch.pyx): the distance test selecting the hits
 # of a centre among a bin's candidates (four at a time: SSE2 on every x86-64 CPU, AVX2 where the CPU has it,
-# chosen at run time; scalar elsewhere), and the Lennard-Jones pairs of a centre, two at a time with SSE2.
+# chosen at run time; scalar elsewhere), and the Lennard-Jones pairs of a centre, two at a time with SSE2
+# or four with AVX2 (bit-identical: the same operations per pair, no FMA, pairs added in order).
 # Inline C only: cimporting this file creates no runtime dependency.
 
 from libc.stdint cimport int64_t, int32_t
@@ -132,10 +133,11 @@ cdef extern from *:
        r^2 <= r2c are skipped, the first one's candidate index in *coincident (left alone when none); pairs with
        r^2 >= cut2 are skipped. Two pairs at a time with SSE2 (the same IEEE operations per pair as the scalar
        loop, so each pair's f and g do not depend on the path). */
-    static inline void miniff_ps_lj_atom(const double* cx, const double* cy, const double* cz, const int32_t* hits,
-                                         int64_t nh, const int32_t* ct, double xi, double yi, double zi, double c0,
-                                         double c1, double cut2, double r2c, double gmul, int own, int other,
-                                         int virial, double* b, int stride, double* acc, int64_t* coincident) {
+    static inline void miniff_ps_lj_atom_sse2(const double* cx, const double* cy, const double* cz,
+                                              const int32_t* hits, int64_t nh, const int32_t* ct, double xi, double yi,
+                                              double zi, double c0, double c1, double cut2, double r2c, double gmul,
+                                              int own, int other, int virial, double* b, int stride, double* acc,
+                                              int64_t* coincident) {
         int64_t a = 0;
     #ifdef MINIFF_PS_SSE2
         __m128d X = _mm_set1_pd(xi), Y = _mm_set1_pd(yi), Z = _mm_set1_pd(zi);
@@ -182,6 +184,69 @@ cdef extern from *:
             double f = c0 * (s6 * s6 - s6);
             miniff_ps_lj_add(f, g, dx, dy, dz, gmul, own, other, virial, acc, b + (int64_t) stride * ct[p]);
         }
+    }
+
+    #ifdef MINIFF_PS_AVX2
+    /* AVX2 build of the pairs (four at a time, the same IEEE operations per pair, no FMA); the last pairs, and every
+       pair from a coincident one or one beyond the cutoff on, by miniff_ps_lj_atom_sse2 */
+    __attribute__((target("avx2")))
+    static void miniff_ps_lj_atom_avx2(const double* cx, const double* cy, const double* cz, const int32_t* hits,
+                                       int64_t nh, const int32_t* ct, double xi, double yi, double zi, double c0,
+                                       double c1, double cut2, double r2c, double gmul, int own, int other, int virial,
+                                       double* b, int stride, double* acc, int64_t* coincident) {
+        int64_t a = 0;
+        int k;
+        __m256d X = _mm256_set1_pd(xi), Y = _mm256_set1_pd(yi), Z = _mm256_set1_pd(zi);
+        __m256d CUT2 = _mm256_set1_pd(cut2), R2C = _mm256_set1_pd(r2c), C0 = _mm256_set1_pd(c0);
+        __m256d C1 = _mm256_set1_pd(c1), ONE = _mm256_set1_pd(1.0), SIX = _mm256_set1_pd(6.0);
+        __m256d TWELVE = _mm256_set1_pd(12.0);
+        for (; a + 4 <= nh; a += 4) {
+            const int32_t* h = hits + a;
+            __m256d dx = _mm256_sub_pd(_mm256_set_pd(cx[h[3]], cx[h[2]], cx[h[1]], cx[h[0]]), X);
+            __m256d dy = _mm256_sub_pd(_mm256_set_pd(cy[h[3]], cy[h[2]], cy[h[1]], cy[h[0]]), Y);
+            __m256d dz = _mm256_sub_pd(_mm256_set_pd(cz[h[3]], cz[h[2]], cz[h[1]], cz[h[0]]), Z);
+            __m256d r2 = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(dx, dx), _mm256_mul_pd(dy, dy)),
+                                       _mm256_mul_pd(dz, dz));
+            if (_mm256_movemask_pd(_mm256_or_pd(_mm256_cmp_pd(r2, R2C, _CMP_LE_OQ), _mm256_cmp_pd(r2, CUT2, _CMP_GE_OQ)))) {
+                break;
+            }
+            __m256d ir2 = _mm256_div_pd(ONE, r2);
+            __m256d s6 = _mm256_mul_pd(C1, ir2);
+            s6 = _mm256_mul_pd(_mm256_mul_pd(s6, s6), s6);
+            __m256d g = _mm256_mul_pd(_mm256_mul_pd(C0, _mm256_sub_pd(_mm256_mul_pd(SIX, s6),
+                                                                      _mm256_mul_pd(_mm256_mul_pd(TWELVE, s6), s6))), ir2);
+            __m256d f = _mm256_mul_pd(C0, _mm256_sub_pd(_mm256_mul_pd(s6, s6), s6));
+            double fv[4], gv[4], xv[4], yv[4], zv[4];
+            _mm256_storeu_pd(fv, f);
+            _mm256_storeu_pd(gv, g);
+            _mm256_storeu_pd(xv, dx);
+            _mm256_storeu_pd(yv, dy);
+            _mm256_storeu_pd(zv, dz);
+            for (k = 0; k < 4; k++) {
+                miniff_ps_lj_add(fv[k], gv[k], xv[k], yv[k], zv[k], gmul, own, other, virial, acc,
+                                 b + (int64_t) stride * ct[h[k]]);
+            }
+        }
+        miniff_ps_lj_atom_sse2(cx, cy, cz, hits + a, nh - a, ct, xi, yi, zi, c0, c1, cut2, r2c, gmul, own, other, virial,
+                               b, stride, acc, coincident);
+    }
+    #endif
+
+    /* miniff_ps_lj_atom_sse2, or its AVX2 build where the CPU has it (the same results bit for bit) */
+    static inline void miniff_ps_lj_atom(const double* cx, const double* cy, const double* cz, const int32_t* hits,
+                                         int64_t nh, const int32_t* ct, double xi, double yi, double zi, double c0,
+                                         double c1, double cut2, double r2c, double gmul, int own, int other,
+                                         int virial, double* b, int stride, double* acc, int64_t* coincident) {
+    #ifdef MINIFF_PS_AVX2
+        if (miniff_ps_has_avx2 < 0) miniff_ps_has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;  /* idempotent */
+        if (miniff_ps_has_avx2) {
+            miniff_ps_lj_atom_avx2(cx, cy, cz, hits, nh, ct, xi, yi, zi, c0, c1, cut2, r2c, gmul, own, other, virial, b,
+                                   stride, acc, coincident);
+            return;
+        }
+    #endif
+        miniff_ps_lj_atom_sse2(cx, cy, cz, hits, nh, ct, xi, yi, zi, c0, c1, cut2, r2c, gmul, own, other, virial, b,
+                               stride, acc, coincident);
     }
     """
     int64_t miniff_ps_select(const double* cx, const double* cy, const double* cz, int64_t c, int64_t nc, double xi,
