@@ -9,21 +9,25 @@ distance test are those of the neighbour search (``neighbors.pxd``); the pair te
 """
 
 # Work split (Newton's third law, as LAMMPS' half lists): the caller passes the *half* stencil, the bin
-# offsets k >= (0, 0, 0) in lexicographic order; within the own bin (k = 0) atom i takes the atoms after it.
-# Every pair (i, j, image) is then met once, from one of its two atoms, and its terms are added to both:
-# half the distance tests and half the pair terms of a full walk. Bins are split among threads statically
-# (contiguous blocks, fixed for a given thread count) and every thread adds into its own buffers, indexed
-# in bin order; the buffers are then summed in thread order. Results are therefore reproducible for a
-# given thread count and differ between thread counts only by the order of floating-point sums. For each
-# atom the hits of the distance test (candidate order: the bin offsets in lexicographic order, atoms of a
-# bin by index) are copied into a per-thread scratch (vector, distance, species, bin-order position), then
-# every term runs over that scratch.
+# offsets k >= (0, 0, 0) in lexicographic order; within the own bin (k = 0) atom i takes the atoms after it
+# (the own bin comes first among a bin's candidates, so its distance tests start after atom i). Every pair
+# (i, j, image) is then met once, from one of its two atoms, and its terms are added to both: half the
+# distance tests and half the pair terms of a full walk. A call is ONE parallel region (``miniff_two_phases``
+# of ``_openmp.pxd``): every thread zeroes its buffer and walks a contiguous block of bins (fixed for a given
+# thread count), adding into its own buffer (per atom in bin order: energy, dE/dr and, with virials, the
+# virial); after a barrier every thread sums all buffers, in thread order, for a block of atoms. Results are
+# therefore reproducible for a given thread count and differ between thread counts only by the order of
+# floating-point sums. The buffers are kept between calls (no page faults in steady state).
+#
+# One species and one Lennard-Jones term (the common case): every pair evaluated as it is met, two at a time
+# (``_pairsearch_c.pxd``). Otherwise the hits of an atom (candidate order: the bin offsets in lexicographic
+# order, atoms of a bin by index) are copied into a per-thread scratch (vector, distance, species, bin-order
+# position), then every term runs over that scratch.
 
 from libc.math cimport sqrt
 from libc.stdint cimport int64_t, int32_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
-from cython.parallel cimport prange
 
 import numpy as np
 
@@ -32,9 +36,10 @@ from miniff._ext.common cimport (
     _sums_store,
 )
 from miniff._ext.neighbors cimport (
-    _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup, miniff_nl_select,
+    _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup,
 )
-from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, omp_get_thread_num
+from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, miniff_two_phases
+from miniff._ext._pairsearch_c cimport miniff_ps_lj_atom, miniff_ps_select
 
 __all__ = ["pair_search_reduce", "half_stencil", "MAX_PAIR_TERMS"]
 
@@ -65,10 +70,34 @@ cdef struct _Scratch:
     int64_t* tj      # neighbour's position in bin order
     double* f        # Lennard-Jones energy and g = f'(r) / r of every hit (one term at a time)
     double* g
+    int32_t* ct      # bin-order position of every candidate of the current bin
     int64_t cap
     # first coincident pair met by the thread: original indices (-1: none)
     int64_t coincident_i
     int64_t coincident_j
+
+
+cdef struct _Walk:
+    # everything a thread needs for its share of the walk and of the reduction
+    _NLGrid* g
+    _Scratch* scratch
+    const _Terms* terms
+    const int32_t* spec_n
+    bint one_species
+    double r2_coincident
+    int64_t n
+    int64_t nb_total
+    int stride          # doubles per atom in a thread buffer: e, dE/dr (3) and, with virials, 6 more
+    bint virial
+    double* buf         # [n_threads, n, stride] per-thread sums in bin order
+    bint buf_zeroed     # buf is fresh zeroed memory (not zeroed again: untouched pages stay unallocated)
+    int lj_wt           # Lennard-Jones path: weight bits of its only term (0: general path)
+    double lj_c0
+    double lj_c1
+    double lj_cut2
+    double* energy_n    # outputs (original order, +=); grad and virial may be NULL
+    double* grad_nc
+    double* vir_n9
 
 
 cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
@@ -82,6 +111,7 @@ cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
     free(sc.tj)
     free(sc.f)
     free(sc.g)
+    free(sc.ct)
     sc.cap = need if need > 2 * sc.cap else 2 * sc.cap
     sc.dx = <double*> malloc(sc.cap * sizeof(double))
     sc.dy = <double*> malloc(sc.cap * sizeof(double))
@@ -91,8 +121,9 @@ cdef int _scratch_reserve(_Scratch* sc, int64_t need) noexcept nogil:
     sc.tj = <int64_t*> malloc(sc.cap * sizeof(int64_t))
     sc.f = <double*> malloc(sc.cap * sizeof(double))
     sc.g = <double*> malloc(sc.cap * sizeof(double))
+    sc.ct = <int32_t*> malloc(sc.cap * sizeof(int32_t))
     if (sc.dx == NULL or sc.dy == NULL or sc.dz == NULL or sc.r2 == NULL or sc.sj == NULL or sc.tj == NULL
-            or sc.f == NULL or sc.g == NULL):
+            or sc.f == NULL or sc.g == NULL or sc.ct == NULL):
         sc.cap = 0
         return 1
     return 0
@@ -112,20 +143,22 @@ cdef inline void _lj_hits(double c0, double c1, const double* r2_h, double* f_h,
         f_h[h] = c0 * (s6 * s6 - s6)
 
 
-cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch* sc, int64_t nh,
-                      double* e_t, double* g_t, double* v_t) noexcept nogil:
+cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch* sc, int64_t nh, double* b,
+                      int stride, bint virial) noexcept nogil:
     """Every term of the pairs of the atom at bin-order position ``s`` (species ``si``) with its ``nh`` hits in
-    ``sc`` (each pair met once), added to both atoms in this thread's buffers: energies ``e_t`` [N], dE/dr
-    ``g_t`` [N, 3] and virials ``v_t`` [N, 6] (xx, yy, zz, xy, xz, yz; NULL: not wanted), in bin order.
+    ``sc`` (each pair met once), added to both atoms in this thread's buffer ``b`` [N, stride] (bin order; per
+    atom the energy, dE/dr (3) and, when ``virial``, the virial xx, yy, zz, xy, xz, yz).
 
     From atom i's side, bit 1 of ``wt`` marks the pair as i's own term (i matches the first species of the
     tag, j the second) and bit 2 as j's own term; the energy and virial of a pair go to the atoms owning it,
     the gradient to both atoms once per owner."""
     cdef int kt, wt, sa, sb
-    cdef int64_t h, t
+    cdef int64_t h
     cdef int32_t sj
     cdef bint ia, ib
-    cdef double f, g, gj, r, r2, ir2, s6, c0, c1, cut2, dx, dy, dz
+    cdef double f, g, gj, r, r2, c0, c1, cut2, dx, dy, dz
+    cdef double* bt
+    cdef double* bs = b + stride * s
     cdef bint lj
     cdef PairSums a
     for kt in range(terms.n):
@@ -163,46 +196,81 @@ cdef void _atom_terms(const _Terms* terms, int64_t s, int32_t si, const _Scratch
             dx = sc.dx[h]
             dy = sc.dy[h]
             dz = sc.dz[h]
-            _sums_add(&a, wt, f, g, dx, dy, dz, v_t != NULL)
-            t = sc.tj[h]
+            _sums_add(&a, wt, f, g, dx, dy, dz, virial)
+            bt = b + stride * sc.tj[h]
             gj = g + g if wt == 3 else g
-            g_t[3 * t] += gj * dx
-            g_t[3 * t + 1] += gj * dy
-            g_t[3 * t + 2] += gj * dz
+            bt[1] += gj * dx
+            bt[2] += gj * dy
+            bt[3] += gj * dz
             if wt & 2:
-                e_t[t] += f
-                if v_t != NULL:
-                    v_t[6 * t] += g * dx * dx
-                    v_t[6 * t + 1] += g * dy * dy
-                    v_t[6 * t + 2] += g * dz * dz
-                    v_t[6 * t + 3] += g * dx * dy
-                    v_t[6 * t + 4] += g * dx * dz
-                    v_t[6 * t + 5] += g * dy * dz
-        e_t[s] += a.e
-        g_t[3 * s] -= a.gx
-        g_t[3 * s + 1] -= a.gy
-        g_t[3 * s + 2] -= a.gz
-        if v_t != NULL:
-            v_t[6 * s] += a.vxx
-            v_t[6 * s + 1] += a.vyy
-            v_t[6 * s + 2] += a.vzz
-            v_t[6 * s + 3] += a.vxy
-            v_t[6 * s + 4] += a.vxz
-            v_t[6 * s + 5] += a.vyz
+                bt[0] += f
+                if virial:
+                    bt[4] += g * dx * dx
+                    bt[5] += g * dy * dy
+                    bt[6] += g * dz * dz
+                    bt[7] += g * dx * dy
+                    bt[8] += g * dx * dz
+                    bt[9] += g * dy * dz
+        bs[0] += a.e
+        bs[1] -= a.gx
+        bs[2] -= a.gy
+        bs[3] -= a.gz
+        if virial:
+            bs[4] += a.vxx
+            bs[5] += a.vyy
+            bs[6] += a.vzz
+            bs[7] += a.vxy
+            bs[8] += a.vxz
+            bs[9] += a.vyz
 
 
-cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const int32_t* spec_n, bint one_species,
-                     double r2_coincident, int64_t flat, int tid, double* e_t, double* g_t,
-                     double* v_t) noexcept nogil:
-    """The pairs of every atom of bin ``flat`` over the half stencil (thread ``tid``, its buffers ``e_t``,
-    ``g_t``, ``v_t``); ``one_species``: every atom has the species code of the first; pairs with
-    ``r^2 <= r2_coincident`` are not evaluated and the first is recorded (``r2_coincident`` < 0: none)."""
+cdef inline void _atom_lj(const _Walk* w, _NLThr* th, _Scratch* sc, int64_t s, int64_t self_lo, double* b,
+                          const bint virial) noexcept nogil:
+    """The Lennard-Jones path of ``_bin``: the pairs of the atom at bin-order position ``s`` (its own bin's
+    atoms from candidate ``self_lo`` up to it excluded), its only term evaluated as each pair is met and added to
+    both atoms in ``b`` as ``_atom_terms`` does, with the weight bits ``w.lj_wt`` (the same for every pair)."""
+    cdef _NLGrid* g = w.g
+    cdef int32_t* hits = th.hits
+    cdef int64_t a, k, nh, self_c = s + th.self_off, coincident = -1
+    cdef double acc[10]
+    cdef double* bs = b + w.stride * s
+    memset(acc, 0, sizeof(acc))
+    # own bin first among the candidates (always so for the half stencil): test only the atoms after this one
+    nh = miniff_ps_select(th.cx, th.cy, th.cz, self_c + 1 if self_lo == 0 else 0, th.n_c, g.px[s], g.py[s],
+                          g.pz[s], g.rc2, hits)
+    if self_lo != 0:  # drop the own bin's atoms up to this one
+        k = 0
+        for a in range(nh):
+            if not (self_lo <= hits[a] <= self_c):
+                hits[k] = hits[a]
+                k = k + 1
+        nh = k
+    miniff_ps_lj_atom(th.cx, th.cy, th.cz, hits, nh, sc.ct, g.px[s], g.py[s], g.pz[s], w.lj_c0, w.lj_c1,
+                      w.lj_cut2, w.r2_coincident, 2.0 if w.lj_wt == 3 else 1.0, (w.lj_wt & 1) != 0,
+                      (w.lj_wt & 2) != 0, virial, b, w.stride, acc, &coincident)
+    if coincident >= 0 and sc.coincident_i < 0:
+        sc.coincident_i = g.sorted_index[s]
+        sc.coincident_j = g.sorted_index[sc.ct[coincident]]
+    bs[0] += acc[0]
+    bs[1] -= acc[1]
+    bs[2] -= acc[2]
+    bs[3] -= acc[3]
+    if virial:
+        for k in range(4, 10):
+            bs[k] += acc[k]
+
+
+cdef void _bin(const _Walk* w, int64_t flat, int tid, double* b) noexcept nogil:
+    """The pairs of every atom of bin ``flat`` over the half stencil (thread ``tid``, its buffer ``b``); pairs
+    with ``r^2 <= w.r2_coincident`` are not evaluated and the first is recorded (``r2_coincident`` < 0: none)."""
+    cdef _NLGrid* g = w.g
     cdef _NLThr* th = &g.thr[tid]
-    cdef _Scratch* sc = &scratch[tid]
-    cdef int64_t s, a, c, t, nh, k, n_cand = 0, self_c, self_lo
+    cdef _Scratch* sc = &w.scratch[tid]
+    cdef int64_t s, a, c, t, k, nh, n_cand = 0, self_c, self_lo
     cdef int n_pieces, p
     cdef double xi, yi, zi, dx, dy, dz, r2
     cdef int32_t* hits
+    cdef int32_t* ct
     cdef int64_t s_begin = g.bin_start[flat], s_end = g.bin_start[flat + 1]
     if s_begin == s_end or th.failed:
         return
@@ -214,28 +282,38 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
     if not th.has_self:  # the stencil lacks offset (0, 0, 0): cannot happen with prepared offsets
         th.failed = 2
         return
-    hits = th.hits
+    ct = sc.ct
+    for p in range(n_pieces):  # bin-order position of every candidate
+        c = th.pc_c0[p]
+        for t in range(th.pc_t0[p], th.pc_t1[p]):
+            ct[c] = <int32_t> t
+            c = c + 1
     self_lo = s_begin + th.self_off
+    if w.lj_wt:
+        for s in range(s_begin, s_end):
+            if w.virial:
+                _atom_lj(w, th, sc, s, self_lo, b, 1)
+            else:
+                _atom_lj(w, th, sc, s, self_lo, b, 0)
+        return
+    hits = th.hits
     for s in range(s_begin, s_end):
         xi = g.px[s]
         yi = g.py[s]
         zi = g.pz[s]
-        nh = miniff_nl_select(th.cx, th.cy, th.cz, th.n_c, xi, yi, zi, g.rc2, hits)
         self_c = s + th.self_off
+        nh = miniff_ps_select(th.cx, th.cy, th.cz, self_c + 1 if self_lo == 0 else 0, th.n_c, xi, yi, zi, g.rc2, hits)
         k = 0
-        p = 0
         for a in range(nh):
             c = hits[a]
             if self_lo <= c <= self_c:  # own bin, same image: only the atoms after this one
                 continue
-            while c >= th.pc_c0[p + 1]:
-                p = p + 1
-            t = th.pc_t0[p] + c - th.pc_c0[p]
+            t = ct[c]
             dx = th.cx[c] - xi
             dy = th.cy[c] - yi
             dz = th.cz[c] - zi
             r2 = dx * dx + dy * dy + dz * dz
-            if r2 <= r2_coincident:
+            if r2 <= w.r2_coincident:
                 if sc.coincident_i < 0:
                     sc.coincident_i = g.sorted_index[s]
                     sc.coincident_j = g.sorted_index[t]
@@ -244,58 +322,64 @@ cdef void _bin_terms(_NLGrid* g, _Scratch* scratch, const _Terms* terms, const i
             sc.dy[k] = dy
             sc.dz[k] = dz
             sc.r2[k] = r2
-            sc.sj[k] = spec_n[0] if one_species else spec_n[g.sorted_index[t]]
+            sc.sj[k] = w.spec_n[0] if w.one_species else w.spec_n[g.sorted_index[t]]
             sc.tj[k] = t
             k = k + 1
-        _atom_terms(terms, s, spec_n[g.sorted_index[s]], sc, k, e_t, g_t, v_t)
+        _atom_terms(w.terms, s, w.spec_n[g.sorted_index[s]], sc, k, b, w.stride, w.virial)
 
 
-cdef void _reduce_threads(const _NLGrid* g, int64_t n, int n_threads, const double* e_b, const double* g_b,
-                          const double* v_b, double* energy_n, double* grad_nc, double* vir_n9) noexcept nogil:
-    """Sum the per-thread buffers (bin order; thread order) into the outputs (original order, ``+=``)."""
-    cdef int64_t s, i, o
-    cdef int tid
-    cdef double e, gx, gy, gz, vxx, vyy, vzz, vxy, vxz, vyz
-    for s in prange(n, num_threads=n_threads, schedule="static"):
-        i = g.sorted_index[s]
-        e = 0.0
-        gx = 0.0
-        gy = 0.0
-        gz = 0.0
-        vxx = 0.0
-        vyy = 0.0
-        vzz = 0.0
-        vxy = 0.0
-        vxz = 0.0
-        vyz = 0.0
-        for tid in range(n_threads):
-            o = tid * n + s
-            e = e + e_b[o]
-            gx = gx + g_b[3 * o]
-            gy = gy + g_b[3 * o + 1]
-            gz = gz + g_b[3 * o + 2]
-            if v_b != NULL:
-                vxx = vxx + v_b[6 * o]
-                vyy = vyy + v_b[6 * o + 1]
-                vzz = vzz + v_b[6 * o + 2]
-                vxy = vxy + v_b[6 * o + 3]
-                vxz = vxz + v_b[6 * o + 4]
-                vyz = vyz + v_b[6 * o + 5]
-        energy_n[i] += e
-        if grad_nc != NULL:
-            grad_nc[3 * i] += gx
-            grad_nc[3 * i + 1] += gy
-            grad_nc[3 * i + 2] += gz
-        if vir_n9 != NULL:
-            vir_n9[9 * i] += vxx
-            vir_n9[9 * i + 1] += vxy
-            vir_n9[9 * i + 2] += vxz
-            vir_n9[9 * i + 3] += vxy
-            vir_n9[9 * i + 4] += vyy
-            vir_n9[9 * i + 5] += vyz
-            vir_n9[9 * i + 6] += vxz
-            vir_n9[9 * i + 7] += vyz
-            vir_n9[9 * i + 8] += vzz
+cdef void _walk_phase(void* ctx, int tid, int n_threads) noexcept nogil:
+    """Phase 1 of a call: thread ``tid`` zeroes its buffer and walks its contiguous block of bins."""
+    cdef _Walk* w = <_Walk*> ctx
+    cdef int64_t fb, stride = w.stride
+    cdef double* b = w.buf + tid * w.n * stride
+    if not w.buf_zeroed:
+        memset(b, 0, w.n * stride * sizeof(double))
+    for fb in range(w.nb_total * tid // n_threads, w.nb_total * (tid + 1) // n_threads):
+        _bin(w, fb, tid, b)
+
+
+cdef void _reduce_phase(void* ctx, int tid, int n_threads) noexcept nogil:
+    """Phase 2: thread ``tid`` sums the buffers of all threads (in thread order) for its block of atoms (bin
+    order) into the outputs (original order, ``+=``)."""
+    cdef _Walk* w = <_Walk*> ctx
+    cdef int64_t s, i, n = w.n, stride = w.stride
+    cdef int k, q
+    cdef double acc[10]
+    cdef const double* bk
+    cdef double* v9
+    for s in range(n * tid // n_threads, n * (tid + 1) // n_threads):
+        for q in range(stride):
+            acc[q] = 0.0
+        for k in range(n_threads):
+            bk = w.buf + (k * n + s) * stride
+            for q in range(stride):
+                acc[q] = acc[q] + bk[q]
+        i = w.g.sorted_index[s]
+        w.energy_n[i] += acc[0]
+        if w.grad_nc != NULL:
+            w.grad_nc[3 * i] += acc[1]
+            w.grad_nc[3 * i + 1] += acc[2]
+            w.grad_nc[3 * i + 2] += acc[3]
+        if w.vir_n9 != NULL:
+            v9 = w.vir_n9 + 9 * i
+            v9[0] += acc[4]
+            v9[1] += acc[7]
+            v9[2] += acc[8]
+            v9[3] += acc[7]
+            v9[4] += acc[5]
+            v9[5] += acc[9]
+            v9[6] += acc[8]
+            v9[7] += acc[9]
+            v9[8] += acc[6]
+
+
+#: Per-thread buffers of the last call, reused by the next (fresh memory costs a page fault per 4 kB); a list
+#: used as a stack: pop and append are atomic, so concurrent calls never share a buffer.
+_KEPT = []
+#: Buffers larger than this (bytes) are not kept between calls (a fresh one is zeroed by the system; a thread
+#: touches little more than the atoms of its bins and their neighbours, so about 1 / n_threads of it is resident).
+_KEEP_BYTES = 64 * 2**20
 
 
 def half_stencil(offsets):
@@ -333,15 +417,13 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
     for that pair; the caller raises).
     """
     cdef int64_t n = frac.shape[0]
-    cdef int64_t nb_total, fb
-    cdef int tid, kt, n_terms = fam_k.shape[0]
+    cdef int64_t fb, nbytes
+    cdef int tid, kt, wt, n_terms = fam_k.shape[0]
     cdef _NLGrid g
     cdef _Terms terms
+    cdef _Walk w
     cdef _Scratch* scratch = NULL
-    cdef double* pe_b
-    cdef double* pg_b
-    cdef double* pv_b
-    cdef double[::1] e_view, g_view, v_view
+    cdef double[::1] buf_view
     image_limit = np.full(3, -1, dtype=np.intc)
     if n_terms > _MAX_TERMS:
         raise ValueError(f"at most {_MAX_TERMS} pair terms per call, got {n_terms}")
@@ -377,63 +459,70 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
         raise ValueError("pair_search_reduce: the half stencil must contain (0, 0, 0)")
     if n_threads < 1:
         n_threads = 1
-    cdef const int32_t* pspec = &spec_n[0]
-    cdef double* pe = &energy_n[0]
-    cdef double* pg = &grad_nc[0, 0] if grad_nc is not None else NULL
-    cdef double* pv = &virial_n9[0, 0] if virial_n9 is not None else NULL
     cdef int[::1] no_limit = image_limit
-    nb_total = <int64_t> n_bins[0] * n_bins[1] * n_bins[2]
-    cdef double r2_coincident = coincident * coincident if coincident >= 0.0 else -1.0
-    cdef bint one_species = True
+    memset(&w, 0, sizeof(_Walk))
+    w.terms = &terms
+    w.spec_n = &spec_n[0]
+    w.n = n
+    w.nb_total = <int64_t> n_bins[0] * n_bins[1] * n_bins[2]
+    w.r2_coincident = coincident * coincident if coincident >= 0.0 else -1.0
+    w.virial = virial_n9 is not None
+    w.stride = 10 if w.virial else 4
+    w.energy_n = &energy_n[0]
+    w.grad_nc = &grad_nc[0, 0] if grad_nc is not None else NULL
+    w.vir_n9 = &virial_n9[0, 0] if virial_n9 is not None else NULL
+    w.one_species = True
     for fb in range(1, n):
         if spec_n[fb] != spec_n[0]:
-            one_species = False
+            w.one_species = False
             break
+    if w.one_species and n_terms == 1 and terms.k[0].fam == RED_PAIR_LJ:
+        # one species, one Lennard-Jones term: the same weight bits for every pair, terms evaluated as met
+        wt = 0
+        if _match(spec_n[0], terms.sa[0]) and _match(spec_n[0], terms.sb[0]):
+            wt = 3
+        w.lj_wt = wt
+        w.lj_c0 = terms.k[0].c0
+        w.lj_c1 = terms.k[0].c1
+        w.lj_cut2 = terms.cut[0] * terms.cut[0]
+        if wt == 0:  # the term applies to no pair
+            return None
+    nbytes = n_threads * n * w.stride * sizeof(double)
+    try:
+        buf = _KEPT.pop()
+    except IndexError:
+        buf = None
+    if buf is None or buf.shape[0] * sizeof(double) < nbytes:
+        buf = np.zeros(n_threads * n * w.stride)  # calloc: pages appear as a thread first writes them
+        w.buf_zeroed = True
+    buf_view = buf
+    w.buf = &buf_view[0]
     g.thr = NULL
     try:
         keep = _nl_setup(&g, frac, xyz, shift, vectors, n_bins, periodic, frac_min, bin_width, offsets, no_limit,
                          cutoff, n_threads, work)
-        scratch = <_Scratch*> malloc(n_threads * sizeof(_Scratch))
+        w.g = &g
+        scratch = <_Scratch*> calloc(n_threads, sizeof(_Scratch))
         if scratch == NULL:
             raise MemoryError("pair search: cannot allocate thread buffers")
         for tid in range(n_threads):
-            scratch[tid].dx = scratch[tid].dy = scratch[tid].dz = scratch[tid].r2 = NULL
-            scratch[tid].sj = NULL
-            scratch[tid].tj = NULL
-            scratch[tid].f = NULL
-            scratch[tid].g = NULL
-            scratch[tid].cap = 0
             scratch[tid].coincident_i = -1
             scratch[tid].coincident_j = -1
-        # per-thread buffers in bin order (calloc'd pages: touched first by the thread that fills them)
-        e_buf = np.zeros(n_threads * n)
-        g_buf = np.zeros(n_threads * n * 3)
-        v_buf = np.zeros(n_threads * n * 6) if virial_n9 is not None else None
-        e_view = e_buf
-        g_view = g_buf
-        pe_b = &e_view[0]
-        pg_b = &g_view[0]
-        pv_b = NULL
-        if v_buf is not None:
-            v_view = v_buf
-            pv_b = &v_view[0]
-        with nogil:
-            for fb in prange(nb_total, num_threads=n_threads, schedule="static"):
-                tid = omp_get_thread_num()
-                _bin_terms(&g, scratch, &terms, pspec, one_species, r2_coincident, fb, tid, pe_b + tid * n,
-                           pg_b + 3 * tid * n, (pv_b + 6 * tid * n) if pv_b != NULL else NULL)
+        w.scratch = scratch
+        with nogil:  # one parallel region: walk, barrier, reduction
+            miniff_two_phases(_walk_phase, _reduce_phase, &w, n_threads)
         for tid in range(n_threads):
             if g.thr[tid].failed == 2:
                 raise RuntimeError("pair search: the bin offsets lack (0, 0, 0) (internal error)")
             if g.thr[tid].failed:
                 raise MemoryError("pair search: out of memory")
-        with nogil:
-            _reduce_threads(&g, n, n_threads, pe_b, pg_b, pv_b, pe, pg, pv)
         for tid in range(n_threads):
             if scratch[tid].coincident_i >= 0:
                 return int(scratch[tid].coincident_i), int(scratch[tid].coincident_j)
         return None
     finally:
+        if buf.shape[0] * sizeof(double) <= _KEEP_BYTES and not _KEPT:
+            _KEPT.append(buf)
         if scratch != NULL:
             for tid in range(n_threads):
                 free(scratch[tid].dx)
@@ -444,5 +533,6 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
                 free(scratch[tid].tj)
                 free(scratch[tid].f)
                 free(scratch[tid].g)
+                free(scratch[tid].ct)
             free(scratch)
         _nl_free(&g, n_threads)

@@ -175,15 +175,16 @@ class NeighborWrapper(SpeciesEncoder):
 
     # --- cell -------------------------------------------------------------------------------------------------
     def _wrap(self, coordinates):
-        coordinates = np.array(coordinates, dtype=float)
+        """Wrap fractional ``coordinates`` [N, 3] (a float64 array of this wrapper's, not the caller's) into
+        [0, 1) along periodic axes, in place (no copy: they come from ``Cell.copy`` or a fresh transform)."""
         if np.all(self.pbc):
             coordinates -= np.floor(coordinates)
-            coordinates[coordinates >= 1.0] = 0.0  # -1e-17 - floor(-1e-17) rounds to 1.0
+            np.copyto(coordinates, 0.0, where=coordinates >= 1.0)  # -1e-17 - floor(-1e-17) rounds to 1.0
         elif np.any(self.pbc):
             for a in np.flatnonzero(self.pbc):
                 column = coordinates[:, a]
                 column -= np.floor(column)
-                column[column >= 1.0] = 0.0
+                np.copyto(column, 0.0, where=column >= 1.0)
         return coordinates
 
     def _invalidate(self):

@@ -11,6 +11,8 @@ result is the list path's up to the order of floating-point sums, reproducible f
 Units: eV, Å, eV/Å, eV (virials).
 """
 
+import functools
+
 import numpy as np
 
 from miniff._ext import kernel_module as _k
@@ -20,6 +22,19 @@ from miniff.potentials.base import LocalPotential
 from miniff.potentials.guards import COINCIDENT_DISTANCE, CoincidentAtomsError
 
 __all__ = ["fused_pair_evaluation", "can_fuse"]
+
+
+def _half_stencil(offsets):
+    """``half_stencil`` of the search's offsets, cached (the offsets repeat for a cell and cutoff)."""
+    offsets = np.ascontiguousarray(offsets, dtype=np.intc)
+    return _cached_half_stencil(offsets.tobytes())
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_half_stencil(offsets_bytes):
+    half = _k.half_stencil(np.frombuffer(offsets_bytes, dtype=np.intc).reshape(-1, 3))
+    half.setflags(write=False)
+    return half
 
 
 def can_fuse(nw, potentials):
@@ -85,7 +100,7 @@ def fused_pair_evaluation(nw, potentials, n_threads=None, grad=True, virial=Fals
         else:
             coincident = _k.pair_search_reduce(
                 inputs.frac, inputs.xyz, inputs.wrap, inputs.vectors, inputs.n_bins, inputs.periodic,
-                inputs.frac_min, inputs.width, _k.half_stencil(inputs.offsets), inputs.cutoff, inputs.n_threads,
+                inputs.frac_min, inputs.width, _half_stencil(inputs.offsets), inputs.cutoff, inputs.n_threads,
                 inputs.work,
                 spec_n, fam, par, cut, np.ascontiguousarray(codes[:, 0]), np.ascontiguousarray(codes[:, 1]),
                 energy_n, grad_nc, virial_n9, COINCIDENT_DISTANCE if checked else -1.0)

@@ -89,6 +89,9 @@ def _pair_sets():
             P.harmonic_repulsion_potential_family(a=2.0, epsilon=1.0, tag="Pt-Pt"),
         ]),
         "SW2 silicon": (si, sw2),
+        # one species and one Lennard-Jones term: the kernel's path evaluating pairs as met, two at a time
+        "LJ, one species": (_cell(60, 9.0, ["Ar"] * 60, tilt=0.3, seed=7, d_min=1.5),
+                            [P.lj_potential_family(epsilon=0.0104, sigma=2.0, a=2.2, tag="Ar-Ar")]),
     }
 
 
