@@ -243,7 +243,7 @@ def run_speed(n2p2, name, threads, repeats, lammps=None, nnp_predict=None, steps
     n = len(structure[1])
     rows = []
     for t in threads:
-        (e, f, _), (t_miniff,), _, _ = miniff_side(source, length_unit, energy_unit, [structure], repeats, t)
+        ((e, f, _),), (t_miniff,), _, _ = miniff_side(source, length_unit, energy_unit, [structure], repeats, t)
         row = {"threads": t, "atoms": n, "time_miniff_s": t_miniff, "us_per_atom_miniff": 1e6 * t_miniff / n}
         if lammps is not None:
             e_l, f_l, t_l = lammps_side(lammps, source, length_unit, energy_unit, structure, t, steps, blocks)

@@ -397,8 +397,8 @@ def n2p2_symmetry_functions(const int64_t[::1] indptr, const int32_t[::1] j_p, c
         raise ValueError(f"cutoff_type must be 0..8, got {cutoff_type}")
     for m in range(M):
         i = atoms_m[m]
-        if i < 0 or i >= n or indptr[i + 1] < indptr[i]:
-            raise ValueError("atoms_m must index atoms with a valid pair range")
+        if i < 0 or i >= n or indptr[i + 1] < indptr[i] or (m > 0 and i <= atoms_m[m - 1]):
+            raise ValueError("atoms_m must be increasing atom indices with valid pair ranges")
         if cptr_m[m + 1] - cptr_m[m] != indptr[i + 1] - indptr[i]:
             raise ValueError("cptr_m must count the pairs of every centre")
         max_nb = max(max_nb, indptr[i + 1] - indptr[i])
@@ -497,8 +497,8 @@ def n2p2_contract(const int64_t[::1] indptr, const int64_t[::1] atoms_m, const i
         raise ValueError("jac_ef3 / grad_pc do not match the pair list")
     for m in range(M):
         i = atoms_m[m]
-        if i < 0 or i >= n or cptr_m[m + 1] - cptr_m[m] != indptr[i + 1] - indptr[i]:
-            raise ValueError("atoms_m / cptr_m do not match indptr")
+        if i < 0 or i >= n or cptr_m[m + 1] - cptr_m[m] != indptr[i + 1] - indptr[i] or (m > 0 and i <= atoms_m[m - 1]):
+            raise ValueError("atoms_m (increasing) / cptr_m do not match indptr")
     for m in prange(M, nogil=True, num_threads=n_threads, schedule="static"):
         i = atoms_m[m]
         for q in range(indptr[i + 1] - indptr[i]):

@@ -151,3 +151,48 @@ def test_kernel_refuses_inconsistent_tables(tmp_path):
     with pytest.raises(ValueError, match="jac_ef3"):
         _k.n2p2_symmetry_functions(*args, atoms, cptr, 1.0, 1, 0.0, **tables,
                                    **dict(good, jac_ef3=np.empty((1, n_f, 3))))
+
+
+def test_jacobian_contraction_and_central_differences(tmp_path):
+    """``n2p2_contract`` of the per-pair Jacobian with dE/dG equals the contraction in numpy, and the Jacobian
+    rows match central differences of the symmetry functions by the pair vectors."""
+    from miniff.io.n2p2_compiled import _evaluate
+
+    pots = _folder(tmp_path / "pot", (7, 0.2), seed=7)
+    vectors, frac, species = _structure(seed=8)
+    nw = _nw(pots, vectors, frac, species)
+    pot = pots[1]
+    atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row) == nw.species_lookup[pot.tag]).astype(np.int64)
+    g, jac, cptr = _evaluate(pot, nw, atoms, True, 1)
+    dedg = np.random.default_rng(0).normal(size=g.shape)
+    direct = np.zeros((nw.pairs.n_pairs, 3))
+    indptr = np.asarray(nw.pairs.indptr)
+    _k.n2p2_contract(indptr.astype(np.int64), atoms, cptr, dedg, jac, 1.0, direct, 2)
+    rows = np.concatenate([np.arange(indptr[i], indptr[i + 1]) for i in atoms])
+    expected = np.zeros_like(direct)
+    expected[rows] = np.einsum("ef,efc->ec", np.repeat(dedg, np.diff(cptr), axis=0), jac)
+    np.testing.assert_allclose(direct, expected, rtol=1e-12, atol=1e-13)
+    # the Jacobian rows of the first centre by central differences of its pair vectors
+    tables = symmetry_tables(pot._spec["functions"], dict(nw.species_lookup))
+    length = pot._spec["units"][0]
+    i0 = atoms[:1]
+    c0 = np.array([0, indptr[i0[0] + 1] - indptr[i0[0]]], dtype=np.int64)
+    base = dict(indptr=np.asarray(indptr, dtype=np.int64), j_p=np.asarray(nw.pairs.j_p, dtype=np.int32),
+                spec_n=np.asarray(nw.spec_encoded_row, dtype=np.int32), weight_s=np.array([1.0, 8.0]))
+
+    def values(D):
+        out = np.empty((1, g.shape[1]))
+        _k.n2p2_symmetry_functions(D_pc=D, d_p=np.linalg.norm(D, axis=1), atoms_m=i0, cptr_m=c0,
+                                   inv_length=1.0 / length, cutoff_type=7, alpha=0.2, values_mf=out,
+                                   jac_ef3=np.empty((0, g.shape[1], 3)), grad=False, n_threads=1, **base, **tables)
+        return out[0]
+
+    D = np.array(nw.pairs.D_pc)
+    h = 1e-6
+    for q in range(0, int(c0[1]), 3):
+        for c in range(3):
+            plus, minus = D.copy(), D.copy()
+            plus[indptr[i0[0]] + q, c] += h
+            minus[indptr[i0[0]] + q, c] -= h
+            fd = (values(plus) - values(minus)) / (2 * h)
+            np.testing.assert_allclose(jac[q, :, c], fd, rtol=1e-6, atol=1e-8)
