@@ -40,24 +40,24 @@ done
 if [ $n2p2_done = yes ]; then
   echo "n2p2 already built in $build/n2p2 (delete that folder to rebuild it)"
 else
-echo "building n2p2 (libnnp, libnnpif, nnp-predict) in $build/n2p2 ..."
-rm -rf "$build/n2p2"
-mkdir -p "$build/n2p2"
-cp -r "$n2p2_src/src" "$build/n2p2/"
-[ -f "$n2p2_src/LICENSE" ] && cp "$n2p2_src/LICENSE" "$build/n2p2/"
-mkdir -p "$build/n2p2/include" "$build/n2p2/lib" "$build/n2p2/bin"
-# build products copied from the checkout (objects, libraries, programs) would be taken as up to date
-find "$build/n2p2/src" \( -name '*.o' -o -name '*.a' -o -name '*.so' \) -delete
-find "$build/n2p2/src/application" -maxdepth 1 -type f -name 'nnp-*' ! -name '*.*' -delete
-rm -f "$build/n2p2/lib/"* "$build/n2p2/bin/"*
-n2p2_flags=(COMP=gnu "PROJECT_CFLAGS=-O3 -march=native -std=c++11 -fopenmp"
-            "PROJECT_OPTIONS=-DEIGEN_DONT_PARALLELIZE -DN2P2_NO_MPI" "INTERFACES=LAMMPS")
-(cd "$build/n2p2/src" && make -j"$jobs" "${n2p2_flags[@]}" libnnp >>"$log" 2>&1 \
-   && make -j"$jobs" "${n2p2_flags[@]}" libnnpif >>"$log" 2>&1 \
-   && make -j"$jobs" "${n2p2_flags[@]}" nnp-predict >>"$log" 2>&1) || { tail -30 "$log"; die "n2p2 build failed"; }
-for f in lib/libnnp.a lib/libnnpif.a lib/lammps-extra.cmake include/InterfaceLammps.h bin/nnp-predict; do
-  [ -e "$build/n2p2/$f" ] || die "n2p2 build finished without $f (log: $log)"
-done
+  echo "building n2p2 (libnnp, libnnpif, nnp-predict) in $build/n2p2 ..."
+  rm -rf "$build/n2p2"
+  mkdir -p "$build/n2p2"
+  cp -r "$n2p2_src/src" "$build/n2p2/"
+  [ -f "$n2p2_src/LICENSE" ] && cp "$n2p2_src/LICENSE" "$build/n2p2/"
+  mkdir -p "$build/n2p2/include" "$build/n2p2/lib" "$build/n2p2/bin"
+  # build products copied from the checkout (objects, libraries, programs) would be taken as up to date
+  find "$build/n2p2/src" \( -name '*.o' -o -name '*.a' -o -name '*.so' \) -delete
+  find "$build/n2p2/src/application" -maxdepth 1 -type f -name 'nnp-*' ! -name '*.*' -delete
+  rm -f "$build/n2p2/lib/"* "$build/n2p2/bin/"*
+  n2p2_flags=(COMP=gnu "PROJECT_CFLAGS=-O3 -march=native -std=c++11 -fopenmp"
+              "PROJECT_OPTIONS=-DEIGEN_DONT_PARALLELIZE -DN2P2_NO_MPI" "INTERFACES=LAMMPS")
+  (cd "$build/n2p2/src" && make -j"$jobs" "${n2p2_flags[@]}" libnnp >>"$log" 2>&1 \
+     && make -j"$jobs" "${n2p2_flags[@]}" libnnpif >>"$log" 2>&1 \
+     && make -j"$jobs" "${n2p2_flags[@]}" nnp-predict >>"$log" 2>&1) || { tail -30 "$log"; die "n2p2 build failed"; }
+  for f in lib/libnnp.a lib/libnnpif.a lib/lammps-extra.cmake include/InterfaceLammps.h bin/nnp-predict; do
+    [ -e "$build/n2p2/$f" ] || die "n2p2 build finished without $f (log: $log)"
+  done
 fi
 
 # LAMMPS: only the ML-HDNNP package, serial (MPI stubs), OpenMP on (libnnp's loops use it).
