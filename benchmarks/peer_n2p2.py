@@ -22,12 +22,23 @@ same program on one atom per element (``time_nnp_predict_marginal_s``: about the
 functions, networks and output of the example structure; ``nnp-predict`` predicts the first structure of
 ``input.data`` only); miniff from positions to forces (neighbour list, symmetry functions, networks; reading
 the potential files not included; best of ``--repeats``).
+
+``--threads 1,2`` times miniff at each thread count (``n_threads``) and, with ``--lammps``, n2p2's library
+``libnnp`` through LAMMPS ``pair_style hdnnp`` at the same count (``OMP_NUM_THREADS``; build that LAMMPS and an
+OpenMP libnnp with ``benchmarks/setup_lammps_hdnnp.sh``): the example structure as a LAMMPS data file (Å, eV,
+``units metal``, ``cflength``/``cfenergy`` converting to the files' units), ``run 0`` (its energy and forces are
+compared with miniff too), then ``run`` blocks of ``--steps`` force evaluations without an integrator and with
+the neighbour list rebuilt at every step (``neigh_modify every 1 delay 0 check no``, skin 0): LAMMPS's "Loop
+time" per step is libnnp's time from positions to forces including the neighbour list, without reading files
+(best block kept).  ``--nnp-predict`` names another n2p2 build whose ``bin/nnp-predict`` is timed at those thread
+counts too (the OpenMP one of ``setup_lammps_hdnnp.sh``).
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -80,7 +91,7 @@ def read_predictions(folder):
     return energies, [np.array(forces[k]) for k in sorted(forces)]
 
 
-def miniff_side(folder, length_unit, energy_unit, structures, repeats):
+def miniff_side(folder, length_unit, energy_unit, structures, repeats, n_threads=None):
     from miniff import io, units
     from miniff.kernel import Cell, NeighborWrapper
 
@@ -100,7 +111,8 @@ def miniff_side(folder, length_unit, energy_unit, structures, repeats):
         best = None
         for _ in range(repeats):
             t0 = time.perf_counter()
-            nw = NeighborWrapper(Cell(vectors, cart @ np.linalg.inv(vectors), elements), pbc=pbc, cutoff=cutoff)
+            nw = NeighborWrapper(Cell(vectors, cart @ np.linalg.inv(vectors), elements), pbc=pbc, cutoff=cutoff,
+                                 n_threads=n_threads)
             ev = nw.evaluate(pots, grad=True)
             dt = time.perf_counter() - t0
             best = dt if best is None else min(best, dt)
@@ -109,30 +121,37 @@ def miniff_side(folder, length_unit, energy_unit, structures, repeats):
     return results, times, energy, energy / length
 
 
+def run_nnp_predict(exe, source, work, threads=None):
+    """Run ``nnp-predict 0`` on a copy of the example folder ``source`` in ``work`` (``OMP_NUM_THREADS=threads``
+    if given); returns ``(energies, forces, extrapolation warnings, whole-program seconds, fixed seconds)``, the
+    fixed cost being the same program on one atom per element without periodic images."""
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    shutil.copytree(source, work)
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(exe), "0"], cwd=work, capture_output=True, text=True, env=env)
+    t_total = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"nnp-predict failed in {work}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    ref_e, ref_f = read_predictions(work)
+    warnings = proc.stdout.count("### NNP EXTRAPOLATION WARNING")
+    tiny, seen = ["begin"], set()
+    for line in (source / "input.data").read_text().splitlines():
+        w = line.split()
+        if w and w[0] == "atom" and w[4] not in seen:
+            seen.add(w[4])
+            tiny.append(" ".join(w[:5] + ["0.0", "0.0", "0.0", "0.0", "0.0"]))
+    (work / "input.data").write_text("\n".join(tiny + ["energy 0.0", "charge 0.0", "end"]) + "\n")
+    t0 = time.perf_counter()
+    subprocess.run([str(exe), "0"], cwd=work, capture_output=True, check=True, env=env)
+    return ref_e, ref_f, warnings, t_total, time.perf_counter() - t0
+
+
 def run_example(n2p2, name, repeats):
     length_unit, energy_unit = EXAMPLES[name]
     source = n2p2 / "examples" / "nnp-predict" / name
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / name
-        shutil.copytree(source, work)
-        t0 = time.perf_counter()
-        proc = subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True, text=True)
-        t_n2p2 = time.perf_counter() - t0
-        if proc.returncode:
-            raise RuntimeError(f"nnp-predict failed in {work}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-        ref_e, ref_f = read_predictions(work)
-        n2p2_extrapolations = proc.stdout.count("### NNP EXTRAPOLATION WARNING")
-        # the program's fixed cost: the same run on one atom per element, without periodic images
-        tiny, seen = ["begin"], set()
-        for line in (source / "input.data").read_text().splitlines():
-            w = line.split()
-            if w and w[0] == "atom" and w[4] not in seen:
-                seen.add(w[4])
-                tiny.append(" ".join(w[:5] + ["0.0", "0.0", "0.0", "0.0", "0.0"]))
-        (work / "input.data").write_text("\n".join(tiny + ["energy 0.0", "charge 0.0", "end"]) + "\n")
-        t0 = time.perf_counter()
-        subprocess.run([str(n2p2 / "bin" / "nnp-predict"), "0"], cwd=work, capture_output=True, check=True)
-        t_fixed = time.perf_counter() - t0
+        ref_e, ref_f, n2p2_extrapolations, t_n2p2, t_fixed = run_nnp_predict(n2p2 / "bin" / "nnp-predict", source,
+                                                                              Path(tmp) / name)
         t_marginal = max(t_n2p2 - t_fixed, 0.0)
     structures = read_structures(source / "input.data")
     ours, times, e_unit, f_unit = miniff_side(source, length_unit, energy_unit, structures, repeats)
@@ -152,6 +171,98 @@ def run_example(n2p2, name, repeats):
     return {"files": f"{length_unit}/{energy_unit}", "structures": rows,
             "agrees": all(r["energy_diff_ev_per_atom"] <= TARGET_ENERGY and r["force_max_diff_ev_per_a"] <= TARGET_FORCE
                           for r in rows)}
+
+
+MASSES = {"H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "S": 32.06, "Cu": 63.546}
+
+
+def write_lammps_data(path, vectors, positions, elements, order):
+    """A LAMMPS ``atomic`` data file (Å) of a periodic cell whose vectors are lower triangular (LAMMPS's
+    restricted triclinic form), positions wrapped into the cell; atom type ``k + 1`` is ``order[k]``."""
+    vectors = np.asarray(vectors, dtype=float)
+    if abs(vectors[0, 1]) + abs(vectors[0, 2]) + abs(vectors[1, 2]) > 1e-12 * np.abs(vectors).max():
+        raise ValueError("write_lammps_data needs lower-triangular cell vectors (a along x, b in the xy plane)")
+    frac = np.mod(np.asarray(positions, dtype=float) @ np.linalg.inv(vectors), 1.0)
+    cart = frac @ vectors
+    (ax, _, _), (bx, by, _), (cx, cy, cz) = vectors.tolist()
+    lines = ["n2p2 example for miniff's peer benchmark", "", f"{len(elements)} atoms", f"{len(order)} atom types", "",
+             f"0.0 {ax!r} xlo xhi", f"0.0 {by!r} ylo yhi", f"0.0 {cz!r} zlo zhi", f"{bx!r} {cx!r} {cy!r} xy xz yz",
+             "", "Masses", ""] + [f"{k + 1} {MASSES[e]}" for k, e in enumerate(order)] + ["", "Atoms # atomic", ""]
+    lines += [f"{n + 1} {order.index(e) + 1} {x!r} {y!r} {z!r}" for n, ((x, y, z), e) in
+              enumerate(zip(cart.tolist(), elements, strict=True))]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def lammps_side(lmp, folder, length_unit, energy_unit, structure, threads, steps, blocks):
+    """n2p2's libnnp through LAMMPS ``pair_style hdnnp`` on one periodic structure (files' units) with
+    ``OMP_NUM_THREADS=threads``: ``(energy eV, forces [N, 3] eV/Å, best seconds per force evaluation)``."""
+    from miniff import units
+
+    length = units.BOHR if length_unit == "bohr" else 1.0
+    energy = units.HARTREE if energy_unit == "hartree" else 1.0
+    lattice, pos, elements = structure
+    order = sorted(set(elements), key=elements.index)
+    cutoff = max(p.cutoff for p in _read(folder, length_unit, energy_unit))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        shutil.copytree(folder, work / "nnp")
+        write_lammps_data(work / "cell.data", lattice * length, pos * length, elements, order)
+        script = ["units metal", "boundary p p p", "atom_style atomic", "read_data cell.data",
+                  f"pair_style hdnnp {cutoff!r} dir nnp showew no showewsum 0 resetew no maxew 100000000 "
+                  f"cflength {1.0 / length!r} cfenergy {1.0 / energy!r}",
+                  f"pair_coeff * * {' '.join(order)}", "neighbor 0.0 bin", "neigh_modify every 1 delay 0 check no",
+                  "thermo_style custom step pe", "thermo_modify format float %.17g", "run 0",
+                  "write_dump all custom forces.dump id fx fy fz modify sort id format float %.17g"]
+        script += [f"run {steps}"] * blocks
+        (work / "in.lmp").write_text("\n".join(script) + "\n")
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        proc = subprocess.run([str(lmp), "-in", "in.lmp", "-log", "log.lmp", "-screen", "none"], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=3600)
+        log = (work / "log.lmp").read_text() if (work / "log.lmp").exists() else ""
+        if proc.returncode:
+            raise RuntimeError(f"LAMMPS failed in {work}:\n{log[-2000:]}\n{proc.stderr[-2000:]}")
+        lines = log.splitlines()
+        k = next(k for k, line in enumerate(lines) if line.split()[:2] == ["Step", "PotEng"])
+        e = float(lines[k + 1].split()[1])
+        rows = (work / "forces.dump").read_text().splitlines()
+        start = next(k for k, line in enumerate(rows) if line.startswith("ITEM: ATOMS")) + 1
+        forces = np.array([[float(x) for x in line.split()[1:4]] for line in rows[start:]])
+    loops = [float(m) for m in re.findall(r"Loop time of ([0-9.eE+-]+) on", log)][1:]  # the first is run 0
+    return e, forces, min(loops) / steps
+
+
+def _read(folder, length_unit, energy_unit):
+    from miniff import io
+
+    return io.read_n2p2(folder, length_unit=length_unit, energy_unit=energy_unit)
+
+
+def run_speed(n2p2, name, threads, repeats, lammps=None, nnp_predict=None, steps=5, blocks=3):
+    """Side-by-side times of the first structure of an example at every thread count of ``threads``: miniff
+    from positions to forces, libnnp through LAMMPS (``lammps``: its ``lmp``) and ``nnp-predict`` of the n2p2
+    build ``nnp_predict`` (whole program and minus its fixed cost); LAMMPS's energy and forces vs miniff's."""
+    length_unit, energy_unit = EXAMPLES[name]
+    source = n2p2 / "examples" / "nnp-predict" / name
+    structure = read_structures(source / "input.data")[0]
+    n = len(structure[1])
+    rows = []
+    for t in threads:
+        ((e, f, _),), (t_miniff,), _, _ = miniff_side(source, length_unit, energy_unit, [structure], repeats, t)
+        row = {"threads": t, "atoms": n, "time_miniff_s": t_miniff, "us_per_atom_miniff": 1e6 * t_miniff / n}
+        if lammps is not None:
+            e_l, f_l, t_l = lammps_side(lammps, source, length_unit, energy_unit, structure, t, steps, blocks)
+            row.update({"time_lammps_libnnp_s": t_l, "us_per_atom_lammps_libnnp": 1e6 * t_l / n,
+                        "miniff_over_libnnp": t_miniff / t_l,
+                        "lammps_energy_diff_ev_per_atom": abs(e_l - e) / n,
+                        "lammps_force_max_diff_ev_per_a": float(np.abs(f_l - f).max())})
+        if nnp_predict is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                _, _, _, t_total, t_fixed = run_nnp_predict(nnp_predict / "bin" / "nnp-predict", source,
+                                                            Path(tmp) / name, t)
+            row.update({"time_nnp_predict_s": t_total, "time_nnp_predict_marginal_s": max(t_total - t_fixed, 0.0),
+                        "miniff_over_nnp_predict_marginal": t_miniff / max(t_total - t_fixed, 1e-9)})
+        rows.append(row)
+    return rows
 
 
 def write_input_data(path, lattice, positions, elements):
@@ -397,6 +508,13 @@ def main(argv=None):
     parser.add_argument("--n2p2-commit", default=None, help="record this commit (for a checkout without .git)")
     parser.add_argument("--4g", dest="four_g", action="store_true",
                         help="also compare the 4G-HDNNP examples (energies, charges, forces)")
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated thread counts: time miniff (and --lammps / --nnp-predict) at each")
+    parser.add_argument("--lammps", type=Path, default=None,
+                        help="an lmp with pair_style hdnnp (benchmarks/setup_lammps_hdnnp.sh): libnnp's time per step")
+    parser.add_argument("--nnp-predict", type=Path, default=None,
+                        help="another n2p2 build (e.g. with OpenMP) whose bin/nnp-predict is timed with --threads")
+    parser.add_argument("--speed-examples", default="H2O_RPBE-D3,Cu2S_PBE", help="examples timed with --threads")
     parser.add_argument("--exported", action="store_true",
                         help="also fit examples/amp_ptcu, write it with write_n2p2 and run nnp-predict on it")
     args = parser.parse_args(argv)
@@ -419,6 +537,18 @@ def main(argv=None):
                   f"{r['time_nnp_predict_marginal_s']:.3f} s (minus fixed cost)  agrees={out['agrees']}")
     if args.four_g:
         results["4g"] = run_4g(args.n2p2, args.repeats)
+    if args.threads:
+        results["speed"] = {}
+        for name in [x for x in args.speed_examples.split(",") if x]:
+            rows = results["speed"][name] = run_speed(args.n2p2, name, [int(t) for t in args.threads.split(",")],
+                                                      args.repeats, args.lammps, args.nnp_predict)
+            for r in rows:
+                print(f"{name:12s} {r['threads']} thread(s)  miniff {r['us_per_atom_miniff']:.1f} us/atom"
+                      + (f"  libnnp (LAMMPS) {r['us_per_atom_lammps_libnnp']:.1f} us/atom  ratio "
+                         f"{r['miniff_over_libnnp']:.2f}  LAMMPS vs miniff dE {r['lammps_energy_diff_ev_per_atom']:.1e}"
+                         f" eV/atom  max dF {r['lammps_force_max_diff_ev_per_a']:.1e} eV/A" if args.lammps else "")
+                      + (f"  nnp-predict {r['time_nnp_predict_s']:.3f} s (marginal "
+                         f"{r['time_nnp_predict_marginal_s']:.3f} s)" if args.nnp_predict else ""))
     if args.exported:
         results["exported"] = out = run_exported(args.n2p2)
         for r in out["structures"]:

@@ -19,6 +19,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``weighted``   element-weighted radial and angular descriptors (wACSF, n2p2's types 12 and 13): every neighbour
                species contributes, multiplied by its species weight.
 ``chebyshev``  aenet's radial and angular Chebyshev descriptors with per-species weight tables (type spins).
+``n2p2sf``     n2p2's symmetry functions (types 2, 3, 9, 12, 13, every n2p2 cutoff type) of the potentials read by
+               ``miniff.io.read_n2p2``: values and the per-pair Jacobian, and its contraction with dE/dG.
 ``ewald``      Ewald sums of point charges: the real-space sum over a pair list or during the cell-list walk
                (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.
 ``pme``        smooth particle-mesh Ewald: spline weights, charge spreading and gathers.
@@ -40,7 +42,7 @@ import types
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
 EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp",
-                     "weighted", "chebyshev", "ewald", "pme")
+                     "weighted", "chebyshev", "ewald", "pme", "n2p2sf")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from miniff.io.n2p2_compiled import compiled_descriptors, compiled_energy, compiled_supported
 from miniff.io.n2p2_files import ANGULAR_TYPES, COMPACT_TYPES, WEIGHTED_TYPES, parse_n2p2_folder
 from miniff.potentials.base import LocalPotential
 from miniff.potentials.extrapolation import (
@@ -221,6 +222,9 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         self.descriptor_range = np.stack([gmin - tol, gmax + tol], axis=1)
         #: Work per chunk of centre atoms (pairs + pairs of pairs), bounding the memory of an evaluation.
         self.max_triplets = 500_000
+        #: True: the symmetry functions are evaluated by the compiled core (``miniff.io.n2p2_compiled``; types
+        #: 2, 3, 9, 12, 13), False: by numpy (this module; always for the compact types 20-25).
+        self.compiled = compiled_supported(table["type"])
 
     @property
     def _spec(self):
@@ -433,6 +437,8 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
     def descriptors(self, nw, code=None):
         """Raw symmetry functions ``[N, F]`` of the atoms of this element (0 for others)."""
         code = self.species_codes(nw)[0] if code is None else code
+        if self.compiled:
+            return compiled_descriptors(self, nw, code)
         out = np.zeros((len(nw.spec_encoded_row), len(self._spec["functions"]["rc"])))
         for n0, n1 in self._chunks(nw, code):
             out[n0:n1] = self._descriptors(nw, self._geometry(nw, code, n0, n1), n1 - n0)
@@ -466,7 +472,9 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         energy_n = np.zeros(n)
         grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
         count_n = np.zeros(n, dtype=np.int64)
-        if (spec == code).any():
+        if (spec == code).any() and self.compiled:
+            compiled_energy(self, nw, code, energy_n, grad_pc, count_n, n_threads)
+        elif (spec == code).any():
             for n0, n1 in self._chunks(nw, code):
                 self._compute_chunk(nw, code, n0, n1, energy_n, grad_pc, count_n)
         report_extrapolation(self, nw, count_n, self.on_extrapolation)
