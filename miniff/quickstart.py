@@ -2,7 +2,8 @@
 
 1. fits a Behler-Parrinello NN potential to the energies and forces of the bundled Cu/Pt EMT data
    (:func:`miniff.ml_util.example_data_path`), 80 % training / 20 % validation (fixed seed);
-2. prints the fit's summary: why it stopped, training and validation RMSEs (energy in meV/atom, forces in
+2. keeps the networks of the epoch with the lowest validation energy RMSE and prints the fit's summary: why it
+   stopped, training and validation RMSEs (energy in meV/atom, forces in
    meV/Å) next to the spread of the reference values, per structure group;
 3. saves the potential as plain data (``cupt-nn.pt``) and reads it back;
 4. relaxes a Pt(100) slab with two Cu adatoms with the fitted potential and compares the relaxed energy
@@ -25,14 +26,14 @@ __all__ = ["main", "SETTINGS"]
 
 #: Fit settings of the full and the quick run.
 SETTINGS = {
-    "full": {   # the defaults of FitWorkflow.prepare(forces=True), 12 epochs
+    "full": {   # the defaults of FitWorkflow.prepare(forces=True), 14 epochs (docs/fit-your-data.md)
         "cells_subset": None,
         "cutoff": None,
         "descriptors": None,
         "nn": None,
         "max_iter": 100,
-        "n_epochs": 12,
-        "select_best": "loss",
+        "n_epochs": 14,
+        "select_best": "energy",   # keeps the epoch of lowest validation energy RMSE ("loss" is ruled by forces)
         "relax_maxiter": 500,
     },
     "quick": {
@@ -54,7 +55,7 @@ def _parser(prog=None):
     p = argparse.ArgumentParser(prog=prog or "python -m miniff.quickstart", description=description)
     p.add_argument("--quick", action="store_true", help="a small, fast run (for tests)")
     p.add_argument("--out", default="quickstart-out", help="output folder (default: ./quickstart-out)")
-    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 12, --quick: 2)")
+    p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: 14, --quick: 2)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 

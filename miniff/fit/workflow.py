@@ -38,7 +38,7 @@ from miniff.fit.distributed import join_ranks, shard_closure
 from miniff.fit.log import FitLog
 from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
-from miniff.fit.prepare import DEFAULT_CUTOFF, FitPreparation
+from miniff.fit.prepare import DEFAULT_CUTOFF, DEFAULT_NN_KWARGS, FitPreparation
 from miniff.fit.summary import progress_postfix
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
@@ -123,7 +123,8 @@ class FitWorkflow(FitPreparation):
             Seed of the random cell order, hence of the train/validation split.
         nn_kwargs : dict or None
             Arguments of :func:`~miniff.ml_util.behler_nn` (``n_internal``, ``n_layers``, ``activation``, ``init``,
-            ``output_activation``: the bounded outputs then start spanning the learning set's energies per atom).
+            ``output_activation``: the bounded outputs then start spanning the learning set's energies per atom),
+            completing :data:`~miniff.fit.prepare.DEFAULT_NN_KWARGS` (2 hidden layers of 10 ``tanh`` units).
         closure_kwargs : dict or None
             Arguments of :func:`~miniff.ml_util.simple_energy_closure` (``optimizer``, ``optimizer_kwargs``,
             ``w_energy``, ``w_gradients``, ``per_atom``, ``convergence``...).  The default ``optimizer`` is
@@ -167,7 +168,7 @@ class FitWorkflow(FitPreparation):
                                      cells_selection, test_set, split_seed, cells_group_key)
         self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
-        self._make_networks(nn_kwargs)
+        self._make_networks(nn_kwargs, defaults=DEFAULT_NN_KWARGS)
         self._make_closure(closure_kwargs, group_weights)
         if self.context.distributed:
             self.closure = shard_closure(self.closure, self.context)

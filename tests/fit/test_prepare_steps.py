@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from miniff import ml_util
-from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
+from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, DEFAULT_NN_KWARGS, FitPreparation
 from miniff.fit.workflow import FitWorkflow
 from miniff.io import read_cells
 
@@ -78,17 +78,32 @@ def test_steps_by_hand_give_the_state_of_prepare(cells):
     raw = by_hand._make_datasets(n, n_test, lk, None)
     assert sorted(raw) == ["learn", "test"] and raw["learn"].n_samples == 9
     assert by_hand.cell_indices == {"learn": list(range(9)), "test": [9, 10, 11]}
-    by_hand._make_networks({"n_internal": 3, "n_layers": 2})
+    by_hand._make_networks({"n_internal": 3, "n_layers": 2}, defaults=DEFAULT_NN_KWARGS)
     by_hand._make_closure(ck, None)
     by_hand._start_fit(None, True, raw)
 
     assert by_hand._fingerprint == wf._fingerprint and by_hand._split_fingerprint == wf._split_fingerprint
     assert by_hand.cell_groups == wf.cell_groups and by_hand.epoch == 0 and by_hand.history == []
     for a, b in zip(wf.nn, by_hand.nn, strict=True):
+        assert [type(m) for m in a] == [type(m) for m in b]
         for pa, pb in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
             assert torch.equal(pa, pb)
     for name in ("learn", "test"):
         assert torch.equal(wf.datasets[name].per_cell_dataset.energy, by_hand.datasets[name].per_cell_dataset.energy)
+
+
+def test_default_networks_complete_the_nn_kwargs(cells):
+    small = {k: v for k, v in SMALL.items() if k != "nn_kwargs"}
+    wf = FitWorkflow(seed=0).prepare(cells, **small)
+    n_features = [len(v) for v in wf.descriptors.values()]
+    for net, n_f in zip(wf.nn, n_features, strict=True):   # n_f -> 10 -> 10 -> 1, tanh between the layers
+        assert [type(m).__name__ for m in net] == ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
+        assert [(m.in_features, m.out_features) for m in net if isinstance(m, torch.nn.Linear)] == \
+            [(n_f, 10), (10, 10), (10, 1)]
+    assert wf.nn_kwargs == DEFAULT_NN_KWARGS   # what the members of a committee are built from
+    wf = FitWorkflow(seed=0).prepare(cells, nn_kwargs={"n_internal": 4, "activation": "sigmoid"}, **small)
+    assert [type(m).__name__ for m in wf.nn[0]] == ["Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]
+    assert wf.nn[0][0].out_features == 4 and wf.nn_kwargs["n_layers"] == 3
 
 
 def test_group_weights_follow_the_learning_cells(cells):
