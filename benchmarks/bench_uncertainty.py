@@ -117,10 +117,11 @@ def _force_rmse(potentials, held):
     return float(np.sqrt(np.mean(force_errors(potentials, held)[1] ** 2)))
 
 
-def _select_active(pots, pool, left, step):
+def _select_active(pots, pool, left, step, trajectory_of):
     """``step`` pool positions among ``left`` chosen as the active-learning workflow chooses frames: the spread
     and extrapolation count of each frame from ``MiniffCalculator`` (as ``explore`` records them), then
-    ``select_frames`` (largest maximum per-atom force spread first, extrapolating frames too, no near-duplicates)."""
+    ``select_frames`` (largest maximum per-atom force spread first, extrapolating frames too, no near-duplicates,
+    in rounds over the MD trajectories: ``trajectory_of(pool position)``)."""
     calc_cls = _miniff.require("calculator", "MiniffCalculator")
     committees_of = _miniff.require("ml.committee", "committees_of")
     candidate_cls, select_frames = _miniff.require("fit.active_steps", "Candidate", "select_frames")
@@ -131,7 +132,7 @@ def _select_active(pots, pool, left, step):
         atoms.get_forces()
         res = calc.results
         candidates.append(candidate_cls(atoms, float(np.max(res["forces_std"])),
-                                        int(res.get("n_extrapolating_atoms", 0)), i))
+                                        int(res.get("n_extrapolating_atoms", 0)), i, trajectory_of(i)))
     selected, _ = select_frames(candidates, committees_of(pots), threshold=0.0, max_frames=step)
     return [c.source for c in selected]
 
@@ -184,7 +185,8 @@ def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25
             if active_curve[len(chosen)] <= target or len(chosen) >= max_active:
                 break
             taken = set(chosen)
-            chosen += _select_active(pots, pool, [i for i in range(len(pool)) if i not in taken], step)
+            chosen += _select_active(pots, pool, [i for i in range(len(pool)) if i not in taken], step,
+                                     lambda i: i // pool_per_temperature)
             pots = _fit_committee([pool[i] for i in chosen], n_epochs, seed, LEARNING_FIT)
         for n in n_random:
             random_curve[n] = _force_rmse(random_at(n), held)
