@@ -117,11 +117,11 @@ def _force_rmse(potentials, held):
     return float(np.sqrt(np.mean(force_errors(potentials, held)[1] ** 2)))
 
 
-def _select_active(pots, pool, left, step, trajectory_of):
+def _select_active(pots, pool, left, step, trajectory_of, balance):
     """``step`` pool positions among ``left`` chosen as the active-learning workflow chooses frames: the spread
     and extrapolation count of each frame from ``MiniffCalculator`` (as ``explore`` records them), then
     ``select_frames`` (largest maximum per-atom force spread first, extrapolating frames too, no near-duplicates,
-    in rounds over the MD trajectories: ``trajectory_of(pool position)``)."""
+    with ``balance``: in rounds over the MD trajectories, ``trajectory_of(pool position)``)."""
     calc_cls = _miniff.require("calculator", "MiniffCalculator")
     committees_of = _miniff.require("ml.committee", "committees_of")
     candidate_cls, select_frames = _miniff.require("fit.active_steps", "Candidate", "select_frames")
@@ -133,12 +133,14 @@ def _select_active(pots, pool, left, step, trajectory_of):
         res = calc.results
         candidates.append(candidate_cls(atoms, float(np.max(res["forces_std"])),
                                         int(res.get("n_extrapolating_atoms", 0)), i, trajectory_of(i)))
-    selected, _ = select_frames(candidates, committees_of(pots), threshold=0.0, max_frames=step)
+    selected, _ = select_frames(candidates, committees_of(pots), threshold=0.0, max_frames=step,
+                                balance_trajectories=balance)
     return [c.source for c in selected]
 
 
 def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25, 50, 100), max_active=50,
-                        n_epochs=8, pool_per_temperature=50, held_per_temperature=5, progress=True):
+                        n_epochs=8, pool_per_temperature=50, held_per_temperature=5, balance_trajectories=False,
+                        progress=True):
     """Held-out force RMSE against the number of labelled structures: committee-spread selection vs random.
 
     The pool: ``pool_per_temperature`` frames of EMT Langevin MD of 8-atom Cu cells (the primitive fcc cell
@@ -151,7 +153,9 @@ def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25
     random pool frames (one permutation per seed).  Random selection labels the next frames of that permutation;
     active learning refits and adds ``step`` pool frames chosen by ``select_frames`` of the active-learning
     workflow, until its held-out error reaches random selection's at ``n_random[-1]`` labelled structures (or
-    ``max_active``).
+    ``max_active``, by default 50: the target's bound).  Random selection's largest count is fitted first (the
+    target).  ``balance_trajectories``: the option of ``select_frames`` (frames in rounds over the four
+    trajectories).  The fits are deterministic: a second run gives the same numbers.
     """
     import time
 
@@ -186,7 +190,7 @@ def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25
                 break
             taken = set(chosen)
             chosen += _select_active(pots, pool, [i for i in range(len(pool)) if i not in taken], step,
-                                     lambda i: i // pool_per_temperature)
+                                     lambda i: i // pool_per_temperature, balance_trajectories)
             pots = _fit_committee([pool[i] for i in chosen], n_epochs, seed, LEARNING_FIT)
         for n in n_random:
             random_curve[n] = _force_rmse(random_at(n), held)
@@ -202,9 +206,10 @@ LEARNING_RESULTS = "uncertainty_results.json"
 LEARNING_PLOT = "uncertainty_learning.png"
 
 
-def write_learning_results(runs, settings, out_dir=None):
-    """Write ``benchmarks/uncertainty_results.json`` (the runs, the settings, the machine) and the plot
-    ``benchmarks/uncertainty_learning.png`` (held-out force RMSE against labelled structures, every seed)."""
+def write_learning_results(runs, settings, out_dir=None, balanced_runs=None):
+    """Write ``benchmarks/uncertainty_results.json`` (the runs, the settings, the machine; ``balanced_runs``: the
+    runs with ``balance_trajectories=True``, if any) and the plot ``benchmarks/uncertainty_learning.png``
+    (held-out force RMSE against labelled structures, every seed)."""
     import json
     import os
     import time
@@ -218,6 +223,8 @@ def write_learning_results(runs, settings, out_dir=None):
     out_dir = Path(__file__).resolve().parent if out_dir is None else Path(out_dir)
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_1min": os.getloadavg()[0],
             "settings": settings, "runs": runs}
+    if balanced_runs:
+        data["runs_balance_trajectories"] = balanced_runs
     tmp = out_dir / (LEARNING_RESULTS + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(out_dir / LEARNING_RESULTS)
@@ -229,6 +236,10 @@ def write_learning_results(runs, settings, out_dir=None):
             ax.plot([n for n, _ in points], [e for _, e in points], style, color=color,
                     label=f"{key}, seed {r['seed']}")
         ax.axhline(r["random"][max(r["random"], key=int)], color=color, lw=0.6, ls=":")
+    for k, r in enumerate(balanced_runs or []):
+        points = sorted((int(n), e) for n, e in r["active"].items())
+        ax.plot([n for n, _ in points], [e for _, e in points], "^:", color=f"C{k}", alpha=0.6,
+                label=f"active, balanced, seed {r['seed']}")
     ax.set_xlabel("labelled structures (8-atom EMT Cu frames)")
     ax.set_ylabel("held-out force RMSE (eV/Å)")
     ax.set_title("Active (committee spread) vs random selection\n(dotted: random's error at its largest count)")
@@ -275,7 +286,9 @@ if __name__ == "__main__":
     parser.add_argument("--max-active", type=int, default=50,
                         help="stop active learning at this many labelled structures (50: just the target's verdict)")
     parser.add_argument("--out-dir", default=None, help="folder of the results file and plot (default: benchmarks/)")
+    parser.add_argument("--balance-trajectories", action="store_true",
+                        help="select_frames(balance_trajectories=True): frames in rounds over the trajectories")
     args = parser.parse_args()
-    kwargs = {"seeds": tuple(args.seeds), "n_epochs": args.epochs, "pool_per_temperature": args.pool,
-              "max_active": args.max_active}
+    kwargs = {"balance_trajectories": args.balance_trajectories, "seeds": tuple(args.seeds), "n_epochs": args.epochs,
+              "pool_per_temperature": args.pool, "max_active": args.max_active}
     print(write_learning_results(learning_efficiency(**kwargs), kwargs, args.out_dir))

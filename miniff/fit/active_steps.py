@@ -174,9 +174,9 @@ def _fingerprint(atoms, committees, n_threads):
 
 
 def select_frames(frames, committees, threshold, select_extrapolating=True, max_frames=10, dedup_tolerance=0.01,
-                  n_threads=None, balance_trajectories=True):
-    """The frames to label: above ``threshold`` (or extrapolating), largest spread first, no near-duplicates,
-    shared among the trajectories that sampled them.
+                  n_threads=None, balance_trajectories=False):
+    """The frames to label: above ``threshold`` (or extrapolating), largest spread first, no near-duplicates;
+    optionally shared among the trajectories that sampled them.
 
     Parameters
     ----------
@@ -194,10 +194,10 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
         fraction of the training range of every descriptor; the one with the larger spread is kept.
     balance_trajectories : bool
         Take the frames in rounds over the trajectories (``Candidate.trajectory``) with candidates: each round
-        the best remaining frame of every trajectory, trajectories in the order of their best spread (the
-        default).  Consecutive frames of one trajectory are alike, and the hottest trajectory has the largest
-        spreads in absolute terms, so a plain "largest spread first" spends a whole round on it.  False: largest
-        spread first over all frames.
+        the best remaining frame of every trajectory, trajectories in the order of their best spread.  Default
+        False: largest spread first over all frames, which spends most of a round on the hottest trajectory
+        (the largest spreads in absolute terms).  On the learning-efficiency benchmark (``benchmarks/README.md``)
+        neither rule was better than the other beyond the seed-to-seed spread.
 
     Returns
     -------

@@ -126,7 +126,7 @@ def test_select_frames_threshold_extrapolation_and_duplicates(data):
 
 
 def test_select_frames_shares_the_frames_among_trajectories(data):
-    """In rounds over the trajectories, each by its own spread order; without balancing, largest spread first."""
+    """Balanced: in rounds over the trajectories, each by its own spread order; default: largest spread first."""
     train, _ = data
     committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
                                                       tag="Cu") for _ in range(2)])
@@ -141,12 +141,13 @@ def test_select_frames_shares_the_frames_among_trajectories(data):
         for j, v in enumerate(values):
             frames.append(active_steps.Candidate(structures[k], v, 0, f"{traj}{j}", traj))
             k += 1
-    selected, n = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0)
+    selected, n = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0,
+                                             balance_trajectories=True)
     assert n == 6 and [f.source for f in selected] == ["hot0", "warm0", "cold0", "hot1"]
-    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0,
-                                             balance_trajectories=False)
+    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0)
     assert [f.source for f in selected] == ["hot0", "hot1", "hot2", "warm0"]
-    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.4, max_frames=4, dedup_tolerance=0)
+    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.4, max_frames=4, dedup_tolerance=0,
+                                             balance_trajectories=True)
     assert [f.source for f in selected] == ["hot0", "warm0", "hot1", "hot2"]   # only frames above the threshold
 
 
