@@ -82,6 +82,12 @@ class MiniffCalculator(Calculator):
         Maps ASE chemical symbols to the species labels used in the potentials' tags, e.g.
         ``{"Bi": "bi", "Se": "se"}``. Without it symbols are used as they are, or matched
         case-insensitively when that is unambiguous.
+    device : str or None, optional
+        Evaluate the NN potentials' networks and their Jacobian contraction on this device (``"cuda"``,
+        ``"cuda:N"``, ``"cpu"`` or ``"auto"``; ``miniff.ml.NNPotential.set_device``): worth it for large systems
+        on a GPU. Descriptors, neighbour lists and classical potentials stay on the CPU. None (default): the CPU
+        path. ``"cuda"`` when torch sees no GPU is a ``ValueError``. Sets the device of the potential objects
+        given (they are shared, not copied).
     **kwargs
         Passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
 
@@ -109,7 +115,7 @@ class MiniffCalculator(Calculator):
     default_parameters = {}
     nolabel = True
 
-    def __init__(self, potentials, skin=0.5, n_threads=None, species_map=None, **kwargs):
+    def __init__(self, potentials, skin=0.5, n_threads=None, species_map=None, device=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(potentials, (str, os.PathLike)):
             potentials = _load_potentials_file(potentials)
@@ -137,6 +143,14 @@ class MiniffCalculator(Calculator):
             effective_n_threads(n_threads)  # validates
         if species_map is not None and not isinstance(species_map, dict):
             raise TypeError(f"species_map must be a dict {{symbol: label}}, got {type(species_map).__name__}")
+        if device is not None:
+            from miniff.ml.device import resolve_device
+
+            device = resolve_device(device)   # a clear error first, whatever the potentials
+            for p in potentials:
+                if callable(getattr(p, "set_device", None)):
+                    p.set_device(device)
+        self.device = device
         self.potentials = potentials
         self.skin = skin
         self.n_threads = n_threads

@@ -21,12 +21,14 @@ __all__ = ["resolve_reference", "explore", "select_frames", "label_frames", "hel
 
 
 class Candidate:
-    """A frame of the exploration: ``atoms`` (a copy), ``max_std`` (eV/Å), ``n_extrapolating``, ``source``."""
+    """A frame of the exploration: ``atoms`` (a copy), ``max_std`` (eV/Å), ``n_extrapolating``, ``source`` (a
+    description) and ``trajectory`` (which trajectory sampled it, any hashable; None: one common group)."""
 
-    __slots__ = ("atoms", "max_std", "n_extrapolating", "source")
+    __slots__ = ("atoms", "max_std", "n_extrapolating", "source", "trajectory")
 
-    def __init__(self, atoms, max_std, n_extrapolating, source):
+    def __init__(self, atoms, max_std, n_extrapolating, source, trajectory=None):
         self.atoms, self.max_std, self.n_extrapolating, self.source = atoms, max_std, n_extrapolating, source
+        self.trajectory = trajectory
 
 
 def resolve_reference(reference):
@@ -129,7 +131,7 @@ def explore(starts, potentials, dynamics="md", temperatures=(300.0,), n_steps=10
             except ValueError:   # e.g. coincident atoms: the committee's dynamics broke down
                 stopped += 1
                 break
-            frames.append(Candidate(atoms.copy(), max_std, n_extra, f"{source}, step {step}"))
+            frames.append(Candidate(atoms.copy(), max_std, n_extra, f"{source}, step {step}", traj))
             if max_spread is not None and max_std > max_spread:
                 stopped += 1
                 break
@@ -144,7 +146,7 @@ def explore(starts, potentials, dynamics="md", temperatures=(300.0,), n_steps=10
             step += n
             if dynamics == "relax" and converged:
                 max_std, n_extra = _frame_spread(atoms)
-                frames.append(Candidate(atoms.copy(), max_std, n_extra, f"{source}, step {step} (relaxed)"))
+                frames.append(Candidate(atoms.copy(), max_std, n_extra, f"{source}, step {step} (relaxed)", traj))
                 break
     for f in frames:
         f.atoms.calc = None
@@ -172,8 +174,9 @@ def _fingerprint(atoms, committees, n_threads):
 
 
 def select_frames(frames, committees, threshold, select_extrapolating=True, max_frames=10, dedup_tolerance=0.01,
-                  n_threads=None):
-    """The frames to label: above ``threshold`` (or extrapolating), largest spread first, no near-duplicates.
+                  n_threads=None, balance_trajectories=False):
+    """The frames to label: above ``threshold`` (or extrapolating), largest spread first, no near-duplicates;
+    optionally shared among the trajectories that sampled them.
 
     Parameters
     ----------
@@ -189,6 +192,12 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     dedup_tolerance : float
         Two frames are duplicates when their mean descriptors of every species differ by less than this
         fraction of the training range of every descriptor; the one with the larger spread is kept.
+    balance_trajectories : bool
+        Take the frames in rounds over the trajectories (``Candidate.trajectory``) with candidates: each round
+        the best remaining frame of every trajectory, trajectories in the order of their best spread.  Default
+        False: largest spread first over all frames, which spends most of a round on the hottest trajectory
+        (the largest spreads in absolute terms).  On the learning-efficiency benchmark (``benchmarks/README.md``)
+        neither rule was better than the other beyond the seed-to-seed spread.
 
     Returns
     -------
@@ -198,6 +207,9 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     """
     cands = [f for f in frames if f.max_std > threshold or (select_extrapolating and f.n_extrapolating > 0)]
     cands.sort(key=lambda f: (-f.max_std, -f.n_extrapolating))
+    n_candidates = len(cands)
+    if balance_trajectories:
+        cands = _round_robin(cands)
     selected, prints = [], []
     for f in cands:
         if len(selected) >= max_frames:
@@ -207,7 +219,17 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
             continue
         selected.append(f)
         prints.append(fp)
-    return selected, len(cands)
+    return selected, n_candidates
+
+
+def _round_robin(cands):
+    """``cands`` (sorted, largest spread first) reordered in rounds: the k-th frame of every trajectory in round
+    k, trajectories by their best frame."""
+    groups = {}
+    for f in cands:
+        groups.setdefault(f.trajectory, []).append(f)
+    order = list(groups.values())   # dicts keep insertion order: by each trajectory's best frame
+    return [g[k] for k in range(max(map(len, order), default=0)) for g in order if k < len(g)]
 
 
 def label_frames(frames, reference):

@@ -88,10 +88,11 @@ def resolve_optimizer(optimizer):
     return optimizer
 
 
-def _structure_weights(weights, n, dtype):
+def _structure_weights(weights, n, like):
+    """``[S]`` weights with the dtype and device of the tensor ``like`` (None stays None)."""
     if weights is None:
         return None
-    w = torch.as_tensor(weights, dtype=dtype).reshape(-1)
+    w = torch.as_tensor(weights).to(like).reshape(-1)
     if w.shape[0] != n:
         raise ValueError(f"weights must have one entry per structure ({n}), got {w.shape[0]}")
     if bool((w < 0).any()) or not bool(torch.isfinite(w).all()) or float(w.sum()) <= 0:
@@ -163,7 +164,7 @@ def energy_loss(networks, data, criterion=None, w_energy=1, w_gradients=0, energ
     else:
         e_pred = out[0] if grad or stress else out
         e_ref = pcd.energy
-        w_s = _structure_weights(weights, e_ref.shape[0], e_ref.dtype)
+        w_s = _structure_weights(weights, e_ref.shape[0], e_ref)
         if criterion is None:
             diff = (e_pred - e_ref).reshape(e_ref.shape[0])
             if per_atom:
@@ -256,7 +257,7 @@ def _gradient_loss(g_pred, pcd, criterion, weights, w_gradients):
         mask, n_components = _cached(pcd, "_gradient_loss_cache", key, masks, extra=g_ref.dtype)
         sq_sa = ((g_pred - g_ref) ** 2).sum(dim=2)
         sq_s = (sq_sa if mask is None else sq_sa * mask).sum(dim=1)
-        w_s = _structure_weights(weights, g_ref.shape[0], g_ref.dtype)
+        w_s = _structure_weights(weights, g_ref.shape[0], g_ref)
         dg = _weighted_mean(sq_s, w_s, n_components)
     else:
         dg = criterion(g_pred, g_ref)
@@ -279,7 +280,7 @@ def _stress_loss(s_pred, data, criterion, weights, w_stress, per_atom):
     f_s = _cached(pcd, "_stress_loss_cache", key, factors, extra=(pcd.dtype, bool(per_atom)))
     diff = (s_pred - pcd.stress) * f_s[:, None]
     if criterion is None:
-        w_s = _structure_weights(weights, pcd.n_samples, pcd.dtype)
+        w_s = _structure_weights(weights, pcd.n_samples, pcd.energy)
         h_s = (f_s != 0).to(pcd.dtype)
         wh_s = h_s if w_s is None else w_s * h_s
         if float(wh_s.sum()) == 0:   # no structure with a stress here (a validation set, a mini-batch): no term

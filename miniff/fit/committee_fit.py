@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from miniff.fit.closures import simple_energy_closure
+from miniff.fit.distributed import state_to_cpu
 
 __all__ = ["committee_options", "run_committee", "committee_predict", "committee_potentials", "committee_summary",
            "member_path", "COMMITTEE_KEYS"]
@@ -164,7 +165,8 @@ def _train(member, closure_kwargs, seed, resume, run_kwargs):
     if member.checkpoint_path is not None and resume and member.checkpoint_path.exists():
         member.load_checkpoint(member.checkpoint_path)
     member.run(**run_kwargs)
-    return {"networks": [n.state_dict() for n in member.nn], "history": member.history, "best": member.best,
+    return {"networks": [state_to_cpu(n.state_dict()) for n in member.nn], "history": member.history,
+            "best": member.best,
             "epoch": member.epoch, "wall_time": member.wall_time, "stop_reason": member.stop_reason,
             "best_epoch_info": member.best_epoch_info, "resumed_from": member.resumed_from}
 
@@ -200,6 +202,8 @@ def run_committee(wf, run_kwargs):
     k_members = opts["members"]
     members = [_member(wf, k, opts) for k in range(k_members)]
     n_proc = _n_processes(opts["processes"], k_members)
+    if wf.device.type != "cpu":
+        n_proc = 1   # members on a GPU are fitted one after another in this process
     resume = getattr(wf, "resume", True)
     wf.log.info("committee %s: %d members in %d process(es)", wf.tag, k_members, n_proc)
     if n_proc == 1:

@@ -16,45 +16,13 @@ import numpy as np
 import torch
 
 from miniff._ext.threads import available_cores, check_n_threads, effective_n_threads
+from miniff.ml.device import resolve_device
 
 __all__ = ["DistContext", "init_distributed", "current_context", "resolve_device", "threads_per_rank",
-           "batch_to_device", "state_to_cpu", "ENV_VARIABLES"]
+           "batch_to_device", "state_to_cpu", "state_to_device", "ENV_VARIABLES"]
 
 #: The environment variables of ``torchrun`` read by :func:`init_distributed`.
 ENV_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-def resolve_device(device="cpu", local_rank=0):
-    """A ``torch.device`` from ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` or a ``torch.device``.
-
-    ``"cuda"`` means the GPU of this rank (``cuda:local_rank``, cycling over the visible GPUs); ``"auto"`` is that
-    GPU when torch sees one, else the CPU.
-
-    Raises
-    ------
-    ValueError
-        An unknown device, or CUDA requested when torch sees no GPU (or not that many).
-    """
-    if device is None:
-        device = "cpu"
-    if isinstance(device, str) and device.strip().lower() == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from None
-    if dev.type == "cpu":
-        return torch.device("cpu")
-    if dev.type != "cuda":
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}, "
-                         f"built with CUDA {torch.version.cuda}); use device: cpu (or auto)")
-    count = torch.cuda.device_count()
-    index = dev.index if dev.index is not None else int(local_rank) % count
-    if index >= count:
-        raise ValueError(f"device={device!r}: this machine has {count} CUDA device(s)")
-    return torch.device("cuda", index)
 
 
 def _env_int(name, default, low):
@@ -244,45 +212,50 @@ def threads_per_rank(context, n_threads=None):
     return max(1, available_cores() // max(1, context.local_world_size))
 
 
-def _move(x, device):
-    return x.to(device) if isinstance(x, torch.Tensor) else x
+def _moved_copy(obj, device):
+    """A shallow copy of a dataset container or Jacobian with every tensor field on ``device`` (caches, which
+    refer to the old tensors, are left out)."""
+    from miniff.ml.jacobian import SparseJacobian
+
+    out = object.__new__(type(obj))
+    for key, value in obj.__dict__.items():
+        if key.endswith("_cache"):
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+        elif isinstance(value, SparseJacobian):
+            value = _moved_copy(value, device)
+        out.__dict__[key] = value
+    return out
 
 
 def batch_to_device(data, device):
-    """A ``miniff.ml.Dataset`` with every tensor (values, masks, Jacobian indices) on ``device``; the same object
-    when it is the CPU (descriptors are computed on the CPU and moved once per batch)."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return data
-    from miniff.ml.datasets import Dataset, PerCellDataset, PerPointDataset
-    from miniff.ml.jacobian import SparseJacobian
+    """A ``miniff.ml.Dataset`` with every tensor (values, masks, Jacobian indices, stresses, volumes, strain
+    derivatives) on ``device``; the same object when it is already there (descriptors are computed on the CPU
+    and moved once per batch, or once per fit for full-batch fits)."""
+    from miniff.ml.datasets import Dataset
 
-    pcd = data.per_cell_dataset
-    cell = PerCellDataset(pcd.energy.to(device), _move(pcd.mask, device), _move(pcd.energy_g, device),
-                          _move(pcd.has_forces, device))
-    points = []
-    for ppd in data.per_point_datasets:
-        jac = ppd.features_g
-        if isinstance(jac, SparseJacobian):
-            moved = object.__new__(SparseJacobian)
-            moved.__dict__.update({k: _move(v, device) for k, v in jac.__dict__.items() if k != "_dense_cache"})
-            jac = moved
-        else:
-            jac = _move(jac, device)
-        points.append(PerPointDataset(ppd.features.to(device), _move(ppd.mask, device), jac,
-                                      _move(ppd.charges, device), _move(ppd.energies_p, device), ppd.tag))
-    return Dataset(cell, *points)
+    device = torch.device(device)
+    if data.per_cell_dataset.energy.device == device:
+        return data
+    return Dataset(_moved_copy(data.per_cell_dataset, device),
+                   *(_moved_copy(d, device) for d in data.per_point_datasets))
 
 
 def state_to_cpu(state):
     """A copy of a (nested) state dict with every tensor on the CPU: what checkpoints and saved files hold,
     whatever device trained."""
+    return state_to_device(state, "cpu")
+
+
+def state_to_device(state, device):
+    """A copy of a (nested) state dict (dicts, lists, tuples) with every tensor detached and on ``device``."""
     if isinstance(state, torch.Tensor):
-        return state.detach().cpu()
+        return state.detach().to(device)
     if isinstance(state, dict):
-        return {k: state_to_cpu(v) for k, v in state.items()}
+        return {k: state_to_device(v, device) for k, v in state.items()}
     if isinstance(state, (list, tuple)):
-        return type(state)(state_to_cpu(v) for v in state)
+        return type(state)(state_to_device(v, device) for v in state)
     return state
 
 
@@ -355,9 +328,8 @@ def shard_closure(closure, context):
                          "per-atom energies)")
     data = closure.dataset
     n = data.n_samples
-    dtype = data.per_cell_dataset.energy.dtype
-    w = torch.ones(n, dtype=dtype) if kw.get("weights") is None else \
-        torch.as_tensor(kw["weights"], dtype=dtype).reshape(-1)
+    like = data.per_cell_dataset.energy   # the weights take its dtype and device
+    w = torch.ones(n).to(like) if kw.get("weights") is None else torch.as_tensor(kw["weights"]).to(like).reshape(-1)
     force_total = 0.0
     if kw.get("w_gradients", 0):
         force_total = float((w * 3 * data.per_cell_dataset.force_mask().sum(dim=1)).sum())

@@ -104,17 +104,17 @@ class CompactLBFGS(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ parameters <-> flat vector
     def _get_x(self):
-        return torch.cat([p.detach().reshape(-1).double() for p in self._params]).numpy()
+        return torch.cat([p.detach().reshape(-1).double() for p in self._params]).cpu().numpy()
 
     def _set_x(self, x):
-        chunks = torch.from_numpy(x).split(self._sizes)
+        chunks = torch.from_numpy(x).to(self._params[0].device).split(self._sizes)
         with torch.no_grad():
             torch._foreach_copy_(self._params, [c.view_as(p) for c, p in zip(chunks, self._params, strict=True)])
 
     def _get_g(self):
         return torch.cat([p.grad.detach().reshape(-1).double() if p.grad is not None
                           else p.new_zeros(p.numel(), dtype=torch.float64)
-                          for p in self._params]).numpy()
+                          for p in self._params]).cpu().numpy()
 
     # ------------------------------------------------------------------ history
     def _new_arrays(self):
@@ -130,7 +130,7 @@ class CompactLBFGS(torch.optim.Optimizer):
         if any(key not in st or tuple(st[key].shape) != tuple(v.shape) for key, v in fresh.items()):
             st.clear()
             st.update(fresh, k=0, head=0, n_iter=0, func_evals=0)
-        return {key: (np.asarray(v.numpy(), dtype=np.float64) if isinstance(v, torch.Tensor) else v)
+        return {key: (np.asarray(v.cpu().numpy(), dtype=np.float64) if isinstance(v, torch.Tensor) else v)
                 for key, v in st.items()}
 
     def _save_history(self, h):

@@ -48,7 +48,7 @@ def _scales(normalization):
 def _group_rmse(result, name, groups, sq_s, cnt_s):
     """Add ``group_<label>_<name>_rmse`` entries: per-structure squared sums ``sq_s`` over ``cnt_s`` values."""
     for g in sorted(set(groups)):
-        idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
+        idx = torch.tensor([i for i, x in enumerate(groups) if x == g], device=sq_s.device)
         if float(cnt_s[idx].sum()) > 0:
             result[f"group_{g}_{name}_rmse"] = math.sqrt(float(sq_s[idx].sum()) / float(cnt_s[idx].sum()))
 
@@ -122,7 +122,7 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
         if len(groups) != len(de_s):
             raise ValueError(f"groups must have one label per structure ({len(de_s)}), got {len(groups)}")
         for g in sorted(set(groups)):
-            idx = torch.tensor([i for i, x in enumerate(groups) if x == g])
+            idx = torch.tensor([i for i, x in enumerate(groups) if x == g], device=de_s.device)
             result[f"group_{g}_energy_rmse"] = float(torch.sqrt(torch.mean(de_s[idx] ** 2)))
         for name, sq_s, cnt_s in per_group:
             _group_rmse(result, name, groups, sq_s, cnt_s)
@@ -161,13 +161,14 @@ def network_predictions(networks, ds, normalization, forces, stress, per_structu
         ref_e = normalization.bw_energy(ds.per_cell_dataset.energy, ds.atom_counts())
     e_pred = out[0] if forces or stress else out
     n_s = ds.atoms_per_sample().to(ref_e.dtype)
-    result = {"energy_ref": (ref_e[:, 0] / n_s).numpy(), "energy_pred": (e_pred.detach()[:, 0] / n_s).numpy()}
+    result = {"energy_ref": (ref_e[:, 0] / n_s).cpu().numpy(),
+              "energy_pred": (e_pred.detach()[:, 0] / n_s).cpu().numpy()}
     if forces:
         pcd = ds.per_cell_dataset
         mask = pcd.force_mask() != 0
         g_ref = normalization.bw_energy_g(pcd.energy_g)
-        f_ref = [(-g_ref[s][mask[s]]).numpy() for s in range(len(n_s))]
-        f_pred = [(-out[1].detach()[s][mask[s]]).numpy() for s in range(len(n_s))]
+        f_ref = [(-g_ref[s][mask[s]]).cpu().numpy() for s in range(len(n_s))]
+        f_pred = [(-out[1].detach()[s][mask[s]]).cpu().numpy() for s in range(len(n_s))]
         if not per_structure:
             f_ref = np.concatenate([f.reshape(-1) for f in f_ref])
             f_pred = np.concatenate([f.reshape(-1) for f in f_pred])
@@ -176,7 +177,8 @@ def network_predictions(networks, ds, normalization, forces, stress, per_structu
         pcd = ds.per_cell_dataset
         has = pcd.stress_mask()
         s_ref = normalization.bw_stress(pcd.stress)
-        pairs = [(s_ref[s].numpy() if has[s] else np.zeros(0), out[-1][s].numpy() if has[s] else np.zeros(0))
+        pairs = [(s_ref[s].cpu().numpy() if has[s] else np.zeros(0),
+                  out[-1][s].cpu().numpy() if has[s] else np.zeros(0))
                  for s in range(len(n_s))]
         s_ref, s_pred = [p[0] for p in pairs], [p[1] for p in pairs]
         if not per_structure:

@@ -7,6 +7,7 @@ in this order, each reading the attributes set by the ones before::
     _load_cells        -> cells, order                   (training cells, then any validation file)
     _make_descriptors  -> descriptors, cells_nw, cutoff  (given, loaded, RuNNer file or a recipe)
     _make_datasets     -> timings, cell_groups, cell_indices, normalization, datasets
+    _datasets_to_device -> datasets                      (on ``context.device``, FitWorkflow only)
     _make_networks     -> nn, nn_kwargs                  (draws torch's global generator)
     _make_closure      -> closure, closure_kwargs
 
@@ -233,6 +234,19 @@ class FitPreparation(Workflow):
         self.datasets = {k: self.normalization.fw(v) for k, v in raw.items()}
         return raw
 
+    @property
+    def device(self):
+        """The ``torch.device`` of the networks, the datasets and the loss (the CPU unless ``prepare`` got
+        another ``device``)."""
+        context = getattr(self, "context", None)
+        return torch.device("cpu") if context is None else context.device
+
+    def _datasets_to_device(self):
+        """Move the (normalised) datasets to :attr:`device`, once (nothing on the CPU)."""
+        from miniff.fit.distributed import batch_to_device
+
+        self.datasets = {k: batch_to_device(v, self.device) for k, v in self.datasets.items()}
+
     def _split_dataset(self, full, n, n_test, seconds):
         """Record the descriptor time (``seconds``) and split ``full`` (``n`` structures, the last ``n_test`` held
         out) into ``{"learn": ..., "test": ...}``, with the group labels and cell indices of both parts."""
@@ -265,6 +279,8 @@ class FitPreparation(Workflow):
             if "embedding" in nn_kwargs:
                 raise ValueError("nn_kwargs: embedding is an option of SingleNN; add single: true")
             self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
+        for net in self.nn:
+            net.to(device=self.device)
         if nn_kwargs.get("output_activation"):
             self._init_output_ranges()
 

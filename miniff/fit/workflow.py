@@ -34,7 +34,7 @@ from miniff.fit.committee_fit import (
     run_committee,
 )
 from miniff.fit.compat import warn_ignored
-from miniff.fit.distributed import join_ranks, shard_closure
+from miniff.fit.distributed import join_ranks, shard_closure, state_to_cpu
 from miniff.fit.log import FitLog
 from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
@@ -67,7 +67,7 @@ class FitWorkflow(FitPreparation):
                 descriptor_recipe="behler", nw_kwargs=None, learn_cauldron_kwargs=None, normalization_kwargs=None,
                 test_set=0.1, split_seed=0,
                 nn_kwargs=None, closure_kwargs=None, forces=None, group_weights=None, checkpoint=None, resume=True,
-                load=None, parallel=False, cuda=None, plot_kwargs=None, committee=None, stress=None):
+                load=None, parallel=False, cuda=None, plot_kwargs=None, committee=None, stress=None, device="cpu"):
         """Load cells, compute descriptors and datasets, split, normalise, build networks and the closure.
 
         Parameters
@@ -159,15 +159,21 @@ class FitWorkflow(FitPreparation):
             seeds: [...], bootstrap: false, processes: "auto", warm_start: null}`` (see
             :mod:`miniff.fit.committee_fit`); ``run`` then fits every member and saves one file of
             :class:`~miniff.ml.CommitteePotential` entries.
+        device : str or torch.device
+            Where the networks, the loss and the Jacobian contraction run: ``"cpu"`` (default), ``"cuda"`` (the
+            GPU of this rank), ``"cuda:N"`` or ``"auto"`` (a GPU when torch sees one); the descriptors are
+            computed on the CPU and moved once.  ``"cuda"`` without a GPU is a ``ValueError``.  Checkpoints and
+            saved potentials hold CPU tensors whatever the device.
         """
         learn_cauldron_kwargs, closure_kwargs = self._fit_options(cuda, forces, learn_cauldron_kwargs, closure_kwargs,
                                                                   stress)
         warn_ignored("FitWorkflow.prepare", parallel=parallel, cuda=cuda, plot_kwargs=plot_kwargs)
-        join_ranks(self)   # under torchrun: each rank fits on its shard of the learning set (miniff.fit.distributed)
+        join_ranks(self, device)   # under torchrun: each rank fits on its shard (miniff.fit.distributed)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
                                      cells_selection, test_set, split_seed, cells_group_key)
         self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
+        self._datasets_to_device()
         self._make_networks(nn_kwargs, defaults=DEFAULT_NN_KWARGS)
         self._make_closure(closure_kwargs, group_weights)
         if self.context.distributed:
@@ -214,8 +220,8 @@ class FitWorkflow(FitPreparation):
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
             "wall_time": self.wall_time,
-            "networks": [n.state_dict() for n in self.nn],
-            "optimizer": self.closure.optimizer.state_dict(),
+            "networks": [state_to_cpu(n.state_dict()) for n in self.nn],
+            "optimizer": state_to_cpu(self.closure.optimizer.state_dict()),
             "optimizer_class": type(self.closure.optimizer).__name__,
             "normalization": self.normalization.state_dict(),
             "best": None if self.best is None else dict(self.best),
@@ -522,7 +528,7 @@ class FitWorkflow(FitPreparation):
 
         if getattr(self, "members", None):
             return committee_potentials(self)
-        nets = [copy.deepcopy(n) for n in self.nn]
+        nets = [copy.deepcopy(n).cpu() for n in self.nn]
         learn = getattr(self, "datasets", {}).get("learn")  # the training range of every descriptor
         ranges = None if learn is None else ml.descriptor_ranges(learn, self.normalization)
         self.nn_potentials = ml.potentials_from_ml_data(nets, self.descriptors, normalization=self.normalization,

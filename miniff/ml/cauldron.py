@@ -299,7 +299,7 @@ def _total_energy(runs, s, dtype):
             e = r.atomic.sum(1)
             energy = e if energy is None else energy + e
         else:
-            energy = (torch.zeros(s, 1, dtype=dtype) if energy is None else energy).index_add(
+            energy = (r.atomic.new_zeros(s, 1, dtype=dtype) if energy is None else energy).index_add(
                 0, r.compact[1], r.atomic.reshape(-1, 1))
     return energy
 
@@ -329,11 +329,11 @@ def _strain_gradients(runs, per_point, volume):
             flat = r.compact[2]
             rows = _cached(d, "_compact_strain_cache", (strain, flat),
                            lambda s=strain, i=flat: s.reshape(-1, s.shape[2], 6)[i])
-            w = torch.zeros(d.n_samples, 6, dtype=r.dE_dx.dtype).index_add(
+            w = r.dE_dx.new_zeros(d.n_samples, 6).index_add(
                 0, r.compact[1], torch.einsum("nf,nfv->nv", r.dE_dx, rows))
         virial = w if virial is None else virial + w
     if virial is None:
-        virial = torch.zeros(per_point[0].n_samples, 6, dtype=per_point[0].dtype)
+        virial = volume.new_zeros(per_point[0].n_samples, 6, dtype=per_point[0].dtype)
     return virial / volume[:, None]
 
 
@@ -354,7 +354,7 @@ def _position_gradients(runs, per_point, n_atoms, create_graph):
         gradients = g if gradients is None else gradients + g
     if gradients is None:
         d = per_point[0]
-        gradients = torch.zeros(d.n_samples, n_atoms, 3, dtype=d.dtype)
+        gradients = torch.zeros(d.n_samples, n_atoms, 3, dtype=d.dtype, device=d.features.device)
     return gradients
 
 

@@ -141,7 +141,8 @@ class PerCellDataset(torch.utils.data.Dataset):
         """Which samples' reference stresses count, Tensor of shape (S,) bool (None without stresses)."""
         if self.stress is None:
             return None
-        return torch.ones(self.n_samples, dtype=torch.bool) if self.has_stress is None else self.has_stress
+        return torch.ones(self.n_samples, dtype=torch.bool, device=self.stress.device) if self.has_stress is None \
+            else self.has_stress
 
     def to(self, dtype):
         """A copy with every floating-point field cast to ``dtype``."""

@@ -97,6 +97,19 @@ class CommitteePotential(LocalPotential):
         self._last_extrapolation = None
 
     @property
+    def device(self):
+        """The device of the members' networks (see :meth:`~miniff.ml.NNPotential.set_device`; None: the CPU)."""
+        return self.members[0].device
+
+    def set_device(self, device):
+        """Evaluate every member's network and Jacobian contraction on ``device`` (see
+        :meth:`miniff.ml.NNPotential.set_device`); the descriptors stay CPU-computed, once for all members.
+        Returns ``self``."""
+        for m in self.members:
+            m.set_device(device)
+        return self
+
+    @property
     def on_extrapolation(self):
         """``"ignore"``, ``"warn"`` or ``"raise"`` (see :class:`~miniff.ml.NNPotential`)."""
         return self._on_extrapolation

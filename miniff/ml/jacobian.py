@@ -193,13 +193,13 @@ class SparseJacobian:
         SparseJacobian
             With ``n_samples = K``; sample ``k`` of the result is sample ``indices[k]`` of this one.
         """
-        indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+        indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1).to(self.ptr_s.device)
         start = self.ptr_s[indices]
         count = self.ptr_s[indices + 1] - start
         total = int(count.sum())
-        new_sample = torch.repeat_interleave(torch.arange(len(indices)), count)
+        new_sample = torch.repeat_interleave(torch.arange(len(indices), device=count.device), count)
         offsets = torch.cumsum(count, 0) - count
-        entries = torch.arange(total) - torch.repeat_interleave(offsets - start, count)
+        entries = torch.arange(total, device=count.device) - torch.repeat_interleave(offsets - start, count)
         return SparseJacobian(new_sample, self.point_e[entries], self.atom_e[entries], self.values_edc[entries],
                               len(indices), self.n_points, self.n_atoms)
 

@@ -153,62 +153,63 @@ class Normalization:
     # ------------------------------------------------------------------ energies
     def fw_energy(self, energy, atom_counts, inplace=False):
         """Total energies ``[S, 1]`` eV -> normalised; ``atom_counts [S, n_species]``."""
-        out = (energy - atom_counts.to(energy.dtype) @ self.energy_offsets.to(energy.dtype)) \
-            / self.energy_scale.to(energy.dtype)
+        out = (energy - atom_counts.to(energy) @ self.energy_offsets.to(energy)) \
+            / self.energy_scale.to(energy)
         return energy.copy_(out) if inplace else out
 
     def bw_energy(self, energy, atom_counts, inplace=False):
         """Normalised total energies ``[S, 1]`` -> eV."""
-        out = energy * self.energy_scale.to(energy.dtype) \
-            + atom_counts.to(energy.dtype) @ self.energy_offsets.to(energy.dtype)
+        out = energy * self.energy_scale.to(energy) \
+            + atom_counts.to(energy) @ self.energy_offsets.to(energy)
         return energy.copy_(out) if inplace else out
 
     def fw_energy_components(self, energy, k, inplace=False):
         """Per-atom energies ``[S, M, 1]`` eV of species ``k`` -> normalised."""
-        out = (energy - self.energy_offsets[k, 0].to(energy.dtype)) / self.energy_scale.to(energy.dtype)
+        out = (energy - self.energy_offsets[k, 0].to(energy)) / self.energy_scale.to(energy)
         return energy.copy_(out) if inplace else out
 
     def bw_energy_components(self, energy, k, inplace=False):
         """Normalised per-atom energies ``[S, M, 1]`` of species ``k`` -> eV."""
-        out = energy * self.energy_scale.to(energy.dtype) + self.energy_offsets[k, 0].to(energy.dtype)
+        out = energy * self.energy_scale.to(energy) + self.energy_offsets[k, 0].to(energy)
         return energy.copy_(out) if inplace else out
 
-    def _g_factor(self, dtype):
+    def _g_factor(self, like):
+        """``length_scale / energy_scale`` with the dtype and device of the tensor ``like``."""
         self._need_length()
-        return (self.length_scale / self.energy_scale).to(dtype)
+        return (self.length_scale / self.energy_scale).to(like)
 
     def fw_energy_g(self, energy_g, inplace=False):
         """Energy gradients ``[S, N, 3]`` eV/Å -> normalised."""
-        out = energy_g * self._g_factor(energy_g.dtype)
+        out = energy_g * self._g_factor(energy_g)
         return energy_g.copy_(out) if inplace else out
 
     def bw_energy_g(self, energy_g, inplace=False):
         """Normalised energy gradients ``[S, N, 3]`` -> eV/Å."""
-        out = energy_g / self._g_factor(energy_g.dtype)
+        out = energy_g / self._g_factor(energy_g)
         return energy_g.copy_(out) if inplace else out
 
     def fw_stress(self, stress, inplace=False):
         """Stresses ``[S, 6]`` eV/Å³ -> normalised (divided by ``energy_scale``)."""
-        out = stress / self.energy_scale.to(stress.dtype)
+        out = stress / self.energy_scale.to(stress)
         return stress.copy_(out) if inplace else out
 
     def bw_stress(self, stress, inplace=False):
         """Normalised stresses ``[S, 6]`` -> eV/Å³."""
-        out = stress * self.energy_scale.to(stress.dtype)
+        out = stress * self.energy_scale.to(stress)
         return stress.copy_(out) if inplace else out
 
     # ------------------------------------------------------------------ features
     def fw_features_strain(self, x, k):
         """Strain derivatives ``[S, M, F, 6]`` of the features of species ``k`` -> normalised ``[S, M, F', 6]``."""
-        return torch.matmul(x.transpose(-1, -2), self._pinv[k].to(x.dtype)).transpose(-1, -2)
+        return torch.matmul(x.transpose(-1, -2), self._pinv[k].to(x)).transpose(-1, -2)
 
     def bw_features_strain(self, x, k):
         """Normalised strain derivatives ``[S, M, F', 6]`` of species ``k`` -> raw ``[S, M, F, 6]``."""
-        return torch.matmul(x.transpose(-1, -2), self.features_scale[k].to(x.dtype)).transpose(-1, -2)
+        return torch.matmul(x.transpose(-1, -2), self.features_scale[k].to(x)).transpose(-1, -2)
 
     def fw_features(self, x, k, inplace=False):
         """Features ``[..., F]`` of species ``k`` -> normalised ``[..., F']``."""
-        out = (x - self.features_offsets[k].to(x.dtype)) @ self._pinv[k].to(x.dtype)
+        out = (x - self.features_offsets[k].to(x)) @ self._pinv[k].to(x)
         if inplace:
             if out.shape != x.shape:
                 raise ValueError("inplace transform impossible: the feature count changes (PCA)")
@@ -217,7 +218,7 @@ class Normalization:
 
     def bw_features(self, x, k, inplace=False):
         """Normalised features ``[..., F']`` of species ``k`` -> raw ``[..., F]``."""
-        out = x @ self.features_scale[k].to(x.dtype) + self.features_offsets[k].to(x.dtype)
+        out = x @ self.features_scale[k].to(x) + self.features_offsets[k].to(x)
         if inplace:
             if out.shape != x.shape:
                 raise ValueError("inplace transform impossible: the feature count changes (PCA)")
@@ -227,7 +228,7 @@ class Normalization:
     @staticmethod
     def _jac_map(values_edc, m, factor):
         """``values_edc [E, F, 3]`` -> ``sum_d values[e, d, c] m[d, k] * factor`` (``[E, D', 3]``)."""
-        m = m.to(values_edc.dtype)
+        m = m.to(values_edc)
         if m.shape[0] == m.shape[1] and bool((m == torch.diag(torch.diagonal(m))).all()):
             return values_edc * (torch.diagonal(m) * factor)[None, :, None]
         return torch.matmul(values_edc.transpose(1, 2), m * factor).transpose(1, 2).contiguous()
@@ -247,9 +248,9 @@ class Normalization:
 
     def _map_g(self, x, m, factor, inplace):
         if isinstance(x, torch.Tensor):
-            out = torch.einsum("spdac,dk->spkac", x, m.to(x.dtype)) * factor.to(x.dtype)
+            out = torch.einsum("spdac,dk->spkac", x, m.to(x)) * factor.to(x)
             return x.copy_(out) if inplace else out
-        values = self._jac_map(x.values_edc, m, factor.to(x.dtype))
+        values = self._jac_map(x.values_edc, m, factor.to(x.values_edc))
         if inplace:
             if values.shape != x.values_edc.shape:
                 raise ValueError("inplace transform impossible: the feature count changes (PCA)")
@@ -261,14 +262,14 @@ class Normalization:
         """Charges ``[S, M, 1]`` of species ``k`` -> normalised."""
         if self.charges_scale is None:
             raise ValueError("this Normalization has no charge scales")
-        out = (x - self.charges_offsets[k].to(x.dtype)) / self.charges_scale[k].to(x.dtype)
+        out = (x - self.charges_offsets[k].to(x)) / self.charges_scale[k].to(x)
         return x.copy_(out) if inplace else out
 
     def bw_charges(self, x, k, inplace=False):
         """Normalised charges ``[S, M, 1]`` of species ``k`` -> e."""
         if self.charges_scale is None:
             raise ValueError("this Normalization has no charge scales")
-        out = x * self.charges_scale[k].to(x.dtype) + self.charges_offsets[k].to(x.dtype)
+        out = x * self.charges_scale[k].to(x) + self.charges_offsets[k].to(x)
         return x.copy_(out) if inplace else out
 
     # ------------------------------------------------------------------ datasets

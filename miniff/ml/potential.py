@@ -214,31 +214,81 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
         all_atoms = bool(sel.all())
         if not sel.any():
             return energy_n, grad_pc
+        net, dev = self._network()
         x = torch.from_numpy(np.ascontiguousarray(values_nf if all_atoms else values_nf[sel], dtype=np.float64))
+        x = x if dev is None else x.to(dev)
         if not grad:
             with torch.no_grad():
-                e = self.nn(x)[:, 0]
-            energy_n[sel] = e.numpy()
+                e = net(x)[:, 0]
+            energy_n[sel] = e.cpu().numpy()
             return energy_n, None
         with torch.enable_grad():
             x.requires_grad_(True)
-            e = self.nn(x)[:, 0]
+            e = net(x)[:, 0]
             (g_nf,) = torch.autograd.grad(e.sum(), x)
-        energy_n[sel] = e.detach().numpy()
-        # grad_pc[p] = g_nf[i_p] . jac_pfc[p]: numpy's stacked matmul (a batch of P tiny products; ~10x faster
-        # than torch.bmm for these shapes)
-        jac = np.ascontiguousarray(jac_pfc, dtype=np.float64)
+        energy_n[sel] = e.detach().cpu().numpy()
         i_p = np.asarray(nw.pairs.i_p, dtype=np.int64)
-        g_nf = g_nf.detach().numpy()
         if all_atoms:
-            np.matmul(g_nf[i_p][:, None, :], jac, out=grad_pc[:, None, :])
+            keep, rows = slice(None), i_p
         else:
             pos_n = np.full(n, -1, dtype=np.int64)
             pos_n[sel] = np.arange(int(sel.sum()))
             pos_p = pos_n[i_p]
             keep = np.flatnonzero(pos_p >= 0)
-            grad_pc[keep] = np.matmul(g_nf[pos_p[keep]][:, None, :], jac[keep])[:, 0, :]
+            rows = pos_p[keep]
+        if dev is None:
+            # on the CPU, grad_pc[p] = g_nf[i_p] . jac_pfc[p] by numpy's stacked matmul (a batch of P tiny
+            # products; ~10x faster than torch.bmm for these shapes), straight into grad_pc for all atoms
+            jac = np.ascontiguousarray(jac_pfc, dtype=np.float64)
+            g_nf = g_nf.detach().numpy()
+            if all_atoms:
+                np.matmul(g_nf[i_p][:, None, :], jac, out=grad_pc[:, None, :])
+            else:
+                grad_pc[keep] = np.matmul(g_nf[rows][:, None, :], jac[keep])[:, 0, :]
+            return energy_n, grad_pc
+        # the Jacobian contraction on the device, one copy of [P, F, 3] there
+        jac = torch.from_numpy(np.ascontiguousarray(jac_pfc, dtype=np.float64))
+        if not all_atoms:
+            jac = jac[torch.from_numpy(keep)]
+        jac = jac.to(dev)
+        g_pf = g_nf[torch.from_numpy(rows).to(g_nf.device)]
+        grad_pc[keep] = torch.bmm(g_pf.unsqueeze(1), jac).squeeze(1).cpu().numpy()
         return energy_n, grad_pc
+
+    # ------------------------------------------------------------------ device
+    @property
+    def device(self):
+        """The ``torch.device`` the network and the Jacobian contraction run on, or None: the CPU, in place (the
+        default).  Set with :meth:`set_device`."""
+        return getattr(self, "_device", None)
+
+    def set_device(self, device):
+        """Evaluate the network and the Jacobian contraction on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+        ``"auto"``; None: back to the default CPU path); the descriptors stay CPU-computed.  A float64 copy of
+        the network is kept on the device (made again when :attr:`nn` is replaced; after changing the network's
+        tensors in place, call this again).  Saved files are unchanged (plain CPU tensors).  Returns ``self``.
+
+        Raises
+        ------
+        ValueError
+            An unknown device, or ``"cuda"`` when torch sees no GPU.
+        """
+        from miniff.ml.device import resolve_device
+
+        self._device = None if device is None else resolve_device(device)
+        self._device_nn = None
+        return self
+
+    def _network(self):
+        """``(network, device)``: :attr:`nn` and None by default, else the network's copy on :attr:`device`."""
+        dev = self.device
+        if dev is None:
+            return self.nn, None
+        cached = getattr(self, "_device_nn", None)
+        if cached is None or cached[0] is not self.nn:
+            cached = (self.nn, copy.deepcopy(self.nn).to(dev))
+            self._device_nn = cached
+        return cached[1], dev
 
     def accumulate(self, nw, energy_n, grad_pc=None, n_threads=None):
         """Add this potential's energies to ``energy_n`` [N] and gradients to ``grad_pc`` [P, 3] (if given)."""
@@ -343,7 +393,7 @@ def descriptor_ranges(dataset, normalization=None):
         x = d.features
         if normalization is not None:
             x = normalization.bw_features(x, k)
-        x = x.detach().to(torch.float64)[d.mask.to(torch.bool)].numpy()
+        x = x.detach().to(torch.float64)[d.mask.to(torch.bool)].cpu().numpy()
         out.append(np.stack([x.min(axis=0), x.max(axis=0)], axis=1) if len(x) else None)
     return out
 

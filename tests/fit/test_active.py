@@ -125,6 +125,32 @@ def test_select_frames_threshold_extrapolation_and_duplicates(data):
     assert len(selected) == 1
 
 
+def test_select_frames_shares_the_frames_among_trajectories(data):
+    """Balanced: in rounds over the trajectories, each by its own spread order; default: largest spread first."""
+    train, _ = data
+    committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
+                                                      tag="Cu") for _ in range(2)])
+    structures = []
+    for k in range(6):   # six different structures (no duplicates)
+        a = train[0].copy()
+        a.rattle(0.05, seed=10 + k)
+        structures.append(a)
+    spreads = {"hot": [0.9, 0.8, 0.7], "warm": [0.5, 0.3], "cold": [0.2]}
+    frames, k = [], 0
+    for traj, values in spreads.items():
+        for j, v in enumerate(values):
+            frames.append(active_steps.Candidate(structures[k], v, 0, f"{traj}{j}", traj))
+            k += 1
+    selected, n = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0,
+                                             balance_trajectories=True)
+    assert n == 6 and [f.source for f in selected] == ["hot0", "warm0", "cold0", "hot1"]
+    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0)
+    assert [f.source for f in selected] == ["hot0", "hot1", "hot2", "warm0"]
+    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.4, max_frames=4, dedup_tolerance=0,
+                                             balance_trajectories=True)
+    assert [f.source for f in selected] == ["hot0", "warm0", "hot1", "hot2"]   # only frames above the threshold
+
+
 def test_relaxations_job_stage_and_errors(data, tmp_path):
     from ase.io import write
 

@@ -22,7 +22,7 @@ PREPARE_SCHEMA = [
     ("nw_kwargs", None), ("learn_cauldron_kwargs", None), ("normalization_kwargs", None), ("test_set", 0.1),
     ("split_seed", 0), ("nn_kwargs", None), ("closure_kwargs", None), ("forces", None), ("group_weights", None),
     ("checkpoint", None), ("resume", True), ("load", None), ("parallel", False), ("cuda", None),
-    ("plot_kwargs", None), ("committee", None), ("stress", None),
+    ("plot_kwargs", None), ("committee", None), ("stress", None), ("device", "cpu"),
 ]
 
 SMALL = {"cells_subset": 12, "cutoff": 5.0, "test_set": 3, "forces": True,

@@ -259,3 +259,25 @@ def test_a_miniff_row_that_did_not_run_fails_the_command(monkeypatch, tmp_path, 
     assert [r["tool"] for r in cli.failed_miniff_rows(rows)] == ["miniff"]
     rows[2]["status"] = "ok"
     assert cli.main(["run", "--profile", "smoke", "--output", str(tmp_path / "r.json")]) == 0
+
+
+@pytest.mark.slow
+def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
+    """A tiny learning-efficiency run: both curves start from the same fit, the active curve grows by the
+    workflow's selection, and the results file and plot are written."""
+    import json
+
+    from benchmarks import bench_uncertainty
+
+    monkeypatch.setattr(bench_uncertainty, "LEARNING_FIT", {"cutoff": 5.0, "default_descriptor_kwargs": {"n": 2},
+                                                            "nn_kwargs": {"n_internal": 3, "n_layers": 1}})
+    runs = bench_uncertainty.learning_efficiency(seeds=(0,), n_initial=4, step=2, n_random=(4, 8), max_active=6,
+                                                 n_epochs=1, pool_per_temperature=3, held_per_temperature=1,
+                                                 progress=False)
+    (run,) = runs
+    assert run["active"][4] == run["random"][4]                 # the same first fit
+    assert set(run["active"]) <= {4, 6} and len(run["active_temperatures"]) == 2 * (len(run["active"]) - 1)
+    path = bench_uncertainty.write_learning_results(runs, {"smoke": True}, tmp_path, balanced_runs=runs)
+    data = json.loads(path.read_text())
+    assert data["runs"][0]["seed"] == 0 and "runs_balance_trajectories" in data
+    assert (tmp_path / bench_uncertainty.LEARNING_PLOT).stat().st_size > 0

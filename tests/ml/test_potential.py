@@ -165,6 +165,12 @@ def test_load_potentials_in_a_fresh_process_with_only_ml_imported(tmp_path):
     path = tmp_path / "pots.pt"
     ml.save_potentials(ml.potentials_from_ml_data([net], {"Si": desc}), path)
     code = f"import miniff.ml as ml; p = ml.load_potentials({str(path)!r}); print(type(p[0]).__name__, len(p))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    import os
+    from pathlib import Path
+
+    import miniff
+
+    env = dict(os.environ, PYTHONPATH=str(Path(miniff.__file__).resolve().parent.parent))   # the miniff under test
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["NNPotential", "1"]
