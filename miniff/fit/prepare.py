@@ -244,8 +244,8 @@ class FitPreparation(Workflow):
 
     def _make_networks(self, nn_kwargs):
         """Build one network per species (sorted species order), initialised from torch's global generator; with
-        ``nn_kwargs["single"]``, one SingleNN (``embedding``: ``"one-hot"`` or a learned size) seen through one
-        view per species.
+        ``nn_kwargs["single"]``, one SingleNN (``embedding``: ``"one-hot"`` or a learned size; ``species_output``)
+        seen through one view per species.
 
         Reads ``descriptors``, ``dtype`` and, for bounded outputs, ``datasets["learn"]``.  Sets ``nn``.
         """
@@ -254,8 +254,9 @@ class FitPreparation(Workflow):
         if nn_kwargs.pop("single", False):  # SingleNN: one network, one view per species sharing its tensors
             self.nn = [v.to(self.dtype) for v in single_nn_networks(self.descriptors, **nn_kwargs)]
         else:
-            if "embedding" in nn_kwargs:
-                raise ValueError("nn_kwargs: embedding is an option of SingleNN; add single: true")
+            for key in ("embedding", "species_output"):
+                if key in nn_kwargs:
+                    raise ValueError(f"nn_kwargs: {key} is an option of SingleNN; add single: true")
             self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
         if nn_kwargs.get("output_activation"):
             self._init_output_ranges()
