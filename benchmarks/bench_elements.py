@@ -53,10 +53,16 @@ def _fit(path, setup, epochs, cutoff):
     t0 = time.perf_counter()
     wf = FitWorkflow(seed=0)
     wf.prepare(str(path), test_set=0.2, forces=True, cutoff=cutoff, **SETUPS[setup])
-    wf.run(n_epochs=epochs, progress=False, summary=False)
+    print(f"[elements] {setup}: prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    wf.run(n_epochs=epochs, progress=False, summary=False,
+           after_epoch=lambda w: print(f"[elements] {setup}: epoch {len(w.history)} done at "
+                                       f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     metrics = wf.metrics("test")
     counts = {s: len(d) for s, d in wf.descriptors.items()}
+    print(f"[elements] {setup}: {max(counts.values())} descriptors, {wall:.0f} s, validation "
+          f"{1000 * metrics['energy_rmse']:.2f} meV/atom, {1000 * metrics.get('force_rmse', float('nan')):.1f} meV/Å",
+          file=sys.stderr, flush=True)
     return wf, wall, metrics, counts
 
 
