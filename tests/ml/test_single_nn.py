@@ -180,6 +180,7 @@ def test_fit_with_single_network_shares_parameters_and_predicts_what_it_saves(tm
     assert len(params) == len({id(p) for p in params}) == len(list(wf.nn[0].single.parameters()))
     wf.run(n_epochs=3, save=True, save_fn=str(tmp_path / "s.json"), progress=False)
     assert wf.history[-1]["loss"] < wf.history[0]["loss"]
+    assert wf.nn[0].single.output_weight.abs().max() > 0   # the per-species output layers were fitted
     pots = ml_util.load_potentials(tmp_path / "s.json")
     predicted = wf.predict("test")["energy_pred"]
     for k, cell in enumerate(cells[16:20]):
@@ -189,6 +190,10 @@ def test_fit_with_single_network_shares_parameters_and_predicts_what_it_saves(tm
         ml_util.FitWorkflow(seed=0).prepare(cells[:6], descriptor_recipe="wacsf", cutoff=5.5, test_set=1,
                                             default_descriptor_kwargs={"n": 2, "zeta": [1]},
                                             nn_kwargs={"embedding": 2})
+    with pytest.raises(ValueError, match="species_output is an option of SingleNN"):
+        ml_util.FitWorkflow(seed=0).prepare(cells[:6], descriptor_recipe="wacsf", cutoff=5.5, test_set=1,
+                                            default_descriptor_kwargs={"n": 2, "zeta": [1]},
+                                            nn_kwargs={"species_output": False})
 
 
 def test_a_job_file_fits_chebyshev_descriptors_and_a_single_network_with_a_learned_embedding(tmp_path,
@@ -203,11 +208,13 @@ def test_a_job_file_fits_chebyshev_descriptors_and_a_single_network_with_a_learn
                    "prepare": {"fn_cells": "cupt.extxyz", "cells_index": ":12", "cutoff": 5.5, "test_set": 2,
                                "descriptor_recipe": "chebyshev",
                                "default_descriptor_kwargs": {"radial_order": 3, "angular_order": 2},
-                               "nn_kwargs": {"single": True, "embedding": 2, "n_internal": 3, "n_layers": 2}},
+                               "nn_kwargs": {"single": True, "embedding": 2, "species_output": False,
+                                             "n_internal": 3, "n_layers": 2}},
                    "run": {"n_epochs": 1, "save_fn": "s.pt", "progress": False}}}
     (tmp_path / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
     (fit,) = ml_util.run_job_file(tmp_path / "job.yml")
     assert fit.nn[0].single.embedding.shape == (2, 2) and fit.nn[0].single.embedding.requires_grad
+    assert fit.nn[0].single.output_weight is None   # species_output: false, every layer after the input shared
     assert {s: [d.family.tag for d in v] for s, v in fit.descriptors.items()} == \
         {s: (["Chebyshev radial"] * 4 + ["Chebyshev angular"] * 3) * 2 for s in ("Cu", "Pt")}
     assert fit.descriptors["Cu"][-1].parameters["weights"] == {"Cu": -1.0, "Pt": 1.0}
