@@ -62,7 +62,7 @@ def _fit(path, setup, epochs, cutoff):
     wf.prepare(str(path), test_set=0.2, forces=True, cutoff=cutoff, **SETUPS[setup])
     print(f"[elements] {setup}: prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     wf.run(n_epochs=epochs, progress=False, summary=False,
-           after_epoch=lambda w: print(f"[elements] {setup}: epoch {len(w.history)} done at "
+           after_epoch=lambda w: print(f"[elements] {setup}: epoch {w.epoch} done at "
                                        f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     metrics = wf.metrics("test")
