@@ -9,14 +9,18 @@ cutoff=cutoff, <below>)`` then ``run(n_epochs=epochs)``, everything else at the 
 (i) ``behler``: miniff's per-species-pair Behler recipe, one network per species;
 (ii) ``wacsf``: the element-weighted recipe, one network per species;
 (iii) ``chebyshev+singlenn``: aenet's Chebyshev type-spin recipe with one network for every species
-    (``nn_kwargs={"single": True}``).
+    (``nn_kwargs={"single": True}``: a one-hot species input and a species-specific output layer).
+
+All three get the same data, split, cutoff, epochs and optimizer (100 L-BFGS iterations per epoch) and end
+with the networks of their best validation epoch; the networks differ as the defaults make them (15-wide
+hidden layers; one per species for (i) and (ii), one shared for (iii)).
 
 Rows ``elements-fit`` (one per set-up, ``n_atoms`` = atoms in the data): the wall time of prepare + run (one run;
 the three set-ups run one after the other); the check detail gives the descriptor count per species and the
-validation energy (meV/atom) and force (meV/Å) RMSEs. Rows ``elements-descriptors``: descriptor values of the
-validation structures (neighbour lists prebuilt), timed interleaved over the three set-ups; ``ratio`` = time
-of the set-up / time of (i). ``derived`` holds the numbers the targets read, and the Chebyshev recipe's count
-for 2 and 7 elements.
+validation energy (meV/atom) and force (meV/Å) RMSEs (``derived``: also the number of trained parameters).
+Rows ``elements-descriptors``: descriptor values of the validation structures (neighbour lists prebuilt), timed
+interleaved over the three set-ups; ``ratio`` = time of the set-up / time of (i). ``derived`` holds the numbers
+the targets read, and the Chebyshev recipe's count for 2 and 7 elements.
 """
 
 import subprocess
@@ -48,16 +52,27 @@ def _generate(folder, n_structures, elements, seed=0):
 
 
 def _fit(path, setup, epochs, cutoff):
+    import torch
+
+    from miniff.ml import unique_parameters
     from miniff.ml_util import FitWorkflow
 
     t0 = time.perf_counter()
     wf = FitWorkflow(seed=0)
     wf.prepare(str(path), test_set=0.2, forces=True, cutoff=cutoff, **SETUPS[setup])
-    wf.run(n_epochs=epochs, progress=False, summary=False)
+    print(f"[elements] {setup}: prepared in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    wf.run(n_epochs=epochs, progress=False, summary=False,
+           after_epoch=lambda w: print(f"[elements] {setup}: epoch {w.epoch} done at "
+                                       f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True))
     wall = time.perf_counter() - t0
     metrics = wf.metrics("test")
     counts = {s: len(d) for s, d in wf.descriptors.items()}
-    return wf, wall, metrics, counts
+    n_parameters = len(torch.nn.utils.parameters_to_vector(unique_parameters(wf.nn)))
+    print(f"[elements] {setup}: {max(counts.values())} descriptors, {n_parameters} parameters, {wall:.0f} s, "
+          f"validation {1000 * metrics['energy_rmse']:.2f} meV/atom, "
+          f"{1000 * metrics.get('force_rmse', float('nan')):.1f} meV/Å",
+          file=sys.stderr, flush=True)
+    return wf, wall, metrics, counts, n_parameters
 
 
 def _descriptor_call(wf):
@@ -102,8 +117,8 @@ def run(settings, n_structures=300, epochs=10, elements=ELEMENTS, cutoff=5.0):
     with tempfile.TemporaryDirectory(prefix="miniff-bench-elements-") as folder:
         path = _generate(folder, n_structures, elements)
         for setup in SETUPS:
-            wf, wall, metrics, counts = _fit(path, setup, epochs, cutoff)
-            fits[setup] = {"wf": wf, "wall": wall, "metrics": metrics, "counts": counts}
+            wf, wall, metrics, counts, n_parameters = _fit(path, setup, epochs, cutoff)
+            fits[setup] = {"wf": wf, "wall": wall, "metrics": metrics, "counts": counts, "parameters": n_parameters}
     n_atoms = sum(len(c.values) for c in fits["behler"]["wf"].cells)
     calls = {}
     for setup, fit in fits.items():
@@ -129,8 +144,8 @@ def run(settings, n_structures=300, epochs=10, elements=ELEMENTS, cutoff=5.0):
                         check_detail=f"{count} descriptors per species" if t else errors.get(setup, ""),
                         threads="OpenMP (default)",
                         note="values of the validation cells, lists prebuilt; ratio: time / time of behler"))
-        derived[setup] = {"descriptors": count, "fit_s": fit["wall"], "energy_rmse_mev": energy,
-                          "force_rmse_mev": force,
+        derived[setup] = {"descriptors": count, "parameters": fit["parameters"], "fit_s": fit["wall"],
+                          "energy_rmse_mev": energy, "force_rmse_mev": force,
                           "descriptor_us_per_atom": None if per_atom is None else 1e6 * per_atom}
     derived["chebyshev_count_2_to_7"] = [
         max(len(v) for v in default_chebyshev_descriptors(list(e), a=6.35).values())

@@ -263,9 +263,9 @@ class FitPreparation(Workflow):
 
     def _make_networks(self, nn_kwargs, defaults=None):
         """Build one network per species (sorted species order), initialised from torch's global generator; with
-        ``nn_kwargs["single"]``, one SingleNN (``embedding``: ``"one-hot"`` or a learned size) seen through one
-        view per species.  ``defaults`` (e.g. :data:`DEFAULT_NN_KWARGS`) complete the ``nn_kwargs`` of
-        per-species networks.
+        ``nn_kwargs["single"]``, one SingleNN (``embedding``: ``"one-hot"`` or a learned size; ``species_output``)
+        seen through one view per species.  ``defaults`` (e.g. :data:`DEFAULT_NN_KWARGS`) complete the
+        ``nn_kwargs`` of per-species networks.
 
         Reads ``descriptors``, ``dtype`` and, for bounded outputs, ``datasets["learn"]``.  Sets ``nn``.
         """
@@ -276,8 +276,9 @@ class FitPreparation(Workflow):
         if nn_kwargs.pop("single", False):  # SingleNN: one network, one view per species sharing its tensors
             self.nn = [v.to(self.dtype) for v in single_nn_networks(self.descriptors, **nn_kwargs)]
         else:
-            if "embedding" in nn_kwargs:
-                raise ValueError("nn_kwargs: embedding is an option of SingleNN; add single: true")
+            for key in ("embedding", "species_output"):
+                if key in nn_kwargs:
+                    raise ValueError(f"nn_kwargs: {key} is an option of SingleNN; add single: true")
             self.nn = [behler_nn(len(self.descriptors[s]), **nn_kwargs).to(self.dtype) for s in self.descriptors]
         for net in self.nn:
             net.to(device=self.device)

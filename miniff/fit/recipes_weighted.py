@@ -10,10 +10,12 @@ neighbours and the sums weighted by the atomic number), the recipe makes
   recipe does per species pair (:func:`miniff.fit.recipes.default_behler_descriptors`);
 - weighted angular descriptors for every ``eta3`` x ``zeta`` x ``lambda = +-1`` (``r_sphere = 0``).
 
-With the defaults that is ``2 x (6 + 8) = 28`` descriptors per species for any number of elements (the Behler
+With the defaults that is ``2 x (6 + 16) = 44`` descriptors per species for any number of elements (the Behler
 recipe gives ``6 E + 8 W E (E + 1) / 2`` for E elements and W angular widths: 270 for five with the workflow's
-default two widths). With one species in the data the channels are proportional to each other, so only the
-first is kept.
+default two widths). The angular functions have the Behler recipe's two widths, 0 and 0.3 1/Å² (the second
+resolves the first neighbour shell): on a 5-element EMT set (``docs/many-elements.md``) one width (28
+descriptors) gave twice the Behler set's validation force error, two widths (44) less than it. With one
+species in the data the channels are proportional to each other, so only the first is kept.
 """
 
 import numpy as np
@@ -35,7 +37,7 @@ __all__ = ["default_wacsf_descriptors", "WACSF_DEFAULTS", "default_chebyshev_des
 
 #: Defaults of :func:`default_wacsf_descriptors`: radial count, first turning point (times the shortest
 #: distance), angular widths (1/Å²), angular exponents, weight tables.
-WACSF_DEFAULTS = {"n": 6, "left": 1.0, "eta3": (0.0,), "zeta": (1, 2, 4, 16), "weights": ("unit", "Z")}
+WACSF_DEFAULTS = {"n": 6, "left": 1.0, "eta3": (0.0, 0.3), "zeta": (1, 2, 4, 16), "weights": ("unit", "Z")}
 
 
 def default_wacsf_descriptors(arg, a, n=WACSF_DEFAULTS["n"], left=WACSF_DEFAULTS["left"], eta=None, d_min=None,

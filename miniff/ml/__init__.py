@@ -7,8 +7,8 @@ The pieces, in the order of a fit:
    gradients ``[S, N, 3]`` eV/Å) + one :class:`PerPointDataset` per species (features ``[S, M, F]``, mask
    ``[S, M]``, Jacobian as a :class:`SparseJacobian`), normalised by a :class:`Normalization`.
 2. :class:`SequentialSoleEnergyNN` makes one atomic network per species; or :class:`SingleNN` one network for
-   every species, the species entering as a one-hot or learned embedding (:func:`single_nn_networks` gives
-   the fit one :class:`SpeciesNetwork` view per species).
+   every species, the species entering as a one-hot or learned embedding and choosing its own output layer
+   (:func:`single_nn_networks` gives the fit one :class:`SpeciesNetwork` view per species).
 3. :func:`forward_cauldron` predicts total energies (and gradients, for force training) of a dataset.
 4. :func:`potentials_from_ml_data` turns fitted networks into :class:`NNPotential` objects that work with
    ``NeighborWrapper.eval/total/grad/stress/relax``; :func:`save_potentials` / :func:`load_potentials`

@@ -11,9 +11,18 @@ vector of species ``s``) or learned vectors (``embedding=d``, an int: ``[n_speci
 species must have the same number of descriptors, in the same order (the element-agnostic recipes such as
 ``"wacsf"`` give that).
 
-Because the embedding enters only the first ``Linear`` layer ``W [x, e] + b = W_x x + (b + W_e e_s)``, the
-network of species ``s`` is exactly a plain per-species network with first-layer weight ``W_x`` and bias
-``b + W_e e_s`` (:meth:`SpeciesNetwork.to_sequential`). So:
+By default (``species_output=True``) every species also has its own output layer, the ``Linear`` layer that
+makes the atomic energy from the last hidden layer ``h``: ``E_i = (w + dw_s) . h + (c + dc_s)``, with shared
+``w``, ``c`` (``body``'s layer) and per-species offsets ``dw_s``, ``dc_s`` that start at 0 (so the initial
+network is the shared one). This is the SingleNN of Liu and Kitchin (shared hidden layers, an element-specific
+output layer); the input embedding alone only shifts the first layer's bias per species, which fitted the
+forces of a 5-element EMT set worse (measured in ``docs/many-elements.md``). ``species_output=False`` gives the
+plain shared body.
+
+Because the embedding enters only the first ``Linear`` layer ``W [x, e] + b = W_x x + (b + W_e e_s)``, and the
+output offsets only the output layer, the network of species ``s`` is exactly a plain per-species network with
+first-layer weight ``W_x``, bias ``b + W_e e_s`` and output layer ``(w + dw_s, c + dc_s)``
+(:meth:`SpeciesNetwork.to_sequential`). So:
 
 - the fit trains the shared parameters through one :class:`SpeciesNetwork` view per species (the fit's
   ``nn`` list; the views share every tensor, :func:`unique_parameters` lists each once);
@@ -68,6 +77,9 @@ class SingleNN(torch.nn.Module):
     embedding : "one-hot" or int
         ``"one-hot"``: a fixed unit vector per species (``d = len(species)``); an int ``d >= 1``: learned
         vectors ``[len(species), d]``, initialised from a unit normal distribution (torch's global generator).
+    species_output : bool
+        Give every species its own output layer (shared layer + per-species offsets, see the module
+        docstring); False: every layer after the input is shared.
     **network_kwargs
         Arguments of :class:`~miniff.ml.networks.SequentialSoleEnergyNN` for ``body`` (``n_internal``,
         ``n_layers``, ``activation``, ``bias``, ``dtype``, ``output_activation``, ``init``); its input width is
@@ -79,9 +91,16 @@ class SingleNN(torch.nn.Module):
         The shared network ``[n_inputs + d] -> [1]``.
     embedding : torch.Tensor
         ``[len(species), d]``: a buffer (one-hot) or a parameter (learned).
+    output_index : int
+        Position in ``body`` of the output layer (the ``Linear`` making the atomic energy, before the output
+        scaling of ``output_activation``).
+    output_weight, output_bias : torch.nn.Parameter or None
+        ``[len(species), 1, H]`` and ``[len(species), 1]`` (H: width of the last hidden layer): the per-species
+        offsets of the output layer (None with ``species_output=False``; no bias offset when that layer has no
+        bias).
     """
 
-    def __init__(self, n_inputs, species, embedding="one-hot", **network_kwargs):
+    def __init__(self, n_inputs, species, embedding="one-hot", species_output=True, **network_kwargs):
         super().__init__()
         n_inputs = _check_int("n_inputs", n_inputs, 1)
         species = tuple(species)
@@ -102,13 +121,44 @@ class SingleNN(torch.nn.Module):
             self.embedding = torch.nn.Parameter(torch.randn(len(species), d, dtype=dtype))
         self.embedding_kind = embedding
         self.body = SequentialSoleEnergyNN(n_inputs + self.embedding.shape[1], **network_kwargs)
+        if not isinstance(species_output, bool):
+            raise TypeError(f"species_output must be a bool, got {type(species_output).__name__}")
+        linears = [i for i, m in enumerate(self.body) if isinstance(m, torch.nn.Linear)]
+        self.output_index = linears[-2] if network_kwargs.get("output_activation") else linears[-1]
+        self.species_output = species_output
+        self.output_weight = self.output_bias = None
+        if species_output:
+            out = self.body[self.output_index]
+            n = len(species)
+            self.output_weight = torch.nn.Parameter(torch.zeros(n, *out.weight.shape, dtype=out.weight.dtype))
+            if out.bias is not None:
+                self.output_bias = torch.nn.Parameter(torch.zeros(n, *out.bias.shape, dtype=out.bias.dtype))
+
+    def layer_parameters(self, i, k):
+        """``(weight, bias)`` of ``body[i]`` (a ``Linear``) for species index ``k`` or ``[n]`` indices ``k``
+        (then ``weight`` ``[n, out, in]``, ``bias`` ``[n, out]``): the shared layer plus the species' output
+        offsets at the output layer; the embedding columns are not folded (differentiable; bias may be None)."""
+        layer = self.body[i]
+        w, b = layer.weight, layer.bias
+        if i == self.output_index and self.output_weight is not None:
+            w = w + self.output_weight[k]
+            if self.output_bias is not None:
+                b = b + self.output_bias[k]
+        return w, b
 
     def forward(self, features, species_index):
         """Atomic energies ``[n, 1]`` of atoms with descriptors ``features`` ``[n, F]`` and species indices
         ``species_index`` ``[n]`` (int, into :attr:`species`): the concatenated inputs through :attr:`body`."""
         species_index = torch.as_tensor(species_index, dtype=torch.long)
         e = self.embedding[species_index].to(features.dtype)
-        return self.body(torch.cat([features, e], dim=-1))
+        h = torch.cat([features, e], dim=-1)
+        for i, module in enumerate(self.body):
+            if i == self.output_index and self.output_weight is not None:
+                w, b = self.layer_parameters(i, species_index)          # [n, 1, H], [n, 1]
+                h = (w @ h.unsqueeze(-1)).squeeze(-1) + (0 if b is None else b)
+            else:
+                h = module(h)
+        return h
 
     def species_network(self, k):
         """The :class:`SpeciesNetwork` of species index ``k`` (shares every tensor with this network)."""
@@ -139,46 +189,55 @@ class SpeciesNetwork(torch.nn.Module):
         """The shared network of the :class:`SingleNN`."""
         return self.single.body
 
-    def _first_layer(self):
-        """``(W_x [H, F], bias [H])`` of the folded first layer (differentiable)."""
-        first = self.single.body[0]
-        n_f = self.single.n_inputs
-        w = first.weight
-        bias = w[:, n_f:] @ self.single.embedding[self.k].to(w.dtype)
-        if first.bias is not None:
-            bias = bias + first.bias
-        return w[:, :n_f], bias
+    def _layer(self, i):
+        """``(weight, bias)`` of ``body[i]`` (a ``Linear``) for this species: the output offsets added, and for
+        the first layer the embedding folded into the bias (``(W_x [H, F], bias [H])``; differentiable)."""
+        w, b = self.single.layer_parameters(i, self.k)
+        if i == 0:
+            n_f = self.single.n_inputs
+            fold = w[:, n_f:] @ self.single.embedding[self.k].to(w.dtype)
+            w, b = w[:, :n_f], fold if b is None else b + fold
+        return w, b
 
     def forward(self, x):
         """Energies ``[..., 1]`` of descriptors ``x`` ``[..., F]``."""
-        w, b = self._first_layer()
-        h = torch.nn.functional.linear(x, w, b)
-        for module in list(self.single.body)[1:]:
-            h = module(h)
+        h = x
+        for i, module in enumerate(self.single.body):
+            if isinstance(module, torch.nn.Linear) and (i == 0 or i == self.single.output_index):
+                h = torch.nn.functional.linear(h, *self._layer(i))
+            else:
+                h = module(h)
         return h
 
     def to_sequential(self):
-        """A plain ``torch.nn.Sequential`` equal to this network (first layer folded; a detached copy)."""
-        w, b = self._first_layer()
-        first = torch.nn.Linear(w.shape[1], w.shape[0], dtype=w.dtype)
-        with torch.no_grad():
-            first.weight.copy_(w)
-            first.bias.copy_(b)
-        rest = [copy.deepcopy(m) for m in list(self.single.body)[1:]]
-        return torch.nn.Sequential(first, *rest)
+        """A plain ``torch.nn.Sequential`` equal to this network (embedding and output offsets folded; a detached
+        copy)."""
+        layers = []
+        for i, module in enumerate(self.single.body):
+            if isinstance(module, torch.nn.Linear) and (i == 0 or i == self.single.output_index):
+                w, b = self._layer(i)
+                layer = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None, dtype=w.dtype)
+                with torch.no_grad():
+                    layer.weight.copy_(w)
+                    if b is not None:
+                        layer.bias.copy_(b)
+                layers.append(layer)
+            else:
+                layers.append(copy.deepcopy(module))
+        return torch.nn.Sequential(*layers)
 
     def extra_repr(self):
         return f"species={self.single.species[self.k]!r}"
 
 
-def single_nn_networks(descriptors, embedding="one-hot", **network_kwargs):
+def single_nn_networks(descriptors, embedding="one-hot", species_output=True, **network_kwargs):
     """The fit's networks for SingleNN: one :class:`SpeciesNetwork` view per species of one new :class:`SingleNN`.
 
     Parameters
     ----------
     descriptors : dict
         ``{species: [descriptor potentials]}``; every species must have the same number of descriptors.
-    embedding, **network_kwargs
+    embedding, species_output, **network_kwargs
         As :class:`SingleNN`.
 
     Returns
@@ -191,4 +250,5 @@ def single_nn_networks(descriptors, embedding="one-hot", **network_kwargs):
         raise ValueError(f"SingleNN needs the same number of descriptors for every species (one network reads "
                          f"them all), got {counts}; use an element-agnostic recipe such as 'wacsf'")
     species = sorted(descriptors)
-    return SingleNN(counts[species[0]], species, embedding=embedding, **network_kwargs).species_networks()
+    return SingleNN(counts[species[0]], species, embedding=embedding, species_output=species_output,
+                    **network_kwargs).species_networks()

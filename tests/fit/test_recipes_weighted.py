@@ -18,13 +18,14 @@ def test_the_count_per_species_does_not_depend_on_the_elements(n_elements):
     out = ml_util.default_wacsf_descriptors(ELEMENTS[:n_elements], a=6.0, d_min=2.3)
     assert sorted(out) == sorted(ELEMENTS[:n_elements])
     for centre, items in out.items():
-        assert len(items) == 2 * (6 + 8)
+        assert len(items) == 2 * (6 + 2 * 8)   # two channels of 6 radial + 2 widths x 4 zeta x 2 lambda angular
         assert {d.tag for d in items} == {centre}
-        assert [d.parameters["weights"] for d in items] == ["unit"] * 14 + ["Z"] * 14
+        assert [d.parameters["weights"] for d in items] == ["unit"] * 22 + ["Z"] * 22
         kinds = [d.family for d in items]
-        assert kinds == ([P.weighted_radial_descriptor_family] * 6 + [P.weighted_angular_descriptor_family] * 8) * 2
+        assert kinds == ([P.weighted_radial_descriptor_family] * 6 + [P.weighted_angular_descriptor_family] * 16) * 2
+        assert sorted({d.parameters["eta"] for d in items[6:22]}) == [0.0, 0.3]
     one = ml_util.default_wacsf_descriptors(["Cu"], a=6.0, d_min=2.3, weights=["Z", "unit"])
-    assert [d.parameters["weights"] for d in one["Cu"]] == ["Z"] * 14  # one species: the channels are proportional
+    assert [d.parameters["weights"] for d in one["Cu"]] == ["Z"] * 22  # one species: the channels are proportional
     radial = ml_util.default_wacsf_descriptors("Cu", a=6.0, eta=[0.1, 0.5], angular=False, weights={"Cu": 2.0})
     assert [d.parameters["eta"] for d in radial["Cu"]] == [0.1, 0.5]
 
@@ -65,7 +66,7 @@ def test_wacsf_recipe_fits_and_the_potential_matches_the_training_path(tmp_path)
     wf = ml_util.FitWorkflow(seed=0)
     wf.prepare(cells, cells_order=None, descriptor_recipe="wacsf", cutoff=5.5, test_set=4,
                default_descriptor_kwargs={"n": 3, "zeta": [1, 4]}, nn_kwargs={"n_internal": 4, "n_layers": 1})
-    assert {s: len(v) for s, v in wf.descriptors.items()} == {"Cu": 14, "Pt": 14}
+    assert {s: len(v) for s, v in wf.descriptors.items()} == {"Cu": 22, "Pt": 22}
     wf.run(n_epochs=3, save=True, save_fn=str(tmp_path / "w.json"), progress=False)
     losses = [h["loss"] for h in wf.history]
     assert losses[-1] < losses[0]
@@ -92,8 +93,9 @@ def test_a_job_file_chooses_the_wacsf_recipe(tmp_path, monkeypatch):
                    "run": {"n_epochs": 1, "save_fn": "w.pt", "progress": False}}}
     (tmp_path / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
     (fit,) = ml_util.run_job_file(tmp_path / "job.yml")
+    # 2 radial, 2 angular widths x 1 zeta x 2 lambda
     assert {s: [d.family.tag for d in v] for s, v in fit.descriptors.items()} == \
-        {s: ["weighted radial"] * 2 + ["weighted angular"] * 2 for s in ("Cu", "Pt")}
+        {s: ["weighted radial"] * 2 + ["weighted angular"] * 4 for s in ("Cu", "Pt")}
     (pot_cu, pot_pt) = sorted(ml_util.load_potentials(tmp_path / "w.pt"), key=lambda p: p.tag)
     assert pot_cu.tag == "Cu" and pot_cu.descriptors[0].parameters["weights"] == "Z"
     job["fit"]["prepare"]["descriptor_recipe"] = "wacs"

@@ -13,6 +13,7 @@ from miniff import ml_util
 from miniff.io import read_cells
 from miniff.ml import (
     NNPotential,
+    SequentialSoleEnergyNN,
     SingleNN,
     SpeciesNetwork,
     load_potentials,
@@ -42,20 +43,46 @@ def _system(rng, elements, n_atoms=10):
     return vectors, frac, species, (True, True, True)
 
 
-@pytest.mark.parametrize("embedding", ["one-hot", 3])
-def test_species_networks_equal_the_shared_body_on_concatenated_inputs(embedding):
+def _reference(single, x, k):
+    """Species ``k``'s energies of ``x`` by hand: the embedding row appended to the inputs, every layer of the
+    body applied in turn with the output layer replaced by a copy carrying the species' offsets."""
+    h = torch.cat([x, single.embedding[k].expand(len(x), -1)], dim=1)
+    for i, module in enumerate(single.body):
+        if i == single.output_index and single.species_output:
+            out = torch.nn.Linear(module.in_features, 1, dtype=torch.float64)
+            with torch.no_grad():
+                out.weight.copy_(module.weight + single.output_weight[k])
+                out.bias.copy_(module.bias + single.output_bias[k])
+            module = out
+        h = module(h)
+    return h
+
+
+@pytest.mark.parametrize("embedding,species_output,n_layers,output_activation",
+                         [("one-hot", True, 3, False), (3, True, 3, False), ("one-hot", False, 3, False),
+                          ("one-hot", True, 1, False), (2, True, 2, True)])
+def test_species_networks_equal_the_shared_body_on_concatenated_inputs(embedding, species_output, n_layers,
+                                                                        output_activation):
     torch.manual_seed(0)
-    single = SingleNN(5, ELEMENTS, embedding=embedding, n_internal=7, n_layers=3, activation="tanh",
-                      dtype=torch.float64)
+    single = SingleNN(5, ELEMENTS, embedding=embedding, species_output=species_output, n_internal=7,
+                      n_layers=n_layers, activation="tanh", dtype=torch.float64, output_activation=output_activation)
+    if species_output:  # offsets away from their zero start, different per species
+        with torch.no_grad():
+            single.output_weight.normal_()
+            single.output_bias.normal_()
     x = torch.randn(11, 5, dtype=torch.float64)
+    species_index = torch.arange(11) % len(ELEMENTS)
+    mixed = single(x, species_index)
     for k, view in enumerate(single.species_networks()):
-        # reference: the embedding row appended to the inputs by hand, through the body
-        e = single.embedding[k].expand(11, -1)
-        expected = single.body(torch.cat([x, e], dim=1))
+        expected = _reference(single, x, k)
+        if species_output:
+            assert not torch.allclose(expected, _reference(single, x, (k + 1) % len(ELEMENTS)))
         torch.testing.assert_close(view(x), expected, rtol=1e-14, atol=1e-14)
         torch.testing.assert_close(single(x, torch.full((11,), k)), expected, rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(mixed[species_index == k], expected[species_index == k], rtol=1e-14, atol=1e-14)
         plain = view.to_sequential()
         assert isinstance(plain, torch.nn.Sequential) and plain[0].in_features == 5
+        assert all(type(m) is not SequentialSoleEnergyNN for m in plain)
         torch.testing.assert_close(plain(x), expected, rtol=1e-13, atol=1e-14)
     assert view.body is single.body
 
@@ -88,6 +115,8 @@ def _fitted_like_potentials(rng, elements):
                                dtype=torch.float64)
     with torch.no_grad():
         views[0].body[0].weight.mul_(0.05)
+        views[0].single.output_weight.normal_(0.0, 0.5)   # species-specific output layers
+        views[0].single.output_bias.normal_(0.0, 0.5)
     return potentials_from_ml_data(views, descriptors)
 
 
@@ -122,6 +151,8 @@ def test_bad_input_is_named():
         SingleNN(2.5, ["Cu"])
     with pytest.raises(ValueError, match="species must not repeat"):
         SingleNN(3, ["Cu", "Cu"])
+    with pytest.raises(TypeError, match="species_output must be a bool"):
+        SingleNN(3, ["Cu"], species_output="yes")
     with pytest.raises(ValueError, match="k must be a species index below 1"):
         SingleNN(3, ["Cu"]).species_network(1)
     with pytest.raises(ValueError, match="same number of descriptors for every species"):
@@ -131,8 +162,9 @@ def test_bad_input_is_named():
 def test_unique_parameters_lists_shared_tensors_once():
     single = SingleNN(4, ["Cu", "Pt"], embedding=2, n_internal=3, n_layers=2)
     views = single.species_networks()
-    assert len(unique_parameters(views)) == len(list(single.parameters())) == 5
-    assert sum(len(list(v.parameters())) for v in views) == 10
+    # embedding, 2 x (weight, bias) of the body, the output weight and bias offsets
+    assert len(unique_parameters(views)) == len(list(single.parameters())) == 7
+    assert sum(len(list(v.parameters())) for v in views) == 14
 
 
 def test_fit_with_single_network_shares_parameters_and_predicts_what_it_saves(tmp_path):
@@ -148,6 +180,7 @@ def test_fit_with_single_network_shares_parameters_and_predicts_what_it_saves(tm
     assert len(params) == len({id(p) for p in params}) == len(list(wf.nn[0].single.parameters()))
     wf.run(n_epochs=3, save=True, save_fn=str(tmp_path / "s.json"), progress=False)
     assert wf.history[-1]["loss"] < wf.history[0]["loss"]
+    assert wf.nn[0].single.output_weight.abs().max() > 0   # the per-species output layers were fitted
     pots = ml_util.load_potentials(tmp_path / "s.json")
     predicted = wf.predict("test")["energy_pred"]
     for k, cell in enumerate(cells[16:20]):
@@ -157,6 +190,10 @@ def test_fit_with_single_network_shares_parameters_and_predicts_what_it_saves(tm
         ml_util.FitWorkflow(seed=0).prepare(cells[:6], descriptor_recipe="wacsf", cutoff=5.5, test_set=1,
                                             default_descriptor_kwargs={"n": 2, "zeta": [1]},
                                             nn_kwargs={"embedding": 2})
+    with pytest.raises(ValueError, match="species_output is an option of SingleNN"):
+        ml_util.FitWorkflow(seed=0).prepare(cells[:6], descriptor_recipe="wacsf", cutoff=5.5, test_set=1,
+                                            default_descriptor_kwargs={"n": 2, "zeta": [1]},
+                                            nn_kwargs={"species_output": False})
 
 
 def test_a_job_file_fits_chebyshev_descriptors_and_a_single_network_with_a_learned_embedding(tmp_path,
@@ -171,11 +208,13 @@ def test_a_job_file_fits_chebyshev_descriptors_and_a_single_network_with_a_learn
                    "prepare": {"fn_cells": "cupt.extxyz", "cells_index": ":12", "cutoff": 5.5, "test_set": 2,
                                "descriptor_recipe": "chebyshev",
                                "default_descriptor_kwargs": {"radial_order": 3, "angular_order": 2},
-                               "nn_kwargs": {"single": True, "embedding": 2, "n_internal": 3, "n_layers": 2}},
+                               "nn_kwargs": {"single": True, "embedding": 2, "species_output": False,
+                                             "n_internal": 3, "n_layers": 2}},
                    "run": {"n_epochs": 1, "save_fn": "s.pt", "progress": False}}}
     (tmp_path / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
     (fit,) = ml_util.run_job_file(tmp_path / "job.yml")
     assert fit.nn[0].single.embedding.shape == (2, 2) and fit.nn[0].single.embedding.requires_grad
+    assert fit.nn[0].single.output_weight is None   # species_output: false, every layer after the input shared
     assert {s: [d.family.tag for d in v] for s, v in fit.descriptors.items()} == \
         {s: (["Chebyshev radial"] * 4 + ["Chebyshev angular"] * 3) * 2 for s in ("Cu", "Pt")}
     assert fit.descriptors["Cu"][-1].parameters["weights"] == {"Cu": -1.0, "Pt": 1.0}
