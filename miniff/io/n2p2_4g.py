@@ -25,7 +25,8 @@ import numpy as np
 
 from miniff.io.n2p2_4g_files import SCREENING_CORES, ewald_split, generation4_settings, read_connections, read_hardness
 from miniff.io.n2p2_files import parse_n2p2_folder
-from miniff.io.n2p2_model import N2p2Potential, cutoff_function, network_outputs
+from miniff.io.n2p2_functions import cutoff_function, network_outputs
+from miniff.io.n2p2_model import N2p2Potential
 from miniff.potentials.base import LocalPotential, resolve_n_threads
 from miniff.potentials.extrapolation import (
     ExtrapolationCounting,

@@ -33,7 +33,7 @@ __all__ = ["Generation4Settings", "generation4_settings", "read_connections", "r
            "SCREENING_CORES"]
 
 #: Core functions of ``screen_electrostatics``: n2p2's letters and the cutoff type with the same core
-#: (``miniff.io.n2p2_model.cutoff_function``: 1 cosine, 5-8 the polynomials, 4 the exponential).
+#: (``miniff.io.n2p2_functions.cutoff_function``: 1 cosine, 5-8 the polynomials, 4 the exponential).
 SCREENING_CORES = {"c": 1, "p1": 5, "p2": 6, "p3": 7, "p4": 8, "e": 4}
 #: n2p2's ratio of the cost of a real-space and a reciprocal-space term (its optimal Ewald splitting).
 _COST_RATIO = 3.676
