@@ -147,7 +147,8 @@ def main(argv=None, prog=None):
           f"cutoff {fit.cutoff:.2f} Å")
     # run() prints the summary: epochs, time, why it stopped, the epoch kept, errors next to the data's spread
     fit.run(n_epochs=settings["n_epochs"], save_fn=str(out / "cupt-nn.pt"), log_file=out / "fit.jsonl",
-            checkpoint_every=10, progress=False if args.no_progress else None, select_best=settings["select_best"])
+            checkpoint_every=10, progress=False if args.no_progress else None, select_best=settings["select_best"],
+            torch_threads=None)   # torch's threads (all cores): the force fit's Jacobian products are large
 
     potentials = ml_util.load_potentials(out / "cupt-nn.pt")
     print(f"saved {out / 'cupt-nn.pt'} ({len(potentials)} NN potentials, plain data) and read it back")
