@@ -137,15 +137,35 @@ def _upper(m):
     return (m[:, 0] > 0) | ((m[:, 0] == 0) & ((m[:, 1] > 0) | ((m[:, 1] == 0) & (m[:, 2] > 0))))
 
 
+#: The latest grids of :func:`half_grid`, keyed by (cell vectors, k_cut): MD and relaxations ask for the same
+#: grid at every step (at 1 000 ions building it costs about a sixth of the direct Ewald step).
+_HALF_GRIDS = {}
+_HALF_GRIDS_KEPT = 8
+
+
 def half_grid(vectors, k_cut):
-    """Reciprocal lattice vectors with ``0 < |k| < k_cut`` (1/Å), one of each pair ``k, -k`` (a ``KGrid``).
+    """Reciprocal lattice vectors with ``0 < |k| < k_cut`` (1/Å), one of each pair ``k, -k`` (a ``KGrid``, its
+    arrays read-only: the latest grids are kept and shared).
 
     Raises
     ------
     ValueError
         When more than ``MAX_K_VECTORS`` would be needed.
     """
-    vectors = np.asarray(vectors, dtype=float)
+    vectors = np.ascontiguousarray(vectors, dtype=float)
+    key = (vectors.tobytes(), float(k_cut))
+    grid = _HALF_GRIDS.get(key)
+    if grid is None:
+        grid = _build_half_grid(vectors, k_cut)
+        for array in grid:
+            array.flags.writeable = False
+        if len(_HALF_GRIDS) >= _HALF_GRIDS_KEPT:
+            _HALF_GRIDS.pop(next(iter(_HALF_GRIDS)))
+        _HALF_GRIDS[key] = grid
+    return grid
+
+
+def _build_half_grid(vectors, k_cut):
     recip = 2 * np.pi * np.linalg.inv(vectors).T
     reach = np.floor(k_cut * np.linalg.norm(vectors, axis=1) / (2 * np.pi)).astype(np.int64)
     box = int(np.prod(2 * reach + 1))
