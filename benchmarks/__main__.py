@@ -229,6 +229,7 @@ def main(argv=None):
     # Idle OpenMP threads sleep instead of spinning (libgomp, used by miniff and torch alike): on a busy,
     # oversubscribed machine spinning threads slow parallel regions down by 10-50x. Export
     # OMP_WAIT_POLICY=ACTIVE to measure with spinning threads. Set before miniff or torch are imported.
+    os.environ.setdefault("MINIFF_BENCH_USER_OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", ""))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parse(sys.argv[1:] if argv is None else argv)
     failed = []
