@@ -30,7 +30,6 @@ from miniff.io.n2p2_model import N2p2Potential
 from miniff.potentials.base import LocalPotential, resolve_n_threads
 from miniff.potentials.extrapolation import (
     ExtrapolationCounting,
-    check_on_extrapolation,
     extrapolation_counts,
     report_extrapolation,
 )
@@ -89,16 +88,7 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
         """No species codes: this potential acts on every atom (every species must be an element of the model)."""
         return ()
 
-    @property
-    def on_extrapolation(self):
-        """``"ignore"``, ``"warn"`` or ``"raise"``: what an evaluation outside ``scaling.data``'s range does."""
-        return self._on_extrapolation
-
-    @on_extrapolation.setter
-    def on_extrapolation(self, value):
-        self._on_extrapolation = check_on_extrapolation(value)
-
-    extrapolation = on_extrapolation
+    extrapolation = ExtrapolationCounting.on_extrapolation
 
     @property
     def self_image_screening(self):

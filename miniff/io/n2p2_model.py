@@ -32,7 +32,6 @@ from miniff.potentials.base import LocalPotential
 from miniff.potentials.extrapolation import (
     ExtrapolationCounting,
     ExtrapolationWarning,
-    check_on_extrapolation,
     extrapolation_counts,
     report_extrapolation,
 )
@@ -355,17 +354,8 @@ class N2p2Potential(ExtrapolationCounting, LocalPotential):
         report_extrapolation(self, nw, count_n, self.on_extrapolation)
         return energy_n, grad_pc
 
-    @property
-    def on_extrapolation(self):
-        """``"ignore"``, ``"warn"`` or ``"raise"``: what an evaluation outside ``scaling.data``'s range does."""
-        return self._on_extrapolation
-
-    @on_extrapolation.setter
-    def on_extrapolation(self, value):
-        self._on_extrapolation = check_on_extrapolation(value)
-
     #: Alias of ``on_extrapolation`` (the argument of :func:`read_n2p2`).
-    extrapolation = on_extrapolation
+    extrapolation = ExtrapolationCounting.on_extrapolation
 
     @property
     def last_extrapolations(self):

@@ -83,6 +83,16 @@ class ExtrapolationCounting:
     """Gives a potential :meth:`last_extrapolation` (set ``_last_extrapolation`` through the functions above)."""
 
     _last_extrapolation = None
+    _on_extrapolation = "ignore"
+
+    @property
+    def on_extrapolation(self):
+        """``"ignore"``, ``"warn"`` or ``"raise"``: what an evaluation outside the known descriptor range does."""
+        return self._on_extrapolation
+
+    @on_extrapolation.setter
+    def on_extrapolation(self, value):
+        self._on_extrapolation = check_on_extrapolation(value)
 
     def last_extrapolation(self, nw):
         """``[N]`` int: descriptors outside the training range per atom at the last evaluation of ``nw``
