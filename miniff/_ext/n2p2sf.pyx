@@ -1,6 +1,7 @@
 # cython: language_level=3
-"""n2p2's symmetry functions in miniff's compiled core (private): radial type 2 and angular types 3 and 9, and
-their element-weighted forms 12 and 13, with every cutoff type of n2p2 (0-8, inner cutoff ``alpha``), for the
+"""n2p2's symmetry functions in miniff's compiled core (private): radial type 2 and angular types 3 and 9, their
+element-weighted forms 12 and 13, with every cutoff type of n2p2 (0-8, inner cutoff ``alpha``), and the compact
+polynomial functions 20-22 with their weighted forms 23-25 (``_compact_atom``), for the
 potentials read by ``miniff.io.read_n2p2`` (formulas: ``miniff/io/n2p2_model.py`` and docs/n2p2.md).
 
 The centre atoms of one element are evaluated at once (``atoms_m``); their symmetry functions go to
@@ -16,7 +17,7 @@ factors of every distinct (lambda, zeta) are shared by the functions of the grou
 term by the two pair vectors ``D_j``, ``D_k`` is written ``alpha D_j + beta D_k`` and ``gamma D_k + beta D_j``.
 """
 
-from libc.math cimport exp, sqrt, cos, sin, pow, tanh, M_PI
+from libc.math cimport exp, sqrt, cos, sin, acos, pow, tanh, M_PI
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport malloc, free
 from cython.parallel cimport prange, parallel
@@ -105,6 +106,36 @@ cdef inline void _power(double plam, double zeta, int izeta, double* p, double* 
         p[0] = pm1[0] * plam
 
 
+cdef inline void _compact(double a, double left, double right, int core, int asym, double* f,
+                          double* df) noexcept nogil:
+    """n2p2's compact function on ``(left, right)`` at ``a`` (inside) and its derivative: ``x = (a - centre) /
+    half-width``, ``C = core(|x|)`` (asymmetric: ``core((2 - |x|) |x|)``), the core of cutoff type ``core``."""
+    cdef double scale = 2.0 / (right - left)
+    cdef double x = (a - 0.5 * (right + left)) * scale
+    cdef double ax = x if x >= 0.0 else -x
+    cdef double y, d
+    if ax > 1.0:
+        ax = 1.0
+    y = (2.0 - ax) * ax if asym else ax
+    _cutoff(core, y, 1.0, 0.0, f, &d)
+    if asym:
+        d = d * (2.0 - 2.0 * ax)
+    df[0] = d * (scale if x >= 0.0 else -scale)
+
+
+cdef inline void _compact_closed(double theta, double left, double right, int core, double* f,
+                                 double* df) noexcept nogil:
+    """The symmetric compact function of the angle on the closed interval ``[left, right]`` and its derivative."""
+    cdef double scale = 2.0 / (right - left)
+    cdef double x = (theta - 0.5 * (right + left)) * scale
+    cdef double ax = x if x >= 0.0 else -x
+    cdef double d
+    if ax > 1.0:
+        ax = 1.0
+    _cutoff(core, ax, 1.0, 0.0, f, &d)
+    df[0] = d * (scale if x >= 0.0 else -scale)
+
+
 cdef struct Tables:
     # pairs
     const int64_t* indptr
@@ -142,6 +173,18 @@ cdef struct Tables:
     const int32_t* ang_col
     const int32_t* ang_e
     const int32_t* ang_k
+    # compact radial functions [CR] (types 20, 23): column, neighbour species (-1: weighted), interval, core
+    Py_ssize_t n_cr
+    const int32_t* cr_col
+    const int32_t* cr_spec
+    const int32_t* cr_core   # [CR, 2]: core kind (4-8, the cutoff type with that core), asymmetric
+    const double* cr_lr      # [CR, 2]: rl, rc
+    # compact angular groups [H] (types 21, 22, 24, 25) sharing (r_jk term, weighted, s1, s2, rl, rc, core)
+    Py_ssize_t n_h
+    const int32_t* cg_info   # [H, 7]: rjk, weighted, s1, s2, core, asymmetric, f1 (functions f0 = previous f1)
+    const double* cg_lr      # [H, 2]: rl, rc
+    const int32_t* ca_col    # [A]: column of every compact angular function
+    const double* ca_lr      # [A, 2]: angle interval (radians)
 
 
 cdef inline double _weight(const Tables* t, int32_t s) noexcept nogil:
@@ -355,6 +398,160 @@ cdef void _atom(const Tables* t, Py_ssize_t i, Py_ssize_t m, int64_t e0, double*
                         jrow[0] += gam * Dx[b] + bet * Dx[a]
                         jrow[1] += gam * Dy[b] + bet * Dy[a]
                         jrow[2] += gam * Dz[b] + bet * Dz[a]
+    if t.n_cr or t.n_h:
+        _compact_atom(t, p0, nb, values, jac, grad, work, idx, max_nb)
+
+
+cdef void _compact_atom(const Tables* t, Py_ssize_t p0, Py_ssize_t nb, double* values, double* jac, bint grad,
+                        double* work, int32_t* idx, Py_ssize_t max_nb) noexcept nogil:
+    """The compact functions (types 20-25) of one centre (pairs ``p0 ... p0 + nb``) added to ``values`` and
+    ``jac``; the per-neighbour geometry is already in ``work`` (laid out as in ``_atom``)."""
+    cdef Py_ssize_t a, b, q, f, h, n1, n2, x1, x2, f0, n_f = t.n_f
+    cdef int32_t s, s1, s2, col, rjk_on, weighted, core, asym
+    cdef double rl, rc, v, dv, wgt, rj, rk, irj, irk, cth, wx, wy, wz, rjk, irjk, cjk, dcjk, wjk, cj, ck, dcj, dck
+    cdef double theta, dtheta, ang, dang, R, s_rij, s_rik, s_rjk, s_cos, alph, bet, gam, q1, q2, q3, sn
+    cdef double* Dx = work
+    cdef double* Dy = work + max_nb
+    cdef double* Dz = work + 2 * max_nb
+    cdef double* rr = work + 3 * max_nb
+    cdef double* ir_ = work + 4 * max_nb
+    cdef double* wn = work + 5 * max_nb
+    cdef double* fcn = work + 6 * max_nb
+    cdef double* dfcn = work + 7 * max_nb
+    cdef int32_t* L1 = idx
+    cdef int32_t* L2 = idx + max_nb
+    cdef double* jrow
+    cdef double* jj
+    cdef double* jk
+
+    # ------------------------------------------------------------------ radial (types 20, 23)
+    for f in range(t.n_cr):
+        col = t.cr_col[f]
+        s = t.cr_spec[f]
+        rl = t.cr_lr[2 * f]
+        rc = t.cr_lr[2 * f + 1]
+        for q in range(nb):
+            if not (rr[q] > 0.0 and rl < rr[q] < rc):
+                continue
+            if s >= 0:
+                if t.j_p[p0 + q] < 0 or t.j_p[p0 + q] >= t.n_atoms or t.spec_n[t.j_p[p0 + q]] != s:
+                    continue
+                wgt = 1.0
+            else:
+                wgt = wn[q]
+                if wgt == 0.0:
+                    continue
+            _compact(rr[q], rl, rc, t.cr_core[2 * f], t.cr_core[2 * f + 1], &v, &dv)
+            values[col] += wgt * v
+            if grad:
+                dv = wgt * dv * ir_[q]
+                jrow = jac + (q * n_f + col) * 3
+                jrow[0] += dv * Dx[q]
+                jrow[1] += dv * Dy[q]
+                jrow[2] += dv * Dz[q]
+
+    # ------------------------------------------------------------------ angular (types 21, 22, 24, 25)
+    f0 = 0
+    for h in range(t.n_h):
+        rjk_on = t.cg_info[7 * h]
+        weighted = t.cg_info[7 * h + 1]
+        s1 = t.cg_info[7 * h + 2]
+        s2 = t.cg_info[7 * h + 3]
+        core = t.cg_info[7 * h + 4]
+        asym = t.cg_info[7 * h + 5]
+        rl = t.cg_lr[2 * h]
+        rc = t.cg_lr[2 * h + 1]
+        n1 = 0
+        n2 = 0
+        for q in range(nb):
+            if not (rr[q] > 0.0 and rl < rr[q] < rc):
+                continue
+            if weighted:
+                if wn[q] == 0.0:
+                    continue
+                L1[n1] = <int32_t>q
+                n1 = n1 + 1
+            else:
+                if t.j_p[p0 + q] < 0 or t.j_p[p0 + q] >= t.n_atoms:
+                    continue
+                s = t.spec_n[t.j_p[p0 + q]]
+                if s == s1:
+                    L1[n1] = <int32_t>q
+                    n1 = n1 + 1
+                elif s == s2:
+                    L2[n2] = <int32_t>q
+                    n2 = n2 + 1
+                else:
+                    continue
+            _compact(rr[q], rl, rc, core, asym, &fcn[q], &dfcn[q])
+        for x1 in range(n1):
+            a = L1[x1]
+            rj = rr[a]
+            irj = ir_[a]
+            cj = fcn[a]
+            dcj = dfcn[a]
+            if s1 == s2 or weighted:
+                x2 = x1 + 1
+                n2 = n1
+            else:
+                x2 = 0
+            while x2 < n2:
+                b = L1[x2] if (s1 == s2 or weighted) else L2[x2]
+                x2 = x2 + 1
+                rk = rr[b]
+                irk = ir_[b]
+                ck = fcn[b]
+                dck = dfcn[b]
+                cjk = 1.0
+                dcjk = 0.0
+                irjk = 0.0
+                if rjk_on:
+                    wx = Dx[b] - Dx[a]
+                    wy = Dy[b] - Dy[a]
+                    wz = Dz[b] - Dz[a]
+                    rjk = sqrt(wx * wx + wy * wy + wz * wz)
+                    if not (rjk > 0.0 and rl < rjk < rc):
+                        continue
+                    irjk = 1.0 / rjk
+                    _compact(rjk, rl, rc, core, asym, &cjk, &dcjk)
+                cth = (Dx[a] * Dx[b] + Dy[a] * Dy[b] + Dz[a] * Dz[b]) * irj * irk
+                if not (-1.0 < cth < 1.0):
+                    continue  # collinear triplets: no angle derivative, left out as n2p2 does
+                theta = acos(cth)
+                wjk = wn[a] * wn[b] if weighted else 1.0
+                R = cj * ck * cjk * wjk
+                if grad:
+                    sn = sqrt(1.0 - cth * cth)
+                    dtheta = -1.0 / sn
+                    q1 = -cth * irj * irj
+                    q2 = -cth * irk * irk
+                    q3 = irj * irk
+                    jj = jac + a * n_f * 3
+                    jk = jac + b * n_f * 3
+                for f in range(f0, t.cg_info[7 * h + 6]):
+                    if not (t.ca_lr[2 * f] <= theta <= t.ca_lr[2 * f + 1]):
+                        continue
+                    _compact_closed(theta, t.ca_lr[2 * f], t.ca_lr[2 * f + 1], core, &ang, &dang)
+                    col = t.ca_col[f]
+                    values[col] += R * ang
+                    if not grad:
+                        continue
+                    s_rij = dcj * ck * cjk * wjk * ang
+                    s_rik = cj * dck * cjk * wjk * ang
+                    s_rjk = cj * ck * dcjk * wjk * ang
+                    s_cos = R * dang * dtheta
+                    alph = s_rij * irj + s_rjk * irjk + s_cos * q1
+                    gam = s_rik * irk + s_rjk * irjk + s_cos * q2
+                    bet = -s_rjk * irjk + s_cos * q3
+                    jrow = jj + 3 * col
+                    jrow[0] += alph * Dx[a] + bet * Dx[b]
+                    jrow[1] += alph * Dy[a] + bet * Dy[b]
+                    jrow[2] += alph * Dz[a] + bet * Dz[b]
+                    jrow = jk + 3 * col
+                    jrow[0] += gam * Dx[b] + bet * Dx[a]
+                    jrow[1] += gam * Dy[b] + bet * Dy[a]
+                    jrow[2] += gam * Dz[b] + bet * Dz[a]
+        f0 = t.cg_info[7 * h + 6]
 
 
 def n2p2_symmetry_functions(const int64_t[::1] indptr, const int32_t[::1] j_p, const double[:, ::1] D_pc,
@@ -368,7 +565,11 @@ def n2p2_symmetry_functions(const int64_t[::1] indptr, const int32_t[::1] j_p, c
                             const double[::1] lz_lambda, const double[::1] lz_zeta, const int32_t[::1] lz_izeta,
                             const double[::1] lz_norm, const int32_t[::1] ang_col, const int32_t[::1] ang_e,
                             const int32_t[::1] ang_k, double[:, ::1] values_mf, double[:, :, ::1] jac_ef3,
-                            bint grad, int n_threads):
+                            bint grad, int n_threads, const int32_t[::1] cr_col=None,
+                            const int32_t[::1] cr_spec=None, const int32_t[:, ::1] cr_core=None,
+                            const double[:, ::1] cr_lr=None, const int32_t[:, ::1] cg_info=None,
+                            const double[:, ::1] cg_lr=None, const int32_t[::1] ca_col=None,
+                            const double[:, ::1] ca_lr=None):
     """Symmetry functions of the centre atoms ``atoms_m [M]`` into ``values_mf [M, F]`` (overwritten) and, with
     ``grad``, their per-pair Jacobian into ``jac_ef3 [E, F, 3]`` (overwritten; rows ``cptr_m[m] ...
     cptr_m[m + 1]`` are the pairs of ``atoms_m[m]`` in pair-list order, ``E = cptr_m[M]``).
@@ -379,6 +580,12 @@ def n2p2_symmetry_functions(const int64_t[::1] indptr, const int32_t[::1] j_p, c
     have column ``ang_col[f]``, exponential ``ex_eta/ex_rs[ang_e[f]]`` and angular factor ``lz_*[ang_k[f]]``
     (``lz_norm = 2^(1 - zeta)``, ``lz_izeta`` the integer zeta or 0), with ``e0 <= ang_e[f] < e0 + ne`` and
     ``k0 <= ang_k[f] < k0 + nk``.
+
+    Compact functions (types 20-25; all optional, absent = none): radial ``f`` has column ``cr_col[f]``,
+    neighbour species ``cr_spec[f]`` (-1: every species times ``weight_s``), core ``cr_core[f] = (cutoff type of
+    the core 4-8, asymmetric)`` and interval ``cr_lr[f] = (rl, rc)``; angular group ``h`` has ``cg_info[h] =
+    (rjk term, weighted, s1, s2, core, asymmetric, f1)``, radial interval ``cg_lr[h]`` and the functions
+    ``f1[h - 1] <= f < f1[h]`` (column ``ca_col[f]``, angle interval ``ca_lr[f]`` in radians).
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, n_pairs = j_p.shape[0], M = atoms_m.shape[0]
     cdef Py_ssize_t n_f = values_mf.shape[1], n_g = grp_info.shape[0], m, i, max_nb = 1, g, f
@@ -430,9 +637,41 @@ def n2p2_symmetry_functions(const int64_t[::1] indptr, const int32_t[::1] j_p, c
             if not (0 <= ang_col[f] < n_f and grp_info[g, 6] <= ang_e[f] < grp_info[g, 6] + grp_count[g, 0]
                     and grp_info[g, 7] <= ang_k[f] < grp_info[g, 7] + grp_count[g, 1]):
                 raise ValueError(f"angular function {f}: indices out of range")
+    cdef Py_ssize_t n_cr = 0 if cr_col is None else cr_col.shape[0]
+    cdef Py_ssize_t n_h = 0 if cg_info is None else cg_info.shape[0]
+    cdef Py_ssize_t n_ca = 0 if ca_col is None else ca_col.shape[0]
+    if n_cr and (cr_spec is None or cr_core is None or cr_lr is None or cr_spec.shape[0] != n_cr
+                 or cr_core.shape[0] != n_cr or cr_core.shape[1] != 2 or cr_lr.shape[0] != n_cr
+                 or cr_lr.shape[1] != 2):
+        raise ValueError("compact radial tables cr_* disagree")
+    for f in range(n_cr):
+        if not (0 <= cr_col[f] < n_f and 4 <= cr_core[f, 0] <= 8 and cr_lr[f, 0] < cr_lr[f, 1]):
+            raise ValueError(f"compact radial function {f}: column, core or interval out of range")
+    if n_h and (cg_lr is None or ca_lr is None or cg_info.shape[1] != 7 or cg_lr.shape[0] != n_h
+                or cg_lr.shape[1] != 2 or ca_lr.shape[0] != n_ca or ca_lr.shape[1] != 2):
+        raise ValueError("compact angular tables cg_* / ca_* disagree")
+    for g in range(n_h):
+        if not (4 <= cg_info[g, 4] <= 8 and cg_lr[g, 0] < cg_lr[g, 1]
+                and (0 if g == 0 else cg_info[g - 1, 6]) <= cg_info[g, 6] <= n_ca):
+            raise ValueError(f"compact angular group {g}: core, interval or function range out of range")
+    if n_h and cg_info[n_h - 1, 6] != n_ca:
+        raise ValueError("compact angular groups must cover ca_col")
+    for f in range(n_ca):
+        if not (0 <= ca_col[f] < n_f and ca_lr[f, 0] < ca_lr[f, 1]):
+            raise ValueError(f"compact angular function {f}: column or angle interval out of range")
     if M == 0:
         return
     failed[0] = 0
+    t.n_cr = n_cr
+    t.cr_col = &cr_col[0] if n_cr else NULL
+    t.cr_spec = &cr_spec[0] if n_cr else NULL
+    t.cr_core = &cr_core[0, 0] if n_cr else NULL
+    t.cr_lr = &cr_lr[0, 0] if n_cr else NULL
+    t.n_h = n_h
+    t.cg_info = &cg_info[0, 0] if n_h else NULL
+    t.cg_lr = &cg_lr[0, 0] if n_h else NULL
+    t.ca_col = &ca_col[0] if n_ca else NULL
+    t.ca_lr = &ca_lr[0, 0] if n_ca else NULL
     t.indptr = &indptr[0]
     t.j_p = &j_p[0] if n_pairs else NULL
     t.D_pc = &D_pc[0, 0] if n_pairs else NULL

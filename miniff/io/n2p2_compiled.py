@@ -18,7 +18,7 @@ from miniff.potentials.extrapolation import extrapolation_counts
 __all__ = ["COMPILED_TYPES", "compiled_supported", "symmetry_tables", "compiled_descriptors", "compiled_energy"]
 
 #: The n2p2 symmetry-function types evaluated by the compiled core.
-COMPILED_TYPES = (2, 3, 9, 12, 13)
+COMPILED_TYPES = (2, 3, 9, 12, 13, 20, 21, 22, 23, 24, 25)
 #: Jacobian entries (pairs x functions) per call: bounds the memory of one evaluation (about 100 MB).
 MAX_JACOBIAN_ENTRIES = 1 << 22
 
@@ -84,7 +84,50 @@ def symmetry_tables(functions, species_lookup):
         "ang_e": np.array([a[1] for a in ang], dtype=np.int32),
         "ang_k": np.array([a[2] for a in ang], dtype=np.int32),
     })
+    tables.update(_compact_tables(functions, code, code2))
     return tables
+
+
+#: The core of each compact subtype as the cutoff type with that core (4 the exponential, 5-8 the polynomials).
+COMPACT_CORES = {"p1": 5, "p2": 6, "p3": 7, "p4": 8, "e": 4}
+
+
+def _compact_tables(functions, code, code2):
+    """The kernel's tables of the compact functions (types 20-25) of one element: radial ``cr_*``, angular groups
+    ``cg_*`` (same r_jk term, weighting, neighbour elements, radial interval and subtype) and their functions
+    ``ca_*``; functions with a neighbour element absent from the structure are left out."""
+    kinds = functions["type"]
+
+    def core(f):
+        sub = functions["subtype"][f]
+        return COMPACT_CORES[sub.rstrip("a") if sub != "e" else "e"], int(sub.endswith("a"))
+
+    radial = [f for f in range(len(kinds)) if kinds[f] == 23 or (kinds[f] == 20 and code[f] >= 0)]
+    groups = {}
+    for f in range(len(kinds)):
+        if kinds[f] not in (21, 22, 24, 25):
+            continue
+        weighted = kinds[f] in (24, 25)
+        if not weighted and (code[f] < 0 or code2[f] < 0):
+            continue
+        s1, s2 = (-1, -1) if weighted else (code[f], code2[f])
+        key = (int(kinds[f] in (21, 24)), int(weighted), s1, s2, *core(f), float(functions["rl"][f]),
+               float(functions["rc"][f]))
+        groups.setdefault(key, []).append(f)
+    members = [f for fs in groups.values() for f in fs]
+    ends = np.cumsum([len(fs) for fs in groups.values()], dtype=np.int64)
+    return {
+        "cr_col": np.array(radial, dtype=np.int32),
+        "cr_spec": np.array([-1 if kinds[f] == 23 else code[f] for f in radial], dtype=np.int32),
+        "cr_core": np.array([core(f) for f in radial], dtype=np.int32).reshape(-1, 2),
+        "cr_lr": np.array([(functions["rl"][f], functions["rc"][f]) for f in radial], dtype=float).reshape(-1, 2),
+        "cg_info": np.array([[*key[:6], end] for key, end in zip(groups, ends, strict=True)],
+                            dtype=np.int32).reshape(-1, 7),
+        "cg_lr": np.array([key[6:] for key in groups], dtype=float).reshape(-1, 2),
+        "ca_col": np.array(members, dtype=np.int32),
+        "ca_lr": np.array([(functions["al"][f] * np.pi / 180.0, functions["ar"][f] * np.pi / 180.0) for f in members],
+                          dtype=float).reshape(-1, 2),
+    }
 
 
 def _tables(pot, nw):
