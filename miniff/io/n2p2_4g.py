@@ -24,6 +24,7 @@ import weakref
 import numpy as np
 
 from miniff.io.n2p2_4g_files import SCREENING_CORES, ewald_split, generation4_settings, read_connections, read_hardness
+from miniff.io.n2p2_compiled import atom_batches, contract_batch, evaluate_batch
 from miniff.io.n2p2_files import parse_n2p2_folder
 from miniff.io.n2p2_functions import cutoff_function, network_outputs
 from miniff.io.n2p2_model import N2p2Potential
@@ -178,42 +179,40 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
                 per_element.append(None)
                 continue
             pot = e["descriptors"]
-            code = nw.species_lookup[e["symbol"]]
-            chunks = list(pot._chunks(nw, code))
-            keep = grad and len(chunks) == 1  # one chunk: keep its geometry for the gradient pass
+            batches = atom_batches(pot, nw, nw.species_lookup[e["symbol"]])
+            keep = grad and len(batches) == 1  # one batch: keep its Jacobian for the gradient pass
             g = np.zeros((n, len(pot._spec["functions"]["rc"])))
-            for n0, n1 in chunks:
-                geo = pot._geometry(nw, code, n0, n1)
-                triplets = {} if keep else None
-                g[n0:n1] = pot._descriptors(nw, geo, n1 - n0, triplets)
+            for batch in batches:
+                g[batch], jac, cptr = evaluate_batch(pot, nw, batch, keep, n_threads)
                 if keep:
-                    kept[k] = (n0, n1, geo, triplets)
+                    kept[k] = (jac, cptr)
             g = g[atoms]
             count_n[atoms] = extrapolation_counts(pot.descriptor_range, g, np.ones(len(atoms), dtype=bool))
             ref, factor, offset = pot._spec["scaling"]
             x = offset + factor * (g - ref)
             chi, dchi = network_outputs(pot._spec["weights"], pot._spec["biases"], pot._spec["activations"], x, grad)
             chi_n[atoms] = chi
-            per_element.append((atoms, x, dchi, factor))
+            per_element.append((atoms, x, dchi, factor, batches))
         report_extrapolation(self, nw, count_n, self.on_extrapolation)
         qeq = self._qeq(nw, element_n)
         q_n = qeq.solve(chi_n, total_charge)
         if not np.all(np.isfinite(q_n)):
             raise ValueError("the charge equilibration of the 4G-HDNNP gave NaN or inf charges")
+        conv_energy, conv_charge, mean_energy = self.model.conv_energy, self.model.conv_charge, self.model.mean_energy
         short_n = np.zeros(n)
         de_dq = np.zeros(n)
         de_dx = {}
         for k, item in enumerate(per_element):
             if item is None:
                 continue
-            atoms, x, _, _ = item
+            atoms, x = item[:2]
             weights, biases = self.elements[k]["short"]
-            inputs = np.concatenate([x, q_n[atoms, None]], axis=1)
+            inputs = np.concatenate([x, q_n[atoms, None] * conv_charge], axis=1)
             out, d_in = network_outputs(weights, biases, self.model.activations, inputs, grad)
-            short_n[atoms] = out + self.elements[k]["offset"]
+            short_n[atoms] = out / conv_energy + mean_energy + self.elements[k]["offset"]
             if grad:
-                de_dq[atoms] = d_in[:, -1]
-                de_dx[k] = d_in[:, :-1]
+                de_dq[atoms] = d_in[:, -1] * (conv_charge / conv_energy)
+                de_dx[k] = d_in[:, :-1] / conv_energy
         elec_n, de_elec_dq = qeq.electrostatic_energy(q_n)
         state = {"energy_n": (short_n + elec_n) * energy, "charges": q_n, "electrostatic": float(elec_n.sum()) * energy,
                  "grad_pc": None, "grad_nc": None, "virial_n": None}
@@ -224,19 +223,13 @@ class N2p2Potential4G(ExtrapolationCounting, LocalPotential):
         for k, item in enumerate(per_element):
             if item is None:
                 continue
-            atoms, _, dchi, factor = item
+            atoms, _, dchi, factor, batches = item
             pot = self.elements[k]["descriptors"]
             dedg = np.zeros((n, len(factor)))
             dedg[atoms] = (de_dx[k] + lam_n[atoms, None] * dchi) * factor
-            code = nw.species_lookup[self.elements[k]["symbol"]]
-            for n0, n1 in pot._chunks(nw, code):
-                if k in kept:
-                    _, _, geo, triplets = kept.pop(k)
-                else:
-                    geo = pot._geometry(nw, code, n0, n1)
-                    triplets = {}
-                    pot._descriptors(nw, geo, n1 - n0, triplets)
-                grad_pc[geo["p"]] += pot._pair_gradients(nw, geo, triplets, dedg[n0:n1]) * (energy / length)
+            for batch in batches:
+                jac, cptr = kept.pop(k) if k in kept else evaluate_batch(pot, nw, batch, True, n_threads)[1:]
+                contract_batch(pot, nw, batch, cptr, dedg[batch], jac, energy / length, grad_pc, n_threads)
         grad_nc, virial_n = qeq.pair_gradient(q_n, lam_n, virial=True, n_threads=n_threads)
         state.update(grad_pc=grad_pc, grad_nc=grad_nc * (energy / length), virial_n=virial_n * energy)
         return state

@@ -1,9 +1,9 @@
 """n2p2 potentials evaluated by miniff's compiled core (``miniff._ext.n2p2sf``): the tables of the symmetry
 functions of one element, and energies with per-pair gradients of its atoms.
 
-Used by :class:`miniff.io.n2p2_model.N2p2Potential` for the symmetry-function types the compiled module has
-(radial 2 and 12, angular 3, 9 and 13, every cutoff type); potentials with the compact functions (types 20-25)
-are evaluated by the numpy code of ``n2p2_model.py``, which stays the reference of the test suite.
+Used by :class:`miniff.io.n2p2_model.N2p2Potential` and the 4G-HDNNPs of :mod:`miniff.io.n2p2_4g`: every
+symmetry-function type miniff reads (radial 2 and 12, angular 3, 9 and 13 with every cutoff type, the compact
+types 20-25); the test suite checks them against direct numpy formulas (``tests/support_n2p2.py``).
 """
 
 import math
@@ -15,7 +15,8 @@ from miniff.io.n2p2_files import WEIGHTED_TYPES
 from miniff.potentials.base import pair_arrays, resolve_n_threads
 from miniff.potentials.extrapolation import extrapolation_counts
 
-__all__ = ["COMPILED_TYPES", "compiled_supported", "symmetry_tables", "compiled_descriptors", "compiled_energy"]
+__all__ = ["COMPILED_TYPES", "compiled_supported", "symmetry_tables", "compiled_descriptors", "compiled_energy",
+           "atom_batches", "evaluate_batch", "contract_batch"]
 
 #: The n2p2 symmetry-function types evaluated by the compiled core.
 COMPILED_TYPES = (2, 3, 9, 12, 13, 20, 21, 22, 23, 24, 25)
@@ -157,7 +158,22 @@ def _batches(indptr, atoms, n_f):
         start = stop
 
 
-def _evaluate(pot, nw, atoms, grad, n_threads):
+def atom_batches(pot, nw, code):
+    """The atoms of species code ``code`` in consecutive batches whose Jacobians stay under
+    ``MAX_JACOBIAN_ENTRIES`` (a list of int64 arrays)."""
+    atoms = np.flatnonzero(np.asarray(nw.spec_encoded_row) == code).astype(np.int64)
+    return list(_batches(pair_arrays(nw, pot.cutoff).indptr, atoms, len(pot._spec["functions"]["type"])))
+
+
+def contract_batch(pot, nw, atoms, cptr, dedg, jac, scale, grad_pc, n_threads):
+    """``grad_pc [P, 3] += scale * sum_f dedg [M, f] jac [E, f]``: the gradient by the pair vectors of the
+    centre atoms ``atoms`` (a batch of :func:`evaluate_batch`, ``jac`` and ``cptr`` from it)."""
+    arrays = pair_arrays(nw, pot.cutoff)
+    _k.n2p2_contract(arrays.indptr, atoms, cptr, np.ascontiguousarray(dedg, dtype=float), jac, float(scale), grad_pc,
+                     n_threads)
+
+
+def evaluate_batch(pot, nw, atoms, grad, n_threads):
     """``(values [M, F], jac [E, F, 3] or None, cptr [M + 1])`` of the centre atoms ``atoms``."""
     arrays = pair_arrays(nw, pot.cutoff)
     tables, weights = _tables(pot, nw)
@@ -183,7 +199,7 @@ def compiled_descriptors(pot, nw, code, n_threads=None):
     threads = resolve_n_threads(nw, n_threads)
     indptr = pair_arrays(nw, pot.cutoff).indptr
     for batch in _batches(indptr, atoms, out.shape[1]):
-        out[batch] = _evaluate(pot, nw, batch, False, threads)[0]
+        out[batch] = evaluate_batch(pot, nw, batch, False, threads)[0]
     return out
 
 
@@ -200,7 +216,7 @@ def compiled_energy(pot, nw, code, energy_n, grad_pc, count_n, n_threads=None):
     arrays = pair_arrays(nw, pot.cutoff)
     grad = grad_pc is not None
     for batch in _batches(arrays.indptr, atoms, len(p["functions"]["type"])):
-        g, jac, cptr = _evaluate(pot, nw, batch, grad, threads)
+        g, jac, cptr = evaluate_batch(pot, nw, batch, grad, threads)
         count_n[batch] = extrapolation_counts(pot.descriptor_range, g, np.ones(len(batch), dtype=bool))
         out, d_out = pot._network(offset + factor * (g - ref), grad)
         energy_n[batch] = (out / conv_energy + shift) * energy

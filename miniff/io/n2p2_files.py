@@ -85,6 +85,7 @@ class N2p2Model:
     mean_energy: float = 0.0
     conv_energy: float = 1.0
     conv_length: float = 1.0
+    conv_charge: float = 1.0  # 4G-HDNNPs: the charge input of the short-range networks is Q conv_charge
     nodes: list = field(default_factory=list)  # hidden widths of the (short-range) networks
     generation: int = 2  # 2: short-range HDNNP; 4: 4G-HDNNP (charge equilibration, miniff.io.n2p2_4g)
     extras: dict = field(default_factory=dict)  # 4G keywords: {keyword: [(line number, words after it)]}
@@ -223,7 +224,8 @@ def _read_input(path):
             extras.setdefault(key, []).append((number, words[1:]))
         elif key in IGNORED_KEYWORDS:
             continue
-        elif key in ("elements", "cutoff_type", "mean_energy", "conv_energy", "conv_length", "scale_min_short",
+        elif key in ("elements", "cutoff_type", "mean_energy", "conv_energy", "conv_length", "conv_charge",
+                     "scale_min_short",
                      "scale_max_short", "global_hidden_layers_short", "global_nodes_short",
                      "global_activation_short") + _SCALING_KEYS:
             if key in settings:
@@ -283,8 +285,12 @@ def _model_settings(path, settings):
         _fail(path, number, f"global_activation_short needs {n_hidden + 1} activations among {ACTIVATIONS}, got "
                             f"{words}")
     activations = list(words)
+    normalisation = [k for k in ("mean_energy", "conv_energy", "conv_length", "conv_charge") if k in settings]
+    if normalisation and not {"mean_energy", "conv_energy", "conv_length"} <= set(normalisation):
+        _fail(path, settings[normalisation[0]][0], f"data-set normalisation needs all of mean_energy, conv_energy and "
+                                                   f"conv_length (conv_charge only with them), found {normalisation}")
     scalars = {}
-    for key, default in (("mean_energy", 0.0), ("conv_energy", 1.0), ("conv_length", 1.0),
+    for key, default in (("mean_energy", 0.0), ("conv_energy", 1.0), ("conv_length", 1.0), ("conv_charge", 1.0),
                          ("scale_min_short", 0.0), ("scale_max_short", 1.0)):
         if key in settings:
             number, words = settings[key]
@@ -299,7 +305,7 @@ def _model_settings(path, settings):
                       cutoff_alpha=alpha, scaling=scaling, scale_min=scalars["scale_min_short"],
                       scale_max=scalars["scale_max_short"], activations=activations,
                       mean_energy=scalars["mean_energy"], conv_energy=scalars["conv_energy"],
-                      conv_length=scalars["conv_length"], generation=settings["generation"][1],
+                      conv_length=scalars["conv_length"], conv_charge=scalars["conv_charge"], generation=settings["generation"][1],
                       extras=settings["extras"])
     return model, nodes
 

@@ -1,5 +1,5 @@
-"""n2p2's one-dimensional functions in numpy: cutoff functions (every n2p2 cutoff type, with the inner cutoff),
-the compact polynomial functions of types 20-25, and the networks' activations and forward pass.
+"""n2p2's one-dimensional functions in numpy: cutoff functions (every n2p2 cutoff type, with the inner cutoff;
+the screening of 4G-HDNNPs), and the networks' activations and forward pass.
 
 The formulas are listed in :mod:`miniff.io.n2p2_model`; lengths in the files' unit.
 """
@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-__all__ = ["cutoff_function", "compact_function", "network_outputs"]
+__all__ = ["cutoff_function", "network_outputs"]
 
 _EXP_LIMIT = 35.0
 _TANH3_1 = math.tanh(1.0) ** 3
@@ -35,29 +35,6 @@ def cutoff_function(r, rc, kind, alpha=0.0):
             np.where(inside & ~inner, dfx * iw, 0.0))
 
 
-_CORE_KIND = {"p1": 5, "p2": 6, "p3": 7, "p4": 8, "e": 4}
-
-
-def compact_function(a, left, right, subtype, asymmetric=None):
-    """``(C(a), dC/da)`` of n2p2's compact function on ``[left, right]`` (``a`` any shape; 0 outside).
-
-    ``x = (a - centre) / half-width``; ``C = f(|x|)`` with the core ``f`` of ``subtype`` (``p1``-``p4``: the
-    polynomials of cutoff types 5-8, ``e``: that of type 4); the asymmetric subtypes (``p1a``...) use
-    ``f((2 - |x|) |x|)``.
-    """
-    a = np.asarray(a, dtype=float)
-    asymmetric = subtype.endswith("a") if asymmetric is None else asymmetric
-    centre, scale = (right + left) / 2.0, 1.0 / ((right - left) / 2.0)
-    x = (a - centre) * scale
-    ax = np.minimum(np.abs(x), 1.0)
-    y = (2.0 - ax) * ax if asymmetric else ax
-    f, df = _core(y, _CORE_KIND[subtype.rstrip("a") if subtype != "e" else "e"])
-    if asymmetric:
-        df = df * (2.0 - 2.0 * ax)
-    inside = (a > left) & (a < right)
-    return np.where(inside, f, 0.0), np.where(inside, df * np.copysign(scale, x), 0.0)
-
-
 def _core(x, kind):
     """``(f(x), f'(x))`` on ``[0, 1]`` of the cutoff-function cores (module docstring, types 1, 4-8)."""
     if kind == 1:
@@ -77,14 +54,6 @@ def _core(x, kind):
         return ((x * (x * ((315.0 - 70.0 * x) * x - 540.0) + 420.0) - 126.0) * x**5 + 1.0,
                 -630.0 * x**4 * (x - 1.0) ** 4)
     raise ValueError(f"cutoff type must be 0..8, got {kind}")
-
-
-def _compact_closed(theta, left, right, subtype):
-    """The symmetric angular compact function of type 22 on the closed interval ``[left, right]`` (radians)."""
-    centre, scale = (right + left) / 2.0, 1.0 / ((right - left) / 2.0)
-    x = (theta - centre) * scale
-    f, df = _core(np.minimum(np.abs(x), 1.0), _CORE_KIND[subtype])
-    return f, df * np.copysign(scale, x)
 
 
 def _activation(letter, z):

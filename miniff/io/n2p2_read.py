@@ -1,9 +1,11 @@
-"""``read_n2p2``: an n2p2 potential folder as miniff potentials, 2G (short-range) or 4G-HDNNP."""
+"""``read_n2p2``: an n2p2 potential folder as miniff potentials, 2G (short-range) or 4G-HDNNP; the one place
+that turns the files' unit names into sizes."""
+
+import math
 
 from miniff.io.n2p2_4g import read_n2p2_4g
 from miniff.io.n2p2_files import n2p2_generation
-from miniff.io.n2p2_model import _unit
-from miniff.io.n2p2_model import read_n2p2 as read_n2p2_2g
+from miniff.io.n2p2_model import read_n2p2_2g
 
 __all__ = ["read_n2p2"]
 
@@ -44,3 +46,14 @@ def read_n2p2(folder, length_unit="angstrom", energy_unit="eV", extrapolation="w
     if n2p2_generation(folder) == 4:
         return read_n2p2_4g(folder, length, energy, extrapolation=extrapolation)
     return read_n2p2_2g(folder, length, energy, extrapolation=extrapolation)
+
+
+def _unit(name, value, known):
+    """The size of a unit (``known``: names, lower case, to sizes) given by name or as a positive number."""
+    if isinstance(value, str):
+        if value.lower() not in known:
+            raise ValueError(f"{name} must be one of {sorted(known)} or a positive number, got {value!r}")
+        return known[value.lower()]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be one of {sorted(known)} or a positive number, got {value!r}")
+    return float(value)

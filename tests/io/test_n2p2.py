@@ -342,20 +342,22 @@ def test_bad_input_names_file_and_line(tmp_path):
         read_n2p2(folder)
 
 
-def test_chunks_of_centre_atoms_give_the_same_result(tmp_path):
+def test_batches_of_centre_atoms_give_the_same_result(tmp_path, monkeypatch):
+    from miniff.io import n2p2_compiled
+
     _make(tmp_path / "pot", cutoff=(6, 0.0))
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
     pos, species = _cluster(6)
     nw = _nw(pos, species, pots)
     whole = nw.evaluate(pots, grad=True)
     count = sum(p.last_extrapolations for p in pots)
-    for p in pots:
-        p.max_triplets = 1  # one centre atom per chunk
-    chunked = _nw(pos, species, pots).evaluate(pots, grad=True)
-    assert chunked.energy == pytest.approx(whole.energy, rel=1e-14)
-    np.testing.assert_allclose(chunked.grad_nc, whole.grad_nc, rtol=1e-13, atol=1e-14)
+    monkeypatch.setattr(n2p2_compiled, "MAX_JACOBIAN_ENTRIES", 1)  # one centre atom per batch
+    nw = _nw(pos, species, pots)
+    batched = nw.evaluate(pots, grad=True)
+    assert batched.energy == pytest.approx(whole.energy, rel=1e-14)
+    np.testing.assert_allclose(batched.grad_nc, whole.grad_nc, rtol=1e-13, atol=1e-14)
     assert sum(p.last_extrapolations for p in pots) == count > 0
-    assert len(list(pots[0]._chunks(nw, nw.species_lookup["H"]))) == len(species)
+    assert len(n2p2_compiled.atom_batches(pots[0], nw, nw.species_lookup["H"])) == species.count("H")
 
 
 # ------------------------------------------------------------------ compact functions (types 20, 21, 22)
