@@ -305,8 +305,8 @@ def _model_settings(path, settings):
                       cutoff_alpha=alpha, scaling=scaling, scale_min=scalars["scale_min_short"],
                       scale_max=scalars["scale_max_short"], activations=activations,
                       mean_energy=scalars["mean_energy"], conv_energy=scalars["conv_energy"],
-                      conv_length=scalars["conv_length"], conv_charge=scalars["conv_charge"], generation=settings["generation"][1],
-                      extras=settings["extras"])
+                      conv_length=scalars["conv_length"], conv_charge=scalars["conv_charge"],
+                      generation=settings["generation"][1], extras=settings["extras"])
     return model, nodes
 
 

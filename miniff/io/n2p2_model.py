@@ -36,7 +36,6 @@ from miniff.potentials.base import LocalPotential
 from miniff.potentials.extrapolation import (
     ExtrapolationCounting,
     ExtrapolationWarning,
-    extrapolation_counts,
     report_extrapolation,
 )
 
