@@ -73,8 +73,6 @@ def _single(path, extras, key):
 def generation4_settings(path, model):
     """The :class:`Generation4Settings` of a parsed 4G model (``model.extras``; ``path``: its ``input.nn``)."""
     extras = model.extras
-    if model.conv_energy != 1.0 or model.conv_length != 1.0 or model.mean_energy != 0.0:
-        raise ValueError(f"{path}: normalised 4G-HDNNPs (mean_energy, conv_energy, conv_length) are not supported")
     entry = _single(path, extras, "global_hidden_layers_electrostatic")
     if entry is None:
         raise ValueError(f"{path}: keyword 'global_hidden_layers_electrostatic' is missing (4G-HDNNP)")

@@ -568,3 +568,22 @@ def test_calculator_reports_extrapolation(tmp_path):
     assert counts.sum() > 0
     np.testing.assert_array_equal(atoms.calc.results["extrapolating_descriptors"], counts)
     assert atoms.calc.results["n_extrapolating_atoms"] == int((counts > 0).sum())
+
+
+def test_normalisation_keywords_all_or_none(tmp_path):
+    """n2p2 takes mean_energy, conv_energy and conv_length together (conv_charge only with them)."""
+    folder = tmp_path / "pot"
+    _make(folder)
+    nn = folder / "input.nn"
+    text = nn.read_text()
+    lines = text.splitlines()
+    number = next(k for k, line in enumerate(lines, 1) if line.startswith("conv_energy"))
+    nn.write_text("\n".join(line for line in lines if not line.startswith("mean_energy")) + "\n")
+    with pytest.raises(ValueError, match=rf"input.nn: line {number - 1}: data-set normalisation needs all of"):
+        read_n2p2(folder)
+    nn.write_text("\n".join(line for line in lines if not line.startswith(("mean_energy", "conv_"))) +
+                  "\nconv_charge 2.0\n")
+    with pytest.raises(ValueError, match=r"needs all of mean_energy, conv_energy and conv_length .*'conv_charge'"):
+        read_n2p2(folder)
+    nn.write_text(text + "conv_charge 2.0\n")  # no effect on a 2G potential
+    assert len(read_n2p2(folder)) == 2

@@ -46,7 +46,11 @@ def _connections(net):
 
 
 def _make(folder, periodic_settings="ewald_truncation_error_method 1\newald_prec 1e-11 0.5\n", seed=0,
-          annotate=False, core=""):
+          annotate=False, core="", normalisation=None):
+    """A hand-made 4G potential; ``normalisation = (mean_energy, conv_energy, conv_length, conv_charge)`` writes
+    the same model with n2p2's data-set normalisation: the short-range networks see the charge times
+    ``conv_charge`` and output ``conv_energy (E_i - mean_energy)``; everything else stays in physical units
+    (n2p2 converts the symmetry-function parameters, widths, hardness, electronegativities itself)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(exist_ok=True)
     lines = ["nnp_generation 4", "elements O H", "cutoff_type 1", "scale_symmetry_functions",
@@ -58,6 +62,9 @@ def _make(folder, periodic_settings="ewald_truncation_error_method 1\newald_prec
     lines += [f"fixed_gausswidth {e} {SIGMA[e]}" for e in ELEMENTS]
     lines += [f"atom_energy {e} {OFFSET[e]}" for e in ELEMENTS]
     lines += [f"symfunction {ec} 2 {e1} {eta} 0.0 {RC}" for ec in ELEMENTS for e1, eta in FUNCTIONS[ec][::-1]]
+    if normalisation is not None:
+        lines += [f"{key} {value!r}" for key, value in
+                  zip(("mean_energy", "conv_energy", "conv_length", "conv_charge"), normalisation, strict=True)]
     (folder / "input.nn").write_text("\n".join(lines) + "\n" + periodic_settings)
     model = {}
     scaling = []
@@ -68,6 +75,12 @@ def _make(folder, periodic_settings="ewald_truncation_error_method 1\newald_prec
         chi_net, short_net = _network(rng, n_f), _network(rng, n_f + 1)
         model[e] = {"stats": np.array(stats), "chi": chi_net, "short": short_net}
         z = {"H": 1, "O": 8}[e]
+        if normalisation is not None:
+            mean, conv_energy, _, conv_charge = normalisation
+            (w1, b1), (w2, b2) = short_net
+            w1 = w1.copy()
+            w1[:, -1] /= conv_charge
+            short_net = [(w1, b1), (w2 * conv_energy, (b2 - mean) * conv_energy)]
         for prefix, net in (("weightse", chi_net), ("weights", short_net)):
             values = _connections(net)
             if annotate:
@@ -231,6 +244,32 @@ def test_periodic_energy_charges_forces_stress(tmp_path):
     assert ev.energy == pytest.approx(energy, rel=0, abs=1e-9)
     np.testing.assert_allclose(-ev.grad_nc, numerical_forces(nw, pots, eps=1e-5), rtol=0, atol=1e-7)
     np.testing.assert_allclose(ev.stress, numerical_stress(nw, pots, eps=1e-6), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_normalised_model_predicts_the_same(tmp_path, periodic):
+    """n2p2's data-set normalisation (mean_energy, conv_energy, conv_length, conv_charge) changes the numbers in the
+    files, not the predictions: energies, forces, stresses and charges of the normalised folder equal the plain
+    one's and the direct reference."""
+    model = _make(tmp_path / "plain", seed=4)
+    _make(tmp_path / "normalised", seed=4, normalisation=(-0.7, 13.0, 1.9, 1.6))
+    plain, normalised = read_n2p2(tmp_path / "plain"), read_n2p2(tmp_path / "normalised")
+    if periodic:
+        pos, species, vectors = _crystal(np.random.default_rng(5))
+    else:
+        (pos, species), vectors = _molecule(np.random.default_rng(5)), None
+    a = _nw(pos, species, plain, vectors=vectors, pbc=periodic).evaluate(plain, grad=True, stress=periodic)
+    nw = _nw(pos, species, normalised, vectors=vectors, pbc=periodic)
+    b = nw.evaluate(normalised, grad=True, stress=periodic)
+    energy, q = _reference(model, pos, species, vectors=vectors)
+    assert b.energy == pytest.approx(a.energy, rel=1e-13)
+    assert b.energy == pytest.approx(energy, rel=0, abs=1e-9)
+    np.testing.assert_allclose(normalised[0].charges(nw), q, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b.grad_nc, a.grad_nc, rtol=1e-11, atol=1e-12)
+    assert np.abs(b.grad_nc).max() > 1e-2
+    if periodic:
+        np.testing.assert_allclose(b.stress, a.stress, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(-b.grad_nc, numerical_forces(nw, normalised, eps=1e-5), rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("settings", ["ewald_prec 1e-12\n", "ewald_truncation_error_method 1\n"
