@@ -19,7 +19,7 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``weighted``   element-weighted radial and angular descriptors (wACSF, n2p2's types 12 and 13): every neighbour
                species contributes, multiplied by its species weight.
 ``chebyshev``  aenet's radial and angular Chebyshev descriptors with per-species weight tables (type spins).
-``n2p2sf``     n2p2's symmetry functions (types 2, 3, 9, 12, 13, every n2p2 cutoff type) of the potentials read by
+``n2p2sf``     n2p2's symmetry functions (types 2, 3, 9, 12, 13, 20-25, every cutoff type) of the potentials read by
                ``miniff.io.read_n2p2``: values and the per-pair Jacobian, and its contraction with dE/dG.
 ``ewald``      Ewald sums of point charges: the real-space sum over a pair list or during the cell-list walk
                (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.

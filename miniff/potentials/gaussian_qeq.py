@@ -31,6 +31,7 @@ import numpy as np
 import scipy.linalg
 from scipy.special import erf
 
+from miniff._ext import kernel_module as _k
 from miniff.neighbors.search import build_pair_list
 from miniff.potentials.ewald_terms import half_grid, reciprocal_space
 
@@ -108,8 +109,11 @@ class GaussianQeq:
         first = np.where(s_pc[:, 0] != 0, s_pc[:, 0], np.where(s_pc[:, 1] != 0, s_pc[:, 1], s_pc[:, 2]))
         keep = np.flatnonzero((i_p < j_p) | ((i_p == j_p) & (first > 0)))
         self.i_p, self.j_p = i_p[keep], j_p[keep]
-        self.D_pc = np.asarray(pairs.D_pc)[keep]
+        self.D_pc = np.ascontiguousarray(np.asarray(pairs.D_pc)[keep])
         self.d_p = np.asarray(pairs.d_p)[keep]
+        # the kept pairs stay sorted by i: their CSR row pointers and int32 neighbours for the compiled scatter
+        self._indptr = np.searchsorted(self.i_p, np.arange(n + 1)).astype(np.int64)
+        self._j32 = self.j_p.astype(np.int32)
         gamma = np.sqrt(self.sigma_n[self.i_p] ** 2 + self.sigma_n[self.j_p] ** 2) * math.sqrt(2.0)
         self._gamma_p = gamma
         self.matrix_a, self.matrix_b = self._matrices()
@@ -192,17 +196,16 @@ class GaussianQeq:
         dphi_a, dphi_b = self._dphi_a, self._dphi_b
         qi, qj = q_n[self.i_p], q_n[self.j_p]
         scalar = (qi * qj * dphi_b + (lam_n[self.i_p] * qj + lam_n[self.j_p] * qi) * dphi_a) / self.d_p
-        g_pc = scalar[:, None] * self.D_pc
+        g_pc = np.ascontiguousarray(scalar[:, None] * self.D_pc)
         grad_nc = np.zeros((n, 3))
-        for c in range(3):
-            grad_nc[:, c] = (np.bincount(self.j_p, weights=g_pc[:, c], minlength=n)
-                             - np.bincount(self.i_p, weights=g_pc[:, c], minlength=n))
+        # the compiled scatter of the pair kernels (pairs sorted by i: a CSR list of one direction per pair)
+        threads = max(1, int(n_threads or 1))
+        _k.pair_gradient_to_atoms(self._indptr, self._j32, g_pc, grad_nc, threads)
         virial_n = None
         if virial:
-            virial_n = np.zeros((n, 3, 3))
-            for a in range(3):
-                for b in range(3):
-                    virial_n[:, a, b] = np.bincount(self.i_p, weights=g_pc[:, a] * self.D_pc[:, b], minlength=n)
+            virial_n = np.zeros((n, 9))
+            _k.pair_virial(self._indptr, g_pc, self.D_pc, virial_n, threads)
+            virial_n = virial_n.reshape(n, 3, 3)
         if self.ewald is not None:
             self._add_reciprocal(q_n, lam_n, grad_nc, virial_n, n_threads)
         return grad_nc, virial_n
