@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 from support import central_difference
+from support_n2p2 import cutoff as _fc
+from support_n2p2 import symmetry_function
 
 from miniff import units
 from miniff.io import read_n2p2
@@ -81,24 +83,6 @@ def _make(folder, cutoff=(6, 0.1), scaling="scalecenter", seed=0, extra="", mean
         (folder / f"weights.{z:03d}.data").write_text("# comment\n" + "\n".join(lines) + "\n")
     (folder / "scaling.data").write_text("\n".join(rows) + "\n")
     return model
-
-
-def _fc(r, rc, kind, alpha):
-    """The cutoff functions as n2p2's documentation defines them."""
-    if r >= rc:
-        return 0.0
-    if kind == 2:
-        return math.tanh(1 - r / rc) ** 3
-    if kind == 3:
-        return math.tanh(1 - r / rc) ** 3 / math.tanh(1) ** 3
-    rci = alpha * rc
-    if r < rci:
-        return 1.0
-    x = (r - rci) / (rc - rci)
-    return {0: lambda: 1.0, 1: lambda: 0.5 * (math.cos(math.pi * x) + 1), 4: lambda: math.exp(1 - 1 / (1 - x * x)),
-            5: lambda: (2 * x - 3) * x**2 + 1, 6: lambda: ((15 - 6 * x) * x - 10) * x**3 + 1,
-            7: lambda: (x * (x * (20 * x - 70) + 84) - 35) * x**4 + 1,
-            8: lambda: (x * (x * ((315 - 70 * x) * x - 540) + 420) - 126) * x**5 + 1}[kind]()
 
 
 def _g(t, i, pos, species, cutoff):
@@ -377,49 +361,6 @@ COMPACT = [
 COMPACT_ORDER = {"H": [3, 6, 4, 1, 2, 5, 0], "O": [7, 9, 8]}
 
 
-def _core(x, subtype):
-    """n2p2's core functions on [0, 1]: polynomials p1-p4 and the exponential e."""
-    return {"p1": (2 * x - 3) * x**2 + 1, "p2": ((15 - 6 * x) * x - 10) * x**3 + 1,
-            "p3": (x * (x * (20 * x - 70) + 84) - 35) * x**4 + 1,
-            "p4": (x * (x * ((315 - 70 * x) * x - 540) + 420) - 126) * x**5 + 1,
-            "e": math.exp(1 - 1 / (1 - x * x)) if x < 1 else 0.0}[subtype]
-
-
-def _compact(a, left, right, subtype, asymmetric):
-    x = abs(a - (left + right) / 2) / ((right - left) / 2)
-    return _core((2 - x) * x if asymmetric else x, subtype)
-
-
-def _g_compact(line, i, pos, species):
-    w = line.split()
-    kind, n_el = int(w[2]), 1 if w[2] == "20" else 2
-    rl, rc = float(w[3 + n_el]), float(w[4 + n_el])
-    sub = w[-1]
-    core, asym = sub.rstrip("a") if sub != "e" else "e", sub.endswith("a")
-    out, n = 0.0, len(pos)
-    for j in range(n):
-        rij = np.linalg.norm(pos[j] - pos[i])
-        if j == i or not rl < rij < rc:
-            continue
-        if kind == 20:
-            out += _compact(rij, rl, rc, core, asym) if species[j] == w[3] else 0.0
-            continue
-        for k in range(j + 1, n):
-            rik, rjk = np.linalg.norm(pos[k] - pos[i]), np.linalg.norm(pos[k] - pos[j])
-            if k == i or sorted((species[j], species[k])) != sorted(w[3:5]) or not rl < rik < rc:
-                continue
-            theta = math.acos((pos[j] - pos[i]) @ (pos[k] - pos[i]) / rij / rik)
-            left, right = math.radians(float(w[7])), math.radians(float(w[8]))
-            if not left <= theta <= right:
-                continue
-            term = _compact(rij, rl, rc, core, asym) * _compact(rik, rl, rc, core, asym)
-            term *= _compact(theta, left, right, core, False)
-            if kind == 21:
-                term = term * _compact(rjk, rl, rc, core, asym) if rl < rjk < rc else 0.0
-            out += term
-    return out
-
-
 def test_compact_functions_values_order_forces(tmp_path):
     _make(tmp_path / "pot", sym_lines=COMPACT)
     pots = read_n2p2(tmp_path / "pot", extrapolation="ignore")
@@ -430,7 +371,7 @@ def test_compact_functions_values_order_forces(tmp_path):
         refs = []
         for i, el in enumerate(species):
             if el == p.tag:
-                refs.append([_g_compact(COMPACT[k], i, pos, species) for k in COMPACT_ORDER[el]])
+                refs.append([symmetry_function(COMPACT[k], i, pos, species, (1, 0.0)) for k in COMPACT_ORDER[el]])
                 np.testing.assert_allclose(g[i], refs[-1], rtol=1e-12, atol=1e-14)
         assert (np.array(refs) > 0).any(axis=0).all()  # every function sees neighbours somewhere
     grad = nw.grad(pots)
@@ -469,54 +410,6 @@ WEIGHTED = [
 ]
 # by type; 12, 13 by rc, eta, rs (zeta, lambda); 23-25 by subtype, rc, rl, angles:
 WEIGHTED_ORDER = {"H": [6, 4, 1, 0, 2, 5, 3], "O": [9, 7, 8]}
-Z = {"H": 1, "O": 8}
-
-
-def _g_weighted(line, i, pos, species, cutoff):
-    """Types 12, 13, 23, 24, 25 by n2p2's formulas: every neighbour, weighted by its atomic number (pairs by
-    Z_j Z_k, each unordered pair once)."""
-    w = line.split()
-    kind = int(w[2])
-    if kind == 2:
-        return _g((w[1], 2, w[3], None, float(w[4]), float(w[5]), None, float(w[6]), None), i, pos, species, cutoff)
-    p = [float(x) for x in w[3:-1]] if kind >= 23 else [float(x) for x in w[3:]]
-    out, n = 0.0, len(pos)
-    for j in range(n):
-        rij = np.linalg.norm(pos[j] - pos[i])
-        if j == i:
-            continue
-        if kind == 12:
-            eta, rs, rc = p
-            out += Z[species[j]] * math.exp(-eta * (rij - rs) ** 2) * _fc(rij, rc, *cutoff)
-            continue
-        if kind == 23:
-            rl, rc = p
-            out += Z[species[j]] * _compact(rij, rl, rc, w[-1], False) if rl < rij < rc else 0.0
-            continue
-        for k in range(j + 1, n):
-            if k == i:
-                continue
-            rik, rjk = np.linalg.norm(pos[k] - pos[i]), np.linalg.norm(pos[k] - pos[j])
-            cos = (pos[j] - pos[i]) @ (pos[k] - pos[i]) / rij / rik
-            zz = Z[species[j]] * Z[species[k]]
-            if kind == 13:
-                eta, rs, lam, zeta, rc = p
-                out += zz * (2 ** (1 - zeta) * max(1 + lam * cos, 0.0) ** zeta
-                             * math.exp(-eta * ((rij - rs) ** 2 + (rik - rs) ** 2 + (rjk - rs) ** 2))
-                             * _fc(rij, rc, *cutoff) * _fc(rik, rc, *cutoff) * _fc(rjk, rc, *cutoff))
-                continue
-            rl, rc, left, right = p[0], p[1], math.radians(p[2]), math.radians(p[3])
-            sub = w[-1]
-            core, asym = sub.rstrip("a") if sub != "e" else "e", sub.endswith("a")
-            theta = math.acos(cos)
-            if not (rl < rij < rc and rl < rik < rc and left <= theta <= right):
-                continue
-            term = zz * _compact(rij, rl, rc, core, asym) * _compact(rik, rl, rc, core, asym)
-            term *= _compact(theta, left, right, core, False)
-            if kind == 24:
-                term = term * _compact(rjk, rl, rc, core, asym) if rl < rjk < rc else 0.0
-            out += term
-    return out
 
 
 @pytest.mark.parametrize("cutoff", [(1, 0.0), (6, 0.2)])
@@ -530,7 +423,7 @@ def test_weighted_functions_values_order_forces(tmp_path, cutoff):
         refs = []
         for i, el in enumerate(species):
             if el == p.tag:
-                refs.append([_g_weighted(WEIGHTED[k], i, pos, species, cutoff) for k in WEIGHTED_ORDER[el]])
+                refs.append([symmetry_function(WEIGHTED[k], i, pos, species, cutoff) for k in WEIGHTED_ORDER[el]])
                 np.testing.assert_allclose(g[i], refs[-1], rtol=1e-12, atol=1e-14)
         assert (np.array(refs) > 0).any(axis=0).all()
     grad = nw.grad(pots)
