@@ -15,18 +15,11 @@ from miniff.io.n2p2_files import WEIGHTED_TYPES
 from miniff.potentials.base import pair_arrays, resolve_n_threads
 from miniff.potentials.extrapolation import extrapolation_counts
 
-__all__ = ["COMPILED_TYPES", "compiled_supported", "symmetry_tables", "compiled_descriptors", "compiled_energy",
+__all__ = ["symmetry_tables", "compiled_descriptors", "compiled_energy",
            "atom_batches", "evaluate_batch", "contract_batch"]
 
-#: The n2p2 symmetry-function types evaluated by the compiled core.
-COMPILED_TYPES = (2, 3, 9, 12, 13, 20, 21, 22, 23, 24, 25)
 #: Jacobian entries (pairs x functions) per call: bounds the memory of one evaluation (about 100 MB).
 MAX_JACOBIAN_ENTRIES = 1 << 22
-
-
-def compiled_supported(types):
-    """True when every symmetry-function type of ``types`` has a compiled implementation."""
-    return bool(np.isin(np.asarray(types), COMPILED_TYPES).all())
 
 
 def symmetry_tables(functions, species_lookup):
