@@ -24,6 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--batch-size", type=int, default=3)
+    p.add_argument("--test-set", type=int, default=3)
     return p.parse_args(argv)
 
 
@@ -59,15 +60,28 @@ def _fullbatch(args, ctx, here):
     from miniff.fit.workflow import FitWorkflow
 
     wf = FitWorkflow(seed=0, n_threads=1)
-    wf.prepare(store_cells(11), descriptors=store_descriptors(), test_set=3, forces=True,
+    wf.prepare(store_cells(11), descriptors=store_descriptors(), test_set=args.test_set, forces=True,
                nn_kwargs={"n_internal": 4, "n_layers": 2},
                closure_kwargs={"optimizer": "compact_lbfgs", "optimizer_kwargs": {"max_iter": 5}, "w_l2": 1e-4,
                                "per_atom": True},
                group_weights={"g1": 2.0}, checkpoint=args.checkpoint)
     hist = wf.run(args.epochs, log_file=here / "log.jsonl", save_fn=here / "learn.pt", summary=False,
                   stall_epochs=None)
+    # what each rank holds: its shard of the cells (descriptors, Jacobians and neighbour lists of those only)
+    held = ctx.gather({"learn": wf.datasets["learn"].n_samples, "test": wf.datasets["test"].n_samples,
+                       "lists": sum(nw is not None for nw in wf.cells_nw)})
+    table = [(label, {k: float(v) for k, v in row.items()}) for label, row in wf.summary_table]
     return {"loss": [r["loss"] for r in hist], "valid": [r["loss_valid"] for r in hist],
-            "resumed_from": wf.resumed_from, "summary": wf.summary()}
+            "records": [{k: v for k, v in r.items() if k != "time"} for r in hist], "held": held,
+            "normalization": {k: _plain(v) for k, v in wf.normalization.state_dict().items()},
+            "resumed_from": wf.resumed_from, "summary": wf.summary(), "table": table}
+
+
+def _plain(value):
+    """Tensors (in lists) as nested lists of floats, for JSON."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.tolist() if hasattr(value, "tolist") else value
 
 
 def run_rank(args, rank=0):
