@@ -288,9 +288,9 @@ def _sharded_closure_class():
         rank sees the full-batch loss and gradient and takes the same optimizer steps as one process."""
 
         def _share(self, dataset, weights):
+            totals = self._totals(dataset, weights)   # collective: also on a rank with an empty part
             if dataset.n_samples == 0:
                 return None
-            totals = self._totals(dataset, weights)
             l2 = self.loss_function_kwargs.get("w_l2", 0) if self.context.is_main else 0.0
             kw = {k: self.loss_function_kwargs.get(k, d) for k, d in
                   (("w_energy", 1), ("w_gradients", 0), ("per_atom", False))}

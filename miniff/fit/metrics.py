@@ -29,7 +29,7 @@ def _atom_counts(dataset):
     def compute():
         counts = None
         for m in masks:
-            c = m.reshape(m.shape[0], -1).sum(dim=1)
+            c = m.flatten(1).sum(dim=1)
             counts = c if counts is None else counts + c
         return counts
 
