@@ -324,3 +324,33 @@ def test_share_loss_parts_add_up_to_energy_loss():
     np.testing.assert_allclose(total, float(ref.detach()), rtol=1e-12)
     for a, b in zip(grads, g_ref, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_error_sums_of_parts_add_up_to_the_metrics_of_the_whole():
+    """error_sums of disjoint parts (one of them empty), added (maxima: their maximum), give error_metrics of the
+    whole set, groups included, against a brute-force numpy computation of the per-atom energy errors."""
+    from miniff import ml
+    from miniff.fit.metrics import error_metrics, error_sums, metrics_from_sums
+
+    cells = store_cells(7)
+    data = ml.learn_cauldron(cells, store_descriptors(), grad=True, normalize=False)
+    torch.manual_seed(0)
+    nets = [ml.SequentialSoleEnergyNN(len(d), n_internal=3, n_layers=2).double()
+            for _, d in sorted(store_descriptors().items())]
+    groups = ["a", "b", "a", "a", "b", "c", "a"]
+    whole = error_metrics(nets, data, forces=True, groups=groups)
+    total = {}
+    for part in (torch.arange(0, 3), torch.arange(0), torch.arange(3, 7)):
+        sums = error_sums(nets, data.subset(part), forces=True, groups=[groups[i] for i in part.tolist()],
+                          group_names={"a", "b", "c"})
+        for k, v in sums.items():
+            total[k] = max(total.get(k, 0.0), v) if k.endswith("_max") else total.get(k, 0.0) + v
+    merged = metrics_from_sums(total)
+    assert merged.keys() == whole.keys()
+    for k in whole:
+        np.testing.assert_allclose(merged[k], whole[k], rtol=1e-12, err_msg=k)
+    with torch.no_grad():
+        e = ml.forward_cauldron(nets, data).numpy()[:, 0]
+    de = (e - data.per_cell_dataset.energy.numpy()[:, 0]) / np.array([len(c.values) for c in cells])
+    np.testing.assert_allclose(merged["energy_rmse"], np.sqrt(np.mean(de**2)), rtol=1e-12)
+    np.testing.assert_allclose(merged["group_c_energy_rmse"], abs(de[5]), rtol=1e-12)
