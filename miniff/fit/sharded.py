@@ -68,7 +68,15 @@ def sharded_datasets(workflow, n, n_test, learn_cauldron_kwargs, normalization_k
     t0 = time.perf_counter()
     learn_cauldron_kwargs.update(normalize=False, dtype=workflow.dtype)
     learn_cauldron_kwargs.setdefault("n_threads", workflow.n_threads)
-    full = ml.learn_cauldron([workflow.cells_nw[i] for i in cells], workflow.descriptors, **learn_cauldron_kwargs)
+    failure = None
+    try:   # a bad cell raises on its rank only: every rank learns of it before the next collective
+        full = ml.learn_cauldron([workflow.cells_nw[i] for i in cells], workflow.descriptors, **learn_cauldron_kwargs)
+    except Exception as exc:
+        failure = exc
+    if context.all_max([failure is not None])[0]:
+        if failure is not None:
+            raise failure
+        raise RuntimeError("fn_cells: another rank failed to compute the descriptors of its cells (see its error)")
     keep = set(cells.tolist())
     workflow.cells_nw = [nw if i in keep else None for i, nw in enumerate(workflow.cells_nw)]
     seconds = float(context.all_max([time.perf_counter() - t0])[0])
