@@ -18,7 +18,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--world", type=int, default=2)
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--mode", choices=("minibatch", "fullbatch"), default="minibatch")
+    p.add_argument("--mode", choices=("minibatch", "fullbatch", "badcell"), default="minibatch")
     p.add_argument("--store", default=None)
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=3)
@@ -84,6 +84,23 @@ def _plain(value):
     return value.tolist() if hasattr(value, "tolist") else value
 
 
+def _badcell(args, ctx, here):
+    """A full-batch prepare whose 7th cell has two coincident atoms: every rank writes the error it got."""
+    from support_store import store_cells, store_descriptors
+
+    from miniff.fit.workflow import FitWorkflow
+
+    cells = store_cells(11)
+    cells[6].coordinates[1] = cells[6].coordinates[0]
+    try:
+        FitWorkflow(seed=0, n_threads=1).prepare(cells, descriptors=store_descriptors(), test_set=3, cells_order=None)
+        text = "no error"
+    except Exception as exc:   # noqa: BLE001 - the test reads what each rank raised
+        text = f"{type(exc).__name__}: {exc}"
+    (here / "error.txt").write_text(text)
+    return {"error": text}
+
+
 def run_rank(args, rank=0):
     """Join the group of ``args.world`` ranks as ``rank`` (none with one rank), fit, return rank 0's result."""
     if args.world > 1:
@@ -95,7 +112,7 @@ def run_rank(args, rank=0):
     assert ctx.rank == rank and ctx.world_size == args.world
     here = Path(args.out) / f"rank{rank}"
     here.mkdir(parents=True, exist_ok=True)
-    result = (_minibatch if args.mode == "minibatch" else _fullbatch)(args, ctx, here)
+    result = {"minibatch": _minibatch, "fullbatch": _fullbatch, "badcell": _badcell}[args.mode](args, ctx, here)
     if ctx.is_main:
         (Path(args.out) / "result.json").write_text(json.dumps(result))
     if ctx.distributed:

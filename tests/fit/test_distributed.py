@@ -162,6 +162,14 @@ def test_fullbatch_rank_without_validation_cells(tmp_path):
     _assert_same_fit(two, one, 2)
 
 
+def test_fullbatch_bad_cell_on_one_rank_fails_on_every_rank(tmp_path):
+    """A cell with coincident atoms in rank 1's shard (cells 4-7): rank 1 raises the descriptor error, rank 0 a
+    RuntimeError saying another rank failed, at once (no rank left waiting in a reduction)."""
+    _, out, _ = _run(tmp_path, 2, mode="badcell", epochs=1)
+    assert (out / "rank1" / "error.txt").read_text().startswith("CoincidentAtomsError")
+    assert "another rank failed" in (out / "rank0" / "error.txt").read_text()
+
+
 def test_sampler_global_batches_split_across_ranks():
     ref = list(EpochSampler(10, 4, seed=7))
     for world in (2, 3):
