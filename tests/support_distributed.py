@@ -18,12 +18,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--world", type=int, default=2)
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--mode", choices=("minibatch", "fullbatch"), default="minibatch")
+    p.add_argument("--mode", choices=("minibatch", "fullbatch", "badcell"), default="minibatch")
     p.add_argument("--store", default=None)
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--batch-size", type=int, default=3)
+    p.add_argument("--test-set", type=int, default=3)
     return p.parse_args(argv)
 
 
@@ -59,15 +60,45 @@ def _fullbatch(args, ctx, here):
     from miniff.fit.workflow import FitWorkflow
 
     wf = FitWorkflow(seed=0, n_threads=1)
-    wf.prepare(store_cells(11), descriptors=store_descriptors(), test_set=3, forces=True,
+    wf.prepare(store_cells(11), descriptors=store_descriptors(), test_set=args.test_set, forces=True,
                nn_kwargs={"n_internal": 4, "n_layers": 2},
                closure_kwargs={"optimizer": "compact_lbfgs", "optimizer_kwargs": {"max_iter": 5}, "w_l2": 1e-4,
                                "per_atom": True},
                group_weights={"g1": 2.0}, checkpoint=args.checkpoint)
     hist = wf.run(args.epochs, log_file=here / "log.jsonl", save_fn=here / "learn.pt", summary=False,
                   stall_epochs=None)
+    # what each rank holds: its shard of the cells (descriptors, Jacobians and neighbour lists of those only)
+    held = ctx.gather({"learn": wf.datasets["learn"].n_samples, "test": wf.datasets["test"].n_samples,
+                       "lists": sum(nw is not None for nw in wf.cells_nw)})
+    table = [(label, {k: float(v) for k, v in row.items()}) for label, row in wf.summary_table]
     return {"loss": [r["loss"] for r in hist], "valid": [r["loss_valid"] for r in hist],
-            "resumed_from": wf.resumed_from, "summary": wf.summary()}
+            "records": [{k: v for k, v in r.items() if k != "time"} for r in hist], "held": held,
+            "normalization": {k: _plain(v) for k, v in wf.normalization.state_dict().items()},
+            "resumed_from": wf.resumed_from, "summary": wf.summary(), "table": table}
+
+
+def _plain(value):
+    """Tensors (in lists) as nested lists of floats, for JSON."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _badcell(args, ctx, here):
+    """A full-batch prepare whose 7th cell has two coincident atoms: every rank writes the error it got."""
+    from support_store import store_cells, store_descriptors
+
+    from miniff.fit.workflow import FitWorkflow
+
+    cells = store_cells(11)
+    cells[6].coordinates[1] = cells[6].coordinates[0]
+    try:
+        FitWorkflow(seed=0, n_threads=1).prepare(cells, descriptors=store_descriptors(), test_set=3, cells_order=None)
+        text = "no error"
+    except Exception as exc:   # noqa: BLE001 - the test reads what each rank raised
+        text = f"{type(exc).__name__}: {exc}"
+    (here / "error.txt").write_text(text)
+    return {"error": text}
 
 
 def run_rank(args, rank=0):
@@ -81,7 +112,7 @@ def run_rank(args, rank=0):
     assert ctx.rank == rank and ctx.world_size == args.world
     here = Path(args.out) / f"rank{rank}"
     here.mkdir(parents=True, exist_ok=True)
-    result = (_minibatch if args.mode == "minibatch" else _fullbatch)(args, ctx, here)
+    result = {"minibatch": _minibatch, "fullbatch": _fullbatch, "badcell": _badcell}[args.mode](args, ctx, here)
     if ctx.is_main:
         (Path(args.out) / "result.json").write_text(json.dumps(result))
     if ctx.distributed:

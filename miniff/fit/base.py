@@ -276,14 +276,19 @@ class Workflow:
         """The neighbour cutoff of the wrappers, Å."""
         return self._cutoff
 
-    def compute_neighbors(self, cutoff, nw_kwargs=None):
-        """Wrap every cell in a ``NeighborWrapper`` with pair distances up to ``cutoff`` (Å)."""
+    def compute_neighbors(self, cutoff, nw_kwargs=None, positions=None):
+        """Wrap every cell in a ``NeighborWrapper`` with pair distances up to ``cutoff`` (Å); with ``positions``
+        (indices of cells) only those cells, None in the places of the others."""
         from miniff.kernel import NeighborWrapper
 
         nw_kwargs = dict(nw_kwargs or {})
         self._cutoff = float(cutoff)
         wrappers = []
-        for c in self.cells:
+        keep = None if positions is None else set(int(i) for i in positions)
+        for i, c in enumerate(self.cells):
+            if keep is not None and i not in keep:
+                wrappers.append(None)
+                continue
             kw = dict(nw_kwargs)
             if "pbc" not in kw and "pbc" in c.meta:
                 kw["pbc"] = tuple(bool(x) for x in c.meta["pbc"])

@@ -19,7 +19,7 @@ from miniff._ext.threads import available_cores, check_n_threads, effective_n_th
 from miniff.ml.device import resolve_device
 
 __all__ = ["DistContext", "init_distributed", "current_context", "resolve_device", "threads_per_rank",
-           "batch_to_device", "state_to_cpu", "state_to_device", "ENV_VARIABLES"]
+           "batch_to_device", "state_to_cpu", "state_to_device", "reduce_normalization_inputs", "ENV_VARIABLES"]
 
 #: The environment variables of ``torchrun`` read by :func:`init_distributed`.
 ENV_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -116,6 +116,25 @@ class DistContext:
                 p.grad.copy_(g)
             offset += n
         return float(flat[-1])
+
+    def reduce_sums(self, sums):
+        """A dict of floats summed over the ranks, keys ending in ``_max`` by their maximum (the partial sums of
+        :func:`miniff.fit.metrics.error_sums`); every rank must pass the same keys."""
+        keys = sorted(sums)
+        big = [k for k in keys if k.endswith("_max")]
+        add = [k for k in keys if not k.endswith("_max")]
+        out = dict(zip(add, (float(x) for x in self.all_sum([sums[k] for k in add])), strict=True)) if add else {}
+        if big:
+            out.update(zip(big, (float(x) for x in self.all_max([sums[k] for k in big])), strict=True))
+        return {k: out[k] for k in sums}
+
+    def gather(self, obj):
+        """The list of every rank's ``obj`` (picklable plain data), in rank order; ``[obj]`` with one rank."""
+        if not self.distributed:
+            return [obj]
+        out = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
 
     def broadcast_parameters(self, parameters):
         """Give every rank rank 0's values of ``parameters`` (in place; nothing with one rank)."""
@@ -264,25 +283,38 @@ def _sharded_closure_class():
 
     class ShardedClosure(SimpleClosure):
         """A :class:`~miniff.fit.closures.SimpleClosure` of :func:`~miniff.fit.closures.energy_loss` whose
-        learning-set loss is computed by every rank on its shard, with the denominators of the whole set
-        (:func:`~miniff.fit.closures.share_loss`), and whose loss and gradients are summed over the ranks: every
+        dataset is this rank's shard of the learning set: the shard's loss uses the denominators of the whole set
+        (:func:`~miniff.fit.closures.share_loss`), and loss and gradients are summed over the ranks, so every
         rank sees the full-batch loss and gradient and takes the same optimizer steps as one process."""
 
-        def _share(self):
-            if self.shard_weights.numel() == 0:
+        def _share(self, dataset, weights):
+            totals = self._totals(dataset, weights)   # collective: also on a rank with an empty part
+            if dataset.n_samples == 0:
                 return None
             l2 = self.loss_function_kwargs.get("w_l2", 0) if self.context.is_main else 0.0
             kw = {k: self.loss_function_kwargs.get(k, d) for k, d in
                   (("w_energy", 1), ("w_gradients", 0), ("per_atom", False))}
-            return share_loss(self.networks, self.shard_dataset, self.shard_weights, self.weight_total,
-                              self.force_total, l2=l2, **kw)
+            return share_loss(self.networks, dataset, weights, *totals, l2=l2, **kw)
+
+        def _totals(self, dataset, weights):
+            """``(W, G)`` of the whole data set whose shard ``dataset`` is (summed over the ranks; kept)."""
+            cache = self.__dict__.setdefault("_totals_cache", {})
+            if id(dataset) not in cache:
+                local = [float(weights.sum()), 0.0]
+                if self.loss_function_kwargs.get("w_gradients", 0):
+                    local[1] = float((weights * 3 * dataset.per_cell_dataset.force_mask().sum(dim=1)).sum())
+                cache[id(dataset)] = (dataset, tuple(float(x) for x in self.context.all_sum(local)))
+            return cache[id(dataset)][1]
 
         def loss(self, dataset=None, save=True):
-            """The full-batch loss of the learning set, summed over the ranks (a ``loss_result`` without
-            components); any other dataset: :func:`~miniff.fit.closures.energy_loss` on this rank."""
-            if dataset is not None and dataset is not self.dataset:
-                return super().loss(dataset, save)
-            local = self._share()
+            """The loss of a data set split across the ranks (default: the learning set, with its weights; any
+            other: this rank's shard of it, weights 1), summed over the ranks: a ``loss_result`` without
+            components.  Every rank must call it."""
+            if dataset is None or dataset is self.dataset:
+                dataset, weights, save = self.dataset, self.shard_weights, save
+            else:
+                weights, save = dataset.per_cell_dataset.energy.new_ones(dataset.n_samples), False
+            local = self._share(dataset, weights)
             value = self.context.all_sum([0.0 if local is None else float(local.detach())])[0]
             result = loss_result("total", torch.tensor(value, dtype=torch.float64), None, None, None)
             if save:
@@ -292,7 +324,7 @@ def _sharded_closure_class():
         def propagate(self, dataset=None):
             """Zero the gradients, back-propagate this rank's share and sum loss and gradients over the ranks."""
             self.optimizer.zero_grad()
-            local = self._share()
+            local = self._share(self.dataset, self.shard_weights)
             if local is not None:
                 local.backward()
             value = self.context.sum_gradients(self.learning_parameters(), local)
@@ -312,9 +344,9 @@ def _sharded_closure_class():
 
 
 def shard_closure(closure, context):
-    """A copy of ``closure`` (an :func:`~miniff.fit.closures.energy_loss` closure with the default criterion)
-    whose loss and gradients are summed over the ranks of ``context``, each rank computing its contiguous shard
-    of the learning set (same optimizer object, same networks).
+    """A copy of ``closure`` (an :func:`~miniff.fit.closures.energy_loss` closure with the default criterion, whose
+    dataset and ``weights`` are this rank's shard of the learning set) whose loss and gradients are summed over
+    the ranks of ``context``, with the denominators of the whole set (same optimizer object, same networks).
 
     Raises
     ------
@@ -327,18 +359,54 @@ def shard_closure(closure, context):
         raise ValueError("closure: training across ranks needs the default loss (energy_loss, no criterion, no "
                          "per-atom energies)")
     data = closure.dataset
-    n = data.n_samples
     like = data.per_cell_dataset.energy   # the weights take its dtype and device
-    w = torch.ones(n).to(like) if kw.get("weights") is None else torch.as_tensor(kw["weights"]).to(like).reshape(-1)
-    force_total = 0.0
-    if kw.get("w_gradients", 0):
-        force_total = float((w * 3 * data.per_cell_dataset.force_mask().sum(dim=1)).sum())
+    w = like.new_ones(data.n_samples) if kw.get("weights") is None else torch.as_tensor(kw["weights"]).to(like)
     out = cls.__new__(cls)
     out.__dict__.update(closure.__dict__)
-    shard = torch.as_tensor(context.shard(n))
-    out.context, out.weight_total, out.force_total = context, float(w.sum()), force_total
-    out.shard_dataset, out.shard_weights = data.subset(shard), w[shard]
+    out.context, out.shard_weights = context, w.reshape(-1)
     return out
+
+
+def reduce_normalization_inputs(inputs, context, positions, n):
+    """The :class:`~miniff.ml.normalization.NormalizationInputs` of a data set of ``n`` structures held in shards by
+    the ranks of ``context``, from this rank's ``inputs`` of its structures at ``positions`` ``[k]`` (int):
+    energies and atom counts placed and summed, ranges by their extremes, charge means by their sums.  Every rank
+    gets the same result, equal to the inputs of the whole set (without ``points``: no PCA)."""
+    from miniff.ml.normalization_inputs import NormalizationInputs
+
+    t = lambda a: torch.as_tensor(a, dtype=inputs.dtype)  # noqa: E731
+    positions = np.asarray(positions, dtype=np.int64)
+
+    def placed(x):   # [k, c] of this rank -> [n, c] of all ranks
+        full = np.zeros((n, x.shape[1]))
+        full[positions] = x.detach().double().cpu().numpy()
+        return t(context.all_sum(full).reshape(n, -1))
+
+    def extremes(pair, size, shape=()):   # (lo, hi) or None -> the range over all ranks, None when no rank has one
+        v = np.full(2 * size, -np.inf) if pair is None else np.concatenate(
+            [-np.asarray(pair[0], dtype=np.float64).reshape(-1), np.asarray(pair[1], dtype=np.float64).reshape(-1)])
+        v = context.all_max(v)
+        return (t(-v[:size]).reshape(shape), t(v[size:]).reshape(shape)) if np.all(np.isfinite(v)) else None
+
+    features = [extremes(r, f, (f,)) for r, f in zip(inputs.features_range, inputs.n_features, strict=True)]
+    charges = []
+    for c in inputs.charges:
+        if c is None:
+            charges.append(None)
+            continue
+        q_min, q_max, q_mean, count = (float(x) for x in c)
+        lo_hi = extremes((q_min, q_max) if count else None, 1)
+        total, count = context.all_sum([q_mean * count, count])
+        charges.append((lo_hi[0], lo_hi[1], t(total / count), int(count)) if count else (0.0, 0.0, 0.0, 0))
+    return NormalizationInputs(placed(inputs.energy), placed(inputs.counts).to(inputs.counts.dtype),
+                               inputs.has_energy_g, extremes(inputs.energy_g_range, 1), list(inputs.n_features),
+                               list(inputs.tags), features, charges, None, inputs.dtype)
+
+
+def is_main(workflow):
+    """True unless ``workflow`` has a ``context`` of a rank other than 0 (the rank that writes files)."""
+    context = getattr(workflow, "context", None)
+    return context is None or context.is_main
 
 
 def join_ranks(workflow, device="cpu"):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["error_metrics", "network_predictions"]
+__all__ = ["error_metrics", "error_sums", "metrics_from_sums", "network_predictions"]
 
 
 def _forward(networks, dataset, grad, stress=False):
@@ -29,7 +29,7 @@ def _atom_counts(dataset):
     def compute():
         counts = None
         for m in masks:
-            c = m.reshape(m.shape[0], -1).sum(dim=1)
+            c = m.flatten(1).sum(dim=1)
             counts = c if counts is None else counts + c
         return counts
 
@@ -43,14 +43,6 @@ def _scales(normalization):
     e_scale = float(normalization.energy_scale)
     ls = getattr(normalization, "length_scale", None)
     return e_scale, (e_scale / float(ls) if ls is not None else e_scale)
-
-
-def _group_rmse(result, name, groups, sq_s, cnt_s):
-    """Add ``group_<label>_<name>_rmse`` entries: per-structure squared sums ``sq_s`` over ``cnt_s`` values."""
-    for g in sorted(set(groups)):
-        idx = torch.tensor([i for i, x in enumerate(groups) if x == g], device=sq_s.device)
-        if float(cnt_s[idx].sum()) > 0:
-            result[f"group_{g}_{name}_rmse"] = math.sqrt(float(sq_s[idx].sum()) / float(cnt_s[idx].sum()))
 
 
 def error_metrics(networks, dataset, normalization=None, forces=None, groups=None, stress=None):
@@ -81,6 +73,20 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
         ``force_max``, ``force_mae`` (eV/Å, over force components of real atoms); with stresses
         ``stress_rmse``, ``stress_max``, ``stress_mae`` (eV/Å³, over the 6 Voigt components).
     """
+    return metrics_from_sums(error_sums(networks, dataset, normalization, forces, groups, stress))
+
+
+def error_sums(networks, dataset, normalization=None, forces=None, groups=None, stress=None, group_names=None):
+    """The sums behind :func:`error_metrics` (arguments as there): ``{key: float}`` with, per quantity
+    ``q`` in ``energy`` (per-atom energies, eV/atom), ``force`` (components, eV/Å) and ``stress`` (Voigt
+    components, eV/Å³), ``q_sq`` (sum of squared errors), ``q_abs`` (sum of absolute errors), ``q_n`` (count)
+    and ``q_max`` (largest absolute error, 0 without values), and per group label ``g`` ``group_g_q_sq`` and
+    ``group_g_q_n``.  Sums of disjoint parts of a data set add up (``_max`` keys: their maximum) to the sums of
+    the whole, which :func:`metrics_from_sums` turns into the metrics: how ranks holding shards reduce them.
+
+    ``group_names``: the labels to report (default: those of ``groups``); a label absent from ``groups`` gets
+    zero sums, so every shard has the same keys.
+    """
     pcd = dataset.per_cell_dataset
     if forces is None:
         forces = pcd.energy_g is not None
@@ -92,40 +98,52 @@ def error_metrics(networks, dataset, normalization=None, forces=None, groups=Non
     e_pred = (out[0] if forces or stress else out).detach()
     n_s = _atom_counts(dataset).to(e_pred.dtype).clamp(min=1)
     de_s = (e_pred - pcd.energy).reshape(-1) / n_s * e_scale
-    result = {
-        "energy_rmse": float(torch.sqrt(torch.mean(de_s**2))),
-        "energy_max": float(de_s.abs().max()),
-        "energy_mae": float(de_s.abs().mean()),
-    }
-    per_group = []
+    per_structure = [("energy", de_s**2, torch.ones_like(de_s))]
+    sums = _sums("energy", de_s, len(de_s))
     if forces:
         mask = pcd.force_mask().to(e_pred.dtype)
         dg = (out[1].detach() - pcd.energy_g) * mask[..., None] * g_scale
-        n_comp = 3 * float(mask.sum())
-        result["force_rmse"] = math.sqrt(float((dg**2).sum()) / n_comp)
-        result["force_max"] = float(dg.abs().max())
-        result["force_mae"] = float(dg.abs().sum()) / n_comp
-        per_group.append(("force", (dg**2).sum(dim=(1, 2)), 3 * mask.sum(dim=1)))
+        sums.update(_sums("force", dg, 3 * float(mask.sum())))
+        per_structure.append(("force", (dg**2).sum(dim=(1, 2)), 3 * mask.sum(dim=1)))
     if stress:
         if pcd.stress is None:
             raise ValueError("stress: the dataset has no reference stresses (build it with stress=True)")
         has = pcd.stress_mask().to(e_pred.dtype)
         ds_sv = (out[-1].detach() - pcd.stress) * has[:, None] * e_scale
-        n_comp = 6 * float(has.sum())
-        if n_comp:
-            result["stress_rmse"] = math.sqrt(float((ds_sv**2).sum()) / n_comp)
-            result["stress_max"] = float(ds_sv.abs().max())
-            result["stress_mae"] = float(ds_sv.abs().sum()) / n_comp
-        per_group.append(("stress", (ds_sv**2).sum(dim=1), 6 * has))
+        sums.update(_sums("stress", ds_sv, 6 * float(has.sum())))
+        per_structure.append(("stress", (ds_sv**2).sum(dim=1), 6 * has))
     if groups is not None:
         groups = list(groups)
         if len(groups) != len(de_s):
             raise ValueError(f"groups must have one label per structure ({len(de_s)}), got {len(groups)}")
-        for g in sorted(set(groups)):
-            idx = torch.tensor([i for i, x in enumerate(groups) if x == g], device=de_s.device)
-            result[f"group_{g}_energy_rmse"] = float(torch.sqrt(torch.mean(de_s[idx] ** 2)))
-        for name, sq_s, cnt_s in per_group:
-            _group_rmse(result, name, groups, sq_s, cnt_s)
+        for g in sorted(set(groups) if group_names is None else group_names):
+            idx = torch.tensor([i for i, x in enumerate(groups) if x == g], dtype=torch.int64, device=de_s.device)
+            for name, sq_s, cnt_s in per_structure:
+                sums[f"group_{g}_{name}_sq"] = float(sq_s[idx].sum())
+                sums[f"group_{g}_{name}_n"] = float(cnt_s[idx].sum())
+    return sums
+
+
+def _sums(name, residual, count):
+    """``name_sq``, ``name_abs``, ``name_max`` and ``name_n`` (= ``count``) of a residual tensor."""
+    return {f"{name}_sq": float((residual**2).sum()), f"{name}_abs": float(residual.abs().sum()),
+            f"{name}_max": float(residual.abs().max()) if residual.numel() else 0.0, f"{name}_n": float(count)}
+
+
+def metrics_from_sums(sums):
+    """The metrics of :func:`error_metrics` from the sums of :func:`error_sums` (of a whole data set, or added up
+    over its parts); a quantity or group without values is left out."""
+    result = {}
+    for name in ("energy", "force", "stress"):
+        n = sums.get(f"{name}_n", 0.0)
+        if n > 0 or (name == "energy" and f"{name}_n" in sums):
+            result[f"{name}_rmse"] = math.sqrt(sums[f"{name}_sq"] / n) if n else math.nan
+            result[f"{name}_max"] = sums[f"{name}_max"]
+            result[f"{name}_mae"] = sums[f"{name}_abs"] / n if n else math.nan
+    for name in ("energy", "force", "stress"):
+        for key in sums:
+            if key.startswith("group_") and key.endswith(f"_{name}_sq") and sums[key[:-3] + "_n"] > 0:
+                result[key[:-3] + "_rmse"] = math.sqrt(sums[key] / sums[key[:-3] + "_n"])
     return result
 
 

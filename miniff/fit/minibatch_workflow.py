@@ -139,10 +139,10 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
         context.barrier()   # the other ranks read the data set once rank 0 has written it
         return report
 
-    def compute_neighbors(self, cutoff, nw_kwargs=None):
+    def compute_neighbors(self, cutoff, nw_kwargs=None, positions=None):
         """The cells themselves, with no neighbour lists kept in memory (the store preparation builds one list at a
         time; the descriptor recipes measure distances cell by cell); sets the cutoff (Å)."""
-        del nw_kwargs
+        del nw_kwargs, positions
         self._cutoff = float(cutoff)
         self.cells_nw = None
         return list(self.cells)

@@ -32,6 +32,7 @@ from miniff.fit.recipes import (
     default_lsp_descriptors,
 )
 from miniff.fit.recipes_weighted import default_chebyshev_descriptors, default_wacsf_descriptors
+from miniff.fit.sharded import sharded_datasets
 from miniff.ml.networks import init_output_range
 from miniff.ml.single import single_nn_networks
 
@@ -187,7 +188,8 @@ class FitPreparation(Workflow):
         self.descriptors = {k: list(v) for k, v in sorted(descriptors.items())}
         cutoff = max(d.cutoff for v in self.descriptors.values() for d in v)
         if self.cells_nw is None or self.cutoff is None or self.cutoff < cutoff:
-            self.compute_neighbors(cutoff, nw_kwargs)
+            shard = getattr(self, "shard", None)   # across ranks: the lists of this rank's cells only
+            self.compute_neighbors(cutoff, nw_kwargs, None if shard is None else shard["cells"])
 
     def init_default_descriptors(self, a=DEFAULT_CUTOFF, n=6, left=1, common_eta=True, three_point=True,
                                  three_point_family=4, zeta=(1, 2, 4, 16), eta3=(0.0, 0.3), eta=None, nw_kwargs=None):
@@ -222,6 +224,8 @@ class FitPreparation(Workflow):
         """
         from miniff import ml
 
+        if getattr(self, "shard", None) is not None:   # across ranks: this rank's shard (miniff.fit.sharded)
+            return sharded_datasets(self, n, n_test, learn_cauldron_kwargs, normalization_kwargs)
         t0 = time.perf_counter()
         learn_cauldron_kwargs.update(normalize=False, dtype=self.dtype)
         learn_cauldron_kwargs.setdefault("n_threads", self.n_threads)
@@ -247,18 +251,25 @@ class FitPreparation(Workflow):
 
         self.datasets = {k: batch_to_device(v, self.device) for k, v in self.datasets.items()}
 
-    def _split_dataset(self, full, n, n_test, seconds):
+    def _split_dataset(self, full, n, n_test, seconds, n_cells=None):
         """Record the descriptor time (``seconds``) and split ``full`` (``n`` structures, the last ``n_test`` held
-        out) into ``{"learn": ..., "test": ...}``, with the group labels and cell indices of both parts."""
+        out) into ``{"learn": ..., "test": ...}``; set the group labels and cell indices of both parts and
+        ``n_cells`` (``{"learn": count, "test": count}``).  ``n_cells``: ``(cells, held out)`` of the whole split
+        when ``full`` is one rank's shard of it (``"test"`` is then present, maybe empty, when any cell is held
+        out); default ``(n, n_test)``."""
+        n_all, n_test_all = (n, n_test) if n_cells is None else n_cells
         self.timings = {"descriptors": seconds}
-        self.log.info("descriptors of %d cells in %.2f s", n, seconds)
+        self.log.info("descriptors of %d cells in %.2f s", n_all, seconds)
         idx = torch.arange(n)
         raw = {"learn": full.subset(idx[:n - n_test])}
-        if n_test:
+        if n_test_all:
             raw["test"] = full.subset(idx[n - n_test:])
         labels = self.groups()
-        self.cell_groups = None if labels is None else {"learn": labels[:n - n_test], "test": labels[n - n_test:]}
-        self.cell_indices = {"learn": list(range(n - n_test)), "test": list(range(n - n_test, n))}
+        n_learn = n_all - n_test_all
+        self.cell_groups = None if labels is None else {"learn": labels[:n_learn], "test": labels[n_learn:]}
+        self.cell_indices = {"learn": list(range(n_learn)), "test": list(range(n_learn, n_all))}
+        self.n_cells = {"learn": n_learn, **({"test": n_test_all} if n_test_all else {})}
+        self.descriptor_range = None   # from the learning set when the potentials are built (shards: reduced)
         return raw
 
     def _make_networks(self, nn_kwargs, defaults=None):
@@ -291,6 +302,8 @@ class FitPreparation(Workflow):
         ds = self.datasets["learn"]
         per_atom = ds.per_cell_dataset.energy[:, 0] / ds.atom_counts().sum(dim=1).clamp(min=1)
         low, high = float(per_atom.min()), float(per_atom.max())
+        if getattr(self, "shard", None) is not None:   # the range over every rank's shard
+            low, high = (float(x) for x in self.context.all_max([-low, high]) * np.array([-1, 1]))
         if not high > low:
             low, high = low - 0.5, high + 0.5
         for net in self.nn:
@@ -324,6 +337,8 @@ class FitPreparation(Workflow):
             if unknown:
                 raise KeyError(f"group_weights: no cells in groups {sorted(unknown)}; groups: {sorted(set(labels))}")
             weights = [float(group_weights.get(g, 1.0)) for g in self.cell_groups["learn"]]
+            if getattr(self, "shard", None) is not None:   # this rank's shard of the learning set
+                weights = [weights[i] for i in self.shard["learn"]]
         closure_kwargs.setdefault("weights", weights)
         closure_kwargs = self._default_optimizer(closure_kwargs)
         self.closure_kwargs = closure_kwargs   # kept for the members of a committee (fit/committee_fit.py)

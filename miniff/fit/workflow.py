@@ -34,11 +34,13 @@ from miniff.fit.committee_fit import (
     run_committee,
 )
 from miniff.fit.compat import warn_ignored
+from miniff.fit.distributed import is_main as _is_main
 from miniff.fit.distributed import join_ranks, shard_closure, state_to_cpu
 from miniff.fit.log import FitLog
 from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
 from miniff.fit.prepare import DEFAULT_CUTOFF, DEFAULT_NN_KWARGS, FitPreparation
+from miniff.fit.sharded import join_shards, sharded_metrics, sharded_predictions
 from miniff.fit.summary import progress_postfix
 
 __all__ = ["FitWorkflow", "DEFAULT_CUTOFF"]
@@ -171,6 +173,7 @@ class FitWorkflow(FitPreparation):
         join_ranks(self, device)   # under torchrun: each rank fits on its shard (miniff.fit.distributed)
         n, n_test = self._load_cells(fn_cells, fn_cells_root, cells_order, cells_subset, cells_append, cells_index,
                                      cells_selection, test_set, split_seed, cells_group_key)
+        self.shard = join_shards(self.context, n, n_test, committee)   # None with one rank
         self._make_descriptors(descriptors, load, descriptor_recipe, cutoff, default_descriptor_kwargs, nw_kwargs)
         raw = self._make_datasets(n, n_test, learn_cauldron_kwargs, normalization_kwargs)
         self._datasets_to_device()
@@ -208,11 +211,11 @@ class FitWorkflow(FitPreparation):
 
     @staticmethod
     def _split_key(raw):
-        """A hash of the reference values of the split ``{"learn": Dataset, "test": Dataset}`` (checkpoints are
-        checked against it)."""
-        return hashlib.sha256(json.dumps(
-            {k: np.round(raw[k].per_cell_dataset.energy.double().numpy().ravel(), 8).tolist() for k in raw}
-        ).encode()).hexdigest()
+        """A hash of the reference values of the split ``{"learn": Dataset, "test": Dataset}`` (or their raw energies
+        ``[S, 1]``, the split of several ranks) that checkpoints are checked against."""
+        energy = {k: getattr(v, "per_cell_dataset", None) for k, v in raw.items()}
+        return hashlib.sha256(json.dumps({k: np.round((raw[k] if e is None else e.energy).double().numpy().ravel(),
+                                                      8).tolist() for k, e in energy.items()}).encode()).hexdigest()
 
     def checkpoint_state(self):
         """The plain-data checkpoint of the fit (networks, optimizer, epoch, best state, RNG, metadata)."""
@@ -227,7 +230,7 @@ class FitWorkflow(FitPreparation):
             "best": None if self.best is None else dict(self.best),
             "stale_epochs": self.stale_epochs,
             "descriptors": self._fingerprint,
-            "n_cells": {k: len(v) for k, v in self.datasets.items()},
+            "n_cells": dict(self.n_cells),
             "split": self._split_fingerprint,
             "torch_rng": torch.get_rng_state(),
             "history": [dict(r) for r in self.history],
@@ -250,7 +253,7 @@ class FitWorkflow(FitPreparation):
         if data["descriptors"] != self._fingerprint:
             raise ValueError(f"checkpoint: {str(path)!r} was written with different descriptors; delete it or "
                              f"set resume: false")
-        if data["n_cells"] != {k: len(v) for k, v in self.datasets.items()} or data["split"] != self._split_fingerprint:
+        if data["n_cells"] != self.n_cells or data["split"] != self._split_fingerprint:
             raise ValueError(f"checkpoint: {str(path)!r} was written for a different data split "
                              f"{data['n_cells']}; delete it or set resume: false")
         if data["optimizer_class"] != type(self.closure.optimizer).__name__:
@@ -275,6 +278,8 @@ class FitWorkflow(FitPreparation):
     # ------------------------------------------------------------------ metrics
     def metrics(self, name="learn"):
         """Error metrics (eV/atom, eV/Å) of the networks on dataset ``name`` (with per-group entries)."""
+        if getattr(self, "shard", None) is not None:   # reduced over the ranks
+            return sharded_metrics(self, name)
         groups = None if self.cell_groups is None else self.cell_groups[name]
         return error_metrics(self.nn, self.datasets[name], self.normalization, forces=self.forces, groups=groups,
                              stress=getattr(self, "stress", False))
@@ -301,7 +306,7 @@ class FitWorkflow(FitPreparation):
         self.losses = {}
         with torch.no_grad():
             for k, v in self.datasets.items():
-                if k == "learn":
+                if k == "learn" or getattr(self, "shard", None) is not None:   # shards: summed over the ranks
                     self.losses[k] = self.closure.loss(v)
                 else:
                     kw = dict(self.closure.loss_function_kwargs, weights=None)
@@ -531,8 +536,9 @@ class FitWorkflow(FitPreparation):
         if getattr(self, "members", None):
             return committee_potentials(self)
         nets = [copy.deepcopy(n).cpu() for n in self.nn]
-        learn = getattr(self, "datasets", {}).get("learn")  # the training range of every descriptor
-        ranges = None if learn is None else ml.descriptor_ranges(learn, self.normalization)
+        learn = getattr(self, "datasets", {}).get("learn")  # the training range of every descriptor (ranks: reduced)
+        ranges = getattr(self, "descriptor_range", None)
+        ranges = ranges if ranges is not None or learn is None else ml.descriptor_ranges(learn, self.normalization)
         self.nn_potentials = ml.potentials_from_ml_data(nets, self.descriptors, normalization=self.normalization,
                                                         descriptor_range=ranges)
         return self.nn_potentials
@@ -566,6 +572,8 @@ class FitWorkflow(FitPreparation):
         """
         if getattr(self, "members", None):
             return committee_predict(self, name, per_structure)
+        if getattr(self, "shard", None) is not None:
+            return sharded_predictions(self, name, per_structure)   # gathered from the ranks
         return network_predictions(self.nn, self.datasets[name], self.normalization, self.forces,
                                    getattr(self, "stress", False), per_structure)
 
@@ -589,7 +597,3 @@ class FitWorkflow(FitPreparation):
         self.summary_table = error_table(rows)
         return fit_summary(self, self.summary_table)
 
-
-def _is_main(workflow):
-    context = getattr(workflow, "context", None)
-    return context is None or context.is_main

@@ -295,7 +295,7 @@ class SparseJacobian:
             dense = self._dense(p)
             if dense is not None:  # small cells: one batched product with the dense per-sample Jacobian
                 return torch.bmm(dE_dF.reshape(s, 1, -1), dense).reshape(s, self.n_atoms, 3)
-        g_ed = dE_dF.reshape(s * p, -1).index_select(0, self.sample_e * p + self.point_e)
+        g_ed = dE_dF.reshape(s * p, self.n_features).index_select(0, self.sample_e * p + self.point_e)
         contrib_ec = _EntryDot.apply(g_ed, self.values_edc)
         if resolve:
             out = dE_dF.new_zeros(s * p * self.n_atoms, 3)

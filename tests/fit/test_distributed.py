@@ -39,10 +39,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _args(tmp, world, mode="minibatch", store=None, epochs=3, checkpoint=None, batch_size=3):
-    out = tmp / f"{mode}-{world}-{epochs}-{batch_size}"
+def _args(tmp, world, mode="minibatch", store=None, epochs=3, checkpoint=None, batch_size=3, test_set=3):
+    out = tmp / f"{mode}-{world}-{epochs}-{batch_size}-{test_set}-{checkpoint is not None}"
     args = ["--world", str(world), "--port", str(_free_port()), "--mode", mode, "--out", str(out), "--epochs",
-            str(epochs), "--batch-size", str(batch_size)]
+            str(epochs), "--batch-size", str(batch_size), "--test-set", str(test_set)]
     if store is not None:
         args += ["--store", str(store)]
     if checkpoint is not None:
@@ -104,19 +104,70 @@ def test_minibatch_batches_smaller_than_the_ranks(store, tmp_path):
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-10, atol=0)
 
 
+def _assert_same_fit(two, one, n_records):
+    """Loss histories, every per-epoch metric, normalisation and summary table of two runs agree to 1e-10."""
+    np.testing.assert_allclose(two["loss"], one["loss"][:n_records], rtol=1e-10, atol=0)
+    np.testing.assert_allclose(two["valid"], one["valid"][:n_records], rtol=1e-10, atol=0)
+    for a, b in zip(two["records"], one["records"][:n_records], strict=True):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-10, atol=1e-14)
+    for key, value in one["normalization"].items():
+        np.testing.assert_allclose(_flat(two["normalization"][key]), _flat(value), rtol=1e-12, atol=1e-14, err_msg=key)
+
+
+def _flat(value):
+    """Nested lists of numbers (or None) as one float array."""
+    if value is None:
+        return np.zeros(0)
+    if isinstance(value, list):
+        return np.concatenate([_flat(v) for v in value] or [np.zeros(0)])
+    return np.asarray([value], dtype=float)
+
+
 def test_fullbatch_lbfgs_two_ranks_equal_one_and_resume_on_one(tmp_path):
-    one, _, _ = _run(tmp_path, 1, mode="fullbatch", epochs=3)
+    """Each of 2 ranks computes the descriptors of its shard only (4 + 4 training, 2 + 1 validation cells); the
+    fit, its metrics, normalisation, summary and saved potentials equal 1 rank's; resumed on 1 rank."""
+    from miniff.ml.serialize import load_potentials
+
+    one, out1, _ = _run(tmp_path, 1, mode="fullbatch", epochs=3)
     assert len(one["loss"]) == 4 and one["loss"][-1] < one["loss"][0]     # epoch 0 and three epochs
+    assert one["held"] == [{"learn": 8, "test": 3, "lists": 11}]
+    two3, out23, _ = _run(tmp_path, 2, mode="fullbatch", epochs=3)
+    assert two3["held"] == [{"learn": 4, "test": 2, "lists": 6}, {"learn": 4, "test": 1, "lists": 5}]
+    _assert_same_fit(two3, one, 4)
+    for (la, a), (lb, b) in zip(two3["table"], one["table"], strict=True):   # the summary of all cells
+        assert la == lb and a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=1e-10, atol=1e-14)
+    for pa, pb in zip(load_potentials(out23 / "rank0" / "learn.pt"), load_potentials(out1 / "rank0" / "learn.pt"),
+                      strict=True):
+        np.testing.assert_allclose(pa.descriptor_range, pb.descriptor_range, rtol=1e-12)   # reduced over shards
+        for ta, tb in zip(pa.nn.state_dict().values(), pb.nn.state_dict().values(), strict=True):
+            np.testing.assert_allclose(ta.numpy(), tb.numpy(), rtol=1e-9, atol=1e-12)
     ckpt = tmp_path / "fb.ckpt"
     two, out2, _ = _run(tmp_path, 2, mode="fullbatch", epochs=2, checkpoint=ckpt)
-    np.testing.assert_allclose(two["loss"], one["loss"][:3], rtol=1e-10, atol=0)
-    np.testing.assert_allclose(two["valid"], one["valid"][:3], rtol=1e-10, atol=0)
+    _assert_same_fit(two, one, 3)
     assert "ran on 2 ranks" in two["summary"]
     assert sorted(p.name for p in (out2 / "rank0").iterdir()) == ["learn.pt", "log.jsonl"]
     assert list((out2 / "rank1").iterdir()) == []
     resumed, _, _ = _run(tmp_path, 1, mode="fullbatch", epochs=3, checkpoint=ckpt)
     assert resumed["resumed_from"] == 2
     np.testing.assert_allclose(resumed["loss"], one["loss"], rtol=1e-10, atol=0)
+
+
+def test_fullbatch_rank_without_validation_cells(tmp_path):
+    """One validation cell for 2 ranks: rank 1's validation part is empty and the fit still equals 1 rank's."""
+    one, _, _ = _run(tmp_path, 1, mode="fullbatch", epochs=1, test_set=1)
+    two, _, _ = _run(tmp_path, 2, mode="fullbatch", epochs=1, test_set=1)
+    assert [h["test"] for h in two["held"]] == [1, 0]
+    _assert_same_fit(two, one, 2)
+
+
+def test_fullbatch_bad_cell_on_one_rank_fails_on_every_rank(tmp_path):
+    """A cell with coincident atoms in rank 1's shard (cells 4-7): rank 1 raises the descriptor error, rank 0 a
+    RuntimeError saying another rank failed, at once (no rank left waiting in a reduction)."""
+    _, out, _ = _run(tmp_path, 2, mode="badcell", epochs=1)
+    assert (out / "rank1" / "error.txt").read_text().startswith("CoincidentAtomsError")
+    assert "another rank failed" in (out / "rank0" / "error.txt").read_text()
 
 
 def test_sampler_global_batches_split_across_ranks():
@@ -281,3 +332,33 @@ def test_share_loss_parts_add_up_to_energy_loss():
     np.testing.assert_allclose(total, float(ref.detach()), rtol=1e-12)
     for a, b in zip(grads, g_ref, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_error_sums_of_parts_add_up_to_the_metrics_of_the_whole():
+    """error_sums of disjoint parts (one of them empty), added (maxima: their maximum), give error_metrics of the
+    whole set, groups included, against a brute-force numpy computation of the per-atom energy errors."""
+    from miniff import ml
+    from miniff.fit.metrics import error_metrics, error_sums, metrics_from_sums
+
+    cells = store_cells(7)
+    data = ml.learn_cauldron(cells, store_descriptors(), grad=True, normalize=False)
+    torch.manual_seed(0)
+    nets = [ml.SequentialSoleEnergyNN(len(d), n_internal=3, n_layers=2).double()
+            for _, d in sorted(store_descriptors().items())]
+    groups = ["a", "b", "a", "a", "b", "c", "a"]
+    whole = error_metrics(nets, data, forces=True, groups=groups)
+    total = {}
+    for part in (torch.arange(0, 3), torch.arange(0), torch.arange(3, 7)):
+        sums = error_sums(nets, data.subset(part), forces=True, groups=[groups[i] for i in part.tolist()],
+                          group_names={"a", "b", "c"})
+        for k, v in sums.items():
+            total[k] = max(total.get(k, 0.0), v) if k.endswith("_max") else total.get(k, 0.0) + v
+    merged = metrics_from_sums(total)
+    assert merged.keys() == whole.keys()
+    for k in whole:
+        np.testing.assert_allclose(merged[k], whole[k], rtol=1e-12, err_msg=k)
+    with torch.no_grad():
+        e = ml.forward_cauldron(nets, data).numpy()[:, 0]
+    de = (e - data.per_cell_dataset.energy.numpy()[:, 0]) / np.array([len(c.values) for c in cells])
+    np.testing.assert_allclose(merged["energy_rmse"], np.sqrt(np.mean(de**2)), rtol=1e-12)
+    np.testing.assert_allclose(merged["group_c_energy_rmse"], abs(de[5]), rtol=1e-12)

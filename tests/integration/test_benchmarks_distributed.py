@@ -24,6 +24,7 @@ def test_distributed_case_runs_on_tiny_sizes():
     assert all(r.status == "ok" and r.check is True for r in rows)   # 2 ranks trained like 1
     assert derived["allreduce_bytes"] % 8 == 0 and derived["batch_compute_s"] > 0
     assert derived["speedup_2_ranks"] > 0 and derived["allreduce_s_2_ranks_localhost"] > 0
+    assert derived["cpu_speedup_2_ranks"] > 0   # CPU seconds of the busiest rank, 1 rank over 2
 
 
 def test_estimate_is_the_ring_allreduce_formula():
