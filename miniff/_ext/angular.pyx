@@ -242,11 +242,16 @@ cdef void _moment_chunk(Py_ssize_t nq, Py_ssize_t n_e, Py_ssize_t nm, double a, 
         fcq[q] = 0.0
         dfcq[q] = 0.0
     for e in range(n_e):
-        for q in range(nqp):
-            r = rq[q]
-            ex = _vexp(-eta[e] * r * r)
-            gq[e * RED_MOM_CH + q] = ex * fcq[q]
-            dgq[e * RED_MOM_CH + q] = ex * (dfcq[q] - 2.0 * eta[e] * r * fcq[q])
+        if grad:
+            for q in range(nqp):
+                r = rq[q]
+                ex = _vexp(-eta[e] * r * r)
+                gq[e * RED_MOM_CH + q] = ex * fcq[q]
+                dgq[e * RED_MOM_CH + q] = ex * (dfcq[q] - 2.0 * eta[e] * r * fcq[q])
+        else:
+            for q in range(nqp):
+                r = rq[q]
+                gq[e * RED_MOM_CH + q] = _vexp(-eta[e] * r * r) * fcq[q]
     _chunk_monomials(nqp, nm, parent_m, axis_m, uq, monoq)
     for e in range(n_e):
         for q in range(nq):

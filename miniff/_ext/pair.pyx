@@ -344,12 +344,26 @@ cdef void _batch_pair_atom(Py_ssize_t i, int fam, const double[:, ::1] par, cons
 def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols, double a,
                       const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                       const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
-                      double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads):
-    """Accumulate F <= 64 cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot]."""
-    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+                      double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads,
+                      bint zero_jac=False):
+    """Accumulate F <= 64 cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot].
+
+    ``zero_jac`` (with ``grad``): first set every row of ``jac`` to 0, all ``3 Ftot`` columns of the pairs of
+    every atom (of any species), by the thread that then adds this call's terms to them: the zeroing and the
+    first pass over a Jacobian buffer in one sweep (its rows are still in cache when the terms are added).
+    """
+    cdef Py_ssize_t i, p, k, n = indptr.shape[0] - 1
+    cdef Py_ssize_t width = jac_pf3.shape[1]
     if cols.shape[0] > RED_MAX_GROUP or par.shape[0] != cols.shape[0] or par.shape[1] < 2:
         raise ValueError(f"par [F, >= 2] and cols [F] with F <= {RED_MAX_GROUP} descriptors per call")
+    if grad and zero_jac and jac_pf3.shape[0] != indptr[n]:
+        raise ValueError("zero_jac: jac must have one row per pair of indptr")
+    zero_jac = zero_jac and grad
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
+        if zero_jac:
+            for p in range(indptr[i], indptr[i + 1]):
+                for k in range(width):
+                    jac_pf3[p, k] = 0.0
         if _match(spec_n[i], sa):
             _batch_pair_atom(i, fam, par, cols, a, indptr, j_p, d_p, D_pc, spec_n, sb, values_nf, jac_pf3, grad)
 

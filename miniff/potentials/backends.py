@@ -245,8 +245,12 @@ class CutoffPairBackend(_BatchedBackend):
     def batch_key(self, potential, codes):
         return ("pair", self.code, potential.cutoff, codes)
 
-    def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads):
-        """Evaluate ``items`` = [(column, potential)] sharing the cutoff and tag into the output columns."""
+    def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads, zero_jac=False):
+        """Evaluate ``items`` = [(column, potential)] sharing the cutoff and tag into the output columns.
+
+        ``zero_jac``: set every row of ``jac_pf3`` [P, 3 F] (all columns, every pair of the list) to 0 first, in
+        the same sweep as the first kernel call (``eval_descriptors`` hands it a buffer holding anything).
+        """
         cutoff = items[0][1].cutoff
         indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, cutoff)
         for start in range(0, len(items), MAX_GROUP):  # the kernel takes at most MAX_GROUP per call
@@ -254,7 +258,7 @@ class CutoffPairBackend(_BatchedBackend):
             par = np.ascontiguousarray([_vector(p, self.names) for _, p in chunk], dtype=np.float64)
             cols = np.array([c for c, _ in chunk], dtype=np.int32)
             _k.batch_pair_reduce(self.code, par, cols, cutoff, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1],
-                                 values_nf, jac_pf3, grad, n_threads)
+                                 values_nf, jac_pf3, grad, n_threads, zero_jac and start == 0)
 
 
 def _integer_zeta(zeta):
@@ -313,7 +317,7 @@ class AngularBackend(_BatchedBackend):
         nmono = np.array([(z + 1) * (z + 2) * (z + 3) // 6 for z in zetas], dtype=np.int32)
         cols = np.array([c for c, _ in chunk], dtype=np.int32)
         eta_e = np.array(list(etas), dtype=np.float64)
-        n_pairs = len(j_p)
+        n_pairs = len(j_p) if grad else 0  # per-pair scratch of the Jacobian pass only
         g_pe = np.empty((n_pairs, len(eta_e)))
         dg_pe = np.empty((n_pairs, len(eta_e)))
         u_pc = np.empty((n_pairs, 3))

@@ -3,6 +3,7 @@
 import numpy as np
 
 from miniff._ext import kernel_module
+from miniff.potentials.backends import CutoffPairBackend
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
 from miniff.potentials.guards import check_coincident
 
@@ -62,14 +63,8 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
     indptr = pair_arrays(nw)[0]
     n_atoms, n_pairs, n_f = len(indptr) - 1, int(indptr[-1]), len(descriptors)
     values_nf = np.zeros((n_atoms, n_f))
-    if grad:  # the largest output: zeroed by the threads that will fill it (parallel first touch)
-        jac_pfc = np.empty((n_pairs, n_f, 3))
-        jac_2d = jac_pfc.reshape(n_pairs, 3 * n_f)
-        kernel_module.zero_rows(jac_2d, n_threads)
-    else:
-        jac_pfc, jac_2d = None, np.zeros((0, 3))
     check_coincident(nw, descriptors)  # before any kernel runs
-    groups = {}
+    groups, singles = {}, []
     for f, d in enumerate(descriptors):
         try:
             codes = d.species_codes(nw)
@@ -84,10 +79,26 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
         if batchable:
             groups.setdefault(backend.batch_key(d, codes), (backend, codes, []))[2].append((f, d))
         else:
-            e_n, g_pc = d.compute(nw, grad=grad, n_threads=n_threads)
-            values_nf[:, f] = e_n
-            if grad:
-                jac_pfc[:, f, :] = g_pc
+            singles.append((f, d))
+    zeroing = None  # the batch that zeroes the Jacobian in its first sweep (else a sweep of its own)
+    if grad:
+        # the largest output, in a pooled block (the Jacobian of an earlier call, if the caller dropped it: no
+        # page faults of fresh memory); it holds anything until zeroed by the threads that then fill it
+        jac_pfc = kernel_module.pooled_empty((n_pairs, n_f, 3))
+        jac_2d = jac_pfc.reshape(n_pairs, 3 * n_f)
+        zeroing = next((key for key, (backend, _, _) in groups.items() if type(backend) is CutoffPairBackend), None)
+        if zeroing is None:
+            kernel_module.zero_rows(jac_2d, n_threads)
+    else:
+        jac_pfc, jac_2d = None, np.zeros((0, 3))
+    if zeroing is not None:
+        backend, codes, items = groups.pop(zeroing)
+        backend.batch(items, codes, nw, values_nf, jac_2d, grad, n_threads, zero_jac=True)
     for backend, codes, items in groups.values():
         backend.batch(items, codes, nw, values_nf, jac_2d, grad, n_threads)
+    for f, d in singles:  # after the zeroing: they set their columns
+        e_n, g_pc = d.compute(nw, grad=grad, n_threads=n_threads)
+        values_nf[:, f] = e_n
+        if grad:
+            jac_pfc[:, f, :] = g_pc
     return values_nf, jac_pfc
