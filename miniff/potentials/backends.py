@@ -261,6 +261,16 @@ class CutoffPairBackend(_BatchedBackend):
                                  values_nf, jac_pf3, grad, n_threads, zero_jac and start == 0)
 
 
+def _moment_scratch(n_pairs, n_eta):
+    """Scratch of the moment kernel's Jacobian pass: ``g_pe``, ``dg_pe`` [P, n_eta] and ``u_pc`` [P, 3] in one
+    pooled block (``pooled_empty``: the block of the last call is reused, without the page faults of fresh
+    memory; the kernel writes every entry it reads)."""
+    flat = _k.pooled_empty((n_pairs * (2 * n_eta + 3),))
+    size = n_pairs * n_eta
+    return (flat[:size].reshape(n_pairs, n_eta), flat[size:2 * size].reshape(n_pairs, n_eta),
+            flat[2 * size:].reshape(n_pairs, 3))
+
+
 def _integer_zeta(zeta):
     if float(zeta).is_integer() and 0 <= zeta <= 64:
         return int(zeta)
@@ -317,10 +327,7 @@ class AngularBackend(_BatchedBackend):
         nmono = np.array([(z + 1) * (z + 2) * (z + 3) // 6 for z in zetas], dtype=np.int32)
         cols = np.array([c for c, _ in chunk], dtype=np.int32)
         eta_e = np.array(list(etas), dtype=np.float64)
-        n_pairs = len(j_p) if grad else 0  # per-pair scratch of the Jacobian pass only
-        g_pe = np.empty((n_pairs, len(eta_e)))
-        dg_pe = np.empty((n_pairs, len(eta_e)))
-        u_pc = np.empty((n_pairs, 3))
+        g_pe, dg_pe, u_pc = _moment_scratch(len(j_p) if grad else 0, len(eta_e))
         _k.batch_moment_reduce(cutoff, eta_e, coefn, coefn.sum(axis=1), nmono, e_f, cols, deg, weight, parent, axis,
                                plus, gw, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1], codes[2], g_pe, dg_pe,
                                u_pc, values_nf, jac_pf3, grad, n_threads)
