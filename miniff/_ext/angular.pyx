@@ -226,12 +226,16 @@ cdef void _moment_chunk(Py_ssize_t nq, Py_ssize_t n_e, Py_ssize_t nm, double a, 
     cdef double monoq[RED_MOM_M * RED_MOM_CH]
     cdef double* Mo
     nqp = ((nq + RED_MOM_L - 1) // RED_MOM_L) * RED_MOM_L
-    for q in range(nq):
+    for q in range(nq):  # gather
+        uq[q] = D_pc[pq[q], 0]
+        uq[RED_MOM_CH + q] = D_pc[pq[q], 1]
+        uq[2 * RED_MOM_CH + q] = D_pc[pq[q], 2]
+    for q in range(nq):  # contiguous slots: the division and the cutoff vectorise
         r = rq[q]
         ir = 1.0 / r
-        uq[q] = D_pc[pq[q], 0] * ir
-        uq[RED_MOM_CH + q] = D_pc[pq[q], 1] * ir
-        uq[2 * RED_MOM_CH + q] = D_pc[pq[q], 2] * ir
+        uq[q] = uq[q] * ir
+        uq[RED_MOM_CH + q] = uq[RED_MOM_CH + q] * ir
+        uq[2 * RED_MOM_CH + q] = uq[2 * RED_MOM_CH + q] * ir
         _cosine_cutoff(r, a, &fcq[q], &dfcq[q])
     for q in range(nq, nqp):  # padding slots: zero radial factor, so they add exact zeros
         rq[q] = 0.0
