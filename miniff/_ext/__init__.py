@@ -26,7 +26,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
                (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.
 ``pme``        smooth particle-mesh Ewald: spline weights, charge spreading and gathers.
 
-Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
+Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits), ``pairdesc.pxd``
+(the batched pair descriptors of one atom, inline),
 ``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd``, ``weighted.pxd`` and
 ``neighbors.pxd`` (C functions and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
 

@@ -18,7 +18,7 @@ from miniff._ext.triplets cimport (
     _triplet_values,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
-from miniff._ext.pair cimport _batch_pair_atom
+from miniff._ext.pairdesc cimport _batch_pair_atom
 
 __all__ = ["batch_triple_reduce", "batch_moment_reduce"]
 
