@@ -524,6 +524,9 @@ def batch_moment_reduce(double a, const double[::1] eta_e, const double[:, ::1] 
     ``pair_sa-pair_sb``) first, and before them, with ``zero_jac`` and ``grad``, every row of ``jac`` set to 0
     (all columns, the pairs of every atom). Each output column is written by one of the two, so the results
     are those of the separate calls.
+
+    Atoms go to the threads in chunks of 32 taken as threads become free (an atom's outputs do not depend on
+    the thread, so neither do the results): a thread that wakes late or is preempted delays little.
     """
     cdef Py_ssize_t i, p, k, n = indptr.shape[0] - 1
     cdef Py_ssize_t width = jac_pf3.shape[1]
@@ -534,7 +537,7 @@ def batch_moment_reduce(double a, const double[::1] eta_e, const double[:, ::1] 
     if grad and zero_jac and jac_pf3.shape[0] != indptr[n]:
         raise ValueError("zero_jac: jac must have one row per pair of indptr")
     zero_jac = zero_jac and grad
-    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=32):
         if zero_jac:
             for p in range(indptr[i], indptr[i + 1]):
                 for k in range(width):

@@ -281,7 +281,7 @@ def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols
     if grad and zero_jac and jac_pf3.shape[0] != indptr[n]:
         raise ValueError("zero_jac: jac must have one row per pair of indptr")
     zero_jac = zero_jac and grad
-    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=32):
         if zero_jac:
             for p in range(indptr[i], indptr[i + 1]):
                 for k in range(width):
