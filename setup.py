@@ -3,7 +3,8 @@
 One extension ``miniff._ext.<name>`` per ``miniff/_ext/<name>.pyx`` (what each does: the docstring of
 ``miniff/_ext/__init__.py``, which imports them all), all compiled with the same flags. They share
 declarations through ``.pxd`` files, never through textual includes: ``common.pxd`` (inline helpers, family
-codes, limits), ``triplets.pxd`` (the inline steps of the batched triplet loops), ``_openmp.pxd`` (the only
+codes, limits), ``pairdesc.pxd`` (the batched pair descriptors of one atom), ``triplets.pxd`` (the inline steps of
+the batched triplet loops), ``_openmp.pxd`` (the only
 access to OpenMP), ``pair.pxd`` / ``pairpool.pxd`` / ``weighted.pxd`` (C functions that ``triple``,
 ``weighted``, ``chebyshev`` and ``neighbors`` call across modules) and ``_pairsearch_c.pxd`` (inline C of
 ``pairsearch``: SIMD distance test, Lennard-Jones pairs).

@@ -9,7 +9,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``prepare``    positions before the neighbour search (finite check, wrapping into the cell, extent) and
                small Cartesian helpers (``rows_dot3``, ``pair_vectors``).
 ``neighbors``  the cell-list neighbour search (``neighbor_search``, ``neighbor_work_bytes``).
-``pairpool``   the output memory pool of the search (``neighbor_pool``; its blocks back the pair arrays).
+``pairpool``   the output memory pool of the search (``neighbor_pool``; its blocks back the pair arrays and, through
+               ``pooled_empty``, the descriptor Jacobians).
 ``pair``       pair potentials and cutoff pair descriptors, per-pair gradients to atoms, virials.
 ``pairsearch`` plain pair potentials summed during the cell-list walk, without a pair list
                (``pair_search_reduce``).
@@ -25,7 +26,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
                (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.
 ``pme``        smooth particle-mesh Ewald: spline weights, charge spreading and gathers.
 
-Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits),
+Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits), ``pairdesc.pxd``
+(the batched pair descriptors of one atom, inline),
 ``_openmp.pxd`` (the only access to OpenMP), ``pair.pxd``, ``pairpool.pxd``, ``weighted.pxd`` and
 ``neighbors.pxd`` (C functions and structs used across modules). ``threads`` (pure Python) holds the thread-count rules.
 

@@ -18,6 +18,7 @@ from miniff._ext.triplets cimport (
     _triplet_values,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+from miniff._ext.pairdesc cimport _batch_pair_atom
 
 __all__ = ["batch_triple_reduce", "batch_moment_reduce"]
 
@@ -225,12 +226,16 @@ cdef void _moment_chunk(Py_ssize_t nq, Py_ssize_t n_e, Py_ssize_t nm, double a, 
     cdef double monoq[RED_MOM_M * RED_MOM_CH]
     cdef double* Mo
     nqp = ((nq + RED_MOM_L - 1) // RED_MOM_L) * RED_MOM_L
-    for q in range(nq):
+    for q in range(nq):  # gather
+        uq[q] = D_pc[pq[q], 0]
+        uq[RED_MOM_CH + q] = D_pc[pq[q], 1]
+        uq[2 * RED_MOM_CH + q] = D_pc[pq[q], 2]
+    for q in range(nq):  # contiguous slots: the division and the cutoff vectorise
         r = rq[q]
         ir = 1.0 / r
-        uq[q] = D_pc[pq[q], 0] * ir
-        uq[RED_MOM_CH + q] = D_pc[pq[q], 1] * ir
-        uq[2 * RED_MOM_CH + q] = D_pc[pq[q], 2] * ir
+        uq[q] = uq[q] * ir
+        uq[RED_MOM_CH + q] = uq[RED_MOM_CH + q] * ir
+        uq[2 * RED_MOM_CH + q] = uq[2 * RED_MOM_CH + q] * ir
         _cosine_cutoff(r, a, &fcq[q], &dfcq[q])
     for q in range(nq, nqp):  # padding slots: zero radial factor, so they add exact zeros
         rq[q] = 0.0
@@ -242,11 +247,16 @@ cdef void _moment_chunk(Py_ssize_t nq, Py_ssize_t n_e, Py_ssize_t nm, double a, 
         fcq[q] = 0.0
         dfcq[q] = 0.0
     for e in range(n_e):
-        for q in range(nqp):
-            r = rq[q]
-            ex = _vexp(-eta[e] * r * r)
-            gq[e * RED_MOM_CH + q] = ex * fcq[q]
-            dgq[e * RED_MOM_CH + q] = ex * (dfcq[q] - 2.0 * eta[e] * r * fcq[q])
+        if grad:
+            for q in range(nqp):
+                r = rq[q]
+                ex = _vexp(-eta[e] * r * r)
+                gq[e * RED_MOM_CH + q] = ex * fcq[q]
+                dgq[e * RED_MOM_CH + q] = ex * (dfcq[q] - 2.0 * eta[e] * r * fcq[q])
+        else:
+            for q in range(nqp):
+                r = rq[q]
+                gq[e * RED_MOM_CH + q] = _vexp(-eta[e] * r * r) * fcq[q]
     _chunk_monomials(nqp, nm, parent_m, axis_m, uq, monoq)
     for e in range(n_e):
         for q in range(nq):
@@ -497,7 +507,9 @@ def batch_moment_reduce(double a, const double[::1] eta_e, const double[:, ::1] 
                         const double[:, ::1] gw_m3, const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                         const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb, int sc,
                         double[:, ::1] g_pe, double[:, ::1] dg_pe, double[:, ::1] u_pc,
-                        double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads):
+                        double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads,
+                        int pair_fam=-1, const double[:, ::1] pair_par=None, const int32_t[::1] pair_cols=None,
+                        double pair_a=0.0, int pair_sa=-1, int pair_sb=-1, bint zero_jac=False):
     """Accumulate Behler type 5 descriptors with integer zeta <= 8 through angular moments.
 
     ``coefn_fn[f, n] = 2^(1 - zeta) epsilon C(zeta, n) l^n`` (0 for n > zeta),
@@ -505,9 +517,34 @@ def batch_moment_reduce(double a, const double[::1] eta_e, const double[:, ::1] 
     ``e_f[f]`` index into ``eta_e`` (at most 4 distinct), output column ``cols[f]``;
     ``plus_m3[al, m]`` index of monomial al + e_m, ``gw_m3[al, m]`` = its weight times its exponent of m.
     ``g_pe``/``dg_pe`` [P, n_eta] and ``u_pc`` [P, 3] are scratch.
+
+    In the same sweep over the atoms (one parallel region; an atom's pairs are read once and its Jacobian rows
+    stay in cache): with ``pair_fam`` >= 0, the batched pair descriptors of ``batch_pair_reduce`` (family
+    ``pair_fam``, ``pair_par`` [F', >= 2], columns ``pair_cols`` [F'], F' <= 64, cutoff ``pair_a``, tag
+    ``pair_sa-pair_sb``) first, and before them, with ``zero_jac`` and ``grad``, every row of ``jac`` set to 0
+    (all columns, the pairs of every atom). Each output column is written by one of the two, so the results
+    are those of the separate calls.
+
+    Atoms go to the threads in chunks of 32 taken as threads become free (an atom's outputs do not depend on
+    the thread, so neither do the results): a thread that wakes late or is preempted delays little.
     """
-    cdef Py_ssize_t i, n = indptr.shape[0] - 1
-    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
+    cdef Py_ssize_t i, p, k, n = indptr.shape[0] - 1
+    cdef Py_ssize_t width = jac_pf3.shape[1]
+    cdef bint with_pairs = pair_fam >= 0
+    if with_pairs and (pair_par is None or pair_cols is None or pair_cols.shape[0] > RED_MAX_GROUP
+                       or pair_par.shape[0] != pair_cols.shape[0] or pair_par.shape[1] < 2):
+        raise ValueError(f"pair_par [F, >= 2] and pair_cols [F] with F <= {RED_MAX_GROUP} descriptors")
+    if grad and zero_jac and jac_pf3.shape[0] != indptr[n]:
+        raise ValueError("zero_jac: jac must have one row per pair of indptr")
+    zero_jac = zero_jac and grad
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=32):
+        if zero_jac:
+            for p in range(indptr[i], indptr[i + 1]):
+                for k in range(width):
+                    jac_pf3[p, k] = 0.0
+        if with_pairs and _match(spec_n[i], pair_sa):
+            _batch_pair_atom(i, pair_fam, pair_par, pair_cols, pair_a, indptr, j_p, d_p, D_pc, spec_n, pair_sb,
+                             values_nf, jac_pf3, grad)
         if _match(spec_n[i], sa):
             _moment_atom(i, a, eta_e, coefn_fn, sumcoef_f, nmono_f, e_f, cols, deg_m, w_m, parent_m, axis_m,
                          plus_m3, gw_m3, indptr, j_p, d_p, D_pc, spec_n, sb, sc, g_pe, dg_pe, u_pc,

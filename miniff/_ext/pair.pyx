@@ -35,6 +35,7 @@ from miniff._ext.common cimport (
     _pair_const, _pair_term, _sums_add, _sums_store, _sw2_const, _sw2_term, _vexp,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
+from miniff._ext.pairdesc cimport _batch_pair_atom
 
 __all__ = ["pair_reduce", "pair_reduce_atoms", "batch_pair_reduce", "pair_gradient_to_atoms", "pair_virial",
            "zero_rows"]
@@ -259,97 +260,32 @@ def pair_reduce_atoms(int fam, const double[::1] par, double cutoff,
 
 
 # ---------------------------------------------------------------------------------------------
-# Batched pair descriptors sharing one cosine cutoff a: value = h(r) * f_c(r)
+# Batched pair descriptors sharing one cosine cutoff a: value = h(r) * f_c(r) (per atom: pairdesc.pxd)
 # ---------------------------------------------------------------------------------------------
-
-cdef inline void _fc_pair_fn(int fam, const double* par, double r, double* h, double* dh) noexcept nogil:
-    cdef double t, e
-    if fam == RED_FC_BEHLER2:
-        # par: eta, r_sphere
-        t = r - par[1]
-        e = exp(-par[0] * t * t)
-        h[0] = e
-        dh[0] = -2.0 * par[0] * t * e
-    elif fam == RED_FC_SIGMOID:
-        # par: r0, dr
-        e = exp((r - par[0]) / par[1])
-        h[0] = 1.0 / (1.0 + e)
-        if e > 1e300:
-            dh[0] = 0.0
-        else:
-            dh[0] = -e / ((1.0 + e) * (1.0 + e) * par[1])
-    else:
-        h[0] = 0.0
-        dh[0] = 0.0
-
-
-cdef void _batch_pair_atom(Py_ssize_t i, int fam, const double[:, ::1] par, const int32_t[::1] cols, double a,
-                           const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
-                           const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sb,
-                           double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad) noexcept nogil:
-    cdef Py_ssize_t p, f, c
-    cdef Py_ssize_t nf = cols.shape[0]
-    cdef double r, fc, dfc, h, dh, ux, uy, uz, dv, t
-    cdef double eta[RED_MAX_GROUP]
-    cdef double rs[RED_MAX_GROUP]
-    cdef double ex[RED_MAX_GROUP]
-    cdef double acc[RED_MAX_GROUP]
-    if fam == RED_FC_BEHLER2:
-        # the descriptors of a pair in contiguous loops over f with an inline exp: these loops vectorise
-        for f in range(nf):
-            eta[f] = par[f, 0]
-            rs[f] = par[f, 1]
-            acc[f] = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            r = d_p[p]
-            if r >= a or not _match(spec_n[j_p[p]], sb):
-                continue
-            _cosine_cutoff(r, a, &fc, &dfc)
-            for f in range(nf):
-                t = r - rs[f]
-                ex[f] = _vexp(-eta[f] * t * t)
-                acc[f] += ex[f] * fc
-            if grad:
-                ux = D_pc[p, 0] / r
-                uy = D_pc[p, 1] / r
-                uz = D_pc[p, 2] / r
-                for f in range(nf):
-                    dv = -2.0 * eta[f] * (r - rs[f]) * ex[f] * fc + ex[f] * dfc
-                    c = 3 * cols[f]
-                    jac_pf3[p, c] += dv * ux
-                    jac_pf3[p, c + 1] += dv * uy
-                    jac_pf3[p, c + 2] += dv * uz
-        for f in range(nf):
-            values_nf[i, cols[f]] += acc[f]
-        return
-    for p in range(indptr[i], indptr[i + 1]):
-        r = d_p[p]
-        if r >= a or not _match(spec_n[j_p[p]], sb):
-            continue
-        _cosine_cutoff(r, a, &fc, &dfc)
-        ux = D_pc[p, 0] / r
-        uy = D_pc[p, 1] / r
-        uz = D_pc[p, 2] / r
-        for f in range(nf):
-            _fc_pair_fn(fam, &par[f, 0], r, &h, &dh)
-            c = cols[f]
-            values_nf[i, c] += h * fc
-            if grad:
-                dv = dh * fc + h * dfc
-                jac_pf3[p, 3 * c] += dv * ux
-                jac_pf3[p, 3 * c + 1] += dv * uy
-                jac_pf3[p, 3 * c + 2] += dv * uz
-
 
 def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols, double a,
                       const int64_t[::1] indptr, const int32_t[::1] j_p, const double[::1] d_p,
                       const double[:, ::1] D_pc, const int32_t[::1] spec_n, int sa, int sb,
-                      double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads):
-    """Accumulate F <= 64 cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot]."""
-    cdef Py_ssize_t i, n = indptr.shape[0] - 1
+                      double[:, ::1] values_nf, double[:, ::1] jac_pf3, bint grad, int n_threads,
+                      bint zero_jac=False):
+    """Accumulate F <= 64 cutoff-sharing pair descriptors into values [N, Ftot] and jac [P, 3 Ftot].
+
+    ``zero_jac`` (with ``grad``): first set every row of ``jac`` to 0, all ``3 Ftot`` columns of the pairs of
+    every atom (of any species), by the thread that then adds this call's terms to them: the zeroing and the
+    first pass over a Jacobian buffer in one sweep (its rows are still in cache when the terms are added).
+    """
+    cdef Py_ssize_t i, p, k, n = indptr.shape[0] - 1
+    cdef Py_ssize_t width = jac_pf3.shape[1]
     if cols.shape[0] > RED_MAX_GROUP or par.shape[0] != cols.shape[0] or par.shape[1] < 2:
         raise ValueError(f"par [F, >= 2] and cols [F] with F <= {RED_MAX_GROUP} descriptors per call")
-    for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
+    if grad and zero_jac and jac_pf3.shape[0] != indptr[n]:
+        raise ValueError("zero_jac: jac must have one row per pair of indptr")
+    zero_jac = zero_jac and grad
+    for i in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=32):
+        if zero_jac:
+            for p in range(indptr[i], indptr[i + 1]):
+                for k in range(width):
+                    jac_pf3[p, k] = 0.0
         if _match(spec_n[i], sa):
             _batch_pair_atom(i, fam, par, cols, a, indptr, j_p, d_p, D_pc, spec_n, sb, values_nf, jac_pf3, grad)
 

@@ -1,23 +1,28 @@
 # cython: language_level=3
-"""Output memory pool of miniff's neighbour search (private): ``neighbor_pool`` (inspect, limit, clear) and
-``nl_pair_arrays`` (``pairpool.pxd``, used by ``neighbors.pyx``), the pair arrays of one list in one pooled block.
+"""Output memory pool of miniff's neighbour search and descriptor Jacobians (private): ``neighbor_pool`` (inspect,
+limit, clear), ``nl_pair_arrays`` (``pairpool.pxd``, used by ``neighbors.pyx``), the pair arrays of one list in one
+pooled block, and ``pooled_empty``, a float64 array in a pooled block (the per-pair Jacobian of
+``eval_descriptors``).
 """
 
 # The pair arrays of one list (48 bytes per pair) live in one block. A fresh block costs the kernel
 # zero-filling every page on first touch, as much time as the search itself for large lists, so the
 # block of a list that is no longer referenced goes back to a small pool and the next list of a
 # similar size reuses it. The arrays are numpy views of a _NLBlock; the block returns to the pool
-# when the last view dies (always with the GIL held: the pool needs no lock).
+# when the last view dies (always with the GIL held: the pool needs no lock). The per-pair descriptor
+# Jacobians ([P, F, 3], ``pooled_empty``, often several times the size of the list) use the same pool.
 
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport free
+
+import math
 
 import numpy as np
 
 from miniff._ext.common cimport _nl_align
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
-__all__ = ["neighbor_pool"]
+__all__ = ["neighbor_pool", "pooled_empty"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
@@ -56,7 +61,7 @@ cdef unsigned int _NL_TRACE_DOMAIN = 0x6d666e6c
 
 
 cdef enum:
-    _NL_POOL_SLOTS = 2
+    _NL_POOL_SLOTS = 4   # a list and a Jacobian, each while the next one is made
 
 cdef char* _nl_pool_ptr[_NL_POOL_SLOTS]
 cdef Py_ssize_t _nl_pool_size[_NL_POOL_SLOTS]
@@ -124,7 +129,7 @@ cdef class _NLBlock:
             self.ptr = miniff_nl_block_alloc(need)
             self.size = need
             if self.ptr == NULL:
-                raise MemoryError(f"neighbour search: cannot allocate {need} bytes for the pair list")
+                raise MemoryError(f"cannot allocate {need} bytes (pooled block of a pair list or a Jacobian)")
             PyTraceMalloc_Track(_NL_TRACE_DOMAIN, <uintptr_t> self.ptr, need)
         self.shape[0] = self.size
         self.strides[0] = 1
@@ -192,3 +197,26 @@ cdef tuple nl_pair_arrays(int64_t total):
             raw[o_s:o_s + 12 * total].view(np.int32).reshape(total, 3),
             raw[o_d:o_d + 24 * total].view(np.float64).reshape(total, 3),
             raw[o_r:o_r + 8 * total].view(np.float64))
+
+
+def pooled_empty(shape):
+    """An uninitialised C-contiguous float64 array of ``shape`` (64-byte aligned) in a block of the pool: the
+    block of an array of similar size that is no longer referenced is reused, and this one's goes back to the
+    pool when it dies, so that repeated calls do not pay the page faults of fresh memory (private).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Non-negative sizes.
+
+    Returns
+    -------
+    ndarray of ``shape``, float64, holding anything (the caller initialises it)
+    """
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"pooled_empty: negative size in shape {shape}")
+    nbytes = 8 * math.prod(shape)
+    raw = np.frombuffer(_NLBlock(nbytes + 64), dtype=np.uint8)
+    shift = (-raw.ctypes.data) % 64
+    return raw[shift:shift + nbytes].view(np.float64).reshape(shape)

@@ -245,16 +245,52 @@ class CutoffPairBackend(_BatchedBackend):
     def batch_key(self, potential, codes):
         return ("pair", self.code, potential.cutoff, codes)
 
-    def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads):
-        """Evaluate ``items`` = [(column, potential)] sharing the cutoff and tag into the output columns."""
-        cutoff = items[0][1].cutoff
-        indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, cutoff)
-        for start in range(0, len(items), MAX_GROUP):  # the kernel takes at most MAX_GROUP per call
+    def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads, zero_jac=False):
+        """Evaluate ``items`` = [(column, potential)] sharing the cutoff and tag into the output columns.
+
+        ``zero_jac``: set every row of ``jac_pf3`` [P, 3 F] (all columns, every pair of the list) to 0 first, in
+        the same sweep as the first kernel call (``eval_descriptors`` hands it a buffer holding anything).
+        """
+        indptr, j_p, d_p, D_pc, spec_n = pair_arrays(nw, items[0][1].cutoff)
+        for k, job in enumerate(self.jobs(items, codes)):
+            _k.batch_pair_reduce(job.code, job.par, job.cols, job.cutoff, indptr, j_p, d_p, D_pc, spec_n, job.sa,
+                                 job.sb, values_nf, jac_pf3, grad, n_threads, zero_jac and k == 0)
+
+    def jobs(self, items, codes):
+        """The kernel calls of ``items`` (at most MAX_GROUP descriptors each): a list of :class:`PairJob`."""
+        out = []
+        for start in range(0, len(items), MAX_GROUP):
             chunk = items[start:start + MAX_GROUP]
             par = np.ascontiguousarray([_vector(p, self.names) for _, p in chunk], dtype=np.float64)
             cols = np.array([c for c, _ in chunk], dtype=np.int32)
-            _k.batch_pair_reduce(self.code, par, cols, cutoff, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1],
-                                 values_nf, jac_pf3, grad, n_threads)
+            out.append(PairJob(self.code, par, cols, float(chunk[0][1].cutoff), int(codes[0]), int(codes[1])))
+        return out
+
+
+class PairJob(NamedTuple):
+    """One call of the batched pair-descriptor kernel (``batch_pair_reduce``), or its part of a fused sweep."""
+
+    #: family code (Behler 2, sigmoid)
+    code: int
+    #: parameters [F, >= 2]
+    par: np.ndarray
+    #: output columns [F] int32
+    cols: np.ndarray
+    #: cutoff a, Å
+    cutoff: float
+    #: centre and neighbour species codes (-1: any)
+    sa: int
+    sb: int
+
+
+def _moment_scratch(n_pairs, n_eta):
+    """Scratch of the moment kernel's Jacobian pass: ``g_pe``, ``dg_pe`` [P, n_eta] and ``u_pc`` [P, 3] in one
+    pooled block (``pooled_empty``: the block of the last call is reused, without the page faults of fresh
+    memory; the kernel writes every entry it reads)."""
+    flat = _k.pooled_empty((n_pairs * (2 * n_eta + 3),))
+    size = n_pairs * n_eta
+    return (flat[:size].reshape(n_pairs, n_eta), flat[size:2 * size].reshape(n_pairs, n_eta),
+            flat[2 * size:].reshape(n_pairs, 3))
 
 
 def _integer_zeta(zeta):
@@ -275,8 +311,13 @@ class AngularBackend(_BatchedBackend):
     def batch_key(self, potential, codes):
         return ("triple", self.code, potential.cutoff, codes)
 
-    def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads):
-        """Evaluate ``items`` = [(column, potential)] sharing cutoff, family and tag."""
+    def batch(self, items, codes, nw, values_nf, jac_pf3, grad, n_threads, pair_job=None, zero_jac=False):
+        """Evaluate ``items`` = [(column, potential)] sharing cutoff, family and tag.
+
+        ``pair_job`` (a :class:`PairJob` of ``CutoffPairBackend.jobs``) and ``zero_jac`` (set every row of
+        ``jac_pf3`` to 0 first) join the first moment-kernel sweep over the atoms (one parallel region, each
+        atom's pairs read once); without a moment chunk they run first on their own.
+        """
         cutoff = items[0][1].cutoff
         arrays = pair_arrays(nw, cutoff)
         moments, triplets = [], []
@@ -284,19 +325,29 @@ class AngularBackend(_BatchedBackend):
             zeta = float(p.parameters["zeta"])
             use_moments = self.code == BATCH_BEHLER5 and zeta.is_integer() and zeta <= MOMENT_MAX_ZETA
             (moments if use_moments else triplets).append((col, p))
+        first = {"pair_job": pair_job, "zero_jac": zero_jac}  # handed to the first moment call
         chunk, etas = [], set()
         for col, p in moments:
             eta = float(p.parameters["eta"])
             if len(chunk) == MAX_GROUP or (eta not in etas and len(etas) == MOMENT_MAX_ETA):
-                self._run_moments(chunk, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads)
+                self._run_moments(chunk, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads, **first)
+                first = {}
                 chunk, etas = [], set()
             etas.add(eta)
             chunk.append((col, p))
         if chunk:
-            self._run_moments(chunk, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads)
+            self._run_moments(chunk, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads, **first)
+            first = {}
+        if first.get("pair_job") is not None:
+            job = first["pair_job"]
+            _k.batch_pair_reduce(job.code, job.par, job.cols, job.cutoff, *arrays, job.sa, job.sb, values_nf,
+                                 jac_pf3, grad, n_threads, zero_jac)
+        elif first.get("zero_jac") and grad:
+            _k.zero_rows(jac_pf3, n_threads)
         self._batch_triplets(triplets, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads)
 
-    def _run_moments(self, chunk, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads):
+    def _run_moments(self, chunk, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads, pair_job=None,
+                     zero_jac=False):
         indptr, j_p, d_p, D_pc, spec_n = arrays
         etas = {}
         zetas = [int(float(p.parameters["zeta"])) for _, p in chunk]
@@ -313,13 +364,13 @@ class AngularBackend(_BatchedBackend):
         nmono = np.array([(z + 1) * (z + 2) * (z + 3) // 6 for z in zetas], dtype=np.int32)
         cols = np.array([c for c, _ in chunk], dtype=np.int32)
         eta_e = np.array(list(etas), dtype=np.float64)
-        n_pairs = len(j_p)
-        g_pe = np.empty((n_pairs, len(eta_e)))
-        dg_pe = np.empty((n_pairs, len(eta_e)))
-        u_pc = np.empty((n_pairs, 3))
+        g_pe, dg_pe, u_pc = _moment_scratch(len(j_p) if grad else 0, len(eta_e))
         _k.batch_moment_reduce(cutoff, eta_e, coefn, coefn.sum(axis=1), nmono, e_f, cols, deg, weight, parent, axis,
                                plus, gw, indptr, j_p, d_p, D_pc, spec_n, codes[0], codes[1], codes[2], g_pe, dg_pe,
-                               u_pc, values_nf, jac_pf3, grad, n_threads)
+                               u_pc, values_nf, jac_pf3, grad, n_threads,
+                               *(() if pair_job is None else (pair_job.code, pair_job.par, pair_job.cols,
+                                                              pair_job.cutoff, pair_job.sa, pair_job.sb)),
+                               zero_jac=zero_jac)
 
     def _batch_triplets(self, items, codes, cutoff, arrays, values_nf, jac_pf3, grad, n_threads):
         indptr, j_p, d_p, D_pc, spec_n = arrays

@@ -3,6 +3,7 @@
 import numpy as np
 
 from miniff._ext import kernel_module
+from miniff.potentials.backends import MAX_GROUP, AngularBackend, CutoffPairBackend
 from miniff.potentials.base import LocalPotential, pair_arrays, resolve_n_threads
 from miniff.potentials.guards import check_coincident
 
@@ -18,6 +19,26 @@ def _as_list(descriptors):
         if not isinstance(d, LocalPotential):
             raise TypeError(f"descriptors[{k}] must be a LocalPotential, got {type(d).__name__}")
     return list(descriptors)
+
+
+def _first_sweep(groups, nw, values_nf, jac_2d, grad, n_threads):
+    """Run (and remove from ``groups``) the batches of the first sweep over the atoms, which also zeroes the
+    Jacobian ``jac_2d`` [P, 3 F] (with ``grad``; it holds anything before): a pair-descriptor batch (Behler 2,
+    sigmoid) together with an angular batch in one parallel region when both exist (each atom's pairs read once,
+    its Jacobian rows written while in cache), else the pair batch alone, else a zeroing sweep of its own."""
+    pair_key = next((key for key, (b, _, items) in groups.items()
+                     if type(b) is CutoffPairBackend and len(items) <= MAX_GROUP), None)
+    angular_key = next((key for key, (b, _, _) in groups.items() if type(b) is AngularBackend), None)
+    if pair_key is not None and angular_key is not None:
+        backend, codes, items = groups.pop(pair_key)
+        job = backend.jobs(items, codes)[0]
+        backend, codes, items = groups.pop(angular_key)
+        backend.batch(items, codes, nw, values_nf, jac_2d, grad, n_threads, pair_job=job, zero_jac=grad)
+    elif pair_key is not None:
+        backend, codes, items = groups.pop(pair_key)
+        backend.batch(items, codes, nw, values_nf, jac_2d, grad, n_threads, zero_jac=grad)
+    elif grad:
+        kernel_module.zero_rows(jac_2d, n_threads)
 
 
 def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing_species=False):
@@ -62,14 +83,8 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
     indptr = pair_arrays(nw)[0]
     n_atoms, n_pairs, n_f = len(indptr) - 1, int(indptr[-1]), len(descriptors)
     values_nf = np.zeros((n_atoms, n_f))
-    if grad:  # the largest output: zeroed by the threads that will fill it (parallel first touch)
-        jac_pfc = np.empty((n_pairs, n_f, 3))
-        jac_2d = jac_pfc.reshape(n_pairs, 3 * n_f)
-        kernel_module.zero_rows(jac_2d, n_threads)
-    else:
-        jac_pfc, jac_2d = None, np.zeros((0, 3))
     check_coincident(nw, descriptors)  # before any kernel runs
-    groups = {}
+    groups, singles = {}, []
     for f, d in enumerate(descriptors):
         try:
             codes = d.species_codes(nw)
@@ -84,10 +99,20 @@ def eval_descriptors(nw, descriptors, grad=False, n_threads=None, ignore_missing
         if batchable:
             groups.setdefault(backend.batch_key(d, codes), (backend, codes, []))[2].append((f, d))
         else:
-            e_n, g_pc = d.compute(nw, grad=grad, n_threads=n_threads)
-            values_nf[:, f] = e_n
-            if grad:
-                jac_pfc[:, f, :] = g_pc
+            singles.append((f, d))
+    if grad:
+        # the largest output, in a pooled block (the Jacobian of an earlier call, if the caller dropped it: no
+        # page faults of fresh memory); it holds anything until zeroed by the threads that then fill it
+        jac_pfc = kernel_module.pooled_empty((n_pairs, n_f, 3))
+        jac_2d = jac_pfc.reshape(n_pairs, 3 * n_f)
+    else:
+        jac_pfc, jac_2d = None, np.zeros((0, 3))
+    _first_sweep(groups, nw, values_nf, jac_2d, grad, n_threads)
     for backend, codes, items in groups.values():
         backend.batch(items, codes, nw, values_nf, jac_2d, grad, n_threads)
+    for f, d in singles:  # after the zeroing: they set their columns
+        e_n, g_pc = d.compute(nw, grad=grad, n_threads=n_threads)
+        values_nf[:, f] = e_n
+        if grad:
+            jac_pfc[:, f, :] = g_pc
     return values_nf, jac_pfc

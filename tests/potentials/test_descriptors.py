@@ -209,3 +209,35 @@ def test_no_neighbour_list_is_a_clear_error():
         P.eval_descriptors(nw, [P.behler2_descriptor_family(a=3.0, eta=1.0, r_sphere=0.0, tag="a-a")])
     with pytest.raises(ValueError, match="compute_distances"):
         nw.total(P.behler2_descriptor_family(a=3.0, eta=1.0, r_sphere=0.0, tag="a-a"))
+
+
+def test_pooled_jacobian_blocks_are_reused_and_zeroed(rng):
+    """The Jacobian lives in a pooled block that the next call reuses (``kernel_module.pooled_empty``): blocks
+    left full of NaN by dropped Jacobians give exactly the results of fresh memory, for calls of different sizes,
+    whichever sweep zeroes the rows (of every centre species): the fused Behler-2 + moment sweep, the Behler-2
+    sweep alone or a zeroing sweep of its own."""
+    from miniff._ext import kernel_module
+
+    systems = [make_nw((np.eye(3) * edge, rng.random((n, 3)), np.array(["a", "b"] * (n // 2)), (True,) * 3), 4.0)
+               for n, edge in ((80, 9.0), (50, 8.0), (30, 7.0), (80, 9.0))]
+    # Behler 2 fused with the moment kernel's sweep; no Behler-2 / sigmoid group; Behler 2 with an angular batch
+    # that has no moment chunk (Behler 4 triplets)
+    sets = [_descriptors(), _descriptors()[5:], _descriptors()[:3] + _descriptors()[14:16]]
+    limit = kernel_module.neighbor_pool()[1]
+    try:
+        kernel_module.neighbor_pool(limit=0)  # the references in fresh memory
+        reference = [[P.eval_descriptors(nw, d, grad=True) for nw in systems] for d in sets]
+        kernel_module.neighbor_pool(limit=limit, clear=True)
+        reused, last = 0, None
+        for k, descriptors in enumerate(sets):
+            for m, nw in enumerate(systems):
+                values, jac = P.eval_descriptors(nw, descriptors, grad=True)
+                np.testing.assert_array_equal(values, reference[k][m][0])
+                np.testing.assert_array_equal(jac, reference[k][m][1])
+                reused += jac.ctypes.data == last
+                last = jac.ctypes.data
+                jac.fill(np.nan)
+                del jac
+        assert reused >= 2  # a dropped block backed the next Jacobian
+    finally:
+        kernel_module.neighbor_pool(limit=limit)
