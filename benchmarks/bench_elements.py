@@ -111,14 +111,22 @@ def run(settings, n_structures=300, epochs=10, elements=ELEMENTS, cutoff=5.0):
         Descriptor cutoff of every set-up, Å (None: the recipes' default, 6.35 Å). The Behler set's sparse
         Jacobian with forces needs about 2.5 GB per 100 structures at 5 Å (twice that at 6.35 Å).
     """
-    from miniff.ml_util import default_chebyshev_descriptors
-
-    rows, fits = [], {}
+    fits = {}
     with tempfile.TemporaryDirectory(prefix="miniff-bench-elements-") as folder:
         path = _generate(folder, n_structures, elements)
         for setup in SETUPS:
             wf, wall, metrics, counts, n_parameters = _fit(path, setup, epochs, cutoff)
             fits[setup] = {"wf": wf, "wall": wall, "metrics": metrics, "counts": counts, "parameters": n_parameters}
+    return rows_of_fits(fits, settings, n_structures, epochs, elements, cutoff)
+
+
+def rows_of_fits(fits, settings, n_structures, epochs, elements, cutoff):
+    """The rows and derived numbers of :func:`run` from its fits (``{setup: {"wf", "wall", "metrics", "counts",
+    "parameters"}}``; ``wf`` needs only the cells, data sets and descriptors: the descriptor timing uses them).
+    Also used to assemble set-ups fitted in separate processes (``benchmarks/README.md``)."""
+    from miniff.ml_util import default_chebyshev_descriptors
+
+    rows = []
     n_atoms = sum(len(c.values) for c in fits["behler"]["wf"].cells)
     calls = {}
     for setup, fit in fits.items():
