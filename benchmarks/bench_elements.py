@@ -12,8 +12,9 @@ cutoff=cutoff, <below>)`` then ``run(n_epochs=epochs)``, everything else at the 
     (``nn_kwargs={"single": True}``: a one-hot species input and a species-specific output layer).
 
 All three get the same data, split, cutoff, epochs and optimizer (100 L-BFGS iterations per epoch) and end
-with the networks of their best validation epoch; the networks differ as the defaults make them (15-wide
-hidden layers; one per species for (i) and (ii), one shared for (iii)).
+with the networks of their best validation epoch; the networks differ as the defaults make them (one per species
+with two hidden layers of 10 for (i) and (ii), ``FitWorkflow.prepare``'s default; one shared SingleNN with its own
+default of 15 for (iii)).
 
 Rows ``elements-fit`` (one per set-up, ``n_atoms`` = atoms in the data): the wall time of prepare + run (one run;
 the three set-ups run one after the other); the check detail gives the descriptor count per species and the
