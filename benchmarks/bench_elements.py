@@ -12,8 +12,9 @@ cutoff=cutoff, <below>)`` then ``run(n_epochs=epochs)``, everything else at the 
     (``nn_kwargs={"single": True}``: a one-hot species input and a species-specific output layer).
 
 All three get the same data, split, cutoff, epochs and optimizer (100 L-BFGS iterations per epoch) and end
-with the networks of their best validation epoch; the networks differ as the defaults make them (15-wide
-hidden layers; one per species for (i) and (ii), one shared for (iii)).
+with the networks of their best validation epoch; the networks differ as the defaults make them (one per species
+with two hidden layers of 10 for (i) and (ii), ``FitWorkflow.prepare``'s default; one shared SingleNN with its own
+default of 15 for (iii)).
 
 Rows ``elements-fit`` (one per set-up, ``n_atoms`` = atoms in the data): the wall time of prepare + run (one run;
 the three set-ups run one after the other); the check detail gives the descriptor count per species and the
@@ -111,14 +112,22 @@ def run(settings, n_structures=300, epochs=10, elements=ELEMENTS, cutoff=5.0):
         Descriptor cutoff of every set-up, Å (None: the recipes' default, 6.35 Å). The Behler set's sparse
         Jacobian with forces needs about 2.5 GB per 100 structures at 5 Å (twice that at 6.35 Å).
     """
-    from miniff.ml_util import default_chebyshev_descriptors
-
-    rows, fits = [], {}
+    fits = {}
     with tempfile.TemporaryDirectory(prefix="miniff-bench-elements-") as folder:
         path = _generate(folder, n_structures, elements)
         for setup in SETUPS:
             wf, wall, metrics, counts, n_parameters = _fit(path, setup, epochs, cutoff)
             fits[setup] = {"wf": wf, "wall": wall, "metrics": metrics, "counts": counts, "parameters": n_parameters}
+    return rows_of_fits(fits, settings, n_structures, epochs, elements, cutoff)
+
+
+def rows_of_fits(fits, settings, n_structures, epochs, elements, cutoff):
+    """The rows and derived numbers of :func:`run` from its fits (``{setup: {"wf", "wall", "metrics", "counts",
+    "parameters"}}``; ``wf`` needs only the cells, data sets and descriptors: the descriptor timing uses them).
+    Also used to assemble set-ups fitted in separate processes (``benchmarks/README.md``)."""
+    from miniff.ml_util import default_chebyshev_descriptors
+
+    rows = []
     n_atoms = sum(len(c.values) for c in fits["behler"]["wf"].cells)
     calls = {}
     for setup, fit in fits.items():

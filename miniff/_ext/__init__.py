@@ -25,6 +25,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
 ``ewald``      Ewald sums of point charges: the real-space sum over a pair list or during the cell-list walk
                (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.
 ``pme``        smooth particle-mesh Ewald: spline weights, charge spreading and gathers.
+``jacobian``   the contractions of the fits' sparse descriptor Jacobian (``miniff.ml.jacobian``): dE/dF to position
+               gradients and back, one pass over the entries.
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits), ``pairdesc.pxd``
 (the batched pair descriptors of one atom, inline),
@@ -44,7 +46,7 @@ import types
 __all__ = ["kernel_module", "EXTENSION_MODULES"]
 
 EXTENSION_MODULES = ("config", "prepare", "neighbors", "pairpool", "pair", "pairsearch", "triple", "angular", "lsp",
-                     "weighted", "chebyshev", "ewald", "pme", "n2p2sf")
+                     "weighted", "chebyshev", "ewald", "pme", "n2p2sf", "jacobian")
 """Names of the extension modules ``miniff._ext.<name>`` (one per ``<name>.pyx``)."""
 
 _BUILD_HELP = (

@@ -12,7 +12,7 @@ angular, over unordered neighbour pairs ``j < k``::
     value_f = sum_{j<k} w_c(j) w_c(k) T_n(cos theta_jik) f_c(r_ij) f_c(r_ik)
 
 ``T_n`` the Chebyshev polynomials of the first kind, ``f_c`` the cosine cutoff. Same rules as ``weighted.pyx``
-(whose argument check it shares): prange over centre atoms, a pair's Jacobian written only by the thread owning
+(whose argument checks it shares; the per-pair weight set-up of both is ``common.pxd``'s): prange over centre atoms, a pair's Jacobian written only by the thread owning
 its centre atom (results independent of the thread count), pairs with ``d_p >= a`` or all weights 0 skipped.
 The formulas are in miniff/potentials/chebyshev.py and docs/formulas.md.
 """
@@ -20,8 +20,8 @@ The formulas are in miniff/potentials/chebyshev.py and docs/formulas.md.
 from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
-from miniff._ext.common cimport RED_MAX_GROUP, _cosine_cutoff, _match, _pair_weights, _weighted_pair_setup
-from miniff._ext.weighted cimport _check_common
+from miniff._ext.common cimport RED_MAX_GROUP, _match, _weighted_pair, _weighted_pair_setup
+from miniff._ext.weighted cimport _check_common, _check_pair_scratch
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
 __all__ = ["batch_chebyshev_radial_reduce", "batch_chebyshev_angular_reduce"]
@@ -75,12 +75,9 @@ cdef void _radial_atom(Py_ssize_t i, Py_ssize_t n, double a, const int32_t[::1] 
     for f in range(n_f):
         acc[f] = 0.0
     for p in range(indptr[i], indptr[i + 1]):
+        if not _weighted_pair(p, a, weight_cs, spec_n, j_p, d_p, n, wc, &fc, &dfc):
+            continue
         r = d_p[p]
-        if r >= a:
-            continue
-        if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
-            continue
-        _cosine_cutoff(r, a, &fc, &dfc)
         _chebyshev(dxdr * r - 1.0, n_max, tn, dtn)
         ir = 1.0 / r
         for f in range(n_f):
@@ -202,9 +199,9 @@ def batch_chebyshev_angular_reduce(double a, const int32_t[::1] order_f, int n_m
     cdef Py_ssize_t i, n = indptr.shape[0] - 1
     cdef Py_ssize_t n_pairs = j_p.shape[0]
     _check_orders(order_f, cols, n_max)
-    if f_p2.shape[0] != n_pairs or f_p2.shape[1] != 2 or u_pc.shape[0] != n_pairs or u_pc.shape[1] != 3 \
-            or w_pc.shape[0] != n_pairs or w_pc.shape[1] < weight_cs.shape[0] or sel_p.shape[0] != n_pairs:
+    if f_p2.shape[0] != n_pairs or f_p2.shape[1] != 2:
         raise ValueError("scratch buffers must have one row per pair")
+    _check_pair_scratch(n_pairs, u_pc, w_pc, sel_p, weight_cs.shape[0])
     _check_common(indptr, j_p, d_p, D_pc, spec_n, cols, c_f, weight_cs, values_nf, jac_pf3, grad, n_threads)
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
         if _match(spec_n[i], sa):

@@ -129,25 +129,36 @@ cdef inline void _cosine_cutoff(double r, double a, double* fc, double* dfc) noe
     _vcosine_cutoff(r, a, fc, dfc)
 
 
+cdef inline bint _weighted_pair(Py_ssize_t p, double a, const double[:, ::1] weight_cs, const int32_t[::1] spec_n,
+                                const int32_t[::1] j_p, const double[::1] d_p, Py_ssize_t n, double* wc, double* fc,
+                                double* dfc) noexcept nogil:
+    """The set-up of pair ``p`` shared by every loop of the weighted and Chebyshev kernels (radial and angular):
+    False when it is unusable (``d_p >= a`` or every weight 0); else the weights of the neighbour's species in
+    every weight table into ``wc`` and the cosine cutoff and its derivative into ``fc``, ``dfc``."""
+    cdef double r = d_p[p]
+    if r >= a:
+        return False
+    if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
+        return False
+    _cosine_cutoff(r, a, fc, dfc)
+    return True
+
+
 cdef inline bint _weighted_pair_setup(Py_ssize_t p, double a, const double[:, ::1] weight_cs,
                                      const int32_t[::1] spec_n, const int32_t[::1] j_p, const double[::1] d_p,
                                      const double[:, ::1] D_pc, Py_ssize_t n, double[:, ::1] u_pc,
                                      double[:, ::1] w_pc, double* fc, double* dfc) noexcept nogil:
-    """The set-up of pair ``p`` shared by the weighted triplet loops (``weighted`` and ``chebyshev`` angular
-    kernels): False when it is unusable (``d_p >= a`` or every weight 0); else its weights into ``w_pc[p]``, its
-    unit vector into ``u_pc[p]`` and the cosine cutoff and its derivative into ``fc``, ``dfc``."""
+    """:func:`_weighted_pair` for the triplet loops (``weighted`` and ``chebyshev`` angular kernels): the weights
+    into ``w_pc[p]`` and the unit vector into ``u_pc[p]``."""
     cdef Py_ssize_t ch, m
     cdef double r = d_p[p]
     cdef double wc[RED_MAX_GROUP]
-    if r >= a:
-        return False
-    if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
+    if not _weighted_pair(p, a, weight_cs, spec_n, j_p, d_p, n, wc, fc, dfc):
         return False
     for ch in range(weight_cs.shape[0]):
         w_pc[p, ch] = wc[ch]
     for m in range(3):
         u_pc[p, m] = D_pc[p, m] / r
-    _cosine_cutoff(r, a, fc, dfc)
     return True
 
 

@@ -15,7 +15,7 @@ from libc.stdint cimport int32_t, int64_t
 from cython.parallel cimport prange
 
 from miniff._ext.common cimport (
-    RED_EXP_FLOOR, RED_MAX_GROUP, _cosine_cutoff, _match, _pair_weights, _weighted_pair_setup,
+    RED_EXP_FLOOR, RED_MAX_GROUP, _cosine_cutoff, _match, _weighted_pair, _weighted_pair_setup,
 )
 from miniff._ext.pair cimport _check_indptr
 from miniff._ext.triplets cimport (
@@ -74,6 +74,16 @@ cdef int _check_common(const int64_t[::1] indptr, const int32_t[::1] j_p, const 
     return 0
 
 
+cdef int _check_pair_scratch(Py_ssize_t n_pairs, const double[:, ::1] u_pc, const double[:, ::1] w_pc,
+                             const int64_t[::1] sel_p, Py_ssize_t n_tables) except -1:
+    """The scratch buffers of the weighted triplet loops (see ``_weighted_pair_setup``): ``u_pc`` [P, 3],
+    ``w_pc`` [P, >= n_tables], ``sel_p`` [P]."""
+    if u_pc.shape[0] != n_pairs or u_pc.shape[1] != 3 or w_pc.shape[0] != n_pairs or w_pc.shape[1] < n_tables \
+            or sel_p.shape[0] != n_pairs:
+        raise ValueError("scratch buffers must have one row per pair")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Weighted radial: value_f = sum_j w_{c_f, j} exp(-eta_f (r_ij - rs_f)^2) f_c(r_ij)
 # ---------------------------------------------------------------------------------------------
@@ -92,12 +102,9 @@ cdef void _radial_atom(Py_ssize_t i, Py_ssize_t n, double a, const double[::1] e
     for f in range(n_f):
         acc[f] = 0.0
     for p in range(indptr[i], indptr[i + 1]):
+        if not _weighted_pair(p, a, weight_cs, spec_n, j_p, d_p, n, wc, &fc, &dfc):
+            continue
         r = d_p[p]
-        if r >= a:
-            continue
-        if not _pair_weights(weight_cs, spec_n, j_p[p], n, wc):
-            continue
-        _cosine_cutoff(r, a, &fc, &dfc)
         for f in range(n_f):
             w = wc[c_f[f]]
             _gauss_cutoff(r, eta_f[f], rs_f[f], fc, dfc, &g, &dg)
@@ -252,11 +259,9 @@ def batch_weighted_angular_reduce(double a, const double[::1] eta_e, const doubl
     for f in range(cols.shape[0]):
         if e_f[f] < 0 or e_f[f] >= n_e or k_f[f] < 0 or k_f[f] >= n_k:
             raise ValueError("e_f and k_f must index the radial and angular pairs")
-    if g_pe.shape[0] != n_pairs or dg_pe.shape[0] != n_pairs or g_pe.shape[1] < n_e or dg_pe.shape[1] < n_e \
-            or u_pc.shape[0] != n_pairs or u_pc.shape[1] != 3 or w_pc.shape[0] != n_pairs \
-            or w_pc.shape[1] < weight_cs.shape[0] \
-            or sel_p.shape[0] != n_pairs:
+    if g_pe.shape[0] != n_pairs or dg_pe.shape[0] != n_pairs or g_pe.shape[1] < n_e or dg_pe.shape[1] < n_e:
         raise ValueError("scratch buffers must have one row per pair")
+    _check_pair_scratch(n_pairs, u_pc, w_pc, sel_p, weight_cs.shape[0])
     _check_common(indptr, j_p, d_p, D_pc, spec_n, cols, c_f, weight_cs, values_nf, jac_pf3, grad, n_threads)
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="guided"):
         if _match(spec_n[i], sa):

@@ -15,7 +15,13 @@ selecting samples is a cheap gather.
 import numpy as np
 import torch
 
+from miniff._ext import kernel_module as _k
+from miniff._ext.threads import auto_n_threads
+
 __all__ = ["SparseJacobian"]
+
+#: Entries per thread of the compiled contractions (fewer run serially).
+_ENTRIES_PER_THREAD = 2000
 
 
 def _as_index(name, x):
@@ -69,6 +75,39 @@ class _EntryDot(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_v = g_ed.unsqueeze(2) * grad_ec.unsqueeze(1)
         return grad_g, grad_v
+
+
+def _threads(n_entries):
+    return auto_n_threads(None, n_entries, _ENTRIES_PER_THREAD)
+
+
+class _CompiledContract(torch.autograd.Function):
+    """``out [S * N, 3]`` = the contraction of ``g_rf [S * M, F]`` (dE/dF per point row) with the Jacobian ``jac``
+    (CPU, the values' dtype, constant values): one compiled pass over the entries, no ``[E, F]`` intermediate.
+    The backward is the compiled transpose, or differentiable torch operations under ``create_graph``."""
+
+    @staticmethod
+    def forward(ctx, g_rf, jac, n_points):
+        ctx.jac, ctx.n_points = jac, n_points
+        out = g_rf.new_zeros(jac.n_samples * jac.n_atoms, 3)
+        _k.jacobian_contract(*jac._compiled_arrays(), g_rf.detach().contiguous().numpy(), out.numpy(), n_points,
+                             jac.n_atoms, _threads(jac.n_entries))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_ac):
+        jac, p = ctx.jac, ctx.n_points
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        if torch.is_grad_enabled():   # create_graph: a differentiable backward (second derivatives)
+            x_ec = grad_ac.index_select(0, jac.sample_e * jac.n_atoms + jac.atom_e)
+            g_ed = torch.bmm(jac.values_edc, x_ec.unsqueeze(2)).squeeze(2)
+            grad = grad_ac.new_zeros(jac.n_samples * p, jac.n_features)
+            return grad.index_add(0, jac.sample_e * p + jac.point_e, g_ed), None, None
+        grad = grad_ac.new_zeros(jac.n_samples * p, jac.n_features)
+        _k.jacobian_contract_t(*jac._compiled_arrays(), grad_ac.detach().contiguous().numpy(), grad.numpy(), p,
+                               jac.n_atoms, _threads(jac.n_entries))
+        return grad, None, None
 
 
 class SparseJacobian:
@@ -270,6 +309,18 @@ class SparseJacobian:
         self.__dict__["_dense_cache"] = (key, dense, self.values_edc)  # keeping the values keeps their id unique
         return dense
 
+    def _compiled(self, dE_dF):
+        """Whether :meth:`contract` can take the compiled path: CPU tensors of one float dtype, constant values, C
+        order."""
+        v = self.values_edc
+        return (v.device.type == "cpu" and dE_dF.device.type == "cpu" and v.dtype in (torch.float32, torch.float64)
+                and dE_dF.dtype == v.dtype and not v.requires_grad and v.is_contiguous()
+                and self.point_e.is_contiguous() and self.atom_e.is_contiguous() and self.ptr_s.device.type == "cpu")
+
+    def _compiled_arrays(self):
+        """``(ptr_s, point_e, atom_e, values_edc)`` as numpy views for the compiled contractions."""
+        return (self.ptr_s.numpy(), self.point_e.numpy(), self.atom_e.numpy(), self.values_edc.detach().numpy())
+
     def contract(self, dE_dF, resolve=False):
         """Chain rule: energy gradients with respect to positions.
 
@@ -295,6 +346,8 @@ class SparseJacobian:
             dense = self._dense(p)
             if dense is not None:  # small cells: one batched product with the dense per-sample Jacobian
                 return torch.bmm(dE_dF.reshape(s, 1, -1), dense).reshape(s, self.n_atoms, 3)
+        if not resolve and self._compiled(dE_dF):  # CPU: one compiled pass, no [E, F] intermediate
+            return _CompiledContract.apply(dE_dF.reshape(s * p, self.n_features), self, p).reshape(s, self.n_atoms, 3)
         g_ed = dE_dF.reshape(s * p, self.n_features).index_select(0, self.sample_e * p + self.point_e)
         contrib_ec = _EntryDot.apply(g_ed, self.values_edc)
         if resolve:
