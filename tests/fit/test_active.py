@@ -227,3 +227,19 @@ def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
     assert [f.source for f in diverse] == ["hot0", "distinct"]
     with pytest.raises(ValueError, match="selection"):
         active_steps.select_frames(frames, [committee], threshold=0.1, selection="largest")
+
+
+def test_select_frames_frame_without_a_committee_species(data):
+    """A frame without atoms of a committee's species (pure Pt for the Cu committee) has zero mean descriptors
+    for it (it used to raise KeyError) and is far from the Cu frames."""
+    train, _ = data
+    committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
+                                                      tag="Cu") for _ in range(2)])
+    pt = train[0].copy()
+    pt.set_chemical_symbols(["Pt"] * len(pt))
+    np.testing.assert_array_equal(active_steps._fingerprint(pt, [committee], None), np.zeros(6))
+    assert np.abs(active_steps._fingerprint(train[0], [committee], None)).max() > 0
+    frames = [active_steps.Candidate(train[0].copy(), 0.3, 0, "Cu"), active_steps.Candidate(pt, 0.2, 0, "Pt")]
+    for selection in active_steps.SELECTIONS:
+        selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, selection=selection)
+        assert [f.source for f in selected] == ["Cu", "Pt"]

@@ -269,7 +269,8 @@ def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
 
     from benchmarks import bench_uncertainty
 
-    monkeypatch.setattr(bench_uncertainty, "LEARNING_FIT", {"cutoff": 5.0, "default_descriptor_kwargs": {"n": 2, "left": 0.8},
+    monkeypatch.setattr(bench_uncertainty, "LEARNING_FIT", {"cutoff": 5.0,
+                                                            "default_descriptor_kwargs": {"n": 2, "left": 0.8},
                                                             "nn_kwargs": {"n_internal": 3, "n_layers": 1}})
     monkeypatch.setattr(bench_uncertainty, "LEARNING_VARIANTS", bench_uncertainty.LEARNING_VARIANTS[-2:])
     monkeypatch.setattr(bench_uncertainty, "LEARNING_TEMPERATURES", (600,))
