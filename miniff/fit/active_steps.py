@@ -208,7 +208,7 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
         much the same, then do not fill the batch.  ``"spread"``: largest spread first.  ``"balanced"``: in
         rounds over the trajectories (``Candidate.trajectory``), each round the best remaining frame of every
         trajectory, trajectories in the order of their best spread.  The learning-efficiency benchmark
-        (``benchmarks/README.md``) compares them.
+        (``benchmarks/README.md``) measures the default against random selection (so far it does not beat it).
 
     Returns
     -------
