@@ -294,6 +294,7 @@ def write_learning_results(runs, settings, out_dir=None):
                     alpha=1.0 if style[-1] != ":" else 0.6, label=f"{name}, seed {r['seed']}")
         ax.axhline(1000 * r["random"][max(r["random"], key=int)], color=color, lw=0.6, ls=":")
     ax.axvline(50, color="k", lw=0.6, alpha=0.4)
+    ax.set_yscale("log")
     ax.set_xlabel("labelled structures (8-atom EMT Cu/Pt MD frames)")
     ax.set_ylabel("held-out force RMSE (meV/Å)")
     ax.set_title("Active (committee selection) vs random selection\n"
