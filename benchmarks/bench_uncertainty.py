@@ -273,6 +273,7 @@ def write_learning_results(runs, settings, out_dir=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out_dir = Path(__file__).resolve().parent if out_dir is None else Path(out_dir)
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_1min": os.getloadavg()[0],
@@ -295,6 +296,9 @@ def write_learning_results(runs, settings, out_dir=None):
         ax.axhline(1000 * r["random"][max(r["random"], key=int)], color=color, lw=0.6, ls=":")
     ax.axvline(50, color="k", lw=0.6, alpha=0.4)
     ax.set_yscale("log")
+    ax.set_yticks([10, 15, 20, 30, 50, 80])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("labelled structures (8-atom EMT Cu/Pt MD frames)")
     ax.set_ylabel("held-out force RMSE (meV/Å)")
     ax.set_title("Active (committee selection) vs random selection\n"
