@@ -17,9 +17,7 @@ structures for committee-spread selection and for random selection from the same
 import numpy as np
 
 from benchmarks import _miniff
-from benchmarks._peers import DESCRIPTOR_SPEC, make_network
-from benchmarks._runner import run_comparison
-from benchmarks._structures import si_diamond_n
+from benchmarks._peers import DESCRIPTOR_SPEC
 
 K_MEMBERS = 5
 
@@ -96,10 +94,59 @@ def calibration(n_train=24, n_held=8, n_epochs=30):
             "held_out_force_rmse": float(np.sqrt(np.mean(cal.force_error ** 2)))}
 
 
-#: The committee of the learning-efficiency runs: K = 3 members of 2 x 20 hidden units on Behler descriptors
-#: (6 radial + angular, 5 Å): ~1 000 parameters per member, which 10 labelled 8-atom frames (240 force
-#: components) do not determine.
-LEARNING_FIT = {"cutoff": 5.0, "default_descriptor_kwargs": {"n": 6}, "nn_kwargs": {"n_internal": 20, "n_layers": 2}}
+#: The committee of the learning-efficiency runs: K = 3 members of 2 x 20 hidden units per species on Behler
+#: descriptors (6 radial per pair, the first turning point at 0.8 x the pair's shortest distance: Pt-Pt in the
+#: strained cells may be longer than half the cutoff, + angular; 5 Å).
+LEARNING_FIT = {"cutoff": 5.0, "default_descriptor_kwargs": {"n": 6, "left": 0.8},
+                "nn_kwargs": {"n_internal": 20, "n_layers": 2}}
+
+#: The MD trajectories of the learning-efficiency pool: 8-atom fcc cells (the primitive cell x 2 x 2 x 2) with
+#: ``n_pt`` Pt atoms on random sites (the rest Cu), the lattice parameter of Vegard's law (Cu 3.61 Å, Pt 3.92 Å)
+#: times ``1 + strain``, and optionally a vacancy; every one at every temperature of ``LEARNING_TEMPERATURES``.
+LEARNING_VARIANTS = ({"n_pt": 0, "strain": 0.0}, {"n_pt": 2, "strain": 0.02}, {"n_pt": 4, "strain": 0.0},
+                     {"n_pt": 6, "strain": -0.02}, {"n_pt": 8, "strain": 0.0},
+                     {"n_pt": 3, "strain": 0.03, "vacancy": True})
+LEARNING_TEMPERATURES = (300, 800, 1300)
+
+
+def _alloy_frames(variant, n_frames, temperature, seed, every=10):
+    """``n_frames`` frames (every ``every`` steps of 2 fs) of an EMT Langevin MD of one ``LEARNING_VARIANTS`` cell,
+    labelled with EMT; ``seed`` draws the Pt sites, the vacancy, the initial rattle and the noise."""
+    from ase import units
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.md.langevin import Langevin
+
+    rng = np.random.default_rng(seed)
+    n_pt = variant["n_pt"]
+    atoms = bulk("Cu", "fcc", a=1.0).repeat(2)
+    symbols = np.array(["Cu"] * len(atoms))
+    symbols[rng.choice(len(atoms), n_pt, replace=False)] = "Pt"
+    atoms.set_chemical_symbols(list(symbols))
+    a = (3.61 + (3.92 - 3.61) * n_pt / len(atoms)) * (1 + variant.get("strain", 0.0))
+    atoms.set_cell(atoms.cell * a, scale_atoms=True)
+    if variant.get("vacancy"):
+        del atoms[int(rng.integers(len(atoms)))]
+    atoms.rattle(0.05, seed=seed)
+    atoms.calc = EMT()
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.05 / units.fs, fixcm=False, rng=rng)
+    frames = []
+    for _ in range(n_frames):
+        dyn.run(every)
+        frame = atoms.copy()
+        frame.calc = EMT()
+        frame.get_forces()
+        frames.append(frame)
+    return frames
+
+
+def _trajectories():
+    return [(v, t) for v in LEARNING_VARIANTS for t in LEARNING_TEMPERATURES]
+
+
+def _describe(variant, temperature):
+    return (f"Cu{8 - variant['n_pt']}Pt{variant['n_pt']}" + (" vac" if variant.get("vacancy") else "")
+            + f" {100 * variant.get('strain', 0.0):+.0f}% {temperature} K")
 
 
 def _fit_committee(frames, n_epochs, seed, fit_kwargs=None):
@@ -117,11 +164,12 @@ def _force_rmse(potentials, held):
     return float(np.sqrt(np.mean(force_errors(potentials, held)[1] ** 2)))
 
 
-def _select_active(pots, pool, left, step, trajectory_of, balance):
+def _select_active(pots, pool, left, step, trajectory_of, selection):
     """``step`` pool positions among ``left`` chosen as the active-learning workflow chooses frames: the spread
     and extrapolation count of each frame from ``MiniffCalculator`` (as ``explore`` records them), then
-    ``select_frames`` (largest maximum per-atom force spread first, extrapolating frames too, no near-duplicates,
-    with ``balance``: in rounds over the MD trajectories, ``trajectory_of(pool position)``)."""
+    ``select_frames`` with ``selection`` (``"diverse"``, the workflow's default: spread x distance in descriptor
+    space; ``"spread"``: largest spread first; ``"balanced"``: in rounds over the MD trajectories,
+    ``trajectory_of(pool position)``)."""
     calc_cls = _miniff.require("calculator", "MiniffCalculator")
     committees_of = _miniff.require("ml.committee", "committees_of")
     candidate_cls, select_frames = _miniff.require("fit.active_steps", "Candidate", "select_frames")
@@ -133,35 +181,35 @@ def _select_active(pots, pool, left, step, trajectory_of, balance):
         res = calc.results
         candidates.append(candidate_cls(atoms, float(np.max(res["forces_std"])),
                                         int(res.get("n_extrapolating_atoms", 0)), i, trajectory_of(i)))
-    selected, _ = select_frames(candidates, committees_of(pots), threshold=0.0, max_frames=step,
-                                balance_trajectories=balance)
+    selected, _ = select_frames(candidates, committees_of(pots), threshold=0.0, max_frames=step, selection=selection)
     return [c.source for c in selected]
 
 
 def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25, 50, 100), max_active=50,
-                        n_epochs=8, pool_per_temperature=50, held_per_temperature=5, balance_trajectories=False,
+                        n_epochs=8, pool_per_trajectory=12, held_per_trajectory=3, selection="diverse", compare=(),
                         progress=True):
-    """Held-out force RMSE against the number of labelled structures: committee-spread selection vs random.
+    """Held-out force RMSE against the number of labelled structures: committee selection vs random.
 
-    The pool: ``pool_per_temperature`` frames of EMT Langevin MD of 8-atom Cu cells (the primitive fcc cell
-    repeated 2 x 2 x 2) at each of 300, 600, 900 and 1200 K (every 10 steps of 2 fs; 200 frames by default, so
-    random selection at 100 takes half the pool).  Small cells make every labelled structure count: with
-    32-atom cells 10 frames already hold 960 force components and the held-out error no longer falls between 10
-    and 100 labelled structures (measured: 0.0143 and 0.0141 eV/Å), so nothing could tell the selections apart;
-    held-out frames come from other trajectories at the same temperatures.  Every fit is a fresh K = 3 committee
-    (``n_epochs`` epochs of the default full-batch optimizer).  Both curves start from the same ``n_initial``
-    random pool frames (one permutation per seed).  Random selection labels the next frames of that permutation;
-    active learning refits and adds ``step`` pool frames chosen by ``select_frames`` of the active-learning
-    workflow, until its held-out error reaches random selection's at ``n_random[-1]`` labelled structures (or
-    ``max_active``, by default 50: the target's bound).  Random selection's largest count is fitted first (the
-    target).  ``balance_trajectories``: the option of ``select_frames`` (frames in rounds over the four
-    trajectories).  The fits are deterministic: a second run gives the same numbers.
+    The pool: ``pool_per_trajectory`` frames (every 10 steps of 2 fs) of every EMT Langevin MD trajectory of
+    ``LEARNING_VARIANTS`` x ``LEARNING_TEMPERATURES`` (18 trajectories of 8-atom Cu/Pt cells: compositions Cu8
+    to Pt8, strains -2 % to +3 %, one with a vacancy, 300 / 800 / 1300 K; 216 frames by default, so random
+    selection at 100 takes under half of the pool); held-out frames come from other trajectories of the same
+    cells and temperatures.  The first attempt, 8-atom Cu alone at 300-1200 K, was too easy: random selection's
+    error was flat within fit noise beyond ~50 structures, so the comparison at 100 measured noise.  Every fit is
+    a fresh K = 3 committee (``n_epochs`` epochs of the default full-batch optimizer).  Both curves start from
+    the same ``n_initial`` random pool frames (one permutation per seed).  Random selection labels the next
+    frames of that permutation; active learning refits and adds ``step`` pool frames chosen by ``select_frames``
+    of the active-learning workflow (``selection``), until its held-out error reaches random selection's at
+    ``n_random[-1]`` labelled structures (or ``max_active``, by default 50: the target's bound).  Random
+    selection's largest count is fitted first (the target).  ``compare``: other rules whose active curves are
+    recorded too (``active_<rule>``, against the same random fits).  The fits are deterministic: a second run
+    gives the same numbers.
     """
     import time
 
-    temps = (300, 600, 900, 1200)
-    pool = [f for t, temp in enumerate(temps) for f in _cu_frames(pool_per_temperature, temp, seed=10 + t, cubic=False)]
-    held = [f for t, temp in enumerate(temps) for f in _cu_frames(held_per_temperature, temp, seed=20 + t, cubic=False)]
+    trajectories = _trajectories()
+    pool = [f for t, (v, temp) in enumerate(trajectories) for f in _alloy_frames(v, pool_per_trajectory, temp, 100 + t)]
+    held = [f for t, (v, temp) in enumerate(trajectories) for f in _alloy_frames(v, held_per_trajectory, temp, 500 + t)]
     out = []
     t0 = time.perf_counter()
 
@@ -181,24 +229,30 @@ def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25
 
         random_curve = {n_random[-1]: _force_rmse(random_at(n_random[-1]), held)}   # the target first
         target = random_curve[n_random[-1]]
-        chosen, active_curve = [int(i) for i in order[:n_initial]], {}
-        pots = random_at(n_initial)   # both curves start from the same fit
-        while True:
-            active_curve[len(chosen)] = _force_rmse(pots, held)
-            say(f"seed {seed} active {len(chosen)}: {active_curve[len(chosen)]:.4f} eV/A (target {target:.4f})")
-            if active_curve[len(chosen)] <= target or len(chosen) >= max_active:
-                break
-            taken = set(chosen)
-            chosen += _select_active(pots, pool, [i for i in range(len(pool)) if i not in taken], step,
-                                     lambda i: i // pool_per_temperature, balance_trajectories)
-            pots = _fit_committee([pool[i] for i in chosen], n_epochs, seed, LEARNING_FIT)
+        record = {"seed": seed}
+        for rule in (selection, *compare):
+            chosen, active_curve = [int(i) for i in order[:n_initial]], {}
+            pots = random_at(n_initial)   # both curves start from the same fit
+            while True:
+                active_curve[len(chosen)] = _force_rmse(pots, held)
+                say(f"seed {seed} active ({rule}) {len(chosen)}: {active_curve[len(chosen)]:.4f} eV/A "
+                    f"(target {target:.4f})")
+                if active_curve[len(chosen)] <= target or len(chosen) >= max_active:
+                    break
+                taken = set(chosen)
+                chosen += _select_active(pots, pool, [i for i in range(len(pool)) if i not in taken], step,
+                                         lambda i: i // pool_per_trajectory, rule)
+                pots = _fit_committee([pool[i] for i in chosen], n_epochs, seed, LEARNING_FIT)
+            reached = [n for n, e in active_curve.items() if e <= target]
+            suffix = "" if rule == selection else f"_{rule}"
+            record[f"active{suffix}"] = active_curve
+            record[f"active{suffix}_trajectories"] = [_describe(*trajectories[i // pool_per_trajectory])
+                                                      for i in chosen[n_initial:]]
+            record[f"active{suffix}_labelled_to_match_random"] = min(reached) if reached else None
         for n in n_random:
             random_curve[n] = _force_rmse(random_at(n), held)
-        random_curve = dict(sorted(random_curve.items()))
-        reached = [n for n, e in active_curve.items() if e <= target]
-        out.append({"seed": seed, "random": random_curve, "active": active_curve,
-                    "active_temperatures": [temps[i // pool_per_temperature] for i in chosen[n_initial:]],
-                    "active_labelled_to_match_random": min(reached) if reached else None})
+        record["random"] = dict(sorted(random_curve.items()))
+        out.append(record)
     return out
 
 
@@ -206,10 +260,10 @@ LEARNING_RESULTS = "uncertainty_results.json"
 LEARNING_PLOT = "uncertainty_learning.png"
 
 
-def write_learning_results(runs, settings, out_dir=None, balanced_runs=None):
-    """Write ``benchmarks/uncertainty_results.json`` (the runs, the settings, the machine; ``balanced_runs``: the
-    runs with ``balance_trajectories=True``, if any) and the plot ``benchmarks/uncertainty_learning.png``
-    (held-out force RMSE against labelled structures, every seed)."""
+def write_learning_results(runs, settings, out_dir=None):
+    """Write ``benchmarks/uncertainty_results.json`` (the runs, the settings, the machine) and the plot
+    ``benchmarks/uncertainty_learning.png`` (held-out force RMSE against labelled structures, every seed; the
+    active curves of ``compare`` rules dotted)."""
     import json
     import os
     import time
@@ -219,30 +273,36 @@ def write_learning_results(runs, settings, out_dir=None, balanced_runs=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     out_dir = Path(__file__).resolve().parent if out_dir is None else Path(out_dir)
     data = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_1min": os.getloadavg()[0],
             "settings": settings, "runs": runs}
-    if balanced_runs:
-        data["runs_balance_trajectories"] = balanced_runs
     tmp = out_dir / (LEARNING_RESULTS + ".tmp")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(out_dir / LEARNING_RESULTS)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    selection = settings.get("selection", "diverse")
     for k, r in enumerate(runs):
         color = f"C{k}"
-        for key, style in (("random", "o--"), ("active", "s-")):
-            points = sorted((int(n), e) for n, e in r[key].items())
+        curves = [("random", "o--", "random"), ("active", "s-", f"active, {selection}")]
+        curves += [(key, f"{marker}:", f"active, {key[len('active_'):]}")
+                   for key, marker in zip([q for q in r if q.startswith("active_") and isinstance(r[q], dict)], "^vx",
+                                          strict=False)]
+        for key, style, name in curves:
+            points = sorted((int(n), 1000 * e) for n, e in r[key].items())
             ax.plot([n for n, _ in points], [e for _, e in points], style, color=color,
-                    label=f"{key}, seed {r['seed']}")
-        ax.axhline(r["random"][max(r["random"], key=int)], color=color, lw=0.6, ls=":")
-    for k, r in enumerate(balanced_runs or []):
-        points = sorted((int(n), e) for n, e in r["active"].items())
-        ax.plot([n for n, _ in points], [e for _, e in points], "^:", color=f"C{k}", alpha=0.6,
-                label=f"active, balanced, seed {r['seed']}")
-    ax.set_xlabel("labelled structures (8-atom EMT Cu frames)")
-    ax.set_ylabel("held-out force RMSE (eV/Å)")
-    ax.set_title("Active (committee spread) vs random selection\n(dotted: random's error at its largest count)")
+                    alpha=1.0 if style[-1] != ":" else 0.6, label=f"{name}, seed {r['seed']}")
+        ax.axhline(1000 * r["random"][max(r["random"], key=int)], color=color, lw=0.6, ls=":")
+    ax.axvline(50, color="k", lw=0.6, alpha=0.4)
+    ax.set_yscale("log")
+    ax.set_yticks([10, 15, 20, 30, 50, 80])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("labelled structures (8-atom EMT Cu/Pt MD frames)")
+    ax.set_ylabel("held-out force RMSE (meV/Å)")
+    ax.set_title("Active (committee selection) vs random selection\n"
+                 "(thin dotted: random's error at its largest count; target: reach it by 50)", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -251,28 +311,18 @@ def write_learning_results(runs, settings, out_dir=None, balanced_runs=None):
     return out_dir / LEARNING_RESULTS
 
 
-def run(settings, sizes, calibrate=True, calibration_kwargs=None, learning=False, learning_kwargs=None):
-    """Committee cost rows (ratio = committee time / one member's time) and the calibration numbers."""
-    import torch
+def _merge(paths):
+    """The runs and settings of several results files of single seeds (run side by side), for one file."""
+    import json
+    from pathlib import Path
 
-    committee_cls = _miniff.require("ml", "CommitteePotential")
-    descriptors = _miniff.behler_descriptors(DESCRIPTOR_SPEC)
-    members = [_miniff.nn_potentials(make_network(dtype=torch.float64, seed=s).double(), descriptors)[0]
-               for s in range(K_MEMBERS)]
-    committee = [committee_cls(members)]
-    rows = []
-    for n in sizes:
-        atoms = si_diamond_n(n)
-        factories = {"miniff": _tool(atoms, committee, members), "one member": _tool(atoms, [members[0]], None)}
-        rows += run_comparison("committee-cost", len(atoms), factories, _check, settings,
-                               notes={"miniff": f"K = {K_MEMBERS} committee, float64",
-                                      "one member": "one NNPotential, float64"})
-    derived = {"calibration": calibration(**(calibration_kwargs or {}))} if calibrate else {}
-    if learning:
-        runs = learning_efficiency(**(learning_kwargs or {}))
-        derived["learning_efficiency"] = runs
-        write_learning_results(runs, dict(learning_kwargs or {}))
-    return rows, derived
+    runs, settings = [], None
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        settings = settings or dict(data["settings"], seeds=[])
+        settings["seeds"] = settings["seeds"] + list(data["settings"]["seeds"])
+        runs += data["runs"]
+    return runs, settings
 
 
 if __name__ == "__main__":
@@ -282,13 +332,21 @@ if __name__ == "__main__":
                                      f"benchmarks/{LEARNING_RESULTS} and benchmarks/{LEARNING_PLOT})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8, help="epochs of every committee fit")
-    parser.add_argument("--pool", type=int, default=50, help="pool frames per temperature")
+    parser.add_argument("--pool", type=int, default=12, help="pool frames per MD trajectory (18 trajectories)")
     parser.add_argument("--max-active", type=int, default=50,
                         help="stop active learning at this many labelled structures (50: just the target's verdict)")
     parser.add_argument("--out-dir", default=None, help="folder of the results file and plot (default: benchmarks/)")
-    parser.add_argument("--balance-trajectories", action="store_true",
-                        help="select_frames(balance_trajectories=True): frames in rounds over the trajectories")
+    parser.add_argument("--selection", default="diverse", choices=("diverse", "spread", "balanced"),
+                        help="select_frames(selection=...) of the active curve (default: the workflow's default)")
+    parser.add_argument("--compare", nargs="*", default=[], choices=("diverse", "spread", "balanced"),
+                        help="other selection rules to run too (their active curves: active_<rule>)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="only combine results files of single seeds (runs side by side) into one, with the plot")
     args = parser.parse_args()
-    kwargs = {"balance_trajectories": args.balance_trajectories, "seeds": tuple(args.seeds), "n_epochs": args.epochs,
-              "pool_per_temperature": args.pool, "max_active": args.max_active}
-    print(write_learning_results(learning_efficiency(**kwargs), kwargs, args.out_dir))
+    if args.merge:
+        print(write_learning_results(*_merge(args.merge), args.out_dir))
+    else:
+        kwargs = {"seeds": tuple(args.seeds), "n_epochs": args.epochs, "pool_per_trajectory": args.pool,
+                  "max_active": args.max_active, "selection": args.selection,
+                  "compare": tuple(r for r in args.compare if r != args.selection)}
+        print(write_learning_results(learning_efficiency(**kwargs), kwargs, args.out_dir))

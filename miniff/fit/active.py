@@ -5,8 +5,8 @@ Round 0 fits a committee (:mod:`miniff.fit.committee_fit`) to the initial struct
 1. runs ASE dynamics with the committee from the starting structures (Langevin MD at every temperature, or FIRE
    relaxations; :func:`~miniff.fit.active_steps.explore`), sampling a frame every ``sample_every`` steps;
 2. keeps the frames whose largest per-atom force spread ``forces_std`` exceeds ``threshold`` (eV/Å) or that
-   have extrapolating atoms, largest spread first, drops near-duplicates and keeps at most ``max_frames``
-   (:func:`~miniff.fit.active_steps.select_frames`);
+   have extrapolating atoms, drops near-duplicates and chooses at most ``max_frames`` of them, by default
+   uncertain and far apart in descriptor space (:func:`~miniff.fit.active_steps.select_frames`);
 3. labels them with the reference calculator (energies and forces) and adds them to the training set;
 4. refits the committee on the grown set, every member starting from its networks of the previous round
    (warm start; the descriptors stay those of round 0, the normalisation is recomputed from the grown set);
@@ -55,7 +55,8 @@ class ActiveLearningWorkflow(Workflow):
     def prepare(self, fn_cells, reference, starts=None, held_out=None, committee=4, fit_kwargs=None,
                 fit_run_kwargs=None, dynamics="md", temperatures=(300.0,), n_steps=100, timestep=2.0,
                 sample_every=5, friction=0.01, fmax=0.05, threshold=0.1, max_spread=None,
-                select_extrapolating=True, max_frames=10, dedup_tolerance=0.01, checkpoint=None, resume=True):
+                select_extrapolating=True, max_frames=10, dedup_tolerance=0.01, selection="diverse", checkpoint=None,
+                resume=True):
         """Load the structures, check the settings, resume from a checkpoint when one exists.
 
         Parameters
@@ -98,6 +99,11 @@ class ActiveLearningWorkflow(Workflow):
         dedup_tolerance : float
             Near-duplicate frames (mean descriptors per species within this fraction of the training range)
             are labelled once.
+        selection : {"diverse", "spread", "balanced"}
+            How the ``max_frames`` are chosen among the candidates (:func:`~miniff.fit.active_steps.select_frames`):
+            ``"diverse"`` (default) weighs each frame's spread by its distance in descriptor space to the frames
+            already chosen, so one round's batch is not a run of neighbouring frames of the hottest trajectory;
+            ``"spread"``: largest spread first; ``"balanced"``: in turn over the trajectories.
         checkpoint : str or None
             Checkpoint file written after every round; with ``resume`` an existing one is continued.
         resume : bool
@@ -137,6 +143,9 @@ class ActiveLearningWorkflow(Workflow):
                                "max_spread": 10 * float(threshold) if max_spread is None else float(max_spread)}
         self.threshold, self.select_extrapolating = float(threshold), bool(select_extrapolating)
         self.max_frames, self.dedup_tolerance = max_frames, float(dedup_tolerance)
+        if selection not in steps.SELECTIONS:
+            raise ValueError(f"selection must be one of {steps.SELECTIONS}, got {selection!r}")
+        self.selection = selection
         self.checkpoint_path = None if checkpoint is None else Path(checkpoint)
         self.round, self.history, self.labelled, self.potentials, self.fit = -1, [], [], None, None
         self.stop_reason, self._warm, self._descriptors, self.resumed_from = None, None, None, None
@@ -258,7 +267,7 @@ class ActiveLearningWorkflow(Workflow):
         spreads = np.array([f.max_std for f in frames]) if frames else np.zeros(1)
         selected, n_cand = steps.select_frames(frames, committees_of(self.potentials), self.threshold,
                                                self.select_extrapolating, self.max_frames, self.dedup_tolerance,
-                                               self.n_threads)
+                                               self.n_threads, selection=self.selection)
         rec.update(n_sampled=len(frames), n_candidates=n_cand, n_stopped=stopped, spread_max=float(spreads.max()),
                    spread_median=float(np.median(spreads)), explore_time=time.perf_counter() - t0)
         self.log.info("active %s round %d: %d frames sampled, %d above %.3g eV/Å, %d to label", self.tag, r,

@@ -4,8 +4,9 @@
 - :func:`explore`: ASE dynamics (Langevin MD at given temperatures, or FIRE relaxations) with the committee from
   starting structures, recording every ``sample_every`` steps the largest per-atom ``forces_std`` and the
   number of extrapolating atoms of the frame;
-- :func:`select_frames`: the frames above the threshold (or extrapolating), largest spread first, without
-  near-duplicates (mean descriptors per species within ``dedup_tolerance`` of the training range's width);
+- :func:`select_frames`: the frames above the threshold (or extrapolating), without near-duplicates (mean
+  descriptors per species within ``dedup_tolerance`` of the training range's width), by default a batch that is
+  both uncertain and spread out in descriptor space (``SELECTIONS``: the rules it knows);
 - :func:`label_frames`: reference energies and forces;
 - :func:`held_out_errors`: the committee mean's errors and spread on held-out structures;
 - :func:`frame_to_data` / :func:`frame_from_data`: labelled frames as plain data for checkpoints.
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 __all__ = ["resolve_reference", "explore", "select_frames", "label_frames", "held_out_errors", "frame_to_data",
-           "frame_from_data", "Candidate"]
+           "frame_from_data", "Candidate", "SELECTIONS"]
 
 
 class Candidate:
@@ -154,18 +155,22 @@ def explore(starts, potentials, dynamics="md", temperatures=(300.0,), n_steps=10
 
 
 def _fingerprint(atoms, committees, n_threads):
-    """Mean descriptors per species (committee order), in units of the training range width."""
+    """Mean descriptors per species (committee order), in units of the training range width; zeros for a species
+    without atoms in the frame."""
     from miniff.io import read_cells
     from miniff.kernel import NeighborWrapper
     from miniff.potentials.descriptors import eval_descriptors
 
-    cell = read_cells([atoms], warn_missing_targets=False)[0]
+    cell = read_cells([atoms.copy()], warn_missing_targets=False)[0]   # a copy: no calculator, no targets
     cutoff = max(c.cutoff for c in committees)
     nw = NeighborWrapper(cell, cutoff=cutoff, pbc=tuple(bool(x) for x in atoms.pbc))
     parts = []
     for c in committees:
         values, _ = eval_descriptors(nw, list(c.descriptors), ignore_missing_species=True, n_threads=n_threads)
-        sel = c.members[0].selected_atoms(nw)
+        try:
+            sel = c.members[0].selected_atoms(nw)
+        except KeyError:   # the frame has no atom of this committee's species (e.g. Pt only for the Cu one)
+            sel = np.zeros(cell.size, dtype=bool)
         mean = values[sel].mean(axis=0) if sel.any() else np.zeros(values.shape[1])
         rng = c.descriptor_range
         width = np.ones(len(mean)) if rng is None else np.maximum(rng[:, 1] - rng[:, 0], 1e-12)
@@ -173,16 +178,18 @@ def _fingerprint(atoms, committees, n_threads):
     return np.concatenate(parts)
 
 
+SELECTIONS = ("diverse", "spread", "balanced")
+
+
 def select_frames(frames, committees, threshold, select_extrapolating=True, max_frames=10, dedup_tolerance=0.01,
-                  n_threads=None, balance_trajectories=False):
-    """The frames to label: above ``threshold`` (or extrapolating), largest spread first, no near-duplicates;
-    optionally shared among the trajectories that sampled them.
+                  n_threads=None, selection="diverse"):
+    """The frames to label: above ``threshold`` (or extrapolating), no near-duplicates, chosen by ``selection``.
 
     Parameters
     ----------
     frames : list of Candidate
     committees : list of CommitteePotential
-        For the descriptor fingerprints of the de-duplication.
+        For the frames' fingerprints: mean descriptors per species in units of the training range's width.
     threshold : float
         eV/Å: a frame is a candidate when its largest per-atom ``forces_std`` exceeds it.
     select_extrapolating : bool
@@ -190,14 +197,18 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     max_frames : int
         At most this many frames.
     dedup_tolerance : float
-        Two frames are duplicates when their mean descriptors of every species differ by less than this
-        fraction of the training range of every descriptor; the one with the larger spread is kept.
-    balance_trajectories : bool
-        Take the frames in rounds over the trajectories (``Candidate.trajectory``) with candidates: each round
-        the best remaining frame of every trajectory, trajectories in the order of their best spread.  Default
-        False: largest spread first over all frames, which spends most of a round on the hottest trajectory
-        (the largest spreads in absolute terms).  On the learning-efficiency benchmark (``benchmarks/README.md``)
-        neither rule was better than the other beyond the seed-to-seed spread.
+        Two frames are duplicates when their fingerprints differ by less than this in every descriptor (a
+        fraction of the training range); of two duplicates only the one chosen first is labelled.
+    selection : {"diverse", "spread", "balanced"}
+        ``"diverse"`` (default): a batch both uncertain and spread out in descriptor space.  The first frame is
+        the one of largest spread; each next one maximises ``max_std x d``, ``d`` the distance of its
+        fingerprint to the nearest frame chosen so far (the largest descriptor difference, as for duplicates):
+        a spread-weighted farthest-point choice, with no parameter (the product's ranking does not depend on
+        units).  Neighbouring frames of one hot trajectory, which all have large spreads and teach the fit
+        much the same, then do not fill the batch.  ``"spread"``: largest spread first.  ``"balanced"``: in
+        rounds over the trajectories (``Candidate.trajectory``), each round the best remaining frame of every
+        trajectory, trajectories in the order of their best spread.  The learning-efficiency benchmark
+        (``benchmarks/README.md``) measures the default against random selection (so far it does not beat it).
 
     Returns
     -------
@@ -205,21 +216,45 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     n_candidates : int
         Frames above the threshold or extrapolating (before de-duplication and the ``max_frames`` cut).
     """
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     cands = [f for f in frames if f.max_std > threshold or (select_extrapolating and f.n_extrapolating > 0)]
     cands.sort(key=lambda f: (-f.max_std, -f.n_extrapolating))
     n_candidates = len(cands)
-    if balance_trajectories:
+    if selection == "diverse":
+        return _farthest_spread(cands, committees, max_frames, dedup_tolerance, n_threads), n_candidates
+    if selection == "balanced":
         cands = _round_robin(cands)
     selected, prints = [], []
     for f in cands:
         if len(selected) >= max_frames:
             break
         fp = _fingerprint(f.atoms, committees, n_threads)
-        if any(len(p) == len(fp) and np.max(np.abs(p - fp)) < dedup_tolerance for p in prints):
+        if any(np.max(np.abs(p - fp)) < dedup_tolerance for p in prints):
             continue
         selected.append(f)
         prints.append(fp)
     return selected, n_candidates
+
+
+def _farthest_spread(cands, committees, max_frames, dedup_tolerance, n_threads):
+    """Greedy choice among ``cands`` (largest spread first) by spread x distance to the nearest frame chosen
+    (see :func:`select_frames`); a frame closer than ``dedup_tolerance`` to a chosen one is never taken."""
+    if not cands:
+        return []
+    prints = np.array([_fingerprint(f.atoms, committees, n_threads) for f in cands])   # [C, D]
+    weight = np.array([max(f.max_std, 0.0) for f in cands])
+    nearest = np.full(len(cands), np.inf)
+    chosen = [0]
+    while len(chosen) < min(max_frames, len(cands)):
+        nearest = np.minimum(nearest, np.abs(prints - prints[chosen[-1]]).max(axis=1))
+        available = nearest >= dedup_tolerance
+        available[chosen] = False
+        if not available.any():
+            break
+        score = np.where(available, weight * nearest, -1.0)
+        chosen.append(int(np.argmax(score)))
+    return [cands[k] for k in chosen]
 
 
 def _round_robin(cands):

@@ -126,7 +126,7 @@ def test_select_frames_threshold_extrapolation_and_duplicates(data):
 
 
 def test_select_frames_shares_the_frames_among_trajectories(data):
-    """Balanced: in rounds over the trajectories, each by its own spread order; default: largest spread first."""
+    """Balanced: in rounds over the trajectories, each by its own spread order; spread: largest spread first."""
     train, _ = data
     committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
                                                       tag="Cu") for _ in range(2)])
@@ -142,12 +142,13 @@ def test_select_frames_shares_the_frames_among_trajectories(data):
             frames.append(active_steps.Candidate(structures[k], v, 0, f"{traj}{j}", traj))
             k += 1
     selected, n = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0,
-                                             balance_trajectories=True)
+                                             selection="balanced")
     assert n == 6 and [f.source for f in selected] == ["hot0", "warm0", "cold0", "hot1"]
-    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0)
+    selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=0,
+                                             selection="spread")
     assert [f.source for f in selected] == ["hot0", "hot1", "hot2", "warm0"]
     selected, _ = active_steps.select_frames(frames, [committee], threshold=0.4, max_frames=4, dedup_tolerance=0,
-                                             balance_trajectories=True)
+                                             selection="balanced")
     assert [f.source for f in selected] == ["hot0", "warm0", "hot1", "hot2"]   # only frames above the threshold
 
 
@@ -194,3 +195,51 @@ def test_relaxations_job_stage_and_errors(data, tmp_path):
     torch.save({"format": "something else"}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="not a miniff checkpoint"):
         ml_util.ActiveLearningWorkflow().prepare(train_only, reference=EMT(), checkpoint=tmp_path / "other.ckpt")
+
+
+def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
+    """"diverse" (the default): after the frame of largest spread, spread x distance to the frames chosen, so a
+    distinct frame of smaller spread beats near-copies of the first; the choice does not depend on the spread's
+    unit; the near-copies come back once the distinct frames are taken."""
+    train, _ = data
+    committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
+                                                      tag="Cu") for _ in range(2)])
+
+    def rattled(amount, seed):
+        a = train[0].copy()
+        a.rattle(amount, seed=seed)
+        return a
+
+    frames = [active_steps.Candidate(rattled(1e-3, k), v, 0, f"hot{k}", "hot") for k, v in enumerate((0.9, 0.85))]
+    frames.append(active_steps.Candidate(rattled(0.15, 7), 0.5, 0, "distinct", "warm"))
+    spread = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=2, dedup_tolerance=1e-12,
+                                        selection="spread")[0]
+    assert [f.source for f in spread] == ["hot0", "hot1"]
+    for scale in (1.0, 1000.0):
+        scaled = [active_steps.Candidate(f.atoms, scale * f.max_std, 0, f.source) for f in frames]
+        diverse, n = active_steps.select_frames(scaled, [committee], threshold=0.1 * scale, max_frames=2,
+                                                dedup_tolerance=1e-12)
+        assert n == 3 and [f.source for f in diverse] == ["hot0", "distinct"]
+    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=3, dedup_tolerance=1e-12)
+    assert [f.source for f in diverse] == ["hot0", "distinct", "hot1"]
+    # the near-copy is a duplicate under the default tolerance: never labelled twice
+    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=3)
+    assert [f.source for f in diverse] == ["hot0", "distinct"]
+    with pytest.raises(ValueError, match="selection"):
+        active_steps.select_frames(frames, [committee], threshold=0.1, selection="largest")
+
+
+def test_select_frames_frame_without_a_committee_species(data):
+    """A frame without atoms of a committee's species (pure Pt for the Cu committee) has zero mean descriptors
+    for it (it used to raise KeyError) and is far from the Cu frames."""
+    train, _ = data
+    committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
+                                                      tag="Cu") for _ in range(2)])
+    pt = train[0].copy()
+    pt.set_chemical_symbols(["Pt"] * len(pt))
+    np.testing.assert_array_equal(active_steps._fingerprint(pt, [committee], None), np.zeros(6))
+    assert np.abs(active_steps._fingerprint(train[0], [committee], None)).max() > 0
+    frames = [active_steps.Candidate(train[0].copy(), 0.3, 0, "Cu"), active_steps.Candidate(pt, 0.2, 0, "Pt")]
+    for selection in active_steps.SELECTIONS:
+        selected, _ = active_steps.select_frames(frames, [committee], threshold=0.1, selection=selection)
+        assert [f.source for f in selected] == ["Cu", "Pt"]

@@ -263,21 +263,26 @@ def test_a_miniff_row_that_did_not_run_fails_the_command(monkeypatch, tmp_path, 
 
 @pytest.mark.slow
 def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
-    """A tiny learning-efficiency run: both curves start from the same fit, the active curve grows by the
-    workflow's selection, and the results file and plot are written."""
+    """A tiny learning-efficiency run: both curves start from the same fit, the active curves (default rule and
+    a compared one) grow by the workflow's selection, and the results file and plot are written."""
     import json
 
     from benchmarks import bench_uncertainty
 
-    monkeypatch.setattr(bench_uncertainty, "LEARNING_FIT", {"cutoff": 5.0, "default_descriptor_kwargs": {"n": 2},
+    monkeypatch.setattr(bench_uncertainty, "LEARNING_FIT", {"cutoff": 5.0,
+                                                            "default_descriptor_kwargs": {"n": 2, "left": 0.8},
                                                             "nn_kwargs": {"n_internal": 3, "n_layers": 1}})
+    monkeypatch.setattr(bench_uncertainty, "LEARNING_VARIANTS", bench_uncertainty.LEARNING_VARIANTS[-2:])
+    monkeypatch.setattr(bench_uncertainty, "LEARNING_TEMPERATURES", (600,))
     runs = bench_uncertainty.learning_efficiency(seeds=(0,), n_initial=4, step=2, n_random=(4, 8), max_active=6,
-                                                 n_epochs=1, pool_per_temperature=3, held_per_temperature=1,
-                                                 progress=False)
+                                                 n_epochs=1, pool_per_trajectory=5, held_per_trajectory=1,
+                                                 compare=("spread",), progress=False)
     (run,) = runs
-    assert run["active"][4] == run["random"][4]                 # the same first fit
-    assert set(run["active"]) <= {4, 6} and len(run["active_temperatures"]) == 2 * (len(run["active"]) - 1)
-    path = bench_uncertainty.write_learning_results(runs, {"smoke": True}, tmp_path, balanced_runs=runs)
+    assert run["active"][4] == run["random"][4] == run["active_spread"][4]    # the same first fit
+    assert set(run["active"]) <= {4, 6} and len(run["active_trajectories"]) == 2 * (len(run["active"]) - 1)
+    path = bench_uncertainty.write_learning_results(runs, {"smoke": True, "seeds": [0]}, tmp_path)
     data = json.loads(path.read_text())
-    assert data["runs"][0]["seed"] == 0 and "runs_balance_trajectories" in data
+    assert data["runs"][0]["seed"] == 0 and "active_spread" in data["runs"][0]
+    runs, settings = bench_uncertainty._merge([path, path])
+    assert settings["seeds"] == [0, 0] and len(runs) == 2
     assert (tmp_path / bench_uncertainty.LEARNING_PLOT).stat().st_size > 0
