@@ -19,7 +19,7 @@ from miniff._ext.threads import available_cores, check_n_threads, effective_n_th
 from miniff.ml.device import resolve_device
 
 __all__ = ["DistContext", "init_distributed", "current_context", "resolve_device", "threads_per_rank",
-           "batch_to_device", "state_to_cpu", "state_to_device", "ENV_VARIABLES"]
+           "auto_torch_threads", "batch_to_device", "state_to_cpu", "state_to_device", "ENV_VARIABLES"]
 
 #: The environment variables of ``torchrun`` read by :func:`init_distributed`.
 ENV_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -227,6 +227,17 @@ def _moved_copy(obj, device):
             value = _moved_copy(value, device)
         out.__dict__[key] = value
     return out
+
+
+def auto_torch_threads(workflow):
+    """The torch threads of ``FitWorkflow.run(torch_threads="auto")``: None (torch's setting, all cores by default)
+    for a force fit in one process, whose per-pair Jacobian products are large enough to share; 1 for an
+    energy-only fit (small networks: threads mostly wait on each other) and for each rank of a ``torchrun`` fit
+    (the ranks share the cores)."""
+    context = getattr(workflow, "context", None)
+    if context is not None and context.distributed:
+        return 1
+    return None if getattr(workflow, "forces", False) else 1
 
 
 def batch_to_device(data, device):
