@@ -230,14 +230,23 @@ def _moved_copy(obj, device):
 
 
 def auto_torch_threads(workflow):
-    """The torch threads of ``FitWorkflow.run(torch_threads="auto")``: None (torch's setting, all cores by default)
-    for a force fit in one process, whose per-pair Jacobian products are large enough to share; 1 for an
-    energy-only fit (small networks: threads mostly wait on each other) and for each rank of a ``torchrun`` fit
-    (the ranks share the cores)."""
+    """The torch threads of ``FitWorkflow.run(torch_threads="auto")``.
+
+    None (torch's setting, all cores by default) for a force fit in one process on a machine whose 1-minute
+    load average is below half the cores this process may use: the per-pair Jacobian products of force fits are
+    large enough to share (1.5-1.7x faster with 2 threads on 2 idle cores).  1 otherwise: for an energy-only fit
+    (small networks: threads mostly wait on each other), for each rank of a ``torchrun`` fit (the ranks share
+    the cores) and on a busy machine, where threads that wait for each other cost several times the CPU time
+    and the wall time of one (a force fit on 2 threads at a load average of 20 on 2 cores: 5x the wall time).
+    """
     context = getattr(workflow, "context", None)
-    if context is not None and context.distributed:
+    if (context is not None and context.distributed) or not getattr(workflow, "forces", False):
         return 1
-    return None if getattr(workflow, "forces", False) else 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):   # not available on this platform
+        load = 0.0
+    return None if load < available_cores() / 2 else 1
 
 
 def batch_to_device(data, device):

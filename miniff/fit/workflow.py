@@ -377,8 +377,10 @@ class FitWorkflow(FitPreparation):
             thread is fastest for energy-only fits (several threads mostly wait on each other, badly so on a
             busy machine); None keeps torch's setting (all cores by default), which is faster for force fits of
             more than a few dozen structures, whose Jacobian products are large (the main job: 1.5-1.7x with 2
-            threads on 2 cores).  ``"auto"`` (default): None for a force fit in one process, else 1 (energy-only
-            fits, the ranks of a ``torchrun`` fit and committee members fitted in parallel processes).
+            threads on 2 cores).  ``"auto"`` (default): None for a force fit in one process on a machine whose load
+            average is below half its cores, else 1 (busy machines, energy-only fits, the ranks of a ``torchrun``
+            fit, committee members fitted in parallel processes;
+            :func:`~miniff.fit.distributed.auto_torch_threads`).
 
         Returns
         -------
