@@ -12,7 +12,8 @@ that the defaults chosen on the first two carry over).  Prints per data set the 
 ``--set closure_kwargs.w_gradients=3`` and the like change one setting (to compare alternatives);
 ``--seconds 120`` ends a fit after the first epoch that finishes past that wall time of ``run`` (the issue's
 time budget; the held-out errors are those of the networks kept by ``select_best`` up to then).  ``cpu_s`` is the
-process CPU time of ``run`` (all threads), a second measure on a shared machine.
+process CPU time of ``run`` (all threads), a second measure on a shared machine; ``--cpu-seconds 120
+--torch-threads 1`` budgets CPU time instead (one thread: what an idle core does in that wall time).
 """
 
 import argparse
@@ -94,17 +95,20 @@ def _set(options, assignment):
 
 
 class _budget:
-    """``after_epoch`` callback: False (stop) once ``seconds`` have passed since :meth:`start` (never for None)."""
+    """``after_epoch`` callback: False (stop) once ``seconds`` of wall time (or ``cpu_seconds`` of process CPU
+    time) have passed since :meth:`start` (never for None)."""
 
-    def __init__(self, seconds):
-        self.seconds, self.t0 = seconds, None
+    def __init__(self, seconds, cpu_seconds=None):
+        self.seconds, self.cpu_seconds, self.t0, self.c0 = seconds, cpu_seconds, None, None
 
     def start(self):
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
         return self.t0
 
     def __call__(self, _fit):
-        return self.seconds is None or time.perf_counter() - self.t0 < self.seconds
+        wall_ok = self.seconds is None or time.perf_counter() - self.t0 < self.seconds
+        cpu_ok = self.cpu_seconds is None or time.process_time() - self.c0 < self.cpu_seconds
+        return wall_ok and cpu_ok
 
 
 def main(argv=None):
@@ -112,6 +116,9 @@ def main(argv=None):
     p.add_argument("--only", default="si_sw,cupt")
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--seconds", type=float, default=None, help="stop after the epoch that ends past this run time")
+    p.add_argument("--cpu-seconds", type=float, default=None,
+                   help="stop after the epoch that ends past this CPU time of run (with --torch-threads 1: the wall "
+                        "time of an idle core, for a shared machine)")
     p.add_argument("--set", action="append", default=[], help="prepare option, e.g. closure_kwargs.w_gradients=3")
     p.add_argument("--torch-threads", default="auto",
                    help="run(torch_threads=...): 'auto' (the default of run) or a number (1 on a busy machine)")
@@ -126,7 +133,7 @@ def main(argv=None):
                 _set(options, a)
             load = os.getloadavg()[0]
             fit = ml_util.FitWorkflow(seed=0)
-            within_budget = _budget(args.seconds)
+            within_budget = _budget(args.seconds, args.cpu_seconds)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fit.prepare(data, forces=True, **options)

@@ -237,7 +237,7 @@ def auto_torch_threads(workflow):
     large enough to share (1.5-1.7x faster with 2 threads on 2 idle cores).  1 otherwise: for an energy-only fit
     (small networks: threads mostly wait on each other), for each rank of a ``torchrun`` fit (the ranks share
     the cores) and on a busy machine, where threads that wait for each other cost several times the CPU time
-    and the wall time of one (a force fit on 2 threads at a load average of 20 on 2 cores: 5x the wall time).
+    and the wall time of one (a force fit on 2 threads at a load average of 20 on 2 cores: 6x the wall time).
     """
     context = getattr(workflow, "context", None)
     if (context is not None and context.distributed) or not getattr(workflow, "forces", False):
