@@ -138,7 +138,6 @@ def test_summary_table_equals_rmse_of_the_saved_potential(tmp_path, monkeypatch)
     import pytest
 
     from miniff import ml_util
-
     from miniff.io import read_cells
 
     monkeypatch.chdir(tmp_path)
