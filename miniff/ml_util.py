@@ -73,6 +73,7 @@ from miniff.fit.recipes import (
     default_behler_descriptors_3,
     default_lsp_descriptors,
     eta_for_turning_point,
+    shifted_grid,
 )
 from miniff.fit.recipes_weighted import default_chebyshev_descriptors, default_wacsf_descriptors
 from miniff.fit.workflow import DEFAULT_CUTOFF, FitWorkflow
@@ -104,6 +105,7 @@ __all__ = [
     "default_wacsf_descriptors",
     "default_chebyshev_descriptors",
     "eta_for_turning_point",
+    "shifted_grid",
     "Workflow",
     "FitWorkflow",
     "ActiveLearningWorkflow",

@@ -217,6 +217,8 @@ def run_committee(wf, run_kwargs):
                 state = {key: v for key, v in m.__dict__.items() if key not in ("cells_nw", "closure", "_losses")}
                 kw = _member_run_kwargs(run_kwargs, k)
                 kw["progress"] = False
+                if kw.get("torch_threads", "auto") == "auto":
+                    kw["torch_threads"] = 1   # the member processes share the cores
                 futures.append(pool.submit(_train_in_worker, type(m), state, _closure_kwargs(wf, k, opts),
                                            opts["seeds"][k], resume, kw))
             for k, (m, f) in enumerate(zip(members, futures, strict=True)):

@@ -70,10 +70,11 @@ KEY_TYPES = {
     "fn_cells": ((str, list, dict), "a file, glob pattern or database URL, a list of them, or a mapping "
                                     "{group label: files}"),
     "fn_cells_root": (_STR, "a folder"),
+    "torch_threads": ((int, str, type(None)), "an integer, null or 'auto'"),
     "cells_order": ((str, list, type(None)), "'random', null or a list of indices"),
     "potentials": ((str, list), "a potentials file or a list of them"),
     **{k: (_INT, "an integer") for k in ("n_epochs", "epoch_size", "checkpoint_every", "cells_subset", "split_seed",
-                                         "seed", "early_stopping", "stall_epochs", "torch_threads", "n_threads",
+                                         "seed", "early_stopping", "stall_epochs", "n_threads",
                                          "batch_size", "shuffle_seed", "store_workers", "validate_every")},
     **{k: (_BOOL, "true or false") for k in ("forces", "stress", "resume", "cells_append", "restore_best",
                                               "shuffle",

@@ -3,7 +3,9 @@
 Radial (type 2) sets follow the 0.1.4 recipe: for every species pair, ``n`` inflection ("turning")
 points are spread evenly between ``left * d_min`` (``d_min``: the shortest distance of that pair in the
 data) and ``a / 2``, and each is turned into the Gaussian width ``eta`` whose type-2 descriptor
-``exp(-eta r^2) f_c(r)`` has its inflection point there.  Angular sets enumerate centre species, unordered
+``exp(-eta r^2) f_c(r)`` has its inflection point there.  With ``shifted=True`` (the default set of
+``FitWorkflow.prepare``) they are ``n`` Gaussians centred evenly from ``left * d_min`` towards the cutoff,
+each as wide as their spacing (:func:`shifted_grid`).  Angular sets enumerate centre species, unordered
 neighbour pairs, ``eta``, ``zeta`` and ``lambda = +-1`` (types 4/5) or pairs of widths (type 5x).
 """
 
@@ -15,7 +17,7 @@ import numpy as np
 from miniff.ml.networks import behler_nn
 
 __all__ = ["behler_nn", "default_behler_descriptors", "default_behler_descriptors_3", "behler_turning_point",
-           "eta_for_turning_point"]
+           "eta_for_turning_point", "shifted_grid"]
 
 
 def _second_derivative(r, a, eta):
@@ -113,7 +115,7 @@ def _min_pair_distances(wrappers, cutoff):
     return out
 
 
-def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
+def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None, shifted=False):
     """Radial (type 2) Behler descriptors for every species pair.
 
     Parameters
@@ -126,13 +128,18 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
     a : float
         Cutoff, Å.
     left : float
-        The first turning point is ``left * d_min``.
+        The first turning point (the first centre with ``shifted``) is ``left * d_min``.
     common_eta : bool
-        Average the ``eta`` grids over pairs (one common grid).
+        Average the ``eta`` grids (and centres) over pairs (one common grid).
     eta : sequence of float or None
         Explicit widths (1/Å², centred at 0) for every pair instead of the turning-point grid; ``n`` must be
         their count (or None).  Amp's ``Gaussian()`` defaults are ``eta = [0.05, 0.2321, 1.0772, 5.0] / a**2``
         (Amp divides R² by the squared cutoff).
+    shifted : bool
+        Shifted Gaussians instead of the turning-point grid (:func:`shifted_grid`): ``n`` functions
+        ``exp(-eta (r - r_s)^2) f_c(r)`` with centres ``r_s`` evenly spaced from ``left * d_min`` towards the
+        cutoff and widths set by their spacing; each one responds to the neighbours of one distance shell (the
+        default of ``FitWorkflow.prepare``).  Not with explicit ``eta``.
 
     Returns
     -------
@@ -140,6 +147,8 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
         ``{species: [behler2 descriptor, ...]}``; species ``s1`` gets tag ``"s1-s2"`` and ``s2`` gets
         ``"s2-s1"`` (a homonuclear pair once).
     """
+    if eta is not None and shifted:
+        raise ValueError("eta: explicit widths are centred at 0; they cannot be combined with shifted=True")
     if eta is not None:
         eta = np.asarray(eta, dtype=float).reshape(-1)
         if len(eta) == 0 or not np.all(np.isfinite(eta)) or np.any(eta < 0):
@@ -168,10 +177,17 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
         if eta is not None:
             etas[pair] = eta
             continue
-        if d * left > a / 2:
-            raise ValueError(f"cutoff: the shortest {pair} distance times left ({d * left:.3f} Å) exceeds half the "
-                             f"cutoff ({a / 2} Å): use a cutoff of at least {2 * d * left:.2f} Å (or a smaller left)")
-        etas[pair] = np.array([eta_for_turning_point(a, t) for t in np.linspace(left * d, a / 2, n)])
+        if shifted:
+            if not 0 < d * left < a:
+                raise ValueError(f"left: the first centre, the shortest {pair} distance times left "
+                                 f"({d * left:.3f} Å), must lie between 0 and the cutoff ({a} Å)")
+            etas[pair] = shifted_grid(left * d, a, n)
+        else:
+            if d * left > a / 2:
+                raise ValueError(f"cutoff: the shortest {pair} distance times left ({d * left:.3f} Å) exceeds half "
+                                 f"the cutoff ({a / 2} Å): use a cutoff of at least {2 * d * left:.2f} Å (or a "
+                                 f"smaller left)")
+            etas[pair] = np.array([eta_for_turning_point(a, t) for t in np.linspace(left * d, a / 2, n)])
     if common_eta:
         mean = np.mean(list(etas.values()), axis=0)
         etas = {k: mean for k in etas}
@@ -180,9 +196,36 @@ def default_behler_descriptors(arg, n, a, left=1, common_eta=True, eta=None):
     for pair, grid in etas.items():
         s1, s2 = pair.split("-")
         for centre, other in ((s1, s2), (s2, s1)) if s1 != s2 else ((s1, s2),):
-            out.setdefault(centre, []).extend(
-                behler2(tag=f"{centre}-{other}", a=float(a), eta=float(e), r_sphere=0.0) for e in grid)
+            if shifted:
+                out.setdefault(centre, []).extend(
+                    behler2(tag=f"{centre}-{other}", a=float(a), eta=float(e), r_sphere=float(r))
+                    for e, r in np.asarray(grid).reshape(2, -1).T)
+            else:
+                out.setdefault(centre, []).extend(
+                    behler2(tag=f"{centre}-{other}", a=float(a), eta=float(e), r_sphere=0.0) for e in grid)
     return out
+
+
+def shifted_grid(r_min, a, n):
+    """Widths and centres of ``n`` shifted type-2 functions ``exp(-eta (r - r_s)^2) f_c(r; a)``.
+
+    The centres ``r_s`` are evenly spaced from ``r_min`` (Å) with spacing ``h = (a - r_min) / n``, the last one
+    ``h`` below the cutoff ``a`` (Å); every function has the width ``eta = 1 / (2 h^2)`` (1/Å²: neighbouring
+    Gaussians cross at one standard deviation ``h``).
+
+    Returns
+    -------
+    ndarray of shape (2 n,)
+        The ``n`` widths (1/Å²) followed by the ``n`` centres (Å), in one array so that the grids of several
+        species pairs can be averaged.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not 0 < r_min < a:
+        raise ValueError(f"r_min must lie in (0, a) = (0, {a}), got {r_min}")
+    h = (a - r_min) / n
+    centres = r_min + h * np.arange(n)
+    return np.concatenate([np.full(n, 1 / (2 * h * h)), centres])
 
 
 def default_behler_descriptors_3(arg, a, eta=0, zeta=(1, 2, 4, 16), family=4, cos_theta0=-1, amount_5x="full"):

@@ -35,7 +35,7 @@ from miniff.fit.committee_fit import (
 )
 from miniff.fit.compat import warn_ignored
 from miniff.fit.distributed import is_main as _is_main
-from miniff.fit.distributed import join_ranks, shard_closure, state_to_cpu
+from miniff.fit.distributed import auto_torch_threads, join_ranks, shard_closure, state_to_cpu
 from miniff.fit.log import FitLog
 from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
@@ -332,7 +332,7 @@ class FitWorkflow(FitPreparation):
     # ------------------------------------------------------------------ run
     def run(self, n_epochs=100, epoch_size=1, cleanup_optimizer=False, save=None, save_fn=None,
             checkpoint_every=10, log_file=None, early_stopping=None, restore_best=True, progress=None,
-            after_epoch=None, save_policy=None, plot_kwargs=None, torch_threads=1, select_best="loss",
+            after_epoch=None, save_policy=None, plot_kwargs=None, torch_threads="auto", select_best="loss",
             stall_epochs=STALL_EPOCHS, stall_tolerance=STALL_TOLERANCE, summary=True):
         """Optimise for up to ``n_epochs`` epochs (counting epochs done before a resume).
 
@@ -377,12 +377,15 @@ class FitWorkflow(FitPreparation):
         save_policy, plot_kwargs
             Accepted for 0.1.4 job files (potentials are saved once, at the end; no live plots).
             Ignored: a value other than None emits a DeprecationWarning.
-        torch_threads : int or None
+        torch_threads : "auto", int or None
             torch intra-op threads during the fit (restored afterwards).  Atomic networks are small, so one
             thread is fastest for energy-only fits (several threads mostly wait on each other, badly so on a
             busy machine); None keeps torch's setting (all cores by default), which is faster for force fits of
             more than a few dozen structures, whose Jacobian products are large (the main job: 1.5-1.7x with 2
-            threads on 2 cores).
+            threads on 2 cores).  ``"auto"`` (default): None for a force fit in one process on a machine whose load
+            average is below half its cores, else 1 (busy machines, energy-only fits, the ranks of a ``torchrun``
+            fit, committee members fitted in parallel processes;
+            :func:`~miniff.fit.distributed.auto_torch_threads`).
 
         Returns
         -------
@@ -402,9 +405,9 @@ class FitWorkflow(FitPreparation):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
             raise ValueError(f"early_stopping must be None or a positive integer, got {early_stopping!r}")
-        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
-                                          or torch_threads < 1):
-            raise ValueError(f"torch_threads must be None or a positive integer, got {torch_threads!r}")
+        if torch_threads is not None and torch_threads != "auto" and (
+                isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1):
+            raise ValueError(f"torch_threads must be 'auto', None or a positive integer, got {torch_threads!r}")
         warn_ignored("FitWorkflow.run", save_policy=save_policy, plot_kwargs=plot_kwargs)
         if not _is_main(self):   # only rank 0 writes and prints
             log_file, save, summary, progress = None, False, False, False
@@ -412,6 +415,8 @@ class FitWorkflow(FitPreparation):
         if self.best is not None and self.best.get("criterion", "loss") != select_best:
             self.best = None   # a resumed fit chose its best state by another criterion: start afresh
         previous_threads = torch.get_num_threads()
+        if torch_threads == "auto":
+            torch_threads = auto_torch_threads(self)
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         if getattr(self, "context", None) is not None:

@@ -257,3 +257,29 @@ def test_l2_penalty_on_weight_matrices():
     assert penalised.loss_value.item() == pytest.approx(base.loss_value.item() + 0.3 * squares, rel=1e-12)
     with pytest.raises(ValueError, match="w_l2"):
         ml_util.simple_energy_closure([nn], dataset, w_l2=-1.0).loss()
+
+
+def test_shifted_grid():
+    # centres evenly spaced from r_min with spacing h = (a - r_min) / n; widths 1 / (2 h^2)
+    grid = ml_util.shifted_grid(2.0, 6.0, 4)
+    np.testing.assert_allclose(grid[4:], [2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_allclose(grid[:4], 0.5)
+    for bad in ((0.0, 6.0, 4), (6.5, 6.0, 4), (2.0, 6.0, 0), (2.0, 6.0, True)):
+        with pytest.raises(ValueError):
+            ml_util.shifted_grid(*bad)
+
+
+def test_default_behler_descriptors_shifted():
+    d = ml_util.default_behler_descriptors({"Cu-Pt": 2.4, "Cu-Cu": 2.0}, n=4, a=6.0, left=1, shifted=True,
+                                           common_eta=False)
+    assert [x.tag for x in d["Cu"]] == ["Cu-Cu"] * 4 + ["Cu-Pt"] * 4
+    centres = [x.parameters["r_sphere"] for x in d["Cu"]]
+    np.testing.assert_allclose(centres, [2.0, 3.0, 4.0, 5.0, 2.4, 3.3, 4.2, 5.1])
+    np.testing.assert_allclose([x.parameters["eta"] for x in d["Cu"][:4]], 0.5)
+    common = ml_util.default_behler_descriptors({"Cu-Pt": 2.4, "Cu-Cu": 2.0}, n=4, a=6.0, shifted=True)
+    np.testing.assert_allclose([x.parameters["r_sphere"] for x in common["Pt"][:4]],
+                               [2.2, 3.15, 4.1, 5.05])   # the mean of the two grids
+    with pytest.raises(ValueError, match="cannot be combined"):
+        ml_util.default_behler_descriptors({"Cu-Cu": 2.0}, n=None, a=6.0, eta=[0.1], shifted=True)
+    with pytest.raises(ValueError, match="left"):
+        ml_util.default_behler_descriptors({"Cu-Cu": 2.0}, n=4, a=6.0, left=3.5, shifted=True)

@@ -200,3 +200,40 @@ def test_lsp_recipe_fits_and_the_potential_matches_the_training_path(lj_data):
     for k, cell in enumerate(lj_data[20:24]):
         nw = NeighborWrapper(cell, cutoff=RC)
         assert nw.total(pot) / len(cell.values) == pytest.approx(predicted[k], rel=1e-9, abs=1e-12)
+
+
+def test_torch_threads_auto_and_the_default_radial_functions(lj_data, monkeypatch):
+    from miniff.fit import distributed
+    from miniff.fit.prepare import DEFAULT_RADIAL
+    from miniff.fit.recipes import _min_pair_distances
+
+    seen = []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(distributed, "available_cores", lambda: 2)
+    try:
+        for forces, load in ((True, 0.5), (True, 1.0), (False, 0.0)):
+            monkeypatch.setattr(distributed.os, "getloadavg", lambda load=load: (load, load, load))
+            wf = ml_util.FitWorkflow(seed=0)
+            wf.prepare(lj_data[:8], forces=forces, test_set=2, cutoff=RC,
+                       default_descriptor_kwargs={"three_point": False},
+                       nn_kwargs={"n_internal": 4}, closure_kwargs={"optimizer_kwargs": {"max_iter": 10}})
+            wf.run(n_epochs=1, progress=False, summary=False,
+                   after_epoch=lambda w: seen.append(torch.get_num_threads()))
+            assert torch.get_num_threads() == 2   # restored
+        # "auto": torch's setting (here 2) for a force fit on a machine loaded below half its cores, else one
+        # thread; one thread for an energy-only fit
+        assert seen == [2, 1, 1]
+        with pytest.raises(ValueError, match="torch_threads"):
+            wf.run(n_epochs=2, progress=False, summary=False, torch_threads="all")
+    finally:
+        torch.set_num_threads(previous)
+    # the default radial functions: n Gaussians per pair, centred evenly from left * (shortest distance) with
+    # spacing h towards the cutoff, eta = 1 / (2 h^2)
+    d_min = _min_pair_distances(wf.cells_nw, RC)["Ar-Ar"]
+    n, r0 = DEFAULT_RADIAL["n"], DEFAULT_RADIAL["left"] * d_min
+    h = (RC - r0) / n
+    radial = wf.descriptors["Ar"]
+    assert len(radial) == n
+    np.testing.assert_allclose([d.parameters["r_sphere"] for d in radial], r0 + h * np.arange(n))
+    np.testing.assert_allclose([d.parameters["eta"] for d in radial], 1 / (2 * h * h))
