@@ -19,8 +19,8 @@ from miniff._ext.threads import available_cores, check_n_threads, effective_n_th
 from miniff.ml.device import resolve_device
 
 __all__ = ["DistContext", "init_distributed", "current_context", "resolve_device", "threads_per_rank",
-           "auto_torch_threads", "batch_to_device", "state_to_cpu", "state_to_device", "reduce_normalization_inputs",
-           "ENV_VARIABLES"]
+           "auto_torch_threads", "fit_torch_threads", "batch_to_device", "state_to_cpu", "state_to_device",
+           "reduce_normalization_inputs", "ENV_VARIABLES"]
 
 #: The environment variables of ``torchrun`` read by :func:`init_distributed`.
 ENV_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -267,6 +267,17 @@ def auto_torch_threads(workflow):
     except (AttributeError, OSError):   # not available on this platform
         load = 0.0
     return None if load < available_cores() / 2 else 1
+
+
+def fit_torch_threads(workflow, torch_threads):
+    """``FitWorkflow.run``'s ``torch_threads`` checked and resolved: ``"auto"`` through :func:`auto_torch_threads`,
+    None or a positive integer as given; anything else a ValueError naming ``torch_threads``."""
+    if torch_threads == "auto":
+        return auto_torch_threads(workflow)
+    if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                      or torch_threads < 1):
+        raise ValueError(f"torch_threads must be 'auto', None or a positive integer, got {torch_threads!r}")
+    return torch_threads
 
 
 def batch_to_device(data, device):

@@ -34,8 +34,8 @@ from miniff.fit.committee_fit import (
     run_committee,
 )
 from miniff.fit.compat import warn_ignored
+from miniff.fit.distributed import fit_torch_threads, join_ranks, shard_closure, state_to_cpu
 from miniff.fit.distributed import is_main as _is_main
-from miniff.fit.distributed import auto_torch_threads, join_ranks, shard_closure, state_to_cpu
 from miniff.fit.log import FitLog
 from miniff.fit.metrics import network_predictions
 from miniff.fit.monitor import STALL_EPOCHS, STALL_TOLERANCE, FitMonitor
@@ -405,9 +405,6 @@ class FitWorkflow(FitPreparation):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if early_stopping is not None and (not isinstance(early_stopping, int) or early_stopping < 1):
             raise ValueError(f"early_stopping must be None or a positive integer, got {early_stopping!r}")
-        if torch_threads is not None and torch_threads != "auto" and (
-                isinstance(torch_threads, bool) or not isinstance(torch_threads, int) or torch_threads < 1):
-            raise ValueError(f"torch_threads must be 'auto', None or a positive integer, got {torch_threads!r}")
         warn_ignored("FitWorkflow.run", save_policy=save_policy, plot_kwargs=plot_kwargs)
         if not _is_main(self):   # only rank 0 writes and prints
             log_file, save, summary, progress = None, False, False, False
@@ -415,8 +412,7 @@ class FitWorkflow(FitPreparation):
         if self.best is not None and self.best.get("criterion", "loss") != select_best:
             self.best = None   # a resumed fit chose its best state by another criterion: start afresh
         previous_threads = torch.get_num_threads()
-        if torch_threads == "auto":
-            torch_threads = auto_torch_threads(self)
+        torch_threads = fit_torch_threads(self, torch_threads)
         if torch_threads is not None:
             torch.set_num_threads(torch_threads)
         if getattr(self, "context", None) is not None:
