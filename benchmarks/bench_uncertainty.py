@@ -17,7 +17,9 @@ structures for committee-spread selection and for random selection from the same
 import numpy as np
 
 from benchmarks import _miniff
-from benchmarks._peers import DESCRIPTOR_SPEC
+from benchmarks._peers import DESCRIPTOR_SPEC, make_network
+from benchmarks._runner import run_comparison
+from benchmarks._structures import si_diamond_n
 
 K_MEMBERS = 5
 
@@ -309,6 +311,31 @@ def write_learning_results(runs, settings, out_dir=None):
     fig.savefig(out_dir / LEARNING_PLOT, dpi=100)
     plt.close(fig)
     return out_dir / LEARNING_RESULTS
+
+
+def run(settings, sizes, calibrate=True, calibration_kwargs=None, learning=False, learning_kwargs=None):
+    """Committee cost rows (ratio = committee time / one member's time) and the calibration numbers."""
+    import torch
+
+    committee_cls = _miniff.require("ml", "CommitteePotential")
+    descriptors = _miniff.behler_descriptors(DESCRIPTOR_SPEC)
+    members = [_miniff.nn_potentials(make_network(dtype=torch.float64, seed=s).double(), descriptors)[0]
+               for s in range(K_MEMBERS)]
+    committee = [committee_cls(members)]
+    rows = []
+    for n in sizes:
+        atoms = si_diamond_n(n)
+        factories = {"miniff": _tool(atoms, committee, members), "one member": _tool(atoms, [members[0]], None)}
+        rows += run_comparison("committee-cost", len(atoms), factories, _check, settings,
+                               notes={"miniff": f"K = {K_MEMBERS} committee, float64",
+                                      "one member": "one NNPotential, float64"})
+    derived = {"calibration": calibration(**(calibration_kwargs or {}))} if calibrate else {}
+    if learning:
+        runs = learning_efficiency(**(learning_kwargs or {}))
+        derived["learning_efficiency"] = runs
+        write_learning_results(runs, dict(learning_kwargs or {}))
+    return rows, derived
+
 
 
 def _merge(paths):
