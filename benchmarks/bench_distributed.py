@@ -4,7 +4,9 @@ and time of the per-batch all-reduce, and the estimate for 8 and 64 ranks over 1
 Data: the 64-atom Si cells of ``bench_store`` (6 radial + 2 angular Behler functions, energies and forces) in a
 descriptor store; the network of ``bench_store`` (8 -> 32 -> 32 -> 1).  Each world size runs in a subprocess
 that spawns its ranks (127.0.0.1): one untimed epoch, then ``epochs`` timed epochs of mini-batch Adam, batch
-``batch_size``; rank 0 times them.  Both world sizes train on the same global batches, so their loss histories
+``batch_size``; rank 0 times them (and, for more than one rank, a second run in which every rank keeps a batch
+of ``batch_size``, global batch ``batch_size`` x ranks, the usual data-parallel use, checked against one rank with
+that global batch).  Both world sizes train on the same global batches, so their loss histories
 agree (the row's check, 1e-8 relative).
 
 Rows (case ``distributed-train``): structures per second for 1 and 2 ranks (``ratio`` = speed-up of 2 ranks);
@@ -132,6 +134,10 @@ def run(settings, n_structures, batch_size=32, epochs=2, ranks=(1, 2), device="c
     try:
         store = _prepare(n_structures, folder)
         results = {w: measure(store, w, batch_size, epochs, device) for w in ranks}
+        # the usual data-parallel use: each rank keeps the batch of one rank (global batch batch_size x ranks);
+        # its loss history is checked against one rank trained on the same global batches
+        per_rank = {w: (measure(store, w, batch_size * w, epochs, device), measure(store, 1, batch_size * w, epochs,
+                                                                                  device)) for w in ranks if w > 1}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     base = results[ranks[0]]
@@ -146,6 +152,16 @@ def run(settings, n_structures, batch_size=32, epochs=2, ranks=(1, 2), device="c
                         check=same, check_detail="loss history equal to 1 rank (1e-8)",
                         threads=f"{w} x (1 torch + 1 OpenMP thread), {device}"))
         derived[f"structures_per_s_{w}_ranks"] = n_structures / t
+    for w, (r, ref) in per_rank.items():
+        t = min(r["times"])
+        same = all(abs(a - b) <= 1e-8 * abs(b) for a, b in zip(r["losses"], ref["losses"], strict=True))
+        rows.append(Row("distributed-train", n_structures * 64, f"miniff {w} ranks, batch {batch_size} per rank",
+                        status="ok", median_s=t, runs_s=r["times"], ratio=t1 / t,
+                        note=f"one epoch of mini-batch Adam, global batch {batch_size * w}: {n_structures / t:.0f} "
+                             "structures/s", check=same,
+                        check_detail=f"loss history equal to 1 rank with batch {batch_size * w} (1e-8)",
+                        threads=f"{w} x (1 torch + 1 OpenMP thread), {device}"))
+        derived[f"speedup_{w}_ranks_batch_per_rank"] = t1 / t
     batch_s = t1 / base["n_batches"]
     nbytes = 8 * (base["n_params"] + 1)
     derived.update(batch_compute_s=batch_s, allreduce_bytes=nbytes, n_structures=n_structures, batch_size=batch_size)

@@ -20,8 +20,9 @@ def test_distributed_case_runs_on_tiny_sizes():
         rows, derived = bench_distributed.run(None, n_structures=4, batch_size=2, epochs=1, ranks=(1, 2))
     except Unavailable as exc:
         pytest.skip(str(exc))
-    assert [r.tool for r in rows] == ["miniff 1 rank", "miniff 2 ranks"]
-    assert all(r.status == "ok" and r.check is True for r in rows)   # 2 ranks trained like 1
+    assert [r.tool for r in rows] == ["miniff 1 rank", "miniff 2 ranks", "miniff 2 ranks, batch 2 per rank"]
+    assert all(r.status == "ok" and r.check is True for r in rows)   # 2 ranks trained like 1 on the same batches
+    assert derived["speedup_2_ranks_batch_per_rank"] > 0
     assert derived["allreduce_bytes"] % 8 == 0 and derived["batch_compute_s"] > 0
     assert derived["speedup_2_ranks"] > 0 and derived["allreduce_s_2_ranks_localhost"] > 0
     assert derived["cpu_speedup_2_ranks"] > 0   # CPU seconds of the busiest rank, 1 rank over 2
