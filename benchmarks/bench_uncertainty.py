@@ -57,19 +57,16 @@ def _check(outputs):
     return {"miniff": (ok, text), "one member": (True, "")}
 
 
-def _cu_frames(n_frames, temperature, seed, size=2, every=10, cubic=True):
-    """Frames of an EMT Langevin MD of fcc Cu (``4 size^3`` atoms with the cubic cell, ``size^3`` with the
-    primitive one), labelled with EMT."""
+def _md_frames(atoms, n_frames, temperature, rng, seed, every):
+    """``n_frames`` frames, every ``every`` steps of 2 fs, of an EMT Langevin MD (``temperature`` in K) started from
+    ``atoms`` rattled by 0.05 Å (``seed``), each labelled with EMT; ``rng`` drives the thermostat's noise."""
     from ase import units
-    from ase.build import bulk
     from ase.calculators.emt import EMT
     from ase.md.langevin import Langevin
 
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=cubic).repeat(size)
     atoms.rattle(0.05, seed=seed)
     atoms.calc = EMT()
-    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.05 / units.fs, fixcm=False,
-                   rng=np.random.default_rng(seed))
+    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.05 / units.fs, fixcm=False, rng=rng)
     frames = []
     for _ in range(n_frames):
         dyn.run(every)
@@ -78,6 +75,15 @@ def _cu_frames(n_frames, temperature, seed, size=2, every=10, cubic=True):
         frame.get_forces()
         frames.append(frame)
     return frames
+
+
+def _cu_frames(n_frames, temperature, seed, size=2, every=10, cubic=True):
+    """Frames of an EMT Langevin MD of fcc Cu (``4 size^3`` atoms with the cubic cell, ``size^3`` with the
+    primitive one), labelled with EMT."""
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=cubic).repeat(size)
+    return _md_frames(atoms, n_frames, temperature, np.random.default_rng(seed), seed, every)
 
 
 def calibration(n_train=24, n_held=8, n_epochs=30):
@@ -114,10 +120,7 @@ LEARNING_TEMPERATURES = (300, 800, 1300)
 def _alloy_frames(variant, n_frames, temperature, seed, every=10):
     """``n_frames`` frames (every ``every`` steps of 2 fs) of an EMT Langevin MD of one ``LEARNING_VARIANTS`` cell,
     labelled with EMT; ``seed`` draws the Pt sites, the vacancy, the initial rattle and the noise."""
-    from ase import units
     from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.md.langevin import Langevin
 
     rng = np.random.default_rng(seed)
     n_pt = variant["n_pt"]
@@ -129,17 +132,7 @@ def _alloy_frames(variant, n_frames, temperature, seed, every=10):
     atoms.set_cell(atoms.cell * a, scale_atoms=True)
     if variant.get("vacancy"):
         del atoms[int(rng.integers(len(atoms)))]
-    atoms.rattle(0.05, seed=seed)
-    atoms.calc = EMT()
-    dyn = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.05 / units.fs, fixcm=False, rng=rng)
-    frames = []
-    for _ in range(n_frames):
-        dyn.run(every)
-        frame = atoms.copy()
-        frame.calc = EMT()
-        frame.get_forces()
-        frames.append(frame)
-    return frames
+    return _md_frames(atoms, n_frames, temperature, rng, seed, every)
 
 
 def _trajectories():
