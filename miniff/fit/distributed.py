@@ -39,6 +39,31 @@ def _env_int(name, default, low):
     return value
 
 
+class _SummedGradients:
+    """The pending all-reduce of :meth:`DistContext.start_sum_gradients`; ``wait()`` finishes it (once)."""
+
+    def __init__(self, work, flat, parameters, value):
+        self.work, self.flat, self.parameters, self.value = work, flat, parameters, value
+
+    def wait(self):
+        """Wait for the sums, write them into the parameters' ``.grad``; the summed loss (a float)."""
+        if self.work is None:
+            return self.value
+        self.work.wait()
+        offset = 0
+        for p in self.parameters:
+            n = p.numel()
+            g = self.flat[offset:offset + n].reshape(p.shape).to(p.device, p.dtype)
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.copy_(g)
+            offset += n
+        self.work = None
+        self.value = float(self.flat[-1])
+        return self.value
+
+
 @dataclass(frozen=True)
 class DistContext:
     """Where this process stands in a run: ``rank`` of ``world_size`` processes, ``local_rank`` of
@@ -98,25 +123,21 @@ class DistContext:
         rank must call this the same number of times.  Returns the summed loss (a float).  With one rank
         nothing is communicated and the gradients stay as they are.
         """
+        return self.start_sum_gradients(parameters, loss).wait()
+
+    def start_sum_gradients(self, parameters, loss=None):
+        """:meth:`sum_gradients` in two halves: start the all-reduce and return a handle whose ``wait()`` puts the
+        summed gradients into ``.grad`` and returns the summed loss.  Work that does not touch the gradients
+        (reading the next batch) can run in between, while the sums travel."""
         value = 0.0 if loss is None else float(loss.detach())
         if not self.distributed:
-            return value
+            return _SummedGradients(None, None, (), value)
         parameters = list(parameters)
         comm = self._comm_device()
         parts = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(comm, torch.float64)
                  for p in parameters]
         flat = torch.cat(parts + [torch.tensor([value], dtype=torch.float64, device=comm)])
-        torch.distributed.all_reduce(flat)
-        offset = 0
-        for p in parameters:
-            n = p.numel()
-            g = flat[offset:offset + n].reshape(p.shape).to(p.device, p.dtype)
-            if p.grad is None:
-                p.grad = g
-            else:
-                p.grad.copy_(g)
-            offset += n
-        return float(flat[-1])
+        return _SummedGradients(torch.distributed.all_reduce(flat, async_op=True), flat, parameters, value)
 
     def reduce_sums(self, sums):
         """A dict of floats summed over the ranks, keys ending in ``_max`` by their maximum (the partial sums of

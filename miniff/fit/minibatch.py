@@ -40,6 +40,9 @@ FULL_BATCH_OPTIMIZERS = ("lbfgs", "compact_lbfgs", "compact-lbfgs", "bfgs", "den
 
 
 #: Units of the logged errors by the first word of their key (losses and learning rates have none).
+#: end of an epoch's batches (``train_epoch``)
+_END = object()
+
 _UNITS = {"energy": " eV/atom", "force": " eV/Å", "stress": " eV/Å³", "charge": " e"}
 
 
@@ -203,21 +206,32 @@ class MiniBatchTrainer:
 
     def train_epoch(self):
         """One epoch over the training batches (resuming inside the epoch where the sampler stands); returns the
-        epoch's training loss (the sum of the batch losses, before each step)."""
+        epoch's training loss (the sum of the batch losses, before each step).  Across ranks, the next batch is
+        read and collated while the gradients of the current one are summed."""
         params = self.parameters()
         total = 0.0
-        for part in self.sampler:   # this rank's part of the next global batch (maybe empty)
+        parts = iter(self.sampler)   # this rank's part of each global batch (maybe empty)
+        batch = self._collated(next(parts, _END))
+        while batch is not _END:
             self.optimizer.zero_grad()
-            loss = self.batch_loss(self.collate([self.train[i] for i in part])) if part else None
+            loss = self.batch_loss(batch) if batch is not None else None
             if loss is not None:
                 loss.backward()
-            value = self.context.sum_gradients(params, loss)   # the same on every rank
+            pending = self.context.start_sum_gradients(params, loss)
+            batch = self._collated(next(parts, _END))
+            value = pending.wait()   # the same on every rank
             if not math.isfinite(value):
                 raise RuntimeError(f"the loss is not finite ({value}) at epoch {self.epoch + 1}: lower the "
                                    f"learning rate or check the data")
             self.optimizer.step()
             total += value
         return total
+
+    def _collated(self, part):
+        """The collated batch of ``part`` (indices of training structures); None for an empty part, _END for _END."""
+        if part is _END:
+            return _END
+        return self.collate([self.train[i] for i in part]) if part else None
 
     def gradient(self, dataset=None):
         """Gradient of the full training loss, summed over the batches of one epoch (no step is taken); a list of
