@@ -18,7 +18,7 @@ from miniff._ext.triplets cimport (
     _triplet_values,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
-from miniff._ext.pairdesc cimport _batch_pair_atom
+from miniff._ext.pairdesc cimport _batch_pair_atom, _zero_atom_rows
 
 __all__ = ["batch_triple_reduce", "batch_moment_reduce"]
 
@@ -528,8 +528,7 @@ def batch_moment_reduce(double a, const double[::1] eta_e, const double[:, ::1] 
     Atoms go to the threads in chunks of 32 taken as threads become free (an atom's outputs do not depend on
     the thread, so neither do the results): a thread that wakes late or is preempted delays little.
     """
-    cdef Py_ssize_t i, p, k, n = indptr.shape[0] - 1
-    cdef Py_ssize_t width = jac_pf3.shape[1]
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
     cdef bint with_pairs = pair_fam >= 0
     if with_pairs and (pair_par is None or pair_cols is None or pair_cols.shape[0] > RED_MAX_GROUP
                        or pair_par.shape[0] != pair_cols.shape[0] or pair_par.shape[1] < 2):
@@ -539,9 +538,7 @@ def batch_moment_reduce(double a, const double[::1] eta_e, const double[:, ::1] 
     zero_jac = zero_jac and grad
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=32):
         if zero_jac:
-            for p in range(indptr[i], indptr[i + 1]):
-                for k in range(width):
-                    jac_pf3[p, k] = 0.0
+            _zero_atom_rows(i, indptr, jac_pf3)
         if with_pairs and _match(spec_n[i], pair_sa):
             _batch_pair_atom(i, pair_fam, pair_par, pair_cols, pair_a, indptr, j_p, d_p, D_pc, spec_n, pair_sb,
                              values_nf, jac_pf3, grad)

@@ -35,7 +35,7 @@ from miniff._ext.common cimport (
     _pair_const, _pair_term, _sums_add, _sums_store, _sw2_const, _sw2_term, _vexp,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
-from miniff._ext.pairdesc cimport _batch_pair_atom
+from miniff._ext.pairdesc cimport _batch_pair_atom, _zero_atom_rows
 
 __all__ = ["pair_reduce", "pair_reduce_atoms", "batch_pair_reduce", "pair_gradient_to_atoms", "pair_virial",
            "zero_rows"]
@@ -274,8 +274,7 @@ def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols
     every atom (of any species), by the thread that then adds this call's terms to them: the zeroing and the
     first pass over a Jacobian buffer in one sweep (its rows are still in cache when the terms are added).
     """
-    cdef Py_ssize_t i, p, k, n = indptr.shape[0] - 1
-    cdef Py_ssize_t width = jac_pf3.shape[1]
+    cdef Py_ssize_t i, n = indptr.shape[0] - 1
     if cols.shape[0] > RED_MAX_GROUP or par.shape[0] != cols.shape[0] or par.shape[1] < 2:
         raise ValueError(f"par [F, >= 2] and cols [F] with F <= {RED_MAX_GROUP} descriptors per call")
     if grad and zero_jac and jac_pf3.shape[0] != indptr[n]:
@@ -283,9 +282,7 @@ def batch_pair_reduce(int fam, const double[:, ::1] par, const int32_t[::1] cols
     zero_jac = zero_jac and grad
     for i in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=32):
         if zero_jac:
-            for p in range(indptr[i], indptr[i + 1]):
-                for k in range(width):
-                    jac_pf3[p, k] = 0.0
+            _zero_atom_rows(i, indptr, jac_pf3)
         if _match(spec_n[i], sa):
             _batch_pair_atom(i, fam, par, cols, a, indptr, j_p, d_p, D_pc, spec_n, sb, values_nf, jac_pf3, grad)
 

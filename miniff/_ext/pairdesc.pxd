@@ -12,6 +12,14 @@ from miniff._ext.common cimport RED_FC_BEHLER2, RED_FC_SIGMOID, RED_MAX_GROUP, _
 cdef enum:
     _PAIR_CHUNK = 32   # usable pairs whose cutoff factors are computed in one loop
 
+cdef inline void _zero_atom_rows(Py_ssize_t i, const int64_t[::1] indptr, double[:, ::1] jac_pf3) noexcept nogil:
+    """Set the Jacobian rows of atom i's pairs (indptr[i] .. indptr[i + 1]) to 0 (every column)."""
+    cdef Py_ssize_t p, k
+    for p in range(indptr[i], indptr[i + 1]):
+        for k in range(jac_pf3.shape[1]):
+            jac_pf3[p, k] = 0.0
+
+
 cdef inline void _fc_pair_fn(int fam, const double* par, double r, double* h, double* dh) noexcept nogil:
     cdef double t, e
     if fam == RED_FC_BEHLER2:

@@ -369,15 +369,20 @@ def _read_weights(path, widths):
     return weights, biases
 
 
-def n2p2_generation(folder):
-    """2 or 4: the generation an n2p2 folder's ``input.nn`` declares (``nnp_generation``; 2 when absent).
-    Raises like :func:`parse_n2p2_folder` for a missing folder or file."""
+def _folder_input(folder):
+    """``(folder, path of its input.nn)`` for an existing folder; TypeError / FileNotFoundError otherwise."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path (str or PathLike), got {type(folder).__name__}")
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"n2p2 potential folder {folder} does not exist")
-    path = os.path.join(folder, "input.nn")
+    return folder, os.path.join(folder, "input.nn")
+
+
+def n2p2_generation(folder):
+    """2 or 4: the generation an n2p2 folder's ``input.nn`` declares (``nnp_generation``; 2 when absent).
+    Raises like :func:`parse_n2p2_folder` for a missing folder or file."""
+    folder, path = _folder_input(folder)
     for number, words in _lines(path):
         if words[0] in _GENERATION_KEYS:
             return _generation_of(path, number, words)
@@ -397,12 +402,7 @@ def parse_n2p2_folder(folder, generation=2):
 
     ``generation`` is the kind of potential expected (ValueError when ``input.nn`` declares another); for 4
     the weights files are left to ``miniff.io.n2p2_4g`` (the model holds no weights)."""
-    if not isinstance(folder, (str, os.PathLike)):
-        raise TypeError(f"folder must be a path (str or PathLike), got {type(folder).__name__}")
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"n2p2 potential folder {folder} does not exist")
-    path = os.path.join(folder, "input.nn")
+    folder, path = _folder_input(folder)
     settings, sym, atom_energy = _read_input(path)
     number, declared = settings["generation"]
     if declared != generation:
