@@ -21,12 +21,11 @@ previous layer to every neuron of the layer, then the layer's biases), whether o
 """
 
 import math
-import os
 from dataclasses import dataclass
 
 from scipy.optimize import brentq
 
-from miniff.io.n2p2_files import ACTIVATIONS
+from miniff.io.n2p2_files import ACTIVATIONS, _lines
 from miniff.potentials.gaussian_qeq import EwaldSplit
 
 __all__ = ["Generation4Settings", "generation4_settings", "read_connections", "read_hardness", "ewald_split",
@@ -143,13 +142,7 @@ def generation4_settings(path, model):
 
 
 def _data_lines(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file (4G-HDNNP potentials need it)")
-    with open(path) as handle:
-        for number, raw in enumerate(handle, 1):
-            words = raw.split("#", 1)[0].split()
-            if words:
-                yield number, words
+    return _lines(path, "does not exist (4G-HDNNP potentials need it)")
 
 
 def read_connections(path, widths):

@@ -103,9 +103,11 @@ def _number(path, number, word, kind=float):
     _fail(path, number, f"{word!r} is not a{'n integer' if kind is int else ' number'}")
 
 
-def _lines(path):
+def _lines(path, missing="does not exist"):
+    """``(line number, words)`` of every line of ``path`` with words (``#`` starts a comment); FileNotFoundError
+    ``n2p2 potential file <path> <missing>`` when there is no such file."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"n2p2 potential file {path} does not exist")
+        raise FileNotFoundError(f"n2p2 potential file {path} {missing}")
     with open(path) as handle:
         for number, raw in enumerate(handle, 1):
             words = raw.split("#", 1)[0].split()
