@@ -14,15 +14,45 @@ from pathlib import Path
 
 import numpy as np
 
-from miniff.fit.distributed import join_ranks
+from miniff.fit.distributed import join_ranks, reduce_normalization_inputs
 from miniff.fit.minibatch import MiniBatchTrainer
 from miniff.fit.prepare import DEFAULT_FORCE_WEIGHT, FitPreparation
 from miniff.store.dataset import StoreDataset
 from miniff.store.lmdb_store import DescriptorStore
 from miniff.store.prepare import prepare_store
-from miniff.store.statistics import stream_statistics
+from miniff.store.statistics import RunningMoments, StoreStatistics, stream_statistics
 
 __all__ = ["MiniBatchFitWorkflow"]
+
+
+def _statistics(learn, forces, context):
+    """The :class:`~miniff.store.statistics.StoreStatistics` of the training set ``learn``; across ranks each rank
+    streams its contiguous share of the structures and the shares are reduced (the result equals one process's,
+    and the store is read once in all, not once per rank)."""
+    if not context.distributed or len(learn) < context.world_size:   # (every rank needs a structure)
+        return stream_statistics(learn, forces=forces)
+    positions = context.shard(len(learn))
+    part = stream_statistics(learn.subset(positions), forces=forces)
+    shares = context.gather((part.features, part.charges))   # every rank's moments, in rank order
+    inputs = part.inputs
+    if any(c is None for _, charges in shares for c in charges):   # charges only where every structure has them
+        inputs = inputs._replace(charges=[None] * len(inputs.charges))
+    inputs = reduce_normalization_inputs(inputs, context, positions, len(learn))
+    return StoreStatistics(inputs, _merged([f for f, _ in shares]), _merged([c for _, c in shares]))
+
+
+def _merged(per_rank):
+    """Per species, the merge of every rank's RunningMoments (None where a rank has none)."""
+    out = []
+    for moments in zip(*per_rank, strict=True):
+        if any(m is None for m in moments):
+            out.append(None)
+            continue
+        total = RunningMoments(len(moments[0].mean))
+        for m in moments:
+            total.merge(m)
+        out.append(total)
+    return out
 
 
 class MiniBatchFitWorkflow(FitPreparation):
@@ -97,7 +127,7 @@ default_descriptor_kwargs, descriptor_recipe, test_set, split_seed, nn_kwargs, g
             self.datasets["test"] = full.subset(np.arange(n - n_test, n))
         norm_kwargs = {"offset_energy": True}
         norm_kwargs.update(normalization_kwargs or {})
-        self.statistics = stream_statistics(self.datasets["learn"], forces=self.forces)
+        self.statistics = _statistics(self.datasets["learn"], self.forces, context)
         self.normalization = self.statistics.normalization(**norm_kwargs)
         nn_kwargs = dict(nn_kwargs or {})
         if nn_kwargs.get("output_activation"):

@@ -33,18 +33,24 @@ class RunningMoments:
     def update(self, x):
         """Add the rows of ``x [n, F]``."""
         x = np.asarray(x, dtype=np.float64)
-        n = len(x)
-        if n == 0:
+        if len(x) == 0:
             return
-        mean_b = x.mean(axis=0)
-        m2_b = ((x - mean_b) ** 2).sum(axis=0)
-        total = self.count + n
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2_b + delta**2 * (self.count * n / total)
+        block = RunningMoments(x.shape[1])
+        block.count, block.mean = len(x), x.mean(axis=0)
+        block.m2, block.min, block.max = ((x - block.mean) ** 2).sum(axis=0), x.min(axis=0), x.max(axis=0)
+        self.merge(block)
+
+    def merge(self, other):
+        """Add the rows counted by ``other`` (a RunningMoments of the same ``F``, e.g. another rank's)."""
+        if other.count == 0:
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.count / total)
+        self.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / total)
         self.count = total
-        self.min = np.minimum(self.min, x.min(axis=0))
-        self.max = np.maximum(self.max, x.max(axis=0))
+        self.min = np.minimum(self.min, other.min)
+        self.max = np.maximum(self.max, other.max)
 
     @property
     def variance(self):

@@ -268,7 +268,8 @@ def test_gpu_equals_cpu_in_float64(store):
 
 def test_job_file_under_torchrun(tmp_path):
     """``torchrun --nproc-per-node 2 -m miniff job.yml`` runs a fit-minibatch stage: each rank prepares half of the
-    store, one summary (rank 0), the files written once."""
+    store and streams the normalisation statistics of half of it, one summary (rank 0), the files written once;
+    the loss history and the saved potential equal those of the same job in one process."""
     from support import lj_cells
 
     from miniff.io import write_cells
@@ -302,6 +303,21 @@ def test_job_file_under_torchrun(tmp_path):
         ranks = st.index("fit-minibatch.rank0")["keys"] + st.index("fit-minibatch.rank1")["keys"]
         assert ranks == st.index("fit-minibatch")["keys"] and len(ranks) == 8
         assert st.n_records == 16                                         # 8 descriptor + 8 target records
+    one = tmp_path / "one"   # the same job in one process
+    one.mkdir()
+    for name in ("data.extxyz", "job.yml"):
+        (one / name).write_bytes((tmp_path / name).read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "miniff", "job.yml"], cwd=one, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = [[json.loads(line)["loss"] for line in (d / "fit.jsonl").read_text().splitlines()]
+              for d in (tmp_path, one)]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-10, atol=0)
+    (two_pot,), (one_pot,) = load_potentials(tmp_path / "learn.pt"), load_potentials(one / "learn.pt")
+    for key, value in one_pot.state_dict().items():   # networks, normalisation and descriptor ranges
+        got = two_pot.state_dict()[key]
+        if torch.is_tensor(value):
+            np.testing.assert_allclose(got.numpy(), value.numpy(), rtol=1e-9, atol=1e-12, err_msg=key)
 
 
 def test_share_loss_parts_add_up_to_energy_loss():

@@ -39,7 +39,14 @@ def test_estimate_is_the_ring_allreduce_formula():
 
 def test_distributed_target_is_judged_from_derived():
     judge = next(t[2] for t in _targets.TARGETS if t[0] == "23")
-    assert judge([], {"distributed": {"speedup_2_ranks": 1.8, "n_structures": 2000}})[1] == "met"
-    assert judge([], {"distributed": {"speedup_2_ranks": 1.5, "n_structures": 2000}})[1] == "not met"
-    assert judge([], {"distributed": {"speedup_2_ranks": 1.9, "n_structures": 256}})[1] == "not measured"
+    def measured(per_rank, same_global, n=2000):
+        return {"distributed": {"speedup_2_ranks_batch_per_rank": per_rank, "speedup_2_ranks": same_global,
+                                "n_structures": n}}
+
+    # judged in data-parallel use (the batch per rank); the same-global-batch speed-up is reported beside it
+    text, verdict = judge([], measured(1.8, 1.4))
+    assert verdict == "met" and "1.80x" in text and "1.40x at the same global batch" in text
+    assert judge([], measured(1.6, 1.9))[1] == "not met"
+    assert judge([], measured(1.9, 1.9, n=256))[1] == "not measured"
+    assert judge([], {"distributed": {"speedup_2_ranks": 1.8, "n_structures": 2000}})[1] == "not measured"
     assert judge([], {})[1] == "not measured"

@@ -194,6 +194,12 @@ def test_targets_verdicts():
     big["peak_mem_mb"] = 3700.0
     verdicts = {t["target"]: t["verdict"] for t in _targets.evaluate_targets(rows, derived)}
     assert verdicts["1M-atom LJ energy + forces + stress <= 1.5 s and <= 1.5 GB"] == "not met"
+    threads_17 = ">= 1.7x speed-up from 1 to 2 threads (descriptor values + Jacobian)"
+    threads_18 = ">= 1.8x speed-up from 1 to 2 threads (descriptor values + Jacobian, 8k)"
+    assert verdicts[threads_17] == verdicts[threads_18] == "not measured"
+    derived["descriptors"] = {"speedup_1_to_2_threads": 1.75}
+    verdicts = {t["target"]: t["verdict"] for t in _targets.evaluate_targets(rows, derived)}
+    assert (verdicts[threads_17], verdicts[threads_18]) == ("met", "not met")
 
 
 def test_flop_count_of_the_descriptor_set():

@@ -24,6 +24,25 @@ def test_running_moments_merge_equals_numpy():
     np.testing.assert_array_equal(m.max, x.max(0))
 
 
+def test_running_moments_of_shares_merge_to_those_of_the_whole():
+    """What the ranks of a distributed fit do: moments of contiguous shares (one empty) merged in rank order."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(41, 3)) * [2, 1e3, 1e-2] + [5, -50, 0.1]
+    shares = []
+    for part in np.array_split(x, [0, 17, 30]):
+        m = RunningMoments(3)
+        m.update(part)
+        shares.append(m)
+    total = RunningMoments(3)
+    for m in shares:
+        total.merge(m)
+    assert total.count == 41
+    np.testing.assert_allclose(total.mean, x.mean(0), rtol=1e-13)
+    np.testing.assert_allclose(total.variance, x.var(0), rtol=1e-12)
+    np.testing.assert_array_equal(total.min, x.min(0))
+    np.testing.assert_array_equal(total.max, x.max(0))
+
+
 @pytest.mark.parametrize("kwargs", [{"offset_energy": True}, {"offset_energy": True, "energy_spread": "per_atom",
                                                                 "offset_charges": True, "offset_features": True}])
 def test_streamed_statistics_equal_in_memory(tmp_path, kwargs):
