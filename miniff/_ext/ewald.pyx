@@ -29,8 +29,8 @@ from cython.parallel cimport prange
 import numpy as np
 
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, omp_get_thread_num
-from miniff._ext.neighbors cimport _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup, \
-    miniff_nl_select
+from miniff._ext.neighbors cimport _NLGrid, _NLThr, _check_half_stencil, _nl_free, _nl_gather, _nl_pieces, \
+    _nl_reserve, _nl_setup, miniff_nl_select
 
 __all__ = ["ewald_real_reduce", "ewald_real_search", "erfc_table", "ewald_reciprocal"]
 
@@ -745,14 +745,7 @@ def ewald_real_search(const double[:, ::1] frac, const double[:, ::1] xyz, const
         raise ValueError("cutoff and eta must be positive")
     if n == 0 or offsets.shape[0] == 0:
         return None
-    cdef bint has_zero = False
-    for fb in range(offsets.shape[0]):
-        if (offsets[fb, 0] < 0 or (offsets[fb, 0] == 0 and (offsets[fb, 1] < 0
-                or (offsets[fb, 1] == 0 and offsets[fb, 2] < 0)))):
-            raise ValueError("ewald_real_search: offsets must be the half stencil (k >= (0, 0, 0))")
-        has_zero = has_zero or (offsets[fb, 0] == 0 and offsets[fb, 1] == 0 and offsets[fb, 2] == 0)
-    if not has_zero:
-        raise ValueError("ewald_real_search: the half stencil must contain (0, 0, 0)")
+    _check_half_stencil(offsets, "ewald_real_search")
     if n_threads < 1:
         n_threads = 1
     rc.eta = eta

@@ -180,3 +180,4 @@ cdef tuple _nl_setup(_NLGrid* g, const double[:, ::1] frac, const double[:, ::1]
                      const double[:, ::1] vectors, const int[::1] n_bins, const int[::1] periodic,
                      const double[::1] frac_min, const double[::1] bin_width, const int[:, ::1] offsets,
                      const int[::1] image_limit, double cutoff, int n_threads, unsigned char[::1] work)
+cdef int _check_half_stencil(const int[:, ::1] offsets, str caller) except -1

@@ -703,3 +703,18 @@ cdef void _nl_fill(_NLGrid* g, int64_t nb_total, int n_threads, int32_t[::1] j_a
     g.dist_out = &dist_arr[0]
     with nogil:
         _nl_pass(g, nb_total, n_threads, 1)
+
+
+cdef int _check_half_stencil(const int[:, ::1] offsets, str caller) except -1:
+    """Raise ValueError (naming ``caller``) unless ``offsets`` [n, 3] are a half stencil: every offset
+    ``k >= (0, 0, 0)`` lexicographically, (0, 0, 0) among them (the walks that meet every pair once)."""
+    cdef Py_ssize_t fb
+    cdef bint has_zero = False
+    for fb in range(offsets.shape[0]):
+        if (offsets[fb, 0] < 0 or (offsets[fb, 0] == 0 and (offsets[fb, 1] < 0
+                or (offsets[fb, 1] == 0 and offsets[fb, 2] < 0)))):
+            raise ValueError(f"{caller}: offsets must be the half stencil (k >= (0, 0, 0))")
+        has_zero = has_zero or (offsets[fb, 0] == 0 and offsets[fb, 1] == 0 and offsets[fb, 2] == 0)
+    if not has_zero:
+        raise ValueError(f"{caller}: the half stencil must contain (0, 0, 0)")
+    return 0

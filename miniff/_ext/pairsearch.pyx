@@ -36,7 +36,7 @@ from miniff._ext.common cimport (
     _sums_store,
 )
 from miniff._ext.neighbors cimport (
-    _NLGrid, _NLThr, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup,
+    _NLGrid, _NLThr, _check_half_stencil, _nl_free, _nl_gather, _nl_pieces, _nl_reserve, _nl_setup,
 )
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED, miniff_two_phases
 from miniff._ext._pairsearch_c cimport miniff_ps_lj_atom, miniff_ps_select
@@ -449,14 +449,7 @@ def pair_search_reduce(const double[:, ::1] frac, const double[:, ::1] xyz, cons
         terms.sb[kt] = sb_k[kt]
     if n == 0 or offsets.shape[0] == 0 or n_terms == 0:
         return None
-    cdef bint has_zero = False
-    for fb in range(offsets.shape[0]):
-        if (offsets[fb, 0] < 0 or (offsets[fb, 0] == 0 and (offsets[fb, 1] < 0
-                or (offsets[fb, 1] == 0 and offsets[fb, 2] < 0)))):
-            raise ValueError("pair_search_reduce: offsets must be the half stencil (k >= (0, 0, 0))")
-        has_zero = has_zero or (offsets[fb, 0] == 0 and offsets[fb, 1] == 0 and offsets[fb, 2] == 0)
-    if not has_zero:
-        raise ValueError("pair_search_reduce: the half stencil must contain (0, 0, 0)")
+    _check_half_stencil(offsets, "pair_search_reduce")
     if n_threads < 1:
         n_threads = 1
     cdef int[::1] no_limit = image_limit

@@ -132,6 +132,25 @@ def test_the_half_stencil_meets_every_pair_once():
     assert {tuple(x) for x in one_sided.tolist()} == {tuple(x) for x in half.tolist() if x[0] > 0} | {(0, 0, 0)}
 
 
+@pytest.mark.parametrize("walk", ["pair_search_reduce", "ewald_real_search"])
+def test_both_list_free_walks_refuse_a_stencil_that_is_not_half(monkeypatch, walk):
+    """The compiled walks check their stencil (one check, shared): a full stencil would count every pair twice."""
+    import miniff.potentials.ewald_terms as ewald_terms
+    import miniff.potentials.pairsearch as pairsearch
+
+    full = lambda offsets: np.ascontiguousarray(offsets, dtype=np.intc)  # noqa: E731
+    cell, pbc = SYSTEMS["cubic"]
+    if walk == "pair_search_reduce":
+        monkeypatch.setattr(pairsearch, "_half_stencil", full)
+        run = lambda: ev.total(NeighborWrapper(cell, pbc=pbc), [LJ])  # noqa: E731
+    else:
+        monkeypatch.setattr(ewald_terms._k, "half_stencil", full)
+        ionic = Cell(cell.vectors, cell.coordinates, cell.values, meta={"charges": [1.0, -1.0] * 20})
+        run = lambda: NeighborWrapper(ionic).evaluate(P.ewald_total_potential_family(a=3.0, eta=0.8))  # noqa: E731
+    with pytest.raises(ValueError, match=f"{walk}: offsets must be the half stencil"):
+        run()
+
+
 def test_not_used_where_it_does_not_apply():
     cell, pbc = SYSTEMS["cubic"]
     b2 = P.behler2_descriptor_family(eta=1.0, r_sphere=2.0, a=4.0, tag="A-A")
