@@ -99,11 +99,13 @@ class ActiveLearningWorkflow(Workflow):
         dedup_tolerance : float
             Near-duplicate frames (mean descriptors per species within this fraction of the training range)
             are labelled once.
-        selection : {"diverse", "spread", "balanced"}
+        selection : {"diverse", "spread", "balanced", "coverage"}
             How the ``max_frames`` are chosen among the candidates (:func:`~miniff.fit.active_steps.select_frames`):
             ``"diverse"`` (default) weighs each frame's spread by its distance in descriptor space to the frames
             already chosen, so one round's batch is not a run of neighbouring frames of the hottest trajectory;
-            ``"spread"``: largest spread first; ``"balanced"``: in turn over the trajectories.
+            ``"spread"``: largest spread first; ``"balanced"``: in turn over the trajectories; ``"coverage"``:
+            the frames that leave the least spread far from every frame chosen (typical uncertain frames before
+            outliers).
         checkpoint : str or None
             Checkpoint file written after every round; with ``resume`` an existing one is continued.
         resume : bool

@@ -6,7 +6,8 @@
   number of extrapolating atoms of the frame;
 - :func:`select_frames`: the frames above the threshold (or extrapolating), without near-duplicates (mean
   descriptors per species within ``dedup_tolerance`` of the training range's width), by default a batch that is
-  both uncertain and spread out in descriptor space (``SELECTIONS``: the rules it knows);
+  both uncertain and spread out in descriptor space (``SELECTIONS``: the rules it knows, ``"coverage"`` among
+  them);
 - :func:`label_frames`: reference energies and forces;
 - :func:`held_out_errors`: the committee mean's errors and spread on held-out structures;
 - :func:`frame_to_data` / :func:`frame_from_data`: labelled frames as plain data for checkpoints.
@@ -178,7 +179,7 @@ def _fingerprint(atoms, committees, n_threads):
     return np.concatenate(parts)
 
 
-SELECTIONS = ("diverse", "spread", "balanced")
+SELECTIONS = ("diverse", "spread", "balanced", "coverage")
 
 
 def select_frames(frames, committees, threshold, select_extrapolating=True, max_frames=10, dedup_tolerance=0.01,
@@ -207,8 +208,15 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
         units).  Neighbouring frames of one hot trajectory, which all have large spreads and teach the fit
         much the same, then do not fill the batch.  ``"spread"``: largest spread first.  ``"balanced"``: in
         rounds over the trajectories (``Candidate.trajectory``), each round the best remaining frame of every
-        trajectory, trajectories in the order of their best spread.  The learning-efficiency benchmark
-        (``benchmarks/README.md``) measures the default against random selection (so far it does not beat it).
+        trajectory, trajectories in the order of their best spread.  ``"coverage"``: each next frame the one
+        that lowers most ``sum_j max_std_j x d_j`` over all candidates ``j``, ``d_j`` the distance of ``j``'s
+        fingerprint to the nearest frame chosen (at first the largest distance between candidates): a
+        spread-weighted facility-location (k-medoids) choice, which takes a frame typical of many uncertain
+        ones before a lone outlier of larger spread, where "diverse" (farthest point) is drawn to outliers; no
+        parameter either; memory grows as the square of the number of candidates.  The learning-efficiency
+        benchmark (``benchmarks/README.md``) measures the rules against random selection: every rule beats
+        random selection at 50 labelled structures, none reaches random's error at 100 with 50 on all three
+        seeds; "coverage" was the best at 20-40.
 
     Returns
     -------
@@ -223,6 +231,8 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     n_candidates = len(cands)
     if selection == "diverse":
         return _farthest_spread(cands, committees, max_frames, dedup_tolerance, n_threads), n_candidates
+    if selection == "coverage":
+        return _spread_coverage(cands, committees, max_frames, dedup_tolerance, n_threads), n_candidates
     if selection == "balanced":
         cands = _round_robin(cands)
     selected, prints = [], []
@@ -254,6 +264,30 @@ def _farthest_spread(cands, committees, max_frames, dedup_tolerance, n_threads):
             break
         score = np.where(available, weight * nearest, -1.0)
         chosen.append(int(np.argmax(score)))
+    return [cands[k] for k in chosen]
+
+
+def _spread_coverage(cands, committees, max_frames, dedup_tolerance, n_threads):
+    """Greedy choice among ``cands`` that covers their spread (see :func:`select_frames`): each next frame lowers
+    most ``sum_j max_std_j x d_j``, ``d_j`` the distance of candidate ``j``'s fingerprint to the nearest frame
+    chosen (at first the largest distance between two candidates); memory ``[C, C]`` for ``C`` candidates."""
+    if not cands:
+        return []
+    prints = np.array([_fingerprint(f.atoms, committees, n_threads) for f in cands])   # [C, D]
+    weight = np.array([max(f.max_std, 0.0) for f in cands])
+    dist = np.array([np.abs(prints - p).max(axis=1) for p in prints])   # [C, C], symmetric
+    nearest = np.full(len(cands), dist.max())
+    chosen, blocked = [], np.zeros(len(cands), dtype=bool)
+    while len(chosen) < min(max_frames, len(cands)):
+        gain = weight @ np.maximum(nearest[:, None] - dist, 0.0)   # [C]: the drop if each were chosen
+        gain[blocked] = -1.0
+        k = int(np.argmax(gain))
+        if gain[k] < 0:
+            break
+        chosen.append(k)
+        nearest = np.minimum(nearest, dist[:, k])
+        blocked |= dist[:, k] < dedup_tolerance
+        blocked[k] = True
     return [cands[k] for k in chosen]
 
 

@@ -229,6 +229,37 @@ def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
         active_steps.select_frames(frames, [committee], threshold=0.1, selection="largest")
 
 
+def test_select_frames_coverage_prefers_a_typical_uncertain_frame_to_an_outlier(data):
+    """"coverage": each frame chosen lowers most the spread-weighted sum of every candidate's distance to its
+    nearest chosen frame, so one frame of a group of three uncertain near-copies (spread 0.5 each: the sum drops by
+    about 1.5 d) beats a lone outlier of larger spread (0.9 d), which "diverse" takes first; the outlier comes
+    next, then the group's other frames; the choice does not depend on the spread's unit."""
+    train, _ = data
+    committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
+                                                      tag="Cu") for _ in range(2)])
+
+    def rattled(amount, seed):
+        a = train[0].copy()
+        a.rattle(amount, seed=seed)
+        return a
+
+    frames = [active_steps.Candidate(rattled(0.15, 7), 0.9, 0, "outlier")]
+    frames += [active_steps.Candidate(rattled(1e-3, k), 0.5, 0, f"group{k}") for k in range(3)]
+    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=1, dedup_tolerance=1e-12)
+    assert [f.source for f in diverse] == ["outlier"]
+    for scale in (1.0, 1000.0):
+        scaled = [active_steps.Candidate(f.atoms, scale * f.max_std, 0, f.source) for f in frames]
+        chosen, n = active_steps.select_frames(scaled, [committee], threshold=0.1 * scale, max_frames=2,
+                                               dedup_tolerance=1e-12, selection="coverage")
+        assert n == 4 and chosen[0].source.startswith("group") and chosen[1].source == "outlier"
+    chosen, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, dedup_tolerance=1e-12,
+                                           selection="coverage")
+    assert sorted(f.source for f in chosen) == ["group0", "group1", "group2", "outlier"]
+    # under the default tolerance the near-copies are duplicates of the first one chosen
+    chosen, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=4, selection="coverage")
+    assert len(chosen) == 2 and chosen[1].source == "outlier"
+
+
 def test_select_frames_frame_without_a_committee_species(data):
     """A frame without atoms of a committee's species (pure Pt for the Cu committee) has zero mean descriptors
     for it (it used to raise KeyError) and is far from the Cu frames."""

@@ -292,3 +292,20 @@ def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
     runs, settings = bench_uncertainty._merge([path, path])
     assert settings["seeds"] == [0, 0] and len(runs) == 2
     assert (tmp_path / bench_uncertainty.LEARNING_PLOT).stat().st_size > 0
+
+
+def test_learning_efficiency_held_out_trajectories_share_the_pool_cells():
+    """With ``cell_seed`` a held-out trajectory has the Pt sites and vacancy of the pool trajectory of that seed
+    (same symbols, same atom count) but its own rattle and noise; without it, its own cell."""
+    import numpy as np
+
+    from benchmarks import bench_uncertainty
+
+    variant = bench_uncertainty.LEARNING_VARIANTS[-1]   # Cu5Pt3 with a vacancy
+    pool = bench_uncertainty._alloy_frames(variant, 1, 300, 100, every=1)[0]
+    held = bench_uncertainty._alloy_frames(variant, 1, 300, 500, every=1, cell_seed=100)[0]
+    assert held.get_chemical_symbols() == pool.get_chemical_symbols()
+    assert np.allclose(held.cell.array, pool.cell.array)
+    assert not np.allclose(held.positions, pool.positions)
+    again = bench_uncertainty._alloy_frames(variant, 1, 300, 100, every=1)[0]   # deterministic
+    assert np.array_equal(again.positions, pool.positions)
