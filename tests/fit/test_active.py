@@ -197,10 +197,9 @@ def test_relaxations_job_stage_and_errors(data, tmp_path):
         ml_util.ActiveLearningWorkflow().prepare(train_only, reference=EMT(), checkpoint=tmp_path / "other.ckpt")
 
 
-def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
-    """"diverse" (the default): after the frame of largest spread, spread x distance to the frames chosen, so a
-    distinct frame of smaller spread beats near-copies of the first; the choice does not depend on the spread's
-    unit; the near-copies come back once the distinct frames are taken."""
+def _selection_case(data):
+    """A 2-member committee of untrained Cu networks and ``rattled(amount, seed)``: a copy of the first training
+    frame with its atoms moved by ``amount`` Å (seeded)."""
     train, _ = data
     committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
                                                       tag="Cu") for _ in range(2)])
@@ -210,6 +209,14 @@ def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
         a.rattle(amount, seed=seed)
         return a
 
+    return committee, rattled
+
+
+def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
+    """"diverse" (the default): after the frame of largest spread, spread x distance to the frames chosen, so a
+    distinct frame of smaller spread beats near-copies of the first; the choice does not depend on the spread's
+    unit; the near-copies come back once the distinct frames are taken."""
+    committee, rattled = _selection_case(data)
     frames = [active_steps.Candidate(rattled(1e-3, k), v, 0, f"hot{k}", "hot") for k, v in enumerate((0.9, 0.85))]
     frames.append(active_steps.Candidate(rattled(0.15, 7), 0.5, 0, "distinct", "warm"))
     spread = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=2, dedup_tolerance=1e-12,
@@ -234,15 +241,7 @@ def test_select_frames_coverage_prefers_a_typical_uncertain_frame_to_an_outlier(
     nearest chosen frame, so one frame of a group of three uncertain near-copies (spread 0.5 each: the sum drops by
     about 1.5 d) beats a lone outlier of larger spread (0.9 d), which "diverse" takes first; the outlier comes
     next, then the group's other frames; the choice does not depend on the spread's unit."""
-    train, _ = data
-    committee = ml.CommitteePotential([ml.NNPotential(ml.SequentialSoleEnergyNN(6, n_internal=3), _descriptors()["Cu"],
-                                                      tag="Cu") for _ in range(2)])
-
-    def rattled(amount, seed):
-        a = train[0].copy()
-        a.rattle(amount, seed=seed)
-        return a
-
+    committee, rattled = _selection_case(data)
     frames = [active_steps.Candidate(rattled(0.15, 7), 0.9, 0, "outlier")]
     frames += [active_steps.Candidate(rattled(1e-3, k), 0.5, 0, f"group{k}") for k in range(3)]
     diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=1, dedup_tolerance=1e-12)
