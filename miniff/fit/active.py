@@ -55,7 +55,7 @@ class ActiveLearningWorkflow(Workflow):
     def prepare(self, fn_cells, reference, starts=None, held_out=None, committee=4, fit_kwargs=None,
                 fit_run_kwargs=None, dynamics="md", temperatures=(300.0,), n_steps=100, timestep=2.0,
                 sample_every=5, friction=0.01, fmax=0.05, threshold=0.1, max_spread=None,
-                select_extrapolating=True, max_frames=10, dedup_tolerance=0.01, selection="diverse", checkpoint=None,
+                select_extrapolating=True, max_frames=10, dedup_tolerance=0.01, selection="balanced", checkpoint=None,
                 resume=True):
         """Load the structures, check the settings, resume from a checkpoint when one exists.
 
@@ -101,11 +101,13 @@ class ActiveLearningWorkflow(Workflow):
             are labelled once.
         selection : {"diverse", "spread", "balanced", "coverage"}
             How the ``max_frames`` are chosen among the candidates (:func:`~miniff.fit.active_steps.select_frames`):
-            ``"diverse"`` (default) weighs each frame's spread by its distance in descriptor space to the frames
-            already chosen, so one round's batch is not a run of neighbouring frames of the hottest trajectory;
-            ``"spread"``: largest spread first; ``"balanced"``: in turn over the trajectories; ``"coverage"``:
-            the frames that leave the least spread far from every frame chosen (typical uncertain frames before
-            outliers).
+            ``"balanced"`` (default) takes the most uncertain remaining frame of every trajectory (one per
+            starting structure and temperature) in turn, the most uncertain trajectories first, so every
+            condition explored gets labels (one trajectory: as ``"diverse"``); ``"diverse"`` weighs each frame's
+            spread by its distance in descriptor space to the frames already chosen, so one round's batch is not
+            a run of neighbouring frames of the hottest trajectory; ``"spread"``: largest spread first;
+            ``"coverage"``: the frames that leave the least spread far from every frame chosen (typical uncertain
+            frames before outliers).  The learning-efficiency benchmark (``benchmarks/README.md``) compares them.
         checkpoint : str or None
             Checkpoint file written after every round; with ``resume`` an existing one is continued.
         resume : bool

@@ -183,7 +183,7 @@ SELECTIONS = ("diverse", "spread", "balanced", "coverage")
 
 
 def select_frames(frames, committees, threshold, select_extrapolating=True, max_frames=10, dedup_tolerance=0.01,
-                  n_threads=None, selection="diverse"):
+                  n_threads=None, selection="balanced"):
     """The frames to label: above ``threshold`` (or extrapolating), no near-duplicates, chosen by ``selection``.
 
     Parameters
@@ -200,23 +200,23 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     dedup_tolerance : float
         Two frames are duplicates when their fingerprints differ by less than this in every descriptor (a
         fraction of the training range); of two duplicates only the one chosen first is labelled.
-    selection : {"diverse", "spread", "balanced"}
-        ``"diverse"`` (default): a batch both uncertain and spread out in descriptor space.  The first frame is
-        the one of largest spread; each next one maximises ``max_std x d``, ``d`` the distance of its
-        fingerprint to the nearest frame chosen so far (the largest descriptor difference, as for duplicates):
-        a spread-weighted farthest-point choice, with no parameter (the product's ranking does not depend on
-        units).  Neighbouring frames of one hot trajectory, which all have large spreads and teach the fit
-        much the same, then do not fill the batch.  ``"spread"``: largest spread first.  ``"balanced"``: in
-        rounds over the trajectories (``Candidate.trajectory``), each round the best remaining frame of every
-        trajectory, trajectories in the order of their best spread.  ``"coverage"``: each next frame the one
-        that lowers most ``sum_j max_std_j x d_j`` over all candidates ``j``, ``d_j`` the distance of ``j``'s
-        fingerprint to the nearest frame chosen (at first the largest distance between candidates): a
-        spread-weighted facility-location (k-medoids) choice, which takes a frame typical of many uncertain
-        ones before a lone outlier of larger spread, where "diverse" (farthest point) is drawn to outliers; no
-        parameter either; memory grows as the square of the number of candidates.  The learning-efficiency
-        benchmark (``benchmarks/README.md``) measures the rules against random selection: every rule beats
-        random selection at 50 labelled structures, none reaches random's error at 100 with 50 on all three
-        seeds; "coverage" was the best at 20-40.
+    selection : {"diverse", "spread", "balanced", "coverage"}
+        ``"balanced"`` (default; see below) or ``"diverse"``: a batch both uncertain and spread out in
+        descriptor space.  ``"diverse"`` takes first the frame of largest spread; each next one maximises
+        ``max_std x d``, ``d`` the distance of its fingerprint to the nearest frame chosen so far (the largest
+        descriptor difference, as for duplicates): a spread-weighted farthest-point choice, with no parameter
+        (the product's ranking does not depend on units).  Neighbouring frames of one hot trajectory, which all
+        have large spreads and teach the fit much the same, then do not fill the batch.  ``"spread"``: largest
+        spread first.  ``"balanced"`` (default): in rounds over the trajectories (``Candidate.trajectory``),
+        each round the best remaining frame of every trajectory, trajectories in the order of their best
+        spread; candidates of a single trajectory (or without one) are chosen as by ``"diverse"``.
+        ``"coverage"``: each next frame the one that lowers most ``sum_j max_std_j x d_j`` over all candidates
+        ``j``, ``d_j`` the distance of ``j``'s fingerprint to the nearest frame chosen (at first the largest
+        distance between candidates): a spread-weighted facility-location (k-medoids) choice, which takes a
+        frame typical of many uncertain ones before a lone outlier of larger spread, where "diverse" (farthest
+        point) is drawn to outliers; no parameter either; memory grows as the square of the number of
+        candidates.  The learning-efficiency benchmark (``benchmarks/README.md``) measures the rules against
+        random selection from the same MD frames.
 
     Returns
     -------
@@ -229,6 +229,8 @@ def select_frames(frames, committees, threshold, select_extrapolating=True, max_
     cands = [f for f in frames if f.max_std > threshold or (select_extrapolating and f.n_extrapolating > 0)]
     cands.sort(key=lambda f: (-f.max_std, -f.n_extrapolating))
     n_candidates = len(cands)
+    if selection == "balanced" and len({f.trajectory for f in cands}) < 2:
+        selection = "diverse"   # one trajectory (or none known): nothing to take turns over
     if selection == "diverse":
         return _farthest_spread(cands, committees, max_frames, dedup_tolerance, n_threads), n_candidates
     if selection == "coverage":

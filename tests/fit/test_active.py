@@ -213,7 +213,7 @@ def _selection_case(data):
 
 
 def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
-    """"diverse" (the default): after the frame of largest spread, spread x distance to the frames chosen, so a
+    """"diverse": after the frame of largest spread, spread x distance to the frames chosen, so a
     distinct frame of smaller spread beats near-copies of the first; the choice does not depend on the spread's
     unit; the near-copies come back once the distinct frames are taken."""
     committee, rattled = _selection_case(data)
@@ -225,15 +225,29 @@ def test_select_frames_diverse_takes_uncertain_frames_far_apart(data):
     for scale in (1.0, 1000.0):
         scaled = [active_steps.Candidate(f.atoms, scale * f.max_std, 0, f.source) for f in frames]
         diverse, n = active_steps.select_frames(scaled, [committee], threshold=0.1 * scale, max_frames=2,
-                                                dedup_tolerance=1e-12)
+                                                dedup_tolerance=1e-12, selection="diverse")
         assert n == 3 and [f.source for f in diverse] == ["hot0", "distinct"]
-    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=3, dedup_tolerance=1e-12)
+    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=3, dedup_tolerance=1e-12,
+                                            selection="diverse")
     assert [f.source for f in diverse] == ["hot0", "distinct", "hot1"]
     # the near-copy is a duplicate under the default tolerance: never labelled twice
-    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=3)
+    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=3, selection="diverse")
     assert [f.source for f in diverse] == ["hot0", "distinct"]
     with pytest.raises(ValueError, match="selection"):
         active_steps.select_frames(frames, [committee], threshold=0.1, selection="largest")
+
+
+def test_select_frames_balanced_on_one_trajectory_is_diverse(data):
+    """"balanced" takes turns over trajectories; with candidates of one trajectory (or none known) there is
+    nothing to take turns over and it chooses as "diverse" (not as "spread", which would fill the batch with
+    near-copies of the frame of largest spread)."""
+    committee, rattled = _selection_case(data)
+    for traj in ("md 300 K", None):
+        frames = [active_steps.Candidate(rattled(1e-3, k), v, 0, f"hot{k}", traj) for k, v in enumerate((0.9, 0.85))]
+        frames.append(active_steps.Candidate(rattled(0.15, 7), 0.5, 0, "distinct", traj))
+        chosen, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=2,
+                                               dedup_tolerance=1e-12, selection="balanced")
+        assert [f.source for f in chosen] == ["hot0", "distinct"]
 
 
 def test_select_frames_coverage_prefers_a_typical_uncertain_frame_to_an_outlier(data):
@@ -244,7 +258,8 @@ def test_select_frames_coverage_prefers_a_typical_uncertain_frame_to_an_outlier(
     committee, rattled = _selection_case(data)
     frames = [active_steps.Candidate(rattled(0.15, 7), 0.9, 0, "outlier")]
     frames += [active_steps.Candidate(rattled(1e-3, k), 0.5, 0, f"group{k}") for k in range(3)]
-    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=1, dedup_tolerance=1e-12)
+    diverse, _ = active_steps.select_frames(frames, [committee], threshold=0.1, max_frames=1, dedup_tolerance=1e-12,
+                                            selection="diverse")
     assert [f.source for f in diverse] == ["outlier"]
     for scale in (1.0, 1000.0):
         scaled = [active_steps.Candidate(f.atoms, scale * f.max_std, 0, f.source) for f in frames]

@@ -270,7 +270,8 @@ def test_a_miniff_row_that_did_not_run_fails_the_command(monkeypatch, tmp_path, 
 @pytest.mark.slow
 def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
     """A tiny learning-efficiency run: both curves start from the same fit, the active curves (default rule and
-    a compared one) grow by the workflow's selection, and the results file and plot are written."""
+    a compared one, warm-started refits) grow by the workflow's selection, a known random curve is reused
+    instead of refitted, and the results file and plot are written."""
     import json
 
     from benchmarks import bench_uncertainty
@@ -282,13 +283,16 @@ def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_uncertainty, "LEARNING_TEMPERATURES", (600,))
     runs = bench_uncertainty.learning_efficiency(seeds=(0,), n_initial=4, step=2, n_random=(4, 8), max_active=6,
                                                  n_epochs=1, pool_per_trajectory=5, held_per_trajectory=1,
-                                                 compare=("spread",), progress=False)
+                                                 compare=("spread",), warm_start=True, progress=False,
+                                                 random_curves={0: {"8": 1e-9}})   # a known, unreachable target
     (run,) = runs
     assert run["active"][4] == run["random"][4] == run["active_spread"][4]    # the same first fit
-    assert set(run["active"]) <= {4, 6} and len(run["active_trajectories"]) == 2 * (len(run["active"]) - 1)
+    assert run["random"][8] == 1e-9 and run["active_labelled_to_match_random"] is None
+    assert set(run["active"]) == {4, 6} and len(run["active_trajectories"]) == 2
     path = bench_uncertainty.write_learning_results(runs, {"smoke": True, "seeds": [0]}, tmp_path)
     data = json.loads(path.read_text())
     assert data["runs"][0]["seed"] == 0 and "active_spread" in data["runs"][0]
+    assert bench_uncertainty._random_curves(path)[0] == {"4": run["random"][4], "8": 1e-9}
     runs, settings = bench_uncertainty._merge([path, path])
     assert settings["seeds"] == [0, 0] and len(runs) == 2
     assert (tmp_path / bench_uncertainty.LEARNING_PLOT).stat().st_size > 0
@@ -309,3 +313,18 @@ def test_learning_efficiency_held_out_trajectories_share_the_pool_cells():
     assert not np.allclose(held.positions, pool.positions)
     again = bench_uncertainty._alloy_frames(variant, 1, 300, 100, every=1)[0]   # deterministic
     assert np.array_equal(again.positions, pool.positions)
+
+
+def test_learning_efficiency_held_out_frames_span_the_pool_time_window():
+    """The held-out frames of a trajectory are spread over the pool's time window (the last ones at the same MD
+    step): taking only the first frames would sample the heating from the rattled lattice alone."""
+    import pytest
+
+    from benchmarks import bench_uncertainty
+
+    for pool, held in ((12, 12), (12, 3), (36, 12), (5, 1)):
+        every = bench_uncertainty._held_every(pool, held)
+        assert every * held == pool * 10   # last held-out frame at the pool's last step (10 steps per frame)
+    for bad in (0, 121):
+        with pytest.raises(ValueError, match="held_per_trajectory"):
+            bench_uncertainty._held_every(12, bad)
