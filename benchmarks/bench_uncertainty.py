@@ -201,7 +201,7 @@ def _held_every(pool_per_trajectory, held_per_trajectory, every=10):
     return max(1, round(pool_per_trajectory * every / held_per_trajectory))
 
 
-def learning_efficiency(seeds=(0, 1, 2), n_initial=10, step=10, n_random=(10, 25, 50, 100), max_active=50,
+def learning_efficiency(seeds=(0, 1, 2, 3, 4), n_initial=10, step=10, n_random=(10, 25, 50, 100), max_active=50,
                         n_epochs=60, pool_per_trajectory=36, held_per_trajectory=12, selection="balanced", compare=(),
                         held_same_cells=True, warm_start=False, random_curves=None, progress=True):
     """Held-out force RMSE against the number of labelled structures: committee selection vs random.
