@@ -234,8 +234,8 @@ def learning_efficiency(seeds=(0, 1, 2, 3, 4), n_initial=10, step=10, n_random=(
     against 0.74 and 0.91 over the pool's frames, so the held-out error measured the easy start of the runs
     (random selection at 100: 6.1-7.0 meV/Å; 15.9 on the pool's own window).  With the even spread,
     ``pool_per_trajectory`` 12 (240 fs) still left active learning short of random's error at 100 (seed 2:
-    16.2 meV/Å at 50 with ``"balanced"`` against 15.9); with 36 (720 fs), the default, a trajectory holds
-    more redundant frames for random selection to spend labels on.  (A pool of 48 per trajectory, tried with
+    16.2 meV/Å at 50 with ``"balanced"`` against 15.9); 36 (720 fs) is the default, the set-up of the
+    results in ``benchmarks/README.md``.  (A pool of 48 per trajectory, tried with
     the old held-out set and 20 epochs, had made ``"diverse"`` worse than random at 50: that held-out set was
     the first 60 fs of the runs, which a pool of long trajectories samples least.)  More epochs do not change
     the comparison (seed 0, 12 frames per trajectory, old held-out set: random 50 7.63 -> 7.74 meV/Å from 60
