@@ -445,6 +445,11 @@ if __name__ == "__main__":
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="only combine results files of single seeds (runs side by side) into one, with the plot")
     args = parser.parse_args()
+    for name in ("epochs", "pool", "held", "step", "max_active"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.held > 10 * args.pool:
+        parser.error(f"--held must be at most 10 x --pool ({10 * args.pool}: one frame per MD step), got {args.held}")
     if args.merge:
         print(write_learning_results(*_merge(args.merge), args.out_dir))
     else:
@@ -452,6 +457,11 @@ if __name__ == "__main__":
                   "held_per_trajectory": args.held, "step": args.step, "max_active": args.max_active,
                   "warm_start": args.warm_start, "selection": args.selection,
                   "compare": tuple(r for r in args.compare if r != args.selection)}
-        known = _random_curves(args.random_from) if args.random_from else None
+        known = None
+        if args.random_from:
+            try:
+                known = _random_curves(args.random_from)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                parser.error(f"--random-from: cannot read random curves from {args.random_from!r} ({err!r})")
         runs = learning_efficiency(**kwargs, random_curves=known)
         print(write_learning_results(runs, dict(kwargs, random_from=args.random_from), args.out_dir))

@@ -328,3 +328,18 @@ def test_learning_efficiency_held_out_frames_span_the_pool_time_window():
     for bad in (0, 121):
         with pytest.raises(ValueError, match="held_per_trajectory"):
             bench_uncertainty._held_every(12, bad)
+
+
+def test_learning_efficiency_command_refuses_bad_arguments(tmp_path):
+    """The learning-efficiency command names a bad argument (argparse exit 2) before any MD or fit."""
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    (tmp_path / "bad.json").write_text('{"x": 1}')
+    for args, message in ((["--held", "0"], "--held must be at least 1"), (["--step", "-2"], "--step must be"),
+                          (["--pool", "2", "--held", "21"], "--held must be at most"),
+                          (["--random-from", str(tmp_path / "missing.json")], "--random-from"),
+                          (["--random-from", str(tmp_path / "bad.json")], "--random-from")):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_uncertainty", *args, "--out-dir",
+                               str(tmp_path)], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
