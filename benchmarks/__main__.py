@@ -96,6 +96,9 @@ def _parse(argv):
     run.add_argument("--only", default=None, help=f"comma-separated cases among: {','.join(CASES)}")
     run.add_argument("--output", default=str(DEFAULT_OUTPUT), help="where to write the JSON results")
     run.add_argument("--readme", action="store_true", help="also write the table into benchmarks/README.md")
+    run.add_argument("--update", action="store_true",
+                     help="keep the rows and derived numbers of the other cases of the existing --output file "
+                          "(replace only what this run measured)")
     rep = sub.add_parser("report", help="print (and optionally write into the README) saved results")
     rep.add_argument("--input", default=str(DEFAULT_OUTPUT))
     rep.add_argument("--readme", action="store_true")
@@ -215,6 +218,28 @@ def run_cases(profile, cases, log=print):
     }
 
 
+def update_results(previous, results):
+    """``results`` with the rows and derived numbers of ``previous`` (an earlier results dict) that it does not
+    replace: a row is replaced when this run has rows of its ``case`` name, a ``derived`` entry when this run
+    measured that case.  The targets are judged again on the union; ``updated`` lists what was kept (cases and
+    the date of their run)."""
+    if previous.get("schema") != results["schema"]:
+        raise ValueError(f"cannot update results of schema {previous.get('schema')!r} with schema {results['schema']}")
+    new_row_cases = {r["case"] for r in results["rows"]}
+    kept_rows = [r for r in previous.get("rows", []) if r["case"] not in new_row_cases]
+    kept_derived = {c: v for c, v in previous.get("derived", {}).items() if c not in results["cases"]}
+    merged = dict(results)
+    merged["rows"] = kept_rows + results["rows"]
+    merged["derived"] = {**kept_derived, **results["derived"]}
+    merged["cases"] = [c for c in previous.get("cases", []) if c not in results["cases"]] + list(results["cases"])
+    merged["targets"] = evaluate_targets(merged["rows"], merged["derived"])
+    kept = [c for c in previous.get("cases", []) if c not in results["cases"]]
+    merged["updated"] = list(previous.get("updated", [])) + [
+        {"kept_cases": kept, "kept_from": (previous.get("environment") or {}).get("date"),
+         "new_cases": list(results["cases"]), "new_date": (results.get("environment") or {}).get("date")}]
+    return merged
+
+
 def _print_results(results):
     print(format_table(results["rows"]))
     for case, values in results["derived"].items():
@@ -239,9 +264,23 @@ def main(argv=None):
         except MiniffNotBuilt as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        previous = None
+        if args.update and os.path.exists(args.output):   # read before the run: a bad file stops it at once
+            import json
+
+            try:
+                with open(args.output) as f:
+                    previous = json.load(f)
+                if not isinstance(previous, dict) or previous.get("schema") != RESULTS_SCHEMA:
+                    raise ValueError(f"not a results file of schema {RESULTS_SCHEMA}")
+            except (OSError, ValueError) as exc:
+                print(f"error: --update: cannot read {args.output} ({exc})", file=sys.stderr)
+                return 2
         print(f"[benchmarks] measuring miniff {_miniff_version()} from {location}", flush=True)
         results = run_cases(args.profile, args.cases)
         results["environment"]["miniff_location"] = str(location)
+        if previous is not None:
+            results = update_results(previous, results)
         write_json(results, args.output)
         _print_results(results)
         print(f"results written to {args.output} ({results['wall_s']:.1f} s)")

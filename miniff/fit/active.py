@@ -52,7 +52,7 @@ class ActiveLearningWorkflow(Workflow):
 
     default_tag = "active"
 
-    def prepare(self, fn_cells, reference, starts=None, held_out=None, committee=4, fit_kwargs=None,
+    def prepare(self, fn_cells, reference, starts=None, held_out=None, committee=5, fit_kwargs=None,
                 fit_run_kwargs=None, dynamics="md", temperatures=(300.0,), n_steps=100, timestep=2.0,
                 sample_every=5, friction=0.01, fmax=0.05, threshold=0.1, max_spread=None,
                 select_extrapolating=True, max_frames=10, dedup_tolerance=0.01, selection="balanced", checkpoint=None,
@@ -75,7 +75,9 @@ class ActiveLearningWorkflow(Workflow):
             committee's errors and spread.
         committee : int or dict
             The committee (``members``, ``seeds``, ``bootstrap``, ``processes``; see
-            :func:`~miniff.fit.committee_fit.committee_options`); default 4 members.
+            :func:`~miniff.fit.committee_fit.committee_options`); default 5 members (the spread of K networks
+            is an estimate with a relative error of about 1 / sqrt(2 (K - 1)): 50 % at K = 3, 35 % at K = 5,
+            and the frames chosen follow it).
         fit_kwargs : dict, optional
             Arguments of ``FitWorkflow.prepare`` for every round's fit (``descriptors``, ``cutoff``,
             ``nn_kwargs``, ``closure_kwargs``, ``test_set``...); ``forces`` defaults to True.

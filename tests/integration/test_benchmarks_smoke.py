@@ -267,6 +267,53 @@ def test_a_miniff_row_that_did_not_run_fails_the_command(monkeypatch, tmp_path, 
     assert cli.main(["run", "--profile", "smoke", "--output", str(tmp_path / "r.json")]) == 0
 
 
+def test_update_keeps_the_other_cases_of_the_results_file(monkeypatch, tmp_path, capsys):
+    """``run --update``: rows of row-cases this run did not measure and derived numbers of cases it did not run
+    are kept from the file; the rest is replaced; targets are judged on the union; a bad file stops the run
+    before it starts."""
+    import json
+
+    from benchmarks import RESULTS_SCHEMA
+    from benchmarks import __main__ as cli
+
+    out = tmp_path / "r.json"
+    old_rows = [_row("neighbors", "miniff", 64, 2e-3), _row("neighbors", "vesin", 64, 1e-3),
+                _row("committee-cost", "miniff", 64, 9.0)]
+    out.write_text(json.dumps({"schema": RESULTS_SCHEMA, "cases": ["neighbors", "uncertainty"], "rows": old_rows,
+                               "derived": {"neighbors": {"x": 1}, "uncertainty": {"calibration": {"spearman": 0.1}}},
+                               "environment": {"date": "old"}, "targets": [], "wall_s": 1.0}))
+    new_rows = [_row("committee-cost", "miniff", 64, 1.0), _row("committee-cost", "one member", 64, 1.0)]
+    calls = []
+
+    def fake_run(profile, cases):
+        calls.append(cases)
+        return {"schema": RESULTS_SCHEMA, "cases": cases, "rows": new_rows,
+                "derived": {"uncertainty": {"calibration": {"spearman": 0.8}}}, "targets": [],
+                "environment": {"date": "new"}, "wall_s": 0.0}
+
+    monkeypatch.setattr(cli, "locate_miniff", lambda: tmp_path)
+    monkeypatch.setattr(cli, "run_cases", fake_run)
+    assert cli.main(["run", "--profile", "smoke", "--only", "uncertainty", "--update", "--output", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert sorted((r["case"], r["tool"], r["median_s"]) for r in got["rows"]) == [
+        ("committee-cost", "miniff", 1.0), ("committee-cost", "one member", 1.0),
+        ("neighbors", "miniff", 2e-3), ("neighbors", "vesin", 1e-3)]
+    assert got["derived"] == {"neighbors": {"x": 1}, "uncertainty": {"calibration": {"spearman": 0.8}}}
+    assert got["cases"] == ["neighbors", "uncertainty"]
+    assert got["updated"] == [{"kept_cases": ["neighbors"], "kept_from": "old", "new_cases": ["uncertainty"],
+                               "new_date": "new"}]
+    spearman = [t for t in got["targets"] if "Spearman" in t["target"]]
+    assert spearman[0]["verdict"] == "met"
+    # without --update the file holds this run only
+    assert cli.main(["run", "--profile", "smoke", "--only", "uncertainty", "--output", str(out)]) == 0
+    assert {r["case"] for r in json.loads(out.read_text())["rows"]} == {"committee-cost"}
+    # a corrupt file: exit code 2 naming the option, nothing run, the file untouched
+    out.write_text("{not json")
+    n_calls = len(calls)
+    assert cli.main(["run", "--profile", "smoke", "--only", "uncertainty", "--update", "--output", str(out)]) == 2
+    assert "--update" in capsys.readouterr().err and len(calls) == n_calls and out.read_text() == "{not json"
+
+
 @pytest.mark.slow
 def test_learning_efficiency_runs_and_writes_its_results(tmp_path, monkeypatch):
     """A tiny learning-efficiency run: both curves start from the same fit, the active curves (default rule and
