@@ -241,7 +241,7 @@ def learning_efficiency(seeds=(0, 1, 2, 3, 4), n_initial=10, step=10, n_random=(
     the old held-out set and 20 epochs, had made ``"diverse"`` worse than random at 50: that held-out set was
     the first 60 fs of the runs, which a pool of long trajectories samples least.)  More epochs do not change
     the comparison (seed 0, 12 frames per trajectory, old held-out set: random 50 7.63 -> 7.74 meV/Å from 60
-    to 200 epochs, random 100 6.24 -> 6.11).  K = 3 committees (until 2026-12-06 18:30) left ``"balanced"`` 5 %
+    to 200 epochs, random 100 6.24 -> 6.11).  K = 3 committees (until 2026-12-06 17:58) left ``"balanced"`` 5 %
     short on one seed of five; the spread of 3 members is a noisy estimate (the standard deviation of K samples
     has a relative error of about 1 / sqrt(2 (K - 1)): 50 % at K = 3, 35 % at K = 5), and K = 5 on that seed
     (seed 3) gave 20.3 meV/Å at 50 against random's 22.8 at 100.
