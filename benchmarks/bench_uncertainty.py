@@ -32,7 +32,8 @@ def _tool(atoms, potentials, members):
 
         def energy_forces(pots):
             nw = nw_cls(cell, cutoff=DESCRIPTOR_SPEC["cutoff"])
-            return float(nw.total(pots)), -np.asarray(nw.grad(pots))
+            result = nw.evaluate(pots, grad=True)   # energy and forces in one pass, as MiniffCalculator does
+            return float(result.energy), -np.asarray(result.grad_nc)
 
         check = {"value": energy_forces(potentials)}
         if members is not None:

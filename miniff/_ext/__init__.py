@@ -26,7 +26,8 @@ extension modules (built by ``setup.py`` from ``miniff/_ext/<name>.pyx``):
                (half stencil, no list), erfc by a table, structure factors and reciprocal-space terms.
 ``pme``        smooth particle-mesh Ewald: spline weights, charge spreading and gathers.
 ``jacobian``   the contractions of the fits' sparse descriptor Jacobian (``miniff.ml.jacobian``): dE/dF to position
-               gradients and back, one pass over the entries.
+               gradients and back, one pass over the entries; and the per-pair gradients of K networks from the
+               per-pair Jacobian (``miniff.ml.potential.contract_pairs``: NN potentials and committees).
 
 Shared C declarations are ``.pxd`` files: ``common.pxd`` (inline helpers, family-code enum, limits), ``pairdesc.pxd``
 (the batched pair descriptors of one atom, inline),

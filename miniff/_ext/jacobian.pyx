@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Contractions of the sparse descriptor Jacobian of the fits (private): ``jacobian_contract`` (energy gradients
 by the positions from dE/dF) and ``jacobian_contract_t`` (its transpose, dE/dF from position gradients), each one
-pass over the stored entries without an ``[E, F]`` intermediate.
+pass over the stored entries without an ``[E, F]`` intermediate; and ``pair_contract``, the per-pair gradients of
+K networks (a committee) from the per-pair Jacobian of ``eval_descriptors``, one pass over it for all K.
 
 The entries are those of ``miniff.ml.jacobian.SparseJacobian``: sorted by sample (``ptr_s`` delimits the entries
 of every sample), entry ``e`` of sample ``s`` links point ``point_e[e]`` (row ``s * n_points + point_e[e]`` of the
@@ -14,7 +15,7 @@ from cython.parallel cimport prange
 
 from miniff._ext._openmp cimport MINIFF_OPENMP_ENABLED
 
-__all__ = ["jacobian_contract", "jacobian_contract_t"]
+__all__ = ["jacobian_contract", "jacobian_contract_t", "pair_contract"]
 
 _OPENMP_ENABLED = bool(MINIFF_OPENMP_ENABLED)  # checked against the other modules by miniff._ext
 
@@ -122,3 +123,41 @@ def jacobian_contract_t(const int64_t[::1] ptr_s, const int64_t[::1] point_e, co
     for s in prange(n_s, nogil=True, num_threads=n_threads, schedule="dynamic"):
         _contract_t_sample(&point_e[0], &atom_e[0], &values[0, 0, 0], &x_ac[s * n_atoms, 0],
                            &out_rf[s * n_points, 0], ptr_s[s], ptr_s[s + 1], n_f)
+
+
+def pair_contract(const int64_t[::1] rows_p, const double[:, :, ::1] values_pfc, const double[:, :, ::1] g_rkf,
+                  double[:, :, ::1] out_kpc, int n_threads):
+    """``out_kpc[k, p, :] = sum_f g_rkf[rows_p[p], k, f] values_pfc[p, f, :]`` for the pairs with
+    ``rows_p[p] >= 0``; the other pairs are left as they are (private; ``rows_p < g_rkf.shape[0]`` is checked by
+    ``miniff.ml.potential.contract_pairs``).  Every pair is done by one thread: results do not depend on the
+    thread count.
+
+    Parameters
+    ----------
+    rows_p : [P] row of ``g_rkf`` of every pair's centre atom, -1 to skip the pair.
+    values_pfc : [P, F, 3] the per-pair descriptor Jacobian. g_rkf : [R, K, F] dE/dF of K networks per row.
+    out_kpc : output [K, P, 3]. n_threads : OpenMP team size.
+    """
+    cdef int64_t n_p = values_pfc.shape[0], n_f = values_pfc.shape[1], n_k = g_rkf.shape[1], p, k, f, r
+    cdef double x0, x1, x2, g
+    if (rows_p.shape[0] != n_p or values_pfc.shape[2] != 3 or g_rkf.shape[2] != n_f or out_kpc.shape[0] != n_k
+            or out_kpc.shape[1] != n_p or out_kpc.shape[2] != 3):
+        raise ValueError("pair_contract: array shapes disagree")
+    if n_p == 0 or n_k == 0:
+        return
+    for p in prange(n_p, nogil=True, num_threads=n_threads, schedule="static"):
+        r = rows_p[p]
+        if r < 0:
+            continue
+        for k in range(n_k):
+            x0 = 0.0
+            x1 = 0.0
+            x2 = 0.0
+            for f in range(n_f):
+                g = g_rkf[r, k, f]
+                x0 = x0 + g * values_pfc[p, f, 0]
+                x1 = x1 + g * values_pfc[p, f, 1]
+                x2 = x2 + g * values_pfc[p, f, 2]
+            out_kpc[k, p, 0] = x0
+            out_kpc[k, p, 1] = x1
+            out_kpc[k, p, 2] = x2

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from miniff.ml import descriptor_data as _ml_descriptors
-from miniff.ml.potential import NNPotential
+from miniff.ml.potential import NNPotential, contract_pairs
 from miniff.potentials.base import LocalPotential, LocalPotentialFamily
 from miniff.potentials.evaluate import active_potentials, pair_gradient_to_atoms, potential_list, stress_from
 from miniff.potentials.extrapolation import act_on_extrapolation, check_on_extrapolation
@@ -189,9 +189,11 @@ class CommitteePotential(LocalPotential):
         else:
             values_nf = jac_pfc = None
             self._last_extrapolation = None if self.descriptor_range is None else (nw, np.zeros(len(sel), np.int64))
-        results = [m.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None) for m in self.members]
-        energy_kn = np.stack([r[0] for r in results])
-        grad_kpc = np.stack([r[1] for r in results]) if grad else None
+        terms = [m.network_terms(sel, values_nf, grad=grad) for m in self.members]
+        energy_kn = np.stack([e for e, _ in terms])
+        # one pass over the Jacobian for all members
+        grad_kpc = (contract_pairs(nw, sel, [g for _, g in terms], jac_pfc, self.device, n_threads) if grad
+                    else None)
         self._last = (nw, pairs, np.array(pairs.D_pc), spec_n.copy(), energy_kn, grad_kpc)
         return energy_kn, grad_kpc
 

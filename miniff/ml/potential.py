@@ -10,6 +10,8 @@ import copy
 import numpy as np
 import torch
 
+from miniff._ext import kernel_module as _k
+from miniff._ext.threads import auto_n_threads
 from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.networks import sequential_from_data, sequential_to_data, simplify_sequential
 from miniff.ml.single import SpeciesNetwork
@@ -182,15 +184,15 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
         values_nf, jac_pfc = eval_descriptors(nw, list(self.descriptors), grad=grad, n_threads=n_threads,
                                               ignore_missing_species=True)
         act_on_extrapolation(self, nw, self.descriptor_range, self.on_extrapolation, values_nf, sel)
-        return self.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None)
+        return self.compute_from_descriptors(nw, sel, values_nf, jac_pfc if grad else None, n_threads=n_threads)
 
     def selected_atoms(self, nw):
         """``[N]`` bool: the atoms of this potential's species (``KeyError`` if the cell lacks it)."""
         (code,) = self.species_codes(nw)
         return np.asarray(nw.spec_encoded_row) == code
 
-    def compute_from_descriptors(self, nw, sel, values_nf, jac_pfc=None):
-        """:meth:`compute` from descriptors already evaluated (a committee evaluates them once for all members).
+    def compute_from_descriptors(self, nw, sel, values_nf, jac_pfc=None, n_threads=None):
+        """:meth:`compute` from descriptors already evaluated.
 
         Parameters
         ----------
@@ -201,59 +203,55 @@ class NNPotential(ExtrapolationCounting, LocalPotential):
             ``eval_descriptors(nw, self.descriptors)`` values.
         jac_pfc : ndarray of shape (P, F, 3) or None
             Their per-pair Jacobian; None for energies only.
+        n_threads : int or None
+            OpenMP threads of the Jacobian contraction.
 
         Returns
         -------
         energy_n : ndarray of shape (N,), eV
         grad_pc : ndarray of shape (P, 3), eV/Å, or None (when ``jac_pfc`` is None)
         """
-        grad = jac_pfc is not None
-        n = len(sel)
-        energy_n = np.zeros(n)
-        grad_pc = np.zeros((nw.pairs.n_pairs, 3)) if grad else None
-        all_atoms = bool(sel.all())
+        energy_n, g_sf = self.network_terms(sel, values_nf, grad=jac_pfc is not None)
+        if jac_pfc is None:
+            return energy_n, None
+        return energy_n, contract_pairs(nw, sel, [g_sf], jac_pfc, self.device, n_threads)[0]
+
+    def network_terms(self, sel, values_nf, grad=False):
+        """The network on the descriptors of the selected atoms: per-atom energies and, with ``grad``, their
+        derivatives with respect to the descriptors (input of :func:`contract_pairs`).
+
+        Parameters
+        ----------
+        sel : ndarray of shape (N,), bool
+            :meth:`selected_atoms`.
+        values_nf : ndarray of shape (N, F)
+            Descriptor values.
+        grad : bool
+
+        Returns
+        -------
+        energy_n : ndarray of shape (N,), eV
+            0 for atoms not selected.
+        g_sf : torch.Tensor of shape (S, F), eV, or None
+            ``d energy / d values`` of the ``S = sel.sum()`` selected atoms, on :attr:`device`; None without
+            ``grad`` or when no atom is selected.
+        """
+        energy_n = np.zeros(len(sel))
         if not sel.any():
-            return energy_n, grad_pc
+            return energy_n, None
         net, dev = self._network()
-        x = torch.from_numpy(np.ascontiguousarray(values_nf if all_atoms else values_nf[sel], dtype=np.float64))
+        x = torch.from_numpy(np.ascontiguousarray(values_nf if sel.all() else values_nf[sel], dtype=np.float64))
         x = x if dev is None else x.to(dev)
         if not grad:
             with torch.no_grad():
-                e = net(x)[:, 0]
-            energy_n[sel] = e.cpu().numpy()
+                energy_n[sel] = net(x)[:, 0].cpu().numpy()
             return energy_n, None
         with torch.enable_grad():
             x.requires_grad_(True)
             e = net(x)[:, 0]
-            (g_nf,) = torch.autograd.grad(e.sum(), x)
+            (g_sf,) = torch.autograd.grad(e.sum(), x)
         energy_n[sel] = e.detach().cpu().numpy()
-        i_p = np.asarray(nw.pairs.i_p, dtype=np.int64)
-        if all_atoms:
-            keep, rows = slice(None), i_p
-        else:
-            pos_n = np.full(n, -1, dtype=np.int64)
-            pos_n[sel] = np.arange(int(sel.sum()))
-            pos_p = pos_n[i_p]
-            keep = np.flatnonzero(pos_p >= 0)
-            rows = pos_p[keep]
-        if dev is None:
-            # on the CPU, grad_pc[p] = g_nf[i_p] . jac_pfc[p] by numpy's stacked matmul (a batch of P tiny
-            # products; ~10x faster than torch.bmm for these shapes), straight into grad_pc for all atoms
-            jac = np.ascontiguousarray(jac_pfc, dtype=np.float64)
-            g_nf = g_nf.detach().numpy()
-            if all_atoms:
-                np.matmul(g_nf[i_p][:, None, :], jac, out=grad_pc[:, None, :])
-            else:
-                grad_pc[keep] = np.matmul(g_nf[rows][:, None, :], jac[keep])[:, 0, :]
-            return energy_n, grad_pc
-        # the Jacobian contraction on the device, one copy of [P, F, 3] there
-        jac = torch.from_numpy(np.ascontiguousarray(jac_pfc, dtype=np.float64))
-        if not all_atoms:
-            jac = jac[torch.from_numpy(keep)]
-        jac = jac.to(dev)
-        g_pf = g_nf[torch.from_numpy(rows).to(g_nf.device)]
-        grad_pc[keep] = torch.bmm(g_pf.unsqueeze(1), jac).squeeze(1).cpu().numpy()
-        return energy_n, grad_pc
+        return energy_n, g_sf
 
     # ------------------------------------------------------------------ device
     @property
@@ -453,3 +451,69 @@ def potentials_from_ml_data(nn, descriptors, normalization=None, output="energy"
                                descriptor_range=None if descriptor_range is None else descriptor_range[k],
                                output=output))
     return out
+
+
+def contract_pairs(nw, sel, g_ksf, jac_pfc, device=None, n_threads=None):
+    """Per-pair gradients of K networks' energies from their descriptor derivatives, one pass over the Jacobian.
+
+    ``grad_kpc[k, p] = g_ksf[k][row(i_p)] . jac_pfc[p]`` for the pairs whose centre atom ``i_p`` is selected
+    (``row``: its position among the selected atoms), 0 for the others.  A committee contracts all its members
+    at once: the Jacobian, the large operand, is read once for K members.
+
+    Parameters
+    ----------
+    nw : NeighborWrapper
+        Its pair list (``i_p``) is the one of ``jac_pfc``.
+    sel : ndarray of shape (N,), bool
+        The atoms of the networks' species.
+    g_ksf : list of K torch.Tensor of shape (S, F), eV, or None
+        ``d energy / d descriptors`` of the ``S = sel.sum()`` selected atoms (:meth:`NNPotential.network_terms`);
+        None entries (no atom selected) give zeros.
+    jac_pfc : ndarray of shape (P, F, 3)
+        The descriptors' per-pair Jacobian, 1/Å.
+    device : torch.device or None
+        Where to contract (None: the compiled OpenMP pass on the CPU).
+    n_threads : int or None
+        OpenMP threads on the CPU (None: the default, serial for small pair lists).
+
+    Returns
+    -------
+    grad_kpc : ndarray of shape (K, P, 3), float64, eV/Å
+        C-contiguous.
+
+    Raises
+    ------
+    ValueError
+        When the shapes of ``g_ksf`` and ``jac_pfc`` do not match ``sel`` and the pair list.
+    """
+    n_pairs = nw.pairs.n_pairs
+    k = len(g_ksf)
+    if not sel.any() or any(g is None for g in g_ksf):
+        return np.zeros((k, n_pairs, 3))
+    i_p = np.asarray(nw.pairs.i_p, dtype=np.int64)
+    n_sel = int(sel.sum())
+    if n_sel == len(sel):
+        rows_p = i_p
+    else:
+        pos_n = np.full(len(sel), -1, dtype=np.int64)
+        pos_n[sel] = np.arange(n_sel)
+        rows_p = pos_n[i_p]
+    if any(tuple(g.shape) != (n_sel, jac_pfc.shape[1]) for g in g_ksf) or jac_pfc.shape != (n_pairs,
+                                                                                             jac_pfc.shape[1], 3):
+        raise ValueError(f"contract_pairs: g_ksf must be [{n_sel}, F] and jac_pfc [{n_pairs}, F, 3], got "
+                         f"{[tuple(g.shape) for g in g_ksf]} and {jac_pfc.shape}")
+    if device is None:
+        # on the CPU, the compiled pass: pairs in parallel, each pair's [F, 3] block read once for all K
+        g_rkf = np.ascontiguousarray(np.stack([g.detach().cpu().numpy() for g in g_ksf], axis=1),
+                                     dtype=np.float64)
+        grad_kpc = np.zeros((k, n_pairs, 3))
+        _k.pair_contract(np.ascontiguousarray(rows_p), np.ascontiguousarray(jac_pfc, dtype=np.float64), g_rkf,
+                         grad_kpc, auto_n_threads(n_threads, n_pairs * k))
+        return grad_kpc
+    # on the device, one copy of [P, F, 3] there
+    keep = np.flatnonzero(rows_p >= 0)
+    jac = torch.from_numpy(np.ascontiguousarray(jac_pfc[keep], dtype=np.float64)).to(device)
+    g_rkf = torch.stack([g.detach() for g in g_ksf], dim=1).to(device)
+    grad_pkc = np.zeros((n_pairs, k, 3))
+    grad_pkc[keep] = torch.matmul(g_rkf[torch.from_numpy(rows_p[keep]).to(device)], jac).cpu().numpy()
+    return np.ascontiguousarray(grad_pkc.transpose(1, 0, 2))
