@@ -228,7 +228,7 @@ def update_results(previous, results):
     new_row_cases = {r["case"] for r in results["rows"]}
     kept_rows = [r for r in previous.get("rows", []) if r["case"] not in new_row_cases]
     kept_derived = {c: v for c, v in previous.get("derived", {}).items() if c not in results["cases"]}
-    merged = dict(results)
+    merged = {**previous, **results}
     merged["rows"] = kept_rows + results["rows"]
     merged["derived"] = {**kept_derived, **results["derived"]}
     merged["cases"] = [c for c in previous.get("cases", []) if c not in results["cases"]] + list(results["cases"])

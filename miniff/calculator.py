@@ -163,6 +163,8 @@ class MiniffCalculator(Calculator):
         self._needs_charges = any(getattr(p, "needs_charges", False) for p in potentials)
         self._equilibrates = any(getattr(p, "equilibrates_charges", False) for p in potentials)
         self._has_committee = bool(committees_of(potentials))
+        for c in committees_of(potentials):   # forces_std follows every evaluation: keep the members' gradients
+            c.keep_member_gradients = True
         self._reset_neighbors()
 
     # ------------------------------------------------------------------ neighbour state

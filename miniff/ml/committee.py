@@ -16,9 +16,12 @@ held-out errors and saved with the potential) multiplies its members' deviations
 spread that :func:`committee_spread` (and the ASE calculator) reports; ``calibrated=False`` gives the raw one.
 """
 
+import copy
 from typing import NamedTuple
 
 import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
 
 from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.potential import NNPotential, contract_pairs
@@ -67,7 +70,9 @@ class CommitteePotential(LocalPotential):
     ``compute`` returns the mean of the members' per-atom energies and per-pair gradients. The members' own
     values come from :meth:`member_terms`, which keeps the last result for the wrapper (one entry, checked
     against the wrapper's pair vectors and species), so an energy evaluation followed by
-    :func:`committee_spread` of the same positions evaluates the descriptors once.
+    :func:`committee_spread` of the same positions evaluates the descriptors once; for forces too, set
+    :attr:`keep_member_gradients` (the calculator does), else ``compute(grad=True)`` contracts only the
+    mean's descriptor derivative and a following spread of the forces evaluates again.
     """
 
     def __init__(self, members, on_extrapolation=None, calibration=1.0):
@@ -93,8 +98,12 @@ class CommitteePotential(LocalPotential):
         super().__init__({}, first.cutoff, family=committee_family, tag=first.tag)
         self.on_extrapolation = first.on_extrapolation if on_extrapolation is None else on_extrapolation
         self.calibration = calibration
-        self._last = None  # (nw, pairs, D_pc copy, species copy, energy_kn, grad_kpc)
+        self._last = None  # (nw, pairs, D_pc copy, species copy, energy_kn, grad_kpc or None)
         self._last_extrapolation = None
+        #: True: ``compute(grad=True)`` also keeps the members' own pair gradients, so that a following
+        #: :func:`committee_spread` of the same positions evaluates nothing again (``MiniffCalculator`` sets
+        #: it); False (default): it computes the mean's gradient only, cheaper when no spread is asked.
+        self.keep_member_gradients = False
 
     @property
     def device(self):
@@ -174,12 +183,31 @@ class CommitteePotential(LocalPotential):
         grad_kpc : ndarray of shape (K, P, 3), eV/Å, or None
             ``d energy_kn[k, i_p] / d D_pc[p]``.
         """
-        pairs = nw.pairs
-        spec_n = np.asarray(nw.spec_encoded_row)
+        hit = self._cached(nw, grad)
+        if hit is not None:
+            return hit
+        energy_kn, grad_kpc = self._evaluate_members(nw, grad, n_threads, per_member=True)
+        self._keep(nw, energy_kn, grad_kpc)
+        return energy_kn, grad_kpc
+
+    def _cached(self, nw, grad):
+        """``(energy_kn, grad_kpc or None)`` of the last evaluation when it was of this wrapper's pair vectors and
+        species and holds what is asked (per-member gradients for ``grad``), else None."""
         last = self._last
-        if (last is not None and last[0] is nw and last[1] is pairs and (last[5] is not None or not grad)
-                and np.array_equal(last[2], pairs.D_pc) and np.array_equal(last[3], spec_n)):
-            return last[4], (last[5] if grad else None)
+        if last is None or last[0] is not nw or last[1] is not nw.pairs or (grad and last[5] is None):
+            return None
+        if not (np.array_equal(last[2], nw.pairs.D_pc) and np.array_equal(last[3], np.asarray(nw.spec_encoded_row))):
+            return None
+        return last[4], (last[5] if grad else None)
+
+    def _keep(self, nw, energy_kn, grad_kpc):
+        self._last = (nw, nw.pairs, np.array(nw.pairs.D_pc), np.array(nw.spec_encoded_row), energy_kn, grad_kpc)
+
+    def _evaluate_members(self, nw, grad, n_threads, per_member):
+        """Descriptors once, then every member's network: ``energy_kn`` [K, N] and, with ``grad``, the members'
+        pair gradients [K, P, 3] (``per_member``) or those of their mean [P, 3] (one contraction of the mean
+        descriptor derivative: the contraction is linear)."""
+        self._last = None   # a new evaluation: release the previous one's arrays first
         sel = self.members[0].selected_atoms(nw)
         if sel.any():
             eval_descriptors = _ml_descriptors.eval_descriptors_hook()
@@ -189,23 +217,77 @@ class CommitteePotential(LocalPotential):
         else:
             values_nf = jac_pfc = None
             self._last_extrapolation = None if self.descriptor_range is None else (nw, np.zeros(len(sel), np.int64))
-        terms = [m.network_terms(sel, values_nf, grad=grad) for m in self.members]
-        energy_kn = np.stack([e for e, _ in terms])
-        # one pass over the Jacobian for all members
-        grad_kpc = (contract_pairs(nw, sel, [g for _, g in terms], jac_pfc, self.device, n_threads) if grad
-                    else None)
-        self._last = (nw, pairs, np.array(pairs.D_pc), spec_n.copy(), energy_kn, grad_kpc)
-        return energy_kn, grad_kpc
+        energy_kn, g_ksf = self._network_terms(sel, values_nf, grad)
+        if not grad:
+            return energy_kn, None
+        if per_member:   # one pass over the Jacobian for all members
+            return energy_kn, contract_pairs(nw, sel, g_ksf, jac_pfc, self.device, n_threads)
+        g_mean = None if any(g is None for g in g_ksf) else torch.stack(g_ksf).mean(dim=0)
+        return energy_kn, contract_pairs(nw, sel, [g_mean], jac_pfc, self.device, n_threads)[0]
+
+    def _network_terms(self, sel, values_nf, grad):
+        """Every member's network on the selected atoms' descriptors: ``energy_kn`` [K, N] (eV) and the K
+        derivatives ``d energy / d values`` [S, F] (or None entries; see :meth:`NNPotential.network_terms`).
+        Members whose networks are ``Sequential`` modules of one structure on one device run as one batch
+        (``torch.func.vmap`` over their stacked parameters: a few large operations instead of K small ones);
+        others one by one."""
+        nets = self._stackable_networks() if sel.any() else None
+        if nets is None:
+            terms = [m.network_terms(sel, values_nf, grad=grad) for m in self.members]
+            return np.stack([e for e, _ in terms]), [g for _, g in terms]
+        base, dev = self._stack_base
+        with torch.no_grad():
+            params, buffers = stack_module_state(nets)
+        x = torch.from_numpy(np.ascontiguousarray(values_nf if sel.all() else values_nf[sel], dtype=np.float64))
+        x = x if dev is None else x.to(dev)
+
+        def member(p, b, xx):
+            return functional_call(base, (p, b), (xx,))[:, 0]
+
+        energy_kn = np.zeros((len(nets), len(sel)))
+        if not grad:
+            with torch.no_grad():
+                energy_kn[:, sel] = vmap(member, in_dims=(0, 0, None))(params, buffers, x).cpu().numpy()
+            return energy_kn, [None] * len(nets)
+        x_ksf = x.expand(len(nets), -1, -1).clone().requires_grad_(True)
+        with torch.enable_grad():
+            e_ks = vmap(member)(params, buffers, x_ksf)
+            (g_ksf,) = torch.autograd.grad(e_ks.sum(), x_ksf)
+        energy_kn[:, sel] = e_ks.detach().cpu().numpy()
+        return energy_kn, list(g_ksf)
+
+    def _stackable_networks(self):
+        """The members' networks (on their device) when they can run as one batch, else None; the check is
+        redone when a member's network object changes."""
+        nets = [m._network() for m in self.members]
+        key = tuple(id(n) for n, _ in nets)
+        if getattr(self, "_stack_key", None) != key:
+            mods = [n for n, _ in nets]
+            ok = (all(type(n) is torch.nn.Sequential for n in mods) and len({str(d) for _, d in nets}) == 1
+                  and len({repr(n) for n in mods}) == 1
+                  and len({tuple((k, tuple(v.shape), v.dtype) for k, v in n.state_dict().items()) for n in mods}) == 1)
+            self._stack_key = key
+            self._stack_base = (copy.deepcopy(mods[0]).to("meta"), nets[0][1]) if ok else None
+        return None if self._stack_base is None else [n for n, _ in nets]
 
     def compute(self, nw, grad=False, n_threads=None):
         """The members' mean (DEVELOPING.md, Contract 3).
+
+        With ``grad``, the members' own pair gradients are kept for :func:`committee_spread` when
+        :attr:`keep_member_gradients` is set (``MiniffCalculator`` sets it); otherwise only the mean's is computed
+        (one contraction of the mean descriptor derivative, the cheaper path for energy and forces alone).
 
         Returns
         -------
         energy_n : ndarray of shape (N,), eV
         grad_pc : ndarray of shape (P, 3), eV/Å, or None
         """
-        energy_kn, grad_kpc = self.member_terms(nw, grad=grad, n_threads=n_threads)
+        hit = self._cached(nw, grad)
+        if hit is None and grad and not self.keep_member_gradients:
+            energy_kn, grad_pc = self._evaluate_members(nw, True, n_threads, per_member=False)
+            self._keep(nw, energy_kn, None)   # the energies stay reusable
+            return energy_kn.mean(axis=0), grad_pc
+        energy_kn, grad_kpc = hit if hit is not None else self.member_terms(nw, grad=grad, n_threads=n_threads)
         return energy_kn.mean(axis=0), (grad_kpc.mean(axis=0) if grad else None)
 
     # ------------------------------------------------------------------ state

@@ -108,6 +108,34 @@ def test_mean_and_spread_equal_numpy_over_members(wrapper, model):
     assert only.energy_std == pytest.approx(e_k.std(), rel=1e-11)
 
 
+def test_batched_members_equal_members_one_by_one(wrapper, model):
+    """Members of one structure run as one batch (vmap over stacked parameters); a committee whose members
+    differ in structure (other widths, other activation) runs them one by one; both equal the members'
+    own evaluations (the numpy reference over members)."""
+    assert all(c._stackable_networks() is not None for c in model[:2])
+    wider = _members("a", [1, 2])
+    torch.manual_seed(3)
+    wider.append(ml.NNPotential(ml.SequentialSoleEnergyNN(3, n_internal=5, n_layers=2, activation="tanh"),
+                                _descriptors("a"), tag="a"))
+    torch.manual_seed(4)
+    other_act = ml.NNPotential(ml.SequentialSoleEnergyNN(3, n_internal=4, n_layers=2, activation="sigmoid"),
+                               _descriptors("b"), tag="b")
+    mixed = [ml.CommitteePotential(wider), ml.CommitteePotential(_members("b", [4, 5]) + [other_act]), model[2]]
+    assert all(c._stackable_networks() is None for c in mixed[:2])
+    for m in (model, mixed):
+        e_k, e_kn, f_knc, s_k6, forces_std = _numpy_spread(wrapper, m)
+        got = wrapper.evaluate(m, grad=True, stress=True)
+        np.testing.assert_allclose(got.energy_n, e_kn.mean(axis=0), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(-got.grad_nc, f_knc.mean(axis=0), rtol=1e-11, atol=1e-12)
+        spread = ml.committee_spread(wrapper, m)
+        np.testing.assert_allclose(spread.forces_std, forces_std, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(spread.energies_std, e_kn.std(axis=0), rtol=1e-11, atol=1e-13)
+    # a member's network replaced by one of another structure: the check is redone
+    c = model[0]
+    c.members[1].parameters["nn"] = wider[2].nn
+    assert c._stackable_networks() is None
+
+
 def test_descriptors_evaluated_once_for_energy_and_spread(wrapper, model, monkeypatch):
     calls = []
     real = descriptor_data.eval_descriptors_hook()
@@ -117,10 +145,24 @@ def test_descriptors_evaluated_once_for_energy_and_spread(wrapper, model, monkey
         return real(*args, **kwargs)
 
     monkeypatch.setattr(descriptor_data, "eval_descriptors_hook", lambda: counting)
-    wrapper.evaluate(model, grad=True, stress=True)
+    # by default forces come from the mean's descriptor derivative alone: a spread of the forces evaluates again
+    mean_only = wrapper.evaluate(model, grad=True, stress=True)
     assert len(calls) == 2  # one per committee (species), not one per member
+    ml.committee_spread(wrapper, model, stress=False)
+    assert len(calls) == 4
+    for c in model[:2]:   # the committees
+        c.keep_member_gradients = True
+    wrapper.set_cell_cartesian(wrapper.cartesian_row.copy(), normalize=False)   # new pair list, same positions
+    wrapper.compute_distances(CUTOFF)
+    calls.clear()
+    kept = wrapper.evaluate(model, grad=True, stress=True)
+    assert len(calls) == 2
     ml.committee_spread(wrapper, model)
     assert len(calls) == 2  # the spread of the same positions reuses them
+    # both paths give the same mean (the contraction is linear)
+    np.testing.assert_allclose(kept.grad_nc, mean_only.grad_nc, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(kept.stress, mean_only.stress, rtol=1e-12, atol=1e-15)
+    assert kept.energy == pytest.approx(mean_only.energy, rel=1e-14)
     cart = wrapper.cartesian_row.copy()
     cart[0] += 0.01
     wrapper.set_cell_cartesian(cart, normalize=False)
