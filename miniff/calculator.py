@@ -105,7 +105,8 @@ class MiniffCalculator(Calculator):
     When the potentials include a ``miniff.ml.CommitteePotential``, every calculation also stores the
     committee spread (``miniff.ml.committee_spread``) in ``results``: ``energy_std`` (eV), ``energies_std``
     (``[N]``, eV), with forces ``forces_std`` (``[N]``, eV/Å, RMS over Cartesian components) and with stress
-    ``stress_std`` (``[6]``, eV/Å³). The descriptors are evaluated once for the mean and the spread.
+    ``stress_std`` (``[6]``, eV/Å³). The descriptors are evaluated once for the mean and the spread (the
+    calculator sets the committees' ``keep_member_gradients``, which changes no result, only what is kept).
     NN potentials that know their training range (``descriptor_range``; n2p2 potentials: ``scaling.data``) add
     ``extrapolating_descriptors`` (``[N]`` int: descriptors outside the range per atom) and
     ``n_extrapolating_atoms`` (int).
