@@ -16,12 +16,10 @@ held-out errors and saved with the potential) multiplies its members' deviations
 spread that :func:`committee_spread` (and the ASE calculator) reports; ``calibrated=False`` gives the raw one.
 """
 
-import copy
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.func import functional_call, stack_module_state, vmap
 
 from miniff.ml import descriptor_data as _ml_descriptors
 from miniff.ml.potential import NNPotential, contract_pairs
@@ -49,6 +47,12 @@ def _same_data(a, b):
         return bool(np.array_equal(np.asarray(a), np.asarray(b)))
     except (TypeError, ValueError):
         return a == b
+
+
+#: Layers a committee runs as one batch over its members (see ``CommitteePotential._network_terms``).
+_BATCHABLE_LAYERS = (torch.nn.Linear, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.SiLU, torch.nn.Softplus,
+                     torch.nn.ReLU, torch.nn.ELU, torch.nn.CELU, torch.nn.SELU, torch.nn.GELU, torch.nn.LeakyReLU,
+                     torch.nn.Softsign, torch.nn.Tanhshrink, torch.nn.Mish, torch.nn.LogSigmoid, torch.nn.Identity)
 
 
 class CommitteePotential(LocalPotential):
@@ -228,30 +232,39 @@ class CommitteePotential(LocalPotential):
     def _network_terms(self, sel, values_nf, grad):
         """Every member's network on the selected atoms' descriptors: ``energy_kn`` [K, N] (eV) and the K
         derivatives ``d energy / d values`` [S, F] (or None entries; see :meth:`NNPotential.network_terms`).
-        Members whose networks are ``Sequential`` modules of one structure on one device run as one batch
-        (``torch.func.vmap`` over their stacked parameters: a few large operations instead of K small ones);
-        others one by one."""
+        Members whose networks are ``Sequential`` stacks of the same ``Linear`` and element-wise activation
+        layers run as one batch (each layer one batched matrix product over the K members' stacked weights:
+        a few large operations instead of K x layers small ones); others one by one."""
         nets = self._stackable_networks() if sel.any() else None
         if nets is None:
             terms = [m.network_terms(sel, values_nf, grad=grad) for m in self.members]
             return np.stack([e for e, _ in terms]), [g for _, g in terms]
-        base, dev = self._stack_base
+        dev = self._stack_device
+        k = len(nets)
         with torch.no_grad():
-            params, buffers = stack_module_state(nets)
+            layers = [(torch.stack([m.weight for m in ms]).transpose(1, 2),
+                       None if ms[0].bias is None else torch.stack([m.bias for m in ms])[:, None, :])
+                      if isinstance(ms[0], torch.nn.Linear) else ms[0] for ms in zip(*nets, strict=True)]
         x = torch.from_numpy(np.ascontiguousarray(values_nf if sel.all() else values_nf[sel], dtype=np.float64))
         x = x if dev is None else x.to(dev)
 
-        def member(p, b, xx):
-            return functional_call(base, (p, b), (xx,))[:, 0]
+        def energies(h_ksf):   # [K, S, F] -> [K, S]
+            for layer in layers:
+                if isinstance(layer, tuple):
+                    w, b = layer
+                    h_ksf = torch.bmm(h_ksf, w) if b is None else torch.baddbmm(b, h_ksf, w)
+                else:
+                    h_ksf = layer(h_ksf)
+            return h_ksf[..., 0]
 
-        energy_kn = np.zeros((len(nets), len(sel)))
+        energy_kn = np.zeros((k, len(sel)))
         if not grad:
             with torch.no_grad():
-                energy_kn[:, sel] = vmap(member, in_dims=(0, 0, None))(params, buffers, x).cpu().numpy()
-            return energy_kn, [None] * len(nets)
-        x_ksf = x.expand(len(nets), -1, -1).clone().requires_grad_(True)
+                energy_kn[:, sel] = energies(x.expand(k, -1, -1)).cpu().numpy()
+            return energy_kn, [None] * k
+        x_ksf = x.expand(k, -1, -1).clone().requires_grad_(True)
         with torch.enable_grad():
-            e_ks = vmap(member)(params, buffers, x_ksf)
+            e_ks = energies(x_ksf)
             (g_ksf,) = torch.autograd.grad(e_ks.sum(), x_ksf)
         energy_kn[:, sel] = e_ks.detach().cpu().numpy()
         return energy_kn, list(g_ksf)
@@ -263,12 +276,16 @@ class CommitteePotential(LocalPotential):
         key = tuple(id(n) for n, _ in nets)
         if getattr(self, "_stack_key", None) != key:
             mods = [n for n, _ in nets]
+            # torch's Linear and element-wise activations only: their repr states their whole configuration,
+            # and they act on [K, S, H] as on [S, H]
             ok = (all(type(n) is torch.nn.Sequential for n in mods) and len({str(d) for _, d in nets}) == 1
+                  and all(type(layer) in _BATCHABLE_LAYERS for n in mods for layer in n)
                   and len({repr(n) for n in mods}) == 1
                   and len({tuple((k, tuple(v.shape), v.dtype) for k, v in n.state_dict().items()) for n in mods}) == 1)
             self._stack_key = key
-            self._stack_base = (copy.deepcopy(mods[0]).to("meta"), nets[0][1]) if ok else None
-        return None if self._stack_base is None else [n for n, _ in nets]
+            self._stack_ok = ok
+            self._stack_device = nets[0][1]
+        return [n for n, _ in nets] if self._stack_ok else None
 
     def compute(self, nw, grad=False, n_threads=None):
         """The members' mean (DEVELOPING.md, Contract 3).

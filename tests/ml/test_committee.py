@@ -109,8 +109,8 @@ def test_mean_and_spread_equal_numpy_over_members(wrapper, model):
 
 
 def test_batched_members_equal_members_one_by_one(wrapper, model):
-    """Members of one structure run as one batch (vmap over stacked parameters); a committee whose members
-    differ in structure (other widths, other activation) runs them one by one; both equal the members'
+    """Members of one structure run as one batch (batched matrix products over stacked weights); a committee
+    whose members differ in structure (other widths, other activation, a custom module) runs them one by one; both equal the members'
     own evaluations (the numpy reference over members)."""
     assert all(c._stackable_networks() is not None for c in model[:2])
     wider = _members("a", [1, 2])
@@ -130,6 +130,19 @@ def test_batched_members_equal_members_one_by_one(wrapper, model):
         spread = ml.committee_spread(wrapper, m)
         np.testing.assert_allclose(spread.forces_std, forces_std, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(spread.energies_std, e_kn.std(axis=0), rtol=1e-11, atol=1e-13)
+    # a custom activation module (settings a repr may not show): one by one
+    class Scaled(torch.nn.Module):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return torch.tanh(self.factor * x)
+
+    custom = _members("a", [1, 2])
+    for m, factor in zip(custom, (1.0, 2.0), strict=True):
+        m.nn[1] = Scaled(factor)
+    assert ml.CommitteePotential(custom)._stackable_networks() is None
     # a member's network replaced by one of another structure: the check is redone
     c = model[0]
     c.members[1].parameters["nn"] = wider[2].nn
