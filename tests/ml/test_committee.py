@@ -110,8 +110,8 @@ def test_mean_and_spread_equal_numpy_over_members(wrapper, model):
 
 def test_batched_members_equal_members_one_by_one(wrapper, model):
     """Members of one structure run as one batch (batched matrix products over stacked weights); a committee
-    whose members differ in structure (other widths, other activation, a custom module) runs them one by one; both equal the members'
-    own evaluations (the numpy reference over members)."""
+    whose members differ in structure (other widths, other activation, a custom module) runs them one by
+    one; both equal the members' own evaluations (the numpy reference over members)."""
     assert all(c._stackable_networks() is not None for c in model[:2])
     wider = _members("a", [1, 2])
     torch.manual_seed(3)
