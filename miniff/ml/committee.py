@@ -273,19 +273,19 @@ class CommitteePotential(LocalPotential):
         """The members' networks (on their device) when they can run as one batch, else None; the check is
         redone when a member's network object changes."""
         nets = [m._network() for m in self.members]
-        key = tuple(id(n) for n, _ in nets)
-        if getattr(self, "_stack_key", None) != key:
-            mods = [n for n, _ in nets]
+        mods = [n for n, _ in nets]
+        known = getattr(self, "_stack_nets", ())
+        if len(known) != len(mods) or any(a is not b for a, b in zip(known, mods, strict=False)):
             # torch's Linear and element-wise activations only: their repr states their whole configuration,
             # and they act on [K, S, H] as on [S, H]
             ok = (all(type(n) is torch.nn.Sequential for n in mods) and len({str(d) for _, d in nets}) == 1
                   and all(type(layer) in _BATCHABLE_LAYERS for n in mods for layer in n)
                   and len({repr(n) for n in mods}) == 1
                   and len({tuple((k, tuple(v.shape), v.dtype) for k, v in n.state_dict().items()) for n in mods}) == 1)
-            self._stack_key = key
+            self._stack_nets = tuple(mods)   # the modules themselves (ids could be reused once they are freed)
             self._stack_ok = ok
             self._stack_device = nets[0][1]
-        return [n for n, _ in nets] if self._stack_ok else None
+        return mods if self._stack_ok else None
 
     def compute(self, nw, grad=False, n_threads=None):
         """The members' mean (DEVELOPING.md, Contract 3).
