@@ -460,6 +460,8 @@ if __name__ == "__main__":
     for name in ("epochs", "members", "pool", "held", "step", "max_active"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.members < 2:
+        parser.error(f"--members must be at least 2 (a committee), got {args.members}")
     if args.held > 10 * args.pool:
         parser.error(f"--held must be at most 10 x --pool ({10 * args.pool}: one frame per MD step), got {args.held}")
     if args.merge:

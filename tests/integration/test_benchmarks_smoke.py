@@ -385,6 +385,7 @@ def test_learning_efficiency_command_refuses_bad_arguments(tmp_path):
     (tmp_path / "bad.json").write_text('{"x": 1}')
     for args, message in ((["--held", "0"], "--held must be at least 1"), (["--step", "-2"], "--step must be"),
                           (["--pool", "2", "--held", "21"], "--held must be at most"),
+                          (["--members", "1"], "--members must be at least 2"),
                           (["--random-from", str(tmp_path / "missing.json")], "--random-from"),
                           (["--random-from", str(tmp_path / "bad.json")], "--random-from")):
         proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_uncertainty", *args, "--out-dir",
